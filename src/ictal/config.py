@@ -1,0 +1,307 @@
+"""One YAML config: pydantic models with built-in defaults, overrides, canonical JSON, cache key.
+
+The cache key covers the *semantic* fields only (what changes a byte of the cache); paths
+and performance knobs never enter it (DESIGN.md invariant 3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+# Bump when preprocessing code changes output bytes for the same config: it enters the key.
+PREPROCESSING_VERSION = "ictal-preproc-1"
+CACHE_FORMAT_VERSION = 1
+
+CANONICAL_19 = (
+    "Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz",
+    "Pz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
+)  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config or override that cannot be used; the message names field, value, what is allowed."""
+
+
+class Section(BaseModel):
+    """Base for config sections: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CorpusPolicy(Section):
+    """How defects in the corpus are treated; semantic because it changes what is cached."""
+
+    missing_channels: Literal["error", "interpolate"] = "error"
+    annotation_overlap: Literal["error", "merge"] = "error"
+    annotation_out_of_range: Literal["error", "clip"] = "error"
+    duration_tolerance_s: float = Field(1.0, ge=0.0, le=60.0)
+
+
+class CorpusConfig(Section):
+    """Where the EDF corpus lives (local path or fsspec URL) and how to treat its defects."""
+
+    root: str = "data/corpus"
+    splits: tuple[Literal["train", "dev", "eval"], ...] = ("train", "dev", "eval")
+    policy: CorpusPolicy = CorpusPolicy()
+
+
+class SignalConfig(Section):
+    """Preprocessing applied once at build time; every field is semantic."""
+
+    channels: tuple[str, ...] = CANONICAL_19
+    fs: float = Field(256.0, gt=0.0, le=4096.0)
+    montage: Literal["average", "referential", "bipolar", "tcp"] = "average"
+    bandpass: tuple[float, float] = (0.5, 120.0)
+    notch: float | None = Field(60.0, gt=0.0)
+    notch_q: float = Field(30.0, gt=0.0)
+    notch_harmonics: bool = False
+    filter_order: int = Field(4, ge=1, le=10)
+    normalisation: Literal["robust", "zscore", "none"] = "robust"
+    clip: float | None = Field(None, gt=0.0)
+    dtype: Literal["float16", "float32"] = "float32"
+
+    @model_validator(mode="after")
+    def _check_band(self) -> SignalConfig:
+        low, high = self.bandpass
+        if not 0.0 <= low < high:
+            raise ValueError(f"bandpass must satisfy 0 <= low < high, got {self.bandpass}")
+        return self
+
+
+class LabelsConfig(Section):
+    """Which annotation files give the labels and the accepted seizure vocabulary."""
+
+    source: Literal["csv_bi", "csv"] = "csv_bi"
+    seizure_codes: tuple[str, ...] = (
+        "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz",
+    )  # fmt: skip
+
+
+class CacheConfig(Section):
+    """Where caches live (one root; the key subdirectory is derived) and build knobs."""
+
+    root: str = "data/cache"
+    workers: int | None = Field(None, ge=1, le=512)
+    executor: Literal["process", "serial"] = "process"
+    max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    retry_failed: bool = False
+
+
+class RunsConfig(Section):
+    """Where run directories are written."""
+
+    root: str = "runs"
+
+
+class WindowsConfig(Section):
+    """Virtual training windows; changing them needs no rebuild."""
+
+    length_s: float = Field(60.0, gt=0.0)
+    stride_s: float = Field(10.0, gt=0.0)
+    full_threshold: float = Field(1.0, gt=0.0, le=1.0)
+
+
+class SamplerConfig(Section):
+    """Balanced sampler ratios relative to the number of partial-seizure windows."""
+
+    partial: float = Field(1.0, ge=0.0)
+    full: float = Field(0.3, ge=0.0)
+    background: float = Field(2.5, ge=0.0)
+
+
+class LoaderConfig(Section):
+    """Data loader knobs; None means a sensible default from the machine."""
+
+    batch_size: int = Field(32, ge=1, le=65536)
+    num_workers: int | None = Field(None, ge=0, le=256)
+    prefetch_factor: int = Field(4, ge=1, le=64)
+    persistent_workers: bool = True
+    timeout_s: float = Field(120.0, ge=0.0)
+
+
+class ModelConfig(Section):
+    """Model name from the registry and its keyword parameters."""
+
+    name: str = "conv_bigru"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(Section):
+    """Optimisation, checkpointing and monitoring of one training run."""
+
+    epochs: int = Field(10, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-2, ge=0.0)
+    warmup_steps: int = Field(100, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0.0)
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    checkpoint_every_s: float = Field(600.0, gt=0.0)
+    heartbeat_s: float = Field(60.0, gt=0.0)
+    max_nonfinite_in_a_row: int = Field(10, ge=1)
+    patience: int | None = Field(None, ge=1)
+    data_wait_warn: float = Field(0.3, ge=0.0, le=1.0)
+    validate_each_epoch: bool = True
+
+
+class EvaluateConfig(Section):
+    """Post-processing and scoring of whole recordings."""
+
+    split: Literal["dev", "eval"] = "eval"
+    threshold: float = Field(0.5, ge=0.0, le=1.0)
+    hysteresis_low: float | None = Field(None, ge=0.0, le=1.0)
+    min_duration_s: float = Field(2.0, ge=0.0)
+    merge_gap_s: float = Field(0.0, ge=0.0)
+    max_event_s: float | None = Field(None, gt=0.0)
+    targets_fa_per_24h: tuple[float, ...] = (10.0, 5.0, 2.5, 1.0)
+    batch_size: int = Field(16, ge=1)
+
+
+class SinkConfig(Section):
+    """Where a job pushes its run directory when done (fsspec URL); None keeps it local."""
+
+    url: str | None = None
+
+
+class Config(Section):
+    """The whole Ictal configuration."""
+
+    corpus: CorpusConfig = CorpusConfig()
+    signal: SignalConfig = SignalConfig()
+    labels: LabelsConfig = LabelsConfig()
+    cache: CacheConfig = CacheConfig()
+    runs: RunsConfig = RunsConfig()
+    windows: WindowsConfig = WindowsConfig()
+    sampler: SamplerConfig = SamplerConfig()
+    loader: LoaderConfig = LoaderConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    sink: SinkConfig = SinkConfig()
+
+    def semantic(self) -> dict[str, Any]:
+        """The fields that change a byte of the cache: signal, labels and corpus policy."""
+        return {
+            "signal": self.signal.model_dump(mode="json"),
+            "labels": self.labels.model_dump(mode="json"),
+            "corpus": {"policy": self.corpus.policy.model_dump(mode="json")},
+        }
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (round-trips through load_config)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# Dotted paths of the semantic fields, for diffs that name what differs (explain).
+SEMANTIC_SECTIONS = ("signal", "labels", "corpus.policy")
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, no NaN; same object -> same string."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def cache_key(cfg: Config, source_digest: str, version: str = PREPROCESSING_VERSION) -> str:
+    """sha256 of the semantic config, the preprocessing version and the source digest."""
+    payload = {"semantic": cfg.semantic(), "preprocessing_version": version, "source": source_digest}
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+def _format_validation_error(err: ValidationError, origin: str) -> str:
+    """One line per problem: field path, bad value, what is allowed."""
+    lines = [f"invalid config ({origin}):"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
+        value = e.get("input")
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {loc}: unknown key (value {value!r})")
+            continue
+        allowed = ""
+        ctx = e.get("ctx") or {}
+        if "expected" in ctx and str(ctx["expected"]) not in e["msg"]:
+            allowed = f"; allowed: {ctx['expected']}"
+        lines.append(f"  {loc} = {value!r}: {e['msg']}{allowed}")
+    return "\n".join(lines)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set tree[a][b][c] = value for 'a.b.c', creating dicts on the way."""
+    parts = dotted.split(".")
+    node = tree
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split 'a.b=value'; the value is parsed as YAML so numbers, lists and null work."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not p for p in key.split(".")):
+        raise ConfigError(f"override {text!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from exc
+    return key, value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Built-in defaults, then the YAML file, then each --set override in order."""
+    tree: dict[str, Any] = {}
+    origin = "defaults"
+    if path is not None:
+        p = Path(path)
+        origin = str(p)
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {p} does not exist") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections")
+        tree = loaded
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _set_dotted(tree, key, value)
+        origin = f"{origin} + --set"
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from exc
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; used to diff configs field by field."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_semantic(a: dict[str, Any], b: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Fields whose values differ between two semantic dicts: (field, a value, b value)."""
+    fa, fb = flatten(a), flatten(b)
+    keys = sorted(set(fa) | set(fb))
+    return [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]

@@ -1,0 +1,1 @@
+"""Input/output helpers: atomic writes, durable logs, fsspec."""

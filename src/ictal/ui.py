@@ -1,0 +1,110 @@
+"""Terminal and log output: rich progress and tables on a terminal, plain timestamped lines
+otherwise (CI, cloud logs, nohup), so every long operation is visible either way."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+log = logging.getLogger("ictal")
+
+
+def is_terminal() -> bool:
+    """True when stderr is an interactive terminal (not CI, not a pipe or log file)."""
+    return sys.stderr.isatty()
+
+
+def make_console() -> Console:
+    """Console for summaries on stdout; plain (no colour, wide) when not a terminal."""
+    if sys.stdout.isatty():
+        return Console()
+    return Console(no_color=True, width=120, soft_wrap=False, force_terminal=False)
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Rich log lines on a terminal, plain 'time level message' lines otherwise."""
+    root = logging.getLogger("ictal")
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler
+    if is_terminal():
+        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        )
+    root.addHandler(handler)
+    root.propagate = False
+
+
+@dataclass
+class Ticker:
+    """Advance handle for a progress display; also logs a plain line every `every_s` seconds."""
+
+    description: str
+    total: int | None
+    every_s: float
+    _progress: Progress | None = None
+    _task: int | None = None
+    done: int = 0
+    _start: float = field(default_factory=time.monotonic)
+    _last_log: float = field(default_factory=time.monotonic)
+
+    def advance(self, n: int = 1, note: str = "") -> None:
+        """Count n finished items; note is shown in the plain periodic line."""
+        self.done += n
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, advance=n)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= self.every_s:
+            self._last_log = now
+            self._log_line(note)
+
+    def _log_line(self, note: str = "") -> None:
+        elapsed = time.monotonic() - self._start
+        total = f"/{self.total}" if self.total is not None else ""
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        extra = f" {note}" if note else ""
+        log.info(f"{self.description}: {self.done}{total} done, {elapsed:.0f}s, {rate:.2f}/s{extra}")
+
+
+@contextmanager
+def progress(description: str, total: int | None, every_s: float = 10.0) -> Iterator[Ticker]:
+    """A progress bar on a terminal; plain periodic log lines (and a final one) otherwise."""
+    ticker = Ticker(description, total, every_s)
+    if is_terminal():
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+            ticker._progress = prog
+            ticker._task = prog.add_task(description, total=total)
+            yield ticker
+        return
+    try:
+        yield ticker
+    finally:
+        ticker._log_line("(finished)")

@@ -1,0 +1,29 @@
+"""Every command has --help; the top level lists the whole contract."""
+
+from __future__ import annotations
+
+import pytest
+
+COMMANDS = [
+    "synth", "census", "build", "verify", "explain", "gc",
+    "train", "bench", "evaluate", "report", "status",
+]  # fmt: skip
+
+
+def test_top_level_help_lists_every_command(ictal):
+    res = ictal("--help")
+    assert res.returncode == 0
+    for name in COMMANDS:
+        assert name in res.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_command_help(ictal, name):
+    res = ictal(name, "--help")
+    assert res.returncode == 0, res.stderr
+    assert "Usage" in res.stdout
+    assert "--config" in res.stdout or name == "synth" and "--seed" in res.stdout
+
+
+def test_unknown_command_is_a_usage_error(ictal):
+    assert ictal("frobnicate").returncode == 2
