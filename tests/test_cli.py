@@ -22,7 +22,7 @@ def test_command_help(ictal, name):
     res = ictal(name, "--help")
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout
-    assert "--config" in res.stdout or name == "synth" and "--seed" in res.stdout
+    assert "--config" in res.stdout or (name == "synth" and "--seed" in res.stdout)
 
 
 def test_unknown_command_is_a_usage_error(ictal):

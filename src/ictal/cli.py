@@ -141,7 +141,9 @@ def gc(
 
 @app.command()
 def train(
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the last run exactly.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the last run exactly.")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:

@@ -211,7 +211,11 @@ def canonical_json(obj: Any) -> str:
 
 def cache_key(cfg: Config, source_digest: str, version: str = PREPROCESSING_VERSION) -> str:
     """sha256 of the semantic config, the preprocessing version and the source digest."""
-    payload = {"semantic": cfg.semantic(), "preprocessing_version": version, "source": source_digest}
+    payload = {
+        "semantic": cfg.semantic(),
+        "preprocessing_version": version,
+        "source": source_digest,
+    }
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 

@@ -84,7 +84,9 @@ class Ticker:
         total = f"/{self.total}" if self.total is not None else ""
         rate = self.done / elapsed if elapsed > 0 else 0.0
         extra = f" {note}" if note else ""
-        log.info(f"{self.description}: {self.done}{total} done, {elapsed:.0f}s, {rate:.2f}/s{extra}")
+        log.info(
+            f"{self.description}: {self.done}{total} done, {elapsed:.0f}s, {rate:.2f}/s{extra}"
+        )
 
 
 @contextmanager
