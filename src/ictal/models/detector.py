@@ -1,0 +1,147 @@
+"""Default seizure detector: strided conv encoder down to ``out_hz``, BiGRU, per-step logits.
+
+The encoder's total stride equals ``fs / out_hz`` (``output_stride``), so each output step
+covers a fixed span of input samples and per-sample labels pool to targets by averaging.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ictal.models.registry import register
+
+MAX_STRIDE = 4  # largest stride built from small factors (a prime factor may exceed it)
+MAX_PRIME = 7  # larger prime factors would need one huge strided kernel
+
+
+def output_stride(fs: float, out_hz: float) -> int:
+    """Input samples per output step: ``fs / out_hz``, which must be an integer."""
+    ratio = fs / out_hz
+    stride = round(ratio)
+    if stride < 1 or abs(ratio - stride) > 1e-9 * max(1.0, ratio):
+        raise ValueError(
+            f"fs / out_hz must be a positive integer, got {fs} / {out_hz} = {ratio}; "
+            "choose out_hz so that it divides the cache rate"
+        )
+    return stride
+
+
+def split_stride(total: int) -> list[int]:
+    """Factor ``total`` into conv strides of at most MAX_STRIDE (largest first): 256 -> 4,4,4,4."""
+    factors, n, p = [], total, 2
+    while n > 1:
+        while n % p == 0:
+            factors.append(p)
+            n //= p
+        p += 1
+    if factors and max(factors) > MAX_PRIME:
+        raise ValueError(
+            f"output stride {total} has the prime factor {max(factors)} > {MAX_PRIME}; "
+            "pass explicit strides or pick out_hz so fs / out_hz factors into small numbers"
+        )
+    stages: list[int] = []
+    for f in sorted(factors, reverse=True):
+        if stages and stages[-1] * f <= MAX_STRIDE:
+            stages[-1] *= f
+        else:
+            stages.append(f)
+    return sorted(stages, reverse=True)
+
+
+def pool_targets(y: torch.Tensor, stride: int) -> torch.Tensor:
+    """Per-sample labels ``(B, W)`` -> seizure fraction per output step ``(B, W // stride)``."""
+    t_out = y.shape[-1] // stride
+    return y[..., : t_out * stride].reshape(*y.shape[:-1], t_out, stride).mean(-1)
+
+
+class ConvBlock(nn.Sequential):
+    """Strided conv (kernel covers the stride plus half a stride each side), norm, GELU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
+        pad = stride // 2
+        # Output length is exactly floor(L / stride) for kernel = stride + 2 * pad.
+        super().__init__(
+            nn.Conv1d(c_in, c_out, stride + 2 * pad, stride=stride, padding=pad, bias=False),
+            nn.BatchNorm1d(c_out),
+            nn.GELU(),
+            nn.Dropout(dropout),
+        )
+
+
+@register("conv_bigru")
+class ConvBiGRU(nn.Module):
+    """Input ``(B, channels, W)`` -> seizure logits ``(B, W // output_stride)``."""
+
+    def __init__(
+        self,
+        *,
+        n_channels: int,
+        fs: float,
+        out_hz: float = 1.0,
+        width: int = 32,
+        gru_hidden: int = 64,
+        gru_layers: int = 1,
+        dropout: float = 0.1,
+        strides: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_channels = n_channels
+        self.fs = fs
+        self.out_hz = out_hz
+        self.output_stride = output_stride(fs, out_hz)
+        stages = list(strides) if strides is not None else split_stride(self.output_stride)
+        if any(s < 1 for s in stages) or math.prod(stages) != self.output_stride:
+            raise ValueError(
+                f"strides {stages} must multiply to fs / out_hz = {self.output_stride}"
+            )
+        blocks, c_in = [], n_channels
+        for i, s in enumerate(stages):
+            c_out = width * 2 ** min(i, 2)  # widen while the time axis shrinks, up to 4x
+            blocks.append(ConvBlock(c_in, c_out, s, dropout))
+            c_in = c_out
+        self.encoder = nn.Sequential(*blocks)
+        self.gru = nn.GRU(
+            c_in,
+            gru_hidden,
+            num_layers=gru_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if gru_layers > 1 else 0.0,
+        )
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * gru_hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 3 or x.shape[1] != self.n_channels:
+            raise ValueError(
+                f"expected input (batch, {self.n_channels}, window), got {tuple(x.shape)}"
+            )
+        if x.shape[2] < self.output_stride:
+            raise ValueError(f"window {x.shape[2]} is shorter than one output step")
+        h = self.encoder(x).transpose(1, 2)  # (B, T, C)
+        h, _ = self.gru(h)
+        return self.head(h).squeeze(-1)
+
+
+def check_all_parameters_get_gradients(model: nn.Module, example_input: torch.Tensor) -> None:
+    """Raise if a backward pass leaves any trainable parameter without a finite, nonzero grad.
+
+    Catches layers that are built but not wired into ``forward`` (silently untrained).
+    """
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(example_input)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out)
+    (out * weights).sum().backward()
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad
+        and (p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0)
+    ]
+    model.zero_grad(set_to_none=True)
+    if missing:
+        raise AssertionError(f"parameters without a usable gradient: {', '.join(missing)}")

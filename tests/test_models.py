@@ -1,0 +1,79 @@
+"""Detector and registry: output rate, shapes, gradients to every parameter, clear errors."""
+
+import pytest
+import torch
+from torch import nn
+
+from ictal.models import available, build_model, register, registry
+from ictal.models.detector import (
+    check_all_parameters_get_gradients,
+    output_stride,
+    pool_targets,
+    split_stride,
+)
+
+
+def test_output_is_one_logit_per_second_for_60s_at_256hz():
+    model = build_model("conv_bigru", n_channels=19, fs=256)
+    assert model.output_stride == 256
+    out = model(torch.randn(2, 19, 60 * 256))
+    assert out.shape == (2, 60) and out.dtype == torch.float32
+    assert model(torch.randn(1, 19, 60 * 256 + 100)).shape == (1, 60)  # floor(W / stride)
+
+
+def test_other_rates_and_sizes():
+    model = build_model(
+        "conv_bigru", n_channels=4, fs=250, out_hz=2, width=8, gru_hidden=8, gru_layers=2
+    )
+    assert model.output_stride == 125
+    assert model(torch.randn(3, 4, 1000)).shape == (3, 8)
+
+
+def test_strides_factor_the_output_stride():
+    assert split_stride(256) == [4, 4, 4, 4]
+    assert split_stride(250) == [5, 5, 5, 2]
+    assert split_stride(512) == [4, 4, 4, 4, 2]
+    with pytest.raises(ValueError, match="integer"):
+        output_stride(250, 3)
+    with pytest.raises(ValueError, match="prime factor 251"):
+        split_stride(251)
+    with pytest.raises(ValueError, match="multiply"):
+        build_model("conv_bigru", n_channels=2, fs=256, strides=[4, 4])
+
+
+def test_every_parameter_gets_a_gradient():
+    model = build_model("conv_bigru", n_channels=19, fs=256, width=8, gru_hidden=8)
+    check_all_parameters_get_gradients(model, torch.randn(2, 19, 8 * 256))
+
+
+def test_gradient_check_catches_an_unwired_layer():
+    class Unwired(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used, self.unused = nn.Linear(4, 1), nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    with pytest.raises(AssertionError, match=r"unused\.weight, unused\.bias"):
+        check_all_parameters_get_gradients(Unwired(), torch.randn(3, 4))
+
+
+def test_pool_targets_gives_the_seizure_fraction_per_step():
+    y = torch.tensor([[0.0, 0, 1, 1, 1, 1, 1, 0, 1]])
+    torch.testing.assert_close(pool_targets(y, 4), torch.tensor([[0.5, 0.75]]))
+
+
+def test_registry_lists_names_in_errors(monkeypatch):
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))  # keep it local
+    assert "conv_bigru" in available()
+    with pytest.raises(ValueError, match=r"unknown model 'nope'; available: .*conv_bigru"):
+        build_model("nope", n_channels=19, fs=256)
+
+    @register("tiny_test_model")
+    def tiny(*, n_channels: int, fs: float, hidden: int = 3) -> nn.Module:
+        return nn.Conv1d(n_channels, hidden, 1)
+
+    assert build_model("tiny_test_model", n_channels=2, fs=1, hidden=5).out_channels == 5
+    with pytest.raises(ValueError, match="already registered"):
+        register("tiny_test_model")(lambda **kw: nn.Identity())
