@@ -1,0 +1,137 @@
+"""Find the recordings of a TUSZ-layout corpus on a local path or any fsspec URL.
+
+One `fs.find` over `<root>/edf` lists everything (fast for thousands of files, one request
+per page on object stores); the layout regex gives split, patient, session and montage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+
+LAYOUT = re.compile(
+    r"edf/(train|dev|eval)/([a-z]{8})/(s\d{3}_\d{4}_\d{2}_\d{2})/"
+    r"(01_tcp_ar|02_tcp_le|03_tcp_ar_a)/\2_(s\d{3})_(t\d{3})\.edf"
+)
+SIDECARS = (".csv_bi", ".csv")
+_INVENTORY_SUFFIXES = (".edf", *SIDECARS)
+
+
+@dataclass(frozen=True)
+class RecordingRef:
+    """One EDF file of the corpus; `id` is the file stem `<patient>_<sNNN>_<tNNN>` (TUSZ
+    bname), unique across the corpus because session numbers are unique per patient."""
+
+    rel: str
+    split: str
+    patient: str
+    session: str  # session folder, e.g. s001_2003_01_01
+    token: str
+    montage: str
+    id: str
+    size: int = field(default=-1, compare=False)
+
+    def sidecar(self, suffix: str) -> str:
+        """Relative path of an annotation file next to the EDF (`.csv_bi` or `.csv`)."""
+        return self.rel[: -len(".edf")] + suffix
+
+
+@dataclass
+class Discovery:
+    """Recordings that match the layout, and EDF files that do not (with the reason)."""
+
+    refs: list[RecordingRef]
+    problems: list[tuple[str, str]]  # (rel path, reason), sorted
+
+
+def open_fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """File system and root path inside it (no trailing slash) for a path or URL."""
+    fs, path = fsspec.core.url_to_fs(root)
+    return fs, path.rstrip("/") or "/"
+
+
+def _rel(path: str, root: str) -> str:
+    prefix = root.rstrip("/") + "/"
+    return path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
+
+
+def _listing(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
+    """rel path -> fsspec info of every file under root/edf (one find call)."""
+    base = f"{root}/edf"
+    if not fs.exists(base):
+        return {}
+    found = fs.find(base, detail=True)
+    return {_rel(p, root): info for p, info in found.items() if info.get("type") != "directory"}
+
+
+def scan(root: str) -> Discovery:
+    """Parse every `.edf` under `<root>/edf`; files off the layout and duplicate ids are
+    returned as problems rather than raised, so one stray file never stops a census."""
+    fs, base = open_fs(root)
+    refs: list[RecordingRef] = []
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for rel, info in sorted(_listing(fs, base).items()):
+        if not rel.lower().endswith(".edf"):
+            continue
+        m = LAYOUT.fullmatch(rel)
+        if m is None:
+            problems.append((rel, "path does not match the TUSZ layout"))
+            continue
+        split, patient, session, montage, sess_no, token = m.groups()
+        if not session.startswith(sess_no):
+            problems.append((rel, f"file session {sess_no} is not its folder {session}"))
+            continue
+        rid = f"{patient}_{sess_no}_{token}"
+        if rid in seen:
+            problems.append((rel, f"duplicate recording id {rid} (also {seen[rid]})"))
+            continue
+        seen[rid] = rel
+        refs.append(
+            RecordingRef(
+                rel=rel,
+                split=split,
+                patient=patient,
+                session=session,
+                token=token,
+                montage=montage,
+                id=rid,
+                size=int(info.get("size") or 0),
+            )
+        )
+    return Discovery(refs=refs, problems=problems)
+
+
+def discover(root: str) -> list[RecordingRef]:
+    """Recordings of the corpus sorted by `rel`; use `scan` to also get off-layout files."""
+    return scan(root).refs
+
+
+def inventory_digest(root: str, refs: list[RecordingRef] | None = None) -> str:
+    """sha256 over sorted (rel, size, mtime) of every .edf/.csv/.csv_bi under `<root>/edf`
+    (restricted to `refs` and their sidecars when given); part of the cache key."""
+    fs, base = open_fs(root)
+    listing = _listing(fs, base)
+    if refs is not None:
+        keep = {r.rel for r in refs} | {r.sidecar(s) for r in refs for s in SIDECARS}
+        listing = {rel: info for rel, info in listing.items() if rel in keep}
+    rows = [
+        [rel, int(info.get("size") or 0), _mtime(info)]
+        for rel, info in sorted(listing.items())
+        if rel.endswith(_INVENTORY_SUFFIXES)
+    ]
+    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+
+def _mtime(info: dict[str, Any]) -> str:
+    """Modification time as a string, whatever the backend calls it (or '' if none)."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if value is not None:
+            return str(value)
+    return ""

@@ -1,0 +1,86 @@
+"""One recording from source samples to cache-ready array: resample, filter, montage, normalise.
+
+Resampling comes first: the common case is downsampling (400 / 512 -> 256 Hz), so the
+filter then runs over up to half the samples, and the polyphase resampler has its own
+anti-aliasing filter, so nothing is lost by band-passing afterwards at the target rate.
+Every step is float32 and deterministic: the same input gives the same output bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ictal.corpus.channels import CANONICAL_19
+from ictal.signal.filters import zero_phase_filter
+from ictal.signal.montage import apply_montage
+from ictal.signal.normalise import clip, normalise
+from ictal.signal.resample import resample
+
+if TYPE_CHECKING:
+    from ictal.config import SignalConfig
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """A preprocessed recording: time-major data plus what the cache records about it."""
+
+    data: np.ndarray  # (n_samples_out, n_channels), C-contiguous, float16 or float32
+    fs: float
+    channels: tuple[str, ...]
+    stats: dict[str, list[float]]  # per-channel "center" and "scale" of the normalisation
+    counts: dict[str, int]  # "clipped_values", "flat_channels"
+
+
+def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
+    """Turn channel-major (19, n) µV samples at `fs_in` into a cache-ready recording.
+
+    Raises ValueError for input that cannot be preprocessed faithfully: wrong shape,
+    non-finite samples, or values outside float16 range when storing float16 unclipped.
+    """
+    channels = tuple(getattr(sig, "channels", CANONICAL_19))
+    if channels != CANONICAL_19:
+        raise ValueError(f"signal.channels must be the 19 canonical electrodes, got {channels}")
+    if x.ndim != 2 or x.shape[0] != len(CANONICAL_19):
+        raise ValueError(f"expected channel-major (19, n_samples) data, got shape {x.shape}")
+    if x.shape[1] < 2:
+        raise ValueError(f"recording too short to filter: {x.shape[1]} samples")
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("input contains NaN or infinite samples")
+
+    y = resample(x, fs_in, sig.fs, axis=1)
+    y = zero_phase_filter(
+        y,
+        sig.fs,
+        bandpass=tuple(sig.bandpass),
+        notch=sig.notch,
+        notch_q=sig.notch_q,
+        notch_harmonics=sig.notch_harmonics,
+        order=sig.filter_order,
+        axis=1,
+    )
+    y, names = apply_montage(y, sig.montage)
+    y, stats = normalise(y, sig.normalisation, inplace=True)
+    clipped = clip(y, sig.clip) if sig.clip is not None else 0
+
+    dtype = np.dtype(sig.dtype)
+    if dtype == np.float16:
+        over = int(np.count_nonzero(y > FLOAT16_MAX)) + int(np.count_nonzero(y < -FLOAT16_MAX))
+        if over:
+            raise ValueError(
+                f"{over} values exceed the float16 range after normalisation; "
+                "set signal.clip or signal.dtype=float32"
+            )
+    data = y.T.astype(dtype, order="C")  # one copy: transpose to time-major and cast
+    return Preprocessed(
+        data=data,
+        fs=float(sig.fs),
+        channels=names,
+        stats=stats.as_dict(),
+        counts={"clipped_values": clipped, "flat_channels": len(stats.flat_channels)},
+    )
