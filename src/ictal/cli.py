@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from ictal import __version__
 from ictal.config import Config, ConfigError, load_config
@@ -99,15 +100,70 @@ def census(
     raise typer.Exit(result.exit_code)
 
 
+def _fix_command(command: str, config: Path | None, sets: list[str] | None) -> str:
+    """The exact command line that repeats this invocation's config for another command."""
+    parts = ["ictal", command]
+    if config is not None:
+        parts += ["-c", str(config)]
+    for s in sets or []:
+        parts += ["--set", s]
+    return " ".join(parts)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
 @app.command()
 def build(
     workers: Annotated[int | None, typer.Option(help="Parallel worker processes.")] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Retry recordings that failed before.")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Build the cache for the config, in parallel and resumable."""
-    _config(config, set_)
-    _not_yet("build")
+    cfg = _config(config, set_)
+    from ictal.cache.build import build_cache
+
+    report = build_cache(cfg, workers=workers, retry_failed=retry_failed or None)
+    console = make_console()
+    rate = report.built_hours / report.wall_s if report.wall_s > 0 else 0.0
+    state = "already built (nothing to do)" if report.up_to_date else "built"
+    rows = [
+        ("cache", str(report.path)),
+        ("state", state),
+        ("recordings", f"{report.built} built, {report.skipped} skipped, "
+                       f"{len(report.failed)} failed of {report.planned}"),
+        ("EEG hours", f"{report.hours:.2f}"),
+        ("size on disk", f"{report.bytes_on_disk / 1e6:.1f} MB"),
+        ("seizure events", str(report.seizure_events)),
+        ("wall time", f"{report.wall_s:.1f} s"),
+        ("EEG-hours per second", f"{rate:.2f}"),
+    ]  # fmt: skip
+    console.print(_table("ictal build", rows))
+    if report.failed:
+        failed = Table(title=f"{len(report.failed)} recordings failed", title_justify="left")
+        failed.add_column("file")
+        failed.add_column("reason")
+        for rel, reason in report.failed:
+            failed.add_row(rel, reason.removeprefix(rel).lstrip(": ") or reason)
+        console.print(failed)
+        if not cfg.cache.retry_failed and not retry_failed:
+            console.print("known failures are not retried; use --retry-failed after fixing them")
+    if report.exit_code == ExitCode.PREFLIGHT:
+        typer.echo(
+            f"error: {report.failed_fraction:.1%} of recordings failed, more than "
+            f"cache.max_failed_fraction={cfg.cache.max_failed_fraction}",
+            err=True,
+        )
+    raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -117,15 +173,74 @@ def verify(
     set_: SetOpt = None,
 ) -> None:
     """Check the cache for this config: L0 always, content hashes with --full."""
-    _config(config, set_)
-    _not_yet("verify")
+    cfg = _config(config, set_)
+    from ictal.cache.locate import locate
+    from ictal.cache.manifest import open_cache
+    from ictal.cache.verify import format_problems, verify_l0, verify_l1
+    from ictal.ui import progress
+
+    fix = _fix_command("build", config, set_)
+    located = locate(cfg)
+    if not located.committed or located.path is None:
+        typer.echo(f"error: no committed cache for this config under {cfg.cache.root}", err=True)
+        typer.echo(f"  fix: run `{fix}` (`ictal explain` says why)", err=True)
+        raise typer.Exit(ExitCode.PREFLIGHT)
+    if located.note:
+        log.warning(located.note)
+    problems = verify_l0(located.path, cfg, located.key)
+    level = "L0"
+    if not problems and full:
+        n = len(open_cache(located.path).recordings)
+        with progress("verify --full", total=n) as tick:
+            problems = verify_l1(located.path, workers=cfg.cache.workers or 4, progress=tick)
+        level = "L0 + L1"
+    console = make_console()
+    if problems:
+        for line in format_problems(problems):
+            typer.echo(line, err=True)
+        typer.echo(f"error: {len(problems)} problem(s) in {located.path}", err=True)
+        raise typer.Exit(ExitCode.PREFLIGHT)
+    view = open_cache(located.path)
+    totals = view.manifest["totals"]
+    rows = [
+        ("cache", str(located.path)),
+        ("checks", f"{level} passed"),
+        ("recordings", f"{totals['recordings']} ({totals['failed']} failed at build)"),
+        ("hours", f"{totals['hours']:.2f}"),
+        ("size on disk", f"{totals['bytes'] / 1e6:.1f} MB"),
+    ]
+    console.print(_table("ictal verify", rows))
+    failed = view.manifest.get("failed", [])
+    if failed:
+        t = Table(title="recordings that failed at build time", title_justify="left")
+        t.add_column("file")
+        t.add_column("reason")
+        for f in failed:
+            t.add_row(f["rel"], f["reason"])
+        console.print(t)
 
 
 @app.command()
 def explain(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Say why the cache for this config is or is not there, with a config diff."""
-    _config(config, set_)
-    _not_yet("explain")
+    cfg = _config(config, set_)
+    from ictal.cache.explain import explain as explain_cache
+
+    result = explain_cache(cfg)
+    console = make_console()
+    console.print(result.verdict)
+    if not result.located.committed:
+        console.print(f"to build it: {_fix_command('build', config, set_)}")
+    if result.entries:
+        t = Table(title=f"directories under {cfg.cache.root}", title_justify="left")
+        t.add_column("directory")
+        t.add_column("state")
+        t.add_column("differs from this config in")
+        for e in result.entries:
+            state = e.state + (f", {e.progress}" if e.progress else "")
+            t.add_row(e.path.name, state, "\n".join(e.differences) or "-")
+        console.print(t)
+    raise typer.Exit(ExitCode.OK if result.located.committed else ExitCode.PREFLIGHT)
 
 
 @app.command()
@@ -135,8 +250,26 @@ def gc(
     set_: SetOpt = None,
 ) -> None:
     """Remove caches other than the current one, only when asked explicitly."""
-    _config(config, set_)
-    _not_yet("gc")
+    cfg = _config(config, set_)
+    from ictal.cache.gc import plan_gc, remove
+
+    removals = plan_gc(cfg)
+    console = make_console()
+    if not removals:
+        console.print(f"nothing to remove under {cfg.cache.root}")
+        return
+    t = Table(title="would remove" if not yes else "removing", title_justify="left")
+    t.add_column("directory")
+    t.add_column("why")
+    t.add_column("size", justify="right")
+    for r in removals:
+        t.add_row(str(r.path), r.reason, f"{r.bytes / 1e6:.1f} MB")
+    console.print(t)
+    if not yes:
+        console.print("nothing removed: run again with --yes to remove these")
+        return
+    remove(removals)
+    console.print(f"removed {len(removals)} director{'y' if len(removals) == 1 else 'ies'}")
 
 
 @app.command()

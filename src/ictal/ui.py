@@ -30,10 +30,10 @@ def is_terminal() -> bool:
 
 
 def make_console() -> Console:
-    """Console for summaries on stdout; plain (no colour, wide) when not a terminal."""
+    """Console for summaries on stdout; plain and wide (no wrapped paths) when not a terminal."""
     if sys.stdout.isatty():
         return Console()
-    return Console(no_color=True, width=120, soft_wrap=False, force_terminal=False)
+    return Console(no_color=True, width=200, soft_wrap=False, force_terminal=False)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

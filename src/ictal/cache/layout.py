@@ -1,0 +1,79 @@
+"""Where things live under `cache.root`: committed key directories and in-progress builds.
+
+`<root>/<key16>/` is a committed cache (its `manifest.json` is the commit marker);
+`<root>/<key16>.building-<run>/` is a build in progress, invisible to readers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+TABLE = "recordings.json"
+BUILD_INFO = "build.json"
+PLAN = "plan.json"
+ARRAYS = "arrays"
+RECORDS = "records"
+LOCK = ".lock"
+
+_COMMITTED = re.compile(r"^[0-9a-f]{16}$")
+_BUILDING = re.compile(r"^([0-9a-f]{16})\.building-([0-9A-Za-z_-]+)$")
+
+
+def key16(key: str) -> str:
+    """Directory name of a cache: the first 16 hex digits of its key."""
+    return key[:16]
+
+
+def committed_dir(root: str | Path, key: str) -> Path:
+    """The committed directory of a key (exists only once the build finished)."""
+    return Path(root) / key16(key)
+
+
+def new_run_id() -> str:
+    """A build run id: UTC time plus a random suffix (sortable, unique)."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def building_dir(root: str | Path, key: str, run: str) -> Path:
+    """The in-progress directory of one build run."""
+    return Path(root) / f"{key16(key)}.building-{run}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A directory under cache.root: a committed cache or a build in progress."""
+
+    path: Path
+    key16: str
+    building: bool
+    run: str | None = None
+
+
+def list_entries(root: str | Path) -> list[Entry]:
+    """Committed caches and building directories under root, sorted by name."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    out: list[Entry] = []
+    for name in sorted(os.listdir(base)):
+        path = base / name
+        if not path.is_dir():
+            continue
+        if _COMMITTED.match(name):
+            out.append(Entry(path, name, building=False))
+            continue
+        m = _BUILDING.match(name)
+        if m:
+            out.append(Entry(path, m.group(1), building=True, run=m.group(2)))
+    return out
+
+
+def building_dirs_for(root: str | Path, key: str) -> list[Entry]:
+    """Interrupted or running builds of this key, newest run last."""
+    return [e for e in list_entries(root) if e.building and e.key16 == key16(key)]

@@ -1,0 +1,97 @@
+"""Find the cache of a config under `cache.root`: by exact key when the corpus is reachable,
+by semantic config (and version) when only the cache is (a staged copy on a cloud box)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ictal.cache import layout
+from ictal.cache.manifest import ManifestError, read_json
+from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
+from ictal.errors import PreflightError
+
+
+@dataclass
+class Located:
+    """Where the cache of a config is (or would be), and how we know."""
+
+    key: str | None  # None when the corpus is unreachable and no cache matches
+    path: Path | None
+    committed: bool
+    corpus_reachable: bool
+    source_digest: str | None
+    n_source: int = 0
+    note: str = ""
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a committed cache directory, or None when missing/unreadable."""
+    try:
+        man = read_json(path / layout.MANIFEST)
+    except ManifestError:
+        return None
+    return man if isinstance(man, dict) else None
+
+
+def corpus_digest(cfg: Config) -> tuple[str, int] | None:
+    """Inventory digest of the corpus and its recording count, or None when unreachable."""
+    from ictal.cache.build import plan
+
+    try:
+        refs, digest, _ = plan(cfg)
+    except (PreflightError, OSError, ValueError):
+        return None
+    return digest, len(refs)
+
+
+def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
+    """The committed cache for this config, if any."""
+    root = Path(cfg.cache.root)
+    found = corpus_digest(cfg) if use_corpus else None
+    if found is not None:
+        digest, n = found
+        key = cache_key(cfg, digest)
+        path = layout.committed_dir(root, key)
+        committed = (path / layout.MANIFEST).is_file()
+        return Located(key, path, committed, True, digest, n)
+    matches = []
+    semantic = cfg.semantic()
+    for entry in layout.list_entries(root):
+        if entry.building:
+            continue
+        man = read_manifest(entry.path)
+        if man is None:
+            continue
+        same_version = man.get("preprocessing_version") == PREPROCESSING_VERSION
+        if same_version and not diff_semantic(man.get("semantic", {}), semantic):
+            matches.append((entry.path, man))
+    note = f"corpus {cfg.corpus.root} not reachable: completeness against it not checked"
+    if len(matches) == 1:
+        path, man = matches[0]
+        return Located(man["key"], path, True, False, man["source"]["digest"], note=note)
+    if len(matches) > 1:
+        names = ", ".join(p.name for p, _ in matches)
+        raise PreflightError(
+            f"{len(matches)} caches under {root} match this config ({names}) and the corpus "
+            f"{cfg.corpus.root} is not reachable to tell which is current",
+            "make corpus.root reachable, or remove the old ones with `ictal gc`",
+        )
+    return Located(None, None, False, False, None, note=note)
+
+
+def same_semantic_other_source(cfg: Config, located: Located) -> list[Path]:
+    """Committed caches with this config but built from a different corpus inventory."""
+    out = []
+    for entry in layout.list_entries(Path(cfg.cache.root)):
+        if entry.building or (located.path is not None and entry.path == located.path):
+            continue
+        man = read_manifest(entry.path)
+        if man is None:
+            continue
+        if man.get("preprocessing_version") == PREPROCESSING_VERSION and not diff_semantic(
+            man.get("semantic", {}), cfg.semantic()
+        ):
+            out.append(entry.path)
+    return out
