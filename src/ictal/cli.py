@@ -93,6 +93,16 @@ def census(
     from ictal.io.atomic import atomic_write_json
 
     root = corpus or cfg.corpus.root
+    from ictal.corpus.discovery import open_fs
+
+    fs, base = open_fs(root)
+    if not fs.exists(f"{base}/edf"):
+        typer.echo(
+            f"error: {root} is not a TUSZ-layout corpus: {root}/edf does not exist "
+            "(expected edf/{train,dev,eval}/<patient>/<session>/<montage>/*.edf)",
+            err=True,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     result = run_census(root, window_s=cfg.windows.length_s, label_source=cfg.labels.source)
     print_census(result, make_console())
     if json_out is not None:
