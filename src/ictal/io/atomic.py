@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; whole files we publish get the usual permissions instead.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a directory entry (after a rename or create) to disk."""
     fd = os.open(os.fspath(path), os.O_RDONLY | os.O_DIRECTORY)
@@ -35,6 +45,7 @@ def atomic_write_with(
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()
