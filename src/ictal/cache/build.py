@@ -8,24 +8,21 @@ bytes depend only on the corpus and the semantic config, never on workers or int
 
 from __future__ import annotations
 
-import fcntl
-import io
 import os
 import platform
 import socket
 import time
-import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ictal import __version__
 from ictal.cache import layout
 from ictal.cache.executors import make_executor
+from ictal.cache.ledger import BuildLock, is_locked, load_records, sweep_temp_files
 from ictal.cache.manifest import read_json, sha256_bytes, table_bytes
+from ictal.cache.worker import Task, build_one
 from ictal.config import (
     CACHE_FORMAT_VERSION,
     PREPROCESSING_VERSION,
@@ -36,16 +33,6 @@ from ictal.corpus.discovery import RecordingRef, inventory_digest, scan
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.ui import log, progress
-
-
-@dataclass(frozen=True)
-class Task:
-    """One recording to build; everything a worker needs, picklable."""
-
-    corpus_root: str
-    ref: RecordingRef
-    out_dir: str
-    cfg: dict[str, Any]
 
 
 @dataclass
@@ -98,187 +85,7 @@ def plan(cfg: Config) -> tuple[list[RecordingRef], str, list[tuple[str, str]]]:
     return refs, inventory_digest(root, refs), found.problems
 
 
-# --- worker side -------------------------------------------------------------------------
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array(buf, array, allow_pickle=False)
-    return buf.getvalue()
-
-
-def _intervals(events: list[Any], fs: float, n: int) -> tuple[list[list[int]], list[str]]:
-    """Seizure events in seconds -> half-open sample intervals at the cache rate, and labels."""
-    spans, labels = [], []
-    for ev in events:
-        start = min(max(round(ev.start * fs), 0), n)
-        stop = min(max(round(ev.stop * fs), 0), n)
-        if stop > start:
-            spans.append([start, stop])
-            labels.append(ev.label)
-    return spans, labels
-
-
-def build_one(task: Task) -> dict[str, Any]:
-    """Preprocess one recording and write its array and record; returns the record.
-
-    Any failure becomes a 'failed' record naming the file and the reason: one bad
-    recording never stops the build.
-    """
-    from ictal.corpus.annotations import AnnotationError, read_annotation, seizure_events
-    from ictal.corpus.edf import RecordingError, read_eeg
-    from ictal.signal.pipeline import preprocess
-
-    cfg = Config.model_validate(task.cfg)
-    ref = task.ref
-    out = Path(task.out_dir)
-    base = {
-        "id": ref.id,
-        "rel": ref.rel,
-        "split": ref.split,
-        "patient": ref.patient,
-        "session": ref.session,
-        "token": ref.token,
-        "montage": ref.montage,
-    }
-    sep = "" if task.corpus_root.endswith("/") else "/"
-    edf_path = f"{task.corpus_root}{sep}{ref.rel}"
-    label_path = f"{task.corpus_root}{sep}{ref.sidecar('.' + cfg.labels.source)}"
-    policy = cfg.corpus.policy
-    try:
-        rec = read_eeg(edf_path, cfg.signal.channels, missing=policy.missing_channels)
-        ann = read_annotation(label_path)
-        events, label_repairs = seizure_events(
-            ann,
-            edf_duration=rec.duration_s,
-            overlap_policy=policy.annotation_overlap,
-            out_of_range_policy=policy.annotation_out_of_range,
-            duration_tolerance_s=policy.duration_tolerance_s,
-        )
-        unknown = sorted({e.label for e in events} - set(cfg.labels.seizure_codes) - {"seiz"})
-        if unknown:
-            raise AnnotationError(label_path, f"labels outside labels.seizure_codes: {unknown}")
-        pre = preprocess(rec.data, rec.fs, cfg.signal)
-    except (RecordingError, AnnotationError) as exc:
-        return _fail(out, base, str(exc))
-    except ValueError as exc:
-        return _fail(out, base, f"{edf_path}: {exc}")
-    except Exception as exc:  # a bug or an unforeseen defect: record it, keep building
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return _fail(out, base, f"{edf_path}: unexpected error: {detail}")
-
-    n = int(pre.data.shape[0])
-    payload = _npy_bytes(pre.data)
-    array_rel = f"{layout.ARRAYS}/{ref.id}.npy"
-    atomic_write_bytes(out / array_rel, payload)
-    seizures, labels = _intervals(events, pre.fs, n)
-    record = {
-        **base,
-        "status": "done",
-        "source_fs": rec.fs,
-        "source_duration_s": rec.duration_s,
-        "n_samples": n,
-        "n_channels": int(pre.data.shape[1]),
-        "array": array_rel,
-        "bytes": len(payload),
-        "sha256": sha256_bytes(payload),
-        "seizures": seizures,
-        "seizure_labels": labels,
-        "stats": pre.stats,
-        "repairs": {**rec.repairs, **label_repairs},
-        "counts": pre.counts,
-    }
-    atomic_write_json(out / layout.RECORDS / f"{ref.id}.json", record)
-    return record
-
-
-def _fail(out: Path, base: dict[str, Any], reason: str) -> dict[str, Any]:
-    record = {**base, "status": "failed", "reason": reason}
-    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record)
-    return record
-
-
 # --- coordinator side --------------------------------------------------------------------
-
-
-class BuildLock:
-    """An exclusive flock on the building directory: one build per directory at a time."""
-
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / layout.LOCK
-        self.fd: int | None = None
-
-    def __enter__(self) -> BuildLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self.fd)
-            raise PreflightError(
-                f"another build is running in {self.path.parent}",
-                "wait for it to finish (`ictal explain` shows its progress)",
-            ) from exc
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
-
-
-def is_locked(directory: Path) -> bool:
-    """True when a live build holds the directory's lock."""
-    path = directory / layout.LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def load_records(directory: Path) -> dict[str, dict[str, Any]]:
-    """The ledger: id -> record, keeping only done records whose array is complete."""
-    records: dict[str, dict[str, Any]] = {}
-    rec_dir = directory / layout.RECORDS
-    if not rec_dir.is_dir():
-        return records
-    for name in os.listdir(rec_dir):
-        if not name.endswith(".json"):
-            continue  # temp files of a killed writer
-        try:
-            rec = read_json(rec_dir / name)
-        except ValueError:
-            continue  # cannot happen with atomic writes; redo the recording if it does
-        if rec.get("status") == "done":
-            array = directory / rec["array"]
-            if not array.is_file() or array.stat().st_size != rec["bytes"]:
-                continue
-        records[rec["id"]] = rec
-    return records
-
-
-def sweep_temp_files(directory: Path) -> int:
-    """Remove temp files left by writers killed mid-write (only under the build lock)."""
-    n = 0
-    for sub in (layout.ARRAYS, layout.RECORDS, "."):
-        d = directory / sub
-        if not d.is_dir():
-            continue
-        for p in d.iterdir():
-            if p.name.startswith(".") and p.name.endswith(".tmp"):
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
 
 
 def _plan_order(refs: list[RecordingRef]) -> list[RecordingRef]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.build import is_locked
+from ictal.cache.ledger import is_locked
 from ictal.cache.locate import Located, locate, read_manifest
 from ictal.cache.manifest import read_json
 from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic

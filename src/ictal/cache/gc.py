@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.build import is_locked
+from ictal.cache.ledger import is_locked
 from ictal.cache.locate import locate
 from ictal.config import Config
 from ictal.errors import PreflightError
