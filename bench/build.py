@@ -1,0 +1,182 @@
+"""Cache build throughput and size: `ictal build` (1 and 2 workers) against the slow baseline.
+
+Same synthetic corpus, same run. The baseline is how the failing pipelines built caches
+(bench/common.py): MNE reads each EDF, FFT resampling, causal float64 filters, 60 s windows
+at 10 s stride saved per recording with `np.savez_compressed`, one process.
+
+Run: PYTHONPATH=src python bench/build.py [--patients 8 --hours 2] [--corpus DIR]
+     [--repeats 2] [--workers 1,2] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import (
+    baseline_build,
+    best_of,
+    edf_files,
+    ensure_corpus,
+    machine_line,
+    require_mne,
+    table,
+    tree_bytes,
+    warm_files,
+)
+from ictal.cache.build import BuildReport, Task, build_cache, build_one, corpus_root, plan
+from ictal.config import load_config
+
+MB = 1e6
+
+
+def ictal_build(corpus: Path, root: Path, workers: int, dtype: str) -> tuple[BuildReport, int]:
+    """A fresh build into an empty cache root; returns the report and all bytes under root."""
+    if root.exists():
+        shutil.rmtree(root)
+    cfg = load_config(
+        None, [f"corpus.root={corpus}", f"cache.root={root}", f"signal.dtype={dtype}"]
+    )
+    report = build_cache(cfg, workers=workers)
+    if report.failed:
+        raise SystemExit(f"ictal build failed for {len(report.failed)} recordings: {report.failed}")
+    return report, tree_bytes(root)
+
+
+WORKER_IMPORTS = (
+    "import ictal.cache.build, ictal.corpus.edf, ictal.corpus.annotations, ictal.signal.pipeline"
+)
+
+
+def worker_startup_s() -> float:
+    """Seconds a fresh interpreter needs to import what a spawned build worker imports."""
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", WORKER_IMPORTS], check=True)
+    return time.perf_counter() - t
+
+
+def profile_one(corpus: Path, tmp: Path, top: int) -> None:
+    """cProfile `build_one` on the largest recording (in this process) and print top costs."""
+    cfg = load_config(None, [f"corpus.root={corpus}", f"cache.root={tmp / 'profile'}"])
+    refs, _digest, _ = plan(cfg)
+    ref = max(refs, key=lambda r: r.size)
+    out = tmp / "profile" / "build"
+    (out / "arrays").mkdir(parents=True, exist_ok=True)
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    task = Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"))
+    build_one(task)  # warm imports and the file's pages
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.enable()
+    rec = build_one(task)
+    prof.disable()
+    wall = time.perf_counter() - t
+    hours = rec["n_samples"] / cfg.signal.fs / 3600
+    print(f"\ncProfile of build_one({ref.rel}): {hours * 60:.1f} min of EEG at "
+          f"{rec['source_fs']:g} Hz, {wall:.2f} s ({hours / wall:.1f} EEG-h/s)")  # fmt: skip
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", help="existing TUSZ-layout corpus (default: synthesize one)")
+    parser.add_argument("--patients", type=int, default=8)
+    parser.add_argument("--hours", type=float, default=2.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=2, help="best of N runs of each")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
+    parser.add_argument("--tmp", help="directory for the corpus and caches (default: system tmp)")
+    parser.add_argument("--profile", action="store_true", help="also cProfile one recording")
+    parser.add_argument("--top", type=int, default=20, help="profile rows to print")
+    args = parser.parse_args()
+    mne = require_mne()
+    logging.getLogger("ictal").setLevel(logging.WARNING)
+    workers = [int(w) for w in args.workers.split(",")]
+
+    tmp = Path(tempfile.mkdtemp(prefix="ictal-bench-build-", dir=args.tmp))
+    try:
+        corpus = ensure_corpus(args.corpus, tmp, args.patients, args.hours, args.seed)
+        edfs = edf_files(corpus)
+        raw_bytes = warm_files(edfs)
+        print(f"{len(edfs)} EDF files, {raw_bytes / MB:.0f} MB (page cache warmed first)")
+        print(machine_line())
+
+        # Interleave the contenders so slow drifts in machine load hit all of them.
+        base_t, ictal_t = float("inf"), {w: float("inf") for w in workers}
+        base_hours = base_bytes = 0
+        reports: dict[int, tuple[BuildReport, int]] = {}
+        for _ in range(args.repeats):
+            out = tmp / "baseline"
+            shutil.rmtree(out, ignore_errors=True)
+            t, (base_hours, base_bytes) = best_of(lambda o=out: baseline_build(mne, corpus, o), 1)
+            base_t = min(base_t, t)
+            for w in workers:
+                t, reports[w] = best_of(
+                    lambda w=w: ictal_build(corpus, tmp / f"cache-{w}", w, "float32"), 1
+                )
+                ictal_t[w] = min(ictal_t[w], t)
+        t16, (rep16, all16) = best_of(
+            lambda: ictal_build(corpus, tmp / "cache-f16", max(workers), "float16"), 1
+        )
+        keys = {rep.key for rep, _ in reports.values()}
+        sizes = {rep.bytes_on_disk for rep, _ in reports.values()}
+        assert len(keys) == 1 and len(sizes) == 1, "workers changed the cache bytes"
+        rep32, all32 = reports[workers[0]]
+        hours = rep32.hours
+        print(machine_line())
+        print(f"\n{hours:.2f} h of EEG in {rep32.planned} recordings, best of {args.repeats}; "
+              f"ratios against the baseline measured in this run\n")  # fmt: skip
+
+        base_rate = base_hours / base_t
+        rows = [["baseline (MNE, FFT, lfilter, npz)", 1, base_t, base_rate, base_rate, 1.0, "-"]]
+        one = hours / ictal_t[workers[0]] / workers[0]
+        for w in workers:
+            rate = hours / ictal_t[w]
+            per = rate / w
+            rows.append([f"ictal build, {w} worker(s)", w, ictal_t[w], rate, per,
+                         per / base_rate, per / one])  # fmt: skip
+        rows.append([f"ictal build float16, {max(workers)} worker(s)", max(workers), t16,
+                     hours / t16, hours / t16 / max(workers), hours / t16 / max(workers) /
+                     base_rate, "-"])  # fmt: skip
+        rows = [[r[0], str(r[1]), *r[2:6], r[6] if isinstance(r[6], str) else f"{r[6]:.2f}"]
+                for r in rows]  # fmt: skip
+        print(table(["method", "workers", "wall s", "EEG-h/s", "EEG-h/s/worker",
+                     "x baseline/worker", "scaling/worker"], rows))  # fmt: skip
+        print("(scaling/worker = per-worker throughput relative to 1 worker; 1.00 is linear)\n")
+
+        size_rows = [
+            ["raw EDF (all signals)", raw_bytes / MB, "-", "-"],
+            ["baseline npz (windows 6x, float32)", base_bytes / MB, 1.0, "-"],
+            ["ictal float32 arrays", rep32.bytes_on_disk / MB, base_bytes / rep32.bytes_on_disk,
+             "4.5x"],
+            ["ictal float32 whole cache dir", all32 / MB, base_bytes / all32, "4.5x"],
+            ["ictal float16 arrays", rep16.bytes_on_disk / MB, base_bytes / rep16.bytes_on_disk,
+             "9x"],
+            ["ictal float16 whole cache dir", all16 / MB, base_bytes / all16, "9x"],
+        ]  # fmt: skip
+        size_rows = [[r[0], f"{r[1]:.1f}", r[2] if isinstance(r[2], str) else f"{r[2]:.2f}x",
+                      r[3]] for r in size_rows]  # fmt: skip
+        startup, _ = best_of(worker_startup_s, 2)
+        print(
+            f"fixed cost: a spawned worker needs {startup:.2f} s to start and import "
+            f"(python, numpy, scipy.signal, edfio, ictal) before its first recording\n"
+        )
+        print(table(["on disk", "MB", "baseline / this", "target"], size_rows))
+        if args.profile:
+            profile_one(corpus, tmp, args.top)
+        print(f"\nload average at the end: {machine_line()}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
