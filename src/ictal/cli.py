@@ -41,11 +41,6 @@ def _config(config: Path | None, sets: list[str] | None) -> Config:
         raise typer.Exit(ExitCode.USAGE) from exc
 
 
-def _not_yet(command: str) -> None:
-    typer.echo(f"error: `ictal {command}` is not available in this version yet", err=True)
-    raise typer.Exit(ExitCode.USAGE)
-
-
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
@@ -285,14 +280,35 @@ def gc(
 @app.command()
 def train(
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the last run exactly.")
+        bool, typer.Option("--resume", help="Continue the most recent unfinished run exactly.")
     ] = False,
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Resume this run directory (implies --resume).")
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Preflight the cache, then train."""
-    _config(config, set_)
-    _not_yet("train")
+    """Preflight the cache, then train (never preprocesses; kill -9 safe; SIGTERM saves)."""
+    cfg = _config(config, set_)
+    from ictal.train.loop import train as run_training
+
+    result = run_training(
+        cfg, resume=run if run is not None else resume, fix_hint=_fix_command("build", config, set_)
+    )
+    console = make_console()
+    best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
+    rows = [
+        ("run", str(result.run_dir)),
+        ("state", result.state + (" (early stop)" if result.stopped_early else "")),
+        ("epochs done", str(result.epochs_done)),
+        ("steps", str(result.step)),
+        ("best val loss", f"{best} (epoch {result.best_epoch})"),
+        ("best checkpoint", str(result.best_checkpoint)),
+        ("last checkpoint", str(result.last_checkpoint)),
+    ]
+    console.print(_table("ictal train", rows))
+    if result.state == "stopped":
+        console.print(f"stopped; continue with `{result.resume_hint}`")
 
 
 @app.command()
@@ -304,15 +320,17 @@ def bench(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Time N training batches: s/batch, data-wait %, projected epoch time."""
-    _config(config, set_)
-    _not_yet("bench")
+    """Time N training batches: s/batch, data-wait %, projected epoch time and cost."""
+    cfg = _config(config, set_)
+    from ictal.train.bench import run_bench
+
+    run_bench(cfg, batches, price_per_hour, make_console())
 
 
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to evaluate.")],
-    split: Annotated[str | None, typer.Option(help="dev or eval.")] = None,
+    split: Annotated[str | None, typer.Option(help="dev or eval (default evaluate.split).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     operating_points: Annotated[
         Path | None, typer.Option(help="Frozen operating points chosen on dev.")
@@ -320,9 +338,37 @@ def evaluate(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Score a checkpoint on dev or eval with NEDC-style and SzCORE scorers."""
-    _config(config, set_)
-    _not_yet("evaluate")
+    """Score a checkpoint on dev or eval with NEDC-style and SzCORE scorers.
+
+    Without -c, a checkpoint inside a run directory is evaluated with that run's frozen
+    config (runs/<id>/config.yaml), so the cache and post-processing match the training.
+    """
+    frozen = checkpoint.parent.parent / "config.yaml"
+    if config is None and checkpoint.parent.name == "checkpoints" and frozen.is_file():
+        config = frozen
+    cfg = _config(config, set_)
+    if split is not None and split not in ("dev", "eval", "train"):
+        typer.echo(f"error: --split must be dev or eval, got {split!r}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    from ictal.evaluate.run import evaluate as run_evaluate
+    from ictal.evaluate.run import summary_table
+
+    result = run_evaluate(
+        cfg,
+        checkpoint,
+        split=split or cfg.evaluate.split,
+        out=out,
+        operating_points=operating_points,
+        fix_hint=_fix_command("build", config, set_),
+    )
+    console = make_console()
+    console.print(summary_table(result))
+    console.print(f"scores: {result.scores_path}")
+    if result.operating_points_path is not None:
+        console.print(f"operating points: {result.operating_points_path}")
+    if result.failed:
+        typer.echo(f"error: {len(result.failed)} recording(s) failed; see the log", err=True)
+        raise typer.Exit(ExitCode.PARTIAL)
 
 
 @app.command()
@@ -331,9 +377,12 @@ def report(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write a self-contained HTML report."""
+    """Write a self-contained HTML report (training curves, scores, traces)."""
     _config(config, set_)
-    _not_yet("report")
+    from ictal.evaluate.report import write_report
+
+    path = write_report(run)
+    make_console().print(f"report: {path}")
 
 
 @app.command()
@@ -342,9 +391,11 @@ def status(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Runs and their heartbeats: running, stale, stalled, done, failed."""
-    _config(config, set_)
-    _not_yet("status")
+    """Runs and their heartbeats: running, stale, stalled, done, failed, stopped."""
+    cfg = _config(config, set_)
+    from ictal.train.status import print_statuses, run_statuses
+
+    print_statuses(run_statuses(where or cfg.runs.root), make_console())
 
 
 def main() -> None:

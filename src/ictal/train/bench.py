@@ -1,0 +1,131 @@
+"""`ictal bench`: time N real training batches (after warm-up) and project one epoch's time
+and cost, so a machine and loader setting can be judged before a long run."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ictal.cache.preflight import preflight
+from ictal.config import Config
+from ictal.data.loader import DataWaitMeter
+from ictal.train.loop import (
+    data_stride,
+    deterministic,
+    make_model,
+    make_state,
+    make_train_data,
+    pick_device,
+    seed_everything,
+    train_step,
+)
+
+WARMUP_BATCHES = 2
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    """Measured speed of the training step on this machine and the projection of an epoch."""
+
+    batches: int
+    batch_size: int
+    s_per_batch: float
+    samples_per_s: float
+    data_wait: float
+    epoch_batches: int
+    epoch_s: float
+    epoch_cost: float | None
+    device: str
+    workers: int
+
+
+def run_bench(
+    cfg: Config, batches: int, price_per_hour: float | None, console: Console
+) -> BenchResult:
+    """Preflight, then ``batches`` timed training steps after warm-up; print and return."""
+    if batches < 1:
+        raise ValueError(f"batches must be >= 1, got {batches}")
+    pre = preflight(cfg, split="train")
+    device = pick_device(cfg.train.device)
+    with deterministic(device):
+        seed_everything(cfg.train.seed)
+        model = make_model(cfg, pre.view).to(device)
+        data = make_train_data(cfg, pre.view, device, data_stride(model), validation=False)
+        state = make_state(cfg, model, data, "bench", pre.view, device)
+        p = data.sampler.expected_positive_fraction(0)
+        pos_weight = torch.tensor((1.0 - p) / p, device=device)
+        meter = DataWaitMeter()
+        done, t0 = 0, time.perf_counter()
+        for epoch in itertools.count():  # a short draw is cycled until enough batches ran
+            data.sampler.set_epoch(epoch)
+            for x, y in meter.wrap(data.train_loader):
+                train_step(state, x, y, pos_weight, cfg, device)
+                done += 1
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if done == WARMUP_BATCHES:
+                    meter.reset()  # worker start-up and first-step costs are not the rate
+                    t0 = time.perf_counter()
+                if done >= WARMUP_BATCHES + batches:
+                    break
+            if done >= WARMUP_BATCHES + batches:
+                break
+        elapsed = time.perf_counter() - t0
+    s_per_batch = elapsed / batches
+    epoch_batches = math.ceil(len(data.sampler) / data.batch_size)
+    epoch_s = epoch_batches * s_per_batch
+    result = BenchResult(
+        batches=batches,
+        batch_size=data.batch_size,
+        s_per_batch=s_per_batch,
+        samples_per_s=batches * data.batch_size / elapsed,
+        data_wait=meter.fraction(),
+        epoch_batches=epoch_batches,
+        epoch_s=epoch_s,
+        epoch_cost=None if price_per_hour is None else epoch_s / 3600 * price_per_hour,
+        device=str(device),
+        workers=data.workers,
+    )
+    print_bench(result, cfg, console)
+    return result
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
+    """The bench table: speed, input wait, projected epoch time and cost."""
+    table = Table(
+        title="bench",
+        caption=f"{result.batches} batches of {result.batch_size} on {result.device}, "
+        f"{result.workers} loader workers",
+    )
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("s/batch", f"{result.s_per_batch:.4f}")
+    table.add_row("samples/s", f"{result.samples_per_s:.1f}")
+    table.add_row("data wait", f"{result.data_wait:.1%}")
+    table.add_row("batches per epoch", str(result.epoch_batches))
+    table.add_row("projected epoch time", _duration(result.epoch_s))
+    if cfg.train.steps_per_epoch is not None and cfg.train.steps_per_epoch < result.epoch_batches:
+        capped = cfg.train.steps_per_epoch * result.s_per_batch
+        table.add_row(f"epoch capped at {cfg.train.steps_per_epoch} steps", _duration(capped))
+    if result.epoch_cost is not None:
+        table.add_row("projected epoch cost", f"{result.epoch_cost:.4g}")
+    console.print(table)
+    if result.data_wait > cfg.train.data_wait_warn:
+        console.print(
+            f"input-bound: {result.data_wait:.0%} of the time waiting for data; raise "
+            f"loader.num_workers (now {result.workers})"
+        )

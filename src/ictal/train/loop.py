@@ -1,0 +1,780 @@
+"""The training loop, top to bottom: preflight, data, model, then epochs of steps and validation.
+
+Resume is exact on CPU with a fixed seed: the checkpoint holds the samples actually trained in
+the epoch (not the loader's read-ahead), every RNG state and the optimizer/scheduler state, and
+creating a loader iterator never touches the global RNG. SIGTERM/SIGINT set a flag; the loop
+checkpoints at the next step boundary and returns with state "stopped".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch.utils.data
+from torch import nn
+
+from ictal.cache.manifest import CacheView
+from ictal.cache.preflight import preflight
+from ictal.config import Config
+from ictal.data.dataset import WindowDataset
+from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
+from ictal.data.sampler import BalancedSampler
+from ictal.data.windows import WindowIndex, build_window_index
+from ictal.errors import IctalError, UsageError
+from ictal.evaluate.scoring import HistogramAuroc
+from ictal.models import build_model
+from ictal.models.detector import pool_targets
+from ictal.train import run as runs
+from ictal.train.heartbeat import Heartbeat, LiveStatus
+from ictal.train.metrics import MetricsLog, keep_until
+from ictal.train.state import ModelSpec, TrainState, is_better, load_checkpoint
+from ictal.ui import log, progress
+
+
+class TrainingError(IctalError):
+    """Training cannot go on (for example the loss stayed non-finite); the run is 'failed'."""
+
+
+@dataclass
+class TrainResult:
+    """How a call to train() ended and where its files are."""
+
+    run_id: str
+    run_dir: Path
+    state: str  # "done" or "stopped"
+    epochs_done: int
+    step: int
+    best_val_loss: float | None
+    best_epoch: int | None
+    stopped_early: bool
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    resume_hint: str
+
+
+# ----------------------------------------------------------------------------- the story
+
+
+def train(
+    cfg: Config, *, resume: bool | Path = False, fix_hint: str = "ictal build"
+) -> TrainResult:
+    """Preflight the cache, then train (or continue a run exactly) and record everything.
+
+    ``resume=True`` continues the most recent unfinished run under ``runs.root`` (a new run
+    starts when there is none, logged); a Path continues that run directory.
+    """
+    previous = _run_to_resume(cfg, resume)
+    if previous is not None:
+        cfg = runs.resume_config(cfg, previous)
+    pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
+    device = pick_device(cfg.train.device)
+    with deterministic(device):
+        seed_everything(cfg.train.seed)
+        model = make_model(cfg, pre.view).to(device)
+        data = make_train_data(cfg, pre.view, device, data_stride(model))
+        run = previous or runs.create_run(
+            cfg,
+            {"cache_key": pre.view.key, "cache_path": pre.view.path, "device": str(device)},
+        )
+        state = make_state(cfg, model, data, run.run_id, pre.view, device)
+        with runs.lock_run(run), runs.log_to_file(run):
+            for name, value in pre.rows:
+                log.info(f"{name}: {value}")
+            log.info(describe(data))
+            if previous is not None:
+                runs.record_resume(run, str(device))
+                restore(run, state)
+            log.info(f"run {run.run_id} in {run.path} on {device}")
+            return fit(cfg, state, data, run, device)
+
+
+def fit(
+    cfg: Config, state: TrainState, data: TrainData, run: runs.RunDir, device: torch.device
+) -> TrainResult:
+    """Epochs of training and validation with monitoring; the final state goes to heartbeat."""
+    live = LiveStatus(run.run_id, cfg.train.heartbeat_s, epochs=cfg.train.epochs)
+    live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
+    heartbeat = Heartbeat(run.heartbeat, live, cfg.train.heartbeat_s).start()
+    rec = Recorder(run, live, purge_step=state.step + 1 if state.step else None)
+    final, error = "failed", None
+    try:
+        with StopRequest() as stop:
+            final, stopped_early = run_epochs(cfg, state, data, run, rec, stop, device)
+    except BaseException as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        rec.close()
+        live.update(phase="finished")
+        heartbeat.stop(final, error)
+    if final == "stopped":
+        log.warning(
+            f"stopped at epoch {state.epoch + 1}, step {state.step}; checkpoint {run.last}; "
+            "continue with `ictal train --resume`"
+        )
+    return TrainResult(
+        run_id=run.run_id,
+        run_dir=run.path,
+        state=final,
+        epochs_done=state.epoch,
+        step=state.step,
+        best_val_loss=state.best_metric,
+        best_epoch=state.best_epoch,
+        stopped_early=stopped_early,
+        last_checkpoint=run.last if run.last.exists() else None,
+        best_checkpoint=run.best if run.best.exists() else None,
+        resume_hint="ictal train --resume",
+    )
+
+
+def run_epochs(
+    cfg: Config,
+    state: TrainState,
+    data: TrainData,
+    run: runs.RunDir,
+    rec: Recorder,
+    stop: StopRequest,
+    device: torch.device,
+) -> tuple[str, bool]:
+    """Train and validate each remaining epoch; return (final state, stopped early)."""
+    patience = cfg.train.patience
+    for _ in range(state.epoch, cfg.train.epochs):
+        if patience is not None and state.bad_epochs >= patience:
+            log.info(
+                f"early stopping after epoch {state.epoch}: no validation gain for "
+                f"{state.bad_epochs} epochs (train.patience={patience}); best epoch "
+                f"{(state.best_epoch or 0) + 1}, loss {state.best_metric}"
+            )
+            return "done", True
+        state.sampler.set_epoch(state.epoch)
+        if not train_epoch(cfg, state, data, run, rec, stop, device):
+            return "stopped", False
+        val = None
+        if data.val_loader is not None and cfg.train.validate_each_epoch:
+            rec.live.update(phase="validate", val_batches=0, val_total=len(data.val_loader))
+            val = validate(state.model, data.val_loader, data.stride_out, device, cfg, stop, rec)
+            if val is None:  # stop requested during validation: resume re-validates
+                save(state, run.last, rec)
+                return "stopped", False
+        end_epoch(cfg, state, run, rec, val)
+    stopped_early = patience is not None and state.bad_epochs >= patience
+    log.info(f"training done: {state.epoch} epochs, {state.step} steps, best {state.best_metric}")
+    return "done", stopped_early
+
+
+def train_epoch(
+    cfg: Config,
+    state: TrainState,
+    data: TrainData,
+    run: runs.RunDir,
+    rec: Recorder,
+    stop: StopRequest,
+    device: torch.device,
+) -> bool:
+    """Train the rest of the current epoch; False when a stop was requested (checkpointed)."""
+    epoch = state.epoch
+    p = data.sampler.expected_positive_fraction(epoch)
+    pos_weight = torch.tensor((1.0 - p) / p, device=device)
+    sums = state.extra.setdefault("epoch_sums", _fresh_sums())
+    if state.step_in_epoch == 0:
+        log.info(
+            f"epoch {epoch + 1}/{cfg.train.epochs}: {data.steps_per_epoch} steps, draw "
+            f"{data.sampler.class_counts(epoch)}, expected positive fraction {p:.4f}, "
+            f"pos_weight {pos_weight.item():.3f}"
+        )
+    if state.step_in_epoch >= data.steps_per_epoch:
+        return True
+    rec.live.update(phase="train", epoch=epoch, val_batches=None, val_total=None)
+    meter = DataWaitMeter()
+    watch = WaitWatch(cfg, data.workers, epoch)
+    with torch.random.fork_rng(devices=[]):  # a new iterator draws a seed; keep RNG exact
+        batches = iter(data.train_loader)
+    t_prev, wait_prev = time.perf_counter(), 0.0
+    desc = f"epoch {epoch + 1}/{cfg.train.epochs}"
+    with progress(desc, data.steps_per_epoch - state.step_in_epoch) as ticker:
+        try:
+            for x, y in meter.wrap(batches):
+                lr = state.optimizer.param_groups[0]["lr"]
+                pos_fraction = float(y.float().mean())
+                loss, grad_norm = train_step(state, x, y, pos_weight, cfg, device)
+                state.step += 1
+                state.step_in_epoch += 1
+                state.samples_seen += len(x)
+                now = time.perf_counter()
+                wait = meter.wait_s - wait_prev
+                dt, t_prev, wait_prev = now - t_prev, now, meter.wait_s
+                if math.isfinite(loss):
+                    sums["loss"] += loss * len(x)
+                    sums["loss_samples"] += len(x)
+                sums["pos"] += pos_fraction * len(x)
+                sums["samples"] += len(x)
+                rec.write(
+                    {
+                        "phase": "train",
+                        "epoch": epoch,
+                        "step": state.step,
+                        "step_in_epoch": state.step_in_epoch,
+                        "loss": loss,
+                        "lr": lr,
+                        "grad_norm": grad_norm,
+                        "pos_weight": float(pos_weight),
+                        "pos_fraction": pos_fraction,
+                        "samples_per_s": len(x) / dt if dt > 0 else None,
+                        "data_wait": wait / dt if dt > 0 else None,
+                    }
+                )
+                rec.live.update(
+                    step=state.step,
+                    loss=loss,
+                    lr=lr,
+                    samples=rec.live.samples + len(x),
+                    wait_s=rec.live.wait_s + wait,
+                )
+                ticker.advance(note=f"loss {loss:.4f}")
+                count_nonfinite(state, loss, grad_norm, cfg)
+                watch.check(meter)
+                if stop.requested:
+                    save(state, run.last, rec)
+                    return False
+                if time.monotonic() - rec.last_save >= cfg.train.checkpoint_every_s:
+                    save(state, run.last, rec)
+                if state.step_in_epoch >= data.steps_per_epoch:
+                    break
+        except RuntimeError:
+            if not stop.requested:  # loader workers die with the process group on SIGTERM
+                raise
+            save(state, run.last, rec)
+            return False
+    watch.check(meter, final=True)
+    sums["data_wait"] = meter.fraction()
+    return True
+
+
+def train_step(
+    state: TrainState,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pos_weight: torch.Tensor,
+    cfg: Config,
+    device: torch.device,
+) -> tuple[float, float | None]:
+    """One optimizer step on a batch; a non-finite loss or gradient skips the update."""
+    model, opt, scaler = state.model, state.optimizer, state.scaler
+    model.train()
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
+        logits = model(x)
+    target = pool_targets(y, data_stride(model))[:, : logits.shape[1]]
+    loss = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight)
+    loss_value = float(loss.detach())
+    grad_norm: float | None = None
+    if math.isfinite(loss_value):
+        scaler.scale(loss).backward()
+        if cfg.train.grad_clip is not None:
+            scaler.unscale_(opt)
+            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip))
+        if scaler.is_enabled() or grad_norm is None or math.isfinite(grad_norm):
+            scaler.step(opt)  # with AMP the scaler itself skips steps with inf gradients
+            scaler.update()
+        opt.zero_grad(set_to_none=True)
+    with warnings.catch_warnings():  # a skipped first update makes torch warn about order
+        warnings.simplefilter("ignore", UserWarning)
+        state.scheduler.step()  # the schedule follows batches, skipped ones included
+    return loss_value, grad_norm
+
+
+def count_nonfinite(state: TrainState, loss: float, grad_norm: float | None, cfg: Config) -> None:
+    """Count skipped steps; raise after ``train.max_nonfinite_in_a_row`` in a row."""
+    bad = not math.isfinite(loss) or (
+        grad_norm is not None and not math.isfinite(grad_norm) and not state.scaler.is_enabled()
+    )
+    if not bad:
+        state.nonfinite_in_a_row = 0
+        return
+    state.nonfinite_total += 1
+    state.nonfinite_in_a_row += 1
+    log.warning(
+        f"step {state.step}: non-finite loss/gradient (loss {loss}, grad norm {grad_norm}); "
+        f"update skipped ({state.nonfinite_in_a_row} in a row, {state.nonfinite_total} total)"
+    )
+    limit = cfg.train.max_nonfinite_in_a_row
+    if state.nonfinite_in_a_row >= limit:
+        raise TrainingError(
+            f"the loss or gradient was not finite for {limit} steps in a row (step "
+            f"{state.step}, lr {state.optimizer.param_groups[0]['lr']:.3g}); lower train.lr, "
+            "keep train.grad_clip set, or check the cache with `ictal verify --full`"
+        )
+
+
+@dataclass
+class Validation:
+    """Validation loss (mean unweighted BCE per output step) and per-sample AUROC."""
+
+    loss: float
+    auroc: float
+    windows: int
+    seconds: float
+
+
+def validate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    stride: int,
+    device: torch.device,
+    cfg: Config,
+    stop: StopRequest,
+    rec: Recorder,
+) -> Validation | None:
+    """One pass over the dev windows in bounded memory; None when a stop was requested."""
+    t0 = time.perf_counter()
+    model.eval()
+    auroc = HistogramAuroc(bins=1000)
+    loss_sum, n, windows = 0.0, 0, 0
+    amp = device.type == "cuda" and cfg.train.amp
+    with torch.random.fork_rng(devices=[]):
+        batches = iter(loader)
+    try:
+        with torch.no_grad():
+            for i, (x, y) in enumerate(batches):
+                if stop.requested:
+                    return None
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    logits = model(x).float()
+                target = pool_targets(y, stride)[:, : logits.shape[1]]
+                loss_sum += float(
+                    F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+                )
+                n += target.numel()
+                windows += len(x)
+                probs = torch.sigmoid(logits).repeat_interleave(stride, dim=1)
+                auroc.update(y[:, : probs.shape[1]].cpu().numpy(), probs.cpu().numpy())
+                rec.live.update(val_batches=i + 1)
+    except RuntimeError:
+        if stop.requested:
+            return None
+        raise
+    finally:
+        model.train()
+    return Validation(loss_sum / max(n, 1), auroc.value(), windows, time.perf_counter() - t0)
+
+
+def end_epoch(
+    cfg: Config, state: TrainState, run: runs.RunDir, rec: Recorder, val: Validation | None
+) -> None:
+    """Record the epoch, update early stopping, save best.pt on improvement and last.pt."""
+    epoch = state.epoch
+    sums = state.extra.get("epoch_sums") or _fresh_sums()
+    improved = False
+    if val is not None:
+        rec.write(
+            {
+                "phase": "validate",
+                "epoch": epoch,
+                "step": state.step,
+                "val_loss": val.loss,
+                "val_auroc": val.auroc,
+                "val_windows": val.windows,
+                "val_s": val.seconds,
+            }
+        )
+        improved = is_better(val.loss, state.best_metric)
+        if improved:
+            state.best_metric, state.best_epoch, state.bad_epochs = val.loss, epoch, 0
+        else:
+            state.bad_epochs += 1
+        log.info(
+            f"epoch {epoch + 1} validation: loss {val.loss:.4f}, AUROC {val.auroc:.4f} "
+            f"({val.windows} windows, {val.seconds:.1f}s)"
+            + (" - best so far" if improved else f" - {state.bad_epochs} epoch(s) without gain")
+        )
+    p = state.sampler.expected_positive_fraction(epoch)
+    rec.write(
+        {
+            "phase": "epoch",
+            "epoch": epoch,
+            "step": state.step,
+            "loss": sums["loss"] / sums["loss_samples"] if sums["loss_samples"] else None,
+            "pos_fraction_expected": p,
+            "pos_fraction_realised": sums["pos"] / sums["samples"] if sums["samples"] else None,
+            "pos_weight": (1.0 - p) / p,
+            "data_wait": sums.get("data_wait"),
+            "nonfinite": state.nonfinite_total,
+            "best_val_loss": state.best_metric,
+            "bad_epochs": state.bad_epochs,
+        }
+    )
+    state.epoch += 1
+    state.step_in_epoch = 0
+    state.extra["epoch_sums"] = _fresh_sums()
+    state.sampler.set_epoch(state.epoch)
+    if improved:
+        save(state, run.best, rec)
+    save(state, run.last, rec)
+
+
+# ----------------------------------------------------------------------------- the parts
+
+
+@dataclass
+class TrainData:
+    """Window indexes, sampler and loaders of one run."""
+
+    index: WindowIndex
+    sampler: BalancedSampler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None
+    window: int
+    stride: int
+    stride_out: int
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    workers: int
+
+
+def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
+    """Window index of some recordings from their lengths and seizure intervals only."""
+    return build_window_index(
+        np.array([r["n_samples"] for r in recs], dtype=np.int64),
+        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
+        window=round(cfg.windows.length_s * fs),
+        stride=stride,
+        full_threshold=cfg.windows.full_threshold,
+    )
+
+
+def window_dataset(
+    view: CacheView, recs: list[dict[str, Any]], index: WindowIndex
+) -> WindowDataset:
+    """Dataset of the indexed windows, read from the cache arrays as float32."""
+    return WindowDataset(
+        [view.array_path(r) for r in recs],
+        index,
+        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
+        index.window,
+        np.float32,
+    )
+
+
+def make_train_data(
+    cfg: Config,
+    view: CacheView,
+    device: torch.device,
+    model_stride: int,
+    *,
+    validation: bool = True,
+) -> TrainData:
+    """Train windows through the balanced sampler; dev windows (stride = window) to validate."""
+    fs = view.fs
+    window = round(cfg.windows.length_s * fs)
+    stride = round(cfg.windows.stride_s * fs)
+    train_recs = view.split("train")
+    index = window_index(cfg, train_recs, fs, stride)
+    sampler = BalancedSampler(
+        index,
+        partial=cfg.sampler.partial,
+        full=cfg.sampler.full,
+        background=cfg.sampler.background,
+        seed=cfg.train.seed,
+    )
+    workers = default_num_workers() if cfg.loader.num_workers is None else cfg.loader.num_workers
+    lc = cfg.loader
+    loader_args = {
+        "batch_size": lc.batch_size,
+        "num_workers": workers,
+        "prefetch_factor": lc.prefetch_factor,
+        "persistent_workers": lc.persistent_workers,
+        "pin_memory": device.type == "cuda",
+        "timeout_s": lc.timeout_s,
+    }
+    train_loader = make_loader(window_dataset(view, train_recs, index), sampler, **loader_args)
+    val_loader = None
+    dev_recs = view.split("dev")
+    if validation:
+        val_index = window_index(cfg, dev_recs, fs, window) if dev_recs else None
+        if val_index is None or len(val_index) == 0:
+            log.warning("no dev windows (no dev recordings or all shorter than a window): "
+                        "validation, early stopping and best.pt are skipped")  # fmt: skip
+        else:
+            val_set = window_dataset(view, dev_recs, val_index)
+            val_loader = make_loader(
+                val_set, torch.utils.data.SequentialSampler(val_set), **loader_args
+            )
+    steps = math.ceil(len(sampler) / lc.batch_size)
+    if cfg.train.steps_per_epoch is not None:
+        steps = min(steps, cfg.train.steps_per_epoch)
+    return TrainData(
+        index=index,
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        window=window,
+        stride=stride,
+        stride_out=model_stride,
+        batch_size=lc.batch_size,
+        steps_per_epoch=steps,
+        total_steps=steps * cfg.train.epochs,
+        workers=workers,
+    )
+
+
+def make_model(cfg: Config, view: CacheView) -> nn.Module:
+    """The configured registry model for the cache's channels and rate."""
+    model = build_model(
+        cfg.model.name, n_channels=len(view.channels), fs=view.fs, **cfg.model.params
+    )
+    if not isinstance(getattr(model, "output_stride", None), int):
+        raise UsageError(f"model {cfg.model.name!r} must define an integer output_stride")
+    return model
+
+
+def describe(data: TrainData) -> str:
+    """One log line about the windows, the draw and the steps of an epoch."""
+    index = data.index
+    return (
+        f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
+        f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
+        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader workers "
+        f"{data.workers}; validation {'on' if data.val_loader is not None else 'off'}"
+    )
+
+
+def data_stride(model: nn.Module) -> int:
+    """Input samples per output step of a model."""
+    return int(model.output_stride)  # type: ignore[arg-type]
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """LR factor: linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress_ = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+    return factor
+
+
+def make_state(
+    cfg: Config,
+    model: nn.Module,
+    data: TrainData,
+    run_id: str,
+    view: CacheView,
+    device: torch.device,
+) -> TrainState:
+    """TrainState at step 0: AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.train.warmup_steps, data.total_steps)
+    )
+    amp = device.type == "cuda" and cfg.train.amp
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    spec = ModelSpec(
+        name=cfg.model.name,
+        params=dict(cfg.model.params),
+        n_channels=len(view.channels),
+        fs=view.fs,
+        output_stride=data_stride(model),
+        window=data.window,
+    )
+    return TrainState(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        sampler=data.sampler,
+        spec=spec,
+        batch_size=data.batch_size,
+        run_id=run_id,
+        config=cfg.model_dump(mode="json"),
+        cache_key=view.key,
+    )
+
+
+def restore(run: runs.RunDir, state: TrainState) -> None:
+    """Load last.pt into the state and drop metrics lines written after it."""
+    if run.last.exists():
+        ckpt = load_checkpoint(run.last)
+        if ckpt["cache_key"] != state.cache_key:
+            raise UsageError(
+                f"run {run.run_id} trained on cache {ckpt['cache_key'][:16]}, the config now "
+                f"opens {state.cache_key[:16]}; resume needs the same cache"
+            )
+        state.restore(ckpt)
+        log.info(
+            f"resuming run {run.run_id} at epoch {state.epoch + 1}, step {state.step} "
+            f"({state.step_in_epoch} steps into the epoch)"
+        )
+    else:
+        log.info(f"run {run.run_id} has no checkpoint yet; starting it from step 0")
+    dropped = keep_until(run.metrics, state.step, state.epoch)
+    if dropped:
+        log.info(f"dropped {dropped} metrics lines written after the checkpoint")
+
+
+def save(state: TrainState, path: Path, rec: Recorder) -> None:
+    """Checkpoint atomically and note the time (heartbeat shows its age)."""
+    state.save(path)
+    rec.last_save = time.monotonic()
+    rec.live.update(last_checkpoint_time=time.time())
+
+
+def _fresh_sums() -> dict[str, float]:
+    return {"loss": 0.0, "loss_samples": 0, "pos": 0.0, "samples": 0}
+
+
+def _run_to_resume(cfg: Config, resume: bool | Path) -> runs.RunDir | None:
+    if resume is False:
+        return None
+    if resume is True:
+        found = runs.find_resumable(cfg.runs.root)
+        if found is None:
+            log.info(f"no unfinished run under {cfg.runs.root} to resume; starting a new run")
+            return None
+        return runs.RunDir(found)
+    return runs.RunDir(runs.resolve_run_dir(Path(resume)))
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' takes CUDA when present; asking for CUDA without it is an error (no fallback)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("train.device=cuda but no CUDA device is available; use train.device=cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) from train.seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU (exact resume); restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+class Recorder:
+    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status."""
+
+    def __init__(self, run: runs.RunDir, live: LiveStatus, purge_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.live = live
+        self.metrics = MetricsLog(run.metrics)
+        self.tb = SummaryWriter(str(run.tb), purge_step=purge_step)
+        self.last_save = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One metrics line (durable) and its numeric values as TensorBoard scalars."""
+        record = {**record, "time": time.time()}
+        self.metrics.write(record)
+        phase = record["phase"]
+        for key, value in record.items():
+            if key in ("phase", "epoch", "step", "time", "step_in_epoch"):
+                continue
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.tb.add_scalar(f"{phase}/{key}", value, record["step"])
+        if phase != "train":
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.tb.close()
+
+
+class WaitWatch:
+    """Says once per epoch when the loop waits for data too long, and which knob to turn."""
+
+    def __init__(self, cfg: Config, workers: int, epoch: int) -> None:
+        self.threshold = cfg.train.data_wait_warn
+        self.every_s = max(30.0, cfg.train.heartbeat_s)
+        self.workers = workers
+        self.epoch = epoch
+        self.warned = False
+        self._t = time.monotonic()
+
+    def check(self, meter: DataWaitMeter, *, final: bool = False) -> None:
+        """Warn when the wait fraction since the epoch start exceeds train.data_wait_warn."""
+        if self.warned or not (final or time.monotonic() - self._t >= self.every_s):
+            return
+        self._t = time.monotonic()
+        fraction = meter.fraction()
+        if fraction <= self.threshold:
+            return
+        self.warned = True
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if self.workers < (cores or 1) - 1:
+            knob = f"raise loader.num_workers (now {self.workers}, {cores} cores available)"
+        else:
+            knob = (
+                f"loader.num_workers={self.workers} already uses the {cores} cores available: "
+                "use a machine with more cores, faster local storage (stage the cache), or a "
+                "larger loader.prefetch_factor"
+            )
+        log.warning(
+            f"epoch {self.epoch + 1} is input-bound: the loop waited for data "
+            f"{fraction:.0%} of the time (train.data_wait_warn={self.threshold}); {knob}"
+        )
+
+
+class StopRequest:
+    """SIGTERM/SIGINT set a flag the loop checks at each step boundary (a second SIGINT
+    interrupts at once). Handlers are installed only in the main thread and restored."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signum = signum
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        if self.requested:
+            log.warning(
+                f"received {signal.Signals(self.signum or 15).name}: checkpointed and stopped"
+            )

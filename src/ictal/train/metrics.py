@@ -1,0 +1,99 @@
+"""metrics.jsonl: one JSON object per line, each line one durable write (survives kill -9).
+
+Every line has ``phase`` ("train" | "validate" | "epoch"), ``epoch`` (0-based), ``step``
+(optimizer steps done) and ``time`` (Unix seconds) plus its metric keys; a value that is not
+finite is written as null so every line is strict JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from ictal.io.atomic import atomic_write_bytes
+
+PHASES = ("train", "validate", "epoch")
+
+
+def _finite(value: Any) -> Any:
+    """Floats that JSON cannot hold (nan, inf) become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def encode(record: dict[str, Any]) -> bytes:
+    """One strict-JSON line for ``record`` (which must name its phase, epoch, step, time)."""
+    missing = [k for k in ("phase", "epoch", "step", "time") if k not in record]
+    if missing or record["phase"] not in PHASES:
+        raise ValueError(f"metrics record needs phase in {PHASES}, epoch, step, time: {record}")
+    clean = {k: _finite(v) for k, v in record.items()}
+    return (json.dumps(clean, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class MetricsLog:
+    """Append-only writer: each record is a single write + fsync on an O_APPEND descriptor."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one line durably."""
+        data = encode(record)
+        written = os.write(self._fd, data)
+        if written != len(data):  # a short write on a regular file means the disk is full
+            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """All complete lines of a metrics file; a torn last line (no newline) is ignored."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    raw = p.read_bytes()
+    lines = raw.split(b"\n")
+    records = []
+    for i, line in enumerate(lines[:-1]):  # the part after the last newline is incomplete
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{p}: line {i + 1} is not JSON ({exc})") from exc
+    return records
+
+
+def keep_until(path: str | os.PathLike[str], step: int, epoch: int) -> int:
+    """Rewrite the file atomically without lines past a checkpoint; return lines dropped.
+
+    A checkpoint at optimizer step ``step`` whose next epoch to finish is ``epoch`` keeps
+    train lines up to ``step`` and validate/epoch lines of epochs before ``epoch``, so a
+    resumed run writes every step and every epoch exactly once.
+    """
+    records = read_metrics(path)
+    kept = [
+        r
+        for r in records
+        if (r["phase"] == "train" and r["step"] <= step)
+        or (r["phase"] != "train" and r["epoch"] < epoch)
+    ]
+    p = Path(path)
+    if len(kept) != len(records) or (p.exists() and not p.read_bytes().endswith(b"\n")):
+        atomic_write_bytes(p, b"".join(encode(r) for r in kept))
+    return len(records) - len(kept)

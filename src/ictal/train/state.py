@@ -1,0 +1,224 @@
+"""One TrainState, saved atomically as a checkpoint that loads with ``weights_only=True``.
+
+The checkpoint is a dict of tensors and plain containers (no pickled objects, invariant 8):
+model identity (name, params, channels, rate, stride, window), weights, resolved config,
+cache key, and the training state that makes resume exact (optimizer, scheduler, scaler,
+sampler position as samples actually trained, RNG states, counters, early stopping).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ictal import __version__
+from ictal.data.sampler import BalancedSampler
+from ictal.io.atomic import atomic_write_with
+
+FORMAT = "ictal-checkpoint-1"
+# Keys only training needs; load_model drops them.
+TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "sampler", "rng")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What inference needs to rebuild the model and feed it."""
+
+    name: str
+    params: dict[str, Any]
+    n_channels: int
+    fs: float
+    output_stride: int
+    window: int  # training window in samples
+
+
+def capture_rng() -> dict[str, Any]:
+    """Python, numpy, torch CPU and CUDA generator states as tensors and plain values."""
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {
+            "kind": str(kind),
+            "keys": [int(k) for k in keys],
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(rng: dict[str, Any]) -> None:
+    """Inverse of capture_rng (CUDA states only when the same number of devices exists)."""
+    py = rng["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    n = rng["numpy"]
+    np.random.set_state(
+        (
+            n["kind"],
+            np.asarray(n["keys"], dtype=np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(rng["torch"])
+    cuda = rng.get("cuda") or []
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _cpu(tree: Any) -> Any:
+    """Copy every tensor in a nested state dict to the CPU (portable checkpoints)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().cpu()
+    if isinstance(tree, dict):
+        return {k: _cpu(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_cpu(v) for v in tree)
+    return tree
+
+
+@dataclass
+class TrainState:
+    """Everything a run needs to continue exactly: the objects being trained and the counters."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: BalancedSampler
+    spec: ModelSpec
+    batch_size: int
+    run_id: str
+    config: dict[str, Any]
+    cache_key: str
+    epoch: int = 0  # epoch in progress (0-based); epochs before it are trained and validated
+    step: int = 0  # optimizer steps done in the whole run (skipped non-finite ones included)
+    step_in_epoch: int = 0  # batches trained in the current epoch
+    best_metric: float | None = None  # best validation loss so far
+    best_epoch: int | None = None
+    bad_epochs: int = 0  # epochs since the best one (early stopping)
+    nonfinite_total: int = 0
+    nonfinite_in_a_row: int = 0
+    samples_seen: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def consumed(self) -> int:
+        """Samples of this epoch's draw already trained (never the loader's read-ahead)."""
+        return min(self.step_in_epoch * self.batch_size, len(self.sampler))
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint dict: tensors and plain values only."""
+        sampler = {"epoch": self.epoch, "position": self.consumed()}
+        return {
+            "format": FORMAT,
+            "model_name": self.spec.name,
+            "model_params": dict(self.spec.params),
+            "n_channels": self.spec.n_channels,
+            "fs": float(self.spec.fs),
+            "output_stride": self.spec.output_stride,
+            "window": self.spec.window,
+            "model": _cpu(self.model.state_dict()),
+            "config": self.config,
+            "cache_key": self.cache_key,
+            "run_id": self.run_id,
+            "epoch": self.epoch,
+            "step": self.step,
+            "step_in_epoch": self.step_in_epoch,
+            "batch_size": self.batch_size,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "nonfinite_total": self.nonfinite_total,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "samples_seen": self.samples_seen,
+            "optimizer": _cpu(self.optimizer.state_dict()),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "sampler": sampler,
+            "rng": capture_rng(),
+            "time": time.time(),
+            "ictal_version": __version__,
+            "torch_version": str(torch.__version__),
+            "extra": self.extra,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the checkpoint atomically (temp file, fsync, rename, fsync dir)."""
+        ckpt = self.checkpoint()
+
+        def write(fh: IO[bytes]) -> None:
+            torch.save(ckpt, fh)
+
+        return atomic_write_with(path, write)
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Load a checkpoint of the same run into this state (weights, optimizer, RNG, ...)."""
+        check_format(ckpt)
+        if ckpt["batch_size"] != self.batch_size:
+            raise ValueError(
+                f"checkpoint batch size {ckpt['batch_size']} differs from {self.batch_size}"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt["scaler"]:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        for name in (
+            "epoch", "step", "step_in_epoch", "best_metric", "best_epoch", "bad_epochs",
+            "nonfinite_total", "nonfinite_in_a_row", "samples_seen",
+        ):  # fmt: skip
+            setattr(self, name, ckpt[name])
+        self.extra = dict(ckpt.get("extra") or {})
+        restore_rng(ckpt["rng"])
+
+
+def check_format(ckpt: Any) -> None:
+    """Refuse anything that is not an ictal checkpoint of a supported format."""
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"not an {FORMAT} checkpoint (format {found!r})")
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint without unpickling objects (``weights_only=True``)."""
+    ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
+    try:
+        check_format(ckpt)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return ckpt
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint for inference (eval mode); also return the checkpoint
+    dict without its training-only parts (optimizer, scheduler, scaler, sampler, RNG)."""
+    from ictal.models import build_model
+
+    ckpt = load_checkpoint(path)
+    model = build_model(
+        ckpt["model_name"], n_channels=ckpt["n_channels"], fs=ckpt["fs"], **ckpt["model_params"]
+    )
+    model.load_state_dict(ckpt["model"])
+    model.to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k not in TRAINING_KEYS}
+    return model, meta
+
+
+def is_better(value: float, best: float | None) -> bool:
+    """True when a finite validation loss improves on the best so far."""
+    return math.isfinite(value) and (best is None or value < best)
