@@ -1,0 +1,355 @@
+"""``ictal report``: one self-contained HTML page (PNG plots embedded as base64) for a run
+directory, an evaluation directory, or a run directory holding ``eval-*`` directories.
+
+Every part is optional: a run without an evaluation gets its training curves and says that
+no evaluation exists yet; an evaluation without its run gets its scores only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ictal.errors import UsageError
+from ictal.io.atomic import atomic_write_text
+
+SCORER_LABELS = {"ovlp": "OVLP (NEDC)", "taes": "TAES (NEDC)", "szcore": "SzCORE events"}
+MAX_POINTS = 4000  # per plotted line; longer series are decimated (trace maxima kept)
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;
+text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+.note{color:#666}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}
+"""
+
+
+def _ordered(d: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Items by scorer in the order OVLP, TAES, SzCORE events, then others by name
+    (scores.json is written with sorted keys)."""
+    order = [*SCORER_LABELS, "szcore_samples"]
+    return sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
+
+
+def _png(fig: Figure) -> str:
+    """An <img> tag holding the figure as a base64 PNG."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _esc(v: Any) -> str:
+    return html.escape(str(v))
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """JSON lines of ``metrics.jsonl``; a torn or bad line (killed writer) is skipped."""
+    rows = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(step, value) for rows that carry a finite ``key``, in file order, decimated."""
+    pts = [
+        (float(r.get("step", i)), float(r[key]))
+        for i, r in enumerate(rows)
+        if isinstance(r.get(key), int | float) and math.isfinite(r[key])
+    ]
+    if not pts:
+        return np.empty(0), np.empty(0)
+    arr = np.asarray(pts)
+    step = max(1, len(arr) // MAX_POINTS)
+    return arr[::step, 0], arr[::step, 1]
+
+
+def training_curves(rows: list[dict[str, Any]]) -> str | None:
+    """A 2x2 figure of loss, validation loss, validation AUROC and learning rate by step."""
+    panels = [("loss", "train loss"), ("val_loss", "validation loss"),
+              ("val_auroc", "validation AUROC"), ("lr", "learning rate")]  # fmt: skip
+    series = {key: _series(rows, key) for key, _ in panels}
+    if not any(len(x) for x, _ in series.values()):
+        return None
+    fig = Figure(figsize=(11, 6.5))
+    for k, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(2, 2, k + 1)
+        x, y = series[key]
+        if len(x):
+            ax.plot(x, y, marker="o" if len(x) < 50 else None, lw=1.2)
+        else:
+            ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def operating_curves(scores: dict[str, Any]) -> str | None:
+    """Sensitivity against FA/24h per scorer from the threshold sweep, with chosen points."""
+    sw = scores.get("sweep") or {}
+    scorers = sw.get("scorers") or {}
+    if not scorers:
+        return None
+    points = (scores.get("operating_points") or {}).get("points") or {}
+    fig = Figure(figsize=(5.5 * len(scorers), 4.2))
+    for k, (name, cur) in enumerate(_ordered(scorers)):
+        ax = fig.add_subplot(1, len(scorers), k + 1)
+        pairs = [(f, s) for f, s in zip(cur["fa_per_24h"], cur["sensitivity"], strict=True)
+                 if f is not None and s is not None]  # fmt: skip
+        if pairs:
+            fa, sens = zip(*sorted(pairs), strict=True)
+            ax.plot(fa, np.asarray(sens) * 100, "-o", ms=2.5, lw=1.2, label="sweep")
+        for row in points.get(name, []):
+            ax.axvline(row["target_fa_per_24h"], color="0.8", lw=0.8, ls="--")
+            c = row.get("counts")
+            if c and c.get("fa_per_24h") is not None and c.get("sensitivity") is not None:
+                ax.plot(c["fa_per_24h"], 100 * c["sensitivity"], "o", color="C3")
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_ylim(-2, 102)
+        ax.set_xlabel("FA / 24 h (pooled)")
+        ax.set_ylabel("sensitivity %")
+        ax.set_title(SCORER_LABELS.get(name, name))
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def pick_recordings(recs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """Best, typical (median) and worst recording by per-recording OVLP F1 at the export
+    threshold; best and typical are taken among recordings with seizures when there are any."""
+    if not recs:
+        return []
+    ranked = sorted(recs, key=lambda r: (r.get("ovlp_f1_export") or 0.0, len(r["ref_events"])))
+    with_sz = [r for r in ranked if r["ref_events"]] or ranked
+    picks = [("best", with_sz[-1]), ("typical", with_sz[len(with_sz) // 2]), ("worst", ranked[0])]
+    seen: set[str] = set()
+    out = []
+    for tag, r in picks:
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            out.append((tag, r))
+    return out
+
+
+def _decimate_max(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index, value) with at most MAX_POINTS points; each block keeps its maximum."""
+    step = max(1, math.ceil(len(p) / MAX_POINTS))
+    n = len(p) // step * step
+    if step == 1:
+        return np.arange(len(p)), p
+    blocks = p[:n].reshape(-1, step).max(1)
+    return np.arange(len(blocks)) * step, blocks
+
+
+def trace_figure(eval_dir: Path, scores: dict[str, Any]) -> str | None:
+    """Probability traces of the picked recordings against reference and hypothesis events."""
+    picks = [(t, r) for t, r in pick_recordings(scores.get("recordings") or [])
+             if (eval_dir / "probs" / f"{r['id']}.npy").is_file()]  # fmt: skip
+    if not picks:
+        return None
+    fs_out = float(scores["inference"]["fs_out"])
+    threshold = (scores.get("exports") or {}).get("threshold")
+    fig = Figure(figsize=(11, 2.3 * len(picks)))
+    for k, (tag, r) in enumerate(picks):
+        ax = fig.add_subplot(len(picks), 1, k + 1)
+        p = np.load(eval_dir / "probs" / f"{r['id']}.npy", allow_pickle=False)
+        idx, val = _decimate_max(np.asarray(p, dtype=np.float32))
+        for a, b in r["ref_events"]:
+            ax.axvspan(a, b, color="C2", alpha=0.25, lw=0)
+        for a, b in r.get("hyp_events", []):
+            ax.plot([a, b], [1.04, 1.04], color="C3", lw=4, solid_capstyle="butt")
+        ax.plot(idx / fs_out, val, lw=0.8, color="C0")
+        if threshold is not None:
+            ax.axhline(threshold, color="C3", lw=0.7, ls="--")
+        ax.set_ylim(-0.02, 1.1)
+        ax.set_xlim(0, r["duration_s"])
+        f1 = r.get("ovlp_f1_export")
+        ax.set_title(
+            f"{tag}: {r['id']} (OVLP F1 {f1:.2f}; green reference, red hypothesis)"
+            if f1 is not None
+            else f"{tag}: {r['id']}",
+            fontsize=9,
+        )
+        ax.set_ylabel("p(seizure)")
+    fig.axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _num(v: float | None, fmt: str = ".2f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def operating_point_table(scores: dict[str, Any]) -> str:
+    """HTML table: per scorer and FA/24h target, threshold, sensitivity, FA/24h, precision."""
+    opsd = scores.get("operating_points") or {}
+    head = ("<tr><th>scorer</th><th>target FA/24h</th><th>threshold</th><th>sensitivity %</th>"
+            "<th>FA/24h</th><th>precision %</th><th>SzCORE sample sens. %</th></tr>")  # fmt: skip
+    body = []
+    default = scores.get("default") or {}
+    thr = (default.get("postprocess") or {}).get("threshold")
+    for name, c in _ordered(default.get("scores") or {}):
+        if c is None:
+            continue
+        body.append(
+            f"<tr><td>{_esc(SCORER_LABELS.get(name, name))}</td><td>default</td>"
+            f"<td>{_num(thr, '.3g')}</td><td>{_pct(c['sensitivity'])}</td>"
+            f"<td>{_num(c['fa_per_24h'])}</td><td>{_pct(c['precision'])}</td><td></td></tr>"
+        )
+    for name, rows in _ordered(opsd.get("points") or {}):
+        for row in rows:
+            c = row.get("counts") or {}
+            smp = row.get("szcore_samples") or {}
+            body.append(
+                f"<tr><td>{_esc(SCORER_LABELS.get(name, name))}</td>"
+                f"<td>{row['target_fa_per_24h']:g}</td><td>{_num(row['threshold'], '.4g')}</td>"
+                f"<td>{_pct(c.get('sensitivity'))}</td><td>{_num(c.get('fa_per_24h'))}</td>"
+                f"<td>{_pct(c.get('precision'))}</td><td>{_pct(smp.get('sensitivity'))}</td></tr>"
+            )
+    how = (
+        f"chosen on {_esc(opsd.get('chosen_on'))}"
+        if opsd.get("mode") == "chosen"
+        else f"frozen (chosen on {_esc(opsd.get('chosen_on'))}, file "
+        f"<code>{_esc(opsd.get('file'))}</code>) and applied unchanged"
+    )
+    return (
+        f'<table class="ops">{head}{"".join(body)}</table>'
+        f'<p class="note">Operating points {how}. No threshold met a target: "n/a".</p>'
+    )
+
+
+def _eval_section(eval_dir: Path, scores: dict[str, Any]) -> str:
+    hours = (scores.get("total_duration_s") or 0.0) / 3600.0
+    parts = [
+        f"<h2>Evaluation on {_esc(scores.get('split'))} "
+        f"<small>(<code>{_esc(eval_dir.name)}</code>)</small></h2>",
+        f"<p>{scores.get('n_recordings')} recordings, {hours:.2f} h, "
+        f"{scores.get('n_reference_events')} reference seizures; sample-level AUROC "
+        f"{_num(scores.get('auroc'), '.3f')}."
+        + (f" {scores['n_failed']} recordings failed." if scores.get("n_failed") else "")
+        + "</p>",
+        f'<p class="note">{_esc(scores.get("pooling", ""))}</p>',
+        operating_point_table(scores),
+    ]
+    for title, img in (
+        ("Sensitivity against false alarms", operating_curves(scores)),
+        ("Probability traces: best, typical, worst", trace_figure(eval_dir, scores)),
+    ):
+        if img:
+            parts.append(f"<h3>{title}</h3>{img}")
+    return "\n".join(parts)
+
+
+def _find(path: Path) -> tuple[Path | None, list[Path]]:
+    """(run dir or None, evaluation dirs) for a run dir, an evaluation dir, or a run with evals."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a directory (expected a run or evaluation directory)")
+    if (path / "scores.json").is_file():
+        run = None
+        try:
+            ckpt = Path(json.loads((path / "scores.json").read_text())["checkpoint"])
+            if (
+                ckpt.parent.name == "checkpoints"
+                and (ckpt.parent.parent / "metrics.jsonl").exists()
+            ):
+                run = ckpt.parent.parent
+        except (OSError, KeyError, ValueError, TypeError):
+            pass
+        if run is None and (path.parent / "metrics.jsonl").is_file():
+            run = path.parent
+        return run, [path]
+    evals = sorted(p for p in path.glob("eval-*") if (p / "scores.json").is_file())
+    if (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir() or evals:
+        return path, evals
+    raise UsageError(
+        f"{path} holds no metrics.jsonl, checkpoints/ or scores.json: not a run or an evaluation"
+    )
+
+
+def _header(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> str:
+    """Run id, cache key and checkpoint, from the evaluations or the run directory."""
+    first = evals[0][1] if evals else {}
+    meta: dict[str, Any] = {}
+    if run is not None:
+        for name in ("run.json", "meta.json"):
+            if (run / name).is_file():
+                try:
+                    meta = json.loads((run / name).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    meta = {}
+                break
+    run_id = first.get("run_id") or meta.get("run_id") or (run.name if run else "n/a")
+    cache_key = first.get("checkpoint_cache_key") or meta.get("cache_key") or first.get("cache_key")
+    ckpts = sorted({s.get("checkpoint") for _, s in evals if s.get("checkpoint")})
+    if not ckpts and run is not None:
+        ckpts = [str(p) for p in sorted((run / "checkpoints").glob("*.pt"))]
+    rows = [
+        ("run", run_id),
+        ("run directory", run or "n/a"),
+        ("cache key", cache_key or "n/a"),
+        ("checkpoint", ", ".join(ckpts) or "n/a"),
+        ("generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
+    ]
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
+    return f"<h1>Ictal report: {_esc(run_id)}</h1><table>{body}</table>"
+
+
+def write_report(path: Path) -> Path:
+    """Write ``<path>/report.html`` for a run or evaluation directory; returns its path."""
+    path = Path(path)
+    run, eval_dirs = _find(path)
+    evals = []
+    for d in eval_dirs:
+        try:
+            evals.append((d, json.loads((d / "scores.json").read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            continue
+    parts = [_header(run, evals), "<h2>Training</h2>"]
+    rows = read_metrics(run / "metrics.jsonl") if run is not None else []
+    curves = training_curves(rows)
+    if curves:
+        parts.append(curves)
+    elif run is None:
+        parts.append('<p class="note">No run directory found for this evaluation.</p>')
+    else:
+        parts.append(f'<p class="note">No training metrics in {_esc(run / "metrics.jsonl")}.</p>')
+    if evals:
+        parts.extend(_eval_section(d, s) for d, s in evals)
+    else:
+        target = run / "checkpoints" / "best.pt" if run is not None else "CKPT"
+        parts.append(
+            '<h2>Evaluation</h2><p class="note">No evaluation yet: run '
+            f"<code>ictal evaluate {_esc(target)} --split dev</code>, then this report again.</p>"
+        )
+    doc = (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Ictal report</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
+    return atomic_write_text(path / "report.html", doc)

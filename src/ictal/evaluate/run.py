@@ -1,0 +1,677 @@
+"""``ictal evaluate``: preflight, per-recording inference (resumable), sweep, operating points,
+scores, exports and a summary, with a heartbeat throughout.
+
+Memory is bounded by one recording: probabilities go to ``<out>/probs/<id>.npy`` as soon as
+they exist and every scoring pass streams them back one file at a time; only small
+per-recording facts (reference events, a few counts) stay in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import torch
+from rich.table import Table
+from torch import nn
+
+from ictal.cache.manifest import CacheView
+from ictal.cache.preflight import preflight
+from ictal.config import Config, EvaluateConfig
+from ictal.errors import PreflightError, UsageError
+from ictal.evaluate.export import write_exports
+from ictal.evaluate.inference import default_hop, infer_recording
+from ictal.evaluate.operating_points import (
+    DEFAULT_SCORERS,
+    OperatingPoints,
+    RecordingTrace,
+    apply_operating_points,
+    at_threshold,
+    choose_operating_points,
+    load_operating_points,
+    save_operating_points,
+    sweep,
+)
+from ictal.evaluate.postprocess import Event, PostProcess, events_from_probs
+from ictal.evaluate.scoring import (
+    ZERO,
+    EventCounts,
+    HistogramAuroc,
+    get_scorer,
+    score_ovlp,
+    score_szcore_samples,
+)
+from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.ui import log, progress
+
+SCORES_FORMAT = 1
+POOLING = (
+    "All scores are pooled over files, not averaged per subject or per file. NEDC OVLP and "
+    "TAES: hits, misses and false alarms are summed over all recordings and FA/24h is the "
+    "summed false alarms over the summed recording time (seizure and background). SzCORE "
+    "event and sample scores (timescoring) are pooled the same way (summed counts), which "
+    "differs from SzCORE's default per-subject averaging. Sample-level AUROC pools all "
+    "output steps of all recordings."
+)
+SCORER_NAMES = {
+    "ovlp": "OVLP (NEDC)",
+    "taes": "TAES (NEDC)",
+    "szcore": "SzCORE events",
+    "szcore_samples": "SzCORE samples",
+}
+
+
+@dataclass
+class RecordingInfo:
+    """What evaluation keeps of one recording between passes (never its trace)."""
+
+    id: str
+    duration_s: float
+    export_duration_s: float
+    n_out: int
+    ref_events: list[Event]
+
+
+@dataclass
+class EvaluationResult:
+    """Outcome of one evaluation: where it wrote, what it did, and the scores document."""
+
+    out: Path
+    split: str
+    scores: dict[str, Any]
+    scores_path: Path
+    operating_points_path: Path
+    inferred: int
+    resumed: int
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Heartbeat:
+    """``heartbeat.json`` rewritten atomically at most every ``every_s`` seconds (or forced)."""
+
+    def __init__(self, path: Path, every_s: float, **static: Any) -> None:
+        self.path = path
+        self.every_s = every_s
+        self.static = {
+            "phase": "evaluate",
+            "pid": os.getpid(),
+            "pid_started": psutil.Process().create_time(),
+            "host": socket.gethostname(),
+            "started": time.time(),
+            "heartbeat_s": every_s,
+            **static,
+        }
+        self.fields: dict[str, Any] = {}
+        self._last = -math.inf
+
+    def beat(self, force: bool = False, **fields: Any) -> None:
+        """Record progress (callers beat on every batch or recording); write when forced or
+        when ``every_s`` has passed. ``progress_at`` lets ``ictal status`` tell a stall."""
+        self.fields.update(fields, progress_at=time.time())
+        now = time.monotonic()
+        if force or now - self._last >= self.every_s:
+            self._last = now
+            doc = {**self.static, "state": "running", **self.fields, "time": time.time()}
+            atomic_write_json(self.path, _jsonable(doc), fsync=False)
+
+
+def default_out(cfg: Config, checkpoint: Path, split: str) -> Path:
+    """``<run>/eval-X-<split>`` for ``<run>/checkpoints/X.pt``; else
+    ``<runs.root>/eval-X-<split>`` (X the checkpoint's stem, so best and last never collide)."""
+    checkpoint = Path(checkpoint)
+    if checkpoint.parent.name == "checkpoints":
+        return checkpoint.parent.parent / f"eval-{checkpoint.stem}-{split}"
+    return Path(cfg.runs.root) / f"eval-{checkpoint.stem}-{split}"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Model in eval mode and the checkpoint's metadata (``ictal.train.state.load_model``, no
+    pickle); an unreadable or foreign file is a usage error naming it."""
+    from ictal.train.state import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"checkpoint {path} does not exist")
+    try:
+        model, meta = load_model(path, device=device)
+    except (ValueError, KeyError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+        raise UsageError(f"checkpoint {path} cannot be loaded: {exc}") from exc
+    missing = [k for k in ("window", "output_stride", "n_channels", "fs") if k not in meta]
+    if missing:
+        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
+    return model.eval(), {k: v for k, v in meta.items() if k != "model"}
+
+
+def _device(cfg: Config) -> str:
+    if cfg.train.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return cfg.train.device
+
+
+def postprocess_of(ecfg: EvaluateConfig) -> PostProcess:
+    """The post-processing the config asks for, at its default threshold."""
+    return PostProcess(
+        threshold=ecfg.threshold,
+        hysteresis_low=ecfg.hysteresis_low,
+        min_duration_s=ecfg.min_duration_s,
+        merge_gap_s=ecfg.merge_gap_s,
+        max_event_s=ecfg.max_event_s,
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    """nan/inf -> None, tuples -> lists, numpy scalars -> Python, recursively."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def counts_doc(c: EventCounts | None) -> dict[str, Any] | None:
+    """Counts with their sensitivity, FA/24h and precision, for scores.json."""
+    if c is None:
+        return None
+    return {
+        **asdict(c),
+        "sensitivity": c.sensitivity,
+        "fa_per_24h": c.fa_per_24h,
+        "precision": c.precision,
+    }
+
+
+def _mask(events: list[Event], fs: float, n: int) -> np.ndarray:
+    """Boolean mask of ``n`` samples at ``fs`` for events in seconds (``round(t * fs)``)."""
+    mask = np.zeros(n, dtype=bool)
+    for start, stop in events:
+        mask[max(0, round(start * fs)) : max(0, round(stop * fs))] = True
+    return mask
+
+
+def _recording_infos(
+    view: CacheView, rows: list[dict[str, Any]], stride: int
+) -> list[RecordingInfo]:
+    fs = view.fs
+    infos = []
+    for r in rows:
+        n = int(r["n_samples"])
+        infos.append(
+            RecordingInfo(
+                id=r["id"],
+                duration_s=n / fs,
+                export_duration_s=float(r.get("source_duration_s") or n / fs),
+                n_out=math.ceil(n / stride),
+                ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
+            )
+        )
+    return infos
+
+
+def _probs_complete(path: Path, n_out: int) -> bool:
+    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    ok = arr.shape == (n_out,) and arr.dtype == np.float32
+    del arr
+    return ok
+
+
+def _check_identity(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to mix probabilities of different checkpoints, caches or windowing in one dir."""
+    path = out / "identity.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        differ = [k for k in identity if k != "checkpoint" and old.get(k) != identity[k]]
+        if differ:
+            raise UsageError(
+                f"{out} holds an evaluation of another checkpoint or cache "
+                f"(differs in {', '.join(differ)}): pass another --out, or remove {out} to redo it"
+            )
+    else:
+        atomic_write_json(path, identity)
+
+
+def infer_split(
+    view: CacheView,
+    rows: list[dict[str, Any]],
+    model: nn.Module,
+    *,
+    window: int,
+    stride: int,
+    hop: int,
+    probs_dir: Path,
+    batch_size: int,
+    device: str,
+    heartbeat: Heartbeat,
+) -> tuple[int, int, list[tuple[str, str]]]:
+    """Probabilities for every recording not yet done; returns (inferred, resumed, failed)."""
+    inferred = resumed = 0
+    failed: list[tuple[str, str]] = []
+    total = len(rows)
+    with progress("inference", total) as tick:
+        for k, r in enumerate(rows):
+            n_out = math.ceil(int(r["n_samples"]) / stride)
+            target = probs_dir / f"{r['id']}.npy"
+            heartbeat.beat(stage="inference", recordings_done=k, recordings_total=total)
+            if _probs_complete(target, n_out):
+                resumed += 1
+                tick.advance()
+                continue
+            try:
+                array = np.load(view.array_path(r), mmap_mode="r", allow_pickle=False)
+                probs = infer_recording(
+                    model, array, window, stride, hop, batch_size, device,
+                    on_batch=lambda: heartbeat.beat(),
+                )  # fmt: skip
+                del array
+            except (OSError, ValueError) as exc:
+                log.error(f"{r['id']}: inference failed: {exc}")
+                failed.append((r["id"], str(exc)))
+                tick.advance()
+                continue
+            atomic_write_with(target, lambda fh, p=probs: np.save(fh, p, allow_pickle=False))
+            inferred += 1
+            tick.advance(note=r["id"])
+    return inferred, resumed, failed
+
+
+def _traces(
+    infos: list[RecordingInfo], probs_dir: Path, fs_out: float, hb: Heartbeat, stage: str
+) -> Iterator[RecordingTrace]:
+    """Stream the recordings' traces back from disk, one at a time."""
+    with progress(stage, len(infos)) as tick:
+        for k, info in enumerate(infos):
+            hb.beat(stage=stage, recordings_done=k, recordings_total=len(infos))
+            probs = np.load(probs_dir / f"{info.id}.npy", allow_pickle=False)
+            yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
+            tick.advance()
+
+
+def _scorer_order(names: Iterator[str] | list[str]) -> list[str]:
+    """Scorers in the canonical order (ovlp, taes, szcore), unknown ones after, by name."""
+    known = list(DEFAULT_SCORERS)
+    return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
+def _points_rows(
+    ops: OperatingPoints, counts: dict[str, dict[float, EventCounts | None]]
+) -> dict[str, list[dict[str, Any]]]:
+    return {
+        name: [
+            {
+                "target_fa_per_24h": target,
+                "threshold": p.threshold,
+                "counts": counts_doc(counts[name][target]),
+            }
+            for target, p in sorted(ops.points[name].items(), reverse=True)
+        ]
+        for name in _scorer_order(list(ops.points))
+    }
+
+
+def _export_threshold(ops: OperatingPoints, default: float) -> tuple[float, str]:
+    """The first scorer's (OVLP's) loosest operating point with a threshold, else the default."""
+    name = _scorer_order(list(ops.points))[0]
+    for target, p in sorted(ops.points[name].items(), reverse=True):
+        if p.threshold is not None:
+            return p.threshold, f"{name} operating point at {target:g} FA/24h"
+    return default, "default threshold (no operating point met its target)"
+
+
+def _detail_pass(
+    traces: Iterator[RecordingTrace],
+    infos: list[RecordingInfo],
+    pp_default: PostProcess,
+    ops: OperatingPoints,
+    export_threshold: float,
+    hyp_dir: Path,
+) -> dict[str, Any]:
+    """Default-threshold scores, AUROC, sample scores per threshold, exports, per-recording rows."""
+    by_id = {i.id: i for i in infos}
+    fns = {name: get_scorer(name) for name in DEFAULT_SCORERS}
+    default_totals = dict.fromkeys(fns, ZERO)
+    op_thresholds = sorted(
+        {p.threshold for per in ops.points.values() for p in per.values()} - {None}
+    )
+    samples_default = ZERO
+    samples_ops = dict.fromkeys(op_thresholds, ZERO)
+    auroc = HistogramAuroc()
+    pp_export = at_threshold(ops.postprocess, export_threshold)
+    per_recording = []
+    for tr in traces:
+        info = by_id[tr.recording_id]
+        ref_mask = _mask(info.ref_events, tr.fs_out, info.n_out)
+        auroc.update(ref_mask, tr.probs)
+        hyp_default = events_from_probs(tr.probs, tr.fs_out, pp_default)
+        for name, fn in fns.items():
+            default_totals[name] += fn(info.ref_events, hyp_default, info.duration_s)
+        hyp_mask = _mask(hyp_default, tr.fs_out, info.n_out)
+        samples_default += score_szcore_samples(ref_mask, hyp_mask, tr.fs_out)
+        for t in samples_ops:
+            hyp = events_from_probs(tr.probs, tr.fs_out, at_threshold(ops.postprocess, t))
+            hyp_mask = _mask(hyp, tr.fs_out, info.n_out)
+            samples_ops[t] += score_szcore_samples(ref_mask, hyp_mask, tr.fs_out)
+        hyp_export = events_from_probs(tr.probs, tr.fs_out, pp_export)
+        write_exports(hyp_dir, info.id, info.id, info.export_duration_s, hyp_export)
+        ovlp_default = score_ovlp(info.ref_events, hyp_default, info.duration_s)
+        ovlp_export = score_ovlp(info.ref_events, hyp_export, info.duration_s)
+        per_recording.append(
+            {
+                "id": info.id,
+                "duration_s": info.duration_s,
+                "ref_events": info.ref_events,
+                "hyp_events": hyp_export,
+                "max_prob": float(tr.probs.max()),
+                "ovlp_default": asdict(ovlp_default),
+                "ovlp_export": asdict(ovlp_export),
+                "ovlp_f1_export": _f1(ovlp_export),
+            }
+        )
+    return {
+        "default": default_totals,
+        "samples_default": samples_default,
+        "samples_ops": samples_ops,
+        "auroc": auroc.value(),
+        "recordings": per_recording,
+    }
+
+
+def _f1(c: EventCounts) -> float:
+    """Per-recording OVLP F1; 1.0 when there is nothing to find and nothing was found."""
+    denom = 2 * c.hits + c.misses + c.false_alarms
+    return 1.0 if denom == 0 else 2 * c.hits / denom
+
+
+def evaluate(
+    cfg: Config,
+    checkpoint: Path,
+    *,
+    split: str,
+    out: Path | None = None,
+    operating_points: Path | None = None,
+    fix_hint: str = "ictal build",
+) -> EvaluationResult:
+    """Score ``checkpoint`` on ``split``; choose operating points there or apply frozen ones."""
+    pf = preflight(cfg, split=split, fix=fix_hint)
+    view = pf.view
+    checkpoint = Path(checkpoint)
+    device = _device(cfg)
+    model, meta = load_checkpoint(checkpoint, device)
+    if int(meta["n_channels"]) != len(view.channels) or float(meta["fs"]) != view.fs:
+        raise PreflightError(
+            f"checkpoint {checkpoint} expects {meta['n_channels']} channels at {meta['fs']} Hz; "
+            f"the cache {view.path} has {len(view.channels)} at {view.fs} Hz",
+            "evaluate with the config the model was trained with (the run's frozen config)",
+        )
+    if meta.get("cache_key") and meta["cache_key"] != view.key:
+        log.warning(
+            f"checkpoint was trained on cache {str(meta['cache_key'])[:16]}, evaluating on "
+            f"{view.key[:16]} (same channels and rate; preprocessing or corpus may differ)"
+        )
+    out = Path(out) if out is not None else default_out(cfg, checkpoint, split)
+    return evaluate_view(
+        cfg, view, model, meta, checkpoint=checkpoint, split=split, out=out,
+        operating_points=operating_points, device=device,
+    )  # fmt: skip
+
+
+def _read_frozen(path: Path) -> OperatingPoints:
+    """Frozen operating points, or a usage error naming the file."""
+    try:
+        return load_operating_points(path)
+    except FileNotFoundError:
+        raise UsageError(f"operating points file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
+
+
+def evaluate_view(
+    cfg: Config,
+    view: CacheView,
+    model: nn.Module,
+    meta: dict[str, Any],
+    *,
+    checkpoint: Path,
+    split: str,
+    out: Path,
+    operating_points: Path | None = None,
+    device: str = "cpu",
+) -> EvaluationResult:
+    """Evaluate a loaded model on an opened cache (``evaluate`` without preflight and loading);
+    heartbeat in ``<out>/heartbeat.json``, marked done or failed at the end."""
+    ops_frozen = _read_frozen(operating_points) if operating_points else None
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    hb = Heartbeat(
+        out / "heartbeat.json",
+        cfg.train.heartbeat_s,
+        split=split,
+        checkpoint=str(checkpoint),
+        run_id=meta.get("run_id"),
+    )
+    hb.beat(force=True, stage="start")
+    try:
+        result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, out, ops_frozen,
+                           operating_points, device, hb)  # fmt: skip
+    except BaseException as exc:
+        hb.beat(force=True, state="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    hb.beat(force=True, state="done", stage="done")
+    return result
+
+
+def _evaluate(
+    cfg: Config,
+    view: CacheView,
+    model: nn.Module,
+    meta: dict[str, Any],
+    checkpoint: Path,
+    split: str,
+    out: Path,
+    ops_frozen: OperatingPoints | None,
+    ops_file: Path | None,
+    device: str,
+    hb: Heartbeat,
+) -> EvaluationResult:
+    ecfg = cfg.evaluate
+    stride = int(meta["output_stride"])
+    window = int(meta["window"])
+    hop = default_hop(window, stride)
+    fs_out = view.fs / stride
+    rows = view.split(split)
+    identity = {
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": _file_sha256(checkpoint),
+        "cache_key": view.key,
+        "split": split,
+        "window": window,
+        "hop": hop,
+        "output_stride": stride,
+    }
+    _check_identity(out, identity)
+    probs_dir = out / "probs"
+    inferred, resumed, failed = infer_split(
+        view, rows, model, window=window, stride=stride, hop=hop, probs_dir=probs_dir,
+        batch_size=ecfg.batch_size, device=device, heartbeat=hb,
+    )  # fmt: skip
+    failed_ids = {rid for rid, _ in failed}
+    infos = [i for i in _recording_infos(view, rows, stride) if i.id not in failed_ids]
+    if not infos:
+        raise UsageError(f"no recording of the {split} split could be evaluated")
+
+    pp_default = postprocess_of(ecfg)
+    pp_sweep = ops_frozen.postprocess if ops_frozen else pp_default
+    curve = sweep(_traces(infos, probs_dir, fs_out, hb, "sweep"), pp_sweep)
+    ops_path = out / "operating_points.json"
+    if ops_frozen is None:
+        if split != "dev":
+            log.warning(
+                f"choosing operating points on {split}: optimistic; choose them on dev and "
+                "pass --operating-points <dev eval dir>/operating_points.json"
+            )
+        ops = choose_operating_points(curve, ecfg.targets_fa_per_24h, split=split)
+        ops = OperatingPoints(ops.postprocess, ops.points, ops.split,
+                              {**ops.meta, "checkpoint": str(checkpoint)})  # fmt: skip
+        save_operating_points(ops_path, ops)
+        counts = {n: {t: p.counts for t, p in per.items()} for n, per in ops.points.items()}
+        source = {"mode": "chosen", "chosen_on": split, "file": str(ops_path)}
+    else:
+        ops = ops_frozen
+        assert ops_file is not None
+        if ops.postprocess != pp_default:
+            log.warning("the operating points carry their own post-processing; it is applied")
+        applied = apply_operating_points(_traces(infos, probs_dir, fs_out, hb, "apply"), ops)
+        counts = {n: {t: a.counts for t, a in per.items()} for n, per in applied.items()}
+        source = {"mode": "applied", "chosen_on": ops.split, "file": str(Path(ops_file))}
+        ops_path = Path(ops_file)
+
+    export_t, export_basis = _export_threshold(ops, ecfg.threshold)
+    detail = _detail_pass(
+        _traces(infos, probs_dir, fs_out, hb, "scoring"), infos, pp_default, ops, export_t,
+        out / "hyp",
+    )  # fmt: skip
+    points = _points_rows(ops, counts)
+    for per in points.values():
+        for row in per:
+            t = row["threshold"]
+            row["szcore_samples"] = None if t is None else counts_doc(detail["samples_ops"][t])
+    scores = {
+        "format_version": SCORES_FORMAT,
+        "split": split,
+        "checkpoint": str(checkpoint),
+        "checkpoint_sha256": identity["checkpoint_sha256"],
+        "run_id": meta.get("run_id"),
+        "epoch": meta.get("epoch"),
+        "step": meta.get("step"),
+        "model_name": meta.get("model_name"),
+        "cache_key": view.key,
+        "checkpoint_cache_key": meta.get("cache_key"),
+        "cache_path": str(view.path),
+        "pooling": POOLING,
+        "n_recordings": len(infos),
+        "n_failed": len(failed),
+        "failed": [{"id": i, "reason": r} for i, r in failed],
+        "total_duration_s": sum(i.duration_s for i in infos),
+        "n_reference_events": sum(len(i.ref_events) for i in infos),
+        "inference": {
+            "window_samples": window,
+            "hop_samples": hop,
+            "output_stride": stride,
+            "fs_out": fs_out,
+            "stitching": "overlap-add of sigmoid outputs, tent weights min(j+1, m-j) per step; "
+            "tail zero-padded",
+        },
+        "auroc": detail["auroc"],
+        "default": {
+            "postprocess": asdict(pp_default),
+            "scores": {n: counts_doc(c) for n, c in detail["default"].items()}
+            | {"szcore_samples": counts_doc(detail["samples_default"])},
+        },
+        "operating_points": {
+            **source,
+            "postprocess": asdict(ops.postprocess),
+            "points": points,
+        },
+        "sweep": {
+            "postprocess": asdict(curve.postprocess),
+            "thresholds": list(curve.thresholds),
+            "scorers": {
+                n: {
+                    "sensitivity": [c.sensitivity for c in cs],
+                    "fa_per_24h": [c.fa_per_24h for c in cs],
+                    "precision": [c.precision for c in cs],
+                }
+                for n, cs in curve.counts.items()
+            },
+        },
+        "exports": {"dir": "hyp", "threshold": export_t, "basis": export_basis},
+        "recordings": detail["recordings"],
+    }
+    scores_path = atomic_write_json(out / "scores.json", _jsonable(scores))
+    return EvaluationResult(
+        out=out,
+        split=split,
+        scores=_jsonable(scores),
+        scores_path=scores_path,
+        operating_points_path=ops_path,
+        inferred=inferred,
+        resumed=resumed,
+        failed=failed,
+    )
+
+
+def _cell(c: dict[str, Any] | None, threshold: float | None, samples: bool = False) -> str:
+    """One table cell: sensitivity, FA/24h (events only), precision, threshold."""
+    if c is None or threshold is None:
+        return "-"
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.1f}%"
+
+    first = pct(c["sensitivity"]) if samples else f"{pct(c['sensitivity'])} @ {_fa(c)}"
+    return f"{first}\nP {pct(c['precision'])}  t={threshold:.3g}"
+
+
+def _fa(c: dict[str, Any]) -> str:
+    v = c["fa_per_24h"]
+    return "n/a" if v is None else f"{v:.1f} FA"
+
+
+def summary_table(result: EvaluationResult) -> Table:
+    """Per scorer: sensitivity, FA/24h and precision at the default threshold and each target."""
+    s = result.scores
+    opsd = s["operating_points"]
+    hours = s["total_duration_s"] / 3600.0
+    how = (
+        f"chosen on {opsd['chosen_on']}"
+        if opsd["mode"] == "chosen"
+        else f"frozen, chosen on {opsd['chosen_on']} ({Path(opsd['file']).name})"
+    )
+    auroc = "n/a" if s["auroc"] is None else f"{s['auroc']:.3f}"
+    table = Table(
+        title=f"{s['split']}: {s['n_recordings']} recordings, {hours:.1f} h, "
+        f"{s['n_reference_events']} seizures; AUROC {auroc}",
+        caption=f"pooled over files (NEDC-style; SzCORE counts pooled too); operating points {how}",
+    )
+    table.add_column("scorer")
+    thr = s["default"]["postprocess"]["threshold"]
+    table.add_column(f"default t={thr:g}")
+    targets = [row["target_fa_per_24h"] for row in next(iter(opsd["points"].values()))]
+    for t in targets:
+        table.add_column(f"<= {t:g} FA/24h")
+    for name in [*opsd["points"], "szcore_samples"]:
+        samples = name == "szcore_samples"
+        base = "szcore" if samples else name
+        cells = [_cell(s["default"]["scores"].get(name), thr, samples)]
+        for row in opsd["points"].get(base, []):
+            c = row["szcore_samples"] if samples else row["counts"]
+            cells.append(_cell(c, row["threshold"], samples))
+        table.add_row(SCORER_NAMES.get(name, name), *cells)
+    return table
