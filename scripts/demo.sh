@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# The main job end to end on a small built-in synthetic example (called by `make demo`).
-# Rerunning it reuses what exists: the corpus, the cache (same key) and finished steps.
+# The main job end to end on a small built-in synthetic example (called by `make demo`):
+# synth -> census -> build -> verify -> train -> bench -> evaluate dev -> evaluate eval -> report.
+# Rerunning reuses the corpus and the cache (same key) and trains a new run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ICTAL=.venv/bin/ictal
 CFG=configs/demo.yaml
 
 if [ ! -f demo/corpus/ground_truth.json ]; then
-  $ICTAL synth demo/corpus --patients 12 --hours 3 --seed 7
+  $ICTAL synth demo/corpus --patients 20 --hours 6 --seed 7
 fi
 # census exits 4 when some files are unusable; the demo corpus has none.
 $ICTAL census demo/corpus -c $CFG --json demo/census.json
 $ICTAL build -c $CFG
 $ICTAL verify -c $CFG --full
-echo "demo finished: see demo/"
+$ICTAL train -c $CFG
+RUN=$(ls -td demo/runs/*/ | head -n 1)
+RUN=${RUN%/}
+$ICTAL bench -c $CFG --batches 10
+# Operating points are chosen on dev, frozen to a file, and applied unchanged to eval.
+$ICTAL evaluate "$RUN/checkpoints/best.pt" --split dev
+$ICTAL evaluate "$RUN/checkpoints/best.pt" --split eval \
+  --operating-points "$RUN/eval-best-dev/operating_points.json"
+$ICTAL report "$RUN"
+$ICTAL status -c $CFG
+echo "demo finished: report in $RUN/report.html"

@@ -77,6 +77,7 @@ class EventPlan:
     label: str
     onsets: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
+    lags: dict[str, float] = field(default_factory=dict)  # seconds the discharge lags, per name
 
 
 @dataclass
@@ -226,9 +227,13 @@ def _spread(rng: np.random.Generator, ev: EventPlan) -> None:
                 ev.onsets[name] = round(onset, 4)
                 ev.weights[name] = 1.0 - 0.5 * dist / radius
     else:
-        for name in POSITIONS:
+        # Generalized discharges are bilateral but not identical everywhere: fronto-central
+        # maximum and tens of milliseconds of lag between regions, as in real spike-wave.
+        # (Identical copies on every electrode would vanish under a common average reference.)
+        for name, (_x, y) in POSITIONS.items():
             ev.onsets[name] = ev.start
-            ev.weights[name] = float(rng.uniform(0.8, 1.0))
+            ev.weights[name] = float(np.clip(0.75 + 0.25 * y + rng.uniform(-0.2, 0.2), 0.2, 1.4))
+            ev.lags[name] = round(float(0.02 * (2 - y) + rng.uniform(0.0, 0.03)), 4)
 
 
 def _plan_events(rng: np.random.Generator, files: list[FilePlan]) -> None:
@@ -339,9 +344,11 @@ def _eeg_signals(plan: FilePlan, names: Sequence[str], seed: int) -> dict[str, n
         for name, onset in ev.onsets.items():
             if name not in index:
                 continue
-            seg = wave[: max(0, min(len(wave), n - i0))]
+            lag = round(ev.lags.get(name, 0.0) * fs)
+            seg = wave[: max(0, min(len(wave) - lag, n - i0 - lag))]
             ramp = np.clip((np.arange(len(seg)) / fs - (onset - ev.start)) / 2.0, 0, 1)
-            x[index[name], i0 : i0 + len(seg)] += (ev.weights[name] * ramp * seg).astype(np.float32)
+            j0 = i0 + lag
+            x[index[name], j0 : j0 + len(seg)] += (ev.weights[name] * ramp * seg).astype(np.float32)
     return {name: x[i] for i, name in enumerate(names)}
 
 
