@@ -87,12 +87,23 @@ def test_choose_highest_sensitivity_within_target() -> None:
     ops = choose_operating_points(sweep(_dev(), PP, GRID), targets=(10, 5, 2.5, 1, 0.5))
     for name in ("ovlp", "taes", "szcore"):
         chosen = {t: p.threshold for t, p in ops.points[name].items()}
-        # 10 and 5: sensitivity 1 at 0.3 (FA 5) and 0.5 (FA 2) -> tie, the higher 0.5;
+        # 10 and 5: sensitivity 1 at 0.3 (FA 5) and 0.5 (FA 2) -> tie, fewer FA: 0.5;
         # 2.5: only 0.5 of the sensitivity-1 ones qualifies; 1: 0.7 with FA exactly 1
         # (<= target), sensitivity 2/3; 0.5: 0.9 (FA 0), sensitivity 1/3
         assert chosen == {10.0: 0.5, 5.0: 0.5, 2.5: 0.5, 1.0: 0.7, 0.5: 0.9}
         assert ops.points[name][1.0].sensitivity == pytest.approx(2 / 3)
         assert ops.points[name][1.0].fa_per_24h == pytest.approx(1.0)
+
+
+def test_plateau_of_equal_points_gives_its_middle_threshold() -> None:
+    # One seizure at 0.97 and no false alarms: every threshold up to 0.97 finds it with 0 FA,
+    # so the grid 0.1 .. 0.9 is one plateau; its middle (0.5) is chosen, not the edge 0.9.
+    def rec() -> Iterator[RecordingTrace]:
+        yield _record("a", HALF_DAY, [(100, 160, 0.97)], [(100.0, 160.0)])
+
+    grid = (0.1, 0.3, 0.5, 0.7, 0.9)
+    ops = choose_operating_points(sweep(rec(), PP, grid), targets=(10,))
+    assert ops.points["ovlp"][10.0].threshold == 0.5
 
 
 def test_no_threshold_meets_target() -> None:

@@ -148,7 +148,10 @@ def choose_operating_points(
     split: str = "dev",
 ) -> OperatingPoints:
     """Per scorer and FA/24h target: the threshold with the highest sensitivity whose FA/24h is
-    at most the target; ties go to the higher threshold; None when no threshold qualifies."""
+    at most the target; among those the fewest false alarms; a plateau of thresholds that tie
+    on both gives its middle one (the widest margin either way for data it was not chosen on,
+    where the top of the plateau would sit on the edge of missing seizures); None when no
+    threshold qualifies."""
     points: dict[str, dict[float, OperatingPoint]] = {}
     for name, counts in curve.counts.items():
         points[name] = {}
@@ -162,7 +165,13 @@ def choose_operating_points(
             chosen: tuple[float | None, EventCounts | None] = (None, None)
             if ok:
                 top = max(_rank(c) for _, c in ok)
-                chosen = max((tc for tc in ok if _rank(tc[1]) >= top - 1e-12), key=lambda tc: tc[0])
+                best = [tc for tc in ok if _rank(tc[1]) >= top - 1e-12]
+                fewest = min(c.false_alarms for _, c in best)
+                plateau = sorted(
+                    (tc for tc in best if tc[1].false_alarms <= fewest + 1e-12),
+                    key=lambda tc: tc[0],
+                )
+                chosen = plateau[(len(plateau) - 1) // 2]
             points[name][float(target)] = OperatingPoint(
                 scorer=name, target_fa_per_24h=float(target), threshold=chosen[0], counts=chosen[1]
             )
