@@ -147,7 +147,7 @@ def first_batch(path: Path, batch_size: int, workers: int) -> dict[str, float]:
     it = iter(loader)
     x, _y = next(it)
     t.append(time.perf_counter())
-    assert x.shape == (batch_size, len(view.channels), window)
+    assert x.shape == (batch_size, window, len(view.channels))
     del it, loader
     steps = ("open+L0", "index", "sampler", "first batch")
     out = {s: t[i + 1] - t[i] for i, s in enumerate(steps)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from rich.console import Console
 
@@ -47,8 +49,16 @@ def test_bench_prints_speed_and_projection(tmp_path):
                   "projected epoch cost", "epoch capped at 3 steps"):  # fmt: skip
         assert label in text, label
     assert result.batches == 8 and result.s_per_batch > 0
-    assert result.epoch_batches == 6  # 46 windows drawn per epoch, batches of 8
-    assert result.epoch_s == pytest.approx(6 * result.s_per_batch)
+    # the projection covers the sampler's whole draw (not the steps_per_epoch cap)
+    from ictal.cache.preflight import preflight
+    from ictal.data.sampler import BalancedSampler
+    from ictal.data.windows import index_recordings
+
+    view = preflight(cfg).view
+    index = index_recordings(view.split("train"), view.fs, 8, 4)
+    draw = len(BalancedSampler(index, seed=cfg.train.seed))
+    assert result.epoch_batches == math.ceil(draw / 8) > 3
+    assert result.epoch_s == pytest.approx(result.epoch_batches * result.s_per_batch)
     assert result.epoch_cost == pytest.approx(result.epoch_s / 3600 * 2.5)
     assert f"{result.s_per_batch:.4f}" in text
     assert not (tmp_path / "runs").exists(), "bench must not create a run"

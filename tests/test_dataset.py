@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from ictal.data.dataset import WindowDataset
+from ictal.data.dataset import WindowDataset, model_input
 from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import build_window_index, label_mask
@@ -37,15 +37,15 @@ def cache(tmp_path):
     return paths, arrays, intervals, index
 
 
-def test_items_are_transposed_slices_with_labels(cache):
+def test_items_are_time_major_slices_with_labels(cache):
     paths, arrays, intervals, index = cache
     ds = WindowDataset(paths, index, intervals, WINDOW)
     assert len(ds) == len(index) and index.n_short == 1
     for i in range(len(ds)):
         x, y = ds[i]
         r, s = index.rec[i], index.start[i]
-        assert x.dtype == torch.float32 and x.shape == (CHANNELS, WINDOW) and x.is_contiguous()
-        np.testing.assert_array_equal(x.numpy(), arrays[r][s : s + WINDOW].T.astype(np.float32))
+        assert x.dtype == torch.float32 and x.shape == (WINDOW, CHANNELS) and x.is_contiguous()
+        np.testing.assert_array_equal(x.numpy(), arrays[r][s : s + WINDOW].astype(np.float32))
         np.testing.assert_array_equal(y.numpy(), label_mask(intervals[r], s, WINDOW))
         assert y.mean().item() == pytest.approx(index.seizure_fraction[i])
     x, y = ds[int(np.flatnonzero((index.rec == 0) & (index.start == 96))[0])]
@@ -92,7 +92,9 @@ def test_loader_without_workers_drops_worker_options(cache):
     ds = WindowDataset(paths, index, intervals, WINDOW)
     loader = make_loader(ds, BalancedSampler(index, seed=0), batch_size=2, num_workers=0)
     assert loader.num_workers == 0 and loader.timeout == 0 and not loader.persistent_workers
-    assert next(iter(loader))[0].shape == (2, CHANNELS, WINDOW)
+    xb, yb = next(iter(loader))
+    assert xb.shape == (2, WINDOW, CHANNELS) and yb.shape == (2, WINDOW)
+    assert model_input(xb, "cpu").shape == (2, CHANNELS, WINDOW)
     assert 1 <= default_num_workers() <= 8
 
 

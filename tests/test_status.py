@@ -11,11 +11,19 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from rich.console import Console
 
 from ictal.train.status import print_statuses, run_statuses
 
 NOW = time.time()
+
+
+@pytest.fixture(autouse=True)
+def _now():
+    """Fabricated heartbeats are relative to the test's own start, not to collection time."""
+    global NOW
+    NOW = time.time()
 
 
 def fabricate(root: Path, name: str, **beat) -> Path:

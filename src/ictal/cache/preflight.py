@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from ictal.cache import layout
 from ictal.cache.locate import Located, locate, same_semantic_other_source
 from ictal.cache.manifest import CacheView, open_cache
@@ -54,17 +52,10 @@ def _refuse_missing(cfg: Config, located: Located, fix: str) -> None:
 
 def windows_per_class(cfg: Config, view: CacheView, split: str) -> dict[str, int]:
     """Training windows per class of one split, from lengths and intervals only."""
-    from ictal.data.windows import build_window_index
+    from ictal.data.windows import index_recordings
 
-    recs = view.split(split)
-    fs = view.fs
-    index = build_window_index(
-        np.array([r["n_samples"] for r in recs], dtype=np.int64),
-        [np.array(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
-        window=round(cfg.windows.length_s * fs),
-        stride=round(cfg.windows.stride_s * fs),
-        full_threshold=cfg.windows.full_threshold,
-    )
+    w = cfg.windows
+    index = index_recordings(view.split(split), view.fs, w.length_s, w.stride_s, w.full_threshold)
     return index.counts()
 
 

@@ -2,6 +2,9 @@
 
 Each process opens the arrays it needs lazily and keeps the memory maps in its own cache,
 so reading a window touches only that window's bytes and no handle crosses a fork.
+Windows stay time-major ``(window, channels)`` as stored: a batch is filled with straight
+copies (``__getitems__``, no per-item tensors to stack) and transposed to the model's
+``(batch, channels, window)`` on the device (``model_input``), where it is cheapest.
 """
 
 from __future__ import annotations
@@ -17,8 +20,20 @@ import torch.utils.data
 from ictal.data.windows import WindowIndex, label_mask
 
 
+def model_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A time-major batch ``(B, W, C)`` moved to ``device`` as the model's ``(B, C, W)``."""
+    return x.to(device, non_blocking=True).transpose(1, 2)
+
+
+def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Collate for a dataset whose ``__getitems__`` already returns a whole batch."""
+    return batch
+
+
 class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """Item ``i`` is window ``i`` of the index: x ``(channels, window)``, y ``(window,)``."""
+    """Item ``i`` is window ``i`` of the index: x ``(window, channels)``, y ``(window,)``."""
+
+    batched = True  # __getitems__ returns whole batches: use collate_batch
 
     def __init__(
         self,
@@ -62,7 +77,8 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
             self._handles[path] = arr
         return arr
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _read(self, i: int, out: np.ndarray) -> int:
+        """Copy window ``i`` into ``out`` (window, channels); returns its recording number."""
         rec, start = int(self.index.rec[i]), int(self.index.start[i])
         arr = self._array(rec)
         if start + self.window > arr.shape[0]:
@@ -70,9 +86,26 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
                 f"window {i} [{start}, {start + self.window}) runs past the end of "
                 f"{self.array_paths[rec]} ({arr.shape[0]} samples): index and cache disagree"
             )
-        x = np.empty((arr.shape[1], self.window), dtype=self.dtype)
-        x[...] = arr[start : start + self.window].T  # one pass: read, convert, transpose
-        y = label_mask(self.intervals[rec], start, self.window)
+        out[...] = arr[start : start + self.window]  # one contiguous read and dtype conversion
+        return rec
+
+    def _channels(self, i: int) -> int:
+        """Channel count of window ``i``'s recording (every cached array has the same)."""
+        return int(self._array(int(self.index.rec[i])).shape[1])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.empty((self.window, self._channels(i)), dtype=self.dtype)
+        rec = self._read(i, x)
+        y = label_mask(self.intervals[rec], int(self.index.start[i]), self.window)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+    def __getitems__(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch filled in place: x ``(B, window, channels)``, y ``(B, window)``."""
+        x = np.empty((len(ids), self.window, self._channels(int(ids[0]))), dtype=self.dtype)
+        y = np.empty((len(ids), self.window), dtype=np.float32)
+        for b, i in enumerate(ids):
+            rec = self._read(int(i), x[b])
+            y[b] = label_mask(self.intervals[rec], int(self.index.start[i]), self.window)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def __getstate__(self) -> dict[str, Any]:

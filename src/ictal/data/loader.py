@@ -14,6 +14,8 @@ from typing import TypeVar
 import torch
 import torch.utils.data
 
+from ictal.data.dataset import collate_batch
+
 T = TypeVar("T")
 
 
@@ -52,6 +54,8 @@ def make_loader(
             "timeout": timeout_s,
             "multiprocessing_context": multiprocessing_context,
         }
+    if getattr(dataset, "batched", False):
+        kwargs["collate_fn"] = collate_batch  # the dataset fills whole batches itself
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

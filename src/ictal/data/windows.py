@@ -135,3 +135,16 @@ def label_mask(intervals_of_rec: np.ndarray, start: int, length: int) -> np.ndar
         if lo < hi:
             mask[lo:hi] = 1.0
     return mask
+
+
+def index_recordings(
+    recs: Sequence[dict], fs: float, length_s: float, stride_s: float, full_threshold: float = 1.0
+) -> WindowIndex:
+    """Window index of cache-table rows (``n_samples``, ``seizures``) at the cache rate."""
+    return build_window_index(
+        np.array([r["n_samples"] for r in recs], dtype=np.int64),
+        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
+        window=round(length_s * fs),
+        stride=round(stride_s * fs),
+        full_threshold=full_threshold,
+    )

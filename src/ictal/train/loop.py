@@ -31,10 +31,10 @@ from torch import nn
 from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config
-from ictal.data.dataset import WindowDataset
+from ictal.data.dataset import WindowDataset, model_input
 from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
 from ictal.data.sampler import BalancedSampler
-from ictal.data.windows import WindowIndex, build_window_index
+from ictal.data.windows import WindowIndex, index_recordings
 from ictal.errors import IctalError, UsageError
 from ictal.evaluate.scoring import HistogramAuroc
 from ictal.models import build_model
@@ -276,7 +276,7 @@ def train_step(
     """One optimizer step on a batch; a non-finite loss or gradient skips the update."""
     model, opt, scaler = state.model, state.optimizer, state.scaler
     model.train()
-    x = x.to(device, non_blocking=True)
+    x = model_input(x, device)
     y = y.to(device, non_blocking=True)
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
@@ -355,7 +355,7 @@ def validate(
             for i, (x, y) in enumerate(batches):
                 if stop.requested:
                     return None
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                x, y = model_input(x, device), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     logits = model(x).float()
                 target = pool_targets(y, stride)[:, : logits.shape[1]]
@@ -452,13 +452,8 @@ class TrainData:
 
 def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
     """Window index of some recordings from their lengths and seizure intervals only."""
-    return build_window_index(
-        np.array([r["n_samples"] for r in recs], dtype=np.int64),
-        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
-        window=round(cfg.windows.length_s * fs),
-        stride=stride,
-        full_threshold=cfg.windows.full_threshold,
-    )
+    w = cfg.windows
+    return index_recordings(recs, fs, w.length_s, stride / fs, w.full_threshold)
 
 
 def window_dataset(
