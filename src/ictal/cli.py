@@ -306,9 +306,14 @@ def train(
         ("best checkpoint", str(result.best_checkpoint)),
         ("last checkpoint", str(result.last_checkpoint)),
     ]
+    if result.pushed_to:
+        rows.append(("pushed to", result.pushed_to))
     console.print(_table("ictal train", rows))
     if result.state == "stopped":
         console.print(f"stopped; continue with `{result.resume_hint}`")
+    if result.push_error:
+        typer.echo(f"error: {result.push_error}", err=True)
+        raise typer.Exit(ExitCode.PARTIAL)
 
 
 @app.command()
@@ -366,8 +371,13 @@ def evaluate(
     console.print(f"scores: {result.scores_path}")
     if result.operating_points_path is not None:
         console.print(f"operating points: {result.operating_points_path}")
+    if result.pushed_to:
+        console.print(f"pushed to: {result.pushed_to}")
+    if result.push_error:
+        typer.echo(f"error: {result.push_error}", err=True)
     if result.failed:
         typer.echo(f"error: {len(result.failed)} recording(s) failed; see the log", err=True)
+    if result.failed or result.push_error:
         raise typer.Exit(ExitCode.PARTIAL)
 
 

@@ -30,6 +30,12 @@ def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tenso
     return batch
 
 
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor, in shared memory when called in a DataLoader worker."""
+    t = torch.empty(shape, dtype=dtype)
+    return t.share_memory_() if torch.utils.data.get_worker_info() is not None else t
+
+
 class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """Item ``i`` is window ``i`` of the index: x ``(window, channels)``, y ``(window,)``."""
 
@@ -100,13 +106,19 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def __getitems__(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A whole batch filled in place: x ``(B, window, channels)``, y ``(B, window)``."""
-        x = np.empty((len(ids), self.window, self._channels(int(ids[0]))), dtype=self.dtype)
-        y = np.empty((len(ids), self.window), dtype=np.float32)
+        """A whole batch filled in place: x ``(B, window, channels)``, y ``(B, window)``.
+
+        In a loader worker the batch is allocated in shared memory, so handing it to the
+        training process moves a handle, not another copy of the data.
+        """
+        shape = (len(ids), self.window, self._channels(int(ids[0])))
+        x_t = _empty(shape, torch.from_numpy(np.empty(0, dtype=self.dtype)).dtype)
+        y_t = _empty((len(ids), self.window), torch.float32)
+        x, y = x_t.numpy(), y_t.numpy()
         for b, i in enumerate(ids):
             rec = self._read(int(i), x[b])
             y[b] = label_mask(self.intervals[rec], int(self.index.start[i]), self.window)
-        return torch.from_numpy(x), torch.from_numpy(y)
+        return x_t, y_t
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without open memory maps (spawned workers reopen lazily)."""

@@ -53,6 +53,7 @@ from ictal.evaluate.scoring import (
     score_szcore_samples,
 )
 from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.io.sink import check_sink, try_push
 from ictal.ui import log, progress
 
 SCORES_FORMAT = 1
@@ -95,6 +96,8 @@ class EvaluationResult:
     inferred: int
     resumed: int
     failed: list[tuple[str, str]] = field(default_factory=list)
+    pushed_to: str | None = None
+    push_error: str = ""
 
 
 class Heartbeat:
@@ -436,10 +439,17 @@ def evaluate(
             f"{view.key[:16]} (same channels and rate; preprocessing or corpus may differ)"
         )
     out = Path(out) if out is not None else default_out(cfg, checkpoint, split)
-    return evaluate_view(
+    run_id = str(meta.get("run_id") or "")
+    sink_name = f"{run_id}/{out.name}" if run_id else out.name
+    if cfg.sink.url:
+        check_sink(cfg.sink.url, sink_name)
+    result = evaluate_view(
         cfg, view, model, meta, checkpoint=checkpoint, split=split, out=out,
         operating_points=operating_points, device=device,
     )  # fmt: skip
+    pushed, result.push_error = try_push(out, cfg.sink.url, sink_name)
+    result.pushed_to = pushed.url if pushed else None
+    return result
 
 
 def _read_frozen(path: Path) -> OperatingPoints:

@@ -37,6 +37,7 @@ from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import WindowIndex, index_recordings
 from ictal.errors import IctalError, UsageError
 from ictal.evaluate.scoring import HistogramAuroc
+from ictal.io.sink import check_sink, try_push
 from ictal.models import build_model
 from ictal.models.detector import pool_targets
 from ictal.train import run as runs
@@ -65,6 +66,8 @@ class TrainResult:
     last_checkpoint: Path | None
     best_checkpoint: Path | None
     resume_hint: str
+    pushed_to: str | None = None
+    push_error: str = ""
 
 
 # ----------------------------------------------------------------------------- the story
@@ -87,9 +90,13 @@ def train(
         seed_everything(cfg.train.seed)
         model = make_model(cfg, pre.view).to(device)
         data = make_train_data(cfg, pre.view, device, data_stride(model))
+        run_id = previous.run_id if previous is not None else runs.new_run_id()
+        if cfg.sink.url:
+            check_sink(cfg.sink.url, run_id)  # a sink that cannot take results: refuse now
         run = previous or runs.create_run(
             cfg,
             {"cache_key": pre.view.key, "cache_path": pre.view.path, "device": str(device)},
+            run_id,
         )
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
         with runs.lock_run(run), runs.log_to_file(run):
@@ -100,7 +107,15 @@ def train(
                 runs.record_resume(run, str(device))
                 restore(run, state)
             log.info(f"run {run.run_id} in {run.path} on {device}")
-            return fit(cfg, state, data, run, device)
+            try:
+                result = fit(cfg, state, data, run, device)
+            except BaseException:
+                try_push(run.path, cfg.sink.url)  # a failed run's logs are worth having too
+                raise
+    pushed, error = try_push(run.path, cfg.sink.url)
+    result.pushed_to = pushed.url if pushed else None
+    result.push_error = error
+    return result
 
 
 def fit(

@@ -155,12 +155,13 @@ def run_metadata(run_id: str, cache_key: str, cache_path: Path, device: str) -> 
     }
 
 
-def create_run(cfg: Config, meta_args: dict[str, Any]) -> RunDir:
+def create_run(cfg: Config, meta_args: dict[str, Any], run_id: str | None = None) -> RunDir:
     """Make a new run directory with the frozen config and run.json (unique id, never reused)."""
     root = Path(cfg.runs.root)
     root.mkdir(parents=True, exist_ok=True)
     while True:
-        run = RunDir(root / new_run_id())
+        run = RunDir(root / (run_id or new_run_id()))
+        run_id = None  # a clash (same second, same suffix) falls back to a fresh id
         try:
             run.path.mkdir()
             break
