@@ -109,3 +109,14 @@ def test_missing_root_and_table(tmp_path):
     console = Console(record=True, width=200)
     print_statuses([], console)
     assert "no runs" in console.export_text()
+
+
+def test_evaluation_directories_are_listed(tmp_path):
+    run = fabricate(tmp_path, "20240101T000000Z-abcdef", state="done")
+    ev = run / "eval-best-dev"
+    ev.mkdir()
+    beat = json.loads((run / "heartbeat.json").read_text())
+    beat.update(state="running", phase="evaluate inference", time=NOW - 1, progress_at=NOW - 1)
+    (ev / "heartbeat.json").write_text(json.dumps(beat))
+    statuses = {s.run_id: s.status for s in run_statuses(tmp_path)}
+    assert statuses == {run.name: "done", f"{run.name}/eval-best-dev": "running"}

@@ -11,17 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import pickle
-import socket
-import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 from rich.table import Table
 from torch import nn
@@ -54,6 +50,8 @@ from ictal.evaluate.scoring import (
 )
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.sink import check_sink, try_push
+from ictal.train.heartbeat import Heartbeat as BeatThread
+from ictal.train.heartbeat import LiveStatus
 from ictal.ui import log, progress
 
 SCORES_FORMAT = 1
@@ -101,32 +99,36 @@ class EvaluationResult:
 
 
 class Heartbeat:
-    """``heartbeat.json`` rewritten atomically at most every ``every_s`` seconds (or forced)."""
+    """Evaluation progress written by the training heartbeat thread (same file, same fields,
+    so `ictal status` reads both): a hung batch shows as stalled, a dead process as stale."""
 
     def __init__(self, path: Path, every_s: float, **static: Any) -> None:
-        self.path = path
-        self.every_s = every_s
-        self.static = {
-            "phase": "evaluate",
-            "pid": os.getpid(),
-            "pid_started": psutil.Process().create_time(),
-            "host": socket.gethostname(),
-            "started": time.time(),
-            "heartbeat_s": every_s,
-            **static,
-        }
-        self.fields: dict[str, Any] = {}
-        self._last = -math.inf
+        self.live = LiveStatus(str(static.pop("run_id", None) or ""), every_s, phase="evaluate")
+        self.live.update(detail={k: str(v) for k, v in static.items()})
+        self.thread = BeatThread(path, self.live, every_s).start()
 
-    def beat(self, force: bool = False, **fields: Any) -> None:
-        """Record progress (callers beat on every batch or recording); write when forced or
-        when ``every_s`` has passed. ``progress_at`` lets ``ictal status`` tell a stall."""
-        self.fields.update(fields, progress_at=time.time())
-        now = time.monotonic()
-        if force or now - self._last >= self.every_s:
-            self._last = now
-            doc = {**self.static, "state": "running", **self.fields, "time": time.time()}
-            atomic_write_json(self.path, _jsonable(doc), fsync=False)
+    def beat(
+        self,
+        *,
+        stage: str | None = None,
+        recordings_done: int | None = None,
+        recordings_total: int | None = None,
+    ) -> None:
+        """Record progress: a stage and recordings done, or (no arguments) one more batch."""
+        if stage is None:
+            self.live.touch()
+            return
+        detail = {**self.live.snapshot()["detail"], "stage": stage}
+        if recordings_total is not None:
+            detail["recordings_total"] = recordings_total
+        if recordings_done is not None:
+            detail["recordings_done"] = recordings_done
+        self.live.update(phase=f"evaluate {stage}", detail=detail, step=recordings_done or 0,
+                         total_steps=recordings_total or 0)  # fmt: skip
+
+    def stop(self, state: str, error: str | None = None) -> None:
+        """Final beat: done or failed."""
+        self.thread.stop(state, error)
 
 
 def default_out(cfg: Config, checkpoint: Path, split: str) -> Path:
@@ -486,14 +488,15 @@ def evaluate_view(
         checkpoint=str(checkpoint),
         run_id=meta.get("run_id"),
     )
-    hb.beat(force=True, stage="start")
+    hb.beat(stage="start")
     try:
         result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, out, ops_frozen,
                            operating_points, device, hb)  # fmt: skip
     except BaseException as exc:
-        hb.beat(force=True, state="failed", error=f"{type(exc).__name__}: {exc}")
+        hb.stop("failed", f"{type(exc).__name__}: {exc}")
         raise
-    hb.beat(force=True, state="done", stage="done")
+    hb.beat(stage="done")
+    hb.stop("done")
     return result
 
 

@@ -156,6 +156,11 @@ def score_szcore(
     ref_ann = Annotation(normalise_events(ref), fs, n)
     hyp_ann = Annotation(normalise_events(hyp), fs, n)
     s = EventScoring(ref_ann, hyp_ann)
+    return _from_timescoring(s)
+
+
+def _from_timescoring(s: EventScoring | SampleScoring) -> EventCounts:
+    """EventCounts from a timescoring result (its own duration, so rates match fpRate)."""
     return EventCounts(
         hits=float(s.tp),
         misses=float(s.refTrue - s.tp),
@@ -174,13 +179,7 @@ def score_szcore_samples(ref_mask: np.ndarray, hyp_mask: np.ndarray, fs: float) 
             f"masks must be 1-D, non-empty, same length: {ref_mask.shape}, {hyp_mask.shape}"
         )
     s = SampleScoring(Annotation(ref_mask, fs), Annotation(hyp_mask, fs), fs=fs)
-    return EventCounts(
-        hits=float(s.tp),
-        misses=float(s.refTrue - s.tp),
-        false_alarms=float(s.fp),
-        n_ref=int(s.refTrue),
-        duration_s=s.numSamples / s.fs,
-    )
+    return _from_timescoring(s)
 
 
 Scorer = Callable[[Sequence[Event], Sequence[Event], float], EventCounts]

@@ -45,6 +45,7 @@ class LiveStatus:
     val_total: int | None = None
     last_checkpoint_time: float | None = None
     error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)  # phase-specific fields, flattened
     step_changed_at: float = field(default_factory=time.time)
     progress_at: float = field(default_factory=time.time)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -63,10 +64,17 @@ class LiveStatus:
                     raise AttributeError(f"LiveStatus has no field {name!r}")
                 setattr(self, name, value)
 
-    def snapshot(self) -> dict[str, Any]:
-        """A consistent copy of the fields."""
+    def touch(self) -> None:
+        """Mark progress that is not a new step (a batch inside a long evaluation pass)."""
         with self._lock:
-            return {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
+            self.progress_at = time.time()
+
+    def snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the fields (``detail`` copied too)."""
+        with self._lock:
+            snap = {f.name: getattr(self, f.name) for f in fields(self) if f.name[0] != "_"}
+            snap["detail"] = dict(self.detail)
+            return snap
 
 
 class GpuStats:
@@ -159,6 +167,7 @@ class Heartbeat:
                 continue
         ckpt = s.pop("last_checkpoint_time")
         beat = {
+            **s.pop("detail"),
             **s,
             "time": now,
             "pid": self.pid,

@@ -75,23 +75,36 @@ def classify(beat: dict[str, Any], now: float, host: str) -> tuple[str, str]:
     return "running", ""
 
 
+def _watched(root: Path) -> list[tuple[str, Path]]:
+    """Run directories and the evaluation directories inside them (or beside them)."""
+    out = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir()):
+        if (path / CONFIG).is_file():
+            out.append((path.name, path))
+            out += [(f"{path.name}/{e.name}", e) for e in sorted(path.glob("eval-*"))
+                    if (e / HEARTBEAT).is_file()]  # fmt: skip
+        elif path.name.startswith("eval-") and (path / HEARTBEAT).is_file():
+            out.append((path.name, path))
+    return out
+
+
 def run_statuses(runs_root: str | Path, *, now: float | None = None) -> list[RunStatus]:
-    """Every run directory under ``runs_root`` with its status, oldest first."""
+    """Every run (and evaluation) directory under ``runs_root`` with its status, oldest first."""
     root = Path(runs_root)
     if not root.is_dir():
         return []
     now = time.time() if now is None else now
     host = socket.gethostname()
     out = []
-    for path in sorted(p for p in root.iterdir() if (p / CONFIG).is_file()):
+    for name, path in _watched(root):
         beat = read_heartbeat(path / HEARTBEAT)
         if beat is None:
-            out.append(RunStatus(path.name, path, "unknown", "no heartbeat (never started?)"))
+            out.append(RunStatus(name, path, "unknown", "no heartbeat (never started?)"))
             continue
         status, detail = classify(beat, now, host)
         out.append(
             RunStatus(
-                run_id=path.name,
+                run_id=name,
                 path=path,
                 status=status,
                 detail=detail,
