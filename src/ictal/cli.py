@@ -127,6 +127,9 @@ def _table(title: str, rows: list[tuple[str, str]]) -> Table:
 @app.command()
 def build(
     workers: Annotated[int | None, typer.Option(help="Parallel worker processes.")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="process (default) or serial; same bytes either way.")
+    ] = None,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Retry recordings that failed before.")
     ] = False,
@@ -134,7 +137,7 @@ def build(
     set_: SetOpt = None,
 ) -> None:
     """Build the cache for the config, in parallel and resumable."""
-    cfg = _config(config, set_)
+    cfg = _config(config, [*(set_ or []), *([f"cache.executor={executor}"] if executor else [])])
     from ictal.cache.build import build_cache
 
     report = build_cache(cfg, workers=workers, retry_failed=retry_failed or None)

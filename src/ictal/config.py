@@ -285,7 +285,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         key, value = parse_override(text)
         _set_dotted(tree, key, value)
-        origin = f"{origin} + --set"
+    if overrides:
+        origin = f"{origin} + --set overrides"
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
