@@ -305,7 +305,7 @@ def train(
         ("state", result.state + (" (early stop)" if result.stopped_early else "")),
         ("epochs done", str(result.epochs_done)),
         ("steps", str(result.step)),
-        ("best val loss", f"{best} (epoch {result.best_epoch})"),
+        ("best val loss", f"{best} (epoch {(result.best_epoch or 0) + 1})"),
         ("best checkpoint", str(result.best_checkpoint)),
         ("last checkpoint", str(result.last_checkpoint)),
     ]
