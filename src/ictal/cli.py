@@ -98,7 +98,17 @@ def census(
             err=True,
         )
         raise typer.Exit(ExitCode.USAGE)
-    result = run_census(root, window_s=cfg.windows.length_s, label_source=cfg.labels.source)
+    from ictal.ui import progress
+
+    with progress("census", total=None) as tick:
+
+        def advance(done: int, total: int) -> None:
+            tick.set_total(total)
+            tick.advance(done - tick.done)
+
+        result = run_census(
+            root, window_s=cfg.windows.length_s, label_source=cfg.labels.source, progress=advance
+        )
     print_census(result, make_console())
     if json_out is not None:
         atomic_write_json(json_out, census_to_dict(result))

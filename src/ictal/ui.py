@@ -68,6 +68,14 @@ class Ticker:
     _start: float = field(default_factory=time.monotonic)
     _last_log: float = field(default_factory=time.monotonic)
 
+    def set_total(self, total: int) -> None:
+        """Set the total once it is known (a listing finished)."""
+        if total == self.total:
+            return
+        self.total = total
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
     def advance(self, n: int = 1, note: str = "") -> None:
         """Count n finished items; note is shown in the plain periodic line."""
         self.done += n

@@ -303,16 +303,19 @@ def print_census(c: Census, console: Console) -> None:
     console.print(vocab)
 
     total = sum(c.files.values())
-    cov = Table(title=f"Channel coverage (of {total:,} files)", title_justify="left")
-    for ch in CANONICAL_19:
-        cov.add_column(ch, justify="right")
-    cov.add_row(
-        *[
-            f"[red]{n}[/red]" if n < total else str(n)
-            for n in (c.channel_coverage.get(ch, 0) for ch in CANONICAL_19)
-        ]
-    )
-    console.print(cov)
+    short = [(ch, c.channel_coverage.get(ch, 0)) for ch in CANONICAL_19]
+    short = [(ch, n) for ch, n in short if n < total]
+    if not short:
+        console.print(f"Channels: all 19 electrodes present in every one of the {total:,} files")
+    else:
+        cov = Table(title=f"Electrodes missing from some of the {total:,} files",
+                    title_justify="left")  # fmt: skip
+        cov.add_column("electrode")
+        cov.add_column("files with it", justify="right")
+        cov.add_column("files without", justify="right")
+        for ch, n in short:
+            cov.add_row(ch, f"{n:,}", f"[red]{total - n:,}[/red]")
+        console.print(cov)
 
     if c.repairs:
         console.print("Repairs: " + ", ".join(f"{k} {v}" for k, v in c.repairs.items()))
