@@ -35,3 +35,20 @@ def test_census_of_a_missing_corpus_is_clear(ictal, tmp_path):
     res = ictal("census", str(tmp_path / "nope"))
     assert res.returncode == 2
     assert "nope" in res.stderr and "TUSZ-layout" in res.stderr
+
+
+def test_train_and_evaluate_refuse_without_cache_exit_3_naming_the_fix(ictal, tmp_path):
+    corpus = tmp_path / "corpus"
+    assert ictal("synth", str(corpus), "--patients", "3", "--hours", "0.2").returncode == 0
+    cfg = tmp_path / "my.yaml"
+    cfg.write_text(f"corpus: {{root: {corpus}}}\ncache: {{root: {tmp_path / 'cache'}}}\n"
+                   f"runs: {{root: {tmp_path / 'runs'}}}\n")  # fmt: skip
+    res = ictal("train", "-c", str(cfg))
+    assert res.returncode == 3
+    assert f"ictal build -c {cfg}" in res.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"not used: preflight comes first")
+    res = ictal("evaluate", str(ckpt), "-c", str(cfg), "--split", "dev")
+    assert res.returncode == 3
+    assert f"ictal build -c {cfg}" in res.stderr
