@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.table import Table
 from torch import nn
 
 from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config, EvaluateConfig
+from ictal.device import pick_device
 from ictal.errors import PreflightError, UsageError
 from ictal.evaluate.export import write_exports
 from ictal.evaluate.inference import default_hop, infer_recording
@@ -167,9 +167,7 @@ def load_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[st
 
 
 def _device(cfg: Config) -> str:
-    if cfg.train.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return cfg.train.device
+    return str(pick_device(cfg.train.device))
 
 
 def postprocess_of(ecfg: EvaluateConfig) -> PostProcess:

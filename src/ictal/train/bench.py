@@ -15,13 +15,13 @@ from rich.table import Table
 from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
+from ictal.device import pick_device
 from ictal.train.loop import (
     data_stride,
     deterministic,
     make_model,
     make_state,
     make_train_data,
-    pick_device,
     seed_everything,
     train_step,
 )

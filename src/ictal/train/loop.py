@@ -35,6 +35,7 @@ from ictal.data.dataset import WindowDataset, model_input
 from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import WindowIndex, index_recordings
+from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
 from ictal.evaluate.scoring import HistogramAuroc
 from ictal.io.sink import check_sink, try_push
@@ -665,15 +666,6 @@ def _run_to_resume(cfg: Config, resume: bool | Path) -> runs.RunDir | None:
             return None
         return runs.RunDir(found)
     return runs.RunDir(runs.resolve_run_dir(Path(resume)))
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' takes CUDA when present; asking for CUDA without it is an error (no fallback)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("train.device=cuda but no CUDA device is available; use train.device=cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
