@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fsspec
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,3 +34,30 @@ def run_ictal(
 def ictal():
     """The command line as a fixture: ictal('build', '-c', cfg) -> CompletedProcess."""
     return run_ictal
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """An S3 endpoint on 127.0.0.1 with one bucket; env for s3fs/botocore."""
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("results")
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()

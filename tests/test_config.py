@@ -154,3 +154,9 @@ def test_every_semantic_leaf_moves_the_key():
     assert len(leaves) >= 15
     names = {name for name, _, _ in leaves}
     assert "signal.notch" in names and "corpus.policy.missing_channels" in names
+
+
+def test_remote_cache_root_is_refused_with_the_reason():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, ["cache.root=s3://bucket/cache"])
+    assert "cache.root" in str(err.value) and "local directory" in str(err.value)

@@ -4,7 +4,6 @@ reached by s3fs through the same environment variables a cloud job would use."""
 from __future__ import annotations
 
 import json
-import os
 
 import fsspec
 import pytest
@@ -16,32 +15,6 @@ from ictal.errors import PreflightError
 from ictal.io.sink import MARKER, check_sink, push_dir
 
 pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    """An S3 endpoint on 127.0.0.1 with one bucket; env for s3fs/botocore."""
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    fs.mkdir("results")
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    server.stop()
 
 
 def _s3():

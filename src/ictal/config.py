@@ -88,9 +88,19 @@ class CacheConfig(Section):
 
     root: str = "data/cache"
     workers: int | None = Field(None, ge=1, le=512)
+
     executor: Literal["process", "serial"] = "process"
     max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
     retry_failed: bool = False
+
+    @model_validator(mode="after")
+    def _local_root(self) -> CacheConfig:
+        if "://" in self.root:
+            raise ValueError(
+                f"cache.root must be a local directory (arrays are memory-mapped), got "
+                f"{self.root!r}; copy a remote cache to local disk and point cache.root there"
+            )
+        return self
 
 
 class RunsConfig(Section):

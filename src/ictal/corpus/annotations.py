@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import fsspec
+
 SEIZURE_CODES: tuple[str, ...] = (
     "fnsz",
     "gnsz",
@@ -195,15 +197,16 @@ def parse_annotation_text(text: str, path: str, kind: str | None = None) -> Anno
 
 
 def read_annotation(path: str, fs: Any = None) -> AnnotationFile:
-    """Read and parse one annotation file from a local path or an fsspec filesystem."""
+    """Read and parse one annotation file: a local path, any fsspec URL, or a path inside `fs`.
+
+    The error names the path as given (the URL for remote files)."""
     path = str(path)
+    where = path
+    if fs is None:
+        fs, where = fsspec.core.url_to_fs(path)
     try:
-        if fs is None:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            with fs.open(path, "rb") as fh:
-                data = fh.read()
+        with fs.open(where, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         raise AnnotationError(path, "missing annotation file") from None
     except IsADirectoryError:
