@@ -28,7 +28,8 @@ from ictal.evaluate.operating_points import (
     save_operating_points,
 )
 from ictal.evaluate.postprocess import PostProcess
-from ictal.evaluate.run import default_out, evaluate, evaluate_view, summary_table
+from ictal.evaluate.run import default_out, evaluate, evaluate_view
+from ictal.evaluate.summary import summary_table
 from ictal.models import build_model
 
 

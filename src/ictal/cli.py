@@ -369,7 +369,7 @@ def evaluate(
         typer.echo(f"error: --split must be dev or eval, got {split!r}", err=True)
         raise typer.Exit(ExitCode.USAGE)
     from ictal.evaluate.run import evaluate as run_evaluate
-    from ictal.evaluate.run import summary_table
+    from ictal.evaluate.summary import summary_table
 
     result = run_evaluate(
         cfg,
