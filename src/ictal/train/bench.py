@@ -16,12 +16,12 @@ from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
+from ictal.train.data import make_train_data
 from ictal.train.loop import (
     data_stride,
     deterministic,
     make_model,
     make_state,
-    make_train_data,
     seed_everything,
     train_step,
 )

@@ -31,10 +31,8 @@ from torch import nn
 from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config
-from ictal.data.dataset import WindowDataset, model_input
-from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
-from ictal.data.sampler import BalancedSampler
-from ictal.data.windows import WindowIndex, index_recordings
+from ictal.data.dataset import model_input
+from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
 from ictal.evaluate.scoring import HistogramAuroc
@@ -42,6 +40,7 @@ from ictal.io.sink import check_sink, try_push
 from ictal.models import build_model
 from ictal.models.detector import pool_targets
 from ictal.train import run as runs
+from ictal.train.data import TrainData, describe, make_train_data
 from ictal.train.heartbeat import Heartbeat, LiveStatus
 from ictal.train.metrics import MetricsLog, keep_until
 from ictal.train.state import ModelSpec, TrainState, is_better, load_checkpoint
@@ -449,104 +448,6 @@ def end_epoch(
 # ----------------------------------------------------------------------------- the parts
 
 
-@dataclass
-class TrainData:
-    """Window indexes, sampler and loaders of one run."""
-
-    index: WindowIndex
-    sampler: BalancedSampler
-    train_loader: torch.utils.data.DataLoader
-    val_loader: torch.utils.data.DataLoader | None
-    window: int
-    stride: int
-    stride_out: int
-    batch_size: int
-    steps_per_epoch: int
-    total_steps: int
-    workers: int
-
-
-def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
-    """Window index of some recordings from their lengths and seizure intervals only."""
-    w = cfg.windows
-    return index_recordings(recs, fs, w.length_s, stride / fs, w.full_threshold)
-
-
-def window_dataset(
-    view: CacheView, recs: list[dict[str, Any]], index: WindowIndex
-) -> WindowDataset:
-    """Dataset of the indexed windows, read from the cache arrays as float32."""
-    return WindowDataset(
-        [view.array_path(r) for r in recs],
-        index,
-        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
-        index.window,
-        np.float32,
-    )
-
-
-def make_train_data(
-    cfg: Config,
-    view: CacheView,
-    device: torch.device,
-    model_stride: int,
-    *,
-    validation: bool = True,
-) -> TrainData:
-    """Train windows through the balanced sampler; dev windows (stride = window) to validate."""
-    fs = view.fs
-    window = round(cfg.windows.length_s * fs)
-    stride = round(cfg.windows.stride_s * fs)
-    train_recs = view.split("train")
-    index = window_index(cfg, train_recs, fs, stride)
-    sampler = BalancedSampler(
-        index,
-        partial=cfg.sampler.partial,
-        full=cfg.sampler.full,
-        background=cfg.sampler.background,
-        seed=cfg.train.seed,
-    )
-    workers = default_num_workers() if cfg.loader.num_workers is None else cfg.loader.num_workers
-    lc = cfg.loader
-    loader_args = {
-        "batch_size": lc.batch_size,
-        "num_workers": workers,
-        "prefetch_factor": lc.prefetch_factor,
-        "persistent_workers": lc.persistent_workers,
-        "pin_memory": device.type == "cuda",
-        "timeout_s": lc.timeout_s,
-    }
-    train_loader = make_loader(window_dataset(view, train_recs, index), sampler, **loader_args)
-    val_loader = None
-    dev_recs = view.split("dev")
-    if validation:
-        val_index = window_index(cfg, dev_recs, fs, window) if dev_recs else None
-        if val_index is None or len(val_index) == 0:
-            log.warning("no dev windows (no dev recordings or all shorter than a window): "
-                        "validation, early stopping and best.pt are skipped")  # fmt: skip
-        else:
-            val_set = window_dataset(view, dev_recs, val_index)
-            val_loader = make_loader(
-                val_set, torch.utils.data.SequentialSampler(val_set), **loader_args
-            )
-    steps = math.ceil(len(sampler) / lc.batch_size)
-    if cfg.train.steps_per_epoch is not None:
-        steps = min(steps, cfg.train.steps_per_epoch)
-    return TrainData(
-        index=index,
-        sampler=sampler,
-        train_loader=train_loader,
-        val_loader=val_loader,
-        window=window,
-        stride=stride,
-        stride_out=model_stride,
-        batch_size=lc.batch_size,
-        steps_per_epoch=steps,
-        total_steps=steps * cfg.train.epochs,
-        workers=workers,
-    )
-
-
 def make_model(cfg: Config, view: CacheView) -> nn.Module:
     """The configured registry model for the cache's channels and rate."""
     model = build_model(
@@ -555,17 +456,6 @@ def make_model(cfg: Config, view: CacheView) -> nn.Module:
     if not isinstance(getattr(model, "output_stride", None), int):
         raise UsageError(f"model {cfg.model.name!r} must define an integer output_stride")
     return model
-
-
-def describe(data: TrainData) -> str:
-    """One log line about the windows, the draw and the steps of an epoch."""
-    index = data.index
-    return (
-        f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
-        f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
-        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader workers "
-        f"{data.workers}; validation {'on' if data.val_loader is not None else 'off'}"
-    )
 
 
 def data_stride(model: nn.Module) -> int:

@@ -1,0 +1,129 @@
+"""Training data of one run: the train window index through the balanced sampler, and dev
+windows (stride = window) for validation, with loaders built from the config."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.utils.data
+
+from ictal.cache.manifest import CacheView
+from ictal.config import Config
+from ictal.data.dataset import WindowDataset
+from ictal.data.loader import default_num_workers, make_loader
+from ictal.data.sampler import BalancedSampler
+from ictal.data.windows import WindowIndex, index_recordings
+from ictal.ui import log
+
+
+@dataclass
+class TrainData:
+    """Window indexes, sampler and loaders of one run."""
+
+    index: WindowIndex
+    sampler: BalancedSampler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None
+    window: int
+    stride: int
+    stride_out: int
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    workers: int
+
+
+def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
+    """Window index of some recordings from their lengths and seizure intervals only."""
+    w = cfg.windows
+    return index_recordings(recs, fs, w.length_s, stride / fs, w.full_threshold)
+
+
+def window_dataset(
+    view: CacheView, recs: list[dict[str, Any]], index: WindowIndex
+) -> WindowDataset:
+    """Dataset of the indexed windows, read from the cache arrays as float32."""
+    return WindowDataset(
+        [view.array_path(r) for r in recs],
+        index,
+        [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
+        index.window,
+        np.float32,
+    )
+
+
+def make_train_data(
+    cfg: Config,
+    view: CacheView,
+    device: torch.device,
+    model_stride: int,
+    *,
+    validation: bool = True,
+) -> TrainData:
+    """Train windows through the balanced sampler; dev windows (stride = window) to validate."""
+    fs = view.fs
+    window = round(cfg.windows.length_s * fs)
+    stride = round(cfg.windows.stride_s * fs)
+    train_recs = view.split("train")
+    index = window_index(cfg, train_recs, fs, stride)
+    sampler = BalancedSampler(
+        index,
+        partial=cfg.sampler.partial,
+        full=cfg.sampler.full,
+        background=cfg.sampler.background,
+        seed=cfg.train.seed,
+    )
+    workers = default_num_workers() if cfg.loader.num_workers is None else cfg.loader.num_workers
+    lc = cfg.loader
+    loader_args = {
+        "batch_size": lc.batch_size,
+        "num_workers": workers,
+        "prefetch_factor": lc.prefetch_factor,
+        "persistent_workers": lc.persistent_workers,
+        "pin_memory": device.type == "cuda",
+        "timeout_s": lc.timeout_s,
+    }
+    train_loader = make_loader(window_dataset(view, train_recs, index), sampler, **loader_args)
+    val_loader = None
+    dev_recs = view.split("dev")
+    if validation:
+        val_index = window_index(cfg, dev_recs, fs, window) if dev_recs else None
+        if val_index is None or len(val_index) == 0:
+            log.warning("no dev windows (no dev recordings or all shorter than a window): "
+                        "validation, early stopping and best.pt are skipped")  # fmt: skip
+        else:
+            val_set = window_dataset(view, dev_recs, val_index)
+            val_loader = make_loader(
+                val_set, torch.utils.data.SequentialSampler(val_set), **loader_args
+            )
+    steps = math.ceil(len(sampler) / lc.batch_size)
+    if cfg.train.steps_per_epoch is not None:
+        steps = min(steps, cfg.train.steps_per_epoch)
+    return TrainData(
+        index=index,
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        window=window,
+        stride=stride,
+        stride_out=model_stride,
+        batch_size=lc.batch_size,
+        steps_per_epoch=steps,
+        total_steps=steps * cfg.train.epochs,
+        workers=workers,
+    )
+
+
+def describe(data: TrainData) -> str:
+    """One log line about the windows, the draw and the steps of an epoch."""
+    index = data.index
+    return (
+        f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
+        f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
+        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader workers "
+        f"{data.workers}; validation {'on' if data.val_loader is not None else 'off'}"
+    )
