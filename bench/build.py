@@ -66,12 +66,13 @@ def worker_startup_s() -> float:
 def profile_one(corpus: Path, tmp: Path, top: int) -> None:
     """cProfile `build_one` on the largest recording (in this process) and print top costs."""
     cfg = load_config(None, [f"corpus.root={corpus}", f"cache.root={tmp / 'profile'}"])
-    refs, _digest, _ = plan(cfg)
-    ref = max(refs, key=lambda r: r.size)
+    planned = plan(cfg)
+    ref = max(planned.refs, key=lambda r: r.size)
     out = tmp / "profile" / "build"
     (out / "arrays").mkdir(parents=True, exist_ok=True)
     (out / "records").mkdir(parents=True, exist_ok=True)
-    task = Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"))
+    task = Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"),
+                planned.discovery.signature(ref))  # fmt: skip
     build_one(task)  # warm imports and the file's pages
     prof = cProfile.Profile()
     t = time.perf_counter()

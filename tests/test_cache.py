@@ -341,3 +341,25 @@ def test_preflight_finds_a_staged_cache_when_the_corpus_is_unreachable(reference
     result = preflight(cfg)
     assert result.view.path == path
     assert not result.located.corpus_reachable
+
+
+def test_new_key_reuses_unchanged_recordings_byte_identically(corpus, reference_build, tmp_path):
+    edited = tmp_path / "corpus"
+    shutil.copytree(corpus, edited)  # same names, sizes and mtimes: same key as the reference
+    cache = tmp_path / "cache"
+    shutil.copytree(reference_build, cache / reference_build.name)
+    victim = sorted(edited.rglob("*.csv_bi"))[0]
+    victim.write_text(victim.read_text())  # same bytes, new mtime: a new inventory and key
+    res = run_ictal("build", *_sets(edited, cache))
+    assert res.returncode == 0, res.stderr
+    assert "1 built, 11 reused" in res.stdout
+    new = next(p for p in _committed(cache) if p.name != reference_build.name)
+    fresh = tmp_path / "fresh"
+    assert run_ictal("build", *_sets(edited, fresh)).returncode == 0
+    (fresh_dir,) = _committed(fresh)
+    assert fresh_dir.name == new.name
+    assert _tree_digest(new) == _tree_digest(fresh_dir)
+    donor = cache / reference_build.name / "arrays"
+    shared = [p for p in (new / "arrays").iterdir()
+              if p.stat().st_ino == (donor / p.name).stat().st_ino]  # fmt: skip
+    assert len(shared) == 11  # hard links: no second copy on disk

@@ -157,8 +157,8 @@ def build(
     rows = [
         ("cache", str(report.path)),
         ("state", state),
-        ("recordings", f"{report.built} built, {report.skipped} skipped, "
-                       f"{len(report.failed)} failed of {report.planned}"),
+        ("recordings", f"{report.built} built, {report.reused} reused, {report.skipped} "
+                       f"skipped, {len(report.failed)} failed of {report.planned}"),
         ("EEG hours", f"{report.hours:.2f}"),
         ("size on disk", f"{report.bytes_on_disk / 1e6:.1f} MB"),
         ("seizure events", str(report.seizure_events)),

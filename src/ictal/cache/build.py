@@ -22,6 +22,7 @@ from ictal.cache import layout
 from ictal.cache.executors import make_executor
 from ictal.cache.ledger import BuildLock, is_locked, load_records, sweep_temp_files
 from ictal.cache.manifest import read_json, sha256_bytes, table_bytes
+from ictal.cache.reuse import donor_records, reuse_one
 from ictal.cache.worker import Task, build_one
 from ictal.config import (
     CACHE_FORMAT_VERSION,
@@ -29,7 +30,7 @@ from ictal.config import (
     Config,
     cache_key,
 )
-from ictal.corpus.discovery import RecordingRef, inventory_digest, scan
+from ictal.corpus.discovery import Discovery, RecordingRef, scan
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.ui import log, progress
@@ -43,6 +44,7 @@ class BuildReport:
     path: Path
     planned: int = 0
     built: int = 0
+    reused: int = 0
     skipped: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (rel, reason)
     up_to_date: bool = False
@@ -72,8 +74,17 @@ def corpus_root(cfg: Config) -> str:
     return root if "://" in root else os.path.abspath(root)
 
 
-def plan(cfg: Config) -> tuple[list[RecordingRef], str, list[tuple[str, str]]]:
-    """Recordings of the configured splits, the inventory digest, and off-layout files."""
+@dataclass(frozen=True)
+class Plan:
+    """What a build of this config covers: recordings, inventory digest, per-file signatures."""
+
+    refs: list[RecordingRef]
+    digest: str
+    discovery: Discovery
+
+
+def plan(cfg: Config) -> Plan:
+    """Recordings of the configured splits and the inventory digest, from one listing."""
     root = corpus_root(cfg)
     found = scan(root)
     refs = [r for r in found.refs if r.split in cfg.corpus.splits]
@@ -82,7 +93,7 @@ def plan(cfg: Config) -> tuple[list[RecordingRef], str, list[tuple[str, str]]]:
             f"no recordings in the TUSZ layout under {root} (splits {list(cfg.corpus.splits)})",
             "check corpus.root, or create a demo corpus with `ictal synth DIR`",
         )
-    return refs, inventory_digest(root, refs), found.problems
+    return Plan(refs, found.digest(refs), found)
 
 
 # --- coordinator side --------------------------------------------------------------------
@@ -166,7 +177,8 @@ def build_cache(
 ) -> BuildReport:
     """Build (or resume, or confirm) the cache of this config; never touches other keys."""
     t0 = time.monotonic()
-    refs, digest, off_layout = plan(cfg)
+    planned = plan(cfg)
+    refs, digest, off_layout = planned.refs, planned.digest, planned.discovery.problems
     key = cache_key(cfg, digest)
     root = Path(cfg.cache.root)
     final = layout.committed_dir(root, key)
@@ -220,6 +232,7 @@ def build_cache(
             if r.id not in records or (retry and records[r.id]["status"] == "failed")
         ]
         report.skipped = len(refs) - len(todo)
+        todo = _reuse(cfg, final, directory, todo, planned.discovery, records, report)
         executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers)
         log.info(
             f"building {len(todo)} recordings ({report.skipped} already done) "
@@ -227,7 +240,8 @@ def build_cache(
         )
         root_url = corpus_root(cfg)
         cfg_dump = cfg.model_dump(mode="json")
-        tasks = (Task(root_url, r, str(directory), cfg_dump) for r in todo)
+        sig = planned.discovery.signature
+        tasks = (Task(root_url, r, str(directory), cfg_dump, sig(r)) for r in todo)
         with progress("build", total=len(todo)) as tick:
             for rec in executor.map_unordered(build_one, tasks):
                 records[rec["id"]] = rec
@@ -250,6 +264,7 @@ def build_cache(
                 "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "last_run_wall_s": round(report.wall_s, 3),
                 "last_run_built": report.built,
+                "last_run_reused": report.reused,
                 "last_run_skipped": report.skipped,
             },
         )
@@ -259,6 +274,37 @@ def build_cache(
     report.failed = [(f["rel"], f["reason"]) for f in manifest["failed"]]
     _fill_totals(report, manifest)
     return report
+
+
+def _reuse(
+    cfg: Config,
+    final: Path,
+    directory: Path,
+    todo: list[RecordingRef],
+    discovery: Discovery,
+    records: dict[str, dict[str, Any]],
+    report: BuildReport,
+) -> list[RecordingRef]:
+    """Link unchanged recordings from sibling caches; returns what is left to build."""
+    donors = donor_records(cfg, final)
+    if not donors:
+        return todo
+    left = []
+    for ref in todo:
+        found = donors.get(ref.id)
+        if found is None or found[1]["rel"] != ref.rel:
+            left.append(ref)
+            continue
+        donor, rec = found
+        if rec["source"] != discovery.signature(ref):
+            left.append(ref)
+            continue
+        reuse_one(directory, donor, rec)
+        records[ref.id] = rec
+        report.reused += 1
+    if report.reused:
+        log.info(f"reused {report.reused} unchanged recordings from earlier caches of this config")
+    return left
 
 
 def _fill_totals(report: BuildReport, manifest: dict[str, Any]) -> None:

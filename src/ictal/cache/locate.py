@@ -40,10 +40,10 @@ def corpus_digest(cfg: Config) -> tuple[str, int] | None:
     from ictal.cache.build import plan
 
     try:
-        refs, digest, _ = plan(cfg)
+        planned = plan(cfg)
     except (PreflightError, OSError, ValueError):
         return None
-    return digest, len(refs)
+    return planned.digest, len(planned.refs)
 
 
 def locate(cfg: Config, *, use_corpus: bool = True) -> Located:

@@ -29,6 +29,7 @@ class Task:
     ref: RecordingRef
     out_dir: str
     cfg: dict[str, Any]
+    source: dict[str, Any]  # (size, mtime) of the EDF and annotation files: reuse key
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -70,6 +71,7 @@ def build_one(task: Task) -> dict[str, Any]:
         "session": ref.session,
         "token": ref.token,
         "montage": ref.montage,
+        "source": task.source,
     }
     sep = "" if task.corpus_root.endswith("/") else "/"
     edf_path = f"{task.corpus_root}{sep}{ref.rel}"

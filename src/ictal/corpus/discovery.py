@@ -43,10 +43,31 @@ class RecordingRef:
 
 @dataclass
 class Discovery:
-    """Recordings that match the layout, and EDF files that do not (with the reason)."""
+    """Recordings that match the layout, EDF files that do not (with the reason), and the
+    (size, mtime) of every EDF and annotation file from the same single listing."""
 
     refs: list[RecordingRef]
     problems: list[tuple[str, str]]  # (rel path, reason), sorted
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)  # rel -> (size, mtime)
+
+    def signature(self, ref: RecordingRef) -> dict[str, list[Any] | None]:
+        """(size, mtime) of a recording's EDF and annotation files (None when absent): equal
+        signatures mean the same inputs, so a built recording can be reused."""
+        out: dict[str, list[Any] | None] = {}
+        for suffix in (".edf", *SIDECARS):
+            sig = self.files.get(ref.rel if suffix == ".edf" else ref.sidecar(suffix))
+            out[suffix.lstrip(".")] = None if sig is None else list(sig)
+        return out
+
+    def digest(self, refs: list[RecordingRef] | None = None) -> str:
+        """sha256 over sorted (rel, size, mtime) of the inventory files (of `refs` and their
+        sidecars when given); part of the cache key."""
+        files = self.files
+        if refs is not None:
+            keep = {r.rel for r in refs} | {r.sidecar(s) for r in refs for s in SIDECARS}
+            files = {rel: sig for rel, sig in files.items() if rel in keep}
+        rows = [[rel, size, mtime] for rel, (size, mtime) in sorted(files.items())]
+        return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
 def open_fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -76,7 +97,13 @@ def scan(root: str) -> Discovery:
     refs: list[RecordingRef] = []
     problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
-    for rel, info in sorted(_listing(fs, base).items()):
+    listing = _listing(fs, base)
+    files = {
+        rel: (int(info.get("size") or 0), _mtime(info))
+        for rel, info in listing.items()
+        if rel.endswith(_INVENTORY_SUFFIXES)
+    }
+    for rel, info in sorted(listing.items()):
         if not rel.lower().endswith(".edf"):
             continue
         m = LAYOUT.fullmatch(rel)
@@ -104,7 +131,7 @@ def scan(root: str) -> Discovery:
                 size=int(info.get("size") or 0),
             )
         )
-    return Discovery(refs=refs, problems=problems)
+    return Discovery(refs=refs, problems=problems, files=files)
 
 
 def discover(root: str) -> list[RecordingRef]:
@@ -115,17 +142,7 @@ def discover(root: str) -> list[RecordingRef]:
 def inventory_digest(root: str, refs: list[RecordingRef] | None = None) -> str:
     """sha256 over sorted (rel, size, mtime) of every .edf/.csv/.csv_bi under `<root>/edf`
     (restricted to `refs` and their sidecars when given); part of the cache key."""
-    fs, base = open_fs(root)
-    listing = _listing(fs, base)
-    if refs is not None:
-        keep = {r.rel for r in refs} | {r.sidecar(s) for r in refs for s in SIDECARS}
-        listing = {rel: info for rel, info in listing.items() if rel in keep}
-    rows = [
-        [rel, int(info.get("size") or 0), _mtime(info)]
-        for rel, info in sorted(listing.items())
-        if rel.endswith(_INVENTORY_SUFFIXES)
-    ]
-    return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+    return scan(root).digest(refs)
 
 
 def _mtime(info: dict[str, Any]) -> str:

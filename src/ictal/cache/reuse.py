@@ -1,0 +1,59 @@
+"""Reuse of built recordings across caches: a recording whose EDF and annotation files are
+unchanged (same size and mtime) under the same semantic config and preprocessing version has
+the same bytes, so a new cache key (one corpus file edited, a file added) links its array
+instead of preprocessing it again. The array is hard-linked (copied across file systems);
+cache arrays are never modified in place, so sharing them is safe."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ictal.cache import layout
+from ictal.cache.ledger import load_records
+from ictal.cache.locate import read_manifest
+from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
+from ictal.io.atomic import atomic_write_json, fsync_dir
+
+
+def donor_records(cfg: Config, exclude: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """Done records of committed caches with this semantic config and version, by id."""
+    out: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for entry in layout.list_entries(Path(cfg.cache.root)):
+        if entry.building or entry.path == exclude:
+            continue
+        man = read_manifest(entry.path)
+        if man is None or man.get("preprocessing_version") != PREPROCESSING_VERSION:
+            continue
+        if diff_semantic(man.get("semantic", {}), cfg.semantic()):
+            continue
+        for rid, rec in load_records(entry.path).items():
+            if rec.get("status") == "done" and rec.get("source"):
+                out.setdefault(rid, (entry.path, rec))
+    return out
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """Place `src` at `dst` atomically: a hard link when possible, else a copy."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    fsync_dir(dst.parent)
+
+
+def reuse_one(directory: Path, donor: Path, record: dict[str, Any]) -> None:
+    """Link a donor's array into the building directory, then write its record (the ledger
+    entry comes last, as for a built recording)."""
+    _link_or_copy(donor / record["array"], directory / record["array"])
+    atomic_write_json(directory / layout.RECORDS / f"{record['id']}.json", record)
