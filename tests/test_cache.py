@@ -363,3 +363,10 @@ def test_new_key_reuses_unchanged_recordings_byte_identically(corpus, reference_
     shared = [p for p in (new / "arrays").iterdir()
               if p.stat().st_ino == (donor / p.name).stat().st_ino]  # fmt: skip
     assert len(shared) == 11  # hard links: no second copy on disk
+    # gc of the old cache reports what removing it frees: not the shared arrays
+    from ictal.cache.gc import plan_gc
+
+    (old,) = plan_gc(load_config(None, [f"corpus.root={edited}", f"cache.root={cache}"]))
+    assert old.path.name == reference_build.name
+    total = sum(p.stat().st_size for p in donor.iterdir())
+    assert 0 < old.bytes < total / 6

@@ -279,7 +279,7 @@ def gc(
     t = Table(title="would remove" if not yes else "removing", title_justify="left")
     t.add_column("directory")
     t.add_column("why")
-    t.add_column("size", justify="right")
+    t.add_column("frees", justify="right")
     for r in removals:
         t.add_row(str(r.path), r.reason, f"{r.bytes / 1e6:.1f} MB")
     console.print(t)

@@ -15,7 +15,7 @@ from ictal.errors import PreflightError
 
 @dataclass(frozen=True)
 class Removal:
-    """A directory gc would remove, why, and its size."""
+    """A directory gc would remove, why, and the bytes that frees."""
 
     path: Path
     reason: str
@@ -23,7 +23,11 @@ class Removal:
 
 
 def _size(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    """Bytes that removing `path` frees: arrays hard-linked into another cache (reused
+    recordings) stay on disk, so they are not counted."""
+    return sum(
+        st.st_size for p in path.rglob("*") if p.is_file() and (st := p.stat()).st_nlink == 1
+    )
 
 
 def plan_gc(cfg: Config) -> list[Removal]:
