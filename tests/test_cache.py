@@ -124,6 +124,18 @@ build_cache(cfg, workers=1)
 """
 
 
+def _committed_records(building: Path) -> dict[str, int]:
+    """Completed ledger records by name with their mtimes; a torn `.tmp` from a kill is not one."""
+    records = building / "records"
+    if not records.exists():
+        return {}
+    return {
+        p.name: p.stat().st_mtime_ns
+        for p in records.glob("*.json")
+        if not p.name.startswith(".")
+    }
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
     cache = tmp_path / "cache"
@@ -135,7 +147,7 @@ def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
         building = list(cache.glob("*.building-*")) if cache.exists() else []
         before = {}
         if building:
-            before = {p.name: p.stat().st_mtime_ns for p in (building[0] / "records").iterdir()}
+            before = _committed_records(building[0])
         proc = subprocess.Popen(
             [sys.executable, "-c", BUILD_SCRIPT, *sets],
             env=env,
@@ -148,7 +160,7 @@ def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             dirs = list(cache.glob("*.building-*")) if cache.exists() else []
-            n = len(list((dirs[0] / "records").glob("*.json"))) if dirs else 0
+            n = len(_committed_records(dirs[0])) if dirs else 0
             if n >= target:
                 break
             time.sleep(0.01)
@@ -159,7 +171,7 @@ def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
         proc.wait()
         building = list(cache.glob("*.building-*"))
         if building:
-            after = {p.name: p.stat().st_mtime_ns for p in (building[0] / "records").iterdir()}
+            after = _committed_records(building[0])
             for name, mtime in before.items():
                 assert after.get(name) == mtime, f"completed recording {name} was redone"
     assert kills >= 3, "builds were not interrupted: the test proves nothing"
