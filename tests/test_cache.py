@@ -130,9 +130,7 @@ def _committed_records(building: Path) -> dict[str, int]:
     if not records.exists():
         return {}
     return {
-        p.name: p.stat().st_mtime_ns
-        for p in records.glob("*.json")
-        if not p.name.startswith(".")
+        p.name: p.stat().st_mtime_ns for p in records.glob("*.json") if not p.name.startswith(".")
     }
 
 

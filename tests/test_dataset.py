@@ -112,3 +112,16 @@ def test_data_wait_meter_separates_waiting_from_work():
     for _ in meter.wrap(range(4)):
         time.sleep(0.03)  # the training step is the slow part
     assert meter.fraction() < 0.2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_worker_batches_are_allocated_in_shared_memory(monkeypatch, dtype):
+    from ictal.data import dataset as dataset_mod
+
+    assert not dataset_mod._empty((2, 3, 4), dtype).is_shared()  # training process: plain
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
+    t = dataset_mod._empty((2, 3, 4), dtype)
+    assert t.is_shared() and t.is_contiguous()
+    assert t.shape == (2, 3, 4) and t.dtype == dtype
+    t.numpy()[...] = 1.5
+    assert float(t.sum()) == 1.5 * 24

@@ -31,9 +31,21 @@ def collate_batch(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tenso
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised tensor, in shared memory when called in a DataLoader worker."""
-    t = torch.empty(shape, dtype=dtype)
-    return t.share_memory_() if torch.utils.data.get_worker_info() is not None else t
+    """An uninitialised tensor, allocated in shared memory when called in a DataLoader worker.
+
+    ``torch.empty(...).share_memory_()`` would allocate twice and copy the garbage across;
+    allocating the shared storage directly (as torch's own ``default_collate`` does) halves
+    a worker's cost per batch.
+    """
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = int(np.prod(shape, dtype=np.int64))
+    itemsize = torch.empty(0, dtype=dtype).element_size()
+    new_shared = getattr(torch.UntypedStorage, "_new_shared", None)
+    if new_shared is None:  # a torch without the private helper: correct, one copy slower
+        return torch.empty(shape, dtype=dtype).share_memory_()
+    storage = new_shared(numel * itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]]):
