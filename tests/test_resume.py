@@ -208,6 +208,45 @@ def test_metrics_are_strict_json(tmp_path):
     assert json.loads(path.read_text())["loss"] is None
 
 
+METRICS_WRITER = """
+import sys, time
+from ictal.train.metrics import MetricsLog
+m = MetricsLog(sys.argv[1], sync_every_s=3600)
+for step in range(1, 201):
+    m.write({"phase": "train", "epoch": 0, "step": step, "time": 0.0, "loss": 1.0})
+print("written", flush=True)
+time.sleep(60)
+"""
+
+
+def test_metrics_lines_survive_sigkill_without_fsync(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", METRICS_WRITER, str(path)], env=env, stdout=subprocess.PIPE
+    )
+    assert proc.stdout.readline().strip() == b"written"
+    proc.send_signal(signal.SIGKILL)  # no close, no fsync: the lines are already written
+    proc.wait(timeout=30)
+    assert [r["step"] for r in read_metrics(path)] == list(range(1, 201))
+
+
+def test_metrics_fsync_is_bounded_in_time_not_per_line(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    with MetricsLog(tmp_path / "m.jsonl", sync_every_s=3600) as m:
+        for step in range(1, 1001):
+            m.write({"phase": "train", "epoch": 0, "step": step, "time": 0.0, "loss": 1.0})
+        assert synced == []
+        m.sync()  # what a checkpoint does first
+        assert len(synced) == 1
+    assert len(synced) == 1  # nothing new to sync at close
+    with MetricsLog(tmp_path / "m2.jsonl", sync_every_s=0) as m:
+        m.write({"phase": "train", "epoch": 0, "step": 1, "time": 0.0, "loss": 1.0})
+    assert len(synced) == 2
+
+
 def test_rng_round_trip():
     random.seed(1)
     np.random.seed(2)

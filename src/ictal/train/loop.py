@@ -536,7 +536,12 @@ def restore(run: runs.RunDir, state: TrainState) -> None:
 
 
 def save(state: TrainState, path: Path, rec: Recorder) -> None:
-    """Checkpoint atomically and note the time (heartbeat shows its age)."""
+    """Checkpoint atomically and note the time (heartbeat shows its age).
+
+    The metrics lines up to this step are synced first: a resume keeps lines up to the
+    checkpoint, so they must be on disk whenever the checkpoint is.
+    """
+    rec.metrics.sync()
     state.save(path)
     rec.last_save = time.monotonic()
     rec.live.update(last_checkpoint_time=time.time())
@@ -590,7 +595,7 @@ class Recorder:
         self.last_save = time.monotonic()
 
     def write(self, record: dict[str, Any]) -> None:
-        """One metrics line (durable) and its numeric values as TensorBoard scalars."""
+        """One metrics line and its numeric values as TensorBoard scalars."""
         record = {**record, "time": time.time()}
         self.metrics.write(record)
         phase = record["phase"]
