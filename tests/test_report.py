@@ -40,7 +40,8 @@ def make_run(root: Path, with_eval: bool) -> Path:
                       "loss": 1.0 / step, "lr": 1e-3})  # fmt: skip
         if step % 10 == 0:
             lines.append({"phase": "validate", "epoch": step // 10, "step": step, "time": 0.0,
-                          "val_loss": 0.5, "val_auroc": 0.6 + step / 200})  # fmt: skip
+                          "val_loss": 0.5, "val_loss_weighted": 0.9,
+                          "val_auroc": 0.6 + step / 200})  # fmt: skip
     text = "".join(json.dumps(r) + "\n" for r in lines) + '{"phase": "tra'
     (run / "metrics.jsonl").write_text(text)
     if with_eval:

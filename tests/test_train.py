@@ -151,6 +151,9 @@ def test_metrics_lines_are_complete_and_once_per_step(trained):
     assert [r["epoch"] for r in lines if r["phase"] == "validate"] == [0, 1]
     val = [r for r in lines if r["phase"] == "validate"]
     assert all(0 <= r["val_auroc"] <= 1 and r["val_loss"] > 0 for r in val)
+    # the dev loss under the training pos_weight (> 1) is comparable to the train loss and,
+    # weighting up the positive terms, larger than the unweighted dev loss
+    assert all(r["val_loss_weighted"] > r["val_loss"] for r in val)
     epochs = [r for r in lines if r["phase"] == "epoch"]
     assert [r["epoch"] for r in epochs] == [0, 1]
     assert all(0 < r["pos_fraction_realised"] < 1 for r in epochs)

@@ -85,20 +85,30 @@ def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarra
 
 
 def training_curves(rows: list[dict[str, Any]]) -> str | None:
-    """A 2x2 figure of loss, validation loss, validation AUROC and learning rate by step."""
-    panels = [("loss", "train loss"), ("val_loss", "validation loss"),
-              ("val_auroc", "validation AUROC"), ("lr", "learning rate")]  # fmt: skip
-    series = {key: _series(rows, key) for key, _ in panels}
+    """A 2x2 figure by step: the pos-weighted loss of train and dev (comparable), the
+    unweighted dev loss that selects the best checkpoint, dev AUROC, learning rate."""
+    panels = [
+        ("loss (pos-weighted)", [("loss", "train"), ("val_loss_weighted", "dev")]),
+        ("dev loss (unweighted, selects best)", [("val_loss", "dev")]),
+        ("dev AUROC", [("val_auroc", "dev")]),
+        ("learning rate", [("lr", "train")]),
+    ]
+    series = {key: _series(rows, key) for _, keys in panels for key, _ in keys}
     if not any(len(x) for x, _ in series.values()):
         return None
     fig = Figure(figsize=(11, 6.5))
-    for k, (key, title) in enumerate(panels):
+    for k, (title, keys) in enumerate(panels):
         ax = fig.add_subplot(2, 2, k + 1)
-        x, y = series[key]
-        if len(x):
-            ax.plot(x, y, marker="o" if len(x) < 50 else None, lw=1.2)
-        else:
+        drawn = 0
+        for key, label in keys:
+            x, y = series[key]
+            if len(x):
+                ax.plot(x, y, marker="o" if len(x) < 50 else None, lw=1.2, label=label)
+                drawn += 1
+        if not drawn:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
+        elif len(keys) > 1:
+            ax.legend(loc="best", fontsize=8)
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

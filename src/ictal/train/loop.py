@@ -182,7 +182,11 @@ def run_epochs(
         val = None
         if data.val_loader is not None and cfg.train.validate_each_epoch:
             rec.live.update(phase="validate", val_batches=0, val_total=len(data.val_loader))
-            val = validate(state.model, data.val_loader, data.stride_out, device, cfg, stop, rec)
+            p = data.sampler.expected_positive_fraction(state.epoch)
+            pos_weight = torch.tensor((1.0 - p) / p, device=device)  # as in this epoch's steps
+            val = validate(
+                state.model, data.val_loader, data.stride_out, device, cfg, stop, rec, pos_weight
+            )
             if val is None:  # stop requested during validation: resume re-validates
                 save(state, run.last, rec)
                 return "stopped", False
@@ -340,9 +344,11 @@ def count_nonfinite(state: TrainState, loss: float, grad_norm: float | None, cfg
 
 @dataclass
 class Validation:
-    """Validation loss (mean unweighted BCE per output step) and per-sample AUROC."""
+    """Validation loss (mean unweighted BCE per output step, selects the best checkpoint),
+    the same loss with the training pos_weight (comparable to the training loss), AUROC."""
 
     loss: float
+    loss_weighted: float
     auroc: float
     windows: int
     seconds: float
@@ -356,12 +362,13 @@ def validate(
     cfg: Config,
     stop: StopRequest,
     rec: Recorder,
+    pos_weight: torch.Tensor | None = None,
 ) -> Validation | None:
     """One pass over the dev windows in bounded memory; None when a stop was requested."""
     t0 = time.perf_counter()
     model.eval()
     auroc = HistogramAuroc(bins=1000)
-    loss_sum, n, windows = 0.0, 0, 0
+    loss_sum, weighted_sum, n, windows = 0.0, 0.0, 0, 0
     amp = device.type == "cuda" and cfg.train.amp
     with torch.random.fork_rng(devices=[]):
         batches = iter(loader)
@@ -377,6 +384,12 @@ def validate(
                 loss_sum += float(
                     F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
                 )
+                if pos_weight is not None:
+                    weighted_sum += float(
+                        F.binary_cross_entropy_with_logits(
+                            logits, target, pos_weight=pos_weight, reduction="sum"
+                        )
+                    )
                 n += target.numel()
                 windows += len(x)
                 probs = torch.sigmoid(logits).repeat_interleave(stride, dim=1)
@@ -388,7 +401,9 @@ def validate(
         raise
     finally:
         model.train()
-    return Validation(loss_sum / max(n, 1), auroc.value(), windows, time.perf_counter() - t0)
+    weighted = weighted_sum / max(n, 1) if pos_weight is not None else float("nan")
+    elapsed = time.perf_counter() - t0
+    return Validation(loss_sum / max(n, 1), weighted, auroc.value(), windows, elapsed)
 
 
 def end_epoch(
@@ -405,6 +420,7 @@ def end_epoch(
                 "epoch": epoch,
                 "step": state.step,
                 "val_loss": val.loss,
+                "val_loss_weighted": val.loss_weighted,
                 "val_auroc": val.auroc,
                 "val_windows": val.windows,
                 "val_s": val.seconds,
