@@ -3,7 +3,7 @@
 Same run, same cache bytes: a cache of a synthetic corpus is built (or `--cache DIR` reused),
 then, with a warm page cache,
 - random windows through WindowDataset + make_loader (a random permutation of all window
-  ids), num_workers 0, 1, 2;
+  ids): inline, then 1 and 2 reader threads and 1 and 2 worker processes;
 - (a) a plain sequential read of the same .npy files: the practical limit;
 - (b) the baseline loader: one compressed npz per recording holding the overlapping windows
   (what failing pipelines stored), where each window read decompresses the file;
@@ -55,7 +55,7 @@ def dataset_of(view: CacheView, recs: list[dict[str, Any]]) -> WindowDataset:
     window, stride = round(WINDOW_S * view.fs), round(STRIDE_S * view.fs)
     index = build_window_index(n, intervals, window, stride)
     paths = [str(view.array_path(r)) for r in recs]
-    return WindowDataset(paths, index, intervals, window, np.float32)
+    return WindowDataset(paths, index, intervals, window, np.dtype(view.manifest["dtype"]))
 
 
 def loader_pass(loader: torch.utils.data.DataLoader) -> int:
@@ -125,7 +125,7 @@ def fabricate(view: CacheView, n: int, out: Path) -> Path:
     return out
 
 
-def first_batch(path: Path, batch_size: int, workers: int) -> dict[str, float]:
+def first_batch(path: Path, batch_size: int, workers: int, backend: str) -> dict[str, float]:
     """Seconds of each step from opening the cache to holding the first batch."""
     t = [time.perf_counter()]
     view = open_cache(path)
@@ -141,9 +141,10 @@ def first_batch(path: Path, batch_size: int, workers: int) -> dict[str, float]:
     sampler.epoch_indices(0)
     t.append(time.perf_counter())
     paths = [str(view.array_path(r)) for r in recs]
-    ds = WindowDataset(paths, index, intervals, window, np.float32)
+    ds = WindowDataset(paths, index, intervals, window, np.dtype(view.manifest["dtype"]))
+    backend = "threads" if workers == 0 else backend  # "inline": no workers of either kind
     loader = make_loader(ds, sampler, batch_size=batch_size, num_workers=workers,
-                         pin_memory=False)  # fmt: skip
+                         backend=backend, pin_memory=False)  # fmt: skip
     it = iter(loader)
     x, _y = next(it)
     t.append(time.perf_counter())
@@ -166,7 +167,8 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float16"))
     parser.add_argument("--repeats", type=int, default=3, help="best of N passes")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", default="0,1,2", help="loader num_workers to measure")
+    parser.add_argument("--workers", default="1,2", help="loader num_workers to measure")
+    parser.add_argument("--backends", default="threads,processes", help="loader backends")
     parser.add_argument("--baseline-reads", type=int, default=24, help="windows per pass")
     parser.add_argument("--recordings", default="100,1000,5000")
     parser.add_argument("--tmp", help="directory for the corpus and caches (default: system tmp)")
@@ -204,12 +206,20 @@ def main() -> None:
         # Ictal: random permutation of every window id; first pass warms, then best of N.
         perm = np.random.default_rng(0).permutation(len(ds)).tolist()
         rows_ictal = []
-        for w in [int(x) for x in args.workers.split(",")]:
+        runs = [("inline", 0)] + [
+            (backend, w)
+            for backend in args.backends.split(",")
+            for w in [int(x) for x in args.workers.split(",")]
+            if w > 0
+        ]
+        for backend, w in runs:
             loader = make_loader(ds, perm, batch_size=args.batch_size, num_workers=w,
+                                 backend="threads" if w == 0 else backend,
                                  pin_memory=False)  # fmt: skip
             loader_pass(loader)
             t, n = best_of(lambda loader=loader: loader_pass(loader), args.repeats)
-            rows_ictal.append((w, n / t, n * win_mb / t))
+            label = "num_workers=0 (inline)" if w == 0 else f"{backend}={w}"
+            rows_ictal.append((label, n / t, n * win_mb / t))
             del loader
 
         # (b) baseline: npz per recording (windows stored 6x), each read decompresses it.
@@ -232,8 +242,8 @@ def main() -> None:
         print(f"\nrandom 60 s windows, batch {args.batch_size}, warm page cache, best of "
               f"{args.repeats}; MB/s counts window bytes as stored in the cache\n")  # fmt: skip
         rows = [["(a) sequential np.load of the arrays", "-", seq_mbs, 1.0, seq_mbs / base_mbs]]
-        for w, ws, mbs in rows_ictal:
-            rows.append([f"ictal loader, num_workers={w}", f"{ws:,.0f}", mbs, mbs / seq_mbs,
+        for label, ws, mbs in rows_ictal:
+            rows.append([f"ictal loader, {label}", f"{ws:,.0f}", mbs, mbs / seq_mbs,
                          mbs / base_mbs])  # fmt: skip
         rows.append(["(b) baseline npz per recording", f"{base_ws:,.1f}", base_mbs,
                      base_mbs / seq_mbs, 1.0])  # fmt: skip
@@ -247,14 +257,14 @@ def main() -> None:
         fb_rows = []
         for n in [int(x) for x in args.recordings.split(",")]:
             fab = fabricate(view, n, tmp / f"fab-{n}")
-            for w in (0, 1):
+            for backend, w in (("inline", 0), ("threads", 2), ("processes", 1)):
                 best: dict[str, float] | None = None
                 for _ in range(args.repeats):
-                    r = first_batch(fab, args.batch_size, w)
+                    r = first_batch(fab, args.batch_size, w, backend)
                     if best is None or r["total"] < best["total"]:
                         best = r
                 assert best is not None
-                fb_rows.append([f"{n:,} recordings, num_workers={w}", f"{best['windows']:,.0f}",
+                fb_rows.append([f"{n:,} recordings, {backend}={w}", f"{best['windows']:,.0f}",
                                 best["open+L0"], best["index"], best["sampler"],
                                 best["first batch"], best["total"]])  # fmt: skip
             shutil.rmtree(fab)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ictal.data.dataset import WindowDataset, model_input
-from ictal.data.loader import DataWaitMeter, default_num_workers, make_loader
+from ictal.data.loader import DataWaitMeter, ThreadLoader, default_num_workers, make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import build_window_index, label_mask
 
@@ -77,7 +77,8 @@ def test_loader_with_worker_processes_yields_the_sampler_order(cache):
     paths, _, intervals, index = cache
     ds = WindowDataset(paths, index, intervals, WINDOW)
     sampler = BalancedSampler(index, seed=0)
-    loader = make_loader(ds, sampler, batch_size=4, num_workers=2, prefetch_factor=2)
+    loader = make_loader(ds, sampler, batch_size=4, num_workers=2, prefetch_factor=2,
+                         backend="processes")  # fmt: skip
     assert loader.num_workers == 2 and loader.persistent_workers
     order = sampler.epoch_indices(0)
     xs, ys = zip(*loader, strict=True)
@@ -114,7 +115,7 @@ def test_data_wait_meter_separates_waiting_from_work():
     assert meter.fraction() < 0.2
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_worker_batches_are_allocated_in_shared_memory(monkeypatch, dtype):
     from ictal.data import dataset as dataset_mod
 
@@ -122,6 +123,75 @@ def test_worker_batches_are_allocated_in_shared_memory(monkeypatch, dtype):
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: object())
     t = dataset_mod._empty((2, 3, 4), dtype)
     assert t.is_shared() and t.is_contiguous()
-    assert t.shape == (2, 3, 4) and t.dtype == dtype
+    assert t.shape == (2, 3, 4) and t.numpy().dtype == dtype
     t.numpy()[...] = 1.5
     assert float(t.sum()) == 1.5 * 24
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_float16_batches_travel_as_float16_and_reach_the_model_as_float32(cache, num_workers):
+    paths, arrays, intervals, index = cache
+    ds = WindowDataset(paths, index, intervals, WINDOW, np.float16)
+    sampler = BalancedSampler(index, seed=0)
+    loader = make_loader(ds, sampler, batch_size=4, num_workers=num_workers, prefetch_factor=2)
+    ids = sampler.epoch_indices(0)[:4]
+    xb, _ = next(iter(loader))
+    assert xb.dtype == torch.float16 and xb.shape == (4, WINDOW, CHANNELS)
+    x = model_input(xb, "cpu")
+    assert x.dtype == torch.float32 and x.shape == (4, CHANNELS, WINDOW)
+    for b, i in enumerate(ids):
+        r, s = index.rec[i], index.start[i]
+        want = arrays[r][s : s + WINDOW].astype(np.float16).astype(np.float32).T
+        np.testing.assert_array_equal(x[b].numpy(), want)
+    del loader
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_thread_loader_yields_the_sampler_order_for_every_epoch(cache, threads):
+    paths, _, intervals, index = cache
+    ds = WindowDataset(paths, index, intervals, WINDOW)
+    sampler = BalancedSampler(index, seed=0)
+    loader = make_loader(ds, sampler, batch_size=3, num_workers=threads, prefetch_factor=1)
+    assert isinstance(loader, ThreadLoader) and loader.num_workers == threads
+    assert len(loader) == -(-len(sampler) // 3)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = sampler.epoch_indices(epoch)
+        xs, ys = zip(*loader, strict=True)
+        assert len(xs) == len(loader)
+        expected = [ds[int(i)] for i in order]
+        torch.testing.assert_close(torch.cat(xs), torch.stack([e[0] for e in expected]))
+        torch.testing.assert_close(torch.cat(ys), torch.stack([e[1] for e in expected]))
+    loader.close()
+
+
+def test_thread_loader_raises_a_read_error_in_the_caller(cache, tmp_path):
+    paths, arrays, intervals, index = cache
+    bad = tmp_path / "bad.npy"
+    np.save(bad, arrays[0][:100])  # shorter than the index says
+    ds = WindowDataset([str(bad), *paths[1:]], index, intervals, WINDOW)
+    loader = make_loader(ds, range(len(ds)), batch_size=4, num_workers=2)
+    with pytest.raises(IndexError, match="runs past the end"):
+        list(loader)
+    loader.close()
+
+
+def test_thread_loader_times_out_with_the_setting_named():
+    class Stuck:
+        def __getitems__(self, ids):
+            time.sleep(2)
+            return ids
+
+    loader = ThreadLoader(Stuck(), range(4), batch_size=2, num_threads=1, timeout_s=0.2)
+    with pytest.raises(TimeoutError, match=r"loader\.timeout_s"):
+        next(iter(loader))
+    loader.close()
+
+
+def test_processes_backend_gives_a_torch_dataloader(cache):
+    paths, _, intervals, index = cache
+    ds = WindowDataset(paths, index, intervals, WINDOW)
+    loader = make_loader(ds, range(len(ds)), batch_size=4, num_workers=1, backend="processes")
+    assert isinstance(loader, torch.utils.data.DataLoader) and loader.num_workers == 1
+    with pytest.raises(ValueError, match="backend"):
+        make_loader(ds, range(len(ds)), batch_size=4, backend="fibers")

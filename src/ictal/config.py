@@ -129,6 +129,9 @@ class LoaderConfig(Section):
     """Data loader knobs; None means a sensible default from the machine."""
 
     batch_size: int = Field(32, ge=1, le=65536)
+    # threads: reader threads in the training process (a window read is a GIL-free memcpy);
+    # processes: torch DataLoader worker processes. num_workers counts either; 0 reads inline.
+    backend: Literal["threads", "processes"] = "threads"
     num_workers: int | None = Field(None, ge=0, le=256)
     prefetch_factor: int = Field(4, ge=1, le=64)
     persistent_workers: bool = True

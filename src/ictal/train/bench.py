@@ -109,7 +109,7 @@ def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
     table = Table(
         title="bench",
         caption=f"{result.batches} batches of {result.batch_size} on {result.device}, "
-        f"{result.workers} loader workers",
+        f"loader: {result.workers} {cfg.loader.backend}",
     )
     table.add_column("measure")
     table.add_column("value", justify="right")

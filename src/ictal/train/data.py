@@ -14,7 +14,7 @@ import torch.utils.data
 from ictal.cache.manifest import CacheView
 from ictal.config import Config
 from ictal.data.dataset import WindowDataset
-from ictal.data.loader import default_num_workers, make_loader
+from ictal.data.loader import default_num_threads, default_num_workers, make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import WindowIndex, index_recordings
 from ictal.ui import log
@@ -35,6 +35,7 @@ class TrainData:
     steps_per_epoch: int
     total_steps: int
     workers: int
+    backend: str
 
 
 def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
@@ -46,13 +47,13 @@ def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int
 def window_dataset(
     view: CacheView, recs: list[dict[str, Any]], index: WindowIndex
 ) -> WindowDataset:
-    """Dataset of the indexed windows, read from the cache arrays as float32."""
+    """Dataset of the indexed windows in the cache's dtype (``model_input`` makes float32)."""
     return WindowDataset(
         [view.array_path(r) for r in recs],
         index,
         [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
         index.window,
-        np.float32,
+        np.dtype(view.manifest["dtype"]),
     )
 
 
@@ -77,11 +78,15 @@ def make_train_data(
         background=cfg.sampler.background,
         seed=cfg.train.seed,
     )
-    workers = default_num_workers() if cfg.loader.num_workers is None else cfg.loader.num_workers
     lc = cfg.loader
+    if lc.num_workers is not None:
+        workers = lc.num_workers
+    else:
+        workers = default_num_threads() if lc.backend == "threads" else default_num_workers()
     loader_args = {
         "batch_size": lc.batch_size,
         "num_workers": workers,
+        "backend": lc.backend,
         "prefetch_factor": lc.prefetch_factor,
         "persistent_workers": lc.persistent_workers,
         "pin_memory": device.type == "cuda",
@@ -115,6 +120,7 @@ def make_train_data(
         steps_per_epoch=steps,
         total_steps=steps * cfg.train.epochs,
         workers=workers,
+        backend=lc.backend,
     )
 
 
@@ -124,6 +130,6 @@ def describe(data: TrainData) -> str:
     return (
         f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
         f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
-        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader workers "
-        f"{data.workers}; validation {'on' if data.val_loader is not None else 'off'}"
+        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader: {data.workers} "
+        f"{data.backend}; validation {'on' if data.val_loader is not None else 'off'}"
     )
