@@ -14,7 +14,7 @@ import torch.utils.data
 from ictal.cache.manifest import CacheView
 from ictal.config import Config
 from ictal.data.dataset import WindowDataset
-from ictal.data.loader import default_num_threads, default_num_workers, make_loader
+from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import WindowIndex, index_recordings
 from ictal.ui import log
@@ -79,13 +79,9 @@ def make_train_data(
         seed=cfg.train.seed,
     )
     lc = cfg.loader
-    if lc.num_workers is not None:
-        workers = lc.num_workers
-    else:
-        workers = default_num_threads() if lc.backend == "threads" else default_num_workers()
     loader_args = {
         "batch_size": lc.batch_size,
-        "num_workers": workers,
+        "num_workers": lc.num_workers,  # None: the backend's default for this machine
         "backend": lc.backend,
         "prefetch_factor": lc.prefetch_factor,
         "persistent_workers": lc.persistent_workers,
@@ -119,7 +115,7 @@ def make_train_data(
         batch_size=lc.batch_size,
         steps_per_epoch=steps,
         total_steps=steps * cfg.train.epochs,
-        workers=workers,
+        workers=train_loader.num_workers,
         backend=lc.backend,
     )
 
