@@ -17,13 +17,13 @@ from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
 from ictal.train.data import make_train_data
-from ictal.train.loop import (
+from ictal.train.loop import train_step
+from ictal.train.setup import (
     data_stride,
     deterministic,
     make_model,
     make_state,
     seed_everything,
-    train_step,
 )
 
 WARMUP_BATCHES = 2

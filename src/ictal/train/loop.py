@@ -8,42 +8,39 @@ checkpoints at the next step boundary and returns with state "stopped".
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import random
-import signal
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch.utils.data
 from torch import nn
 
-from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.dataset import model_input
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
-from ictal.evaluate.scoring import HistogramAuroc
 from ictal.io.sink import check_sink, try_push
-from ictal.models import build_model
 from ictal.models.detector import pool_targets
 from ictal.train import run as runs
 from ictal.train.data import TrainData, describe, make_train_data
 from ictal.train.heartbeat import Heartbeat, LiveStatus
-from ictal.train.metrics import MetricsLog, keep_until
-from ictal.train.state import ModelSpec, TrainState, is_better, load_checkpoint
+from ictal.train.metrics import keep_until
+from ictal.train.monitor import Recorder, StopRequest, WaitWatch
+from ictal.train.setup import (
+    data_stride,
+    deterministic,
+    make_model,
+    make_state,
+    seed_everything,
+)
+from ictal.train.state import TrainState, is_better, load_checkpoint
+from ictal.train.validate import Validation, validate
 from ictal.ui import log, progress
 
 
@@ -342,70 +339,6 @@ def count_nonfinite(state: TrainState, loss: float, grad_norm: float | None, cfg
         )
 
 
-@dataclass
-class Validation:
-    """Validation loss (mean unweighted BCE per output step, selects the best checkpoint),
-    the same loss with the training pos_weight (comparable to the training loss), AUROC."""
-
-    loss: float
-    loss_weighted: float
-    auroc: float
-    windows: int
-    seconds: float
-
-
-def validate(
-    model: nn.Module,
-    loader: torch.utils.data.DataLoader,
-    stride: int,
-    device: torch.device,
-    cfg: Config,
-    stop: StopRequest,
-    rec: Recorder,
-    pos_weight: torch.Tensor | None = None,
-) -> Validation | None:
-    """One pass over the dev windows in bounded memory; None when a stop was requested."""
-    t0 = time.perf_counter()
-    model.eval()
-    auroc = HistogramAuroc(bins=1000)
-    loss_sum, weighted_sum, n, windows = 0.0, 0.0, 0, 0
-    amp = device.type == "cuda" and cfg.train.amp
-    with torch.random.fork_rng(devices=[]):
-        batches = iter(loader)
-    try:
-        with torch.no_grad():
-            for i, (x, y) in enumerate(batches):
-                if stop.requested:
-                    return None
-                x, y = model_input(x, device), y.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    logits = model(x).float()
-                target = pool_targets(y, stride)[:, : logits.shape[1]]
-                loss_sum += float(
-                    F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-                )
-                if pos_weight is not None:
-                    weighted_sum += float(
-                        F.binary_cross_entropy_with_logits(
-                            logits, target, pos_weight=pos_weight, reduction="sum"
-                        )
-                    )
-                n += target.numel()
-                windows += len(x)
-                probs = torch.sigmoid(logits).repeat_interleave(stride, dim=1)
-                auroc.update(y[:, : probs.shape[1]].cpu().numpy(), probs.cpu().numpy())
-                rec.live.update(val_batches=i + 1)
-    except RuntimeError:
-        if stop.requested:
-            return None
-        raise
-    finally:
-        model.train()
-    weighted = weighted_sum / max(n, 1) if pos_weight is not None else float("nan")
-    elapsed = time.perf_counter() - t0
-    return Validation(loss_sum / max(n, 1), weighted, auroc.value(), windows, elapsed)
-
-
 def end_epoch(
     cfg: Config, state: TrainState, run: runs.RunDir, rec: Recorder, val: Validation | None
 ) -> None:
@@ -464,72 +397,6 @@ def end_epoch(
 # ----------------------------------------------------------------------------- the parts
 
 
-def make_model(cfg: Config, view: CacheView) -> nn.Module:
-    """The configured registry model for the cache's channels and rate."""
-    model = build_model(
-        cfg.model.name, n_channels=len(view.channels), fs=view.fs, **cfg.model.params
-    )
-    if not isinstance(getattr(model, "output_stride", None), int):
-        raise UsageError(f"model {cfg.model.name!r} must define an integer output_stride")
-    return model
-
-
-def data_stride(model: nn.Module) -> int:
-    """Input samples per output step of a model."""
-    return int(model.output_stride)  # type: ignore[arg-type]
-
-
-def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
-    """LR factor: linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress_ = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
-
-    return factor
-
-
-def make_state(
-    cfg: Config,
-    model: nn.Module,
-    data: TrainData,
-    run_id: str,
-    view: CacheView,
-    device: torch.device,
-) -> TrainState:
-    """TrainState at step 0: AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.train.warmup_steps, data.total_steps)
-    )
-    amp = device.type == "cuda" and cfg.train.amp
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    spec = ModelSpec(
-        name=cfg.model.name,
-        params=dict(cfg.model.params),
-        n_channels=len(view.channels),
-        fs=view.fs,
-        output_stride=data_stride(model),
-        window=data.window,
-    )
-    return TrainState(
-        model=model,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=scaler,
-        sampler=data.sampler,
-        spec=spec,
-        batch_size=data.batch_size,
-        run_id=run_id,
-        config=cfg.model_dump(mode="json"),
-        cache_key=view.key,
-    )
-
-
 def restore(run: runs.RunDir, state: TrainState) -> None:
     """Load last.pt into the state and drop metrics lines written after it."""
     if run.last.exists():
@@ -577,117 +444,3 @@ def _run_to_resume(cfg: Config, resume: bool | Path) -> runs.RunDir | None:
             return None
         return runs.RunDir(found)
     return runs.RunDir(runs.resolve_run_dir(Path(resume)))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (CPU and CUDA) from train.seed."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-@contextlib.contextmanager
-def deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic kernels on the CPU (exact resume); restored afterwards."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
-
-
-class Recorder:
-    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status."""
-
-    def __init__(self, run: runs.RunDir, live: LiveStatus, purge_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.live = live
-        self.metrics = MetricsLog(run.metrics)
-        self.tb = SummaryWriter(str(run.tb), purge_step=purge_step)
-        self.last_save = time.monotonic()
-
-    def write(self, record: dict[str, Any]) -> None:
-        """One metrics line and its numeric values as TensorBoard scalars."""
-        record = {**record, "time": time.time()}
-        self.metrics.write(record)
-        phase = record["phase"]
-        for key, value in record.items():
-            if key in ("phase", "epoch", "step", "time", "step_in_epoch"):
-                continue
-            if isinstance(value, int | float) and math.isfinite(value):
-                self.tb.add_scalar(f"{phase}/{key}", value, record["step"])
-        if phase != "train":
-            self.tb.flush()
-
-    def close(self) -> None:
-        self.metrics.close()
-        self.tb.close()
-
-
-class WaitWatch:
-    """Says once per epoch when the loop waits for data too long, and which knob to turn."""
-
-    def __init__(self, cfg: Config, workers: int, epoch: int) -> None:
-        self.threshold = cfg.train.data_wait_warn
-        self.every_s = max(30.0, cfg.train.heartbeat_s)
-        self.workers = workers
-        self.epoch = epoch
-        self.warned = False
-        self._t = time.monotonic()
-
-    def check(self, meter: DataWaitMeter, *, final: bool = False) -> None:
-        """Warn when the wait fraction since the epoch start exceeds train.data_wait_warn."""
-        if self.warned or not (final or time.monotonic() - self._t >= self.every_s):
-            return
-        self._t = time.monotonic()
-        fraction = meter.fraction()
-        if fraction <= self.threshold:
-            return
-        self.warned = True
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if self.workers < (cores or 1) - 1:
-            knob = f"raise loader.num_workers (now {self.workers}, {cores} cores available)"
-        else:
-            knob = (
-                f"loader.num_workers={self.workers} already uses the {cores} cores available: "
-                "use a machine with more cores, faster local storage (stage the cache), or a "
-                "larger loader.prefetch_factor"
-            )
-        log.warning(
-            f"epoch {self.epoch + 1} is input-bound: the loop waited for data "
-            f"{fraction:.0%} of the time (train.data_wait_warn={self.threshold}); {knob}"
-        )
-
-
-class StopRequest:
-    """SIGTERM/SIGINT set a flag the loop checks at each step boundary (a second SIGINT
-    interrupts at once). Handlers are installed only in the main thread and restored."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.signum = signum
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        if self.requested:
-            log.warning(
-                f"received {signal.Signals(self.signum or 15).name}: checkpointed and stopped"
-            )

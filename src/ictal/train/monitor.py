@@ -1,0 +1,113 @@
+"""What the training loop reports and listens to: metrics and TensorBoard, input-bound
+warnings, and stop signals."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from ictal.config import Config
+from ictal.data.loader import DataWaitMeter
+from ictal.train import run as runs
+from ictal.train.heartbeat import LiveStatus
+from ictal.train.metrics import MetricsLog
+from ictal.ui import log
+
+
+class Recorder:
+    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status."""
+
+    def __init__(self, run: runs.RunDir, live: LiveStatus, purge_step: int | None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.live = live
+        self.metrics = MetricsLog(run.metrics)
+        self.tb = SummaryWriter(str(run.tb), purge_step=purge_step)
+        self.last_save = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """One metrics line and its numeric values as TensorBoard scalars."""
+        record = {**record, "time": time.time()}
+        self.metrics.write(record)
+        phase = record["phase"]
+        for key, value in record.items():
+            if key in ("phase", "epoch", "step", "time", "step_in_epoch"):
+                continue
+            if isinstance(value, int | float) and math.isfinite(value):
+                self.tb.add_scalar(f"{phase}/{key}", value, record["step"])
+        if phase != "train":
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.tb.close()
+
+
+class WaitWatch:
+    """Says once per epoch when the loop waits for data too long, and which knob to turn."""
+
+    def __init__(self, cfg: Config, workers: int, epoch: int) -> None:
+        self.threshold = cfg.train.data_wait_warn
+        self.every_s = max(30.0, cfg.train.heartbeat_s)
+        self.workers = workers
+        self.epoch = epoch
+        self.warned = False
+        self._t = time.monotonic()
+
+    def check(self, meter: DataWaitMeter, *, final: bool = False) -> None:
+        """Warn when the wait fraction since the epoch start exceeds train.data_wait_warn."""
+        if self.warned or not (final or time.monotonic() - self._t >= self.every_s):
+            return
+        self._t = time.monotonic()
+        fraction = meter.fraction()
+        if fraction <= self.threshold:
+            return
+        self.warned = True
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        if self.workers < (cores or 1) - 1:
+            knob = f"raise loader.num_workers (now {self.workers}, {cores} cores available)"
+        else:
+            knob = (
+                f"loader.num_workers={self.workers} already uses the {cores} cores available: "
+                "use a machine with more cores, faster local storage for cache.root, or a "
+                "larger loader.prefetch_factor"
+            )
+        log.warning(
+            f"epoch {self.epoch + 1} is input-bound: the loop waited for data "
+            f"{fraction:.0%} of the time (train.data_wait_warn={self.threshold}); {knob}"
+        )
+
+
+class StopRequest:
+    """SIGTERM/SIGINT set a flag the loop checks at each step boundary (a second SIGINT
+    interrupts at once). Handlers are installed only in the main thread and restored."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signum = signum
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+        if self.requested:
+            log.warning(
+                f"received {signal.Signals(self.signum or 15).name}: checkpointed and stopped"
+            )

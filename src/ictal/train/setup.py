@@ -1,0 +1,108 @@
+"""Building a run's parts from the config: model, optimiser state, seeds, determinism.
+
+Shared by ``ictal train`` and ``ictal bench`` so both measure the same thing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from ictal.cache.manifest import CacheView
+from ictal.config import Config
+from ictal.errors import UsageError
+from ictal.models import build_model
+from ictal.train.data import TrainData
+from ictal.train.state import ModelSpec, TrainState
+
+
+def make_model(cfg: Config, view: CacheView) -> nn.Module:
+    """The configured registry model for the cache's channels and rate."""
+    model = build_model(
+        cfg.model.name, n_channels=len(view.channels), fs=view.fs, **cfg.model.params
+    )
+    if not isinstance(getattr(model, "output_stride", None), int):
+        raise UsageError(f"model {cfg.model.name!r} must define an integer output_stride")
+    return model
+
+
+def data_stride(model: nn.Module) -> int:
+    """Input samples per output step of a model."""
+    return int(model.output_stride)  # type: ignore[arg-type]
+
+
+def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
+    """LR factor: linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress_ = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_)))
+
+    return factor
+
+
+def make_state(
+    cfg: Config,
+    model: nn.Module,
+    data: TrainData,
+    run_id: str,
+    view: CacheView,
+    device: torch.device,
+) -> TrainState:
+    """TrainState at step 0: AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.train.warmup_steps, data.total_steps)
+    )
+    amp = device.type == "cuda" and cfg.train.amp
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    spec = ModelSpec(
+        name=cfg.model.name,
+        params=dict(cfg.model.params),
+        n_channels=len(view.channels),
+        fs=view.fs,
+        output_stride=data_stride(model),
+        window=data.window,
+    )
+    return TrainState(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        sampler=data.sampler,
+        spec=spec,
+        batch_size=data.batch_size,
+        run_id=run_id,
+        config=cfg.model_dump(mode="json"),
+        cache_key=view.key,
+    )
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) from train.seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def deterministic(device: torch.device) -> Iterator[None]:
+    """Deterministic kernels on the CPU (exact resume); restored afterwards."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)

@@ -1,0 +1,82 @@
+"""Validation on dev windows: loss (plain and pos-weighted) and per-sample AUROC, with
+its own heartbeat progress and bounded memory."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+import torch.utils.data
+from torch import nn
+
+from ictal.config import Config
+from ictal.data.dataset import model_input
+from ictal.evaluate.scoring import HistogramAuroc
+from ictal.models.detector import pool_targets
+from ictal.train.monitor import Recorder, StopRequest
+
+
+@dataclass
+class Validation:
+    """Validation loss (mean unweighted BCE per output step, selects the best checkpoint),
+    the same loss with the training pos_weight (comparable to the training loss), AUROC."""
+
+    loss: float
+    loss_weighted: float
+    auroc: float
+    windows: int
+    seconds: float
+
+
+def validate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    stride: int,
+    device: torch.device,
+    cfg: Config,
+    stop: StopRequest,
+    rec: Recorder,
+    pos_weight: torch.Tensor | None = None,
+) -> Validation | None:
+    """One pass over the dev windows in bounded memory; None when a stop was requested."""
+    t0 = time.perf_counter()
+    model.eval()
+    auroc = HistogramAuroc(bins=1000)
+    loss_sum, weighted_sum, n, windows = 0.0, 0.0, 0, 0
+    amp = device.type == "cuda" and cfg.train.amp
+    with torch.random.fork_rng(devices=[]):
+        batches = iter(loader)
+    try:
+        with torch.no_grad():
+            for i, (x, y) in enumerate(batches):
+                if stop.requested:
+                    return None
+                x, y = model_input(x, device), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    logits = model(x).float()
+                target = pool_targets(y, stride)[:, : logits.shape[1]]
+                loss_sum += float(
+                    F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
+                )
+                if pos_weight is not None:
+                    weighted_sum += float(
+                        F.binary_cross_entropy_with_logits(
+                            logits, target, pos_weight=pos_weight, reduction="sum"
+                        )
+                    )
+                n += target.numel()
+                windows += len(x)
+                probs = torch.sigmoid(logits).repeat_interleave(stride, dim=1)
+                auroc.update(y[:, : probs.shape[1]].cpu().numpy(), probs.cpu().numpy())
+                rec.live.update(val_batches=i + 1)
+    except RuntimeError:
+        if stop.requested:
+            return None
+        raise
+    finally:
+        model.train()
+    weighted = weighted_sum / max(n, 1) if pos_weight is not None else float("nan")
+    elapsed = time.perf_counter() - t0
+    return Validation(loss_sum / max(n, 1), weighted, auroc.value(), windows, elapsed)
