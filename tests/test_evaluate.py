@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import ictal.evaluate.inference as inference_mod
 import ictal.evaluate.run as run_mod
 from ictal.cache.build import build_cache
 from ictal.cache.manifest import CacheView
@@ -178,13 +179,13 @@ def test_resume_skips_done_recordings(
     ids = sorted(p.stem for p in (out / "probs").glob("*.npy"))
     (out / "probs" / f"{ids[0]}.npy").unlink()  # killed before this one was written
     calls: list[int] = []
-    real = run_mod.infer_recording
+    real = inference_mod.infer_recording
 
     def counting(*args: Any, **kwargs: Any) -> np.ndarray:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(run_mod, "infer_recording", counting)
+    monkeypatch.setattr(inference_mod, "infer_recording", counting)
     second = evaluate(cfg, ckpt, split="eval", out=out)
     assert len(calls) == 1 and (second.inferred, second.resumed) == (1, 1)
     assert second.scores["default"] == first.scores["default"]

@@ -9,7 +9,6 @@ per-recording facts (reference events, a few counts) stay in memory.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import pickle
 from collections.abc import Iterator
@@ -26,7 +25,8 @@ from ictal.config import Config, EvaluateConfig
 from ictal.device import pick_device
 from ictal.errors import PreflightError, UsageError
 from ictal.evaluate.export import write_exports
-from ictal.evaluate.inference import default_hop, infer_recording
+from ictal.evaluate.heartbeat import Heartbeat
+from ictal.evaluate.inference import default_hop
 from ictal.evaluate.operating_points import (
     DEFAULT_SCORERS,
     OperatingPoints,
@@ -39,6 +39,13 @@ from ictal.evaluate.operating_points import (
     sweep,
 )
 from ictal.evaluate.postprocess import Event, PostProcess, events_from_probs
+from ictal.evaluate.probs import (
+    RecordingInfo,
+    check_identity,
+    infer_split,
+    recording_infos,
+    stream_traces,
+)
 from ictal.evaluate.scoring import (
     ZERO,
     EventCounts,
@@ -47,11 +54,9 @@ from ictal.evaluate.scoring import (
     score_ovlp,
     score_szcore_samples,
 )
-from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.io.atomic import atomic_write_json
 from ictal.io.sink import check_sink, try_push
-from ictal.train.heartbeat import Heartbeat as BeatThread
-from ictal.train.heartbeat import LiveStatus
-from ictal.ui import log, progress
+from ictal.ui import log
 
 SCORES_FORMAT = 1
 POOLING = (
@@ -62,17 +67,6 @@ POOLING = (
     "differs from SzCORE's default per-subject averaging. Sample-level AUROC pools all "
     "output steps of all recordings."
 )
-
-
-@dataclass
-class RecordingInfo:
-    """What evaluation keeps of one recording between passes (never its trace)."""
-
-    id: str
-    duration_s: float
-    export_duration_s: float
-    n_out: int
-    ref_events: list[Event]
 
 
 @dataclass
@@ -89,39 +83,6 @@ class EvaluationResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     pushed_to: str | None = None
     push_error: str = ""
-
-
-class Heartbeat:
-    """Evaluation progress written by the training heartbeat thread (same file, same fields,
-    so `ictal status` reads both): a hung batch shows as stalled, a dead process as stale."""
-
-    def __init__(self, path: Path, every_s: float, **static: Any) -> None:
-        self.live = LiveStatus(str(static.pop("run_id", None) or ""), every_s, phase="evaluate")
-        self.live.update(detail={k: str(v) for k, v in static.items()})
-        self.thread = BeatThread(path, self.live, every_s).start()
-
-    def beat(
-        self,
-        *,
-        stage: str | None = None,
-        recordings_done: int | None = None,
-        recordings_total: int | None = None,
-    ) -> None:
-        """Record progress: a stage and recordings done, or (no arguments) one more batch."""
-        if stage is None:
-            self.live.touch()
-            return
-        detail = {**self.live.snapshot()["detail"], "stage": stage}
-        if recordings_total is not None:
-            detail["recordings_total"] = recordings_total
-        if recordings_done is not None:
-            detail["recordings_done"] = recordings_done
-        self.live.update(phase=f"evaluate {stage}", detail=detail, step=recordings_done or 0,
-                         total_steps=recordings_total or 0)  # fmt: skip
-
-    def stop(self, state: str, error: str | None = None) -> None:
-        """Final beat: done or failed."""
-        self.thread.stop(state, error)
 
 
 def default_out(cfg: Config, checkpoint: Path, split: str) -> Path:
@@ -207,107 +168,6 @@ def _mask(events: list[Event], fs: float, n: int) -> np.ndarray:
     for start, stop in events:
         mask[max(0, round(start * fs)) : max(0, round(stop * fs))] = True
     return mask
-
-
-def _recording_infos(
-    view: CacheView, rows: list[dict[str, Any]], stride: int
-) -> list[RecordingInfo]:
-    fs = view.fs
-    infos = []
-    for r in rows:
-        n = int(r["n_samples"])
-        infos.append(
-            RecordingInfo(
-                id=r["id"],
-                duration_s=n / fs,
-                export_duration_s=float(r.get("source_duration_s") or n / fs),
-                n_out=math.ceil(n / stride),
-                ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
-            )
-        )
-    return infos
-
-
-def _probs_complete(path: Path, n_out: int) -> bool:
-    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically)."""
-    try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return False
-    ok = arr.shape == (n_out,) and arr.dtype == np.float32
-    del arr
-    return ok
-
-
-def _check_identity(out: Path, identity: dict[str, Any]) -> None:
-    """Refuse to mix probabilities of different checkpoints, caches or windowing in one dir."""
-    path = out / "identity.json"
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        differ = [k for k in identity if k != "checkpoint" and old.get(k) != identity[k]]
-        if differ:
-            raise UsageError(
-                f"{out} holds an evaluation of another checkpoint or cache "
-                f"(differs in {', '.join(differ)}): pass another --out, or remove {out} to redo it"
-            )
-    else:
-        atomic_write_json(path, identity)
-
-
-def infer_split(
-    view: CacheView,
-    rows: list[dict[str, Any]],
-    model: nn.Module,
-    *,
-    window: int,
-    stride: int,
-    hop: int,
-    probs_dir: Path,
-    batch_size: int,
-    device: str,
-    heartbeat: Heartbeat,
-) -> tuple[int, int, list[tuple[str, str]]]:
-    """Probabilities for every recording not yet done; returns (inferred, resumed, failed)."""
-    inferred = resumed = 0
-    failed: list[tuple[str, str]] = []
-    total = len(rows)
-    with progress("inference", total) as tick:
-        for k, r in enumerate(rows):
-            n_out = math.ceil(int(r["n_samples"]) / stride)
-            target = probs_dir / f"{r['id']}.npy"
-            heartbeat.beat(stage="inference", recordings_done=k, recordings_total=total)
-            if _probs_complete(target, n_out):
-                resumed += 1
-                tick.advance()
-                continue
-            try:
-                array = np.load(view.array_path(r), mmap_mode="r", allow_pickle=False)
-                probs = infer_recording(
-                    model, array, window, stride, hop, batch_size, device,
-                    on_batch=lambda: heartbeat.beat(),
-                )  # fmt: skip
-                del array
-            except (OSError, ValueError) as exc:
-                log.error(f"{r['id']}: inference failed: {exc}")
-                failed.append((r["id"], str(exc)))
-                tick.advance()
-                continue
-            atomic_write_with(target, lambda fh, p=probs: np.save(fh, p, allow_pickle=False))
-            inferred += 1
-            tick.advance(note=r["id"])
-    return inferred, resumed, failed
-
-
-def _traces(
-    infos: list[RecordingInfo], probs_dir: Path, fs_out: float, hb: Heartbeat, stage: str
-) -> Iterator[RecordingTrace]:
-    """Stream the recordings' traces back from disk, one at a time."""
-    with progress(stage, len(infos)) as tick:
-        for k, info in enumerate(infos):
-            hb.beat(stage=stage, recordings_done=k, recordings_total=len(infos))
-            probs = np.load(probs_dir / f"{info.id}.npy", allow_pickle=False)
-            yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
-            tick.advance()
 
 
 def _scorer_order(names: Iterator[str] | list[str]) -> list[str]:
@@ -519,20 +379,20 @@ def _evaluate(
         "hop": hop,
         "output_stride": stride,
     }
-    _check_identity(out, identity)
+    check_identity(out, identity)
     probs_dir = out / "probs"
     inferred, resumed, failed = infer_split(
         view, rows, model, window=window, stride=stride, hop=hop, probs_dir=probs_dir,
         batch_size=ecfg.batch_size, device=device, heartbeat=hb,
     )  # fmt: skip
     failed_ids = {rid for rid, _ in failed}
-    infos = [i for i in _recording_infos(view, rows, stride) if i.id not in failed_ids]
+    infos = [i for i in recording_infos(view, rows, stride) if i.id not in failed_ids]
     if not infos:
         raise UsageError(f"no recording of the {split} split could be evaluated")
 
     pp_default = postprocess_of(ecfg)
     pp_sweep = ops_frozen.postprocess if ops_frozen else pp_default
-    curve = sweep(_traces(infos, probs_dir, fs_out, hb, "sweep"), pp_sweep)
+    curve = sweep(stream_traces(infos, probs_dir, fs_out, hb, "sweep"), pp_sweep)
     ops_path = out / "operating_points.json"
     if ops_frozen is None:
         if split != "dev":
@@ -551,14 +411,14 @@ def _evaluate(
         assert ops_file is not None
         if ops.postprocess != pp_default:
             log.warning("the operating points carry their own post-processing; it is applied")
-        applied = apply_operating_points(_traces(infos, probs_dir, fs_out, hb, "apply"), ops)
+        applied = apply_operating_points(stream_traces(infos, probs_dir, fs_out, hb, "apply"), ops)
         counts = {n: {t: a.counts for t, a in per.items()} for n, per in applied.items()}
         source = {"mode": "applied", "chosen_on": ops.split, "file": str(Path(ops_file))}
         ops_path = Path(ops_file)
 
     export_t, export_basis = _export_threshold(ops, ecfg.threshold)
     detail = _detail_pass(
-        _traces(infos, probs_dir, fs_out, hb, "scoring"), infos, pp_default, ops, export_t,
+        stream_traces(infos, probs_dir, fs_out, hb, "scoring"), infos, pp_default, ops, export_t,
         out / "hyp",
     )  # fmt: skip
     points = _points_rows(ops, counts)

@@ -1,0 +1,139 @@
+"""Per-recording probability files of an evaluation: written once each (atomic), found
+again on resume, streamed back one recording at a time for every scoring pass.
+
+They live in ``<out>/probs/<id>.npy``; ``identity.json`` beside them refuses to mix the
+probabilities of another checkpoint, cache or windowing into the same directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ictal.cache.manifest import CacheView
+from ictal.errors import UsageError
+from ictal.evaluate import inference
+from ictal.evaluate.heartbeat import Heartbeat
+from ictal.evaluate.operating_points import RecordingTrace
+from ictal.evaluate.postprocess import Event
+from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.ui import log, progress
+
+
+@dataclass
+class RecordingInfo:
+    """What evaluation keeps of one recording between passes (never its trace)."""
+
+    id: str
+    duration_s: float
+    export_duration_s: float
+    n_out: int
+    ref_events: list[Event]
+
+
+def recording_infos(
+    view: CacheView, rows: list[dict[str, Any]], stride: int
+) -> list[RecordingInfo]:
+    fs = view.fs
+    infos = []
+    for r in rows:
+        n = int(r["n_samples"])
+        infos.append(
+            RecordingInfo(
+                id=r["id"],
+                duration_s=n / fs,
+                export_duration_s=float(r.get("source_duration_s") or n / fs),
+                n_out=math.ceil(n / stride),
+                ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
+            )
+        )
+    return infos
+
+
+def probs_complete(path: Path, n_out: int) -> bool:
+    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return False
+    ok = arr.shape == (n_out,) and arr.dtype == np.float32
+    del arr
+    return ok
+
+
+def check_identity(out: Path, identity: dict[str, Any]) -> None:
+    """Refuse to mix probabilities of different checkpoints, caches or windowing in one dir."""
+    path = out / "identity.json"
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        differ = [k for k in identity if k != "checkpoint" and old.get(k) != identity[k]]
+        if differ:
+            raise UsageError(
+                f"{out} holds an evaluation of another checkpoint or cache "
+                f"(differs in {', '.join(differ)}): pass another --out, or remove {out} to redo it"
+            )
+    else:
+        atomic_write_json(path, identity)
+
+
+def infer_split(
+    view: CacheView,
+    rows: list[dict[str, Any]],
+    model: nn.Module,
+    *,
+    window: int,
+    stride: int,
+    hop: int,
+    probs_dir: Path,
+    batch_size: int,
+    device: str,
+    heartbeat: Heartbeat,
+) -> tuple[int, int, list[tuple[str, str]]]:
+    """Probabilities for every recording not yet done; returns (inferred, resumed, failed)."""
+    inferred = resumed = 0
+    failed: list[tuple[str, str]] = []
+    total = len(rows)
+    with progress("inference", total) as tick:
+        for k, r in enumerate(rows):
+            n_out = math.ceil(int(r["n_samples"]) / stride)
+            target = probs_dir / f"{r['id']}.npy"
+            heartbeat.beat(stage="inference", recordings_done=k, recordings_total=total)
+            if probs_complete(target, n_out):
+                resumed += 1
+                tick.advance()
+                continue
+            try:
+                array = np.load(view.array_path(r), mmap_mode="r", allow_pickle=False)
+                probs = inference.infer_recording(
+                    model, array, window, stride, hop, batch_size, device,
+                    on_batch=lambda: heartbeat.beat(),
+                )  # fmt: skip
+                del array
+            except (OSError, ValueError) as exc:
+                log.error(f"{r['id']}: inference failed: {exc}")
+                failed.append((r["id"], str(exc)))
+                tick.advance()
+                continue
+            atomic_write_with(target, lambda fh, p=probs: np.save(fh, p, allow_pickle=False))
+            inferred += 1
+            tick.advance(note=r["id"])
+    return inferred, resumed, failed
+
+
+def stream_traces(
+    infos: list[RecordingInfo], probs_dir: Path, fs_out: float, hb: Heartbeat, stage: str
+) -> Iterator[RecordingTrace]:
+    """Stream the recordings' traces back from disk, one at a time."""
+    with progress(stage, len(infos)) as tick:
+        for k, info in enumerate(infos):
+            hb.beat(stage=stage, recordings_done=k, recordings_total=len(infos))
+            probs = np.load(probs_dir / f"{info.id}.npy", allow_pickle=False)
+            yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
+            tick.advance()
