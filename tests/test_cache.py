@@ -353,13 +353,39 @@ def test_preflight_finds_a_staged_cache_when_the_corpus_is_unreachable(reference
     assert not result.located.corpus_reachable
 
 
+def test_a_corpus_copied_without_timestamps_is_linked_not_rebuilt(
+    corpus, reference_build, tmp_path
+):
+    copied = tmp_path / "copied"
+    shutil.copytree(corpus, copied, copy_function=shutil.copyfile)  # like cp -r: new mtimes
+    cache = tmp_path / "cache"
+    shutil.copytree(reference_build, cache / reference_build.name)
+    res = run_ictal("build", *_sets(copied, cache))
+    assert res.returncode == 0, res.stderr
+    assert "0 built, 12 reused" in res.stdout
+    new = next(p for p in _committed(cache) if p.name != reference_build.name)
+    donor = cache / reference_build.name / "arrays"
+    assert all(
+        p.stat().st_ino == (donor / p.name).stat().st_ino for p in (new / "arrays").iterdir()
+    )
+    fresh = tmp_path / "fresh"
+    assert run_ictal("build", *_sets(copied, fresh)).returncode == 0
+    (fresh_dir,) = _committed(fresh)
+    assert _tree_digest(new) == _tree_digest(fresh_dir)  # as if built from the copy
+
+
 def test_new_key_reuses_unchanged_recordings_byte_identically(corpus, reference_build, tmp_path):
     edited = tmp_path / "corpus"
     shutil.copytree(corpus, edited)  # same names, sizes and mtimes: same key as the reference
     cache = tmp_path / "cache"
     shutil.copytree(reference_build, cache / reference_build.name)
     victim = sorted(edited.rglob("*.csv_bi"))[0]
-    victim.write_text(victim.read_text())  # same bytes, new mtime: a new inventory and key
+    text = victim.read_text()
+    assert text.count("bckg,1.0000") >= 1
+    # same size, other bytes (a new mtime too): a new inventory and key, and a rebuild
+    victim.write_text(text.replace("bckg,1.0000", "bckg,0.9999", 1))
+    touched = sorted(edited.rglob("*.edf"))[-1]
+    touched.write_bytes(touched.read_bytes())  # same bytes, new mtime: linked by content
     res = run_ictal("build", *_sets(edited, cache))
     assert res.returncode == 0, res.stderr
     assert "1 built, 11 reused" in res.stdout

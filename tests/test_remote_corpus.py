@@ -46,3 +46,16 @@ def test_s3_corpus_builds_the_same_bytes_as_local(s3, tmp_path, ictal):
                     "--set", f"cache.root={tmp_path / name}")  # fmt: skip
         assert res.returncode == 0, res.stderr[-2000:]
     assert _arrays(tmp_path / "remote") == _arrays(tmp_path / "local")
+
+    def hashes(cache: Path) -> dict[str, dict]:
+        (path,) = [p for p in cache.iterdir() if p.is_dir() and len(p.name) == 16]
+        recs = [json.loads(p.read_text()) for p in sorted((path / "records").iterdir())]
+        return {r["id"]: r["source_sha256"] for r in recs if r["status"] == "done"}
+
+    # the source files' sha256 (what lets a copied corpus be linked instead of rebuilt) are
+    # the same whether the files were memory-mapped locally or downloaded once from S3
+    remote_hashes = hashes(tmp_path / "remote")
+    assert remote_hashes == hashes(tmp_path / "local") and remote_hashes
+    rel = next(f["edf"] for f in truth["files"] if f["expected"] != "unusable")
+    rid = Path(rel).stem
+    assert remote_hashes[rid]["edf"] == hashlib.sha256((local / rel).read_bytes()).hexdigest()

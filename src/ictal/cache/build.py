@@ -23,7 +23,7 @@ from ictal.cache.executors import make_executor
 from ictal.cache.ledger import BuildLock, is_locked, load_records, sweep_temp_files
 from ictal.cache.manifest import read_json, sha256_bytes, table_bytes
 from ictal.cache.reuse import donor_records, reuse_one
-from ictal.cache.worker import Task, build_one
+from ictal.cache.worker import REUSED, Task, build_one
 from ictal.config import (
     CACHE_FORMAT_VERSION,
     PREPROCESSING_VERSION,
@@ -232,18 +232,26 @@ def build_cache(
             if r.id not in records or (retry and records[r.id]["status"] == "failed")
         ]
         report.skipped = len(refs) - len(todo)
-        todo = _reuse(cfg, final, directory, todo, planned.discovery, records, report)
+        todo, by_content = _reuse(cfg, final, directory, todo, planned.discovery, records, report)
         executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers)
         log.info(
-            f"building {len(todo)} recordings ({report.skipped} already done) "
-            f"with {executor.workers} worker(s) into {directory}"
+            f"building {len(todo)} recordings ({report.skipped} already done"
+            + (f", {len(by_content)} to link if their content is unchanged" if by_content else "")
+            + f") with {executor.workers} worker(s) into {directory}"
         )
         root_url = corpus_root(cfg)
         cfg_dump = cfg.model_dump(mode="json")
         sig = planned.discovery.signature
-        tasks = (Task(root_url, r, str(directory), cfg_dump, sig(r)) for r in todo)
+        tasks = (
+            Task(root_url, r, str(directory), cfg_dump, sig(r), by_content.get(r.id)) for r in todo
+        )
         with progress("build", total=len(todo)) as tick:
             for rec in executor.map_unordered(build_one, tasks):
+                if rec.pop(REUSED, False):
+                    records[rec["id"]] = rec
+                    report.reused += 1
+                    tick.advance(1)
+                    continue
                 records[rec["id"]] = rec
                 if rec["status"] == "done":
                     report.built += 1
@@ -284,27 +292,43 @@ def _reuse(
     discovery: Discovery,
     records: dict[str, dict[str, Any]],
     report: BuildReport,
-) -> list[RecordingRef]:
-    """Link unchanged recordings from sibling caches; returns what is left to build."""
+) -> tuple[list[RecordingRef], dict[str, tuple[str, dict[str, Any]]]]:
+    """Link unchanged recordings (same size and mtime) from sibling caches now; returns what
+    is left to build, and for those whose files differ only in mtime the donor that the
+    worker reuses if the files' sha256 still match."""
     donors = donor_records(cfg, final)
-    if not donors:
-        return todo
-    left = []
+    left: list[RecordingRef] = []
+    by_content: dict[str, tuple[str, dict[str, Any]]] = {}
     for ref in todo:
         found = donors.get(ref.id)
         if found is None or found[1]["rel"] != ref.rel:
             left.append(ref)
             continue
         donor, rec = found
-        if rec["source"] != discovery.signature(ref):
+        sig = discovery.signature(ref)
+        if rec["source"] != sig:
             left.append(ref)
+            if rec.get("source_sha256") and _same_sizes(rec["source"], sig):
+                by_content[ref.id] = (str(donor), rec)
             continue
         reuse_one(directory, donor, rec)
         records[ref.id] = rec
         report.reused += 1
     if report.reused:
         log.info(f"reused {report.reused} unchanged recordings from earlier caches of this config")
-    return left
+    if by_content:
+        log.info(
+            f"{len(by_content)} recordings have new timestamps but the sizes of an earlier "
+            "cache's files: their sha256 decide whether they are linked or built"
+        )
+    return left, by_content
+
+
+def _same_sizes(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same files present with the same sizes (signatures are (size, mtime) per file)."""
+    if set(a) != set(b):
+        return False
+    return all((a[k] is None) == (b[k] is None) and (a[k] is None or a[k][0] == b[k][0]) for k in a)
 
 
 def _fill_totals(report: BuildReport, manifest: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def donor_records(cfg: Config, exclude: Path) -> dict[str, tuple[Path, dict[str,
     return out
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     """Place `src` at `dst` atomically: a hard link when possible, else a copy."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd)
@@ -55,5 +55,5 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def reuse_one(directory: Path, donor: Path, record: dict[str, Any]) -> None:
     """Link a donor's array into the building directory, then write its record (the ledger
     entry comes last, as for a built recording)."""
-    _link_or_copy(donor / record["array"], directory / record["array"])
+    link_or_copy(donor / record["array"], directory / record["array"])
     atomic_write_json(directory / layout.RECORDS / f"{record['id']}.json", record)

@@ -1,11 +1,14 @@
 """The build task of one recording: read, label, preprocess, write array then record.
 
 Runs in a worker process; a failure becomes a 'failed' record naming the file and the reason,
-so one bad recording never stops the build (DESIGN.md invariant 10).
+so one bad recording never stops the build (DESIGN.md invariant 10). Every record keeps the
+sha256 of its source files, so a recording whose files only got new timestamps (a copied or
+restored corpus) is linked from an earlier cache instead of being preprocessed again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import traceback
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ import numpy as np
 
 from ictal.cache import layout
 from ictal.cache.manifest import sha256_bytes
+from ictal.cache.reuse import link_or_copy
 from ictal.config import Config
 from ictal.corpus.discovery import RecordingRef
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json
@@ -30,6 +34,9 @@ class Task:
     out_dir: str
     cfg: dict[str, Any]
     source: dict[str, Any]  # (size, mtime) of the EDF and annotation files: reuse key
+    # An earlier cache's record of this recording whose files differ only in mtime: reused
+    # when the files' sha256 still match it. (cache directory, record)
+    donor: tuple[str, dict[str, Any]] | None = None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -77,6 +84,10 @@ def build_one(task: Task) -> dict[str, Any]:
     edf_path = f"{task.corpus_root}{sep}{ref.rel}"
     label_path = f"{task.corpus_root}{sep}{ref.sidecar('.' + cfg.labels.source)}"
     policy = cfg.corpus.policy
+    if task.donor is not None:
+        reused = _reuse_by_content(task, out, f"{task.corpus_root}{sep}")
+        if reused is not None:
+            return reused
     try:
         rec = read_eeg(edf_path, cfg.signal.channels, missing=policy.missing_channels)
         ann = read_annotation(label_path)
@@ -99,6 +110,10 @@ def build_one(task: Task) -> dict[str, Any]:
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
         return _fail(out, base, f"{edf_path}: unexpected error: {detail}")
 
+    try:
+        hashes = source_sha256(f"{task.corpus_root}{sep}", ref, task.source, edf_sha256=rec.sha256)
+    except OSError as exc:
+        return _fail(out, base, f"{edf_path}: cannot read it again to hash it: {exc}")
     n = int(pre.data.shape[0])
     payload = _npy_bytes(pre.data)
     array_rel = f"{layout.ARRAYS}/{ref.id}.npy"
@@ -119,9 +134,56 @@ def build_one(task: Task) -> dict[str, Any]:
         "stats": pre.stats,
         "repairs": {**rec.repairs, **label_repairs},
         "counts": pre.counts,
+        "source_sha256": hashes,
     }
     atomic_write_json(out / layout.RECORDS / f"{ref.id}.json", record)
     return record
+
+
+def _file_sha256(url: str) -> str:
+    """sha256 of a file at a local path or fsspec URL, streamed in 1 MiB blocks."""
+    import fsspec
+
+    h = hashlib.sha256()
+    with fsspec.open(url, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def source_sha256(
+    prefix: str, ref: RecordingRef, source: dict[str, Any], *, edf_sha256: str | None = None
+) -> dict[str, str | None]:
+    """sha256 of each source file the signature lists (``None`` where it has none); the EDF
+    digest is reused when the reader already took it."""
+    out: dict[str, str | None] = {}
+    for name in sorted(source):
+        if source[name] is None:
+            out[name] = None
+        elif name == "edf":
+            out[name] = edf_sha256 or _file_sha256(prefix + ref.rel)
+        else:
+            out[name] = _file_sha256(prefix + ref.sidecar("." + name))
+    return out
+
+
+def _reuse_by_content(task: Task, out: Path, prefix: str) -> dict[str, Any] | None:
+    """The donor's array and record (with this build's file signature) when the source files'
+    sha256 are the donor's; None (build it) when they differ or cannot be read or linked."""
+    assert task.donor is not None
+    donor_dir, donor = task.donor
+    try:
+        if source_sha256(prefix, task.ref, task.source) != donor.get("source_sha256"):
+            return None
+        link_or_copy(Path(donor_dir) / donor["array"], out / donor["array"])
+    except OSError:
+        return None
+    record = {**donor, "source": task.source}
+    atomic_write_json(out / layout.RECORDS / f"{task.ref.id}.json", record)
+    return {**record, REUSED: True}
+
+
+REUSED = "_reused_by_content"  # marks a returned record (never written) as linked, not built
 
 
 def _fail(out: Path, base: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ needed signal, duplicate or missing channels and mixed rates are errors.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -78,6 +79,7 @@ class EegRecording:
     channels: tuple[str, ...]
     duration_s: float
     repairs: dict[str, int] = field(default_factory=dict)
+    sha256: str | None = None  # of the file's bytes, when they were read whole (remote, repaired)
 
 
 def _resolve(
@@ -277,18 +279,20 @@ def check_channels(
     return sel
 
 
-def _open_edf(fs: fsspec.AbstractFileSystem, header: EdfHeader) -> Edf:
+def _open_edf(fs: fsspec.AbstractFileSystem, header: EdfHeader) -> tuple[Edf, str | None]:
     """Open lazily: a sound local file is memory-mapped by edfio; a remote or defective one
-    is read into memory once, with the repaired header spliced in and a partial record cut."""
+    is read into memory once (and its sha256 taken then, so nobody downloads it twice), with
+    the repaired header spliced in and a partial record cut."""
     if isinstance(fs, LocalFileSystem) and not header.needs_patch:
-        return read_edf(Path(header.path), lazy_load_data=True)
+        return read_edf(Path(header.path), lazy_load_data=True), None
     with fs.open(header.path, "rb") as f:
         blob = bytearray(f.read())
+    digest = hashlib.sha256(blob).hexdigest()
     if header.needs_patch:
         head = len(header.patched_header)
         blob[:head] = header.patched_header
         del blob[head + header.n_records * header.record_bytes :]
-    return read_edf(memoryview(blob), lazy_load_data=True)
+    return read_edf(memoryview(blob), lazy_load_data=True), digest
 
 
 def read_eeg(
@@ -307,7 +311,7 @@ def read_eeg(
     if not sel.index:
         raise RecordingError(path, "none of the needed channels is present")
     try:
-        edf = _open_edf(fs, header)
+        edf, digest = _open_edf(fs, header)
     except Exception as exc:
         raise RecordingError(path, f"cannot read data: {exc}") from None
     first = next(iter(sel.index.values()))
@@ -340,4 +344,5 @@ def read_eeg(
         channels=sel.wanted,
         duration_s=header.duration_s,
         repairs=repairs,
+        sha256=digest,
     )
