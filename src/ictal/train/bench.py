@@ -108,14 +108,14 @@ def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
     """The bench table: speed, input wait, projected epoch time and cost."""
     table = Table(
         title="bench",
-        caption=f"{result.batches} batches of {result.batch_size} on {result.device}, "
-        f"loader: {result.workers} {cfg.loader.backend}",
+        caption=f"{result.batches} batches of {result.batch_size} on {result.device}",
     )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("s/batch", f"{result.s_per_batch:.4f}")
     table.add_row("samples/s", f"{result.samples_per_s:.1f}")
     table.add_row("data wait", f"{result.data_wait:.1%}")
+    table.add_row("loader", f"{result.workers} {cfg.loader.backend}")
     table.add_row("batches per epoch", str(result.epoch_batches))
     table.add_row("projected epoch time", _duration(result.epoch_s))
     if cfg.train.steps_per_epoch is not None and cfg.train.steps_per_epoch < result.epoch_batches:
