@@ -6,7 +6,7 @@ import pytest
 
 COMMANDS = [
     "synth", "census", "build", "verify", "explain", "gc",
-    "train", "bench", "evaluate", "report", "status",
+    "publish", "stage", "train", "bench", "evaluate", "report", "status",
 ]  # fmt: skip
 
 

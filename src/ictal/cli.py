@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +13,9 @@ from ictal import __version__
 from ictal.config import Config, ConfigError, load_config
 from ictal.errors import ExitCode, IctalError
 from ictal.ui import log, make_console, setup_logging
+
+if TYPE_CHECKING:
+    from ictal.cache.remote import Transfer
 
 app = typer.Typer(
     name="ictal",
@@ -249,6 +252,9 @@ def explain(config: ConfigOpt = None, set_: SetOpt = None) -> None:
     console.print(result.verdict)
     if not result.located.committed:
         console.print(f"to build it: {_fix_command('build', config, set_)}")
+        if cfg.cache.remote:
+            stage_cmd = _fix_command("stage", config, set_)
+            console.print(f"or, if it is published at {cfg.cache.remote}: {stage_cmd}")
     if result.entries:
         t = Table(title=f"directories under {cfg.cache.root}", title_justify="left")
         t.add_column("directory")
@@ -288,6 +294,65 @@ def gc(
         return
     remove(removals)
     console.print(f"removed {len(removals)} director{'y' if len(removals) == 1 else 'ies'}")
+
+
+def _transfer_table(title: str, t: Transfer) -> Table:
+    """The summary of a publish or stage."""
+    return _table(
+        title,
+        [
+            ("cache", t.key16),
+            ("local", str(t.local)),
+            ("remote", t.remote),
+            ("copied", f"{t.files} files, {t.bytes / 1e6:.1f} MB"),
+            ("already there", f"{t.skipped} files"),
+        ],
+    )
+
+
+@app.command()
+def publish(
+    to: Annotated[
+        str | None, typer.Option("--to", help="fsspec URL to publish to (default cache.remote).")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Upload this config's verified cache to <URL>/<key16>/ (resumable, manifest last)."""
+    cfg = _config(config, set_)
+    from ictal.cache.remote import publish as run_publish
+
+    result = run_publish(cfg, to, workers=cfg.cache.workers or 4)
+    console = make_console()
+    if result.already:
+        console.print(f"{result.remote} is already published (same manifest): nothing to do")
+        return
+    console.print(_transfer_table("published", result))
+
+
+@app.command()
+def stage(
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", help="fsspec URL to stage from (default cache.remote)."),
+    ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", help="Cache key (16+ hex digits) when the corpus is unreachable."),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Fetch a published cache into cache.root, verify every byte (L1), then commit it."""
+    cfg = _config(config, set_)
+    from ictal.cache.remote import stage as run_stage
+
+    result = run_stage(cfg, from_, key=key, workers=cfg.cache.workers or 4)
+    console = make_console()
+    if result.already:
+        console.print(f"{result.local} is already staged and passes L0: nothing to do")
+        return
+    console.print(_transfer_table("staged (L0 + L1 verified)", result))
 
 
 @app.command()

@@ -87,6 +87,9 @@ class CacheConfig(Section):
     """Where caches live (one root; the key subdirectory is derived) and build knobs."""
 
     root: str = "data/cache"
+    # Where `ictal publish` puts committed caches and `ictal stage` fetches them (any fsspec
+    # URL: s3://bucket/caches, gs://..., a shared path); <remote>/<key16>/ per cache.
+    remote: str | None = None
     workers: int | None = Field(None, ge=1, le=512)
 
     executor: Literal["process", "serial"] = "process"
@@ -98,7 +101,7 @@ class CacheConfig(Section):
         if "://" in self.root:
             raise ValueError(
                 f"cache.root must be a local directory (arrays are memory-mapped), got "
-                f"{self.root!r}; copy a remote cache to local disk and point cache.root there"
+                f"{self.root!r}; put the remote location in cache.remote and run `ictal stage`"
             )
         return self
 

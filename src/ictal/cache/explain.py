@@ -46,6 +46,11 @@ def explain(cfg: Config) -> Explanation:
     semantic = cfg.semantic()
     entries: list[EntryReport] = []
     for entry in layout.list_entries(Path(cfg.cache.root)):
+        if entry.staging:
+            running = is_locked(entry.path)
+            state = "staging (running)" if running else "staging (`ictal stage` resumes it)"
+            entries.append(EntryReport(entry.path, state, []))
+            continue
         if entry.building:
             running = is_locked(entry.path)
             state = "building (running)" if running else "building (resumable)"

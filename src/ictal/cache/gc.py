@@ -46,8 +46,9 @@ def plan_gc(cfg: Config) -> list[Removal]:
             if is_locked(entry.path):
                 continue  # a live build: never touch it
             if entry.key16 == current and not located.committed:
-                continue  # the current config's interrupted build: `ictal build` resumes it
-            reason = "stale build directory" + (
+                continue  # the current config's interrupted build or stage: a rerun resumes it
+            kind = "staging" if entry.staging else "build"
+            reason = f"stale {kind} directory" + (
                 " (its cache is committed)" if entry.key16 == current else ""
             )
             out.append(Removal(entry.path, reason, _size(entry.path)))

@@ -1,7 +1,8 @@
 """Where things live under `cache.root`: committed key directories and in-progress builds.
 
 `<root>/<key16>/` is a committed cache (its `manifest.json` is the commit marker);
-`<root>/<key16>.building-<run>/` is a build in progress, invisible to readers.
+`<root>/<key16>.building-<run>/` is a build in progress, `<root>/<key16>.staging/` a copy
+being fetched by `ictal stage`; both are invisible to readers.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LOCK = ".lock"
 
 _COMMITTED = re.compile(r"^[0-9a-f]{16}$")
 _BUILDING = re.compile(r"^([0-9a-f]{16})\.building-([0-9A-Za-z_-]+)$")
+_STAGING = re.compile(r"^([0-9a-f]{16})\.staging$")
 
 
 def key16(key: str) -> str:
@@ -47,12 +49,14 @@ def building_dir(root: str | Path, key: str, run: str) -> Path:
 
 @dataclass(frozen=True)
 class Entry:
-    """A directory under cache.root: a committed cache or a build in progress."""
+    """A directory under cache.root: a committed cache, a build in progress, or a staging
+    copy (``building`` and ``staging``: in progress, but not a build to resume)."""
 
     path: Path
     key16: str
     building: bool
     run: str | None = None
+    staging: bool = False
 
 
 def list_entries(root: str | Path) -> list[Entry]:
@@ -71,9 +75,13 @@ def list_entries(root: str | Path) -> list[Entry]:
         m = _BUILDING.match(name)
         if m:
             out.append(Entry(path, m.group(1), building=True, run=m.group(2)))
+            continue
+        m = _STAGING.match(name)
+        if m:
+            out.append(Entry(path, m.group(1), building=True, staging=True))
     return out
 
 
 def building_dirs_for(root: str | Path, key: str) -> list[Entry]:
     """Interrupted or running builds of this key, newest run last."""
-    return [e for e in list_entries(root) if e.building and e.key16 == key16(key)]
+    return [e for e in list_entries(root) if e.building and not e.staging and e.key16 == key16(key)]

@@ -26,11 +26,15 @@ class Preflight:
 
 def _refuse_missing(cfg: Config, located: Located, fix: str) -> None:
     root = Path(cfg.cache.root)
+    remote = cfg.cache.remote
     if located.key is None:
         raise PreflightError(
             f"no cache under {root} matches this config, and the corpus {cfg.corpus.root} is "
             "not reachable to build one",
-            f"make corpus.root reachable, then run `{fix}`",
+            f"run `ictal stage` (fetches the cache published at {remote})"
+            if remote
+            else f"make corpus.root reachable, then run `{fix}`; or set cache.remote to where "
+            "the cache was published and run `ictal stage`",
         )
     building = layout.building_dirs_for(root, located.key)
     if building:
@@ -47,7 +51,12 @@ def _refuse_missing(cfg: Config, located: Located, fix: str) -> None:
             f"modified); there is no cache for the current corpus under {root}",
             f"run `{fix}` (the old cache stays until `ictal gc`)",
         )
-    raise PreflightError(f"no cache for this config under {root}", f"run `{fix}`")
+    raise PreflightError(
+        f"no cache for this config under {root}",
+        f"run `ictal stage` if it is published at {remote}, else `{fix}`"
+        if remote
+        else f"run `{fix}`",
+    )
 
 
 def windows_per_class(cfg: Config, view: CacheView, split: str) -> dict[str, int]:

@@ -30,12 +30,13 @@ class Pushed:
     bytes: int
 
 
-def _open(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+def open_url(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """File system and root path (no trailing slash) of a URL or local path."""
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError as exc:
         raise PreflightError(
-            f"sink {url}: the file system for this URL is not installed ({exc})",
+            f"{url}: the file system for this URL is not installed ({exc})",
             "pip install 'ictal[s3]' (s3fs) or the fsspec backend for this URL",
         ) from exc
     return fs, root.rstrip("/")
@@ -46,7 +47,7 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return "file" in protocols or "local" in protocols
 
 
-def _mkdirs(fs: fsspec.AbstractFileSystem, path: str) -> None:
+def make_dirs(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Directories on local file systems only: on object stores a mkdirs would create a
     bucket, and a sink must never create storage the user did not set up."""
     if _is_local(fs):
@@ -65,10 +66,10 @@ def _files(local: Path) -> list[Path]:
 def check_sink(url: str, name: str) -> str:
     """Before expensive work: the sink accepts a write (`<url>/<name>/_STARTED.json`)."""
     dest = f"{url.rstrip('/')}/{name}"
-    fs, root = _open(dest)
+    fs, root = open_url(dest)
     body = json.dumps({"name": name, "started": time.time()}).encode()
     try:
-        _mkdirs(fs, root)
+        make_dirs(fs, root)
         fs.pipe_file(f"{root}/{STARTED}", body)
     except Exception as exc:  # any backend error means the results could not be pushed
         raise PreflightError(
@@ -81,14 +82,14 @@ def check_sink(url: str, name: str) -> str:
 def push_dir(local: Path, url: str, name: str | None = None) -> Pushed:
     """Copy `local` to `<url>/<name or local.name>/`, marker last; raises on failure."""
     dest = f"{url.rstrip('/')}/{name or local.name}"
-    fs, root = _open(dest)
+    fs, root = open_url(dest)
     files = _files(local)
     total = 0
-    _mkdirs(fs, root)
+    make_dirs(fs, root)
     for path in files:
         rel = path.relative_to(local).as_posix()
         target = f"{root}/{rel}"
-        _mkdirs(fs, target.rsplit("/", 1)[0])
+        make_dirs(fs, target.rsplit("/", 1)[0])
         fs.put_file(str(path), target)
         total += path.stat().st_size
     listing = [{"path": p.relative_to(local).as_posix(), "bytes": p.stat().st_size} for p in files]
