@@ -296,18 +296,20 @@ def gc(
     console.print(f"removed {len(removals)} director{'y' if len(removals) == 1 else 'ies'}")
 
 
-def _transfer_table(title: str, t: Transfer) -> Table:
-    """The summary of a publish or stage."""
-    return _table(
-        title,
-        [
-            ("cache", t.key16),
-            ("local", str(t.local)),
-            ("remote", t.remote),
-            ("copied", f"{t.files} files, {t.bytes / 1e6:.1f} MB"),
-            ("already there", f"{t.skipped} files"),
-        ],
-    )
+def _print_transfer(t: Transfer, title: str, already: str) -> None:
+    """The summary of a publish or stage, or one line when there was nothing to copy."""
+    console = make_console()
+    if t.already:
+        console.print(f"{already}: nothing to do")
+        return
+    rows = [
+        ("cache", t.key16),
+        ("local", str(t.local)),
+        ("remote", t.remote),
+        ("copied", f"{t.files} files, {t.bytes / 1e6:.1f} MB"),
+        ("already there", f"{t.skipped} files"),
+    ]
+    console.print(_table(title, rows))
 
 
 @app.command()
@@ -323,11 +325,7 @@ def publish(
     from ictal.cache.remote import publish as run_publish
 
     result = run_publish(cfg, to, workers=cfg.cache.workers or 4)
-    console = make_console()
-    if result.already:
-        console.print(f"{result.remote} is already published (same manifest): nothing to do")
-        return
-    console.print(_transfer_table("published", result))
+    _print_transfer(result, "published", f"{result.remote} is already published (same manifest)")
 
 
 @app.command()
@@ -348,11 +346,7 @@ def stage(
     from ictal.cache.remote import stage as run_stage
 
     result = run_stage(cfg, from_, key=key, workers=cfg.cache.workers or 4)
-    console = make_console()
-    if result.already:
-        console.print(f"{result.local} is already staged and passes L0: nothing to do")
-        return
-    console.print(_transfer_table("staged (L0 + L1 verified)", result))
+    _print_transfer(result, "staged (L0 + L1 verified)", f"{result.local} is already staged")
 
 
 @app.command()
