@@ -66,9 +66,12 @@ def test_publish_then_stage_through_s3_is_byte_identical(s3, built, tmp_path, ic
     res = ictal("train", *trainer)
     assert res.returncode == 3 and "ictal stage" in res.stderr  # the fix is named
 
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    res = ictal("publish", *_builder(corpus, path, "s3://no-such-bucket/caches"))
+    assert res.returncode == 3 and "no-such-bucket" in res.stderr  # named, no traceback
+    assert "Traceback" not in res.stderr and not fs.exists("no-such-bucket")  # never created
     res = ictal("publish", *_builder(corpus, path, remote))
     assert res.returncode == 0, res.stderr[-2000:]
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
     assert fs.exists(f"results/caches/{path.name}/manifest.json")
     again = ictal("publish", *_builder(corpus, path, remote))
     assert again.returncode == 0 and "already published" in again.stdout

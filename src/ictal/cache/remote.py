@@ -9,8 +9,10 @@ when ``<key16>.staging`` is renamed to ``<key16>``. Neither ever creates a bucke
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from ictal.cache.ledger import BuildLock
 from ictal.cache.locate import corpus_digest, locate
 from ictal.cache.verify import format_problems, verify_l0, verify_l1
 from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
-from ictal.errors import PreflightError, UsageError
+from ictal.errors import IctalError, PreflightError, UsageError
 from ictal.io.atomic import atomic_write_bytes, fsync_dir
 from ictal.io.sink import make_dirs, open_url
 from ictal.ui import log, progress
@@ -41,6 +43,22 @@ class Transfer:
     bytes: int = 0
     skipped: int = 0
     already: bool = False
+
+
+@contextlib.contextmanager
+def _storage(url: str, doing: str) -> Iterator[None]:
+    """Storage failures (no bucket, no credentials, network) as a refusal naming the URL;
+    what was copied stays, and a rerun continues from it."""
+    try:
+        yield
+    except IctalError:
+        raise
+    except Exception as exc:  # fsspec backends raise their own types (botocore, aiohttp...)
+        raise PreflightError(
+            f"{doing} {url} failed: {type(exc).__name__}: {exc}",
+            "check cache.remote and its credentials (environment variables), then run the "
+            "same command again: it continues where it stopped",
+        ) from exc
 
 
 def _url(cfg: Config, url: str | None, flag: str) -> str:
@@ -83,8 +101,11 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
     dest = f"{root}/{k16}"
     manifest = (path / layout.MANIFEST).read_bytes()
     result = Transfer(k16, path, f"{url}/{k16}")
-    if fs.exists(f"{dest}/{layout.MANIFEST}"):
-        if fs.cat_file(f"{dest}/{layout.MANIFEST}") == manifest:
+    with _storage(url, "reading"):
+        published = fs.exists(f"{dest}/{layout.MANIFEST}")
+        same = published and fs.cat_file(f"{dest}/{layout.MANIFEST}") == manifest
+    if published:
+        if same:
             result.already = True
             return result
         raise PreflightError(
@@ -101,9 +122,9 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
             "run `ictal verify --full` and rebuild what it names",
         )
     files = _local_files(path)
-    there = _remote_sizes(fs, dest)
-    make_dirs(fs, dest)
-    with progress("publish", total=len(files) + 1) as tick:
+    with _storage(url, "publishing to"), progress("publish", total=len(files) + 1) as tick:
+        there = _remote_sizes(fs, dest)
+        make_dirs(fs, dest)
         for f in files:
             rel = f.relative_to(path).as_posix()
             size = f.stat().st_size
@@ -185,7 +206,9 @@ def stage(
         result.already = True
         return result
     src = f"{root}/{k16}"
-    if not fs.exists(f"{src}/{layout.MANIFEST}"):
+    with _storage(url, "reading"):
+        published = fs.exists(f"{src}/{layout.MANIFEST}")
+    if not published:
         raise PreflightError(
             f"{url}/{k16} has no manifest.json: that cache is not published (or its publish "
             "did not finish)",
@@ -200,10 +223,11 @@ def stage(
     staging = cache_root / f"{k16}.staging"
     staging.mkdir(parents=True, exist_ok=True)
     with BuildLock(staging):
-        sizes = _remote_sizes(fs, src)
-        manifest = fs.cat_file(f"{src}/{layout.MANIFEST}")
+        with _storage(url, "listing"):
+            sizes = _remote_sizes(fs, src)
+            manifest = fs.cat_file(f"{src}/{layout.MANIFEST}")
         names = sorted(rel for rel in sizes if rel != layout.MANIFEST)
-        with progress("stage", total=len(names)) as tick:
+        with _storage(url, "staging from"), progress("stage", total=len(names)) as tick:
             for rel in names:
                 local = staging / rel
                 if local.is_file() and local.stat().st_size == sizes[rel]:
