@@ -178,3 +178,16 @@ def test_stage_killed_with_sigkill_resumes_and_never_commits_half(built, tmp_pat
     assert res.returncode == 0, res.stderr[-2000:]
     (staged,) = _committed(tmp_path / "local")
     assert _tree(staged) == _tree(path)
+
+
+def test_stage_with_another_corpus_names_the_published_caches(built, tmp_path, ictal):
+    corpus, path = built
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    assert ictal("publish", *_builder(corpus, path, str(remote))).returncode == 0
+    other = tmp_path / "other-corpus"
+    synthesize(other, patients=3, hours=0.3, seed=5)  # same config, another inventory
+    res = ictal("stage", "--set", f"corpus.root={other}", "--set",
+                f"cache.root={tmp_path / 'local'}", "--set", f"cache.remote={remote}")  # fmt: skip
+    assert res.returncode == 3
+    assert "another corpus inventory" in res.stderr and path.name in res.stderr

@@ -162,19 +162,24 @@ def _published(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, 
     return out
 
 
+def _same_config(cfg: Config, fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Keys of the published caches of this semantic config and preprocessing version."""
+    semantic = cfg.semantic()
+    return [
+        k
+        for k, man in _published(fs, root).items()
+        if man.get("preprocessing_version") == PREPROCESSING_VERSION
+        and not diff_semantic(man.get("semantic", {}), semantic)
+    ]
+
+
 def _choose_key(cfg: Config, fs: fsspec.AbstractFileSystem, root: str, url: str) -> str:
     """The published cache for this config: by exact key when the corpus is reachable, by
     semantic config and preprocessing version when it is not (a training machine)."""
     found = corpus_digest(cfg)
     if found is not None:
         return layout.key16(cache_key(cfg, found[0]))
-    semantic = cfg.semantic()
-    matches = [
-        k
-        for k, man in _published(fs, root).items()
-        if man.get("preprocessing_version") == PREPROCESSING_VERSION
-        and not diff_semantic(man.get("semantic", {}), semantic)
-    ]
+    matches = _same_config(cfg, fs, root)
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -209,6 +214,17 @@ def stage(
     with _storage(url, "reading"):
         published = fs.exists(f"{src}/{layout.MANIFEST}")
     if not published:
+        with _storage(url, "listing"):
+            others = [k for k in _same_config(cfg, fs, root) if k != k16]
+        if key is None and others:  # the key came from this machine's corpus inventory
+            raise PreflightError(
+                f"no cache of this config built from the corpus at {cfg.corpus.root} is "
+                f"published at {url}; published from another corpus inventory: "
+                f"{', '.join(others)}",
+                "publish the cache built from this corpus, or stage one of those with --key "
+                "on a machine where corpus.root is not reachable (preflight checks a cache "
+                "against a reachable corpus and would refuse it here)",
+            )
         raise PreflightError(
             f"{url}/{k16} has no manifest.json: that cache is not published (or its publish "
             "did not finish)",
