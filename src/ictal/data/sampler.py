@@ -92,6 +92,11 @@ class BalancedSampler(torch.utils.data.Sampler[int]):
             self.index.seizure_fraction[self.epoch_indices(epoch)].astype(np.float64).mean()
         )
 
+    def pos_weight(self, epoch: int) -> float:
+        """BCE positive weight ``(1 - p) / p`` for the draw of ``epoch`` (p as above)."""
+        p = self.expected_positive_fraction(epoch)
+        return (1.0 - p) / p
+
     def class_counts(self, epoch: int) -> dict[str, int]:
         """Windows per class in the (trimmed) draw of ``epoch``."""
         n = np.bincount(self.index.cls[self.epoch_indices(epoch)], minlength=len(CLASS_NAMES))

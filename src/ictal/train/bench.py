@@ -58,8 +58,7 @@ def run_bench(
         model = make_model(cfg, pre.view).to(device)
         data = make_train_data(cfg, pre.view, device, data_stride(model), validation=False)
         state = make_state(cfg, model, data, "bench", pre.view, device)
-        p = data.sampler.expected_positive_fraction(0)
-        pos_weight = torch.tensor((1.0 - p) / p, device=device)
+        pos_weight = torch.tensor(data.sampler.pos_weight(0), device=device)
         meter = DataWaitMeter()
         done, t0 = 0, time.perf_counter()
         for epoch in itertools.count():  # a short draw is cycled until enough batches ran

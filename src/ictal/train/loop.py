@@ -179,8 +179,8 @@ def run_epochs(
         val = None
         if data.val_loader is not None and cfg.train.validate_each_epoch:
             rec.live.update(phase="validate", val_batches=0, val_total=len(data.val_loader))
-            p = data.sampler.expected_positive_fraction(state.epoch)
-            pos_weight = torch.tensor((1.0 - p) / p, device=device)  # as in this epoch's steps
+            # the epoch's training weight, so this loss compares with the train loss
+            pos_weight = torch.tensor(data.sampler.pos_weight(state.epoch), device=device)
             val = validate(
                 state.model, data.val_loader, data.stride_out, device, cfg, stop, rec, pos_weight
             )
@@ -205,7 +205,7 @@ def train_epoch(
     """Train the rest of the current epoch; False when a stop was requested (checkpointed)."""
     epoch = state.epoch
     p = data.sampler.expected_positive_fraction(epoch)
-    pos_weight = torch.tensor((1.0 - p) / p, device=device)
+    pos_weight = torch.tensor(data.sampler.pos_weight(epoch), device=device)
     sums = state.extra.setdefault("epoch_sums", _fresh_sums())
     if state.step_in_epoch == 0:
         log.info(
@@ -378,7 +378,7 @@ def end_epoch(
             "loss": sums["loss"] / sums["loss_samples"] if sums["loss_samples"] else None,
             "pos_fraction_expected": p,
             "pos_fraction_realised": sums["pos"] / sums["samples"] if sums["samples"] else None,
-            "pos_weight": (1.0 - p) / p,
+            "pos_weight": state.sampler.pos_weight(epoch),
             "data_wait": sums.get("data_wait"),
             "nonfinite": state.nonfinite_total,
             "best_val_loss": state.best_metric,
