@@ -195,3 +195,8 @@ def test_processes_backend_gives_a_torch_dataloader(cache):
     assert isinstance(loader, torch.utils.data.DataLoader) and loader.num_workers == 1
     with pytest.raises(ValueError, match="backend"):
         make_loader(ds, range(len(ds)), batch_size=4, backend="fibers")
+    per_item = torch.utils.data.TensorDataset(torch.zeros(4, 2))  # no __getitems__
+    with pytest.raises(TypeError, match="reads whole batches"):
+        make_loader(per_item, range(4), batch_size=2, num_workers=1)  # no silent fallback
+    inline = make_loader(per_item, range(4), batch_size=2, num_workers=0)  # any dataset inline
+    assert len(list(inline)) == 2

@@ -10,6 +10,7 @@ when ``<key16>.staging`` is renamed to ``<key16>``. Neither ever creates a bucke
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from ictal.cache.verify import format_problems, verify_l0, verify_l1
 from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
 from ictal.errors import IctalError, PreflightError, UsageError
 from ictal.io.atomic import atomic_write_bytes, fsync_dir
-from ictal.io.sink import make_dirs, open_url
+from ictal.io.sink import files_to_copy, make_dirs, open_url
 from ictal.ui import log, progress
 
 _KEY16 = re.compile(r"^[0-9a-f]{16}")
@@ -66,17 +67,6 @@ def _url(cfg: Config, url: str | None, flag: str) -> str:
     if not url:
         raise UsageError(f"no remote cache location: pass {flag} URL or set cache.remote")
     return url.rstrip("/")
-
-
-def _local_files(path: Path) -> list[Path]:
-    """Every file of a cache directory but its lock and temp files, manifest excluded."""
-    return sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file()
-        and p.name not in (layout.LOCK, layout.MANIFEST)
-        and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-    )
 
 
 def _remote_sizes(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
@@ -121,7 +111,7 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
             f"{path} fails verification, it is not published: {first}",
             "run `ictal verify --full` and rebuild what it names",
         )
-    files = _local_files(path)
+    files = [f for f in files_to_copy(path) if f != path / layout.MANIFEST]  # manifest last
     with _storage(url, "publishing to"), progress("publish", total=len(files) + 1) as tick:
         there = _remote_sizes(fs, dest)
         make_dirs(fs, dest)
@@ -148,8 +138,6 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
 
 def _published(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
     """key16 -> manifest of every published (committed) cache under ``root``."""
-    import json
-
     out = {}
     for name in sorted(fs.glob(f"{root}/*/{layout.MANIFEST}")):
         k16 = name.rsplit("/", 2)[-2]

@@ -62,10 +62,14 @@ class ThreadLoader:
         timeout_s: float = 120,
         drop_last: bool = False,
     ) -> None:
+        self._pool: ThreadPoolExecutor | None = None  # first: __del__ runs even if init fails
         if num_threads < 1:
             raise ValueError(f"a ThreadLoader needs at least one thread, got {num_threads}")
         if not hasattr(dataset, "__getitems__"):
-            raise TypeError("ThreadLoader needs a dataset that reads whole batches")
+            raise TypeError(
+                "loader.backend=threads needs a dataset that reads whole batches "
+                "(__getitems__); use loader.backend=processes for this one"
+            )
         self.dataset = dataset
         self.sampler = sampler
         self.batch_size = batch_size
@@ -74,7 +78,6 @@ class ThreadLoader:
         self.pin_memory = pin_memory
         self.timeout = timeout_s
         self.drop_last = drop_last
-        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         n = len(self.sampler) if isinstance(self.sampler, Sized) else 0
@@ -154,9 +157,9 @@ def make_loader(
     ``num_workers=None`` picks the backend's default, 0 reads in the calling thread.
     ``pin_memory=None`` pins when CUDA is available.
     """
-    threads = backend == "threads" and hasattr(dataset, "__getitems__")
     if backend not in ("threads", "processes"):
         raise ValueError(f"loader backend must be 'threads' or 'processes', got {backend!r}")
+    threads = backend == "threads"  # with workers: ThreadLoader, which needs __getitems__
     if num_workers is None:
         workers = default_num_threads() if threads else default_num_workers()
     else:

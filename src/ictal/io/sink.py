@@ -54,8 +54,8 @@ def make_dirs(fs: fsspec.AbstractFileSystem, path: str) -> None:
         fs.makedirs(path, exist_ok=True)
 
 
-def _files(local: Path) -> list[Path]:
-    """Files to push: everything but locks and temp files of atomic writes."""
+def files_to_copy(local: Path) -> list[Path]:
+    """Files of a directory worth copying elsewhere: all but locks and atomic-write temps."""
     return sorted(
         p
         for p in local.rglob("*")
@@ -83,7 +83,7 @@ def push_dir(local: Path, url: str, name: str | None = None) -> Pushed:
     """Copy `local` to `<url>/<name or local.name>/`, marker last; raises on failure."""
     dest = f"{url.rstrip('/')}/{name or local.name}"
     fs, root = open_url(dest)
-    files = _files(local)
+    files = files_to_copy(local)
     total = 0
     make_dirs(fs, root)
     for path in files:
