@@ -84,8 +84,10 @@ def build_one(task: Task) -> dict[str, Any]:
     edf_path = f"{task.corpus_root}{sep}{ref.rel}"
     label_path = f"{task.corpus_root}{sep}{ref.sidecar('.' + cfg.labels.source)}"
     policy = cfg.corpus.policy
+    prefix = f"{task.corpus_root}{sep}"
+    known: dict[str, str | None] | None = None  # source hashes, once taken
     if task.donor is not None:
-        reused = _reuse_by_content(task, out, f"{task.corpus_root}{sep}")
+        reused, known = _reuse_by_content(task, out, prefix)
         if reused is not None:
             return reused
     try:
@@ -111,7 +113,7 @@ def build_one(task: Task) -> dict[str, Any]:
         return _fail(out, base, f"{edf_path}: unexpected error: {detail}")
 
     try:
-        hashes = source_sha256(f"{task.corpus_root}{sep}", ref, task.source, edf_sha256=rec.sha256)
+        hashes = known or source_sha256(prefix, ref, task.source, edf_sha256=rec.sha256)
     except OSError as exc:
         return _fail(out, base, f"{edf_path}: cannot read it again to hash it: {exc}")
     n = int(pre.data.shape[0])
@@ -173,23 +175,30 @@ def source_sha256(
     return out
 
 
-def _reuse_by_content(task: Task, out: Path, prefix: str) -> dict[str, Any] | None:
-    """The donor's array and record (with this build's file signature) when the source files'
-    sha256 are the donor's; None (build it) when they differ or cannot be read or linked."""
+REUSED = "_reused_by_content"  # marks a returned record (never written) as linked, not built
+
+
+def _reuse_by_content(
+    task: Task, out: Path, prefix: str
+) -> tuple[dict[str, Any] | None, dict[str, str | None] | None]:
+    """(the donor's record with this build's file signature, its array linked; the source
+    hashes) when the files' sha256 are the donor's; (None, hashes or None) means build it,
+    reusing the hashes already taken."""
     assert task.donor is not None
     donor_dir, donor = task.donor
     try:
-        if source_sha256(prefix, task.ref, task.source) != donor.get("source_sha256"):
-            return None
+        hashes = source_sha256(prefix, task.ref, task.source)
+    except OSError:
+        return None, None
+    if hashes != donor.get("source_sha256"):
+        return None, hashes
+    try:
         link_or_copy(Path(donor_dir) / donor["array"], out / donor["array"])
     except OSError:
-        return None
+        return None, hashes
     record = {**donor, "source": task.source}
     atomic_write_json(out / layout.RECORDS / f"{task.ref.id}.json", record)
-    return {**record, REUSED: True}
-
-
-REUSED = "_reused_by_content"  # marks a returned record (never written) as linked, not built
+    return {**record, REUSED: True}, hashes
 
 
 def _fail(out: Path, base: dict[str, Any], reason: str) -> dict[str, Any]:
