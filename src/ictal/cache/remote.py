@@ -247,8 +247,10 @@ def stage(
         atomic_write_bytes(staging / layout.MANIFEST, manifest)
         problems = verify_l0(staging) or verify_l1(staging, workers=workers)
         if problems:
-            for p in problems:  # fetched again by the next stage
-                Path(p.path).unlink(missing_ok=True)
+            for p in problems:  # a damaged file of the staging copy is fetched again next time
+                bad = Path(p.path)
+                if bad.is_file() and staging in bad.parents:
+                    bad.unlink()
             (staging / layout.MANIFEST).unlink(missing_ok=True)
             raise PreflightError(
                 f"the staged copy of {url}/{k16} fails verification "
