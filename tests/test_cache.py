@@ -45,10 +45,14 @@ def _committed(cache: Path) -> list[Path]:
     return sorted(p for p in cache.iterdir() if p.is_dir() and len(p.name) == 16)
 
 
+N_RECORDINGS = 12  # in the corpus below
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("corpus") / "corpus"
-    synthesize(root, patients=6, hours=1.0, seed=11)
+    truth = synthesize(root, patients=6, hours=1.0, seed=11)
+    assert len(truth["files"]) == N_RECORDINGS
     return root
 
 
@@ -153,8 +157,9 @@ def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        # Kill at a random moment: after a random number of recordings plus a random delay.
-        target = len(before) + rng.randint(1, 3)
+        # Kill at a random moment: after a random number of recordings plus a random delay,
+        # always leaving recordings to build (12 in the corpus) so every run is interrupted.
+        target = min(len(before) + rng.randint(1, 2), N_RECORDINGS - 3)
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             dirs = list(cache.glob("*.building-*")) if cache.exists() else []
@@ -162,7 +167,7 @@ def test_sigkill_and_resume_ends_identical(corpus, reference_build, tmp_path):
             if n >= target:
                 break
             time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)  # the coordinator and its workers
             kills += 1
