@@ -407,7 +407,7 @@ def test_new_key_reuses_unchanged_recordings_byte_identically(corpus, reference_
     # gc of the old cache reports what removing it frees: not the shared arrays
     from ictal.cache.gc import plan_gc
 
-    (old,) = plan_gc(load_config(None, [f"corpus.root={edited}", f"cache.root={cache}"]))
+    (old,) = plan_gc(load_config(None, [f"corpus.root={edited}", f"cache.root={cache}"])).removals
     assert old.path.name == reference_build.name
     total = sum(p.stat().st_size for p in donor.iterdir())
     assert 0 < old.bytes < total / 6

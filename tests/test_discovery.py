@@ -8,6 +8,7 @@ import fsspec
 import pytest
 
 from ictal.corpus.discovery import discover, inventory_digest, open_fs, scan
+from ictal.errors import UsageError
 
 FILES = [
     "edf/train/aaaaaaab/s002_2004_02_02/02_tcp_le/aaaaaaab_s002_t001.edf",
@@ -63,7 +64,10 @@ def test_layout_parsing_and_sorting(corpus: str) -> None:
 
 
 def test_empty_or_missing_root(tmp_path: Path) -> None:
-    assert discover(str(tmp_path / "nothing")) == []
+    (tmp_path / "empty").mkdir()
+    assert discover(str(tmp_path / "empty")) == []
+    with pytest.raises(UsageError, match=r"corpus .*nothing does not exist"):
+        discover(str(tmp_path / "nothing"))  # a missing root is said, not an empty corpus
 
 
 def test_inventory_digest_stable_and_sensitive(corpus: str) -> None:

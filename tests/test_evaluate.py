@@ -210,7 +210,7 @@ def test_unreadable_checkpoint_is_a_usage_error(setup: tuple[Config, Path]) -> N
     cfg, tmp = setup
     bad = tmp / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(UsageError, match="cannot be loaded"):
+    with pytest.raises(UsageError, match="cannot be read"):
         evaluate(cfg, bad, split="dev", out=tmp / "ev-bad")
     with pytest.raises(UsageError, match="does not exist"):
         evaluate(cfg, tmp / "missing.pt", split="dev", out=tmp / "ev-bad")

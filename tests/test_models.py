@@ -67,7 +67,9 @@ def test_pool_targets_gives_the_seizure_fraction_per_step():
 def test_registry_lists_names_in_errors(monkeypatch):
     monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))  # keep it local
     assert "conv_bigru" in available()
-    with pytest.raises(ValueError, match=r"unknown model 'nope'; available: .*conv_bigru"):
+    with pytest.raises(
+        ValueError, match=r"model.name='nope' is not a known model; available: .*conv_bigru"
+    ):
         build_model("nope", n_channels=19, fs=256)
 
     @register("tiny_test_model")

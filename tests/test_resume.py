@@ -20,6 +20,7 @@ import torch
 from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
+from ictal.errors import PreflightError
 from ictal.train.heartbeat import read_heartbeat
 from ictal.train.metrics import MetricsLog, keep_until, read_metrics
 from ictal.train.run import CONFIG, HEARTBEAT, RunDir, find_resumable, lock_run
@@ -277,5 +278,6 @@ def test_find_resumable_skips_done_and_live_runs(tmp_path):
     assert find_resumable(tmp_path) == old
     live = make("20240103T000000Z-cccccc", "running")
     assert find_resumable(tmp_path) == live
-    with lock_run(RunDir(live)):
-        assert find_resumable(tmp_path) == old
+    # a resume is running: a second one refuses, naming the process
+    with lock_run(RunDir(live)), pytest.raises(PreflightError, match=r"being trained by .*:\d+"):
+        find_resumable(tmp_path)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,7 +16,8 @@ from rich.table import Table
 
 from ictal import __version__
 from ictal.config import Config, ConfigError, load_config
-from ictal.errors import ExitCode, IctalError
+from ictal.errors import EXIT_CODES_HELP, ExitCode, IctalError
+from ictal.io.redact import redact
 from ictal.ui import log, make_console, setup_logging
 
 if TYPE_CHECKING:
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     name="ictal",
     help="Train seizure detectors on scalp EEG: synth -> census -> build -> train -> evaluate.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -35,13 +42,26 @@ SetOpt = Annotated[
 ]
 
 
+# The config of the running command, so a storage error can name the setting it came from.
+_CURRENT: list[Config] = []
+# What a command that was interrupted says to resume it (default: run it again).
+_INTERRUPT_HINT: list[str] = []
+
+
 def _config(config: Path | None, sets: list[str] | None) -> Config:
     """Load the config or exit 2 with the message naming the field."""
     try:
-        return load_config(config, sets or [])
+        cfg = load_config(config, sets or [])
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        _error(str(exc))
         raise typer.Exit(ExitCode.USAGE) from exc
+    _CURRENT[:] = [cfg]
+    return cfg
+
+
+def _error(message: str) -> None:
+    """One error message on stderr, credentials redacted."""
+    typer.echo(f"error: {redact(message)}", err=True)
 
 
 @app.callback()
@@ -64,12 +84,25 @@ def synth(
     quirks: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of files with a real-world defect.")
     ] = 0.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a directory that is not empty.")
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Write a synthetic corpus in the exact TUSZ layout and formats."""
     _config(config, set_)
     from ictal.corpus.synth import synthesize
+
+    if out.exists() and not out.is_dir():
+        _error(f"{out} is a file; synth writes a corpus directory: choose another OUT")
+        raise typer.Exit(ExitCode.USAGE)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        _error(
+            f"{out} is not empty: synth writes a corpus into an empty directory; choose another "
+            "OUT, or pass --force to write over the files of the same names"
+        )
+        raise typer.Exit(ExitCode.USAGE)
 
     truth = synthesize(out, patients=patients, hours=hours, seed=seed, quirks=quirks)
     files = truth.get("files", [])
@@ -91,16 +124,13 @@ def census(
     from ictal.io.atomic import atomic_write_json
 
     root = corpus or cfg.corpus.root
-    from ictal.corpus.discovery import open_fs
+    from ictal.corpus.discovery import check_corpus_root
 
-    fs, base = open_fs(root)
-    if not fs.exists(f"{base}/edf"):
-        typer.echo(
-            f"error: {root} is not a TUSZ-layout corpus: {root}/edf does not exist "
-            "(expected edf/{train,dev,eval}/<patient>/<session>/<montage>/*.edf)",
-            err=True,
-        )
-        raise typer.Exit(ExitCode.USAGE)
+    check_corpus_root(root)
+    if json_out is not None:
+        from ictal.io.paths import writable_dir
+
+        writable_dir(json_out.parent, "--json")
     from ictal.ui import progress
 
     with progress("census", total=None) as tick:
@@ -139,7 +169,7 @@ def _table(title: str, rows: list[tuple[str, str]]) -> Table:
 
 @app.command()
 def build(
-    workers: Annotated[int | None, typer.Option(help="Parallel worker processes.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes.")] = None,
     executor: Annotated[
         str | None, typer.Option(help="process (default) or serial; same bytes either way.")
     ] = None,
@@ -179,10 +209,9 @@ def build(
         if not cfg.cache.retry_failed and not retry_failed:
             console.print("known failures are not retried; use --retry-failed after fixing them")
     if report.exit_code == ExitCode.PREFLIGHT:
-        typer.echo(
-            f"error: {report.failed_fraction:.1%} of recordings failed, more than "
-            f"cache.max_failed_fraction={cfg.cache.max_failed_fraction}",
-            err=True,
+        _error(
+            f"{report.failed_fraction:.1%} of recordings failed, more than "
+            f"cache.max_failed_fraction={cfg.cache.max_failed_fraction}"
         )
     raise typer.Exit(report.exit_code)
 
@@ -203,8 +232,8 @@ def verify(
     fix = _fix_command("build", config, set_)
     located = locate(cfg)
     if not located.committed or located.path is None:
-        typer.echo(f"error: no committed cache for this config under {cfg.cache.root}", err=True)
-        typer.echo(f"  fix: run `{fix}` (`ictal explain` says why)", err=True)
+        _error(f"no committed cache for this config under {cfg.cache.root}")
+        typer.echo(redact(f"  fix: run `{fix}` (`ictal explain` says why)"), err=True)
         raise typer.Exit(ExitCode.PREFLIGHT)
     if located.note:
         log.warning(located.note)
@@ -218,8 +247,8 @@ def verify(
     console = make_console()
     if problems:
         for line in format_problems(problems):
-            typer.echo(line, err=True)
-        typer.echo(f"error: {len(problems)} problem(s) in {located.path}", err=True)
+            typer.echo(redact(line), err=True)
+        _error(f"{len(problems)} problem(s) in {located.path}")
         raise typer.Exit(ExitCode.PREFLIGHT)
     view = open_cache(located.path)
     totals = view.manifest["totals"]
@@ -277,8 +306,16 @@ def gc(
     cfg = _config(config, set_)
     from ictal.cache.gc import plan_gc, remove
 
-    removals = plan_gc(cfg)
+    plan = plan_gc(cfg)
+    removals = plan.removals
     console = make_console()
+    if plan.left_alone:
+        t = Table(title="not Ictal caches, left alone", title_justify="left")
+        t.add_column("directory")
+        t.add_column("why")
+        for a in plan.left_alone:
+            t.add_row(str(a.path), a.reason)
+        console.print(t)
     if not removals:
         console.print(f"nothing to remove under {cfg.cache.root}")
         return
@@ -317,6 +354,12 @@ def publish(
     to: Annotated[
         str | None, typer.Option("--to", help="fsspec URL to publish to (default cache.remote).")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Replace a damaged or different remote copy (every file again)."
+        ),
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -324,7 +367,7 @@ def publish(
     cfg = _config(config, set_)
     from ictal.cache.remote import publish as run_publish
 
-    result = run_publish(cfg, to, workers=cfg.cache.workers or 4)
+    result = run_publish(cfg, to, workers=cfg.cache.workers or 4, force=force)
     _print_transfer(result, "published", f"{result.remote} is already published (same manifest)")
 
 
@@ -365,7 +408,10 @@ def train(
     from ictal.train.loop import train as run_training
 
     result = run_training(
-        cfg, resume=run if run is not None else resume, fix_hint=_fix_command("build", config, set_)
+        cfg,
+        resume=run if run is not None else resume,
+        fix_hint=_fix_command("build", config, set_),
+        command=_fix_command("train", config, set_),
     )
     console = make_console()
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
@@ -381,10 +427,12 @@ def train(
     if result.pushed_to:
         rows.append(("pushed to", result.pushed_to))
     console.print(_table("ictal train", rows))
-    if result.state == "stopped":
-        console.print(f"stopped; continue with `{result.resume_hint}`")
     if result.push_error:
-        typer.echo(f"error: {result.push_error}", err=True)
+        _error(result.push_error)
+    if result.state == "stopped":
+        _INTERRUPT_HINT[:] = [f"continue with `{result.resume_hint}`"]
+        raise typer.Exit(ExitCode.INTERRUPTED)
+    if result.push_error:
         raise typer.Exit(ExitCode.PARTIAL)
 
 
@@ -425,7 +473,7 @@ def evaluate(
         config = frozen
     cfg = _config(config, set_)
     if split is not None and split not in ("dev", "eval", "train"):
-        typer.echo(f"error: --split must be dev or eval, got {split!r}", err=True)
+        _error(f"--split must be dev, eval or train, got {split!r}")
         raise typer.Exit(ExitCode.USAGE)
     from ictal.evaluate.run import evaluate as run_evaluate
     from ictal.evaluate.summary import summary_table
@@ -446,9 +494,9 @@ def evaluate(
     if result.pushed_to:
         console.print(f"pushed to: {result.pushed_to}")
     if result.push_error:
-        typer.echo(f"error: {result.push_error}", err=True)
+        _error(result.push_error)
     if result.failed:
-        typer.echo(f"error: {len(result.failed)} recording(s) failed; see the log", err=True)
+        _error(f"{len(result.failed)} recording(s) failed; see the log")
     if result.failed or result.push_error:
         raise typer.Exit(ExitCode.PARTIAL)
 
@@ -459,11 +507,15 @@ def report(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Write a self-contained HTML report (training curves, scores, traces)."""
-    _config(config, set_)
+    """Write a self-contained HTML report (training curves, scores, traces).
+
+    An evaluation directory is reported with its run (its parent, or the run its scores
+    name when that run lies under runs.root).
+    """
+    cfg = _config(config, set_)
     from ictal.evaluate.report import write_report
 
-    path = write_report(run)
+    path = write_report(run, Path(cfg.runs.root))
     make_console().print(f"report: {path}")
 
 
@@ -480,13 +532,86 @@ def status(
     print_statuses(run_statuses(where or cfg.runs.root), make_console())
 
 
-def main() -> None:
-    """Console-script entry point: library errors become their exit codes."""
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so every command unwinds the same way:
+    workers are ended, partial work stays resumable, the exit code is 130."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"received {signal.Signals(signum).name}")
+
+
+def _storage_setting(filename: str | None) -> str:
+    """The config setting whose directory holds ``filename`` (cache.root, runs.root...)."""
+    if not filename or not _CURRENT:
+        return ""
+    cfg = _CURRENT[0]
+    target = os.path.abspath(filename)
+    for name, root in (("cache.root", cfg.cache.root), ("runs.root", cfg.runs.root)):
+        base = os.path.abspath(root)
+        if target == base or target.startswith(base + os.sep):
+            return name
+    return ""
+
+
+def _os_error(exc: OSError) -> int:
+    """A storage error as one line naming the file, what the system said and the fix."""
+    where = exc.filename or "a file"
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    setting = _storage_setting(exc.filename)
+    named = f" (under {setting})" if setting else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        _error(f"disk full writing {where}{named}: {why}")
+        typer.echo(
+            "  fix: free space (or point the setting at a larger disk) and run the same "
+            "command again: what was finished is kept",
+            err=True,
+        )
+        return ExitCode.PREFLIGHT
+    _error(f"cannot use {where}{named}: {why}")
+    typer.echo(
+        "  fix: point " + (setting or "the path") + " at a directory this process can read and "
+        "write, or fix its permissions",
+        err=True,
+    )
+    return ExitCode.USAGE
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code: library errors, storage errors and
+    interrupts become their documented codes with one redacted message (typer itself turns
+    usage errors into 2 and KeyboardInterrupt into 130)."""
     try:
-        app()
+        app(args=argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except IctalError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(int(exc.exit_code))
+        _error(str(exc))
+        return int(exc.exit_code)
+    except KeyboardInterrupt:  # raised outside a command (while parsing)
+        code = ExitCode.INTERRUPTED
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                         errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT):  # fmt: skip
+            return _os_error(exc)
+        typer.echo(redact(traceback.format_exc()), err=True)
+        _error(f"unexpected storage error: {exc}")
+        return ExitCode.UNEXPECTED
+    except Exception as exc:  # a bug: its traceback, credentials redacted, and exit 1
+        typer.echo(redact(traceback.format_exc()), err=True)
+        _error(f"unexpected {type(exc).__name__}: {exc}")
+        return ExitCode.UNEXPECTED
+    if code == ExitCode.INTERRUPTED:
+        hint = _INTERRUPT_HINT[0] if _INTERRUPT_HINT else "run the same command again"
+        typer.echo(redact(f"interrupted, resumable: {hint}"), err=True)
+    return int(code)
+
+
+def main() -> None:
+    """Console-script entry point: SIGTERM unwinds like Ctrl-C; exit codes scripts trust."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ictal.errors import UsageError
+
 # Bump when preprocessing code changes output bytes for the same config: it enters the key.
 PREPROCESSING_VERSION = "ictal-preproc-1"
 CACHE_FORMAT_VERSION = 1
@@ -24,8 +26,9 @@ CANONICAL_19 = (
 )  # fmt: skip
 
 
-class ConfigError(ValueError):
-    """A config or override that cannot be used; the message names field, value, what is allowed."""
+class ConfigError(UsageError, ValueError):
+    """A config or override that cannot be used; the message names field, value, what is
+    allowed (exit 2)."""
 
 
 class Section(BaseModel):
@@ -211,9 +214,17 @@ class Config(Section):
             "corpus": {"policy": self.corpus.policy.model_dump(mode="json")},
         }
 
+    def stored(self) -> dict[str, Any]:
+        """The resolved config as stored in run files and checkpoints: credentials in URLs
+        are masked (they belong in the environment, never in a file)."""
+        from ictal.io.redact import redact_tree
+
+        return redact_tree(self.model_dump(mode="json"))
+
     def to_yaml(self) -> str:
-        """The resolved config as YAML (round-trips through load_config)."""
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        """The resolved config as YAML for run directories (round-trips through load_config;
+        credentials masked)."""
+        return yaml.safe_dump(self.stored(), sort_keys=False)
 
 
 # Dotted paths of the semantic fields, for diffs that name what differs (explain).
@@ -291,6 +302,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ConfigError(f"config file {p} does not exist") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f"config file {p} is a directory; pass a YAML file to -c") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {p} is not text (binary?); pass a YAML file") from exc
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc.strerror or exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
         if loaded is None:

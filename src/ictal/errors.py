@@ -1,4 +1,4 @@
-"""Exit codes scripts can trust, and the errors that map onto them (DESIGN.md, CLI contract)."""
+"""Exit codes scripts can trust, and the errors that map onto them (docs/design.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,14 @@ class ExitCode(IntEnum):
     USAGE = 2
     PREFLIGHT = 3
     PARTIAL = 4
+    INTERRUPTED = 130  # SIGINT or SIGTERM: stopped cleanly, the same command resumes
+
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success, 1 unexpected error, 2 usage or config error, 3 refused "
+    "(preflight, storage, unsafe input), 4 finished but some inputs failed, 130 interrupted "
+    "(SIGINT/SIGTERM; run the same command again to resume)."
+)
 
 
 class IctalError(Exception):
@@ -36,3 +44,8 @@ class PreflightError(IctalError):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if fix is None else f"{problem}\n  fix: {fix}")
+
+
+class UnsafePathError(PreflightError):
+    """A path taken from untrusted content (a manifest, a table, a remote listing) that is
+    absolute, climbs with '..', or resolves outside its root: refused, never followed."""

@@ -20,6 +20,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+from ictal.io.redact import RedactingFormatter
 
 log = logging.getLogger("ictal")
 
@@ -30,10 +33,22 @@ def is_terminal() -> bool:
 
 
 def make_console() -> Console:
-    """Console for summaries on stdout; plain and wide (no wrapped paths) when not a terminal."""
+    """Console for summaries on stdout; plain and wide (no wrapped paths) when not a terminal.
+
+    Markup and emoji codes are off: labels, paths and messages come from user files and are
+    printed as they are (a label ``[/bold]`` is text, not a style); styles are given as
+    ``rich.text.Text`` objects instead.
+    """
     if sys.stdout.isatty():
-        return Console()
-    return Console(no_color=True, width=200, soft_wrap=False, force_terminal=False)
+        return Console(markup=False, emoji=False)
+    return Console(
+        no_color=True, width=200, soft_wrap=False, force_terminal=False, markup=False, emoji=False
+    )
+
+
+def styled(text: str, style: str) -> Text:
+    """Plain text in a style (never parsed as markup)."""
+    return Text(text, style=style)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -44,15 +59,20 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.removeHandler(h)
     handler: logging.Handler
     if is_terminal():
-        handler = RichHandler(console=Console(stderr=True), show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler = RichHandler(
+            console=Console(stderr=True, markup=False, emoji=False), show_path=False, markup=False
+        )
+        handler.setFormatter(RedactingFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-        )
+        handler.setFormatter(plain_formatter())
     root.addHandler(handler)
     root.propagate = False
+
+
+def plain_formatter() -> logging.Formatter:
+    """'time level message' lines for logs and files, credentials redacted."""
+    return RedactingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
 
 
 @dataclass
@@ -103,13 +123,14 @@ def progress(description: str, total: int | None, every_s: float = 10.0) -> Iter
     ticker = Ticker(description, total, every_s)
     if is_terminal():
         columns = (
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=Console(stderr=True), transient=False) as prog:
+        console = Console(stderr=True, emoji=False)
+        with Progress(*columns, console=console, transient=False) as prog:
             ticker._progress = prog
             ticker._task = prog.add_task(description, total=total)
             yield ticker

@@ -8,6 +8,7 @@ bytes depend only on the corpus and the semantic config, never on workers or int
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import socket
@@ -20,8 +21,8 @@ from typing import Any
 from ictal import __version__
 from ictal.cache import layout
 from ictal.cache.executors import make_executor
-from ictal.cache.ledger import BuildLock, is_locked, load_records, sweep_temp_files
-from ictal.cache.manifest import read_json, sha256_bytes, table_bytes
+from ictal.cache.ledger import build_lock, is_locked, key_lock, load_records, sweep_temp_files
+from ictal.cache.manifest import ManifestError, read_json, sha256_bytes, table_bytes
 from ictal.cache.reuse import donor_records, reuse_one
 from ictal.cache.worker import REUSED, Task, build_one
 from ictal.config import (
@@ -30,9 +31,11 @@ from ictal.config import (
     Config,
     cache_key,
 )
-from ictal.corpus.discovery import Discovery, RecordingRef, scan
+from ictal.corpus.discovery import LAYOUT_HINT, Discovery, RecordingRef, scan
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
+from ictal.io.paths import writable_dir
+from ictal.io.redact import redact
 from ictal.ui import log, progress
 
 
@@ -90,7 +93,8 @@ def plan(cfg: Config) -> Plan:
     refs = [r for r in found.refs if r.split in cfg.corpus.splits]
     if not refs:
         raise PreflightError(
-            f"no recordings in the TUSZ layout under {root} (splits {list(cfg.corpus.splits)})",
+            f"no recordings in the TUSZ layout under {redact(root)} (splits "
+            f"{list(cfg.corpus.splits)}; {LAYOUT_HINT})",
             "check corpus.root, or create a demo corpus with `ictal synth DIR`",
         )
     return Plan(refs, found.digest(refs), found)
@@ -186,15 +190,43 @@ def build_cache(
     report.max_failed_fraction = cfg.cache.max_failed_fraction
     for rel, reason in off_layout:
         log.warning(f"{rel}: {reason} (not built)")
-    if (final / layout.MANIFEST).is_file():
-        man = read_json(final / layout.MANIFEST)
-        report.up_to_date = True
-        report.skipped = man["totals"]["recordings"]
-        report.failed = [(f["rel"], f["reason"]) for f in man["failed"]]
-        _fill_totals(report, man)
-        report.wall_s = time.monotonic() - t0
-        return report
+    writable_dir(root, "cache.root")
+    with key_lock(root, key):  # one build or stage of this key at a time, check to commit
+        if (final / layout.MANIFEST).is_file():
+            man = _committed_manifest(final)
+            report.up_to_date = True
+            report.skipped = man["totals"]["recordings"]
+            report.failed = [(f["rel"], f["reason"]) for f in man["failed"]]
+            _fill_totals(report, man)
+            report.wall_s = time.monotonic() - t0
+            return report
+        if final.exists() or final.is_symlink():
+            raise PreflightError(
+                f"{final} exists but holds no manifest.json: a broken commit or a copy that did "
+                "not finish, so this cache can be neither used nor built",
+                f"move {final} aside (`ictal gc --yes` removes it when ictal made it), then "
+                "build again",
+            )
+        manifest = _build_locked(cfg, planned, key, root, final, report, workers, retry_failed, t0)
+    report.failed = [(f["rel"], f["reason"]) for f in manifest["failed"]]
+    _fill_totals(report, manifest)
+    return report
 
+
+def _build_locked(
+    cfg: Config,
+    planned: Plan,
+    key: str,
+    root: Path,
+    final: Path,
+    report: BuildReport,
+    workers: int | None,
+    retry_failed: bool | None,
+    t0: float,
+) -> dict[str, Any]:
+    """The build proper, under the key lock: resume or start a building directory, build what
+    is missing, finalize, and commit by rename; returns the manifest."""
+    refs, digest = planned.refs, planned.digest
     existing = layout.building_dirs_for(root, key)
     resumable = [e for e in existing if not is_locked(e.path)]
     if existing and not resumable:
@@ -213,7 +245,7 @@ def build_cache(
     (directory / layout.RECORDS).mkdir(exist_ok=True)
 
     retry = cfg.cache.retry_failed if retry_failed is None else retry_failed
-    with BuildLock(directory):
+    with build_lock(directory):
         if not (directory / layout.PLAN).exists():
             atomic_write_json(
                 directory / layout.PLAN,
@@ -245,8 +277,9 @@ def build_cache(
         tasks = (
             Task(root_url, r, str(directory), cfg_dump, sig(r), by_content.get(r.id)) for r in todo
         )
-        with progress("build", total=len(todo)) as tick:
-            for rec in executor.map_unordered(build_one, tasks):
+        results = contextlib.closing(executor.map_unordered(build_one, tasks))
+        with progress("build", total=len(todo)) as tick, results as done:
+            for rec in done:
                 if rec.pop(REUSED, False):
                     records[rec["id"]] = rec
                     report.reused += 1
@@ -277,11 +310,15 @@ def build_cache(
             },
         )
         # Commit: the rename makes the complete directory visible under its key at once.
-        os.rename(directory, final)
+        try:
+            os.rename(directory, final)
+        except OSError as exc:
+            raise PreflightError(
+                f"cannot commit {directory} as {final}: {os.strerror(exc.errno or 0)}",
+                f"move {final} aside, then run the build again (it finishes at once)",
+            ) from exc
         fsync_dir(root)
-    report.failed = [(f["rel"], f["reason"]) for f in manifest["failed"]]
-    _fill_totals(report, manifest)
-    return report
+    return manifest
 
 
 def _reuse(
@@ -329,6 +366,26 @@ def _same_sizes(a: dict[str, Any], b: dict[str, Any]) -> bool:
     if set(a) != set(b):
         return False
     return all((a[k] is None) == (b[k] is None) and (a[k] is None or a[k][0] == b[k][0]) for k in a)
+
+
+def _committed_manifest(final: Path) -> dict[str, Any]:
+    """The manifest of the committed cache, or a refusal naming it when it is damaged."""
+    try:
+        man = read_json(final / layout.MANIFEST)
+        ok = (
+            isinstance(man, dict)
+            and isinstance(man.get("totals"), dict)
+            and isinstance(man["totals"].get("recordings"), int)
+            and isinstance(man.get("failed"), list)
+        )
+        if not ok:
+            raise ManifestError(f"{final / layout.MANIFEST}: not an ictal manifest")
+    except ManifestError as exc:
+        raise PreflightError(
+            f"the committed cache {final} is damaged: {exc}",
+            f"move {final} aside (or `ictal gc --yes` with another config), then build again",
+        ) from exc
+    return man
 
 
 def _fill_totals(report: BuildReport, manifest: dict[str, Any]) -> None:

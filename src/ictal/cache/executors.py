@@ -6,8 +6,14 @@ ship the same task function; the output bytes never depend on which executor ran
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Protocol, TypeVar
@@ -44,12 +50,42 @@ class SerialExecutor:
             yield fn(item)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
+    """Worker set-up: single-threaded math, Ctrl-C left to the coordinator (which ends the
+    workers itself), and an exit as soon as the coordinator is gone, even by SIGKILL."""
     os.environ.update(SINGLE_THREAD_ENV)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` dies: the kernel's parent-death signal on Linux, and
+    a watchdog thread everywhere (a worker is never orphaned to keep running)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="ictal-parent-watch", daemon=True).start()
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class ProcessExecutor:
-    """Local worker processes (spawned, so BLAS reads the single-thread settings at import)."""
+    """Local worker processes (spawned, so BLAS reads the single-thread settings at import).
+
+    If the coordinator stops early (an error, SIGINT or SIGTERM raised in it), pending tasks
+    are cancelled and the workers terminated at once: nothing keeps running after it.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, int(workers))
@@ -59,16 +95,38 @@ class ProcessExecutor:
         os.environ.update(SINGLE_THREAD_ENV)  # inherited by spawned children
         try:
             ctx = mp.get_context("spawn")
-            with ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker
-            ) as pool:
+            pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+            )
+            finished = False
+            try:
                 yield from _bounded(pool, fn, iter(items), 2 * self.workers)
+                finished = True
+            finally:
+                if finished:
+                    pool.shutdown(wait=True)
+                else:
+                    _terminate(pool)
         finally:
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Cancel what is queued and end the workers now (not after their current task)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public API before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, ValueError):
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
 
 
 def _bounded(

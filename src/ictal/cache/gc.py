@@ -1,7 +1,11 @@
-"""Explicit garbage collection: only `ictal gc --yes` removes caches (DESIGN.md invariant 5)."""
+"""Explicit garbage collection: only `ictal gc --yes` removes caches, and only directories
+Ictal made (a committed cache with its manifest, or a build or staging copy with the marker
+Ictal wrote first). Anything else named like a key is listed and left alone; symbolic links
+are never followed."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,8 +13,10 @@ from pathlib import Path
 from ictal.cache import layout
 from ictal.cache.ledger import is_locked
 from ictal.cache.locate import locate
+from ictal.cache.manifest import read_json, read_manifest
 from ictal.config import Config
 from ictal.errors import PreflightError
+from ictal.io.lock import is_locked as lock_held
 
 
 @dataclass(frozen=True)
@@ -22,16 +28,60 @@ class Removal:
     bytes: int
 
 
+@dataclass(frozen=True)
+class LeftAlone:
+    """A directory named like a cache that gc will not touch, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class GcPlan:
+    """What `ictal gc` would remove and what it leaves alone."""
+
+    removals: list[Removal]
+    left_alone: list[LeftAlone]
+
+
 def _size(path: Path) -> int:
     """Bytes that removing `path` frees: arrays hard-linked into another cache (reused
     recordings) stay on disk, so they are not counted."""
-    return sum(
-        st.st_size for p in path.rglob("*") if p.is_file() and (st := p.stat()).st_nlink == 1
-    )
+    total = 0
+    for p in path.rglob("*"):
+        st = p.lstat()
+        if p.is_file() and not p.is_symlink() and st.st_nlink == 1:
+            total += st.st_size
+    return total
 
 
-def plan_gc(cfg: Config) -> list[Removal]:
-    """Everything under cache.root but the current key's cache and its resumable build."""
+def _marker_key(path: Path, name: str) -> str | None:
+    """The key an Ictal marker file (plan.json, stage.json) in ``path`` names, or None."""
+    try:
+        doc = read_json(path / name)
+    except ValueError:
+        return None
+    key = doc.get("key") if isinstance(doc, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def ictal_made(entry: layout.Entry) -> str | None:
+    """What Ictal wrote that proves it made this directory ('manifest', 'plan', 'stage'),
+    or None when nothing there is Ictal's."""
+    if not entry.building:
+        man = read_manifest(entry.path)
+        if man is not None and str(man.get("key", "")).startswith(entry.key16):
+            return "manifest"
+    marker = layout.STAGE_MARKER if entry.staging else layout.PLAN
+    key = _marker_key(entry.path, marker)
+    if key is not None and key.startswith(entry.key16):
+        return "stage" if entry.staging else "plan"
+    return None
+
+
+def plan_gc(cfg: Config) -> GcPlan:
+    """Every Ictal directory under cache.root but the current key's cache and its resumable
+    build; what is not Ictal's is listed as left alone."""
     located = locate(cfg)
     if located.key is None:
         raise PreflightError(
@@ -39,25 +89,51 @@ def plan_gc(cfg: Config) -> list[Removal]:
             "matches this config, so gc would remove everything",
             "make corpus.root reachable or pass the config the current cache was built with",
         )
+    root = Path(cfg.cache.root)
     current = layout.key16(located.key)
-    out = []
-    for entry in layout.list_entries(Path(cfg.cache.root)):
+    plan = GcPlan([], [])
+    for entry in layout.list_entries(root, links=True):
+        if entry.path.is_symlink():
+            plan.left_alone.append(LeftAlone(entry.path, "symbolic link (never followed)"))
+            continue
+        made = ictal_made(entry)
+        if made is None:
+            what = "no manifest.json" if not entry.building else "no marker ictal writes"
+            plan.left_alone.append(LeftAlone(entry.path, f"not an Ictal cache ({what})"))
+            continue
+        if is_locked(entry.path) or lock_held(layout.key_lock_path(root, entry.key16)):
+            continue  # a live build or stage: never touch it
         if entry.building:
-            if is_locked(entry.path):
-                continue  # a live build: never touch it
             if entry.key16 == current and not located.committed:
                 continue  # the current config's interrupted build or stage: a rerun resumes it
             kind = "staging" if entry.staging else "build"
             reason = f"stale {kind} directory" + (
                 " (its cache is committed)" if entry.key16 == current else ""
             )
-            out.append(Removal(entry.path, reason, _size(entry.path)))
+            plan.removals.append(Removal(entry.path, reason, _size(entry.path)))
+        elif made == "plan":
+            plan.removals.append(
+                Removal(entry.path, "broken commit: ictal build left it without manifest.json",
+                        _size(entry.path))
+            )  # fmt: skip
         elif entry.key16 != current:
-            out.append(Removal(entry.path, "cache of another config or corpus", _size(entry.path)))
-    return out
+            plan.removals.append(
+                Removal(entry.path, "cache of another config or corpus", _size(entry.path))
+            )
+    return plan
 
 
 def remove(removals: list[Removal]) -> None:
-    """Delete the planned directories (only called with --yes)."""
+    """Delete the planned directories (only called with --yes); a directory that became a
+    symbolic link since the plan is skipped, and a storage error is a refusal naming it."""
     for r in removals:
-        shutil.rmtree(r.path)
+        if r.path.is_symlink() or not r.path.is_dir():
+            continue
+        try:
+            shutil.rmtree(r.path)
+        except OSError as exc:
+            raise PreflightError(
+                f"cannot remove {r.path}: {os.strerror(exc.errno) if exc.errno else exc}",
+                "run gc where cache.root is writable (a read-only shared cache is listed, "
+                "not changed)",
+            ) from exc

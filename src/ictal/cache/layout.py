@@ -21,6 +21,7 @@ PLAN = "plan.json"
 ARRAYS = "arrays"
 RECORDS = "records"
 LOCK = ".lock"
+STAGE_MARKER = "stage.json"  # written first into a staging directory by `ictal stage`
 
 _COMMITTED = re.compile(r"^[0-9a-f]{16}$")
 _BUILDING = re.compile(r"^([0-9a-f]{16})\.building-([0-9A-Za-z_-]+)$")
@@ -35,6 +36,11 @@ def key16(key: str) -> str:
 def committed_dir(root: str | Path, key: str) -> Path:
     """The committed directory of a key (exists only once the build finished)."""
     return Path(root) / key16(key)
+
+
+def key_lock_path(root: str | Path, key: str) -> Path:
+    """The lock file every build and stage of a key holds (``<root>/<key16>.lock``)."""
+    return Path(root) / f"{key16(key)}.lock"
 
 
 def new_run_id() -> str:
@@ -59,26 +65,38 @@ class Entry:
     staging: bool = False
 
 
-def list_entries(root: str | Path) -> list[Entry]:
-    """Committed caches and building directories under root, sorted by name."""
+def classify(path: Path) -> Entry | None:
+    """The entry a directory name stands for (committed, building, staging), or None."""
+    name = path.name
+    if _COMMITTED.match(name):
+        return Entry(path, name, building=False)
+    m = _BUILDING.match(name)
+    if m:
+        return Entry(path, m.group(1), building=True, run=m.group(2))
+    m = _STAGING.match(name)
+    if m:
+        return Entry(path, m.group(1), building=True, staging=True)
+    return None
+
+
+def list_entries(root: str | Path, *, links: bool = False) -> list[Entry]:
+    """Directories under root named like a committed cache, a build or a staging copy, sorted
+    by name. Symbolic links are left out (nothing may follow them) unless ``links``."""
     base = Path(root)
     if not base.is_dir():
         return []
     out: list[Entry] = []
     for name in sorted(os.listdir(base)):
         path = base / name
-        if not path.is_dir():
+        entry = classify(path)
+        if entry is None:
             continue
-        if _COMMITTED.match(name):
-            out.append(Entry(path, name, building=False))
+        if path.is_symlink():
+            if links:
+                out.append(entry)
             continue
-        m = _BUILDING.match(name)
-        if m:
-            out.append(Entry(path, m.group(1), building=True, run=m.group(2)))
-            continue
-        m = _STAGING.match(name)
-        if m:
-            out.append(Entry(path, m.group(1), building=True, staging=True))
+        if path.is_dir():
+            out.append(entry)
     return out
 
 

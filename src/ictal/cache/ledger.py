@@ -3,78 +3,75 @@ build resumes where it stopped and never redoes a completed recording."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from ictal.cache import layout
 from ictal.cache.manifest import read_json
-from ictal.errors import PreflightError
+from ictal.errors import UnsafePathError
+from ictal.io.lock import FileLock
+from ictal.io.lock import is_locked as _lock_held
+from ictal.io.paths import check_name, contained
 
 
-class BuildLock:
-    """An exclusive flock on the building directory: one build per directory at a time."""
+def build_lock(directory: Path) -> FileLock:
+    """An exclusive lock on a building or staging directory: one process in it at a time."""
+    return FileLock(
+        directory / layout.LOCK,
+        f"the build directory {directory}",
+        "wait for it to finish (`ictal explain` shows its progress)",
+    )
 
-    def __init__(self, directory: Path) -> None:
-        self.path = directory / layout.LOCK
-        self.fd: int | None = None
 
-    def __enter__(self) -> BuildLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self.fd)
-            raise PreflightError(
-                f"another build is running in {self.path.parent}",
-                "wait for it to finish (`ictal explain` shows its progress)",
-            ) from exc
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+def key_lock(root: Path, key: str) -> FileLock:
+    """The lock every build and stage of one key holds from its first check to its commit,
+    so two of them never race for the same committed directory."""
+    k16 = layout.key16(key)
+    return FileLock(
+        layout.key_lock_path(root, key),
+        f"the cache {k16} under {root} (a build or stage of it is running)",
+        "wait for it to finish (`ictal explain` shows its progress), then run the command again",
+    )
 
 
 def is_locked(directory: Path) -> bool:
-    """True when a live build holds the directory's lock."""
-    path = directory / layout.LOCK
-    if not path.exists():
-        return False
-    fd = os.open(path, os.O_RDWR)
+    """True when a live build or stage holds the directory's lock."""
+    return _lock_held(directory / layout.LOCK)
+
+
+def record_problem(directory: Path, rec: Any, name: str) -> str | None:
+    """Why a ledger record cannot be trusted (not a dict, unsafe id or array), or None."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("id"), str):
+        return f"{name}: not a ledger record"
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+        check_name(rec["id"], f"{directory / layout.RECORDS / name}: id")
+        if rec.get("status") == "done":
+            contained(directory, rec.get("array"), f"{directory / layout.RECORDS / name}: array")
+    except UnsafePathError as exc:
+        return exc.problem
+    return None
 
 
 def load_records(directory: Path) -> dict[str, dict[str, Any]]:
-    """The ledger: id -> record, keeping only done records whose array is complete."""
+    """The ledger: id -> record, keeping only done records whose array is complete; records
+    with an unsafe id or array path (not written by ictal) are ignored and redone."""
     records: dict[str, dict[str, Any]] = {}
     rec_dir = directory / layout.RECORDS
     if not rec_dir.is_dir():
         return records
     for name in os.listdir(rec_dir):
-        if not name.endswith(".json"):
+        if not name.endswith(".json") or name.startswith("."):
             continue  # temp files of a killed writer
         try:
             rec = read_json(rec_dir / name)
         except ValueError:
             continue  # cannot happen with atomic writes; redo the recording if it does
+        if record_problem(directory, rec, name) is not None:
+            continue
         if rec.get("status") == "done":
             array = directory / rec["array"]
-            if not array.is_file() or array.stat().st_size != rec["bytes"]:
+            if not array.is_file() or array.stat().st_size != rec.get("bytes"):
                 continue
         records[rec["id"]] = rec
     return records
@@ -85,10 +82,10 @@ def sweep_temp_files(directory: Path) -> int:
     n = 0
     for sub in (layout.ARRAYS, layout.RECORDS, "."):
         d = directory / sub
-        if not d.is_dir():
+        if not d.is_dir() or d.is_symlink():
             continue
         for p in d.iterdir():
-            if p.name.startswith(".") and p.name.endswith(".tmp"):
+            if p.name.startswith(".") and p.name.endswith(".tmp") and not p.is_symlink():
                 p.unlink(missing_ok=True)
                 n += 1
     return n

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ictal.cache import layout
-from ictal.cache.manifest import ManifestError, read_json
+from ictal.cache.manifest import read_manifest
 from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
+from ictal.corpus.discovery import CorpusMissing
 from ictal.errors import PreflightError
 
 
@@ -26,22 +26,13 @@ class Located:
     note: str = ""
 
 
-def read_manifest(path: Path) -> dict[str, Any] | None:
-    """The manifest of a committed cache directory, or None when missing/unreadable."""
-    try:
-        man = read_json(path / layout.MANIFEST)
-    except ManifestError:
-        return None
-    return man if isinstance(man, dict) else None
-
-
 def corpus_digest(cfg: Config) -> tuple[str, int] | None:
     """Inventory digest of the corpus and its recording count, or None when unreachable."""
     from ictal.cache.build import plan
 
     try:
         planned = plan(cfg)
-    except (PreflightError, OSError, ValueError):
+    except (PreflightError, CorpusMissing, OSError):
         return None
     return planned.digest, len(planned.refs)
 

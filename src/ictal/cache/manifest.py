@@ -10,12 +10,17 @@ from typing import Any
 
 from ictal.cache.layout import MANIFEST, TABLE
 from ictal.config import CACHE_FORMAT_VERSION
+from ictal.errors import ExitCode, IctalError, UnsafePathError
+from ictal.io.paths import check_name, contained
 
 SUPPORTED_FORMATS = (CACHE_FORMAT_VERSION,)
 
 
-class ManifestError(ValueError):
-    """A manifest or recordings table that cannot be used; the message names the file."""
+class ManifestError(IctalError, ValueError):
+    """A manifest or recordings table that cannot be used; the message names the file
+    (exit 3: the cache is refused, never read past the problem)."""
+
+    exit_code = ExitCode.PREFLIGHT
 
 
 def read_json(path: Path) -> Any:
@@ -26,6 +31,15 @@ def read_json(path: Path) -> Any:
         raise ManifestError(f"{path}: missing") from exc
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path}: unreadable or not JSON ({exc})") from exc
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a committed cache directory, or None when missing or unreadable."""
+    try:
+        man = read_json(path / MANIFEST)
+    except ManifestError:
+        return None
+    return man if isinstance(man, dict) else None
 
 
 def table_bytes(rows: list[dict[str, Any]]) -> bytes:
@@ -60,8 +74,8 @@ class CacheView:
         return list(self.manifest["channels"])
 
     def array_path(self, rec: dict[str, Any]) -> Path:
-        """Absolute path of a recording's array file."""
-        return self.path / rec["array"]
+        """Path of a recording's array file (checked to stay inside the cache directory)."""
+        return contained(self.path, rec["array"], f"{self.path / TABLE}: array of {rec['id']!r}")
 
     def split(self, name: str) -> list[dict[str, Any]]:
         """Recordings of one split, in table order."""
@@ -79,13 +93,54 @@ def open_cache(path: str | Path) -> CacheView:
             f"{base / MANIFEST}: cache format {manifest['format_version']} is not supported "
             f"by this ictal (supports {SUPPORTED_FORMATS})"
         )
+    for name, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(name), kind) or isinstance(manifest.get(name), bool):
+            raise ManifestError(f"{base / MANIFEST}: no valid {name!r} (not an ictal manifest)")
     table_path = base / TABLE
     try:
         raw = table_path.read_bytes()
     except FileNotFoundError as exc:
         raise ManifestError(f"{table_path}: missing") from exc
-    expected = manifest["table"]["sha256"]
+    table = manifest.get("table")
+    expected = table.get("sha256") if isinstance(table, dict) else None
     if sha256_bytes(raw) != expected:
         raise ManifestError(f"{table_path}: content does not match the manifest's sha256")
-    rows = json.loads(raw)
+    try:
+        rows = json.loads(raw)
+    except ValueError as exc:
+        raise ManifestError(f"{table_path}: not JSON ({exc})") from exc
+    check_rows(base, rows)
     return CacheView(base, manifest, rows)
+
+
+# Fields every manifest must carry, with their JSON types.
+_MANIFEST_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "key": str, "preprocessing_version": str, "semantic": dict, "source": dict,
+    "fs": (int, float), "dtype": str, "channels": list, "table": dict, "totals": dict,
+    "per_split": dict, "failed": list,
+}  # fmt: skip
+
+# Fields every recordings row must carry, with their JSON types.
+_ROW_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "split": str, "array": str, "bytes": int, "n_samples": int, "sha256": str,
+    "seizures": list,
+}  # fmt: skip
+
+
+def check_rows(base: Path, rows: Any) -> None:
+    """Every row has its fields with the right types, a plain id and an array path inside
+    the cache directory; anything else (a tampered or foreign table) is refused."""
+    where = base / TABLE
+    if not isinstance(rows, list):
+        raise ManifestError(f"{where}: not a list of recordings")
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ManifestError(f"{where}: row {k} is not an object")
+        for name, kind in _ROW_FIELDS.items():
+            if not isinstance(row.get(name), kind) or isinstance(row.get(name), bool):
+                raise ManifestError(f"{where}: row {k} has no valid {name!r}")
+        try:
+            check_name(row["id"], f"{where}: row {k} id")
+            contained(base, row["array"], f"{where}: array of {row['id']!r}")
+        except UnsafePathError as exc:
+            raise ManifestError(exc.problem) from exc

@@ -9,11 +9,10 @@ when ``<key16>.staging`` is renamed to ``<key16>``. Neither ever creates a bucke
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,16 @@ from typing import Any
 import fsspec
 
 from ictal.cache import layout
-from ictal.cache.ledger import BuildLock
+from ictal.cache.ledger import build_lock, key_lock
 from ictal.cache.locate import corpus_digest, locate
 from ictal.cache.verify import format_problems, verify_l0, verify_l1
 from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
-from ictal.errors import IctalError, PreflightError, UsageError
-from ictal.io.atomic import atomic_write_bytes, fsync_dir
-from ictal.io.sink import files_to_copy, make_dirs, open_url
+from ictal.errors import PreflightError, UnsafePathError, UsageError
+from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file
+from ictal.io.paths import contained, writable_dir
+from ictal.io.redact import redact
+from ictal.io.sink import files_to_copy
+from ictal.io.storage import make_dirs, open_url, storage_errors
 from ictal.ui import log, progress
 
 _KEY16 = re.compile(r"^[0-9a-f]{16}")
@@ -46,20 +48,16 @@ class Transfer:
     already: bool = False
 
 
-@contextlib.contextmanager
-def _storage(url: str, doing: str) -> Iterator[None]:
+_RERUN = (
+    "check cache.remote and its credentials (environment variables), then run the same "
+    "command again: it continues where it stopped"
+)
+
+
+def _storage(url: str, doing: str):  # type: ignore[no-untyped-def]
     """Storage failures (no bucket, no credentials, network) as a refusal naming the URL;
     what was copied stays, and a rerun continues from it."""
-    try:
-        yield
-    except IctalError:
-        raise
-    except Exception as exc:  # fsspec backends raise their own types (botocore, aiohttp...)
-        raise PreflightError(
-            f"{doing} {url} failed: {type(exc).__name__}: {exc}",
-            "check cache.remote and its credentials (environment variables), then run the "
-            "same command again: it continues where it stopped",
-        ) from exc
+    return storage_errors(url, doing, _RERUN)
 
 
 def _url(cfg: Config, url: str | None, flag: str) -> str:
@@ -70,15 +68,27 @@ def _url(cfg: Config, url: str | None, flag: str) -> str:
 
 
 def _remote_sizes(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
-    """Relative path -> size of every file under ``root`` (one listing, not a call per file)."""
+    """Relative path -> size of every file under ``root`` (one listing, not a call per file).
+    Names come from the remote listing as they are: callers check them before any use."""
     if not fs.exists(root):
         return {}
     found = fs.find(root, detail=True)
-    return {name[len(root) + 1 :]: int(info.get("size") or 0) for name, info in found.items()}
+    prefix = root.rstrip("/") + "/"
+    out = {}
+    for name, info in found.items():
+        if info.get("type") == "directory":
+            continue
+        rel = name[len(prefix) :] if name.startswith(prefix) else name
+        out[rel] = int(info.get("size") or 0)
+    return out
 
 
-def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfer:
-    """Upload this config's committed cache to ``<url>/<key16>/``, manifest last."""
+def publish(
+    cfg: Config, url: str | None = None, *, workers: int = 4, force: bool = False
+) -> Transfer:
+    """Upload this config's committed cache to ``<url>/<key16>/``, manifest last. ``force``
+    repairs a damaged or foreign remote copy: its manifest is removed first (the copy stops
+    being published), every file is uploaded again, and the manifest goes last."""
     url = _url(cfg, url, "--to")
     located = locate(cfg)
     if not located.committed or located.path is None or located.key is None:
@@ -87,20 +97,20 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
             "run `ictal build` first",
         )
     path, k16 = located.path, layout.key16(located.key)
-    fs, root = open_url(url)
+    fs, root = open_url(url, "cache.remote")
     dest = f"{root}/{k16}"
     manifest = (path / layout.MANIFEST).read_bytes()
-    result = Transfer(k16, path, f"{url}/{k16}")
+    result = Transfer(k16, path, redact(f"{url}/{k16}"))
     with _storage(url, "reading"):
         published = fs.exists(f"{dest}/{layout.MANIFEST}")
         same = published and fs.cat_file(f"{dest}/{layout.MANIFEST}") == manifest
-    if published:
+    if published and not force:
         if same:
             result.already = True
             return result
         raise PreflightError(
-            f"{url}/{k16} holds another cache under this key (its manifest differs)",
-            f"remove {url}/{k16} if it is a broken copy, then publish again",
+            f"{result.remote} holds another cache under this key (its manifest differs)",
+            "if it is a broken copy, replace it with `ictal publish --force`",
         )
     with progress("verify", total=1) as tick:
         problems = verify_l0(path, cfg, located.key) or verify_l1(path, workers=workers)
@@ -113,7 +123,9 @@ def publish(cfg: Config, url: str | None = None, *, workers: int = 4) -> Transfe
         )
     files = [f for f in files_to_copy(path) if f != path / layout.MANIFEST]  # manifest last
     with _storage(url, "publishing to"), progress("publish", total=len(files) + 1) as tick:
-        there = _remote_sizes(fs, dest)
+        if force and published:
+            fs.rm_file(f"{dest}/{layout.MANIFEST}")  # unpublished until the new manifest lands
+        there = {} if force else _remote_sizes(fs, dest)
         make_dirs(fs, dest)
         for f in files:
             rel = f.relative_to(path).as_posix()
@@ -172,15 +184,43 @@ def _choose_key(cfg: Config, fs: fsspec.AbstractFileSystem, root: str, url: str)
         return matches[0]
     if not matches:
         raise PreflightError(
-            f"no cache published at {url} matches this config (and the corpus "
+            f"no cache published at {redact(url)} matches this config (and the corpus "
             f"{cfg.corpus.root} is not reachable to compute its key)",
             "run `ictal publish` where the cache was built, or pass --key",
         )
     raise PreflightError(
-        f"{len(matches)} caches published at {url} match this config ({', '.join(matches)}) "
-        "and the corpus is not reachable to tell which is current",
+        f"{len(matches)} caches published at {redact(url)} match this config "
+        f"({', '.join(matches)}) and the corpus is not reachable to tell which is current",
         "pass --key with the one to stage",
     )
+
+
+# The files of a committed cache that stage fetches; anything else in a listing is ignored.
+_CACHE_FILE = re.compile(
+    r"^(?:recordings\.json|build\.json|plan\.json"
+    r"|arrays/[A-Za-z0-9][A-Za-z0-9_.+-]*\.npy|records/[A-Za-z0-9][A-Za-z0-9_.+-]*\.json)$"
+)
+
+
+def _stage_names(sizes: dict[str, int], staging: Path, src: str) -> list[str]:
+    """The cache files to fetch from a remote listing. Every name is untrusted: one that is
+    absolute, climbs with '..' or lands outside the staging directory is refused (exit 3,
+    naming it); a harmless name that is not part of a cache is skipped with a warning."""
+    names, ignored = [], []
+    for rel in sorted(sizes):
+        if rel == layout.MANIFEST:
+            continue
+        contained(staging, rel, f"remote object in {redact(src)}")
+        if _CACHE_FILE.match(rel) and ".." not in rel:
+            names.append(rel)
+        else:
+            ignored.append(rel)
+    if ignored:
+        log.warning(
+            f"{len(ignored)} object(s) under {redact(src)} are not part of a cache and are not "
+            f"staged: {', '.join(ignored[:5])}" + (" ..." if len(ignored) > 5 else "")
+        )
+    return names
 
 
 def stage(
@@ -190,79 +230,125 @@ def stage(
     url = _url(cfg, url, "--from")
     if key is not None and not _KEY16.match(key):
         raise UsageError(f"--key {key!r} is not a cache key (16 or more hex digits)")
-    fs, root = open_url(url)
-    k16 = key[:16] if key is not None else _choose_key(cfg, fs, root, url)
-    cache_root = Path(cfg.cache.root)
+    fs, root = open_url(url, "cache.remote")
+    with _storage(url, "listing"):
+        k16 = key[:16] if key is not None else _choose_key(cfg, fs, root, url)
+    cache_root = writable_dir(cfg.cache.root, "cache.root")
     final = cache_root / k16
-    result = Transfer(k16, final, f"{url}/{k16}")
-    if (final / layout.MANIFEST).is_file() and not verify_l0(final):
-        result.already = True
-        return result
-    src = f"{root}/{k16}"
-    with _storage(url, "reading"):
-        published = fs.exists(f"{src}/{layout.MANIFEST}")
-    if not published:
-        with _storage(url, "listing"):
-            others = [k for k in _same_config(cfg, fs, root) if k != k16]
-        if key is None and others:  # the key came from this machine's corpus inventory
+    result = Transfer(k16, final, redact(f"{url}/{k16}"))
+    with key_lock(cache_root, k16):
+        if (final / layout.MANIFEST).is_file() and not verify_l0(final):
+            result.already = True
+            return result
+        src = f"{root}/{k16}"
+        _check_published(cfg, fs, root, src, url, k16, key)
+        if final.exists() or final.is_symlink():
+            problems = verify_l0(final)
+            first = format_problems(problems)[0] if problems else "it is not a directory"
             raise PreflightError(
-                f"no cache of this config built from the corpus at {cfg.corpus.root} is "
-                f"published at {url}; published from another corpus inventory: "
-                f"{', '.join(others)}",
-                "publish the cache built from this corpus, or stage one of those with --key "
-                "on a machine where corpus.root is not reachable (preflight checks a cache "
-                "against a reachable corpus and would refuse it here)",
+                f"{final} exists but fails verification: {first}",
+                "move it aside, then stage again",
             )
-        raise PreflightError(
-            f"{url}/{k16} has no manifest.json: that cache is not published (or its publish "
-            "did not finish)",
-            "run `ictal publish` where the cache was built",
-        )
-    if final.exists():
-        first = format_problems(verify_l0(final))[0]
-        raise PreflightError(
-            f"{final} exists but fails verification: {first}",
-            "move it aside, then stage again",
-        )
-    staging = cache_root / f"{k16}.staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    with BuildLock(staging):
-        with _storage(url, "listing"):
-            sizes = _remote_sizes(fs, src)
-            manifest = fs.cat_file(f"{src}/{layout.MANIFEST}")
-        names = sorted(rel for rel in sizes if rel != layout.MANIFEST)
-        with _storage(url, "staging from"), progress("stage", total=len(names)) as tick:
-            for rel in names:
-                local = staging / rel
-                if local.is_file() and local.stat().st_size == sizes[rel]:
-                    result.skipped += 1  # fetched by an interrupted stage (L1 checks it)
-                else:
-                    local.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = local.with_name(f".{local.name}.part.tmp")
-                    fs.get_file(f"{src}/{rel}", str(tmp))
-                    os.replace(tmp, local)
-                    result.files += 1
-                    result.bytes += sizes[rel]
-                tick.advance(1)
-        atomic_write_bytes(staging / layout.MANIFEST, manifest)
-        problems = verify_l0(staging) or verify_l1(staging, workers=workers)
-        if problems:
-            for p in problems:  # a damaged file of the staging copy is fetched again next time
-                bad = Path(p.path)
-                if bad.is_file() and staging in bad.parents:
-                    bad.unlink()
-            (staging / layout.MANIFEST).unlink(missing_ok=True)
-            raise PreflightError(
-                f"the staged copy of {url}/{k16} fails verification "
-                f"({len(problems)} problem(s)): {format_problems(problems)[0]}",
-                "run `ictal stage` again (the files that failed are fetched again); if it "
-                "fails again, the published copy is damaged: publish it again",
-            )
-        os.rename(staging, final)
-        fsync_dir(cache_root)
+        staging = cache_root / f"{k16}.staging"
+        if staging.is_symlink():
+            raise UnsafePathError(f"{staging} is a symbolic link", "remove it, then stage again")
+        staging.mkdir(parents=True, exist_ok=True)
+        with build_lock(staging):
+            _fetch_and_commit(fs, src, staging, final, cache_root, url, k16, workers, result)
     result.local = final
     log.info(
-        f"staged {url}/{k16} into {final}: {result.files} files, {result.bytes / 1e6:.1f} MB "
-        f"({result.skipped} already here), verified (L0 + L1)"
+        f"staged {result.remote} into {final}: {result.files} files, "
+        f"{result.bytes / 1e6:.1f} MB ({result.skipped} already here), verified (L0 + L1)"
     )
     return result
+
+
+def _check_published(
+    cfg: Config,
+    fs: fsspec.AbstractFileSystem,
+    root: str,
+    src: str,
+    url: str,
+    k16: str,
+    key: str | None,
+) -> None:
+    """Refuse, naming the fix, when the wanted cache has no manifest at the remote."""
+    with _storage(url, "reading"):
+        published = fs.exists(f"{src}/{layout.MANIFEST}")
+    if published:
+        return
+    with _storage(url, "listing"):
+        others = [k for k in _same_config(cfg, fs, root) if k != k16]
+    if key is None and others:  # the key came from this machine's corpus inventory
+        raise PreflightError(
+            f"no cache of this config built from the corpus at {cfg.corpus.root} is "
+            f"published at {redact(url)}; published from another corpus inventory: "
+            f"{', '.join(others)}",
+            "publish the cache built from this corpus, or stage one of those with --key "
+            "on a machine where corpus.root is not reachable (preflight checks a cache "
+            "against a reachable corpus and would refuse it here)",
+        )
+    raise PreflightError(
+        f"{redact(url)}/{k16} has no manifest.json: that cache is not published (or its "
+        "publish did not finish)",
+        "run `ictal publish` where the cache was built",
+    )
+
+
+def _fetch_and_commit(
+    fs: fsspec.AbstractFileSystem,
+    src: str,
+    staging: Path,
+    final: Path,
+    cache_root: Path,
+    url: str,
+    k16: str,
+    workers: int,
+    result: Transfer,
+) -> None:
+    """Fetch the cache files into the locked staging directory (each fsynced, then renamed),
+    verify L0 + L1, and commit by renaming the directory; on a failed check, remove only the
+    staged files that failed (names this stage validated), so a rerun fetches them again."""
+    atomic_write_json(
+        staging / layout.STAGE_MARKER,
+        {"key": k16, "source": redact(src), "started": time.time()},
+    )
+    with _storage(url, "listing"):
+        sizes = _remote_sizes(fs, src)
+        manifest = fs.cat_file(f"{src}/{layout.MANIFEST}")
+    names = _stage_names(sizes, staging, src)
+    with _storage(url, "staging from"), progress("stage", total=len(names)) as tick:
+        for rel in names:
+            local = staging / rel
+            if local.is_file() and not local.is_symlink() and local.stat().st_size == sizes[rel]:
+                result.skipped += 1  # fetched by an interrupted stage (L1 checks it)
+            else:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                tmp = local.with_name(f".{local.name}.part.tmp")
+                fs.get_file(f"{src}/{rel}", str(tmp))
+                fsync_file(tmp)
+                os.replace(tmp, local)
+                result.files += 1
+                result.bytes += sizes[rel]
+            tick.advance(1)
+    for sub in {str(Path(rel).parent) for rel in names} | {"."}:
+        fsync_dir(staging / sub)
+    atomic_write_bytes(staging / layout.MANIFEST, manifest)
+    problems = verify_l0(staging) or verify_l1(staging, workers=workers)
+    if problems:
+        fetched = {staging / rel for rel in names}
+        for p in problems:  # only files this stage fetched, by exact path, never a path text
+            bad = Path(p.path)
+            if bad in fetched and bad.is_file() and not bad.is_symlink():
+                bad.unlink()
+        (staging / layout.MANIFEST).unlink(missing_ok=True)
+        raise PreflightError(
+            f"the staged copy of {redact(url)}/{k16} fails verification "
+            f"({len(problems)} problem(s)): {format_problems(problems)[0]}",
+            "run `ictal stage` again (the files that failed are fetched again); if it fails "
+            "again, the published copy is damaged: run `ictal publish --force` where the cache "
+            "was built",
+        )
+    (staging / layout.STAGE_MARKER).unlink()  # the committed copy is the published one
+    os.rename(staging, final)
+    fsync_dir(cache_root)

@@ -6,18 +6,14 @@ cache arrays are never modified in place, so sharing them is safe."""
 
 from __future__ import annotations
 
-import errno
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ictal.cache import layout
 from ictal.cache.ledger import load_records
-from ictal.cache.locate import read_manifest
+from ictal.cache.manifest import read_manifest
 from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
-from ictal.io.atomic import atomic_write_json, fsync_dir
+from ictal.io.atomic import atomic_write_json, link_or_copy
 
 
 def donor_records(cfg: Config, exclude: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -35,21 +31,6 @@ def donor_records(cfg: Config, exclude: Path) -> dict[str, tuple[Path, dict[str,
             if rec.get("status") == "done" and rec.get("source"):
                 out.setdefault(rid, (entry.path, rec))
     return out
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Place `src` at `dst` atomically: a hard link when possible, else a copy."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    fsync_dir(dst.parent)
 
 
 def reuse_one(directory: Path, donor: Path, record: dict[str, Any]) -> None:

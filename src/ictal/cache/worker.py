@@ -19,10 +19,9 @@ import numpy as np
 
 from ictal.cache import layout
 from ictal.cache.manifest import sha256_bytes
-from ictal.cache.reuse import link_or_copy
 from ictal.config import Config
 from ictal.corpus.discovery import RecordingRef
-from ictal.io.atomic import atomic_write_bytes, atomic_write_json
+from ictal.io.atomic import atomic_write_bytes, atomic_write_json, link_or_copy
 
 
 @dataclass(frozen=True)

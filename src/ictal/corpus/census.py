@@ -23,6 +23,8 @@ from ictal.corpus.annotations import AnnotationError, read_annotation, seizure_e
 from ictal.corpus.channels import CANONICAL_19, normalise_label
 from ictal.corpus.discovery import RecordingRef, open_fs, scan
 from ictal.corpus.edf import RecordingError, check_channels, read_header
+from ictal.io.redact import redact
+from ictal.ui import styled
 
 SPLITS = ("train", "dev", "eval")
 LABEL_SOURCES = ("csv_bi", "csv")
@@ -237,7 +239,7 @@ def _summarise(
 def census_to_dict(c: Census) -> dict[str, Any]:
     """JSON-able, key-sorted view of a census (for `ictal census --json`)."""
     return {
-        "root": c.root,
+        "root": redact(c.root),
         "window_s": c.window_s,
         "label_source": c.label_source,
         "files": c.files,
@@ -263,7 +265,7 @@ def census_to_dict(c: Census) -> dict[str, Any]:
 
 def print_census(c: Census, console: Console) -> None:
     """Rich tables: splits, montages and rates, vocabulary, channel coverage, problems."""
-    splits = Table(title=f"Corpus {c.root}", title_justify="left")
+    splits = Table(title=f"Corpus {redact(c.root)}", title_justify="left")
     for col in ("split", "files", "usable", "patients", "hours", "seizures", "seizure h", "seiz %"):
         splits.add_column(col, justify="left" if col == "split" else "right")
     frac = c.seizure_fraction
@@ -314,7 +316,7 @@ def print_census(c: Census, console: Console) -> None:
         cov.add_column("files with it", justify="right")
         cov.add_column("files without", justify="right")
         for ch, n in short:
-            cov.add_row(ch, f"{n:,}", f"[red]{total - n:,}[/red]")
+            cov.add_row(ch, f"{n:,}", styled(f"{total - n:,}", "red"))
         console.print(cov)
 
     if c.repairs:
@@ -322,7 +324,7 @@ def print_census(c: Census, console: Console) -> None:
     if c.short_files:
         console.print(f"{len(c.short_files)} file(s) shorter than one {c.window_s:g} s window")
     if c.patient_overlap:
-        console.print(f"[red]Patients in more than one split ({len(c.patient_overlap)}):[/red]")
+        console.print(styled(f"Patients in more than one split ({len(c.patient_overlap)}):", "red"))
         for p, ss in c.patient_overlap.items():
             console.print(f"  {p}: {', '.join(ss)}")
     if c.unusable:
@@ -332,5 +334,5 @@ def print_census(c: Census, console: Console) -> None:
         for rel, why in c.unusable:
             problems.add_row(rel, why)
         console.print(problems)
-    verdict = "[green]OK[/green]" if c.exit_code == 0 else "[red]problems found[/red]"
-    console.print(f"{verdict} (exit code {c.exit_code}), {c.elapsed_s:.1f} s")
+    verdict = styled("OK", "green") if c.exit_code == 0 else styled("problems found", "red")
+    console.print(verdict + f" (exit code {c.exit_code}), {c.elapsed_s:.1f} s")

@@ -14,6 +14,10 @@ from typing import Any
 
 import fsspec
 
+from ictal.errors import UsageError
+from ictal.io.redact import redact
+from ictal.io.storage import is_local, open_url, storage_errors
+
 LAYOUT = re.compile(
     r"edf/(train|dev|eval)/([a-z]{8})/(s\d{3}_\d{4}_\d{2}_\d{2})/"
     r"(01_tcp_ar|02_tcp_le|03_tcp_ar_a)/\2_(s\d{3})_(t\d{3})\.edf"
@@ -70,10 +74,41 @@ class Discovery:
         return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
+LAYOUT_HINT = "expected edf/{train,dev,eval}/<patient>/<session>/<montage>/*.edf"
+_UNREACHABLE_FIX = "check corpus.root (the path or URL) and its credentials (environment)"
+
+
 def open_fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """File system and root path inside it (no trailing slash) for a path or URL."""
-    fs, path = fsspec.core.url_to_fs(root)
-    return fs, path.rstrip("/") or "/"
+    return open_url(root, "corpus.root")
+
+
+class CorpusMissing(UsageError):
+    """A local corpus root that does not exist (exit 2; 'unreachable' to cache lookups)."""
+
+
+def _missing_local(fs: fsspec.AbstractFileSystem, base: str, root: str) -> None:
+    """A local corpus root that does not exist is a config error naming the setting."""
+    if is_local(fs) and not fs.exists(base):
+        raise CorpusMissing(
+            f"the corpus {root} does not exist; point corpus.root (or the CORPUS argument) at "
+            f"a TUSZ-layout corpus ({LAYOUT_HINT})"
+        )
+
+
+def check_corpus_root(root: str) -> None:
+    """Refuse a corpus root that cannot be read (saying the storage error) or that has no
+    ``edf/`` folder (saying the layout expected)."""
+    fs, base = open_fs(root)
+    _missing_local(fs, base, root)
+    with storage_errors(root, "reading the corpus at", _UNREACHABLE_FIX):
+        if fs.exists(f"{base}/edf"):
+            return
+        fs.ls(base)  # a missing bucket or directory, a down host or no credentials: say so
+    raise UsageError(
+        f"{redact(root)} is not a TUSZ-layout corpus: {redact(root)}/edf does not exist "
+        f"({LAYOUT_HINT})"
+    )
 
 
 def _rel(path: str, root: str) -> str:
@@ -81,12 +116,16 @@ def _rel(path: str, root: str) -> str:
     return path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
 
 
-def _listing(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, Any]]:
-    """rel path -> fsspec info of every file under root/edf (one find call)."""
+def _listing(fs: fsspec.AbstractFileSystem, root: str, url: str) -> dict[str, dict[str, Any]]:
+    """rel path -> fsspec info of every file under root/edf (one find call). A storage error
+    (no bucket, host down, no credentials) is a refusal saying it, never an empty corpus."""
     base = f"{root}/edf"
-    if not fs.exists(base):
-        return {}
-    found = fs.find(base, detail=True)
+    _missing_local(fs, root, url)
+    with storage_errors(url, "listing the corpus at", _UNREACHABLE_FIX):
+        if not fs.exists(base):
+            fs.ls(root)  # raises what is really wrong when the root itself cannot be read
+            return {}
+        found = fs.find(base, detail=True)
     return {_rel(p, root): info for p, info in found.items() if info.get("type") != "directory"}
 
 
@@ -97,7 +136,7 @@ def scan(root: str) -> Discovery:
     refs: list[RecordingRef] = []
     problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
-    listing = _listing(fs, base)
+    listing = _listing(fs, base, root)
     files = {
         rel: (int(info.get("size") or 0), _mtime(info))
         for rel, info in listing.items()

@@ -14,6 +14,7 @@ from pathlib import Path
 from ictal.corpus.annotations import format_csv_bi
 from ictal.evaluate.postprocess import Event
 from ictal.io.atomic import atomic_write_text
+from ictal.io.paths import check_name
 
 SZCORE_COLUMNS: tuple[str, ...] = (
     "onset",
@@ -94,8 +95,11 @@ def write_exports(
     duration_s: float,
     events: Sequence[Event],
 ) -> dict[str, Path]:
-    """Write ``csv_bi/<bname>.csv_bi`` and ``szcore/<recording_id>_events.tsv`` atomically."""
+    """Write ``csv_bi/<bname>.csv_bi`` and ``szcore/<recording_id>_events.tsv`` atomically
+    (names are checked: a recording id never makes a file land outside ``out_dir``)."""
     root = Path(out_dir)
+    check_name(recording_id, "recording id")
+    check_name(bname, "recording name")
     csv_bi = atomic_write_text(
         root / "csv_bi" / f"{bname}.csv_bi", hypothesis_csv_bi(bname, duration_s, events)
     )

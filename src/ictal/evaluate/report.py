@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
 from ictal.io.atomic import atomic_write_text
+from ictal.io.paths import is_inside, is_safe_name
 
 SCORER_LABELS = {"ovlp": "OVLP (NEDC)", "taes": "TAES (NEDC)", "szcore": "SzCORE events"}
 MAX_POINTS = 4000  # per plotted line; longer series are decimated (trace maxima kept)
@@ -50,6 +51,7 @@ def _png(fig: Figure) -> str:
 
 
 def _esc(v: Any) -> str:
+    """Any value as HTML text (numbers too: a tampered scores.json may hold markup anywhere)."""
     return html.escape(str(v))
 
 
@@ -176,7 +178,8 @@ def _decimate_max(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def trace_figure(eval_dir: Path, scores: dict[str, Any]) -> str | None:
     """Probability traces of the picked recordings against reference and hypothesis events."""
     picks = [(t, r) for t, r in pick_recordings(scores.get("recordings") or [])
-             if (eval_dir / "probs" / f"{r['id']}.npy").is_file()]  # fmt: skip
+             if is_safe_name(r["id"]) and (eval_dir / "probs" / f"{r['id']}.npy").is_file()
+             ]  # fmt: skip
     if not picks:
         return None
     fs_out = float(scores["inference"]["fs_out"])
@@ -209,11 +212,13 @@ def trace_figure(eval_dir: Path, scores: dict[str, Any]) -> str | None:
 
 
 def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
+    """A fraction as an escaped percentage ('n/a' when missing)."""
+    return "n/a" if v is None else _esc(f"{100 * float(v):.1f}")
 
 
 def _num(v: float | None, fmt: str = ".2f") -> str:
-    return "n/a" if v is None else format(v, fmt)
+    """A number formatted and escaped ('n/a' when missing)."""
+    return "n/a" if v is None else _esc(format(float(v), fmt))
 
 
 def operating_point_table(scores: dict[str, Any]) -> str:
@@ -238,7 +243,8 @@ def operating_point_table(scores: dict[str, Any]) -> str:
             smp = row.get("szcore_samples") or {}
             body.append(
                 f"<tr><td>{_esc(SCORER_LABELS.get(name, name))}</td>"
-                f"<td>{row['target_fa_per_24h']:g}</td><td>{_num(row['threshold'], '.4g')}</td>"
+                f"<td>{_num(row['target_fa_per_24h'], 'g')}</td>"
+                f"<td>{_num(row['threshold'], '.4g')}</td>"
                 f"<td>{_pct(c.get('sensitivity'))}</td><td>{_num(c.get('fa_per_24h'))}</td>"
                 f"<td>{_pct(c.get('precision'))}</td><td>{_pct(smp.get('sensitivity'))}</td></tr>"
             )
@@ -255,14 +261,14 @@ def operating_point_table(scores: dict[str, Any]) -> str:
 
 
 def _eval_section(eval_dir: Path, scores: dict[str, Any]) -> str:
-    hours = (scores.get("total_duration_s") or 0.0) / 3600.0
+    hours = float(scores.get("total_duration_s") or 0.0) / 3600.0
     parts = [
         f"<h2>Evaluation on {_esc(scores.get('split'))} "
         f"<small>(<code>{_esc(eval_dir.name)}</code>)</small></h2>",
-        f"<p>{scores.get('n_recordings')} recordings, {hours:.2f} h, "
-        f"{scores.get('n_reference_events')} reference seizures; sample-level AUROC "
+        f"<p>{_esc(scores.get('n_recordings'))} recordings, {_num(hours)} h, "
+        f"{_esc(scores.get('n_reference_events'))} reference seizures; sample-level AUROC "
         f"{_num(scores.get('auroc'), '.3f')}."
-        + (f" {scores['n_failed']} recordings failed." if scores.get("n_failed") else "")
+        + (f" {_esc(scores['n_failed'])} recordings failed." if scores.get("n_failed") else "")
         + "</p>",
         f'<p class="note">{_esc(scores.get("pooling", ""))}</p>',
         operating_point_table(scores),
@@ -276,24 +282,30 @@ def _eval_section(eval_dir: Path, scores: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _find(path: Path) -> tuple[Path | None, list[Path]]:
-    """(run dir or None, evaluation dirs) for a run dir, an evaluation dir, or a run with evals."""
+def _find(path: Path, runs_root: Path | None) -> tuple[Path | None, list[Path]]:
+    """(run dir or None, evaluation dirs) for a run dir, an evaluation dir, or a run with evals.
+    The run of an evaluation is its parent directory, or the run its scores name when that
+    lies under ``runs_root``: a scores file never makes the report read anywhere else."""
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory (expected a run or evaluation directory)")
     if (path / "scores.json").is_file():
         run = None
-        try:
-            ckpt = Path(json.loads((path / "scores.json").read_text())["checkpoint"])
-            if (
-                ckpt.parent.name == "checkpoints"
-                and (ckpt.parent.parent / "metrics.jsonl").exists()
-            ):
-                run = ckpt.parent.parent
-        except (OSError, KeyError, ValueError, TypeError):
-            pass
-        if run is None and (path.parent / "metrics.jsonl").is_file():
+        if (path.parent / "metrics.jsonl").is_file():
             run = path.parent
+        else:
+            try:
+                ckpt = Path(json.loads((path / "scores.json").read_text())["checkpoint"])
+                named = ckpt.parent.parent
+                if (
+                    runs_root is not None
+                    and ckpt.parent.name == "checkpoints"
+                    and is_inside(named, runs_root)
+                    and (named / "metrics.jsonl").is_file()
+                ):
+                    run = named
+            except (OSError, KeyError, ValueError, TypeError):
+                pass
         return run, [path]
     evals = sorted(p for p in path.glob("eval-*") if (p / "scores.json").is_file())
     if (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir() or evals:
@@ -331,16 +343,8 @@ def _header(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> str:
     return f"<h1>Ictal report: {_esc(run_id)}</h1><table>{body}</table>"
 
 
-def write_report(path: Path) -> Path:
-    """Write ``<path>/report.html`` for a run or evaluation directory; returns its path."""
-    path = Path(path)
-    run, eval_dirs = _find(path)
-    evals = []
-    for d in eval_dirs:
-        try:
-            evals.append((d, json.loads((d / "scores.json").read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            continue
+def _parts(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+    """The report's HTML sections: header, training curves, each evaluation."""
     parts = [_header(run, evals), "<h2>Training</h2>"]
     rows = read_metrics(run / "metrics.jsonl") if run is not None else []
     curves = training_curves(rows)
@@ -358,6 +362,30 @@ def write_report(path: Path) -> Path:
             '<h2>Evaluation</h2><p class="note">No evaluation yet: run '
             f"<code>ictal evaluate {_esc(target)} --split dev</code>, then this report again.</p>"
         )
+    return parts
+
+
+def write_report(path: Path, runs_root: Path | None = None) -> Path:
+    """Write ``<path>/report.html`` for a run or evaluation directory; returns its path. A
+    scores.json of another shape is a usage error naming it, never a traceback."""
+    path = Path(path)
+    run, eval_dirs = _find(path, runs_root)
+    evals = []
+    for d in eval_dirs:
+        try:
+            scores = json.loads((d / "scores.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(scores, dict):
+            raise UsageError(f"{d / 'scores.json'} is not an ictal scores file (not an object)")
+        evals.append((d, scores))
+    try:
+        parts = _parts(run, evals)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise UsageError(
+            f"a scores.json under {path} does not have the shape ictal evaluate writes "
+            f"({type(exc).__name__}: {exc}); run `ictal evaluate` again to rewrite it"
+        ) from exc
     doc = (
         '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Ictal report</title>'
         f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"

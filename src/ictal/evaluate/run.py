@@ -55,6 +55,7 @@ from ictal.evaluate.scoring import (
     score_szcore_samples,
 )
 from ictal.io.atomic import atomic_write_json
+from ictal.io.paths import writable_dir
 from ictal.io.sink import check_sink, try_push
 from ictal.ui import log
 
@@ -105,14 +106,16 @@ def _file_sha256(path: Path) -> str:
 def load_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Model in eval mode and the checkpoint's metadata (``ictal.train.state.load_model``, no
     pickle); an unreadable or foreign file is a usage error naming it."""
-    from ictal.train.state import load_model
+    from ictal.train.state import CheckpointError, load_model
 
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
     try:
         model, meta = load_model(path, device=device)
-    except (ValueError, KeyError, RuntimeError, OSError, pickle.UnpicklingError) as exc:
+    except CheckpointError as exc:
+        raise UsageError(exc.problem) from exc
+    except (ValueError, KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
         raise UsageError(f"checkpoint {path} cannot be loaded: {exc}") from exc
     missing = [k for k in ("window", "output_stride", "n_channels", "fs") if k not in meta]
     if missing:
@@ -330,8 +333,7 @@ def evaluate_view(
     """Evaluate a loaded model on an opened cache (``evaluate`` without preflight and loading);
     heartbeat in ``<out>/heartbeat.json``, marked done or failed at the end."""
     ops_frozen = _read_frozen(operating_points) if operating_points else None
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(out, "--out")
     hb = Heartbeat(
         out / "heartbeat.json",
         cfg.train.heartbeat_s,
@@ -343,6 +345,9 @@ def evaluate_view(
     try:
         result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, out, ops_frozen,
                            operating_points, device, hb)  # fmt: skip
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: the probabilities written so far are kept
+        hb.stop("stopped", "interrupted; the same command resumes")
+        raise
     except BaseException as exc:
         hb.stop("failed", f"{type(exc).__name__}: {exc}")
         raise

@@ -75,3 +75,37 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = T
     """Replace ``path`` with indented, key-sorted JSON atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     return atomic_write_text(path, text, fsync=fsync)
+
+
+def fsync_file(path: str | os.PathLike[str]) -> None:
+    """Flush a file's content to disk (before a rename makes it visible)."""
+    fd = os.open(os.fspath(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Place ``src`` at ``dst`` atomically: a hard link when possible, else a copy that is
+    fsynced before the rename (files placed this way are never modified in place)."""
+    import errno
+    import shutil
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.link(src, tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(src, tmp)
+            fsync_file(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(dst.parent)

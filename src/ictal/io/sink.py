@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
-
 from ictal.errors import PreflightError
+from ictal.io.redact import redact
+from ictal.io.storage import describe, make_dirs, open_url
 from ictal.ui import log
 
 MARKER = "_PUSHED.json"
@@ -30,30 +30,6 @@ class Pushed:
     bytes: int
 
 
-def open_url(url: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """File system and root path (no trailing slash) of a URL or local path."""
-    try:
-        fs, root = fsspec.core.url_to_fs(url)
-    except ImportError as exc:
-        raise PreflightError(
-            f"{url}: the file system for this URL is not installed ({exc})",
-            "pip install 'ictal[s3]' (s3fs) or the fsspec backend for this URL",
-        ) from exc
-    return fs, root.rstrip("/")
-
-
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
-    return "file" in protocols or "local" in protocols
-
-
-def make_dirs(fs: fsspec.AbstractFileSystem, path: str) -> None:
-    """Directories on local file systems only: on object stores a mkdirs would create a
-    bucket, and a sink must never create storage the user did not set up."""
-    if _is_local(fs):
-        fs.makedirs(path, exist_ok=True)
-
-
 def files_to_copy(local: Path) -> list[Path]:
     """Files of a directory worth copying elsewhere: all but locks and atomic-write temps."""
     return sorted(
@@ -66,14 +42,14 @@ def files_to_copy(local: Path) -> list[Path]:
 def check_sink(url: str, name: str) -> str:
     """Before expensive work: the sink accepts a write (`<url>/<name>/_STARTED.json`)."""
     dest = f"{url.rstrip('/')}/{name}"
-    fs, root = open_url(dest)
+    fs, root = open_url(dest, "sink.url")
     body = json.dumps({"name": name, "started": time.time()}).encode()
     try:
         make_dirs(fs, root)
         fs.pipe_file(f"{root}/{STARTED}", body)
     except Exception as exc:  # any backend error means the results could not be pushed
         raise PreflightError(
-            f"sink {dest} is not writable: {type(exc).__name__}: {exc}",
+            f"sink {redact(dest)} is not writable: {describe(exc)}",
             "fix sink.url or its credentials (environment variables), or unset sink.url",
         ) from exc
     return dest
@@ -82,7 +58,7 @@ def check_sink(url: str, name: str) -> str:
 def push_dir(local: Path, url: str, name: str | None = None) -> Pushed:
     """Copy `local` to `<url>/<name or local.name>/`, marker last; raises on failure."""
     dest = f"{url.rstrip('/')}/{name or local.name}"
-    fs, root = open_url(dest)
+    fs, root = open_url(dest, "sink.url")
     files = files_to_copy(local)
     total = 0
     make_dirs(fs, root)
@@ -95,8 +71,8 @@ def push_dir(local: Path, url: str, name: str | None = None) -> Pushed:
     listing = [{"path": p.relative_to(local).as_posix(), "bytes": p.stat().st_size} for p in files]
     marker = {"pushed": time.time(), "files": listing, "bytes": total}
     fs.pipe_file(f"{root}/{MARKER}", json.dumps(marker, indent=2).encode())
-    log.info(f"pushed {len(files)} files ({total / 1e6:.1f} MB) from {local} to {dest}")
-    return Pushed(dest, len(files), total)
+    log.info(f"pushed {len(files)} files ({total / 1e6:.1f} MB) from {local} to {redact(dest)}")
+    return Pushed(redact(dest), len(files), total)
 
 
 def try_push(local: Path, url: str | None, name: str | None = None) -> tuple[Pushed | None, str]:
@@ -106,6 +82,6 @@ def try_push(local: Path, url: str | None, name: str | None = None) -> tuple[Pus
     try:
         return push_dir(local, url, name), ""
     except Exception as exc:  # local results are safe; the summary and exit code say it failed
-        msg = f"push of {local} to {url} failed: {type(exc).__name__}: {exc}"
+        msg = f"push of {local} to {redact(url)} failed: {describe(exc)}"
         log.error(msg)
         return None, msg

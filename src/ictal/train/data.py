@@ -12,7 +12,7 @@ import torch
 import torch.utils.data
 
 from ictal.cache.manifest import CacheView
-from ictal.config import Config
+from ictal.config import Config, ConfigError
 from ictal.data.dataset import WindowDataset
 from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler
@@ -57,6 +57,40 @@ def window_dataset(
     )
 
 
+def make_sampler(
+    cfg: Config, index: WindowIndex, recs: list[dict[str, Any]], fs: float
+) -> BalancedSampler:
+    """The balanced sampler of the train windows, or a config error naming the setting that
+    makes it impossible (windows longer than every recording, ratios that draw nothing or
+    no seizure samples)."""
+    longest = max((int(r["n_samples"]) for r in recs), default=0)
+    if index.window > longest:
+        raise ConfigError(
+            f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
+            f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
+        )
+    ratios = cfg.sampler
+    named = (
+        f"sampler.partial={ratios.partial:g}, full={ratios.full:g}, "
+        f"background={ratios.background:g}"
+    )
+    try:
+        sampler = BalancedSampler(
+            index,
+            partial=ratios.partial,
+            full=ratios.full,
+            background=ratios.background,
+            seed=cfg.train.seed,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{named}: no training draw is possible ({exc})") from exc
+    if sampler.expected_positive_fraction(0) <= 0.0:
+        raise ConfigError(
+            f"{named} draws no seizure samples: raise sampler.partial or sampler.full"
+        )
+    return sampler
+
+
 def make_train_data(
     cfg: Config,
     view: CacheView,
@@ -71,13 +105,7 @@ def make_train_data(
     stride = round(cfg.windows.stride_s * fs)
     train_recs = view.split("train")
     index = window_index(cfg, train_recs, fs, stride)
-    sampler = BalancedSampler(
-        index,
-        partial=cfg.sampler.partial,
-        full=cfg.sampler.full,
-        background=cfg.sampler.background,
-        seed=cfg.train.seed,
-    )
+    sampler = make_sampler(cfg, index, train_recs, fs)
     lc = cfg.loader
     loader_args = {
         "batch_size": lc.batch_size,

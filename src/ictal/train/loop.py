@@ -25,6 +25,7 @@ from ictal.data.dataset import model_input
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
+from ictal.io.paths import writable_dir
 from ictal.io.sink import check_sink, try_push
 from ictal.models.detector import pool_targets
 from ictal.train import run as runs
@@ -71,17 +72,23 @@ class TrainResult:
 
 
 def train(
-    cfg: Config, *, resume: bool | Path = False, fix_hint: str = "ictal build"
+    cfg: Config,
+    *,
+    resume: bool | Path = False,
+    fix_hint: str = "ictal build",
+    command: str = "ictal train",
 ) -> TrainResult:
     """Preflight the cache, then train (or continue a run exactly) and record everything.
 
     ``resume=True`` continues the most recent unfinished run under ``runs.root`` (a new run
-    starts when there is none, logged); a Path continues that run directory.
+    starts when there is none, logged); a Path continues that run directory. ``command`` is
+    the command line (with the user's config) that the resume hint extends.
     """
     previous = _run_to_resume(cfg, resume)
     if previous is not None:
         cfg = runs.resume_config(cfg, previous)
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
+    writable_dir(cfg.runs.root, "runs.root")
     device = pick_device(cfg.train.device)
     with deterministic(device):
         seed_everything(cfg.train.seed)
@@ -105,7 +112,7 @@ def train(
                 restore(run, state)
             log.info(f"run {run.run_id} in {run.path} on {device}")
             try:
-                result = fit(cfg, state, data, run, device)
+                result = fit(cfg, state, data, run, device, f"{command} --run {run.path}")
             except BaseException:
                 try_push(run.path, cfg.sink.url)  # a failed run's logs are worth having too
                 raise
@@ -116,7 +123,12 @@ def train(
 
 
 def fit(
-    cfg: Config, state: TrainState, data: TrainData, run: runs.RunDir, device: torch.device
+    cfg: Config,
+    state: TrainState,
+    data: TrainData,
+    run: runs.RunDir,
+    device: torch.device,
+    resume_hint: str = "ictal train --resume",
 ) -> TrainResult:
     """Epochs of training and validation with monitoring; the final state goes to heartbeat."""
     live = LiveStatus(run.run_id, cfg.train.heartbeat_s, epochs=cfg.train.epochs)
@@ -137,7 +149,7 @@ def fit(
     if final == "stopped":
         log.warning(
             f"stopped at epoch {state.epoch + 1}, step {state.step}; checkpoint {run.last}; "
-            "continue with `ictal train --resume`"
+            f"continue with `{resume_hint}`"
         )
     return TrainResult(
         run_id=run.run_id,
@@ -150,7 +162,7 @@ def fit(
         stopped_early=stopped_early,
         last_checkpoint=run.last if run.last.exists() else None,
         best_checkpoint=run.best if run.best.exists() else None,
-        resume_hint="ictal train --resume",
+        resume_hint=resume_hint,
     )
 
 

@@ -8,7 +8,6 @@ process, so two processes never train into one directory.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import platform
@@ -25,9 +24,12 @@ from typing import Any
 
 from ictal import __version__
 from ictal.config import Config, flatten, load_config
-from ictal.errors import UsageError
+from ictal.errors import PreflightError, UsageError
 from ictal.io.atomic import atomic_write_json, atomic_write_text
-from ictal.ui import log
+from ictal.io.lock import FileLock, holder
+from ictal.io.lock import is_locked as lock_held
+from ictal.io.redact import redact
+from ictal.ui import log, plain_formatter
 
 CONFIG = "config.yaml"
 RUN_JSON = "run.json"
@@ -149,7 +151,7 @@ def run_metadata(run_id: str, cache_key: str, cache_path: Path, device: str) -> 
         "device": device,
         "pid": os.getpid(),
         "start_time": time.time(),
-        "command": shlex.join(sys.argv),
+        "command": redact(shlex.join(sys.argv)),
         "cwd": os.getcwd(),
         "resumes": [],
     }
@@ -184,7 +186,7 @@ def record_resume(run: RunDir, device: str) -> None:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "device": device,
-            "command": shlex.join(sys.argv),
+            "command": redact(shlex.join(sys.argv)),
             "git_commit": git_commit(),
         }
     )
@@ -193,49 +195,25 @@ def record_resume(run: RunDir, device: str) -> None:
 
 def is_locked(path: Path) -> bool:
     """True when a live process holds the run's lock (only meaningful on this host)."""
-    lock = path / LOCK
-    if not lock.exists():
-        return False
-    with open(lock, "a+b") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
+    return lock_held(path / LOCK)
 
 
-# Lock descriptors this process holds. A forked child (a DataLoader worker) closes its copies,
-# so a worker orphaned by a killed trainer never keeps the run locked.
-_HELD_LOCKS: set[int] = set()
-
-
-def _close_locks_in_child() -> None:
-    for fd in list(_HELD_LOCKS):
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _HELD_LOCKS.clear()
-
-
-os.register_at_fork(after_in_child=_close_locks_in_child)
+def run_lock(run: RunDir) -> FileLock:
+    """The lock a process holds on a run directory for as long as it trains into it."""
+    return FileLock(
+        run.path / LOCK,
+        f"run {run.path}",
+        "wait for that process to finish or stop it (`ictal status` shows it); a run has one "
+        "trainer at a time",
+    )
 
 
 @contextlib.contextmanager
 def lock_run(run: RunDir) -> Iterator[None]:
-    """Hold the run's lock for the duration of training; refuse if another process has it."""
-    fd = os.open(run.path / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise UsageError(
-                f"run {run.path} is in use by another process; `ictal status` shows it"
-            ) from exc
-        _HELD_LOCKS.add(fd)
+    """Hold the run's lock for the duration of training; refuse (exit 3) naming the process
+    that has it."""
+    with run_lock(run):
         yield
-    finally:
-        _HELD_LOCKS.discard(fd)
-        os.close(fd)
 
 
 def _final_state(path: Path) -> str | None:
@@ -246,14 +224,21 @@ def _final_state(path: Path) -> str | None:
 
 
 def find_resumable(runs_root: str | Path) -> Path | None:
-    """The most recent run directory not marked done and not owned by a live process."""
+    """The most recent run directory not marked done. When a live process holds it (a resume
+    already running), refuse naming that process: starting a second run beside it would
+    train the same experiment twice."""
     root = Path(runs_root)
     if not root.is_dir():
         return None
     runs = sorted((p for p in root.iterdir() if (p / CONFIG).is_file()), key=lambda p: p.name)
     for path in reversed(runs):
-        if _final_state(path) == "done" or is_locked(path):
+        if _final_state(path) == "done":
             continue
+        if is_locked(path):
+            raise PreflightError(
+                f"the most recent unfinished run {path} is being trained by {holder(path / LOCK)}",
+                "wait for it (`ictal status` shows it), or start a new run without --resume",
+            )
         return path
     return None
 
@@ -304,9 +289,7 @@ def log_to_file(run: RunDir) -> Iterator[None]:
     """Copy the 'ictal' logger into the run's train.log as plain timestamped lines."""
     logger = logging.getLogger("ictal")
     handler = logging.FileHandler(run.log, encoding="utf-8")
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(plain_formatter())
     handler.setLevel(logging.INFO)
     old_level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:

@@ -83,7 +83,7 @@ def make_state(
         spec=spec,
         batch_size=data.batch_size,
         run_id=run_id,
-        config=cfg.model_dump(mode="json"),
+        config=cfg.stored(),
         cache_key=view.key,
     )
 

@@ -9,6 +9,7 @@ sampler position as samples actually trained, RNG states, counters, early stoppi
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from torch import nn
 
 from ictal import __version__
 from ictal.data.sampler import BalancedSampler
+from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_with
 
 FORMAT = "ictal-checkpoint-1"
@@ -192,13 +194,34 @@ def check_format(ckpt: Any) -> None:
         raise ValueError(f"not an {FORMAT} checkpoint (format {found!r})")
 
 
+def _first_sentence(exc: BaseException) -> str:
+    """The first line of an error, cut at its first sentence and 120 characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text.split(". ")[0][:120]
+
+
+class CheckpointError(PreflightError, ValueError):
+    """A checkpoint file that cannot be read (empty, truncated, foreign): exit 3."""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without unpickling objects (``weights_only=True``)."""
-    ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
+    """Read a checkpoint without unpickling objects (``weights_only=True``); an empty,
+    truncated or foreign file is a CheckpointError naming it."""
+    try:
+        ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
+    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (empty, truncated or not a torch file: "
+            f"{type(exc).__name__}: {_first_sentence(exc)})",
+            "restore it from a copy (the sink holds one when sink.url is set), or move it "
+            "aside: a resumed run without last.pt starts again from step 0",
+        ) from exc
     try:
         check_format(ckpt)
     except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+        raise CheckpointError(
+            f"{path}: {exc}", "pass a checkpoint written by ictal train"
+        ) from None
     return ckpt
 
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from ictal.train.heartbeat import read_heartbeat
 from ictal.train.run import CONFIG, HEARTBEAT
+from ictal.ui import styled
 
 STALE_BEATS = 3
 STALL_BEATS = 5
@@ -159,7 +160,7 @@ def print_statuses(statuses: list[RunStatus], console: Console) -> None:
         epoch = "-" if s.epoch is None else f"{s.epoch + 1}/{s.epochs or '?'}"
         table.add_row(
             s.run_id,
-            f"[{STYLES[s.status]}]{s.status}[/]" if s.status in STYLES else s.status,
+            styled(s.status, STYLES.get(s.status, "")),
             s.phase or "-",
             epoch,
             "-" if s.step is None else str(s.step),

@@ -1,0 +1,99 @@
+"""Containment of untrusted relative paths: names read from a manifest, a recordings table or
+a remote listing are joined to their root only when they stay inside it.
+
+A name is refused when it is empty, absolute, holds a '..' or empty component, or when the
+joined path resolves (symlinks followed) outside the root. The error names the entry.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+from ictal.errors import UnsafePathError
+
+# A recording id is one path component of plain characters (TUSZ bnames, BIDS entity names).
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
+
+
+def is_safe_name(name: object) -> bool:
+    """True for a single, plain file-name component (no separators, no '..', not hidden)."""
+    return isinstance(name, str) and bool(_SAFE_NAME.match(name)) and ".." not in name
+
+
+def check_name(name: object, what: str) -> str:
+    """``name`` when it is a safe single component, else UnsafePathError naming ``what``."""
+    if not is_safe_name(name):
+        raise UnsafePathError(
+            f"{what}: {name!r} is not a plain name (letters, digits, '_', '-', '.', '+'; "
+            "no path separators, no '..')",
+            "the file was not written by ictal or was tampered with: rebuild or re-fetch it",
+        )
+    assert isinstance(name, str)
+    return name
+
+
+def check_relative(rel: object, what: str) -> str:
+    """``rel`` when it is a relative POSIX path without '..' or empty parts, else refuse."""
+    ok = isinstance(rel, str) and rel != "" and "\\" not in rel and "\x00" not in rel
+    parts = PurePosixPath(rel).parts if ok else ()  # type: ignore[arg-type]
+    if (
+        not ok
+        or rel.startswith("/")  # type: ignore[union-attr]
+        or any(p in ("", ".", "..") for p in rel.split("/"))  # type: ignore[union-attr]
+        or not parts
+    ):
+        raise UnsafePathError(
+            f"{what}: {rel!r} is not a relative path inside its directory (absolute paths "
+            "and '..' are refused)",
+            "the file was not written by ictal or was tampered with: rebuild or re-fetch it",
+        )
+    assert isinstance(rel, str)
+    return rel
+
+
+def contained(root: Path, rel: object, what: str) -> Path:
+    """``root / rel`` after checking that ``rel`` is relative and the result, with symlinks
+    resolved, stays inside ``root``; UnsafePathError (exit 3) naming ``what`` otherwise."""
+    checked = check_relative(rel, what)
+    path = root / checked
+    base = root.resolve()
+    resolved = path.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise UnsafePathError(
+            f"{what}: {checked!r} resolves to {resolved}, outside {base}",
+            "remove the symbolic link or the entry; ictal never reads or writes outside its roots",
+        )
+    return path
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """True when ``path`` (resolved) is ``root`` or below it."""
+    base, resolved = root.resolve(), path.resolve()
+    return resolved == base or base in resolved.parents
+
+
+def writable_dir(path: str | Path, setting: str) -> Path:
+    """``path`` as a directory Ictal can write into, made if missing; else a usage error
+    (exit 2) naming the setting, the path and what the system said."""
+    import errno
+    import os
+    import tempfile
+
+    from ictal.errors import UsageError
+
+    target = Path(path)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ictal-probe-", dir=target)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR) or (target.exists() and not target.is_dir()):
+            why = "a file is in the way (it must be a directory)"
+        raise UsageError(
+            f"{setting} {target} is not a writable directory: {why}; set {setting} to a "
+            "directory this process can write"
+        ) from exc
+    return target
