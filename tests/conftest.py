@@ -13,12 +13,28 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_ictal(
-    *args: str, cwd: Path | None = None, timeout: float = 600
-) -> subprocess.CompletedProcess:
-    """Run `ictal ARGS` as a user would (same interpreter), capturing output, no stdin."""
+def ictal_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an ictal subprocess: this checkout's sources first, plus ``extra``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra or {})
+    return env
+
+
+def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
+    """Environment that makes the OS refuse writes to paths matching ``match`` with errno
+    ``code`` (after ``after`` allowed ones), through tests/faults/sitecustomize.py."""
+    env = ictal_env()
+    env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
+    env.update(ICTAL_FAULT_ERRNO=code, ICTAL_FAULT_MATCH=match, ICTAL_FAULT_AFTER=str(after))
+    return env
+
+
+def run_ictal(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `ictal ARGS` as a user would (same interpreter), capturing output, no stdin."""
+    env = env if env is not None else ictal_env()
     return subprocess.run(
         [sys.executable, "-m", "ictal.cli", *args],
         cwd=cwd,

@@ -5,7 +5,9 @@ copies are caught by content hashes, and nothing half-copied is ever used."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from conftest import ictal_env, run_ictal
 from ictal.corpus.synth import synthesize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,3 +194,130 @@ def test_stage_with_another_corpus_names_the_published_caches(built, tmp_path, i
                 f"cache.root={tmp_path / 'local'}", "--set", f"cache.remote={remote}")  # fmt: skip
     assert res.returncode == 3
     assert "another corpus inventory" in res.stderr and path.name in res.stderr
+
+
+def _publish_to_s3(built, ictal, prefix: str) -> tuple[Path, str]:
+    corpus, path = built
+    remote = f"s3://results/{prefix}"
+    res = ictal("publish", *_builder(corpus, path, remote))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return path, remote
+
+
+def test_stage_refuses_a_remote_name_that_climbs_out(s3, built, tmp_path, ictal):
+    path, remote = _publish_to_s3(built, ictal, "escape")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.pipe_file(f"results/escape/{path.name}/../../../evil.txt", b"owned")
+    assert any("evil.txt" in k for k in fs.find("results/escape"))  # the key holds '..'
+    res = ictal("stage", *_trainer(tmp_path, remote))
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "evil.txt" in res.stderr and "Traceback" not in res.stderr
+    assert not [p for p in tmp_path.parent.rglob("evil.txt")], "written outside cache.root"
+    assert not _committed(tmp_path / "local-cache")
+
+
+def test_stage_of_a_table_pointing_outside_deletes_nothing_of_the_user(s3, built, tmp_path, ictal):
+    from ictal.cache.manifest import sha256_bytes, table_bytes
+
+    path, remote = _publish_to_s3(built, ictal, "victim")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file next to the cache")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    base = f"results/victim/{path.name}"
+    rows = json.loads(fs.cat_file(f"{base}/recordings.json"))
+    # <tmp>/local/cache/<key16>.staging/../../../victim.txt is <tmp>/victim.txt
+    rows[0]["array"] = "../../../victim.txt"
+    table = table_bytes(rows)
+    man = json.loads(fs.cat_file(f"{base}/manifest.json"))
+    man["table"]["sha256"] = sha256_bytes(table)
+    fs.pipe_file(f"{base}/recordings.json", table)
+    fs.pipe_file(f"{base}/manifest.json", json.dumps(man).encode())
+    local = tmp_path / "local" / "cache"
+    trainer = ["--set", f"corpus.root={tmp_path / 'none'}", "--set", f"cache.root={local}",
+               "--set", f"cache.remote={remote}"]  # fmt: skip
+    res = ictal("stage", *trainer)
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert "victim.txt" in res.stderr and "Traceback" not in res.stderr
+    assert victim.read_text() == "the user's file next to the cache"
+    assert not _committed(tmp_path / "local" / "cache")
+
+
+def test_publish_force_repairs_a_damaged_remote_copy(s3, built, tmp_path, ictal):
+    path, remote = _publish_to_s3(built, ictal, "repair")
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    array = sorted((path / "arrays").iterdir())[0]
+    key = f"results/repair/{path.name}/arrays/{array.name}"
+    data = bytearray(fs.cat_file(key))
+    data[200] ^= 0xFF  # same size: a size comparison cannot see it
+    fs.pipe_file(key, bytes(data))
+    trainer = _trainer(tmp_path, remote)
+    res = ictal("stage", *trainer)
+    assert res.returncode == 3 and "ictal publish --force" in res.stderr, res.stderr[-2000:]
+    corpus, _ = built
+    again = ictal("publish", *_builder(corpus, path, remote))
+    assert again.returncode == 0 and "already published" in again.stdout  # same manifest
+    fixed = ictal("publish", "--force", *_builder(corpus, path, remote))
+    assert fixed.returncode == 0, fixed.stderr[-2000:]
+    res = ictal("stage", *trainer)  # the advice given above really repairs it
+    assert res.returncode == 0, res.stderr[-2000:]
+    (staged,) = _committed(tmp_path / "local-cache")
+    assert _tree(staged) == _tree(path)
+
+
+def test_a_missing_bucket_or_a_down_host_is_said_as_such(s3, tmp_path, ictal):
+    res = ictal("census", "s3://no-such-bucket/corpus")
+    assert res.returncode == 3 and "bucket does not exist" in res.stderr, res.stderr
+    assert "TUSZ" not in res.stderr and "Traceback" not in res.stderr
+    res = ictal("build", "--set", "corpus.root=s3://no-such-bucket/corpus", "--set",
+                f"cache.root={tmp_path / 'cache'}")  # fmt: skip
+    assert res.returncode == 3 and "bucket does not exist" in res.stderr, res.stderr
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on: the host is down
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = ictal_env({"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_MAX_ATTEMPTS": "1",
+                     "AWS_RETRY_MODE": "standard"})  # fmt: skip
+    res = run_ictal("census", "s3://results/corpus", env=env)
+    assert res.returncode == 3 and "Could not connect" in res.stderr, res.stderr
+    assert "TUSZ" not in res.stderr and "Traceback" not in res.stderr
+
+
+def test_staged_files_are_fsynced_before_the_commit(built, tmp_path, monkeypatch):
+    from ictal.cache import remote as remote_mod
+    from ictal.config import load_config
+
+    _, path = built
+    share = tmp_path / "remote"
+    shutil.copytree(path, share / path.name)
+    synced: list[str] = []
+    real = remote_mod.fsync_file
+    monkeypatch.setattr(remote_mod, "fsync_file", lambda p: (synced.append(Path(p).name), real(p)))
+    cfg = load_config(None, [f"corpus.root={tmp_path / 'none'}", f"cache.root={tmp_path / 'c'}",
+                             f"cache.remote={share}"])  # fmt: skip
+    remote_mod.stage(cfg)
+    arrays = sorted(p.name for p in (path / "arrays").iterdir())
+    fetched = {n.split(".part.tmp")[0].lstrip(".") for n in synced}
+    assert set(arrays) <= fetched, "every fetched array is fsynced before it is renamed"
+
+
+def test_the_copy_fallback_of_reuse_is_fsynced(tmp_path, monkeypatch):
+    import errno
+
+    from ictal.io import atomic
+
+    src = tmp_path / "a.npy"
+    src.write_bytes(b"x" * 1000)
+    dst = tmp_path / "out" / "a.npy"
+    dst.parent.mkdir()
+
+    def no_link(a, b):  # type: ignore[no-untyped-def]
+        raise OSError(errno.EXDEV, "cross-device link")
+
+    synced: list[str] = []
+    real = atomic.fsync_file
+    monkeypatch.setattr(atomic.os, "link", no_link)
+    monkeypatch.setattr(atomic, "fsync_file", lambda p: (synced.append(str(p)), real(p)))
+    atomic.link_or_copy(src, dst)
+    assert dst.read_bytes() == src.read_bytes()
+    assert len(synced) == 1 and synced[0].endswith(".tmp"), "the copy is synced before rename"

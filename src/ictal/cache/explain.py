@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ictal.cache import layout
 from ictal.cache.ledger import is_locked
-from ictal.cache.locate import Located, locate, read_manifest
-from ictal.cache.manifest import read_json
+from ictal.cache.locate import Located, ictal_made, locate
+from ictal.cache.manifest import read_json, read_manifest
 from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
 
 
@@ -45,7 +45,19 @@ def explain(cfg: Config) -> Explanation:
     located = locate(cfg)
     semantic = cfg.semantic()
     entries: list[EntryReport] = []
-    for entry in layout.list_entries(Path(cfg.cache.root)):
+    for entry in layout.list_entries(Path(cfg.cache.root), links=True):
+        if entry.path.is_symlink():
+            entries.append(EntryReport(entry.path, "symbolic link (not followed)"))
+            continue
+        made = ictal_made(entry)
+        if made is None:
+            entries.append(EntryReport(entry.path, "not an Ictal cache (left alone)"))
+            continue
+        if made == "plan" and not entry.building:
+            entries.append(
+                EntryReport(entry.path, "broken commit", ["no manifest.json (`ictal gc` lists it)"])
+            )
+            continue
         if entry.staging:
             running = is_locked(entry.path)
             state = "staging (running)" if running else "staging (`ictal stage` resumes it)"
@@ -68,9 +80,7 @@ def explain(cfg: Config) -> Explanation:
             entries.append(rep)
             continue
         man = read_manifest(entry.path)
-        if man is None:
-            entries.append(EntryReport(entry.path, "broken", ["manifest.json missing or invalid"]))
-            continue
+        assert man is not None  # ictal_made found it
         is_current = located.path is not None and entry.path == located.path
         diffs = [
             f"{k}: {a!r} (current {b!r})" for k, a, b in diff_semantic(man["semantic"], semantic)
@@ -87,6 +97,13 @@ def explain(cfg: Config) -> Explanation:
         verdict = f"the cache for this config exists: {located.path}"
     elif located.key is None:
         verdict = "no cache matches this config, and the corpus is not reachable to build one"
+    elif any(e.state == "broken commit" and e.path.name == layout.key16(located.key)
+             for e in entries):  # fmt: skip
+        broken = layout.committed_dir(cfg.cache.root, located.key)
+        verdict = (
+            f"the directory of this config's cache, {broken}, has no manifest.json (a broken "
+            "commit): `ictal gc --yes` removes it, then `ictal build` builds it again"
+        )
     else:
         resumable = [
             e for e in entries

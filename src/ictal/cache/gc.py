@@ -12,8 +12,7 @@ from pathlib import Path
 
 from ictal.cache import layout
 from ictal.cache.ledger import is_locked
-from ictal.cache.locate import locate
-from ictal.cache.manifest import read_json, read_manifest
+from ictal.cache.locate import ictal_made, locate
 from ictal.config import Config
 from ictal.errors import PreflightError
 from ictal.io.lock import is_locked as lock_held
@@ -53,30 +52,6 @@ def _size(path: Path) -> int:
         if p.is_file() and not p.is_symlink() and st.st_nlink == 1:
             total += st.st_size
     return total
-
-
-def _marker_key(path: Path, name: str) -> str | None:
-    """The key an Ictal marker file (plan.json, stage.json) in ``path`` names, or None."""
-    try:
-        doc = read_json(path / name)
-    except ValueError:
-        return None
-    key = doc.get("key") if isinstance(doc, dict) else None
-    return key if isinstance(key, str) else None
-
-
-def ictal_made(entry: layout.Entry) -> str | None:
-    """What Ictal wrote that proves it made this directory ('manifest', 'plan', 'stage'),
-    or None when nothing there is Ictal's."""
-    if not entry.building:
-        man = read_manifest(entry.path)
-        if man is not None and str(man.get("key", "")).startswith(entry.key16):
-            return "manifest"
-    marker = layout.STAGE_MARKER if entry.staging else layout.PLAN
-    key = _marker_key(entry.path, marker)
-    if key is not None and key.startswith(entry.key16):
-        return "stage" if entry.staging else "plan"
-    return None
 
 
 def plan_gc(cfg: Config) -> GcPlan:

@@ -30,8 +30,9 @@ def key_lock(root: Path, key: str) -> FileLock:
     k16 = layout.key16(key)
     return FileLock(
         layout.key_lock_path(root, key),
-        f"the cache {k16} under {root} (a build or stage of it is running)",
-        "wait for it to finish (`ictal explain` shows its progress), then run the command again",
+        f"the cache {k16} under {root}",
+        "another build or stage of this cache is running: wait for it to finish (`ictal "
+        "explain` shows its progress), then run the command again",
     )
 
 

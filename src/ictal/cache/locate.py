@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.manifest import read_manifest
+from ictal.cache.manifest import read_json, read_manifest
 from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
 from ictal.corpus.discovery import CorpusMissing
 from ictal.errors import PreflightError
@@ -86,3 +86,27 @@ def same_semantic_other_source(cfg: Config, located: Located) -> list[Path]:
         ):
             out.append(entry.path)
     return out
+
+
+def _marker_key(path: Path, name: str) -> str | None:
+    """The key an Ictal marker file (plan.json, stage.json) in ``path`` names, or None."""
+    try:
+        doc = read_json(path / name)
+    except ValueError:
+        return None
+    key = doc.get("key") if isinstance(doc, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def ictal_made(entry: layout.Entry) -> str | None:
+    """What Ictal wrote that proves it made this directory ('manifest', 'plan', 'stage'),
+    or None when nothing there is Ictal's."""
+    if not entry.building:
+        man = read_manifest(entry.path)
+        if man is not None and str(man.get("key", "")).startswith(entry.key16):
+            return "manifest"
+    marker = layout.STAGE_MARKER if entry.staging else layout.PLAN
+    key = _marker_key(entry.path, marker)
+    if key is not None and key.startswith(entry.key16):
+        return "stage" if entry.staging else "plan"
+    return None

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import socket
+import time
 from pathlib import Path
 
 from ictal.errors import PreflightError
@@ -37,12 +38,17 @@ def owner_text() -> str:
 
 
 def holder(path: Path) -> str:
-    """The owner written in a lock file (``host:pid``), or 'unknown'."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        return "unknown"
-    return text.splitlines()[0][:200] if text else "unknown"
+    """The owner written in a lock file (``host:pid``), or 'unknown'. An owner that has just
+    taken the lock writes its name a moment later: wait up to 0.5 s for it."""
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            return "unknown"
+        if text or time.monotonic() > deadline:
+            return text.splitlines()[0][:200] if text else "unknown"
+        time.sleep(0.02)
 
 
 class FileLock:
