@@ -11,7 +11,7 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
-from ictal.train.bench import run_bench
+from ictal.train.throughput import run_bench
 
 
 def make_cfg(tmp, *extra):

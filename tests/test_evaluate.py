@@ -14,14 +14,15 @@ import pytest
 import torch
 from torch import nn
 
+import ictal.evaluate.evaluation as run_mod
 import ictal.evaluate.inference as inference_mod
-import ictal.evaluate.run as run_mod
 from ictal.cache.build import build_cache
 from ictal.cache.manifest import CacheView
 from ictal.config import Config, load_config
 from ictal.corpus.annotations import parse_annotation_text
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError, UsageError
+from ictal.evaluate.evaluation import evaluate, evaluate_view
 from ictal.evaluate.operating_points import (
     OperatingPoint,
     OperatingPoints,
@@ -29,9 +30,9 @@ from ictal.evaluate.operating_points import (
     save_operating_points,
 )
 from ictal.evaluate.postprocess import PostProcess
-from ictal.evaluate.run import default_out, evaluate, evaluate_view
 from ictal.evaluate.summary import summary_table
 from ictal.models import build_model
+from ictal.runs.directory import eval_dir_for
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_dev_then_eval_with_frozen_points(setup: tuple[Config, Path]) -> None:
     assert 0.0 <= scores["auroc"] <= 1.0
     heartbeat = json.loads((dev.out / "heartbeat.json").read_text())
     assert heartbeat["phase"].startswith("evaluate") and heartbeat["state"] == "done"
-    assert heartbeat["recordings_total"] == 2
+    assert heartbeat["items_total"] == 2
     dev_ops = load_operating_points(dev.out / "operating_points.json")
     assert dev_ops.split == "dev"
     table = summary_table(dev)
@@ -218,10 +219,12 @@ def test_unreadable_checkpoint_is_a_usage_error(setup: tuple[Config, Path]) -> N
 
 def test_default_out() -> None:
     cfg = load_config(None, ["runs.root=/r"])
-    assert default_out(cfg, Path("/r/abc/checkpoints/last.pt"), "dev") == Path(
+    assert eval_dir_for(Path("/r/abc/checkpoints/last.pt"), "dev", cfg.runs.root).path == Path(
         "/r/abc/eval-last-dev"
     )
-    assert default_out(cfg, Path("/x/model.pt"), "eval") == Path("/r/eval-model-eval")
+    assert eval_dir_for(Path("/x/model.pt"), "eval", cfg.runs.root).path == Path(
+        "/r/eval-model-eval"
+    )
 
 
 # --- memory: a fake cache of identical recordings, an oracle model -----------------------

@@ -14,8 +14,8 @@ import pytest
 from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
+from ictal.runs.heartbeat import Heartbeat, LiveStatus, read_heartbeat
 from ictal.train import loop
-from ictal.train.heartbeat import Heartbeat, LiveStatus, read_heartbeat
 
 
 def test_beats_periodically_with_rates(tmp_path):

@@ -400,7 +400,7 @@ def test_credentials_in_urls_never_printed_nor_stored(world, tmp_path):
     for path in run.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".yaml", ".log", ".jsonl"):
             assert secret not in path.read_text(errors="replace"), path
-    from ictal.train.state import load_checkpoint
+    from ictal.models.checkpoint import load_checkpoint
 
     assert secret not in json.dumps(load_checkpoint(run / "checkpoints" / "last.pt")["config"])
     bad = run_ictal("census", f"http://user:{secret}@127.0.0.1:9/corpus")

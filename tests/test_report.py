@@ -15,8 +15,8 @@ from torch import nn
 from ictal.cache.manifest import CacheView
 from ictal.config import load_config
 from ictal.errors import UsageError
+from ictal.evaluate.evaluation import evaluate_view
 from ictal.evaluate.report import pick_recordings, read_metrics, write_report
-from ictal.evaluate.run import evaluate_view
 
 FS = 16.0
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

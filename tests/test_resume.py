@@ -21,10 +21,12 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
-from ictal.train.heartbeat import read_heartbeat
-from ictal.train.metrics import MetricsLog, keep_until, read_metrics
-from ictal.train.run import CONFIG, HEARTBEAT, RunDir, find_resumable, lock_run
-from ictal.train.state import capture_rng, load_checkpoint, restore_rng
+from ictal.models.checkpoint import load_checkpoint
+from ictal.runs.directory import CONFIG, HEARTBEAT, RunDir, run_lock
+from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.metrics import MetricsLog, keep_until, read_metrics
+from ictal.runs.resume import find_resumable
+from ictal.train.state import capture_rng, restore_rng
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,7 +213,7 @@ def test_metrics_are_strict_json(tmp_path):
 
 METRICS_WRITER = """
 import sys, time
-from ictal.train.metrics import MetricsLog
+from ictal.runs.metrics import MetricsLog
 m = MetricsLog(sys.argv[1], sync_every_s=3600)
 for step in range(1, 201):
     m.write({"phase": "train", "epoch": 0, "step": step, "time": 0.0, "loss": 1.0})
@@ -279,5 +281,5 @@ def test_find_resumable_skips_done_and_live_runs(tmp_path):
     live = make("20240103T000000Z-cccccc", "running")
     assert find_resumable(tmp_path) == live
     # a resume is running: a second one refuses, naming the process
-    with lock_run(RunDir(live)), pytest.raises(PreflightError, match=r"being trained by .*:\d+"):
+    with run_lock(RunDir(live)), pytest.raises(PreflightError, match=r"being trained by .*:\d+"):
         find_resumable(tmp_path)

@@ -12,7 +12,7 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
-from ictal.io.sink import MARKER, check_sink, push_dir
+from ictal.runs.sink import MARKER, check_sink, push_dir
 
 pytest.importorskip("s3fs")
 

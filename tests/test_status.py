@@ -14,7 +14,7 @@ import psutil
 import pytest
 from rich.console import Console
 
-from ictal.train.status import print_statuses, run_statuses
+from ictal.runs.status import print_statuses, run_statuses
 
 NOW = time.time()
 

@@ -16,11 +16,11 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
+from ictal.models.checkpoint import FORMAT, load_checkpoint, load_model
 from ictal.models.registry import register
+from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.metrics import read_metrics
 from ictal.train import loop
-from ictal.train.heartbeat import read_heartbeat
-from ictal.train.metrics import read_metrics
-from ictal.train.state import FORMAT, load_checkpoint, load_model
 
 FAST = [
     "windows.length_s=8",
@@ -247,7 +247,8 @@ def test_nonfinite_loss_stops_with_clear_error(built):
 
 @pytest.mark.slow
 def test_resume_uses_frozen_config_with_new_paths(trained, tmp_path):
-    from ictal.train.run import RunDir, resume_config
+    from ictal.runs.directory import RunDir
+    from ictal.runs.resume import resume_config
 
     cfg, result = trained
     now = load_config(None, [f"cache.root={tmp_path}", "train.lr=0.5"])

@@ -447,7 +447,7 @@ def bench(
 ) -> None:
     """Time N training batches: s/batch, data-wait %, projected epoch time and cost."""
     cfg = _config(config, set_)
-    from ictal.train.bench import run_bench
+    from ictal.train.throughput import run_bench
 
     run_bench(cfg, batches, price_per_hour, make_console())
 
@@ -468,14 +468,16 @@ def evaluate(
     Without -c, a checkpoint inside a run directory is evaluated with that run's frozen
     config (runs/<id>/config.yaml), so the cache and post-processing match the training.
     """
-    frozen = checkpoint.parent.parent / "config.yaml"
-    if config is None and checkpoint.parent.name == "checkpoints" and frozen.is_file():
-        config = frozen
+    from ictal.runs.directory import run_of_checkpoint
+
+    owner = run_of_checkpoint(checkpoint)
+    if config is None and owner is not None:
+        config = owner.config
     cfg = _config(config, set_)
     if split is not None and split not in ("dev", "eval", "train"):
         _error(f"--split must be dev, eval or train, got {split!r}")
         raise typer.Exit(ExitCode.USAGE)
-    from ictal.evaluate.run import evaluate as run_evaluate
+    from ictal.evaluate.evaluation import evaluate as run_evaluate
     from ictal.evaluate.summary import summary_table
 
     result = run_evaluate(
@@ -527,7 +529,7 @@ def status(
 ) -> None:
     """Runs and their heartbeats: running, stale, stalled, done, failed, stopped."""
     cfg = _config(config, set_)
-    from ictal.train.status import print_statuses, run_statuses
+    from ictal.runs.status import print_statuses, run_statuses
 
     print_statuses(run_statuses(where or cfg.runs.root), make_console())
 

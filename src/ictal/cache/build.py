@@ -23,6 +23,7 @@ from ictal.cache import layout
 from ictal.cache.executors import make_executor
 from ictal.cache.ledger import build_lock, is_locked, key_lock, load_records, sweep_temp_files
 from ictal.cache.manifest import ManifestError, read_json, sha256_bytes, table_bytes
+from ictal.cache.plan import Plan, corpus_root, plan
 from ictal.cache.reuse import donor_records, reuse_one
 from ictal.cache.worker import REUSED, Task, build_one
 from ictal.config import (
@@ -31,11 +32,10 @@ from ictal.config import (
     Config,
     cache_key,
 )
-from ictal.corpus.discovery import LAYOUT_HINT, Discovery, RecordingRef, scan
+from ictal.corpus.discovery import Discovery, RecordingRef
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
-from ictal.io.redact import redact
 from ictal.ui import log, progress
 
 
@@ -69,38 +69,6 @@ class BuildReport:
         if self.failed_fraction > self.max_failed_fraction:
             return 3
         return 4 if self.failed else 0
-
-
-def corpus_root(cfg: Config) -> str:
-    """The corpus root as an absolute path or a URL (workers may run elsewhere)."""
-    root = cfg.corpus.root
-    return root if "://" in root else os.path.abspath(root)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a build of this config covers: recordings, inventory digest, per-file signatures."""
-
-    refs: list[RecordingRef]
-    digest: str
-    discovery: Discovery
-
-
-def plan(cfg: Config) -> Plan:
-    """Recordings of the configured splits and the inventory digest, from one listing."""
-    root = corpus_root(cfg)
-    found = scan(root)
-    refs = [r for r in found.refs if r.split in cfg.corpus.splits]
-    if not refs:
-        raise PreflightError(
-            f"no recordings in the TUSZ layout under {redact(root)} (splits "
-            f"{list(cfg.corpus.splits)}; {LAYOUT_HINT})",
-            "check corpus.root, or create a demo corpus with `ictal synth DIR`",
-        )
-    return Plan(refs, found.digest(refs), found)
-
-
-# --- coordinator side --------------------------------------------------------------------
 
 
 def _plan_order(refs: list[RecordingRef]) -> list[RecordingRef]:

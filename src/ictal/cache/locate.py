@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.manifest import read_json, read_manifest
-from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
+from ictal.cache.manifest import matches, read_json, read_manifest
+from ictal.cache.plan import plan
+from ictal.config import Config, cache_key
 from ictal.corpus.discovery import CorpusMissing
 from ictal.errors import PreflightError
 
@@ -28,8 +29,6 @@ class Located:
 
 def corpus_digest(cfg: Config) -> tuple[str, int] | None:
     """Inventory digest of the corpus and its recording count, or None when unreachable."""
-    from ictal.cache.build import plan
-
     try:
         planned = plan(cfg)
     except (PreflightError, CorpusMissing, OSError):
@@ -47,25 +46,21 @@ def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
         path = layout.committed_dir(root, key)
         committed = (path / layout.MANIFEST).is_file()
         return Located(key, path, committed, True, digest, n)
-    matches = []
-    semantic = cfg.semantic()
+    found_caches = []
     for entry in layout.list_entries(root):
         if entry.building:
             continue
         man = read_manifest(entry.path)
-        if man is None:
-            continue
-        same_version = man.get("preprocessing_version") == PREPROCESSING_VERSION
-        if same_version and not diff_semantic(man.get("semantic", {}), semantic):
-            matches.append((entry.path, man))
+        if man is not None and matches(man, cfg):
+            found_caches.append((entry.path, man))
     note = f"corpus {cfg.corpus.root} not reachable: completeness against it not checked"
-    if len(matches) == 1:
-        path, man = matches[0]
+    if len(found_caches) == 1:
+        path, man = found_caches[0]
         return Located(man["key"], path, True, False, man["source"]["digest"], note=note)
-    if len(matches) > 1:
-        names = ", ".join(p.name for p, _ in matches)
+    if len(found_caches) > 1:
+        names = ", ".join(p.name for p, _ in found_caches)
         raise PreflightError(
-            f"{len(matches)} caches under {root} match this config ({names}) and the corpus "
+            f"{len(found_caches)} caches under {root} match this config ({names}) and the corpus "
             f"{cfg.corpus.root} is not reachable to tell which is current",
             "make corpus.root reachable, or remove the old ones with `ictal gc`",
         )
@@ -79,11 +74,7 @@ def same_semantic_other_source(cfg: Config, located: Located) -> list[Path]:
         if entry.building or (located.path is not None and entry.path == located.path):
             continue
         man = read_manifest(entry.path)
-        if man is None:
-            continue
-        if man.get("preprocessing_version") == PREPROCESSING_VERSION and not diff_semantic(
-            man.get("semantic", {}), cfg.semantic()
-        ):
+        if man is not None and matches(man, cfg):
             out.append(entry.path)
     return out
 

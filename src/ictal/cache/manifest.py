@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ictal.cache.layout import MANIFEST, TABLE
-from ictal.config import CACHE_FORMAT_VERSION
+from ictal.config import CACHE_FORMAT_VERSION, PREPROCESSING_VERSION, Config, diff_semantic
 from ictal.errors import ExitCode, IctalError, UnsafePathError
 from ictal.io.paths import check_name, contained
 
@@ -40,6 +40,18 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     except ManifestError:
         return None
     return man if isinstance(man, dict) else None
+
+
+def matches(manifest: dict[str, Any], cfg: Config) -> bool:
+    """True when a cache was built with this config's semantic fields and this ictal's
+    preprocessing version: given the same inputs it holds the bytes this config would write
+    (the one rule for finding, reusing and staging caches across corpus inventories)."""
+    semantic = manifest.get("semantic")
+    return (
+        manifest.get("preprocessing_version") == PREPROCESSING_VERSION
+        and isinstance(semantic, dict)
+        and not diff_semantic(semantic, cfg.semantic())
+    )
 
 
 def table_bytes(rows: list[dict[str, Any]]) -> bytes:

@@ -22,14 +22,14 @@ import fsspec
 from ictal.cache import layout
 from ictal.cache.ledger import build_lock, key_lock
 from ictal.cache.locate import corpus_digest, locate
+from ictal.cache.manifest import matches
 from ictal.cache.verify import format_problems, verify_l0, verify_l1
-from ictal.config import PREPROCESSING_VERSION, Config, cache_key, diff_semantic
+from ictal.config import Config, cache_key
 from ictal.errors import PreflightError, UnsafePathError, UsageError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file
 from ictal.io.paths import contained, writable_dir
 from ictal.io.redact import redact
-from ictal.io.sink import files_to_copy
-from ictal.io.storage import make_dirs, open_url, storage_errors
+from ictal.io.storage import files_to_copy, make_dirs, open_url, storage_errors
 from ictal.ui import log, progress
 
 _KEY16 = re.compile(r"^[0-9a-f]{16}")
@@ -164,12 +164,8 @@ def _published(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, 
 
 def _same_config(cfg: Config, fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
     """Keys of the published caches of this semantic config and preprocessing version."""
-    semantic = cfg.semantic()
     return [
-        k
-        for k, man in _published(fs, root).items()
-        if man.get("preprocessing_version") == PREPROCESSING_VERSION
-        and not diff_semantic(man.get("semantic", {}), semantic)
+        k for k, man in _published(fs, root).items() if isinstance(man, dict) and matches(man, cfg)
     ]
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 from ictal.cache import layout
 from ictal.cache.ledger import load_records
-from ictal.cache.manifest import read_manifest
-from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
+from ictal.cache.manifest import matches, read_manifest
+from ictal.config import Config
 from ictal.io.atomic import atomic_write_json, link_or_copy
 
 
@@ -23,9 +23,7 @@ def donor_records(cfg: Config, exclude: Path) -> dict[str, tuple[Path, dict[str,
         if entry.building or entry.path == exclude:
             continue
         man = read_manifest(entry.path)
-        if man is None or man.get("preprocessing_version") != PREPROCESSING_VERSION:
-            continue
-        if diff_semantic(man.get("semantic", {}), cfg.semantic()):
+        if man is None or not matches(man, cfg):
             continue
         for rid, rec in load_records(entry.path).items():
             if rec.get("status") == "done" and rec.get("source"):

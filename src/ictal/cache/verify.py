@@ -5,7 +5,6 @@ Every problem names the file and the command that fixes it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 from ictal.cache import layout
 from ictal.cache.manifest import ManifestError, open_cache
 from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
+from ictal.io.digest import file_sha256
 
 
 @dataclass(frozen=True)
@@ -83,14 +83,6 @@ def verify_l0(path: Path, cfg: Config | None = None, key: str | None = None) -> 
     return problems
 
 
-def _sha256_file(path: Path, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def verify_l1(path: Path, workers: int = 4, progress: Any = None) -> list[Problem]:
     """Content hashes of every array against the table (hashlib releases the GIL: threads)."""
     view = open_cache(path)
@@ -99,7 +91,7 @@ def verify_l1(path: Path, workers: int = 4, progress: Any = None) -> list[Proble
     def check(rec: dict[str, Any]) -> Problem | None:
         array = view.array_path(rec)
         try:
-            digest = _sha256_file(array)
+            digest = file_sha256(array)
         except FileNotFoundError:
             return Problem(str(array), "array file is missing", fix)
         if digest != rec["sha256"]:

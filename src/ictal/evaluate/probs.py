@@ -20,10 +20,11 @@ from torch import nn
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
 from ictal.evaluate import inference
-from ictal.evaluate.heartbeat import Heartbeat
 from ictal.evaluate.operating_points import RecordingTrace
 from ictal.evaluate.postprocess import Event
 from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.runs.directory import EvalDir
+from ictal.runs.heartbeat import LiveStatus
 from ictal.ui import log, progress
 
 
@@ -68,16 +69,16 @@ def probs_complete(path: Path, n_out: int) -> bool:
     return ok
 
 
-def check_identity(out: Path, identity: dict[str, Any]) -> None:
+def check_identity(out: EvalDir, identity: dict[str, Any]) -> None:
     """Refuse to mix probabilities of different checkpoints, caches or windowing in one dir."""
-    path = out / "identity.json"
+    path = out.identity
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
         differ = [k for k in identity if k != "checkpoint" and old.get(k) != identity[k]]
         if differ:
             raise UsageError(
-                f"{out} holds an evaluation of another checkpoint or cache "
-                f"(differs in {', '.join(differ)}): pass another --out, or remove {out} to redo it"
+                f"{out.path} holds an evaluation of another checkpoint or cache (differs in "
+                f"{', '.join(differ)}): pass another --out, or remove {out.path} to redo it"
             )
     else:
         atomic_write_json(path, identity)
@@ -91,10 +92,10 @@ def infer_split(
     window: int,
     stride: int,
     hop: int,
-    probs_dir: Path,
+    out: EvalDir,
     batch_size: int,
     device: str,
-    heartbeat: Heartbeat,
+    live: LiveStatus,
 ) -> tuple[int, int, list[tuple[str, str]]]:
     """Probabilities for every recording not yet done; returns (inferred, resumed, failed)."""
     inferred = resumed = 0
@@ -103,8 +104,8 @@ def infer_split(
     with progress("inference", total) as tick:
         for k, r in enumerate(rows):
             n_out = math.ceil(int(r["n_samples"]) / stride)
-            target = probs_dir / f"{r['id']}.npy"
-            heartbeat.beat(stage="inference", recordings_done=k, recordings_total=total)
+            target = out.probs_of(r["id"])
+            live.stage("inference", k, total)
             if probs_complete(target, n_out):
                 resumed += 1
                 tick.advance()
@@ -113,7 +114,7 @@ def infer_split(
                 array = np.load(view.array_path(r), mmap_mode="r", allow_pickle=False)
                 probs = inference.infer_recording(
                     model, array, window, stride, hop, batch_size, device,
-                    on_batch=lambda: heartbeat.beat(),
+                    on_batch=live.touch,
                 )  # fmt: skip
                 del array
             except (OSError, ValueError) as exc:
@@ -128,12 +129,12 @@ def infer_split(
 
 
 def stream_traces(
-    infos: list[RecordingInfo], probs_dir: Path, fs_out: float, hb: Heartbeat, stage: str
+    infos: list[RecordingInfo], out: EvalDir, fs_out: float, live: LiveStatus, stage: str
 ) -> Iterator[RecordingTrace]:
     """Stream the recordings' traces back from disk, one at a time."""
     with progress(stage, len(infos)) as tick:
         for k, info in enumerate(infos):
-            hb.beat(stage=stage, recordings_done=k, recordings_total=len(infos))
-            probs = np.load(probs_dir / f"{info.id}.npy", allow_pickle=False)
+            live.stage(stage, k, len(infos))
+            probs = np.load(out.probs_of(info.id), allow_pickle=False)
             yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
             tick.advance()

@@ -23,6 +23,9 @@ from matplotlib.figure import Figure
 from ictal.errors import UsageError
 from ictal.io.atomic import atomic_write_text
 from ictal.io.paths import is_inside, is_safe_name
+from ictal.runs.directory import EvalDir, RunDir, run_of_checkpoint
+from ictal.runs.meta import read_run_json
+from ictal.runs.metrics import read_metrics
 
 SCORER_LABELS = {"ovlp": "OVLP (NEDC)", "taes": "TAES (NEDC)", "szcore": "SzCORE events"}
 MAX_POINTS = 4000  # per plotted line; longer series are decimated (trace maxima kept)
@@ -53,23 +56,6 @@ def _png(fig: Figure) -> str:
 def _esc(v: Any) -> str:
     """Any value as HTML text (numbers too: a tampered scores.json may hold markup anywhere)."""
     return html.escape(str(v))
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """JSON lines of ``metrics.jsonl``; a torn or bad line (killed writer) is skipped."""
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -175,10 +161,10 @@ def _decimate_max(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(blocks)) * step, blocks
 
 
-def trace_figure(eval_dir: Path, scores: dict[str, Any]) -> str | None:
+def trace_figure(eval_dir: EvalDir, scores: dict[str, Any]) -> str | None:
     """Probability traces of the picked recordings against reference and hypothesis events."""
     picks = [(t, r) for t, r in pick_recordings(scores.get("recordings") or [])
-             if is_safe_name(r["id"]) and (eval_dir / "probs" / f"{r['id']}.npy").is_file()
+             if is_safe_name(r["id"]) and eval_dir.probs_of(r["id"]).is_file()
              ]  # fmt: skip
     if not picks:
         return None
@@ -187,7 +173,7 @@ def trace_figure(eval_dir: Path, scores: dict[str, Any]) -> str | None:
     fig = Figure(figsize=(11, 2.3 * len(picks)))
     for k, (tag, r) in enumerate(picks):
         ax = fig.add_subplot(len(picks), 1, k + 1)
-        p = np.load(eval_dir / "probs" / f"{r['id']}.npy", allow_pickle=False)
+        p = np.load(eval_dir.probs_of(r["id"]), allow_pickle=False)
         idx, val = _decimate_max(np.asarray(p, dtype=np.float32))
         for a, b in r["ref_events"]:
             ax.axvspan(a, b, color="C2", alpha=0.25, lw=0)
@@ -260,11 +246,11 @@ def operating_point_table(scores: dict[str, Any]) -> str:
     )
 
 
-def _eval_section(eval_dir: Path, scores: dict[str, Any]) -> str:
+def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
     hours = float(scores.get("total_duration_s") or 0.0) / 3600.0
     parts = [
         f"<h2>Evaluation on {_esc(scores.get('split'))} "
-        f"<small>(<code>{_esc(eval_dir.name)}</code>)</small></h2>",
+        f"<small>(<code>{_esc(eval_dir.path.name)}</code>)</small></h2>",
         f"<p>{_esc(scores.get('n_recordings'))} recordings, {_num(hours)} h, "
         f"{_esc(scores.get('n_reference_events'))} reference seizures; sample-level AUROC "
         f"{_num(scores.get('auroc'), '.3f')}."
@@ -282,59 +268,46 @@ def _eval_section(eval_dir: Path, scores: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _find(path: Path, runs_root: Path | None) -> tuple[Path | None, list[Path]]:
-    """(run dir or None, evaluation dirs) for a run dir, an evaluation dir, or a run with evals.
+def _find(path: Path, runs_root: Path | None) -> tuple[RunDir | None, list[EvalDir]]:
+    """(run or None, evaluations) for a run dir, an evaluation dir, or a run with evals.
     The run of an evaluation is its parent directory, or the run its scores name when that
     lies under ``runs_root``: a scores file never makes the report read anywhere else."""
     path = Path(path)
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory (expected a run or evaluation directory)")
-    if (path / "scores.json").is_file():
-        run = None
-        if (path.parent / "metrics.jsonl").is_file():
-            run = path.parent
-        else:
-            try:
-                ckpt = Path(json.loads((path / "scores.json").read_text())["checkpoint"])
-                named = ckpt.parent.parent
-                if (
-                    runs_root is not None
-                    and ckpt.parent.name == "checkpoints"
-                    and is_inside(named, runs_root)
-                    and (named / "metrics.jsonl").is_file()
-                ):
-                    run = named
-            except (OSError, KeyError, ValueError, TypeError):
-                pass
-        return run, [path]
-    evals = sorted(p for p in path.glob("eval-*") if (p / "scores.json").is_file())
-    if (path / "metrics.jsonl").is_file() or (path / "checkpoints").is_dir() or evals:
-        return path, evals
+    here = EvalDir(path)
+    if here.scores.is_file():
+        parent = RunDir(path.parent)
+        if parent.metrics.is_file():
+            return parent, [here]
+        try:
+            named = run_of_checkpoint(Path(json.loads(here.scores.read_text())["checkpoint"]))
+        except (OSError, KeyError, ValueError, TypeError):
+            named = None
+        if named is not None and runs_root is not None and is_inside(named.path, runs_root):
+            return named, [here]
+        return None, [here]
+    run = RunDir(path)
+    evals = [EvalDir(p) for p in run.evaluations() if EvalDir(p).scores.is_file()]
+    if run.metrics.is_file() or run.checkpoints.is_dir() or evals:
+        return run, evals
     raise UsageError(
         f"{path} holds no metrics.jsonl, checkpoints/ or scores.json: not a run or an evaluation"
     )
 
 
-def _header(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> str:
+def _header(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> str:
     """Run id, cache key and checkpoint, from the evaluations or the run directory."""
     first = evals[0][1] if evals else {}
-    meta: dict[str, Any] = {}
-    if run is not None:
-        for name in ("run.json", "meta.json"):
-            if (run / name).is_file():
-                try:
-                    meta = json.loads((run / name).read_text(encoding="utf-8"))
-                except (OSError, ValueError):
-                    meta = {}
-                break
-    run_id = first.get("run_id") or meta.get("run_id") or (run.name if run else "n/a")
+    meta = read_run_json(run.run_json) if run is not None else {}
+    run_id = first.get("run_id") or meta.get("run_id") or (run.run_id if run else "n/a")
     cache_key = first.get("checkpoint_cache_key") or meta.get("cache_key") or first.get("cache_key")
-    ckpts = sorted({s.get("checkpoint") for _, s in evals if s.get("checkpoint")})
+    ckpts = sorted({str(s.get("checkpoint")) for _, s in evals if s.get("checkpoint")})
     if not ckpts and run is not None:
-        ckpts = [str(p) for p in sorted((run / "checkpoints").glob("*.pt"))]
+        ckpts = [str(p) for p in sorted(run.checkpoints.glob("*.pt"))]
     rows = [
         ("run", run_id),
-        ("run directory", run or "n/a"),
+        ("run directory", run.path if run else "n/a"),
         ("cache key", cache_key or "n/a"),
         ("checkpoint", ", ".join(ckpts) or "n/a"),
         ("generated", datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
@@ -343,21 +316,21 @@ def _header(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> str:
     return f"<h1>Ictal report: {_esc(run_id)}</h1><table>{body}</table>"
 
 
-def _parts(run: Path | None, evals: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+def _parts(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> list[str]:
     """The report's HTML sections: header, training curves, each evaluation."""
     parts = [_header(run, evals), "<h2>Training</h2>"]
-    rows = read_metrics(run / "metrics.jsonl") if run is not None else []
+    rows = read_metrics(run.metrics) if run is not None else []
     curves = training_curves(rows)
     if curves:
         parts.append(curves)
     elif run is None:
         parts.append('<p class="note">No run directory found for this evaluation.</p>')
     else:
-        parts.append(f'<p class="note">No training metrics in {_esc(run / "metrics.jsonl")}.</p>')
+        parts.append(f'<p class="note">No training metrics in {_esc(run.metrics)}.</p>')
     if evals:
         parts.extend(_eval_section(d, s) for d, s in evals)
     else:
-        target = run / "checkpoints" / "best.pt" if run is not None else "CKPT"
+        target = run.best if run is not None else "CKPT"
         parts.append(
             '<h2>Evaluation</h2><p class="note">No evaluation yet: run '
             f"<code>ictal evaluate {_esc(target)} --split dev</code>, then this report again.</p>"
@@ -373,11 +346,11 @@ def write_report(path: Path, runs_root: Path | None = None) -> Path:
     evals = []
     for d in eval_dirs:
         try:
-            scores = json.loads((d / "scores.json").read_text(encoding="utf-8"))
+            scores = json.loads(d.scores.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if not isinstance(scores, dict):
-            raise UsageError(f"{d / 'scores.json'} is not an ictal scores file (not an object)")
+            raise UsageError(f"{d.scores} is not an ictal scores file (not an object)")
         evals.append((d, scores))
     try:
         parts = _parts(run, evals)

@@ -1,4 +1,4 @@
-"""Scorers: NEDC any-overlap (OVLP) and time-aligned (TAES), SzCORE via timescoring, AUROC.
+"""Scorers: NEDC any-overlap (OVLP) and time-aligned (TAES), SzCORE via timescoring.
 
 Every scorer turns one recording's reference and hypothesis events into ``EventCounts``;
 counts pool over files by addition, so FA/24h is over the total recording time (NEDC).
@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 from timescoring.annotations import Annotation
 from timescoring.scoring import EventScoring, SampleScoring
 
@@ -192,55 +191,3 @@ def get_scorer(name: str) -> Scorer:
         return SCORERS[name]
     except KeyError:
         raise KeyError(f"unknown scorer {name!r}; known: {', '.join(sorted(SCORERS))}") from None
-
-
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Sample-level AUROC by the rank-sum (Mann-Whitney) formula, ties counted as half.
-
-    Returns nan when one class is absent.
-    """
-    y = np.asarray(labels).astype(bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"labels and scores differ in length: {y.shape} vs {s.shape}")
-    n_pos = int(y.sum())
-    n_neg = y.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return math.nan
-    rank_sum = float(rankdata(s)[y].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-
-
-class HistogramAuroc:
-    """AUROC accumulated over recordings in fixed score bins on [0, 1]: memory does not grow.
-
-    Exact for scores already quantised to the bins; otherwise within one bin width of ties.
-    """
-
-    def __init__(self, bins: int = 1000) -> None:
-        if bins < 1:
-            raise ValueError(f"bins must be >= 1, got {bins}")
-        self.bins = bins
-        self.pos = np.zeros(bins, dtype=np.int64)
-        self.neg = np.zeros(bins, dtype=np.int64)
-
-    def update(self, labels: np.ndarray, scores: np.ndarray) -> None:
-        """Add one recording's per-sample labels and scores (probabilities in [0, 1])."""
-        y = np.asarray(labels).astype(bool).ravel()
-        s = np.asarray(scores, dtype=np.float64).ravel()
-        if y.shape != s.shape:
-            raise ValueError(f"labels and scores differ in length: {y.shape} vs {s.shape}")
-        if s.size and not (np.all(s >= 0.0) and np.all(s <= 1.0)):
-            raise ValueError("scores must be probabilities in [0, 1]")
-        idx = np.minimum((s * self.bins).astype(np.int64), self.bins - 1)
-        self.pos += np.bincount(idx[y], minlength=self.bins)
-        self.neg += np.bincount(idx[~y], minlength=self.bins)
-
-    def value(self) -> float:
-        """AUROC of all samples added so far (same-bin pairs count half); nan if one class."""
-        n_pos, n_neg = int(self.pos.sum()), int(self.neg.sum())
-        if n_pos == 0 or n_neg == 0:
-            return math.nan
-        neg_below = np.cumsum(self.neg) - self.neg
-        wins = float(np.sum(self.pos * (neg_below + 0.5 * self.neg)))
-        return wins / (n_pos * n_neg)

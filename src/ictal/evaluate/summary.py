@@ -8,7 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
-from ictal.evaluate.run import EvaluationResult
+from ictal.evaluate.evaluation import EvaluationResult
 
 SCORER_NAMES = {
     "ovlp": "OVLP (NEDC)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import fsspec
 
@@ -73,3 +74,12 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
         raise
     except Exception as exc:  # fsspec backends raise their own types (botocore, aiohttp...)
         raise PreflightError(f"{doing} {redact(url)} failed: {describe(exc)}", fix) from exc
+
+
+def files_to_copy(local: Path) -> list[Path]:
+    """Files of a directory worth copying elsewhere: all but locks and atomic-write temps."""
+    return sorted(
+        p
+        for p in local.rglob("*")
+        if p.is_file() and not p.name.endswith(".tmp") and p.name not in (".lock", "run.lock")
+    )

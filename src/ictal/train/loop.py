@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torch.utils.data
 from torch import nn
 
@@ -26,12 +25,22 @@ from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
 from ictal.io.paths import writable_dir
-from ictal.io.sink import check_sink, try_push
-from ictal.models.detector import pool_targets
-from ictal.train import run as runs
-from ictal.train.data import TrainData, describe, make_train_data
-from ictal.train.heartbeat import Heartbeat, LiveStatus
-from ictal.train.metrics import keep_until
+from ictal.models.checkpoint import load_checkpoint
+from ictal.runs.directory import (
+    RunDir,
+    create_run,
+    log_to_file,
+    new_run_id,
+    resolve_run_dir,
+    run_lock,
+)
+from ictal.runs.heartbeat import Heartbeat, LiveStatus
+from ictal.runs.meta import record_resume, run_metadata
+from ictal.runs.metrics import keep_until
+from ictal.runs.resume import find_resumable, resume_config
+from ictal.runs.sink import check_sink, try_push
+from ictal.train.feed import TrainData, describe, make_train_data
+from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import Recorder, StopRequest, WaitWatch
 from ictal.train.setup import (
     data_stride,
@@ -40,7 +49,7 @@ from ictal.train.setup import (
     make_state,
     seed_everything,
 )
-from ictal.train.state import TrainState, is_better, load_checkpoint
+from ictal.train.state import TrainState, is_better
 from ictal.train.validate import Validation, validate
 from ictal.ui import log, progress
 
@@ -86,7 +95,7 @@ def train(
     """
     previous = _run_to_resume(cfg, resume)
     if previous is not None:
-        cfg = runs.resume_config(cfg, previous)
+        cfg = resume_config(cfg, previous)
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
     writable_dir(cfg.runs.root, "runs.root")
     device = pick_device(cfg.train.device)
@@ -94,21 +103,19 @@ def train(
         seed_everything(cfg.train.seed)
         model = make_model(cfg, pre.view).to(device)
         data = make_train_data(cfg, pre.view, device, data_stride(model))
-        run_id = previous.run_id if previous is not None else runs.new_run_id()
+        run_id = previous.run_id if previous is not None else new_run_id()
         if cfg.sink.url:
             check_sink(cfg.sink.url, run_id)  # a sink that cannot take results: refuse now
-        run = previous or runs.create_run(
-            cfg,
-            {"cache_key": pre.view.key, "cache_path": pre.view.path, "device": str(device)},
-            run_id,
+        run = previous or create_run(
+            cfg, run_metadata(pre.view.key, pre.view.path, str(device)), run_id
         )
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
-        with runs.lock_run(run), runs.log_to_file(run):
+        with run_lock(run), log_to_file(run.log):
             for name, value in pre.rows:
                 log.info(f"{name}: {value}")
             log.info(describe(data))
             if previous is not None:
-                runs.record_resume(run, str(device))
+                record_resume(run.run_json, str(device))
                 restore(run, state)
             log.info(f"run {run.run_id} in {run.path} on {device}")
             try:
@@ -126,7 +133,7 @@ def fit(
     cfg: Config,
     state: TrainState,
     data: TrainData,
-    run: runs.RunDir,
+    run: RunDir,
     device: torch.device,
     resume_hint: str = "ictal train --resume",
 ) -> TrainResult:
@@ -170,7 +177,7 @@ def run_epochs(
     cfg: Config,
     state: TrainState,
     data: TrainData,
-    run: runs.RunDir,
+    run: RunDir,
     rec: Recorder,
     stop: StopRequest,
     device: torch.device,
@@ -209,7 +216,7 @@ def train_epoch(
     cfg: Config,
     state: TrainState,
     data: TrainData,
-    run: runs.RunDir,
+    run: RunDir,
     rec: Recorder,
     stop: StopRequest,
     device: torch.device,
@@ -309,8 +316,8 @@ def train_step(
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
         logits = model(x)
-    target = pool_targets(y, data_stride(model))[:, : logits.shape[1]]
-    loss = F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=pos_weight)
+    target = step_targets(y, data_stride(model), logits.shape[1])
+    loss = seizure_bce(logits, target, pos_weight)
     loss_value = float(loss.detach())
     grad_norm: float | None = None
     if math.isfinite(loss_value):
@@ -352,7 +359,7 @@ def count_nonfinite(state: TrainState, loss: float, grad_norm: float | None, cfg
 
 
 def end_epoch(
-    cfg: Config, state: TrainState, run: runs.RunDir, rec: Recorder, val: Validation | None
+    cfg: Config, state: TrainState, run: RunDir, rec: Recorder, val: Validation | None
 ) -> None:
     """Record the epoch, update early stopping, save best.pt on improvement and last.pt."""
     epoch = state.epoch
@@ -409,7 +416,7 @@ def end_epoch(
 # ----------------------------------------------------------------------------- the parts
 
 
-def restore(run: runs.RunDir, state: TrainState) -> None:
+def restore(run: RunDir, state: TrainState) -> None:
     """Load last.pt into the state and drop metrics lines written after it."""
     if run.last.exists():
         ckpt = load_checkpoint(run.last)
@@ -446,13 +453,13 @@ def _fresh_sums() -> dict[str, float]:
     return {"loss": 0.0, "loss_samples": 0, "pos": 0.0, "samples": 0}
 
 
-def _run_to_resume(cfg: Config, resume: bool | Path) -> runs.RunDir | None:
+def _run_to_resume(cfg: Config, resume: bool | Path) -> RunDir | None:
     if resume is False:
         return None
     if resume is True:
-        found = runs.find_resumable(cfg.runs.root)
+        found = find_resumable(cfg.runs.root)
         if found is None:
             log.info(f"no unfinished run under {cfg.runs.root} to resume; starting a new run")
             return None
-        return runs.RunDir(found)
-    return runs.RunDir(runs.resolve_run_dir(Path(resume)))
+        return RunDir(found)
+    return RunDir(resolve_run_dir(Path(resume)))

@@ -13,16 +13,16 @@ from typing import Any
 
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
-from ictal.train import run as runs
-from ictal.train.heartbeat import LiveStatus
-from ictal.train.metrics import MetricsLog
+from ictal.runs.directory import RunDir
+from ictal.runs.heartbeat import LiveStatus
+from ictal.runs.metrics import MetricsLog
 from ictal.ui import log
 
 
 class Recorder:
     """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status."""
 
-    def __init__(self, run: runs.RunDir, live: LiveStatus, purge_step: int | None) -> None:
+    def __init__(self, run: RunDir, live: LiveStatus, purge_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.live = live

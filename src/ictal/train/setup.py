@@ -18,8 +18,9 @@ from ictal.cache.manifest import CacheView
 from ictal.config import Config
 from ictal.errors import UsageError
 from ictal.models import build_model
-from ictal.train.data import TrainData
-from ictal.train.state import ModelSpec, TrainState
+from ictal.models.checkpoint import ModelSpec
+from ictal.train.feed import TrainData
+from ictal.train.state import TrainState
 
 
 def make_model(cfg: Config, view: CacheView) -> nn.Module:

@@ -1,6 +1,7 @@
-"""One TrainState, saved atomically as a checkpoint that loads with ``weights_only=True``.
+"""One TrainState, saved atomically as a checkpoint that loads with ``weights_only=True``
+(the format and its readers live in ``ictal.models.checkpoint``).
 
-The checkpoint is a dict of tensors and plain containers (no pickled objects, invariant 8):
+The checkpoint is a dict of tensors and plain containers (no pickled objects):
 model identity (name, params, channels, rate, stride, window), weights, resolved config,
 cache key, and the training state that makes resume exact (optimizer, scheduler, scaler,
 sampler position as samples actually trained, RNG states, counters, early stopping).
@@ -9,7 +10,6 @@ sampler position as samples actually trained, RNG states, counters, early stoppi
 from __future__ import annotations
 
 import math
-import pickle
 import random
 import time
 from dataclasses import dataclass, field
@@ -22,24 +22,8 @@ from torch import nn
 
 from ictal import __version__
 from ictal.data.sampler import BalancedSampler
-from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_with
-
-FORMAT = "ictal-checkpoint-1"
-# Keys only training needs; load_model drops them.
-TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "sampler", "rng")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What inference needs to rebuild the model and feed it."""
-
-    name: str
-    params: dict[str, Any]
-    n_channels: int
-    fs: float
-    output_stride: int
-    window: int  # training window in samples
+from ictal.models.checkpoint import FORMAT, ModelSpec, check_format
 
 
 def capture_rng() -> dict[str, Any]:
@@ -185,61 +169,6 @@ class TrainState:
             setattr(self, name, ckpt[name])
         self.extra = dict(ckpt.get("extra") or {})
         restore_rng(ckpt["rng"])
-
-
-def check_format(ckpt: Any) -> None:
-    """Refuse anything that is not an ictal checkpoint of a supported format."""
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"not an {FORMAT} checkpoint (format {found!r})")
-
-
-def _first_sentence(exc: BaseException) -> str:
-    """The first line of an error, cut at its first sentence and 120 characters."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text.split(". ")[0][:120]
-
-
-class CheckpointError(PreflightError, ValueError):
-    """A checkpoint file that cannot be read (empty, truncated, foreign): exit 3."""
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint without unpickling objects (``weights_only=True``); an empty,
-    truncated or foreign file is a CheckpointError naming it."""
-    try:
-        ckpt = torch.load(Path(path), map_location=map_location, weights_only=True)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read (empty, truncated or not a torch file: "
-            f"{type(exc).__name__}: {_first_sentence(exc)})",
-            "restore it from a copy (the sink holds one when sink.url is set), or move it "
-            "aside: a resumed run without last.pt starts again from step 0",
-        ) from exc
-    try:
-        check_format(ckpt)
-    except ValueError as exc:
-        raise CheckpointError(
-            f"{path}: {exc}", "pass a checkpoint written by ictal train"
-        ) from None
-    return ckpt
-
-
-def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint for inference (eval mode); also return the checkpoint
-    dict without its training-only parts (optimizer, scheduler, scaler, sampler, RNG)."""
-    from ictal.models import build_model
-
-    ckpt = load_checkpoint(path)
-    model = build_model(
-        ckpt["model_name"], n_channels=ckpt["n_channels"], fs=ckpt["fs"], **ckpt["model_params"]
-    )
-    model.load_state_dict(ckpt["model"])
-    model.to(device).eval()
-    meta = {k: v for k, v in ckpt.items() if k not in TRAINING_KEYS}
-    return model, meta
 
 
 def is_better(value: float, best: float | None) -> bool:

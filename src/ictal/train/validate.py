@@ -7,14 +7,13 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 import torch.utils.data
 from torch import nn
 
+from ictal.auroc import HistogramAuroc
 from ictal.config import Config
 from ictal.data.dataset import model_input
-from ictal.evaluate.scoring import HistogramAuroc
-from ictal.models.detector import pool_targets
+from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import Recorder, StopRequest
 
 
@@ -56,16 +55,10 @@ def validate(
                 x, y = model_input(x, device), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     logits = model(x).float()
-                target = pool_targets(y, stride)[:, : logits.shape[1]]
-                loss_sum += float(
-                    F.binary_cross_entropy_with_logits(logits, target, reduction="sum")
-                )
+                target = step_targets(y, stride, logits.shape[1])
+                loss_sum += float(seizure_bce(logits, target, reduction="sum"))
                 if pos_weight is not None:
-                    weighted_sum += float(
-                        F.binary_cross_entropy_with_logits(
-                            logits, target, pos_weight=pos_weight, reduction="sum"
-                        )
-                    )
+                    weighted_sum += float(seizure_bce(logits, target, pos_weight, "sum"))
                 n += target.numel()
                 windows += len(x)
                 probs = torch.sigmoid(logits).repeat_interleave(stride, dim=1)

@@ -16,7 +16,7 @@ from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
-from ictal.train.data import make_train_data
+from ictal.train.feed import make_train_data
 from ictal.train.loop import train_step
 from ictal.train.setup import (
     data_stride,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ictal.io.atomic import atomic_write_bytes
+from ictal.ui import log
 
 PHASES = ("train", "validate", "epoch")
 
@@ -81,21 +82,36 @@ class MetricsLog:
 
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """All complete lines of a metrics file; a torn last line (no newline) is ignored."""
+    """All complete, valid lines of a metrics file, in order. A torn last line (a kill in
+    the middle of a write) is ignored; any other line that is not a JSON object (a damaged
+    file) is skipped and counted in one warning naming the file: every reader (resume,
+    report, status) keeps what can be read."""
     p = Path(path)
-    if not p.exists():
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
         return []
-    raw = p.read_bytes()
-    lines = raw.split(b"\n")
-    records = []
-    for i, line in enumerate(lines[:-1]):  # the part after the last newline is incomplete
+    records: list[dict[str, Any]] = []
+    bad: list[int] = []
+    for i, line in enumerate(raw.split(b"\n")[:-1]):  # after the last newline: incomplete
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}: line {i + 1} is not JSON ({exc})") from exc
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad.append(i + 1)
+    if bad:
+        log.warning(f"{p}: skipped {len(bad)} unreadable line(s) (first: line {bad[0]})")
     return records
+
+
+def _int(value: Any) -> float:
+    """A step or epoch number, or infinity when a damaged line lacks it (then dropped)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else math.inf
 
 
 def keep_until(path: str | os.PathLike[str], step: int, epoch: int) -> int:
@@ -109,8 +125,8 @@ def keep_until(path: str | os.PathLike[str], step: int, epoch: int) -> int:
     kept = [
         r
         for r in records
-        if (r["phase"] == "train" and r["step"] <= step)
-        or (r["phase"] != "train" and r["epoch"] < epoch)
+        if (r.get("phase") == "train" and _int(r.get("step")) <= step)
+        or (r.get("phase") in PHASES[1:] and _int(r.get("epoch")) < epoch)
     ]
     p = Path(path)
     if len(kept) != len(records) or (p.exists() and not p.read_bytes().endswith(b"\n")):

@@ -17,8 +17,8 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from ictal.train.heartbeat import read_heartbeat
-from ictal.train.run import CONFIG, HEARTBEAT
+from ictal.runs.directory import CONFIG, EVAL_PREFIX, HEARTBEAT
+from ictal.runs.heartbeat import read_heartbeat
 from ictal.ui import styled
 
 STALE_BEATS = 3
@@ -82,9 +82,9 @@ def _watched(root: Path) -> list[tuple[str, Path]]:
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
         if (path / CONFIG).is_file():
             out.append((path.name, path))
-            out += [(f"{path.name}/{e.name}", e) for e in sorted(path.glob("eval-*"))
+            out += [(f"{path.name}/{e.name}", e) for e in sorted(path.glob(f"{EVAL_PREFIX}*"))
                     if (e / HEARTBEAT).is_file()]  # fmt: skip
-        elif path.name.startswith("eval-") and (path / HEARTBEAT).is_file():
+        elif path.name.startswith(EVAL_PREFIX) and (path / HEARTBEAT).is_file():
             out.append((path.name, path))
     return out
 

@@ -1,4 +1,4 @@
-"""Push a finished run or evaluation directory to a sink (any fsspec URL: s3://, gs://, a path).
+"""Push a run or evaluation directory to a sink (any fsspec URL: s3://, gs://, a path).
 
 Results are pushed by the job, never pulled by hand from remote machines. Files go first and
 `_PUSHED.json` (the list of what was pushed) last, so a reader of the sink knows the copy is
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ictal.errors import PreflightError
 from ictal.io.redact import redact
-from ictal.io.storage import describe, make_dirs, open_url
+from ictal.io.storage import describe, files_to_copy, make_dirs, open_url
 from ictal.ui import log
 
 MARKER = "_PUSHED.json"
@@ -28,15 +28,6 @@ class Pushed:
     url: str
     files: int
     bytes: int
-
-
-def files_to_copy(local: Path) -> list[Path]:
-    """Files of a directory worth copying elsewhere: all but locks and atomic-write temps."""
-    return sorted(
-        p
-        for p in local.rglob("*")
-        if p.is_file() and not p.name.endswith(".tmp") and p.name not in (".lock", "run.lock")
-    )
 
 
 def check_sink(url: str, name: str) -> str:

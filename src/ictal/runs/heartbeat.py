@@ -1,8 +1,10 @@
 """Heartbeat: a background thread writes heartbeat.json atomically every few seconds, in every
-phase, so a long validation never looks like a hang and a dead process is visible as stale.
+phase of every long command, so a long validation or inference never looks like a hang and a
+dead process is visible as stale.
 
-The training loop only updates a shared ``LiveStatus``; rates (samples/s, data-wait fraction)
-are computed here from cumulative counters between two beats.
+The command only updates a shared ``LiveStatus`` (steps of training, or the stage and items
+done of a pass such as inference); rates (samples/s, data-wait fraction) are computed here
+from cumulative counters between two beats. ``ictal status`` reads the same fields for all.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class LiveStatus:
 
     run_id: str
     heartbeat_s: float
+    command: str = "train"
     state: str = "running"
     phase: str = "starting"
     epoch: int = 0
@@ -68,6 +71,19 @@ class LiveStatus:
         """Mark progress that is not a new step (a batch inside a long evaluation pass)."""
         with self._lock:
             self.progress_at = time.time()
+
+    def stage(self, name: str, done: int | None = None, total: int | None = None) -> None:
+        """A pass of a long command (``inference``, ``scoring``...) and the items it has done:
+        the phase becomes ``<command> <name>``, the step counts the items."""
+        detail = {**self.snapshot()["detail"], "stage": name}
+        if total is not None:
+            detail["items_total"] = total
+        if done is not None:
+            detail["items_done"] = done
+        self.update(
+            phase=f"{self.command} {name}", detail=detail, step=done or 0, total_steps=total or 0
+        )
+        self.touch()
 
     def snapshot(self) -> dict[str, Any]:
         """A consistent copy of the fields (``detail`` copied too)."""

@@ -8,9 +8,7 @@ per-recording facts (reference events, a few counts) stay in memory.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import pickle
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,13 +17,13 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from ictal.auroc import HistogramAuroc
 from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config, EvaluateConfig
 from ictal.device import pick_device
 from ictal.errors import PreflightError, UsageError
 from ictal.evaluate.export import write_exports
-from ictal.evaluate.heartbeat import Heartbeat
 from ictal.evaluate.inference import default_hop
 from ictal.evaluate.operating_points import (
     DEFAULT_SCORERS,
@@ -49,14 +47,17 @@ from ictal.evaluate.probs import (
 from ictal.evaluate.scoring import (
     ZERO,
     EventCounts,
-    HistogramAuroc,
     get_scorer,
     score_ovlp,
     score_szcore_samples,
 )
 from ictal.io.atomic import atomic_write_json
+from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
-from ictal.io.sink import check_sink, try_push
+from ictal.models.checkpoint import load_model
+from ictal.runs.directory import EvalDir, eval_dir_for
+from ictal.runs.heartbeat import Heartbeat, LiveStatus
+from ictal.runs.sink import check_sink, try_push
 from ictal.ui import log
 
 SCORES_FORMAT = 1
@@ -84,43 +85,6 @@ class EvaluationResult:
     failed: list[tuple[str, str]] = field(default_factory=list)
     pushed_to: str | None = None
     push_error: str = ""
-
-
-def default_out(cfg: Config, checkpoint: Path, split: str) -> Path:
-    """``<run>/eval-X-<split>`` for ``<run>/checkpoints/X.pt``; else
-    ``<runs.root>/eval-X-<split>`` (X the checkpoint's stem, so best and last never collide)."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.parent.name == "checkpoints":
-        return checkpoint.parent.parent / f"eval-{checkpoint.stem}-{split}"
-    return Path(cfg.runs.root) / f"eval-{checkpoint.stem}-{split}"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def load_checkpoint(path: Path, device: str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Model in eval mode and the checkpoint's metadata (``ictal.train.state.load_model``, no
-    pickle); an unreadable or foreign file is a usage error naming it."""
-    from ictal.train.state import CheckpointError, load_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"checkpoint {path} does not exist")
-    try:
-        model, meta = load_model(path, device=device)
-    except CheckpointError as exc:
-        raise UsageError(exc.problem) from exc
-    except (ValueError, KeyError, RuntimeError, OSError, EOFError, pickle.UnpicklingError) as exc:
-        raise UsageError(f"checkpoint {path} cannot be loaded: {exc}") from exc
-    missing = [k for k in ("window", "output_stride", "n_channels", "fs") if k not in meta]
-    if missing:
-        raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
-    return model.eval(), {k: v for k, v in meta.items() if k != "model"}
 
 
 def _device(cfg: Config) -> str:
@@ -282,7 +246,7 @@ def evaluate(
     view = pf.view
     checkpoint = Path(checkpoint)
     device = _device(cfg)
-    model, meta = load_checkpoint(checkpoint, device)
+    model, meta = load_model(checkpoint, device)
     if int(meta["n_channels"]) != len(view.channels) or float(meta["fs"]) != view.fs:
         raise PreflightError(
             f"checkpoint {checkpoint} expects {meta['n_channels']} channels at {meta['fs']} Hz; "
@@ -294,7 +258,7 @@ def evaluate(
             f"checkpoint was trained on cache {str(meta['cache_key'])[:16]}, evaluating on "
             f"{view.key[:16]} (same channels and rate; preprocessing or corpus may differ)"
         )
-    out = Path(out) if out is not None else default_out(cfg, checkpoint, split)
+    out = Path(out) if out is not None else eval_dir_for(checkpoint, split, cfg.runs.root).path
     run_id = str(meta.get("run_id") or "")
     sink_name = f"{run_id}/{out.name}" if run_id else out.name
     if cfg.sink.url:
@@ -333,25 +297,23 @@ def evaluate_view(
     """Evaluate a loaded model on an opened cache (``evaluate`` without preflight and loading);
     heartbeat in ``<out>/heartbeat.json``, marked done or failed at the end."""
     ops_frozen = _read_frozen(operating_points) if operating_points else None
-    out = writable_dir(out, "--out")
-    hb = Heartbeat(
-        out / "heartbeat.json",
-        cfg.train.heartbeat_s,
-        split=split,
-        checkpoint=str(checkpoint),
-        run_id=meta.get("run_id"),
+    where = EvalDir(writable_dir(out, "--out"))
+    live = LiveStatus(
+        str(meta.get("run_id") or ""), cfg.train.heartbeat_s, command="evaluate", phase="evaluate"
     )
-    hb.beat(stage="start")
+    live.update(detail={"split": split, "checkpoint": str(checkpoint)})
+    live.stage("start")
+    hb = Heartbeat(where.heartbeat, live, cfg.train.heartbeat_s).start()
     try:
-        result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, out, ops_frozen,
-                           operating_points, device, hb)  # fmt: skip
+        result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, where, ops_frozen,
+                           operating_points, device, live)  # fmt: skip
     except KeyboardInterrupt:  # SIGINT or SIGTERM: the probabilities written so far are kept
         hb.stop("stopped", "interrupted; the same command resumes")
         raise
     except BaseException as exc:
         hb.stop("failed", f"{type(exc).__name__}: {exc}")
         raise
-    hb.beat(stage="done")
+    live.stage("done")
     hb.stop("done")
     return result
 
@@ -363,11 +325,11 @@ def _evaluate(
     meta: dict[str, Any],
     checkpoint: Path,
     split: str,
-    out: Path,
+    out: EvalDir,
     ops_frozen: OperatingPoints | None,
     ops_file: Path | None,
     device: str,
-    hb: Heartbeat,
+    live: LiveStatus,
 ) -> EvaluationResult:
     ecfg = cfg.evaluate
     stride = int(meta["output_stride"])
@@ -377,7 +339,7 @@ def _evaluate(
     rows = view.split(split)
     identity = {
         "checkpoint": str(checkpoint),
-        "checkpoint_sha256": _file_sha256(checkpoint),
+        "checkpoint_sha256": file_sha256(checkpoint),
         "cache_key": view.key,
         "split": split,
         "window": window,
@@ -385,10 +347,9 @@ def _evaluate(
         "output_stride": stride,
     }
     check_identity(out, identity)
-    probs_dir = out / "probs"
     inferred, resumed, failed = infer_split(
-        view, rows, model, window=window, stride=stride, hop=hop, probs_dir=probs_dir,
-        batch_size=ecfg.batch_size, device=device, heartbeat=hb,
+        view, rows, model, window=window, stride=stride, hop=hop, out=out,
+        batch_size=ecfg.batch_size, device=device, live=live,
     )  # fmt: skip
     failed_ids = {rid for rid, _ in failed}
     infos = [i for i in recording_infos(view, rows, stride) if i.id not in failed_ids]
@@ -397,8 +358,8 @@ def _evaluate(
 
     pp_default = postprocess_of(ecfg)
     pp_sweep = ops_frozen.postprocess if ops_frozen else pp_default
-    curve = sweep(stream_traces(infos, probs_dir, fs_out, hb, "sweep"), pp_sweep)
-    ops_path = out / "operating_points.json"
+    curve = sweep(stream_traces(infos, out, fs_out, live, "sweep"), pp_sweep)
+    ops_path = out.operating_points
     if ops_frozen is None:
         if split != "dev":
             log.warning(
@@ -416,15 +377,15 @@ def _evaluate(
         assert ops_file is not None
         if ops.postprocess != pp_default:
             log.warning("the operating points carry their own post-processing; it is applied")
-        applied = apply_operating_points(stream_traces(infos, probs_dir, fs_out, hb, "apply"), ops)
+        applied = apply_operating_points(stream_traces(infos, out, fs_out, live, "apply"), ops)
         counts = {n: {t: a.counts for t, a in per.items()} for n, per in applied.items()}
         source = {"mode": "applied", "chosen_on": ops.split, "file": str(Path(ops_file))}
         ops_path = Path(ops_file)
 
     export_t, export_basis = _export_threshold(ops, ecfg.threshold)
     detail = _detail_pass(
-        stream_traces(infos, probs_dir, fs_out, hb, "scoring"), infos, pp_default, ops, export_t,
-        out / "hyp",
+        stream_traces(infos, out, fs_out, live, "scoring"), infos, pp_default, ops, export_t,
+        out.hypotheses,
     )  # fmt: skip
     points = _points_rows(ops, counts)
     for per in points.values():
@@ -483,9 +444,9 @@ def _evaluate(
         "exports": {"dir": "hyp", "threshold": export_t, "basis": export_basis},
         "recordings": detail["recordings"],
     }
-    scores_path = atomic_write_json(out / "scores.json", _jsonable(scores))
+    scores_path = atomic_write_json(out.scores, _jsonable(scores))
     return EvaluationResult(
-        out=out,
+        out=out.path,
         split=split,
         scores=_jsonable(scores),
         scores_path=scores_path,

@@ -1,0 +1,94 @@
+"""``run.json``: who ran a run, with which code and on what (versions, commit, cache, host,
+command), and every process that resumed it. Credentials in the command line are masked."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ictal import __version__
+from ictal.io.atomic import atomic_write_json
+from ictal.io.redact import redact
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """HEAD commit of the git repository around ``cwd`` (with '+dirty'), or None; never fails."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        suffix = "+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else ""
+        return head.stdout.strip() + suffix
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def command_line() -> str:
+    """This process's command line, credentials masked."""
+    return redact(shlex.join(sys.argv))
+
+
+def run_metadata(cache_key: str, cache_path: Path, device: str) -> dict[str, Any]:
+    """Versions, code commit, cache identity, host and command line of this process."""
+    import numpy
+    import torch
+
+    return {
+        "ictal_version": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "git_commit": git_commit(),
+        "cache_key": cache_key,
+        "cache_path": str(cache_path),
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "device": device,
+        "pid": os.getpid(),
+        "start_time": time.time(),
+        "command": command_line(),
+        "cwd": os.getcwd(),
+        "resumes": [],
+    }
+
+
+def read_run_json(path: Path) -> dict[str, Any]:
+    """The run metadata, or {} when missing or unreadable (a report still renders)."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def record_resume(run_json: Path, device: str) -> None:
+    """Append this process (time, host, pid, command) to run.json's list of resumes."""
+    meta = read_run_json(run_json)
+    meta.setdefault("resumes", []).append(
+        {
+            "time": time.time(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "device": device,
+            "command": command_line(),
+            "git_commit": git_commit(),
+        }
+    )
+    atomic_write_json(run_json, meta)
