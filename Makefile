@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_CFG := configs/demo.yaml
 
-.PHONY: venv demo test lint clean-demo
+.PHONY: venv demo test test-fast lint clean-demo
 
 venv: $(STAMP)
 
@@ -26,6 +26,11 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop: everything but the tests marked slow (CI runs them all with `make test`).
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: machine line, best-of timing, corpus, the slow baseline.
 
-The baseline is how the failing pipelines of DESIGN.md built their caches: MNE reads the
+The baseline is how the failing pipelines of docs/design.md built their caches: MNE reads the
 whole EDF, FFT resampling of the whole record, causal float64 band-pass then notch in
 separate `lfilter` passes, 60 s windows at 10 s stride written per recording into one
 compressed `.npz` (every sample stored six times).

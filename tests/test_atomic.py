@@ -10,6 +10,8 @@ import sys
 import textwrap
 import time
 
+import pytest
+
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json
 
 WRITER = textwrap.dedent(
@@ -41,6 +43,7 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     assert os.listdir(target.parent) == ["f.json"]
 
 
+@pytest.mark.slow
 def test_sigkill_never_leaves_a_torn_file(tmp_path):
     target = tmp_path / "data.bin"
     atomic_write_bytes(target, b"00000000" * 250_000)

@@ -7,7 +7,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from ictal.corpus.discovery import discover, inventory_digest, open_fs, scan
+from ictal.corpus.discovery import open_fs, scan
 from ictal.errors import UsageError
 
 FILES = [
@@ -45,6 +45,10 @@ def corpus(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return root
 
 
+def scan_refs(root: str) -> list:
+    return scan(root).refs
+
+
 def test_layout_parsing_and_sorting(corpus: str) -> None:
     found = scan(corpus)
     assert [r.rel for r in found.refs] == sorted(FILES)
@@ -59,37 +63,37 @@ def test_layout_parsing_and_sorting(corpus: str) -> None:
     )
     assert ref.size == 10
     assert ref.sidecar(".csv_bi").endswith("cccccccc_s010_t003.csv_bi")
-    assert discover(corpus) == found.refs
+    assert scan_refs(corpus) == found.refs
     assert len({r.id for r in found.refs}) == len(FILES)
 
 
 def test_empty_or_missing_root(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    assert discover(str(tmp_path / "empty")) == []
+    assert scan_refs(str(tmp_path / "empty")) == []
     with pytest.raises(UsageError, match=r"corpus .*nothing does not exist"):
-        discover(str(tmp_path / "nothing"))  # a missing root is said, not an empty corpus
+        scan_refs(str(tmp_path / "nothing"))  # a missing root is said, not an empty corpus
 
 
 def test_inventory_digest_stable_and_sensitive(corpus: str) -> None:
-    refs = discover(corpus)
-    first = inventory_digest(corpus, refs)
-    assert first == inventory_digest(corpus, refs)
+    refs = scan_refs(corpus)
+    first = scan(corpus).digest(refs)
+    assert first == scan(corpus).digest(refs)
     assert len(first) == 64
     fs, base = open_fs(corpus)
     # A file outside the inventory (stray, README) does not change the digest of refs.
     fs.pipe_file(f"{base}/README.txt", b"changed")
-    assert inventory_digest(corpus, refs) == first
+    assert scan(corpus).digest(refs) == first
     # A sidecar changing size does.
     fs.pipe_file(f"{base}/{refs[0].sidecar('.csv_bi')}", b"yy")
-    assert inventory_digest(corpus, refs) != first
-    second = inventory_digest(corpus, refs)
+    assert scan(corpus).digest(refs) != first
+    second = scan(corpus).digest(refs)
     fs.pipe_file(f"{base}/{refs[1].rel}", b"x" * 11)
-    assert inventory_digest(corpus, refs) != second
+    assert scan(corpus).digest(refs) != second
 
 
 def test_digest_independent_of_how_the_root_is_named(tmp_path: Path) -> None:
     fs, base = open_fs(str(tmp_path / "c"))
     _make(fs, base)
-    plain = inventory_digest(str(tmp_path / "c"), discover(str(tmp_path / "c")))
+    plain = scan(str(tmp_path / "c")).digest(scan_refs(str(tmp_path / "c")))
     url = f"file://{tmp_path}/c/"
-    assert inventory_digest(url, discover(url)) == plain
+    assert scan(url).digest(scan_refs(url)) == plain

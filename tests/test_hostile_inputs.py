@@ -17,6 +17,8 @@ from conftest import fault_env, run_ictal
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
+pytestmark = pytest.mark.slow  # real processes throughout; `make test-fast` skips them
+
 FAST = [
     "windows.length_s=8",
     "windows.stride_s=4",

@@ -6,11 +6,31 @@ from torch import nn
 
 from ictal.models import available, build_model, register, registry
 from ictal.models.detector import (
-    check_all_parameters_get_gradients,
     output_stride,
     pool_targets,
     split_stride,
 )
+
+
+def check_all_parameters_get_gradients(model: nn.Module, example_input: torch.Tensor) -> None:
+    """Raise if a backward pass leaves any trainable parameter without a finite, nonzero grad.
+
+    Catches layers that are built but not wired into ``forward`` (silently untrained).
+    """
+    model.train()
+    model.zero_grad(set_to_none=True)
+    out = model(example_input)
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out)
+    (out * weights).sum().backward()
+    missing = [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad
+        and (p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0)
+    ]
+    model.zero_grad(set_to_none=True)
+    if missing:
+        raise AssertionError(f"parameters without a usable gradient: {', '.join(missing)}")
 
 
 def test_output_is_one_logit_per_second_for_60s_at_256hz():

@@ -57,16 +57,32 @@ def built(tmp_path_factory):
 
 @pytest.fixture
 def no_edf_reads(monkeypatch):
-    """Fail the test if anything reads EDF signal data."""
+    """Fail the test if anything opens an EDF file: every way Python opens a file (builtins,
+    io, os.open; fsspec's local file system opens through them) refuses a path ending in
+    .edf."""
+    import builtins
+    import io
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("training read EDF signal data")
+    def guard(real):  # type: ignore[no-untyped-def]
+        def opener(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if str(path).lower().endswith(".edf"):
+                raise AssertionError(f"training opened EDF file {path}")
+            return real(path, *args, **kwargs)
 
-    monkeypatch.setattr("ictal.corpus.edf.read_eeg", refuse)
-    import ictal.cache.build as build_mod
+        return opener
 
-    if hasattr(build_mod, "read_eeg"):
-        monkeypatch.setattr(build_mod, "read_eeg", refuse)
+    monkeypatch.setattr(builtins, "open", guard(builtins.open))
+    monkeypatch.setattr(io, "open", guard(io.open))
+    monkeypatch.setattr(os, "open", guard(os.open))
+
+
+def test_the_edf_guard_catches_a_read(built, no_edf_reads):
+    """The guard above is not vacuous: the reader the build uses trips it."""
+    from ictal.corpus.edf import read_eeg
+
+    edf = next((built / "corpus").rglob("*.edf"))
+    with pytest.raises(AssertionError, match="opened EDF file"):
+        read_eeg(str(edf))
 
 
 def _assert_refused_before_training(tmp: Path, cfg, match: str) -> None:
@@ -212,7 +228,6 @@ def test_changed_windows_need_no_rebuild(built, no_edf_reads):
     assert load_checkpoint(result.last_checkpoint)["window"] == 4 * 256
 
 
-@register("test_nan_model")
 class NanModel(nn.Module):
     """A detector whose output is never finite (exercises the non-finite policy)."""
 
@@ -226,8 +241,18 @@ class NanModel(nn.Module):
         return self.scale * torch.full((x.shape[0], steps), float("nan"))
 
 
+@pytest.fixture
+def nan_model(monkeypatch):
+    """NanModel registered for this test only (the registry is restored afterwards)."""
+    from ictal.models import registry
+
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    register("test_nan_model")(NanModel)
+    return "test_nan_model"
+
+
 @pytest.mark.slow
-def test_nonfinite_loss_stops_with_clear_error(built):
+def test_nonfinite_loss_stops_with_clear_error(built, nan_model):
     cfg = make_cfg(
         built,
         built / "corpus",

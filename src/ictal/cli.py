@@ -64,15 +64,23 @@ def _error(message: str) -> None:
     typer.echo(f"error: {redact(message)}", err=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit(ExitCode.OK)
+
+
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     """Ictal command line."""
     setup_logging()
-    if version:
-        typer.echo(__version__)
-        raise typer.Exit(ExitCode.OK)
 
 
 @app.command()
@@ -87,11 +95,9 @@ def synth(
     force: Annotated[
         bool, typer.Option("--force", help="Write into a directory that is not empty.")
     ] = False,
-    config: ConfigOpt = None,
-    set_: SetOpt = None,
 ) -> None:
-    """Write a synthetic corpus in the exact TUSZ layout and formats."""
-    _config(config, set_)
+    """Write a synthetic corpus in the exact TUSZ layout and formats (its options are all
+    here: synth takes no config)."""
     from ictal.corpus.synth import synthesize
 
     if out.exists() and not out.is_dir():
@@ -224,6 +230,7 @@ def verify(
 ) -> None:
     """Check the cache for this config: L0 always, content hashes with --full."""
     cfg = _config(config, set_)
+    from ictal.cache.executors import cache_workers
     from ictal.cache.locate import locate
     from ictal.cache.manifest import open_cache
     from ictal.cache.verify import format_problems, verify_l0, verify_l1
@@ -242,7 +249,9 @@ def verify(
     if not problems and full:
         n = len(open_cache(located.path).recordings)
         with progress("verify --full", total=n) as tick:
-            problems = verify_l1(located.path, workers=cfg.cache.workers or 4, progress=tick)
+            problems = verify_l1(
+                located.path, workers=cache_workers(cfg.cache.workers), progress=tick
+            )
         level = "L0 + L1"
     console = make_console()
     if problems:
@@ -365,9 +374,10 @@ def publish(
 ) -> None:
     """Upload this config's verified cache to <URL>/<key16>/ (resumable, manifest last)."""
     cfg = _config(config, set_)
+    from ictal.cache.executors import cache_workers
     from ictal.cache.remote import publish as run_publish
 
-    result = run_publish(cfg, to, workers=cfg.cache.workers or 4, force=force)
+    result = run_publish(cfg, to, workers=cache_workers(cfg.cache.workers), force=force)
     _print_transfer(result, "published", f"{result.remote} is already published (same manifest)")
 
 
@@ -386,9 +396,10 @@ def stage(
 ) -> None:
     """Fetch a published cache into cache.root, verify every byte (L1), then commit it."""
     cfg = _config(config, set_)
+    from ictal.cache.executors import cache_workers
     from ictal.cache.remote import stage as run_stage
 
-    result = run_stage(cfg, from_, key=key, workers=cfg.cache.workers or 4)
+    result = run_stage(cfg, from_, key=key, workers=cache_workers(cfg.cache.workers))
     _print_transfer(result, "staged (L0 + L1 verified)", f"{result.local} is already staged")
 
 

@@ -1,7 +1,7 @@
 """One YAML config: pydantic models with built-in defaults, overrides, canonical JSON, cache key.
 
 The cache key covers the *semantic* fields only (what changes a byte of the cache); paths
-and performance knobs never enter it (DESIGN.md invariant 3).
+and performance knobs never enter it (docs/design.md, invariant 3).
 """
 
 from __future__ import annotations
@@ -14,16 +14,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ictal.corpus.channels import CANONICAL_19
 from ictal.errors import UsageError
 
 # Bump when preprocessing code changes output bytes for the same config: it enters the key.
 PREPROCESSING_VERSION = "ictal-preproc-1"
 CACHE_FORMAT_VERSION = 1
-
-CANONICAL_19 = (
-    "Fp1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "Fz", "Cz",
-    "Pz", "Fp2", "F4", "C4", "P4", "O2", "F8", "T4", "T6",
-)  # fmt: skip
 
 
 class ConfigError(UsageError, ValueError):
@@ -225,10 +221,6 @@ class Config(Section):
         """The resolved config as YAML for run directories (round-trips through load_config;
         credentials masked)."""
         return yaml.safe_dump(self.stored(), sort_keys=False)
-
-
-# Dotted paths of the semantic fields, for diffs that name what differs (explain).
-SEMANTIC_SECTIONS = ("signal", "labels", "corpus.policy")
 
 
 def canonical_json(obj: Any) -> str:

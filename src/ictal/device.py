@@ -1,5 +1,5 @@
 """The torch device from the config: 'auto' takes CUDA when present; an explicit request for
-CUDA without it is an error, never a silent CPU fallback (DESIGN.md invariant 6)."""
+CUDA without it is an error, never a silent CPU fallback (docs/design.md, invariant 6)."""
 
 from __future__ import annotations
 

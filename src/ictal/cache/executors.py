@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Protocol, TypeVar
 
+from ictal.machine import usable_cpus
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -146,9 +148,15 @@ def _bounded(
             yield f.result()
 
 
+def cache_workers(requested: int | None) -> int:
+    """Workers of cache work (build, verify --full, publish, stage): the number asked for
+    (``--workers`` or ``cache.workers``), else one per usable CPU."""
+    return requested or usable_cpus()
+
+
 def make_executor(kind: str, workers: int | None) -> Executor:
-    """The executor named in the config; workers default to the CPU count."""
-    n = workers or os.cpu_count() or 1
+    """The executor named in the config, with ``cache_workers(workers)`` workers."""
+    n = cache_workers(workers)
     if kind == "serial":
         return SerialExecutor()
     return ProcessExecutor(n)

@@ -1,4 +1,4 @@
-"""Preflight: the checks train and evaluate run before any expensive work (DESIGN.md
+"""Preflight: the checks train and evaluate run before any expensive work (docs/design.md,
 invariant 1). A refusal names the exact command that fixes it; nothing is preprocessed."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The build task of one recording: read, label, preprocess, write array then record.
 
 Runs in a worker process; a failure becomes a 'failed' record naming the file and the reason,
-so one bad recording never stops the build (DESIGN.md invariant 10). Every record keeps the
+so one bad recording never stops the build (docs/design.md, invariant 10). Every record keeps the
 sha256 of its source files, so a recording whose files only got new timestamps (a copied or
 restored corpus) is linked from an earlier cache instead of being preprocessed again.
 """

@@ -173,17 +173,6 @@ def scan(root: str) -> Discovery:
     return Discovery(refs=refs, problems=problems, files=files)
 
 
-def discover(root: str) -> list[RecordingRef]:
-    """Recordings of the corpus sorted by `rel`; use `scan` to also get off-layout files."""
-    return scan(root).refs
-
-
-def inventory_digest(root: str, refs: list[RecordingRef] | None = None) -> str:
-    """sha256 over sorted (rel, size, mtime) of every .edf/.csv/.csv_bi under `<root>/edf`
-    (restricted to `refs` and their sidecars when given); part of the cache key."""
-    return scan(root).digest(refs)
-
-
 def _mtime(info: dict[str, Any]) -> str:
     """Modification time as a string, whatever the backend calls it (or '' if none)."""
     for key in ("mtime", "LastModified", "last_modified", "updated", "created"):

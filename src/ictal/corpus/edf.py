@@ -27,8 +27,33 @@ from ictal.corpus.channels import CANONICAL_19, NEIGHBOURS, ChannelSelection, se
 
 log = logging.getLogger(__name__)
 
+# The EDF header layout (EDF specification): fixed fields as (byte offset, width), then one
+# block per signal field, each holding that field for every signal in turn.
 _MAIN = 256  # bytes in the fixed part of the header
 _SIG = 256  # header bytes per signal
+VERSION = (0, 8)
+PATIENT = (8, 80)
+START_DATE = (168, 8)
+START_TIME = (176, 8)
+HEADER_BYTES = (184, 8)
+N_RECORDS = (236, 8)
+RECORD_SECONDS = (244, 8)
+N_SIGNALS = (252, 4)
+SIGNAL_FIELDS = (
+    ("label", 16), ("transducer", 80), ("unit", 8), ("physical_min", 8), ("physical_max", 8),
+    ("digital_min", 8), ("digital_max", 8), ("prefilter", 80), ("samples_per_record", 8),
+    ("reserved", 32),
+)  # fmt: skip
+
+
+def signal_field(ns: int, name: str, signal: int) -> tuple[int, int]:
+    """(byte offset, width) of one signal's header field in a file of ``ns`` signals."""
+    names = [n for n, _ in SIGNAL_FIELDS]
+    k = names.index(name)
+    width = SIGNAL_FIELDS[k][1]
+    return _MAIN + ns * sum(w for _, w in SIGNAL_FIELDS[:k]) + signal * width, width
+
+
 _FIRST_READ = _MAIN + _SIG * 40  # one request covers headers of up to 40 signals
 _ODD_BYTE = re.compile(rb"[^\x00\x20-\x7e]")  # non-ASCII or control, NUL apart
 _UNIT_SCALE = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
@@ -63,7 +88,6 @@ class EdfHeader:
     digital_min: list[float] = field(default_factory=list)
     digital_max: list[float] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
-    file_size: int = 0
     record_bytes: int = 0
     needs_patch: bool = False  # edfio must be handed a patched copy of the header
     patched_header: bytes = b""
@@ -111,10 +135,10 @@ def _read_header_bytes(fs: fsspec.AbstractFileSystem, path: str, size: int) -> b
     if len(raw) < _MAIN:
         raise RecordingError(path, f"empty file or not EDF ({size} bytes, header needs 256)")
     try:
-        ns = int(_field(raw, 252, 4))
+        ns = int(_field(raw, *N_SIGNALS))
     except ValueError:
         raise RecordingError(
-            path, f"not EDF: number-of-signals field {_field(raw, 252, 4)!r}"
+            path, f"not EDF: number-of-signals field {_field(raw, *N_SIGNALS)!r}"
         ) from None
     need = _MAIN + _SIG * ns
     if ns <= 0 or need > size:
@@ -126,9 +150,9 @@ def _read_header_bytes(fs: fsspec.AbstractFileSystem, path: str, size: int) -> b
 
 def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
     """Check and repair the raw header bytes, then let edfio parse the (patched) copy."""
-    if raw[:8] != b"0       ":
+    if _field(raw, *VERSION) != "0":
         raise RecordingError(path, f"not EDF: version field {raw[:8]!r}")
-    ns = int(_field(raw, 252, 4))
+    ns = int(_field(raw, *N_SIGNALS))
     repairs: dict[str, int] = {}
     fixed = bytearray(raw)
     needs_patch = False
@@ -140,18 +164,19 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
         repairs["nul_bytes_in_header"] = 1
         fixed = bytearray(fixed.replace(b"\x00", b" "))
 
-    if _field(fixed, 184, 8) != str(len(raw)):
+    if _field(fixed, *HEADER_BYTES) != str(len(raw)):
         repairs["header_size_field"] = 1
-        _put(fixed, 184, 8, str(len(raw)))
+        _put(fixed, *HEADER_BYTES, str(len(raw)))
         needs_patch = True
 
-    spr_at = _MAIN + ns * (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80)
     try:
-        spr_all = [int(_field(fixed, spr_at + 8 * i, 8)) for i in range(ns)]
+        spr_all = [
+            int(_field(fixed, *signal_field(ns, "samples_per_record", i))) for i in range(ns)
+        ]
     except ValueError:
         raise RecordingError(path, "samples-per-record field is not an integer") from None
     record_bytes = 2 * sum(spr_all)
-    record_s = _num(_field(fixed, 244, 8))
+    record_s = _num(_field(fixed, *RECORD_SECONDS))
     if record_bytes <= 0 or not record_s > 0:
         raise RecordingError(path, f"invalid record layout ({record_bytes} B, {record_s} s)")
     data_bytes = size - len(raw)
@@ -159,13 +184,13 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
     if actual == 0:
         raise RecordingError(path, f"no complete data record ({data_bytes} data bytes)")
 
-    count_text = _field(fixed, 236, 8)
+    count_text = _field(fixed, *N_RECORDS)
     try:
         declared = int(count_text)
     except ValueError:
         repairs["records_field_invalid"] = 1
         declared = actual
-        _put(fixed, 236, 8, str(actual))
+        _put(fixed, *N_RECORDS, str(actual))
         needs_patch = True
     if declared == -1:
         repairs["records_minus_one"] = 1
@@ -176,14 +201,14 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
     if declared != actual or remainder:
         # edfio would derive the same count but warn (UserWarning) on every read; we count
         # the repair instead and hand it a consistent header and whole records.
-        _put(fixed, 236, 8, str(actual))
+        _put(fixed, *N_RECORDS, str(actual))
         needs_patch = True
 
-    start_date = _field(fixed, 168, 8)
+    start_date = _field(fixed, *START_DATE)
     if re.fullmatch(r"0+[.:/-]0+[.:/-]0+", start_date):
         repairs["zero_start_date"] = 1
         start_date = ""
-    start_time = _field(fixed, 176, 8)
+    start_time = _field(fixed, *START_TIME)
     if ":" in start_time:
         repairs["colon_start_time"] = 1
         start_time = start_time.replace(":", ".")
@@ -191,7 +216,7 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
     # Hand edfio the header with zero records and no data: it parses the signal headers
     # without touching (or warning about) the data section.
     probe = bytearray(fixed)
-    _put(probe, 236, 8, "0")
+    _put(probe, *N_RECORDS, "0")
     try:
         edf = read_edf(bytes(probe))
     except Exception as exc:  # edfio raises ValueError/ZeroDivisionError on garbage fields
@@ -224,7 +249,6 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
         digital_min=ranged("digital_min"),
         digital_max=ranged("digital_max"),
         units=[s.physical_dimension for s in sigs],
-        file_size=size,
         record_bytes=record_bytes,
         needs_patch=needs_patch,
         patched_header=bytes(fixed),

@@ -25,6 +25,15 @@ from ictal.corpus.annotations import (
     format_csv_bi,
     tiling_rows,
 )
+from ictal.corpus.channels import CANONICAL_19
+from ictal.corpus.edf import (
+    HEADER_BYTES,
+    N_RECORDS,
+    PATIENT,
+    START_DATE,
+    START_TIME,
+    signal_field,
+)
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 GENERATOR = "ictal-synth"
@@ -58,8 +67,7 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "T4": (2, 0), "A2": (3, 0), "T5": (-2, -1), "P3": (-1, -1), "PZ": (0, -1), "P4": (1, -1),
     "T6": (2, -1), "O1": (-1, -2), "O2": (1, -2),
 }  # fmt: skip
-ELECTRODES_19 = ("FP1", "F3", "C3", "P3", "O1", "F7", "T3", "T5", "FZ", "CZ", "PZ",
-                 "FP2", "F4", "C4", "P4", "O2", "F8", "T4", "T6")  # fmt: skip
+ELECTRODES_19 = tuple(e.upper() for e in CANONICAL_19)  # as TUSZ headers spell them
 # EEG electrode order as in TUSZ headers; A1/A2 are dropped for 03_tcp_ar_a.
 EDF_ELECTRODES = ("FP1", "FP2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "F7", "F8",
                   "T3", "T4", "T5", "T6", "A1", "A2", "FZ", "CZ", "PZ")  # fmt: skip
@@ -435,10 +443,9 @@ def _field(value: str | bytes, width: int) -> bytes:
     return raw.ljust(width, b" ")
 
 
-def _signal_field_offset(ns: int, field_index: int, signal: int) -> int:
-    """Byte offset of a per-signal header field (0 label .. 9 reserved) for one signal."""
-    widths = (16, 80, 8, 8, 8, 8, 8, 80, 8, 32)
-    return 256 + ns * sum(widths[:field_index]) + signal * widths[field_index]
+def _span(field: tuple[int, int]) -> slice:
+    """The bytes of a header field given as (offset, width)."""
+    return slice(field[0], field[0] + field[1])
 
 
 def _apply_header_quirk(
@@ -454,30 +461,30 @@ def _apply_header_quirk(
         if lab.startswith("EEG ") and _electrode(lab) in ELECTRODES_19
     ]
     if q == "records_minus_one":
-        buf[236:244] = _field("-1", 8)
+        buf[_span(N_RECORDS)] = _field("-1", N_RECORDS[1])
         return bytes(buf), labels, "header field 'number of data records' (bytes 236-244) = -1"
     if q == "truncated":
-        header = int(buf[184:192])
+        header = int(buf[_span(HEADER_BYTES)])
         record = (len(buf) - header) // plan.duration
         cut = header + (plan.duration - 1) * record + record // 2
         note = f"cut at byte {cut} of {len(buf)}, inside data record {plan.duration} (1-based)"
         return bytes(buf[:cut]), labels, note
     if q == "non_ascii_header":
-        text = buf[8:88].decode("ascii").rstrip() + " Montr\xe9al"
-        buf[8:88] = _field(text, 80)
+        text = buf[_span(PATIENT)].decode("ascii").rstrip() + " Montr\xe9al"
+        buf[_span(PATIENT)] = _field(text, PATIENT[1])
         return bytes(buf), labels, "latin-1 byte 0xE9 ('é') in the patient field (bytes 8-88)"
     if q == "zero_start_date":
-        buf[168:176] = b"00.00.00"
+        buf[_span(START_DATE)] = b"00.00.00"
         return bytes(buf), labels, "start date field (bytes 168-176) = 00.00.00"
     if q == "colon_start_time":
-        buf[176:184] = plan.starttime.strftime("%H:%M:%S").encode()
+        buf[_span(START_TIME)] = plan.starttime.strftime("%H:%M:%S").encode()
         return bytes(buf), labels, "start time field (bytes 176-184) uses colons"
     if q == "flat_physical_range":
         i = eeg19[int(rng.integers(len(eeg19)))]
-        lo = _signal_field_offset(ns, 3, i)
-        hi = _signal_field_offset(ns, 4, i)
-        buf[hi : hi + 8] = buf[lo : lo + 8]
-        value = buf[lo : lo + 8].decode().strip()
+        lo = _span(signal_field(ns, "physical_min", i))
+        hi = _span(signal_field(ns, "physical_max", i))
+        buf[hi] = buf[lo]
+        value = buf[lo].decode().strip()
         return (
             bytes(buf),
             labels,
@@ -486,8 +493,8 @@ def _apply_header_quirk(
     if q == "duplicate_labels":
         i = eeg19[int(rng.integers(len(eeg19)))]
         j = labels.index(next(lab for lab in labels if _electrode(lab) == "T1"))
-        off = _signal_field_offset(ns, 0, j)
-        buf[off : off + 16] = _field(labels[i], 16)
+        label = signal_field(ns, "label", j)
+        buf[_span(label)] = _field(labels[i], label[1])
         labels = [*labels[:j], labels[i], *labels[j + 1 :]]
         return bytes(buf), labels, f"signal {j} relabelled {labels[i]!r}, same as signal {i}"
     return bytes(buf), labels, ""

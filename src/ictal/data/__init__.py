@@ -1,1 +1,1 @@
-"""data."""
+"""Training data from a cache: virtual windows, the balanced sampler, datasets and loaders."""

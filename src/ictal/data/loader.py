@@ -1,10 +1,10 @@
 """Loaders with defaults that keep the model fed, and a meter of time spent waiting for data.
 
-Starved loaders (``num_workers=0``, no prefetch) were a measured failure (DESIGN.md). Reading
-a cached window is one memcpy from the page cache, which numpy does without the GIL, so the
-default backend is a pool of reader threads in the training process (``ThreadLoader``): no
-batch crosses a process boundary, and 2 threads read random windows at 0.8x the rate of a
-sequential read where 2 worker processes reach 0.3x (docs/benchmarks.md). The torch
+Starved loaders (``num_workers=0``, no prefetch) were a measured failure of earlier pipelines.
+Reading a cached window is one memcpy from the page cache, which numpy does without the GIL,
+so the default backend is a pool of reader threads in the training process
+(``ThreadLoader``): no batch crosses a process boundary. ``bench/loader.py`` measures it
+against a sequential read (docs/benchmarks.md has the latest figures). The torch
 ``DataLoader`` with worker processes stays available (``loader.backend: processes``) for
 datasets whose items cost Python time.
 """
@@ -12,7 +12,6 @@ datasets whose items cost Python time.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sized
@@ -24,13 +23,14 @@ import torch
 import torch.utils.data
 
 from ictal.data.dataset import collate_batch
+from ictal.machine import usable_cpus
 
 T = TypeVar("T")
 
 
 def default_num_workers() -> int:
     """One worker per CPU but one (for the training process), at least 1, at most 8."""
-    return min(8, max(1, (os.cpu_count() or 1) - 1))
+    return min(8, max(1, usable_cpus() - 1))
 
 
 Backend = Literal["threads", "processes"]
@@ -38,7 +38,7 @@ Backend = Literal["threads", "processes"]
 
 def default_num_threads() -> int:
     """Reader threads: one per CPU but one, at least 2 (reads overlap compute), at most 8."""
-    return min(8, max(2, (os.cpu_count() or 1) - 1))
+    return min(8, max(2, usable_cpus() - 1))
 
 
 class ThreadLoader:

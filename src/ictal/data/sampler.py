@@ -1,6 +1,6 @@
 """Class-balanced window sampler, redrawn every epoch, deterministic and resumable.
 
-Ratios are relative to a base count (DESIGN.md "Training"): all partial-seizure windows,
+Ratios are relative to a base count (docs/training.md): all partial-seizure windows,
 full-seizure windows at most 0.3x and background at most 2.5x that base. The draw depends
 only on (seed, epoch), so a resumed run sees exactly the windows it would have seen.
 """

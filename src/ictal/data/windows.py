@@ -1,6 +1,6 @@
 """Virtual window index: (recording, start) pairs with seizure fractions, from lengths alone.
 
-Windows are never stored (DESIGN.md "Cache"): they are computed at open from recording
+Windows are never stored (docs/design.md, "The cache"): they are computed at open from recording
 lengths and seizure intervals, so window length, stride and class counts need no data reads.
 """
 

@@ -1,1 +1,1 @@
-"""evaluate."""
+"""Evaluation: inference over whole recordings, post-processing, scorers, exports, report."""

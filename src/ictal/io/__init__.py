@@ -1,1 +1,1 @@
-"""Input/output helpers: atomic writes, durable logs, fsspec."""
+"""Input and output: atomic writes, locks, path containment, redaction, storage URLs, digests."""

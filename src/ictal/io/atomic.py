@@ -1,7 +1,7 @@
 """Atomic whole-file writes: temp file in the same directory, fsync, rename, fsync the dir.
 
 Readers see either the complete old file or the complete new one, never a torn write
-(DESIGN.md invariant 4). Used for every file the project writes whole.
+(docs/design.md, invariant 4). Used for every file the project writes whole.
 """
 
 from __future__ import annotations

@@ -21,11 +21,6 @@ BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "a
             "abfs": "adlfs"}  # fmt: skip
 
 
-def is_url(location: str) -> bool:
-    """True for ``scheme://...`` (anything else is a local path)."""
-    return "://" in location
-
-
 def open_url(url: str, setting: str = "URL") -> tuple[fsspec.AbstractFileSystem, str]:
     """File system and root path (no trailing slash) of a URL or local path."""
     try:

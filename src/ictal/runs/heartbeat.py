@@ -22,6 +22,7 @@ from typing import Any
 import psutil
 
 from ictal.io.atomic import atomic_write_json
+from ictal.machine import usable_cpus
 from ictal.ui import log
 
 STATES = ("running", "done", "failed", "stopped")
@@ -195,7 +196,7 @@ class Heartbeat:
             "last_checkpoint_time": ckpt,
             "cpu_percent": self._proc.cpu_percent(None),
             "system_cpu_percent": psutil.cpu_percent(None),
-            "cpu_count": os.cpu_count(),
+            "cpu_count": usable_cpus(),
             "rss_gb": rss / 1e9,
             "system_ram_percent": psutil.virtual_memory().percent,
             **self._gpu(),

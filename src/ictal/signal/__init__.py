@@ -1,1 +1,1 @@
-"""signal."""
+"""Preprocessing of one recording: montage, resampling, filters, normalisation."""

@@ -16,7 +16,8 @@ from ictal.corpus.channels import CANONICAL_19
 MontageKind = Literal["average", "referential", "bipolar", "tcp"]
 MONTAGES: tuple[str, ...] = ("average", "referential", "bipolar", "tcp")
 
-# 18-channel longitudinal bipolar ("double banana"), REFERENCE.md order.
+# 18-channel longitudinal bipolar ("double banana"): left parasagittal, left temporal,
+# midline, right parasagittal, right temporal chains, front to back.
 BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = (
     ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
     ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),

@@ -1,5 +1,5 @@
-"""Training: loop, state and checkpoints, heartbeat, metrics, run status and bench.
+"""Training: the loop, its state and checkpoints, validation, and the speed benchmark.
 
-Import the submodules you need (``ictal.train.loop``, ``ictal.train.status``, ...); this
-package imports nothing heavy so ``import ictal.train`` stays cheap.
+Import the submodules you need (``ictal.train.loop``, ...); this package imports nothing
+heavy so ``import ictal.train`` stays cheap.
 """

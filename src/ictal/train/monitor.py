@@ -4,7 +4,6 @@ warnings, and stop signals."""
 from __future__ import annotations
 
 import math
-import os
 import signal
 import threading
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
+from ictal.machine import usable_cpus
 from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import MetricsLog
@@ -68,8 +68,8 @@ class WaitWatch:
         if fraction <= self.threshold:
             return
         self.warned = True
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        if self.workers < (cores or 1) - 1:
+        cores = usable_cpus()
+        if self.workers < cores - 1:
             knob = f"raise loader.num_workers (now {self.workers}, {cores} cores available)"
         else:
             knob = (
