@@ -32,7 +32,8 @@ from common import (
     tree_bytes,
     warm_files,
 )
-from ictal.cache.build import BuildReport, Task, build_cache, build_one, corpus_root, plan
+from ictal.cache.build import BuildReport, Task, build_cache, build_one
+from ictal.cache.plan import corpus_root, plan
 from ictal.config import load_config
 
 MB = 1e6

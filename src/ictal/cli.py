@@ -466,7 +466,9 @@ def bench(
 @app.command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to evaluate.")],
-    split: Annotated[str | None, typer.Option(help="dev or eval (default evaluate.split).")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="dev, eval or train (default evaluate.split).")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     operating_points: Annotated[
         Path | None, typer.Option(help="Frozen operating points chosen on dev.")

@@ -11,7 +11,7 @@ from typing import Any
 from ictal.cache.layout import MANIFEST, TABLE
 from ictal.config import CACHE_FORMAT_VERSION, PREPROCESSING_VERSION, Config, diff_semantic
 from ictal.errors import ExitCode, IctalError, UnsafePathError
-from ictal.io.paths import check_name, contained
+from ictal.io.paths import check_name, contained_all
 
 SUPPORTED_FORMATS = (CACHE_FORMAT_VERSION,)
 
@@ -86,8 +86,9 @@ class CacheView:
         return list(self.manifest["channels"])
 
     def array_path(self, rec: dict[str, Any]) -> Path:
-        """Path of a recording's array file (checked to stay inside the cache directory)."""
-        return contained(self.path, rec["array"], f"{self.path / TABLE}: array of {rec['id']!r}")
+        """Path of a recording's array file (every row was checked to stay inside the cache
+        directory when it was opened)."""
+        return self.path / rec["array"]
 
     def split(self, name: str) -> list[dict[str, Any]]:
         """Recordings of one split, in table order."""
@@ -145,14 +146,16 @@ def check_rows(base: Path, rows: Any) -> None:
     where = base / TABLE
     if not isinstance(rows, list):
         raise ManifestError(f"{where}: not a list of recordings")
-    for k, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ManifestError(f"{where}: row {k} is not an object")
-        for name, kind in _ROW_FIELDS.items():
-            if not isinstance(row.get(name), kind) or isinstance(row.get(name), bool):
-                raise ManifestError(f"{where}: row {k} has no valid {name!r}")
-        try:
+    arrays: list[tuple[object, str]] = []
+    try:
+        for k, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ManifestError(f"{where}: row {k} is not an object")
+            for name, kind in _ROW_FIELDS.items():
+                if not isinstance(row.get(name), kind) or isinstance(row.get(name), bool):
+                    raise ManifestError(f"{where}: row {k} has no valid {name!r}")
             check_name(row["id"], f"{where}: row {k} id")
-            contained(base, row["array"], f"{where}: array of {row['id']!r}")
-        except UnsafePathError as exc:
-            raise ManifestError(exc.problem) from exc
+            arrays.append((row["array"], f"{where}: array of {row['id']!r}"))
+        contained_all(base, arrays)
+    except UnsafePathError as exc:
+        raise ManifestError(exc.problem) from exc

@@ -7,6 +7,7 @@ joined path resolves (symlinks followed) outside the root. The error names the e
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path, PurePosixPath
 
@@ -67,6 +68,36 @@ def contained(root: Path, rel: object, what: str) -> Path:
     return path
 
 
+def contained_all(root: Path, entries: list[tuple[object, str]]) -> None:
+    """``contained`` for many relative paths at directory cost rather than per-file cost:
+    each name is checked as text, each distinct parent directory is resolved once, and only
+    the entries that are symbolic links (one ``scandir`` per directory) are resolved. Raises
+    UnsafePathError naming the first entry that escapes; a cache's 10,000 rows take ms."""
+    by_parent: dict[str, list[tuple[str, str]]] = {}
+    for rel, what in entries:
+        checked = check_relative(rel, what)
+        parent, _, name = checked.rpartition("/")
+        by_parent.setdefault(parent, []).append((name, what))
+    base = root.resolve()
+    for parent, names in by_parent.items():
+        directory = root / parent if parent else root
+        if parent:
+            contained(root, parent, names[0][1])
+        try:
+            links = {e.name for e in os.scandir(directory) if e.is_symlink()}
+        except OSError:
+            continue  # a missing directory: the files are reported missing by the caller
+        for name, what in names:
+            if name in links:
+                resolved = (directory / name).resolve()
+                if base not in resolved.parents:
+                    raise UnsafePathError(
+                        f"{what}: {parent + '/' if parent else ''}{name} resolves to "
+                        f"{resolved}, outside {base}",
+                        "remove the symbolic link; ictal never reads outside its roots",
+                    )
+
+
 def is_inside(path: Path, root: Path) -> bool:
     """True when ``path`` (resolved) is ``root`` or below it."""
     base, resolved = root.resolve(), path.resolve()
@@ -77,7 +108,6 @@ def writable_dir(path: str | Path, setting: str) -> Path:
     """``path`` as a directory Ictal can write into, made if missing; else a usage error
     (exit 2) naming the setting, the path and what the system said."""
     import errno
-    import os
     import tempfile
 
     from ictal.errors import UsageError
