@@ -12,7 +12,8 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
-from ictal.runs.sink import MARKER, check_sink, push_dir
+from ictal.runs.pusher import Pusher
+from ictal.runs.sink import MARKER, check_sink
 
 pytest.importorskip("s3fs")
 
@@ -21,15 +22,15 @@ def _s3():
     return fsspec.filesystem("s3", skip_instance_cache=True)
 
 
-def test_push_dir_to_s3_writes_every_file_then_the_marker(s3, tmp_path):
+def test_a_final_push_to_s3_writes_every_file_then_the_marker(s3, tmp_path):
     local = tmp_path / "run1"
     (local / "checkpoints").mkdir(parents=True)
     (local / "metrics.jsonl").write_text('{"step": 1}\n')
     (local / "checkpoints" / "last.pt").write_bytes(b"\x00" * 1000)
     (local / ".lock").write_text("123")
     (local / ".x.json.abc.tmp").write_text("partial")
-    pushed = push_dir(local, "s3://results/runs")
-    assert pushed.files == 2 and pushed.url == "s3://results/runs/run1"
+    pushed = Pusher(local, "s3://results/runs", "run1").close(final=True)
+    assert pushed.complete and pushed.files == 2 and pushed.url == "s3://results/runs/run1"
     fs = _s3()
     assert fs.cat_file("results/runs/run1/metrics.jsonl") == b'{"step": 1}\n'
     assert fs.size("results/runs/run1/checkpoints/last.pt") == 1000

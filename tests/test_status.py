@@ -14,6 +14,7 @@ import psutil
 import pytest
 from rich.console import Console
 
+from ictal.errors import IctalError
 from ictal.runs.status import print_statuses, run_statuses
 
 NOW = time.time()
@@ -98,7 +99,9 @@ def test_tiny_heartbeat_interval_goes_stale_fast(tmp_path):
 
 
 def test_missing_root_and_table(tmp_path):
-    assert run_statuses(tmp_path / "none") == []
+    assert run_statuses(tmp_path / "none", missing_ok=True) == []
+    with pytest.raises(IctalError, match="not a directory of runs"):
+        run_statuses(tmp_path / "none")
     fabricate(tmp_path, "20240101T000000Z-abcdef")
     fabricate(tmp_path, "20240102T000000Z-abcdef", state="failed", error="boom")
     console = Console(record=True, width=200)

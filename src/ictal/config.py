@@ -181,9 +181,11 @@ class EvaluateConfig(Section):
 
 
 class SinkConfig(Section):
-    """Where a job pushes its run directory when done (fsspec URL); None keeps it local."""
+    """Where long commands push their run directory while they run (any fsspec URL: s3://,
+    gs://, a path); None keeps runs local. Credentials come from the environment."""
 
     url: str | None = None
+    every_s: float = Field(60.0, gt=0.0, le=86400.0)
 
 
 class Config(Section):

@@ -27,7 +27,7 @@ class Problem:
 
 
 def _rebuild_fix(path: Path) -> str:
-    return f"remove {path} (`ictal gc --yes` after moving it aside) and run `ictal build`"
+    return f"move {path} aside (or delete it), then run `ictal build` to build it again"
 
 
 def verify_l0(path: Path, cfg: Config | None = None, key: str | None = None) -> list[Problem]:
@@ -36,7 +36,8 @@ def verify_l0(path: Path, cfg: Config | None = None, key: str | None = None) -> 
     try:
         view = open_cache(path)
     except ManifestError as exc:
-        return [Problem(str(path / layout.MANIFEST), str(exc), f"run `ictal build`; {fix}")]
+        where, _, what = str(exc).partition(": ")
+        return [Problem(where or str(path / layout.MANIFEST), what or str(exc), fix)]
     man = view.manifest
     problems: list[Problem] = []
     mpath = str(path / layout.MANIFEST)

@@ -56,8 +56,9 @@ from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_model
 from ictal.runs.directory import EvalDir, eval_dir_for
-from ictal.runs.heartbeat import Heartbeat, LiveStatus
-from ictal.runs.sink import check_sink, try_push
+from ictal.runs.heartbeat import LiveStatus
+from ictal.runs.sink import check_sink
+from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
 SCORES_FORMAT = 1
@@ -259,17 +260,18 @@ def evaluate(
             f"{view.key[:16]} (same channels and rate; preprocessing or corpus may differ)"
         )
     out = Path(out) if out is not None else eval_dir_for(checkpoint, split, cfg.runs.root).path
-    run_id = str(meta.get("run_id") or "")
-    sink_name = f"{run_id}/{out.name}" if run_id else out.name
     if cfg.sink.url:
-        check_sink(cfg.sink.url, sink_name)
-    result = evaluate_view(
+        check_sink(cfg.sink.url, sink_name(meta, out))
+    return evaluate_view(
         cfg, view, model, meta, checkpoint=checkpoint, split=split, out=out,
         operating_points=operating_points, device=device,
     )  # fmt: skip
-    pushed, result.push_error = try_push(out, cfg.sink.url, sink_name)
-    result.pushed_to = pushed.url if pushed else None
-    return result
+
+
+def sink_name(meta: dict[str, Any], out: Path) -> str:
+    """Where an evaluation goes in the sink: inside its run (``<run id>/<out name>``)."""
+    run_id = str(meta.get("run_id") or "")
+    return f"{run_id}/{out.name}" if run_id else out.name
 
 
 def _read_frozen(path: Path) -> OperatingPoints:
@@ -303,18 +305,24 @@ def evaluate_view(
     )
     live.update(detail={"split": split, "checkpoint": str(checkpoint)})
     live.stage("start")
-    hb = Heartbeat(where.heartbeat, live, cfg.train.heartbeat_s).start()
+    watch = RunWatch(where.path, where.heartbeat, live, cfg.sink, sink_name(meta, where.path))
+    watch.start()
+    final, error = "failed", None
     try:
         result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, where, ops_frozen,
                            operating_points, device, live)  # fmt: skip
+        live.stage("done")
+        final = "done"
     except KeyboardInterrupt:  # SIGINT or SIGTERM: the probabilities written so far are kept
-        hb.stop("stopped", "interrupted; the same command resumes")
+        final, error = "stopped", "interrupted; the same command resumes"
         raise
     except BaseException as exc:
-        hb.stop("failed", f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
         raise
-    live.stage("done")
-    hb.stop("done")
+    finally:
+        pushed = watch.finish(final, error)
+    result.pushed_to = pushed.url if pushed.complete else None
+    result.push_error = pushed.error
     return result
 
 

@@ -71,10 +71,20 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
         raise PreflightError(f"{doing} {redact(url)} failed: {describe(exc)}", fix) from exc
 
 
+# The record of what a pull fetched (``ictal pull``), so the next pull fetches only changes.
+PULL_INDEX = ".pull.json"
+# Files that belong to this machine's copy only: locks and the pull record.
+LOCAL_ONLY = (".lock", "run.lock", PULL_INDEX)
+
+
 def files_to_copy(local: Path) -> list[Path]:
-    """Files of a directory worth copying elsewhere: all but locks and atomic-write temps."""
+    """Regular files of a directory worth copying elsewhere: all but locks, pull records and
+    atomic-write temps (symbolic links are never followed or copied)."""
     return sorted(
         p
         for p in local.rglob("*")
-        if p.is_file() and not p.name.endswith(".tmp") and p.name not in (".lock", "run.lock")
+        if p.is_file()
+        and not p.is_symlink()
+        and not p.name.endswith(".tmp")
+        and p.name not in LOCAL_ONLY
     )

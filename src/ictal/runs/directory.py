@@ -134,6 +134,12 @@ class EvalDir:
         return self.probs / f"{recording_id}.npy"
 
 
+def is_evaluation(rel: str) -> bool:
+    """True for a path (relative to a run) inside one of its evaluation directories, which
+    their own command pushes."""
+    return rel.startswith(EVAL_PREFIX)
+
+
 def run_of_checkpoint(checkpoint: Path) -> RunDir | None:
     """The run a checkpoint file belongs to (``<run>/checkpoints/X.pt``), or None."""
     checkpoint = Path(checkpoint)

@@ -49,6 +49,11 @@ class LiveStatus:
     val_total: int | None = None
     last_checkpoint_time: float | None = None
     error: str | None = None
+    push_url: str | None = None  # the sink this run is pushed to (redacted), when there is one
+    push_ok_at: float | None = None  # when the last push of every change succeeded
+    push_failures: int = 0
+    push_error: str | None = None  # the last push failure, while it lasts
+    started_at: float = field(default_factory=time.time)
     detail: dict[str, Any] = field(default_factory=dict)  # phase-specific fields, flattened
     step_changed_at: float = field(default_factory=time.time)
     progress_at: float = field(default_factory=time.time)
@@ -183,6 +188,9 @@ class Heartbeat:
             except psutil.Error:
                 continue
         ckpt = s.pop("last_checkpoint_time")
+        pushed = s.pop("push_ok_at")
+        started = s.pop("started_at")
+        push_lag = None if not s["push_url"] else now - (pushed or started)
         beat = {
             **s.pop("detail"),
             **s,
@@ -193,6 +201,7 @@ class Heartbeat:
             "samples_per_s": samples_per_s,
             "data_wait": data_wait,
             "checkpoint_age_s": None if ckpt is None else now - ckpt,
+            "push_lag_s": push_lag,
             "last_checkpoint_time": ckpt,
             "cpu_percent": self._proc.cpu_percent(None),
             "system_cpu_percent": psutil.cpu_percent(None),

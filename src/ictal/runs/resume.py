@@ -10,8 +10,9 @@ from typing import Any
 from ictal.config import Config, flatten, load_config
 from ictal.errors import PreflightError
 from ictal.io.lock import holder
-from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RunDir, is_locked
+from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, is_locked
 from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.meta import read_run_json
 from ictal.ui import log
 
 # Fields that describe the machine rather than the experiment: on resume a value given now
@@ -31,6 +32,7 @@ MACHINE_FIELDS = (
     "train.heartbeat_s",
     "train.data_wait_warn",
     "sink.url",
+    "sink.every_s",
 )
 
 
@@ -48,7 +50,7 @@ def find_resumable(runs_root: str | Path) -> Path | None:
         return None
     runs = sorted((p for p in root.iterdir() if (p / CONFIG).is_file()), key=lambda p: p.name)
     for path in reversed(runs):
-        if _final_state(path) == "done":
+        if _final_state(path) == "done" or read_run_json(path / RUN_JSON).get("kind") == "bench":
             continue
         if is_locked(path):
             raise PreflightError(

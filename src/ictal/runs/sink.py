@@ -1,33 +1,36 @@
-"""Push a run or evaluation directory to a sink (any fsspec URL: s3://, gs://, a path).
+"""The sink: where runs are pushed (any fsspec URL: s3://, gs://, a path), and how a pushed run
+is checked, listed and pulled back.
 
-Results are pushed by the job, never pulled by hand from remote machines. Files go first and
-`_PUSHED.json` (the list of what was pushed) last, so a reader of the sink knows the copy is
-complete. Credentials and endpoints come from the environment (e.g. AWS_ENDPOINT_URL).
+``<sink.url>/<run id>/`` mirrors a run directory (its evaluations inside it);
+``_PUSHED.json`` (every file with its size and sha256) is written last by the final push, so
+a copy is complete when it is there. Results are pushed by the job, never pulled by hand from
+remote machines; ``ictal pull`` brings a pushed run back for ``report`` or ``evaluate``.
+Credentials and endpoints come from the environment (e.g. AWS_ENDPOINT_URL); no bucket is
+ever created.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import fsspec
 
 from ictal.errors import PreflightError
+from ictal.io.atomic import atomic_write_json, fsync_dir, fsync_file
+from ictal.io.digest import file_sha256
+from ictal.io.paths import contained, writable_dir
 from ictal.io.redact import redact
-from ictal.io.storage import describe, files_to_copy, make_dirs, open_url
-from ictal.ui import log
+from ictal.io.storage import PULL_INDEX, describe, make_dirs, open_url, storage_errors
+from ictal.runs.directory import EVAL_PREFIX, HEARTBEAT
+from ictal.ui import log, progress
 
 MARKER = "_PUSHED.json"
 STARTED = "_STARTED.json"
-
-
-@dataclass(frozen=True)
-class Pushed:
-    """Where a directory went and how much of it."""
-
-    url: str
-    files: int
-    bytes: int
 
 
 def check_sink(url: str, name: str) -> str:
@@ -46,33 +49,135 @@ def check_sink(url: str, name: str) -> str:
     return dest
 
 
-def push_dir(local: Path, url: str, name: str | None = None) -> Pushed:
-    """Copy `local` to `<url>/<name or local.name>/`, marker last; raises on failure."""
-    dest = f"{url.rstrip('/')}/{name or local.name}"
-    fs, root = open_url(dest, "sink.url")
-    files = files_to_copy(local)
-    total = 0
-    make_dirs(fs, root)
-    for path in files:
-        rel = path.relative_to(local).as_posix()
-        target = f"{root}/{rel}"
-        make_dirs(fs, target.rsplit("/", 1)[0])
-        fs.put_file(str(path), target)
-        total += path.stat().st_size
-    listing = [{"path": p.relative_to(local).as_posix(), "bytes": p.stat().st_size} for p in files]
-    marker = {"pushed": time.time(), "files": listing, "bytes": total}
-    fs.pipe_file(f"{root}/{MARKER}", json.dumps(marker, indent=2).encode())
-    log.info(f"pushed {len(files)} files ({total / 1e6:.1f} MB) from {local} to {redact(dest)}")
-    return Pushed(redact(dest), len(files), total)
-
-
-def try_push(local: Path, url: str | None, name: str | None = None) -> tuple[Pushed | None, str]:
-    """push_dir that never raises: (result, error message) for the command's summary."""
-    if not url:
-        return None, ""
+def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
+    """The ``_PUSHED.json`` of a pushed directory, or None while it is not complete."""
     try:
-        return push_dir(local, url, name), ""
-    except Exception as exc:  # local results are safe; the summary and exit code say it failed
-        msg = f"push of {local} to {redact(url)} failed: {describe(exc)}"
-        log.error(msg)
-        return None, msg
+        doc = json.loads(fs.cat_file(f"{root}/{MARKER}"))
+    except (FileNotFoundError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("files"), list) else None
+
+
+def pushed_heartbeats(url: str) -> list[tuple[str, dict[str, Any] | None]]:
+    """(name, heartbeat) of every run and evaluation pushed under ``url`` (None when its
+    heartbeat is unreadable); a storage error is a refusal naming the URL."""
+    fs, root = open_url(url, "status WHERE")
+    fix = "check the URL and its credentials (environment variables)"
+    with storage_errors(url, "listing the runs at", fix):
+        if not fs.exists(root):
+            raise FileNotFoundError(f"{url} does not exist")
+        patterns = (f"{root}/*/{HEARTBEAT}", f"{root}/*/{EVAL_PREFIX}*/{HEARTBEAT}")
+        found = sorted({p for pattern in patterns for p in fs.glob(pattern)})
+        out: list[tuple[str, dict[str, Any] | None]] = []
+        for path in found:
+            name = path[len(root) + 1 : -len(HEARTBEAT) - 1]
+            try:
+                beat = json.loads(fs.cat_file(path))
+            except (ValueError, FileNotFoundError):
+                beat = None
+            out.append((name, beat if isinstance(beat, dict) else None))
+    return out
+
+
+@dataclass
+class Pulled:
+    """What ``ictal pull`` fetched."""
+
+    source: str  # redacted
+    dest: Path
+    files: int = 0
+    bytes: int = 0
+    unchanged: int = 0
+    complete: bool = False  # the run's final push was done and every file matches it
+
+
+def _signature(info: dict[str, Any]) -> list[Any]:
+    """What says a remote file changed: its size and its ETag or modification time."""
+    tag = info.get("ETag") or info.get("etag") or info.get("mtime") or info.get("LastModified")
+    return [int(info.get("size") or 0), str(tag)]
+
+
+def pull(url: str, dest: Path) -> Pulled:
+    """Fetch a pushed run into ``dest``: every file when its final push is done (checked
+    against ``_PUSHED.json``), else whatever is there now. Files arrive through temporary
+    names; a second pull fetches only what changed. Names from the listing are untrusted:
+    one that would land outside ``dest`` is refused (exit 3)."""
+    fs, root = open_url(url, "RUN_URL")
+    fix = "check the URL and its credentials (environment variables), then pull again"
+    result = Pulled(redact(url), Path(dest))
+    with storage_errors(url, "reading", fix):
+        if not fs.exists(root):
+            raise PreflightError(f"nothing is pushed at {redact(url)}", "check the run URL")
+        marker = read_marker(fs, root)
+        listing = {
+            name[len(root) + 1 :]: info
+            for name, info in fs.find(root, detail=True).items()
+            if info.get("type") != "directory" and name.startswith(root + "/")
+        }
+    wanted = sorted(
+        rel for rel in listing
+        if rel not in (MARKER, STARTED) and not rel.endswith(".tmp")
+    )  # fmt: skip
+    dest = writable_dir(dest, "DEST")
+    for rel in wanted:
+        contained(dest, rel, f"remote object in {redact(url)}")
+    index_path = dest / PULL_INDEX
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    with storage_errors(url, "pulling from", fix), progress("pull", total=len(wanted)) as tick:
+        for rel in wanted:
+            local = dest / rel
+            sig = _signature(listing[rel])
+            if index.get(rel) == sig and local.is_file():
+                result.unchanged += 1
+            else:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                tmp = local.with_name(f".{local.name}.pull.tmp")
+                fs.get_file(f"{root}/{rel}", str(tmp))
+                fsync_file(tmp)
+                os.replace(tmp, local)
+                index[rel] = sig
+                result.files += 1
+                result.bytes += sig[0]
+            tick.advance(1)
+    fsync_dir(dest)
+    atomic_write_json(index_path, index)
+    if marker is not None:
+        _check_against_marker(dest, marker, url, index, index_path)
+        atomic_write_json(dest / MARKER, marker)
+        result.complete = True
+    log.info(
+        f"pulled {result.source} into {dest}: {result.files} files, {result.bytes / 1e6:.1f} MB "
+        f"({result.unchanged} unchanged); "
+        + ("complete" if result.complete else "the run has not finished its final push")
+    )
+    return result
+
+
+def _check_against_marker(
+    dest: Path, marker: dict[str, Any], url: str, index: dict[str, Any], index_path: Path
+) -> None:
+    """Every file the final push listed is here with its size and sha256; a file that is not
+    is forgotten (fetched again next time) and the pull is refused naming it."""
+    bad = []
+    for entry in marker["files"]:
+        rel = entry.get("path")
+        local = contained(dest, rel, f"{MARKER} of {redact(url)}")
+        ok = (
+            local.is_file()
+            and local.stat().st_size == entry.get("bytes")
+            and file_sha256(local) == entry.get("sha256")
+        )
+        if not ok:
+            bad.append(rel)
+            index.pop(rel, None)
+    if bad:
+        atomic_write_json(index_path, index)
+        raise PreflightError(
+            f"the pulled copy of {redact(url)} differs from its {MARKER} in {len(bad)} file(s), "
+            f"first {bad[0]}",
+            "pull again (those files are fetched again); if it fails again, the pushed copy "
+            "is damaged: push the run again from where it ran",
+        )

@@ -1,15 +1,18 @@
-"""Status of runs from their heartbeats: running, stale (process died), stalled, done, ...
+"""Status of runs from their heartbeats, read from local run directories and from sinks alike:
+running, stale (the process died), stalled, done, failed, stopped.
 
 A heartbeat is stale when it is older than three intervals while it still says "running", or
 when it names a process on this host that no longer exists. It is stalled when it is fresh
-but no step (or validation batch) has completed for ``STALL_BEATS`` intervals.
+but no step (or batch of a pass) has completed for ``stalled_after_s`` (default five
+intervals). Heartbeats are untrusted JSON: a field of the wrong type shows as missing.
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +20,60 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from ictal.errors import IctalError
+from ictal.io.redact import redact
+from ictal.io.storage import is_local, open_url
 from ictal.runs.directory import CONFIG, EVAL_PREFIX, HEARTBEAT
 from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.sink import pushed_heartbeats
 from ictal.ui import styled
 
 STALE_BEATS = 3
 STALL_BEATS = 5
+FINAL_STATES = ("done", "failed", "stopped")
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """One run as `ictal status` shows it."""
+    """One run (or evaluation) as `ictal status` shows it."""
 
-    run_id: str
-    path: Path
+    run: str
+    where: str  # the runs directory or sink URL it was read from (redacted)
     status: str  # running | stale | stalled | done | failed | stopped | unknown
     detail: str
+    command: str | None = None
     phase: str | None = None
     epoch: int | None = None
     epochs: int | None = None
     step: int | None = None
+    total_steps: int | None = None
     loss: float | None = None
     samples_per_s: float | None = None
     data_wait: float | None = None
-    age_s: float | None = None
+    heartbeat_age_s: float | None = None
     checkpoint_age_s: float | None = None
+    push_lag_s: float | None = None
+    push_failures: int | None = None
     host: str | None = None
     pid: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _process_alive(pid: int, started: float | None) -> bool:
@@ -53,27 +83,66 @@ def _process_alive(pid: int, started: float | None) -> bool:
         if started is not None and abs(proc.create_time() - started) > 2.0:
             return False  # the pid was reused by another process
         return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+    except (psutil.Error, ValueError):
         return False
 
 
-def classify(beat: dict[str, Any], now: float, host: str) -> tuple[str, str]:
+def classify(
+    beat: dict[str, Any], now: float, host: str, stalled_after_s: float | None = None
+) -> tuple[str, str]:
     """(status, reason) of one heartbeat."""
-    state = str(beat.get("state", "unknown"))
-    if state in ("done", "failed", "stopped"):
-        return state, str(beat.get("error") or "")
-    interval = float(beat.get("heartbeat_s") or 60.0)
-    age = now - float(beat.get("time", 0.0))
+    state = _str(beat.get("state")) or "unknown"
+    if state in FINAL_STATES:
+        return state, _str(beat.get("error")) or ""
+    interval = _float(beat.get("heartbeat_s")) or 60.0
+    age = now - (_float(beat.get("time")) or 0.0)
     if age > STALE_BEATS * interval:
         return "stale", f"no heartbeat for {age:.0f}s (every {interval:g}s): the process died"
-    if beat.get("host") == host and not _process_alive(
-        int(beat.get("pid", -1)), beat.get("pid_started")
+    pid = _int(beat.get("pid"))
+    if (
+        beat.get("host") == host
+        and pid is not None
+        and not _process_alive(pid, _float(beat.get("pid_started")))
     ):
-        return "stale", f"process {beat.get('pid')} is gone"
-    idle = now - float(beat.get("progress_at") or beat.get("step_changed_at") or now)
-    if idle > STALL_BEATS * interval:
+        return "stale", f"process {pid} is gone"
+    progress_at = _float(beat.get("progress_at")) or _float(beat.get("step_changed_at")) or now
+    idle = now - progress_at
+    limit = stalled_after_s if stalled_after_s is not None else STALL_BEATS * interval
+    if idle > limit:
         return "stalled", f"alive, but no progress for {idle:.0f}s in phase {beat.get('phase')}"
     return "running", ""
+
+
+def from_beat(
+    name: str, where: str, beat: dict[str, Any] | None, now: float, host: str, stall: float | None
+) -> RunStatus:
+    """The status row of one heartbeat (None: none readable yet)."""
+    if beat is None:
+        return RunStatus(name, where, "unknown", "no heartbeat (never started?)")
+    status, detail = classify(beat, now, host, stall)
+    last_ckpt = _float(beat.get("last_checkpoint_time"))
+    beat_time = _float(beat.get("time"))
+    return RunStatus(
+        run=name,
+        where=where,
+        status=status,
+        detail=detail,
+        command=_str(beat.get("command")),
+        phase=_str(beat.get("phase")),
+        epoch=_int(beat.get("epoch")),
+        epochs=_int(beat.get("epochs")),
+        step=_int(beat.get("step")),
+        total_steps=_int(beat.get("total_steps")),
+        loss=_float(beat.get("loss")),
+        samples_per_s=_float(beat.get("samples_per_s")),
+        data_wait=_float(beat.get("data_wait")),
+        heartbeat_age_s=None if beat_time is None else now - beat_time,
+        checkpoint_age_s=None if last_ckpt is None else now - last_ckpt,
+        push_lag_s=_float(beat.get("push_lag_s")),
+        push_failures=_int(beat.get("push_failures")),
+        host=_str(beat.get("host")),
+        pid=_int(beat.get("pid")),
+    )
 
 
 def _watched(root: Path) -> list[tuple[str, Path]]:
@@ -89,45 +158,73 @@ def _watched(root: Path) -> list[tuple[str, Path]]:
     return out
 
 
-def run_statuses(runs_root: str | Path, *, now: float | None = None) -> list[RunStatus]:
-    """Every run (and evaluation) directory under ``runs_root`` with its status, oldest first."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        return []
+def run_statuses(
+    where: str | Path,
+    *,
+    now: float | None = None,
+    stalled_after_s: float | None = None,
+    missing_ok: bool = False,
+) -> list[RunStatus]:
+    """Every run (and evaluation) under one runs directory or sink URL, by name. Raises
+    IctalError when ``where`` cannot be read (a local directory that does not exist is no
+    runs with ``missing_ok``: the default runs.root of a machine that never ran one)."""
     now = time.time() if now is None else now
     host = socket.gethostname()
-    out = []
-    for name, path in _watched(root):
-        beat = read_heartbeat(path / HEARTBEAT)
-        if beat is None:
-            out.append(RunStatus(name, path, "unknown", "no heartbeat (never started?)"))
-            continue
-        status, detail = classify(beat, now, host)
-        out.append(
-            RunStatus(
-                run_id=name,
-                path=path,
-                status=status,
-                detail=detail,
-                phase=beat.get("phase"),
-                epoch=beat.get("epoch"),
-                epochs=beat.get("epochs"),
-                step=beat.get("step"),
-                loss=beat.get("loss"),
-                samples_per_s=beat.get("samples_per_s"),
-                data_wait=beat.get("data_wait"),
-                age_s=now - float(beat.get("time", now)),
-                checkpoint_age_s=_checkpoint_age(beat, now),
-                host=beat.get("host"),
-                pid=beat.get("pid"),
+    text = str(where)
+    fs, root = open_url(text, "status WHERE")
+    if not is_local(fs):
+        shown = redact(text)
+        return [
+            from_beat(name, shown, beat, now, host, stalled_after_s)
+            for name, beat in pushed_heartbeats(text)
+        ]
+    base = Path(root)
+    if not base.is_dir():
+        if missing_ok and not base.exists():
+            return []
+        raise _Unreadable(f"{text} is not a directory of runs (it does not exist)")
+    return [
+        from_beat(name, text, read_heartbeat(path / HEARTBEAT), now, host, stalled_after_s)
+        for name, path in _watched(base)
+    ]
+
+
+class _Unreadable(IctalError):
+    """A WHERE that cannot be read."""
+
+
+def gather(
+    wheres: list[str],
+    *,
+    now: float | None = None,
+    stalled_after_s: float | None = None,
+    missing_ok: bool = False,
+) -> tuple[list[RunStatus], list[str]]:
+    """Statuses from every WHERE (runs directories and sink URLs), and one error line per
+    WHERE that could not be read (the others are still shown)."""
+    rows: list[RunStatus] = []
+    errors: list[str] = []
+    for where in wheres:
+        try:
+            rows += run_statuses(
+                where, now=now, stalled_after_s=stalled_after_s, missing_ok=missing_ok
             )
-        )
-    return out
+        except IctalError as exc:
+            errors.append(redact(str(exc)))
+    freshest: dict[str, RunStatus] = {}
+    for row in rows:  # a run seen locally and in its sink: the freshest heartbeat wins
+        seen = freshest.get(row.run)
+        age = row.heartbeat_age_s if row.heartbeat_age_s is not None else math.inf
+        if seen is None or age < (
+            seen.heartbeat_age_s if seen.heartbeat_age_s is not None else math.inf
+        ):
+            freshest[row.run] = row
+    return sorted(freshest.values(), key=lambda r: r.run), errors
 
 
-def _checkpoint_age(beat: dict[str, Any], now: float) -> float | None:
-    t = beat.get("last_checkpoint_time")
-    return None if t is None else now - float(t)
+def as_json(rows: list[RunStatus]) -> list[dict[str, Any]]:
+    """The rows as plain objects for scripts (``ictal status --json``)."""
+    return [asdict(r) for r in rows]
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -144,32 +241,46 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _progress(s: RunStatus) -> str:
+    """epoch e/E step n for training; done/total items for a pass of another command."""
+    if s.command not in (None, "train"):
+        total = f"/{s.total_steps}" if s.total_steps else ""
+        return "-" if s.step is None else f"{s.step}{total}"
+    epoch = "-" if s.epoch is None else f"{s.epoch + 1}/{s.epochs or '?'}"
+    return epoch if s.step is None else f"{epoch} step {s.step}"
+
+
 STYLES = {"running": "green", "stalled": "yellow", "stale": "red", "failed": "red"}
 
 
-def print_statuses(statuses: list[RunStatus], console: Console) -> None:
-    """A table of runs: status, phase, progress, loss, speed, heartbeat and checkpoint ages."""
-    if not statuses:
-        console.print("no runs")
-        return
-    table = Table(title="runs")
-    for col in ("run", "status", "phase", "epoch", "step", "loss", "samples/s", "data wait",
-                "heartbeat", "checkpoint", "host:pid", "note"):  # fmt: skip
-        table.add_column(col, justify="right" if col in ("step", "loss", "samples/s") else "left")
+def status_table(statuses: list[RunStatus]) -> Table:
+    """A table of runs: status, phase, progress, loss, speed, and the ages that matter."""
+    table = Table(title=f"runs ({len(statuses)})", title_justify="left")
+    for col in ("run", "host:pid", "status", "phase", "progress", "loss", "samples/s",
+                "data wait", "heartbeat", "checkpoint", "push lag", "note"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("loss", "samples/s") else "left")
     for s in statuses:
-        epoch = "-" if s.epoch is None else f"{s.epoch + 1}/{s.epochs or '?'}"
+        push = _age(s.push_lag_s) + (f" ({s.push_failures} failed)" if s.push_failures else "")
         table.add_row(
-            s.run_id,
+            s.run,
+            f"{s.host}:{s.pid}" if s.host else "-",
             styled(s.status, STYLES.get(s.status, "")),
             s.phase or "-",
-            epoch,
-            "-" if s.step is None else str(s.step),
+            _progress(s),
             _fmt(s.loss, ".4f"),
             _fmt(s.samples_per_s, ".1f"),
             "-" if s.data_wait is None else f"{s.data_wait:.0%}",
-            _age(s.age_s),
+            _age(s.heartbeat_age_s),
             _age(s.checkpoint_age_s),
-            f"{s.host}:{s.pid}" if s.host else "-",
+            push if s.push_lag_s is not None else "-",
             s.detail,
         )
-    console.print(table)
+    return table
+
+
+def print_statuses(statuses: list[RunStatus], console: Console) -> None:
+    """The table of runs, or one line when there are none."""
+    if not statuses:
+        console.print("no runs")
+        return
+    console.print(status_table(statuses))

@@ -29,16 +29,18 @@ from ictal.models.checkpoint import load_checkpoint
 from ictal.runs.directory import (
     RunDir,
     create_run,
+    is_evaluation,
     log_to_file,
     new_run_id,
     resolve_run_dir,
     run_lock,
 )
-from ictal.runs.heartbeat import Heartbeat, LiveStatus
+from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.meta import record_resume, run_metadata
 from ictal.runs.metrics import keep_until
 from ictal.runs.resume import find_resumable, resume_config
-from ictal.runs.sink import check_sink, try_push
+from ictal.runs.sink import check_sink
+from ictal.runs.watch import RunWatch
 from ictal.train.feed import TrainData, describe, make_train_data
 from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import Recorder, StopRequest, WaitWatch
@@ -75,6 +77,7 @@ class TrainResult:
     resume_hint: str
     pushed_to: str | None = None
     push_error: str = ""
+    push_failures: int = 0
 
 
 # ----------------------------------------------------------------------------- the story
@@ -111,21 +114,33 @@ def train(
         )
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
         with run_lock(run), log_to_file(run.log):
-            for name, value in pre.rows:
-                log.info(f"{name}: {value}")
-            log.info(describe(data))
-            if previous is not None:
-                record_resume(run.run_json, str(device))
-                restore(run, state)
-            log.info(f"run {run.run_id} in {run.path} on {device}")
+            live = LiveStatus(run.run_id, cfg.train.heartbeat_s, epochs=cfg.train.epochs)
+            watch = RunWatch(
+                run.path, run.heartbeat, live, cfg.sink, run.run_id, exclude=is_evaluation
+            ).start()  # first heartbeat and first push now: visible from anywhere at once
+            final, error = "failed", None
             try:
-                result = fit(cfg, state, data, run, device, f"{command} --run {run.path}")
-            except BaseException:
-                try_push(run.path, cfg.sink.url)  # a failed run's logs are worth having too
+                for name, value in pre.rows:
+                    log.info(f"{name}: {value}")
+                log.info(describe(data))
+                if previous is not None:
+                    record_resume(run.run_json, str(device))
+                    restore(run, state)
+                log.info(f"run {run.run_id} in {run.path} on {device}")
+                result = fit(cfg, state, data, run, device, watch, f"{command} --run {run.path}")
+                final = result.state
+            except KeyboardInterrupt:
+                final, error = "stopped", "interrupted"
                 raise
-    pushed, error = try_push(run.path, cfg.sink.url)
-    result.pushed_to = pushed.url if pushed else None
-    result.push_error = error
+            except BaseException as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                live.update(phase="finished")
+                pushed = watch.finish(final, error)  # final heartbeat, then push, marker last
+    result.pushed_to = pushed.url if pushed.complete else None
+    result.push_error = pushed.error
+    result.push_failures = pushed.failures
     return result
 
 
@@ -135,24 +150,17 @@ def fit(
     data: TrainData,
     run: RunDir,
     device: torch.device,
+    watch: RunWatch,
     resume_hint: str = "ictal train --resume",
 ) -> TrainResult:
-    """Epochs of training and validation with monitoring; the final state goes to heartbeat."""
-    live = LiveStatus(run.run_id, cfg.train.heartbeat_s, epochs=cfg.train.epochs)
-    live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
-    heartbeat = Heartbeat(run.heartbeat, live, cfg.train.heartbeat_s).start()
-    rec = Recorder(run, live, purge_step=state.step + 1 if state.step else None)
-    final, error = "failed", None
+    """Epochs of training and validation, reported to the run's metrics and live status."""
+    watch.live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
+    rec = Recorder(run, watch, purge_step=state.step + 1 if state.step else None)
     try:
         with StopRequest() as stop:
             final, stopped_early = run_epochs(cfg, state, data, run, rec, stop, device)
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
     finally:
         rec.close()
-        live.update(phase="finished")
-        heartbeat.stop(final, error)
     if final == "stopped":
         log.warning(
             f"stopped at epoch {state.epoch + 1}, step {state.step}; checkpoint {run.last}; "
@@ -446,7 +454,7 @@ def save(state: TrainState, path: Path, rec: Recorder) -> None:
     rec.metrics.sync()
     state.save(path)
     rec.last_save = time.monotonic()
-    rec.live.update(last_checkpoint_time=time.time())
+    rec.watch.checkpointed()  # its time in the heartbeat, and pushed soon
 
 
 def _fresh_sums() -> dict[str, float]:

@@ -14,18 +14,20 @@ from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.machine import usable_cpus
 from ictal.runs.directory import RunDir
-from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import MetricsLog
+from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
 
 class Recorder:
-    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status."""
+    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status (the
+    run's watch: heartbeat and push)."""
 
-    def __init__(self, run: RunDir, live: LiveStatus, purge_step: int | None) -> None:
+    def __init__(self, run: RunDir, watch: RunWatch, purge_step: int | None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.live = live
+        self.watch = watch
+        self.live = watch.live
         self.metrics = MetricsLog(run.metrics)
         self.tb = SummaryWriter(str(run.tb), purge_step=purge_step)
         self.last_save = time.monotonic()

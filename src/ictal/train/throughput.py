@@ -12,10 +12,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
+from ictal.runs.directory import RunDir, create_run, new_run_id
+from ictal.runs.heartbeat import LiveStatus
+from ictal.runs.meta import run_metadata
+from ictal.runs.metrics import MetricsLog
+from ictal.runs.sink import check_sink
+from ictal.runs.watch import RunWatch
 from ictal.train.feed import make_train_data
 from ictal.train.loop import train_step
 from ictal.train.setup import (
@@ -25,6 +32,8 @@ from ictal.train.setup import (
     make_state,
     seed_everything,
 )
+from ictal.train.state import TrainState
+from ictal.ui import log
 
 WARMUP_BATCHES = 2
 
@@ -60,22 +69,31 @@ def run_bench(
         state = make_state(cfg, model, data, "bench", pre.view, device)
         pos_weight = torch.tensor(data.sampler.pos_weight(0), device=device)
         meter = DataWaitMeter()
+        sink = _SinkLoad.open(cfg, pre.view, device)  # the I/O of a pushed run, when asked
         done, t0 = 0, time.perf_counter()
-        for epoch in itertools.count():  # a short draw is cycled until enough batches ran
-            data.sampler.set_epoch(epoch)
-            for x, y in meter.wrap(data.train_loader):
-                train_step(state, x, y, pos_weight, cfg, device)
-                done += 1
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                if done == WARMUP_BATCHES:
-                    meter.reset()  # worker start-up and first-step costs are not the rate
-                    t0 = time.perf_counter()
+        try:
+            for epoch in itertools.count():  # a short draw is cycled until enough batches ran
+                data.sampler.set_epoch(epoch)
+                for x, y in meter.wrap(data.train_loader):
+                    loss, _ = train_step(state, x, y, pos_weight, cfg, device)
+                    done += 1
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    if sink is not None:
+                        sink.step(done, loss, len(x))
+                    if done == WARMUP_BATCHES:
+                        meter.reset()  # worker start-up and first-step costs are not the rate
+                        if sink is not None:
+                            sink.checkpoint(state)  # its upload overlaps the timed batches
+                        t0 = time.perf_counter()
+                    if done >= WARMUP_BATCHES + batches:
+                        break
                 if done >= WARMUP_BATCHES + batches:
                     break
-            if done >= WARMUP_BATCHES + batches:
-                break
-        elapsed = time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+        finally:
+            if sink is not None:
+                sink.close()
     s_per_batch = elapsed / batches
     epoch_batches = math.ceil(len(data.sampler) / data.batch_size)
     epoch_s = epoch_batches * s_per_batch
@@ -93,6 +111,45 @@ def run_bench(
     )
     print_bench(result, cfg, console)
     return result
+
+
+class _SinkLoad:
+    """With ``sink.url`` set, bench does what a pushed training run does besides its steps (a
+    run directory, heartbeat, a metrics line per step, a checkpoint, the continuous push), so
+    its timing shows what pushing costs a training step."""
+
+    def __init__(self, run: RunDir, watch: RunWatch) -> None:
+        self.run = run
+        self.watch = watch
+        self.metrics = MetricsLog(run.metrics)
+
+    @classmethod
+    def open(cls, cfg: Config, view: CacheView, device: torch.device) -> _SinkLoad | None:
+        if not cfg.sink.url:
+            return None
+        run_id = new_run_id()
+        check_sink(cfg.sink.url, run_id)
+        meta = {**run_metadata(view.key, view.path, str(device)), "kind": "bench"}
+        run = create_run(cfg, meta, run_id)
+        live = LiveStatus(run.run_id, cfg.train.heartbeat_s, command="bench")
+        return cls(run, RunWatch(run.path, run.heartbeat, live, cfg.sink, run.run_id).start())
+
+    def step(self, step: int, loss: float, n: int) -> None:
+        self.metrics.write({"phase": "train", "epoch": 0, "step": step, "time": time.time(),
+                            "loss": loss})  # fmt: skip
+        live = self.watch.live
+        live.update(phase="bench", step=step, loss=loss, samples=live.samples + n)
+
+    def checkpoint(self, state: TrainState) -> None:
+        self.metrics.sync()
+        state.save(self.run.last)
+        self.watch.checkpointed()
+
+    def close(self) -> None:
+        self.metrics.close()
+        outcome = self.watch.finish("done")
+        if outcome.error:
+            log.warning(outcome.error)
 
 
 def _duration(seconds: float) -> str:

@@ -1,0 +1,296 @@
+"""Runs visible from anywhere while they run: the continuous push to a sink (moto's S3 server on
+loopback, and a local path), `ictal status` over sinks, `ictal pull`. Real training processes,
+real kills, a real sink outage; every wait polls for the state it needs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fsspec
+import pytest
+import torch
+
+from conftest import ictal_env, run_ictal
+from ictal.corpus.synth import synthesize
+from ictal.models.checkpoint import check_format
+from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.pusher import S3_APPEND_MIN, Pusher
+
+pytest.importorskip("s3fs")
+
+FAST = [
+    "windows.length_s=8",
+    "windows.stride_s=4",
+    "model.params={width: 8, gru_hidden: 8}",
+    "loader.batch_size=4",
+    "loader.num_workers=0",
+    "train.warmup_steps=2",
+    "train.heartbeat_s=0.3",
+    "train.checkpoint_every_s=0.2",
+    "sink.every_s=0.5",
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("live")
+    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=9)
+    res = run_ictal("build", "--workers", "1", *_sets(tmp, "runs"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp
+
+
+def _sets(tmp: Path, runs: str, *extra: str) -> list[str]:
+    out: list[str] = []
+    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
+              f"runs.root={tmp / runs}", *FAST, *extra):  # fmt: skip
+        out += ["--set", s]
+    return out
+
+
+def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ictal.cli", *args],
+        env=ictal_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _poll(condition, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def _run_dir(runs: Path) -> Path | None:
+    found = [p for p in runs.iterdir() if (p / "config.yaml").is_file()] if runs.is_dir() else []
+    return found[0] if found else None
+
+
+def _s3() -> fsspec.AbstractFileSystem:
+    return fsspec.filesystem("s3", skip_instance_cache=True)
+
+
+def _status_json(*where: str, env: dict[str, str] | None = None) -> list[dict]:
+    res = run_ictal("status", *where, "--json", env=ictal_env(env))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+def _load_remote_checkpoint(fs: fsspec.AbstractFileSystem, path: str) -> dict:
+    ckpt = torch.load(io.BytesIO(fs.cat_file(path)), weights_only=True)
+    check_format(ckpt)
+    return ckpt
+
+
+@pytest.mark.slow
+def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
+    sink = "s3://results/live"
+    runs = built / "runs-a"
+    proc = _start(["train", *_sets(built, "runs-a", "train.epochs=500", "train.steps_per_epoch=3",
+                                   f"sink.url={sink}")])  # fmt: skip
+    try:
+        run = _poll(lambda: _run_dir(runs), what="the run directory")
+        created = time.monotonic()
+        fs = _s3()
+        base = f"results/live/{run.name}"
+        _poll(lambda: fs.exists(f"{base}/heartbeat.json"), what="the heartbeat in the sink")
+        assert time.monotonic() - created < 5.0, "the first push waits for nothing"
+        _poll(lambda: fs.exists(f"{base}/checkpoints/last.pt"), what="a checkpoint in the sink")
+        steps = set()
+        for _ in range(5):  # every read of a checkpoint being replaced is a whole checkpoint
+            steps.add(_load_remote_checkpoint(fs, f"{base}/checkpoints/last.pt")["step"])
+            time.sleep(0.3)
+        assert len(steps) >= 2, "checkpoints are pushed after each save"
+        (row,) = _status_json(sink)
+        assert row["run"] == run.name and row["status"] == "running"
+        assert {"run", "status", "phase", "epoch", "step", "heartbeat_age_s", "host", "pid",
+                "push_lag_s"} <= set(row)  # fmt: skip
+        assert row["push_lag_s"] is not None and row["push_lag_s"] < 5
+        remote = fs.cat_file(f"{base}/metrics.jsonl").decode().splitlines()
+        local = (run / "metrics.jsonl").read_text().splitlines()
+        assert len(remote) >= 3 and local[: len(remote) - 1] == remote[:-1]  # an append-only copy
+        pulled = run_ictal("pull", f"{sink}/{run.name}", str(built / "pulled-a"))
+        assert pulled.returncode == 0 and "in progress" in pulled.stdout, pulled.stderr[-2000:]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def stale() -> bool:
+        (row,) = _status_json(sink)
+        return row["status"] == "stale"
+
+    _poll(stale, timeout=30, what="stale after SIGKILL")
+
+
+@pytest.fixture
+def outage_server():
+    """A moto S3 server of this test's own, which the test stops and starts again on the same
+    port (its objects survive: moto keeps them in this process)."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    servers = [ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)]
+    servers[0].start()
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "t",
+           "AWS_SECRET_ACCESS_KEY": "t", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_MAX_ATTEMPTS": "2"}  # fmt: skip
+
+    def fs() -> fsspec.AbstractFileSystem:
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            return fsspec.filesystem("s3", skip_instance_cache=True)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    fs().mkdir("outage")
+
+    def stop() -> None:
+        servers[-1].stop()
+
+    def start() -> None:
+        servers.append(ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False))
+        servers[-1].start()
+
+    yield env, fs, stop, start
+    servers[-1].stop()
+
+
+@pytest.mark.slow
+def test_training_never_waits_for_a_sink_that_is_down(built, outage_server):
+    env, fs, stop, start = outage_server
+    runs = built / "runs-b"
+    proc = _start(["train", *_sets(built, "runs-b", "train.epochs=2000", "train.steps_per_epoch=3",
+                                   "sink.url=s3://outage/runs")], env)  # fmt: skip
+    try:
+        run = _poll(lambda: _run_dir(runs), what="the run directory")
+        _poll(lambda: fs().exists(f"outage/runs/{run.name}/heartbeat.json"), what="a first push")
+
+        def beat() -> dict:
+            return read_heartbeat(run / "heartbeat.json") or {}
+
+        stop()
+        down_at = beat().get("step", 0)
+        failing = _poll(lambda: (b := beat()).get("push_failures", 0) >= 1 and b, timeout=90,
+                        what="a push failure in the heartbeat")  # fmt: skip
+        assert "failed" in (failing.get("push_error") or "")
+        _poll(lambda: (beat().get("push_lag_s") or 0) > 3, what="a growing push lag")
+        assert beat()["step"] > down_at + 5, "training went on while the sink was down"
+        start()
+        _poll(lambda: (b := beat()).get("push_error") is None and (b.get("push_lag_s") or 99) < 2,
+              timeout=90, what="the pusher caught up")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    base = f"outage/runs/{run.name}"
+    remote = fs()
+    assert remote.exists(f"{base}/_PUSHED.json"), "the final push on SIGTERM completed"
+    assert remote.cat_file(f"{base}/metrics.jsonl") == (run / "metrics.jsonl").read_bytes()
+
+
+@pytest.mark.slow
+def test_two_machines_pushing_to_one_sink_are_one_status_table(s3, built, tmp_path):
+    sink = "s3://results/two"
+    for name in ("machine-1", "machine-2"):
+        res = run_ictal("train", *_sets(built, name, "train.epochs=1", "train.steps_per_epoch=2",
+                                        f"sink.url={sink}"))  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+    rows = _status_json(sink)
+    assert len(rows) == 2 and {r["status"] for r in rows} == {"done"}
+    table = run_ictal("status", sink)
+    assert table.returncode == 0 and all(r["run"] in table.stdout for r in rows)
+    both = _status_json(str(built / "machine-1"), str(built / "machine-2"), sink)
+    assert sorted(r["run"] for r in both) == sorted(r["run"] for r in rows)  # one row a run
+    bad = run_ictal("status", sink, "bogus://nowhere")
+    assert bad.returncode == 2 and "bogus" in bad.stderr and rows[0]["run"] in bad.stdout
+
+    run = rows[0]["run"]
+    dest = tmp_path / run
+    res = run_ictal("pull", f"{sink}/{run}", str(dest))
+    assert res.returncode == 0 and "complete" in res.stdout, res.stderr[-2000:]
+    assert run_ictal("report", str(dest)).returncode == 0
+    again = run_ictal("pull", f"{sink}/{run}", str(dest))
+    assert again.returncode == 0 and "0 files" in again.stdout  # nothing changed
+    _s3().pipe_file(f"results/two/{run}/config.yaml", b"tampered: true\n")
+    res = run_ictal("pull", f"{sink}/{run}", str(dest))
+    assert res.returncode == 3 and "differs from its _PUSHED.json" in res.stderr
+
+
+def test_the_pusher_appends_only_new_bytes(s3, tmp_path):
+    local = tmp_path / "run"
+    local.mkdir()
+    log_file = local / "metrics.jsonl"
+    big = b"x" * 63 + b"\n"
+    log_file.write_bytes(big * (S3_APPEND_MIN // 64 + 10))  # past S3's 5 MiB part minimum
+    for url, fs, root in ((str(tmp_path / "sink"), fsspec.filesystem("file"), tmp_path / "sink"),
+                          ("s3://results/append", _s3(), "results/append")):  # fmt: skip
+        pusher = Pusher(local, url, "run")
+        pusher.sync()
+        first = pusher.outcome.bytes
+        with open(log_file, "ab") as fh:
+            fh.write(b'{"step": 1}\n' * 100)
+        pusher.sync()
+        sent = pusher.outcome.bytes - first
+        assert sent == 1200, f"{url}: {sent} bytes sent for 1200 new ones"
+        assert fs.cat_file(f"{root}/run/metrics.jsonl") == log_file.read_bytes()
+    # a file rewritten locally (a resume trims metrics) is rewritten remotely
+    tmp = local / "new.jsonl"
+    tmp.write_bytes(b'{"step": 1}\n')
+    os.replace(tmp, log_file)
+    pusher.sync()
+    assert _s3().cat_file("results/append/run/metrics.jsonl") == b'{"step": 1}\n'
+
+
+def test_a_local_sink_never_shows_half_a_file(built, tmp_path):
+    sink = tmp_path / "sink"
+    res = run_ictal("train", *_sets(built, "runs-local", "train.epochs=2",
+                                    "train.steps_per_epoch=3", f"sink.url={sink}"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = [p for p in sink.iterdir() if p.is_dir()]
+    assert not list(sink.rglob("*.tmp")), "temporary names are renamed into place"
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["epoch"] == 2
+    marker = json.loads((run / "_PUSHED.json").read_text())
+    assert {f["path"] for f in marker["files"]} >= {"metrics.jsonl", "checkpoints/last.pt"}
+    (row,) = _status_json(str(sink))
+    assert row["status"] == "done"
+
+
+def test_status_watch_refreshes_until_stopped(tmp_path):
+    (tmp_path / "runs").mkdir()
+    out_path = tmp_path / "out.txt"
+    with open(out_path, "w") as out:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "ictal.cli", "status", str(tmp_path / "runs"), "--watch",
+             "0.5"], env=ictal_env(), stdout=out, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _poll(lambda: out_path.read_text().count("-- ") >= 2, what="two refreshes")
+        watcher.send_signal(signal.SIGTERM)
+        watcher.communicate(timeout=30)
+    assert watcher.returncode == 130 and "no runs" in out_path.read_text()
