@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import ictal.evaluate.evaluation as run_mod
-import ictal.evaluate.inference as inference_mod
+import ictal.models.inference as inference_mod
 from ictal.cache.build import build_cache
 from ictal.cache.manifest import CacheView
 from ictal.config import Config, load_config
@@ -23,14 +23,14 @@ from ictal.corpus.annotations import parse_annotation_text
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError, UsageError
 from ictal.evaluate.evaluation import evaluate, evaluate_view
-from ictal.evaluate.operating_points import (
+from ictal.evaluate.summary import summary_table
+from ictal.events.operating_points import (
     OperatingPoint,
     OperatingPoints,
     load_operating_points,
     save_operating_points,
 )
-from ictal.evaluate.postprocess import PostProcess
-from ictal.evaluate.summary import summary_table
+from ictal.events.postprocess import PostProcess
 from ictal.models import build_model
 from ictal.runs.directory import eval_dir_for
 

@@ -9,7 +9,7 @@ from datetime import datetime
 import pytest
 
 from ictal.corpus.annotations import parse_annotation_text, seizure_events
-from ictal.evaluate.export import clip_events, hypothesis_csv_bi, szcore_tsv, write_exports
+from ictal.events.hypotheses import clip_events, hypothesis_csv_bi, szcore_tsv, write_exports
 
 BNAME = "aaaaaaaa_s001_t000"
 HEADER = (

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from ictal.evaluate.inference import default_hop, infer_recording, window_starts
+from ictal.models.inference import default_hop, infer_recording, window_starts
 
 
 class ConstantModel(nn.Module):

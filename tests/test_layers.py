@@ -14,14 +14,14 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # packages of one layer share through lower ones, never through each other.
 LAYERS: list[set[str]] = [
     {"errors", "machine", "auroc"},
-    {"data"},
+    {"data", "parallel"},
     {"io"},
     {"ui"},
     {"corpus"},
     {"config", "device"},
-    {"signal", "models"},
+    {"signal", "models", "events"},
     {"cache", "runs"},
-    {"train", "evaluate"},
+    {"train", "evaluate", "detect"},
     {"cli"},
 ]
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-import ictal.evaluate.operating_points as op
-from ictal.evaluate.operating_points import (
+import ictal.events.operating_points as op
+from ictal.events.operating_points import (
     RecordingTrace,
     apply_operating_points,
     at_threshold,
@@ -18,7 +18,7 @@ from ictal.evaluate.operating_points import (
     save_operating_points,
     sweep,
 )
-from ictal.evaluate.postprocess import PostProcess
+from ictal.events.postprocess import PostProcess
 
 HALF_DAY = 43_200
 GRID = (0.3, 0.5, 0.7, 0.9)

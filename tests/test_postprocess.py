@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ictal.evaluate.postprocess import PostProcess, events_from_probs
+from ictal.events.postprocess import PostProcess, events_from_probs
 
 
 def _trace(*segments: tuple[float, int]) -> np.ndarray:

@@ -10,7 +10,7 @@ from timescoring.annotations import Annotation
 from timescoring.scoring import EventScoring, SampleScoring
 
 from ictal.auroc import HistogramAuroc
-from ictal.evaluate.scoring import (
+from ictal.events.scorers import (
     SCORERS,
     EventCounts,
     get_scorer,

@@ -230,10 +230,10 @@ def verify(
 ) -> None:
     """Check the cache for this config: L0 always, content hashes with --full."""
     cfg = _config(config, set_)
-    from ictal.cache.executors import cache_workers
     from ictal.cache.locate import locate
     from ictal.cache.manifest import open_cache
     from ictal.cache.verify import format_problems, verify_l0, verify_l1
+    from ictal.parallel.executors import cache_workers
     from ictal.ui import progress
 
     fix = _fix_command("build", config, set_)
@@ -374,8 +374,8 @@ def publish(
 ) -> None:
     """Upload this config's verified cache to <URL>/<key16>/ (resumable, manifest last)."""
     cfg = _config(config, set_)
-    from ictal.cache.executors import cache_workers
     from ictal.cache.remote import publish as run_publish
+    from ictal.parallel.executors import cache_workers
 
     result = run_publish(cfg, to, workers=cache_workers(cfg.cache.workers), force=force)
     _print_transfer(result, "published", f"{result.remote} is already published (same manifest)")
@@ -396,8 +396,8 @@ def stage(
 ) -> None:
     """Fetch a published cache into cache.root, verify every byte (L1), then commit it."""
     cfg = _config(config, set_)
-    from ictal.cache.executors import cache_workers
     from ictal.cache.remote import stage as run_stage
+    from ictal.parallel.executors import cache_workers
 
     result = run_stage(cfg, from_, key=key, workers=cache_workers(cfg.cache.workers))
     _print_transfer(result, "staged (L0 + L1 verified)", f"{result.local} is already staged")
@@ -516,6 +516,94 @@ def evaluate(
         _error(f"{len(result.failed)} recording(s) failed; see the log")
     if result.failed or result.push_error:
         raise typer.Exit(ExitCode.PARTIAL)
+
+
+@app.command()
+def detect(
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="CKPT then INPUT... (EDF files, directories, list files, URLs); with "
+            "--collect: detect output directories or sink URLs to merge."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
+    operating_points: Annotated[
+        Path | None, typer.Option(help="Frozen operating points (default: the run's dev ones).")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Threshold instead of an operating point."),
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes.")] = None,
+    executor: Annotated[
+        str | None, typer.Option(help="process (default), serial or ray; same results either way.")
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep running: detect new files as they complete.")
+    ] = False,
+    save_probs: Annotated[
+        bool, typer.Option("--save-probs", help="Also keep per-recording probabilities.")
+    ] = False,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Recompute recordings already in the log.")
+    ] = False,
+    collect: Annotated[
+        bool, typer.Option("--collect", help="Only merge the logs of PATHS into --out.")
+    ] = False,
+    prune_after_push: Annotated[
+        bool,
+        typer.Option(
+            "--prune-after-push", help="Delete local sealed segments verified in the sink."
+        ),
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Run a trained detector over EDF archives (any layout): a durable record log (kill -9
+    safe, resumable by default), then events.csv, NEDC and SzCORE files and summary.json."""
+    cfg = _config(config, set_)
+    from ictal.detect.archive import collect as run_collect
+    from ictal.detect.archive import detect as run_detect
+
+    if operating_points is not None and threshold is not None:
+        _error("give --operating-points or --threshold, not both")
+        raise typer.Exit(ExitCode.USAGE)
+    if collect:
+        result = run_collect(paths, out)
+    else:
+        if len(paths) < 2:
+            _error("detect needs CKPT and at least one INPUT (or --collect SOURCES)")
+            raise typer.Exit(ExitCode.USAGE)
+        result = run_detect(
+            cfg, Path(paths[0]), paths[1:], out, operating_points=operating_points,
+            threshold=threshold, workers=workers, executor=executor, watch=watch,
+            save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
+        )  # fmt: skip
+    summary = result.summary
+    rows = [
+        ("output", str(result.out)),
+        ("recordings", f"{summary.recordings} ({summary.done} done, {len(summary.failed)} failed)"),
+        ("this run", f"{result.detected} detected, {result.skipped} already in the log"),
+        ("hours", f"{summary.hours:.2f}"),
+        ("events", str(summary.events)),
+    ]
+    if result.postprocess:
+        rows.append(("operating point", result.postprocess))
+    if result.pushed_to or result.push_error:
+        rows.append(("pushed to", result.pushed_to or "final push FAILED (results are local)"))
+    console = make_console()
+    console.print(_table("ictal detect" if not collect else "ictal detect --collect", rows))
+    if summary.failed:
+        t = Table(title=f"{len(summary.failed)} recordings failed", title_justify="left")
+        t.add_column("recording")
+        t.add_column("error")
+        for key, reason in summary.failed:
+            t.add_row(key, reason)
+        console.print(t)
+    if result.push_error:
+        _error(result.push_error)
+    raise typer.Exit(result.exit_code)
 
 
 @app.command()

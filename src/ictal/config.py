@@ -180,6 +180,18 @@ class EvaluateConfig(Section):
     batch_size: int = Field(16, ge=1)
 
 
+class DetectConfig(Section):
+    """``ictal detect``: how its record log is written and how ``--watch`` waits for files."""
+
+    workers: int | None = Field(None, ge=1, le=512)  # None: one per usable CPU
+    executor: Literal["process", "serial"] = "process"
+    fsync_s: float = Field(1.0, gt=0.0, le=3600.0)  # group commit of the record log
+    segment_mb: float = Field(16.0, gt=0.0, le=4096.0)  # a segment is sealed at this size
+    segment_age_s: float = Field(600.0, gt=0.0)  # ... or this age
+    settle_s: float = Field(10.0, ge=0.0)  # --watch: a file is complete once its size is stable
+    poll_s: float = Field(5.0, gt=0.0)  # --watch: how often the inputs are listed
+
+
 class SinkConfig(Section):
     """Where long commands push their run directory while they run (any fsspec URL: s3://,
     gs://, a path); None keeps runs local. Credentials come from the environment."""
@@ -202,6 +214,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    detect: DetectConfig = DetectConfig()
     sink: SinkConfig = SinkConfig()
 
     def semantic(self) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from typing import Any
 
 from ictal import __version__
 from ictal.cache import layout
-from ictal.cache.executors import make_executor
 from ictal.cache.ledger import build_lock, is_locked, key_lock, load_records, sweep_temp_files
 from ictal.cache.manifest import ManifestError, read_json, sha256_bytes, table_bytes
 from ictal.cache.plan import Plan, corpus_root, plan
@@ -36,6 +35,7 @@ from ictal.corpus.discovery import Discovery, RecordingRef
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
+from ictal.parallel.executors import make_executor
 from ictal.ui import log, progress
 
 

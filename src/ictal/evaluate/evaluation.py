@@ -20,23 +20,9 @@ from torch import nn
 from ictal.auroc import HistogramAuroc
 from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
-from ictal.config import Config, EvaluateConfig
+from ictal.config import Config
 from ictal.device import pick_device
 from ictal.errors import PreflightError, UsageError
-from ictal.evaluate.export import write_exports
-from ictal.evaluate.inference import default_hop
-from ictal.evaluate.operating_points import (
-    DEFAULT_SCORERS,
-    OperatingPoints,
-    RecordingTrace,
-    apply_operating_points,
-    at_threshold,
-    choose_operating_points,
-    load_operating_points,
-    save_operating_points,
-    sweep,
-)
-from ictal.evaluate.postprocess import Event, PostProcess, events_from_probs
 from ictal.evaluate.probs import (
     RecordingInfo,
     check_identity,
@@ -44,7 +30,21 @@ from ictal.evaluate.probs import (
     recording_infos,
     stream_traces,
 )
-from ictal.evaluate.scoring import (
+from ictal.events.hypotheses import write_exports
+from ictal.events.operating_points import (
+    DEFAULT_SCORERS,
+    OperatingPoints,
+    RecordingTrace,
+    apply_operating_points,
+    at_threshold,
+    choose_operating_points,
+    export_threshold,
+    load_operating_points,
+    save_operating_points,
+    sweep,
+)
+from ictal.events.postprocess import Event, PostProcess, events_from_probs, postprocess_of
+from ictal.events.scorers import (
     ZERO,
     EventCounts,
     get_scorer,
@@ -55,6 +55,7 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_model
+from ictal.models.inference import default_hop
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.sink import check_sink
@@ -90,17 +91,6 @@ class EvaluationResult:
 
 def _device(cfg: Config) -> str:
     return str(pick_device(cfg.train.device))
-
-
-def postprocess_of(ecfg: EvaluateConfig) -> PostProcess:
-    """The post-processing the config asks for, at its default threshold."""
-    return PostProcess(
-        threshold=ecfg.threshold,
-        hysteresis_low=ecfg.hysteresis_low,
-        min_duration_s=ecfg.min_duration_s,
-        merge_gap_s=ecfg.merge_gap_s,
-        max_event_s=ecfg.max_event_s,
-    )
 
 
 def _jsonable(obj: Any) -> Any:
@@ -158,15 +148,6 @@ def _points_rows(
         ]
         for name in _scorer_order(list(ops.points))
     }
-
-
-def _export_threshold(ops: OperatingPoints, default: float) -> tuple[float, str]:
-    """The first scorer's (OVLP's) loosest operating point with a threshold, else the default."""
-    name = _scorer_order(list(ops.points))[0]
-    for target, p in sorted(ops.points[name].items(), reverse=True):
-        if p.threshold is not None:
-            return p.threshold, f"{name} operating point at {target:g} FA/24h"
-    return default, "default threshold (no operating point met its target)"
 
 
 def _detail_pass(
@@ -390,7 +371,7 @@ def _evaluate(
         source = {"mode": "applied", "chosen_on": ops.split, "file": str(Path(ops_file))}
         ops_path = Path(ops_file)
 
-    export_t, export_basis = _export_threshold(ops, ecfg.threshold)
+    export_t, export_basis = export_threshold(ops, ecfg.threshold)
     detail = _detail_pass(
         stream_traces(infos, out, fs_out, live, "scoring"), infos, pp_default, ops, export_t,
         out.hypotheses,

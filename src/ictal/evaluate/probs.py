@@ -19,10 +19,10 @@ from torch import nn
 
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
-from ictal.evaluate import inference
-from ictal.evaluate.operating_points import RecordingTrace
-from ictal.evaluate.postprocess import Event
+from ictal.events.operating_points import RecordingTrace
+from ictal.events.postprocess import Event
 from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.models import inference
 from ictal.runs.directory import EvalDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.ui import log, progress

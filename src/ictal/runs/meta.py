@@ -45,8 +45,9 @@ def command_line() -> str:
     return redact(shlex.join(sys.argv))
 
 
-def run_metadata(cache_key: str, cache_path: Path, device: str) -> dict[str, Any]:
-    """Versions, code commit, cache identity, host and command line of this process."""
+def run_metadata(device: str, **identity: Any) -> dict[str, Any]:
+    """Versions, code commit, host and command line of this process, and what the run works
+    on (``identity``: cache key and path for training, checkpoint for detection...)."""
     import numpy
     import torch
 
@@ -56,8 +57,7 @@ def run_metadata(cache_key: str, cache_path: Path, device: str) -> dict[str, Any
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "git_commit": git_commit(),
-        "cache_key": cache_key,
-        "cache_path": str(cache_path),
+        **{k: str(v) if isinstance(v, Path) else v for k, v in identity.items()},
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "device": device,

@@ -110,7 +110,7 @@ def train(
         if cfg.sink.url:
             check_sink(cfg.sink.url, run_id)  # a sink that cannot take results: refuse now
         run = previous or create_run(
-            cfg, run_metadata(pre.view.key, pre.view.path, str(device)), run_id
+            cfg, run_metadata(str(device), cache_key=pre.view.key, cache_path=pre.view.path), run_id
         )
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
         with run_lock(run), log_to_file(run.log):

@@ -129,7 +129,10 @@ class _SinkLoad:
             return None
         run_id = new_run_id()
         check_sink(cfg.sink.url, run_id)
-        meta = {**run_metadata(view.key, view.path, str(device)), "kind": "bench"}
+        meta = {
+            **run_metadata(str(device), cache_key=view.key, cache_path=view.path),
+            "kind": "bench",
+        }
         run = create_run(cfg, meta, run_id)
         live = LiveStatus(run.run_id, cfg.train.heartbeat_s, command="bench")
         return cls(run, RunWatch(run.path, run.heartbeat, live, cfg.sink, run.run_id).start())

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ictal.evaluate.postprocess import Event, PostProcess, events_from_probs
-from ictal.evaluate.scoring import ZERO, EventCounts, get_scorer
+from ictal.events.postprocess import Event, PostProcess, events_from_probs
+from ictal.events.scorers import ZERO, EventCounts, get_scorer
 from ictal.io.atomic import atomic_write_json
 
 DEFAULT_TARGETS: tuple[float, ...] = (10.0, 5.0, 2.5, 1.0)
@@ -210,6 +210,21 @@ def apply_operating_points(
         }
         for name, per in ops.points.items()
     }
+
+
+def export_threshold(ops: OperatingPoints, default: float) -> tuple[float, str]:
+    """The threshold hypotheses are written at: the first scorer's (OVLP's) loosest operating
+    point that has a threshold, else ``default``; and why (evaluate and detect alike)."""
+    order = [s for s in DEFAULT_SCORERS if s in ops.points] + sorted(
+        s for s in ops.points if s not in DEFAULT_SCORERS
+    )
+    if not order:
+        return default, "default threshold (the operating points file holds no scorer)"
+    name = order[0]
+    for target, p in sorted(ops.points[name].items(), reverse=True):
+        if p.threshold is not None:
+            return p.threshold, f"{name} operating point at {target:g} FA/24h"
+    return default, "default threshold (no operating point met its target)"
 
 
 def _counts_to_json(c: EventCounts | None) -> dict[str, float] | None:

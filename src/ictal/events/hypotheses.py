@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ictal.corpus.annotations import format_csv_bi
-from ictal.evaluate.postprocess import Event
+from ictal.events.postprocess import Event
 from ictal.io.atomic import atomic_write_text
 from ictal.io.paths import check_name
 

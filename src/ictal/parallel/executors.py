@@ -16,8 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol, TypeVar
 
+from ictal.errors import ExitCode, IctalError
 from ictal.machine import usable_cpus
 
 T = TypeVar("T")
@@ -131,6 +133,24 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
                 proc.kill()
 
 
+class WorkerDied(IctalError):
+    """A worker process ended in the middle of a task (killed, out of memory): what finished
+    is kept, and running the same command again continues (exit 3)."""
+
+    exit_code = ExitCode.PREFLIGHT
+
+
+def _result(f: Future[R]) -> R:
+    try:
+        return f.result()
+    except BrokenProcessPool as exc:
+        raise WorkerDied(
+            "a worker process died in the middle of a task (killed by a signal or out of "
+            "memory); everything finished before is kept\n  fix: run the same command again "
+            "(it resumes); if it happens again, give fewer --workers or more memory"
+        ) from exc
+
+
 def _bounded(
     pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterator[T], limit: int
 ) -> Iterator[R]:
@@ -141,11 +161,11 @@ def _bounded(
         if len(pending) >= limit:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
-                yield f.result()
+                yield _result(f)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
-            yield f.result()
+            yield _result(f)
 
 
 def cache_workers(requested: int | None) -> int:

@@ -12,6 +12,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from ictal.config import EvaluateConfig
+
 Event = tuple[float, float]
 
 
@@ -37,6 +39,17 @@ class PostProcess:
             raise ValueError("min_duration_s and merge_gap_s must be >= 0")
         if self.max_event_s is not None and self.max_event_s <= 0:
             raise ValueError(f"max_event_s must be > 0, got {self.max_event_s}")
+
+
+def postprocess_of(ecfg: EvaluateConfig) -> PostProcess:
+    """The post-processing the config's ``evaluate`` section asks for, at its threshold."""
+    return PostProcess(
+        threshold=ecfg.threshold,
+        hysteresis_low=ecfg.hysteresis_low,
+        min_duration_s=ecfg.min_duration_s,
+        merge_gap_s=ecfg.merge_gap_s,
+        max_event_s=ecfg.max_event_s,
+    )
 
 
 def events_from_probs(p: np.ndarray, fs_out: float, pp: PostProcess) -> list[Event]:

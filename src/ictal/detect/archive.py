@@ -1,0 +1,430 @@
+"""``ictal detect``: a checkpoint over an archive of EDF files, resumable by default.
+
+The output directory is a run directory of its own (config, run.json, heartbeat, lock), with
+the record log under ``log/`` and the outputs built from it. A rerun recovers the log (torn
+tails of killed writers truncated), skips every recording whose record for this model and
+these settings is there, and rebuilds the outputs; ``--watch`` keeps going over new files.
+With ``sink.url`` set, the directory (sealed segments included) is pushed as it grows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ictal.config import Config
+from ictal.detect.inputs import Found, Source, assign_names, find_inputs
+from ictal.detect.outputs import Summary, write_outputs
+from ictal.detect.records import (
+    LOG_DIR,
+    Loaded,
+    encode,
+    load_local,
+    load_url,
+    newest,
+    settings_hash,
+)
+from ictal.detect.task import (
+    LogSettings,
+    Task,
+    close_writers,
+    detect_one,
+    remember_model,
+    writer,
+)
+from ictal.errors import ExitCode, UsageError
+from ictal.events.operating_points import at_threshold, export_threshold, load_operating_points
+from ictal.events.postprocess import PostProcess, postprocess_of
+from ictal.io.digest import file_sha256, url_sha256
+from ictal.io.framelog import OPEN, SEALED, recover
+from ictal.io.lock import FileLock
+from ictal.io.paths import is_safe_name, writable_dir
+from ictal.io.redact import redact
+from ictal.models.checkpoint import load_model
+from ictal.models.inference import default_hop
+from ictal.parallel.executors import make_executor
+from ictal.runs.directory import RunDir, eval_dir_for, new_run_id, run_of_checkpoint
+from ictal.runs.heartbeat import LiveStatus
+from ictal.runs.meta import read_run_json, record_resume, run_metadata
+from ictal.runs.sink import check_sink
+from ictal.runs.watch import RunWatch
+from ictal.ui import is_terminal, log, progress
+
+
+@dataclass
+class DetectResult:
+    """What a detect (or collect) left in its output directory."""
+
+    out: Path
+    summary: Summary
+    detected: int = 0  # recordings computed by this command
+    skipped: int = 0  # already in the log (same source, model and settings)
+    warnings: list[str] = field(default_factory=list)
+    pushed_to: str | None = None
+    push_error: str = ""
+    postprocess: str = ""  # where the operating point came from
+
+    @property
+    def exit_code(self) -> int:
+        """4 whenever the results hold a failed recording, else 0."""
+        return ExitCode.PARTIAL if self.summary.failed else ExitCode.OK
+
+
+def resolve_postprocess(
+    cfg: Config, checkpoint: Path, operating_points: Path | None, threshold: float | None
+) -> tuple[PostProcess, str]:
+    """The post-processing to apply and where it came from: ``--threshold`` with the config's
+    evaluate settings; a frozen operating-points file; else the dev-tuned one saved with the
+    checkpoint's run; else the config's evaluate settings."""
+    if threshold is not None:
+        return at_threshold(postprocess_of(cfg.evaluate), threshold), f"--threshold {threshold}"
+    path = operating_points
+    if path is None and run_of_checkpoint(checkpoint) is not None:
+        tuned = eval_dir_for(checkpoint, "dev", cfg.runs.root).operating_points
+        path = tuned if tuned.is_file() else None
+    if path is None:
+        log.warning(
+            "no dev-tuned operating points for this checkpoint (run `ictal evaluate CKPT --split "
+            f"dev`): using evaluate.threshold={cfg.evaluate.threshold}"
+        )
+        return postprocess_of(cfg.evaluate), f"evaluate.threshold={cfg.evaluate.threshold}"
+    try:
+        ops = load_operating_points(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
+    t, why = export_threshold(ops, ops.postprocess.threshold)
+    return at_threshold(ops.postprocess, t), f"{why} ({path})"
+
+
+def detection_settings(meta: dict[str, Any], pp: PostProcess) -> dict[str, Any]:
+    """Everything besides the weights that decides a recording's events: the checkpoint's
+    preprocessing, its windowing and stitching, and the post-processing."""
+    trained = meta.get("config") or {}
+    try:
+        signal_cfg = trained["signal"]
+        missing = trained["corpus"]["policy"]["missing_channels"]
+    except (KeyError, TypeError) as exc:
+        raise UsageError(f"the checkpoint carries no preprocessing config ({exc})") from exc
+    window, stride = int(meta["window"]), int(meta["output_stride"])
+    return {
+        "signal": signal_cfg,
+        "missing_channels": missing,
+        "window": window,
+        "stride": stride,
+        "hop": default_hop(window, stride),
+        "postprocess": {
+            "threshold": pp.threshold,
+            "hysteresis_low": pp.hysteresis_low,
+            "min_duration_s": pp.min_duration_s,
+            "merge_gap_s": pp.merge_gap_s,
+            "max_event_s": pp.max_event_s,
+        },
+    }
+
+
+def _have(rec: dict[str, Any] | None, src: Source, model: str, settings: str) -> bool:
+    """True when ``rec`` is this source's result for this model and these settings (the
+    file's size and mtime match, or, when only its mtime changed, its sha256 does)."""
+    if rec is None or rec.get("model_sha256") != model or rec.get("settings_sha256") != settings:
+        return False
+    source = rec.get("source") or {}
+    if source.get("size") == src.size and source.get("mtime") == src.mtime:
+        return True
+    if source.get("size") != src.size or not rec.get("source_sha256"):
+        return False
+    try:
+        return url_sha256(src.url) == rec["source_sha256"]
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _run_dir(cfg: Config, out: Path, checkpoint: Path) -> Iterator[RunDir]:
+    """The output directory as a run directory: locked for this process, its run.json
+    created once (its run id names it in the sink) and its resumes recorded."""
+    run = RunDir(out)
+    lock = FileLock(
+        run.lock,
+        f"the detect output {out}",
+        "wait for that detect to finish, or give another --out",
+    )
+    with lock:
+        meta = read_run_json(run.run_json)
+        if not meta.get("run_id"):
+            meta = {
+                **run_metadata("cpu", checkpoint=Path(checkpoint).resolve()),
+                "kind": "detect",
+                "run_id": new_run_id(),
+            }
+            from ictal.io.atomic import atomic_write_json, atomic_write_text
+
+            atomic_write_text(run.config, cfg.to_yaml())
+            atomic_write_json(run.run_json, meta)
+        else:
+            record_resume(run.run_json, "cpu")
+        yield run
+
+
+def _log_settings(cfg: Config, out: Path) -> LogSettings:
+    d = cfg.detect
+    return LogSettings(str(out), d.fsync_s, int(d.segment_mb * 2**20), d.segment_age_s)
+
+
+def _unusable(found: Found, out: Path, logset: LogSettings, settings_sha: str, model: str) -> None:
+    """Error records for inputs that are not usable (missing, unreadable, not EDF)."""
+    w = writer(logset)
+    for key, reason in found.problems:
+        w.append(
+            encode({"recording": key, "name": "input", "status": "failed", "error": reason,
+                    "model_sha256": model, "settings_sha256": settings_sha, "time": time.time()})
+        )  # fmt: skip
+
+
+def detect(
+    cfg: Config,
+    checkpoint: Path,
+    inputs: list[str],
+    out: Path,
+    *,
+    operating_points: Path | None = None,
+    threshold: float | None = None,
+    workers: int | None = None,
+    executor: str | None = None,
+    watch: bool = False,
+    save_probs: bool = False,
+    redo: bool = False,
+    prune_after_push: bool = False,
+) -> DetectResult:
+    """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable)."""
+    checkpoint = Path(checkpoint)
+    model, meta = load_model(checkpoint, "cpu")  # a bad checkpoint stops everything now
+    pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
+    settings = detection_settings(meta, pp)
+    settings_sha = settings_hash(settings)
+    model_sha = file_sha256(checkpoint)
+    remember_model(str(checkpoint.resolve()), model_sha, model, meta)  # for in-process work
+    out = writable_dir(out, "--out")
+    kind = executor or cfg.detect.executor
+    if kind not in ("process", "serial"):
+        raise UsageError(
+            f"--executor {kind}: the Ray executor needs the ray extra (pip install 'ictal[ray]')"
+            if kind == "ray"
+            else f"--executor {kind}: use process or serial"
+        )
+    logset = _log_settings(cfg, out)
+    with _run_dir(cfg, out, checkpoint) as run:
+        run_id = str(read_run_json(run.run_json)["run_id"])
+        if cfg.sink.url:
+            check_sink(cfg.sink.url, run_id)
+        live = LiveStatus(run_id, cfg.train.heartbeat_s, command="detect", phase="detect")
+        watcher = RunWatch(run.path, run.heartbeat, live, cfg.sink, run_id,
+                           exclude=_not_pushed).start()  # fmt: skip
+        result = DetectResult(out, Summary(), postprocess=pp_source)
+        final, error = "failed", None
+        try:
+            _detect_pass(cfg, checkpoint, inputs, out, result, logset, model_sha, settings,
+                         settings_sha, workers, kind, save_probs, redo, live)  # fmt: skip
+            while watch:
+                live.stage("watch")
+                time.sleep(cfg.detect.poll_s)
+                _detect_pass(cfg, checkpoint, inputs, out, result, logset, model_sha, settings,
+                             settings_sha, workers, kind, save_probs, redo, live,
+                             settle=True)  # fmt: skip
+                redo = False
+            final = "done"
+        except KeyboardInterrupt:
+            final, error = "stopped", "interrupted; the same command resumes"
+            raise
+        except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            close_writers()
+            recover(out / LOG_DIR)
+            with contextlib.suppress(Exception):
+                result.summary = _outputs(out, result)
+            pushed = watcher.finish(final, error)
+        result.pushed_to = pushed.url if pushed.complete else None
+        result.push_error = pushed.error
+        if prune_after_push and pushed.complete and cfg.sink.url:
+            _prune(out, f"{cfg.sink.url.rstrip('/')}/{run_id}")
+    return result
+
+
+def _not_pushed(rel: str) -> bool:
+    """Open segments change until sealed: only sealed ones go to the sink."""
+    return rel.endswith(OPEN) or rel == ".lock"
+
+
+PRUNED = ".pruned"  # in log/: some sealed segments live only in the sink (--prune-after-push)
+
+
+def _records(out: Path) -> Loaded:
+    """The records of ``out``: its log, and the sink copy of segments pruned locally."""
+    loaded = load_local(out)
+    marker = out / LOG_DIR / PRUNED
+    if marker.is_file():
+        remote = load_url(marker.read_text(encoding="utf-8").strip())
+        loaded = Loaded(loaded.records + remote.records, loaded.warnings + remote.warnings)
+    return loaded
+
+
+def _outputs(out: Path, result: DetectResult) -> Summary:
+    loaded = _records(out)
+    for line in loaded.warnings:
+        log.warning(line)
+    result.warnings += loaded.warnings
+    return write_outputs(out, newest(loaded.records))
+
+
+# Files seen growing by --watch: key -> (size, mtime, first time seen at that size).
+_SEEN: dict[str, tuple[int, str, float]] = {}
+
+
+def _settled(sources: list[Source], settle_s: float) -> list[Source]:
+    """The sources whose size and mtime have not changed for ``settle_s`` (complete files)."""
+    now = time.monotonic()
+    ready = []
+    for s in sources:
+        seen = _SEEN.get(s.key)
+        if seen is None or seen[:2] != (s.size, s.mtime):
+            _SEEN[s.key] = (s.size, s.mtime, now)
+            if settle_s > 0:
+                continue
+        if now - _SEEN[s.key][2] >= settle_s:
+            ready.append(s)
+    return ready
+
+
+def _detect_pass(
+    cfg: Config,
+    checkpoint: Path,
+    inputs: list[str],
+    out: Path,
+    result: DetectResult,
+    logset: LogSettings,
+    model_sha: str,
+    settings: dict[str, Any],
+    settings_sha: str,
+    workers: int | None,
+    kind: str,
+    save_probs: bool,
+    redo: bool,
+    live: LiveStatus,
+    *,
+    settle: bool = False,
+) -> None:
+    """One pass: recover the log, list the inputs, detect on what is not in the log yet."""
+    recover(out / LOG_DIR)
+    results = newest(_records(out).records)
+    found = find_inputs(inputs)
+    sources = _settled(found.sources, cfg.detect.settle_s) if settle else found.sources
+    if not settle:
+        _unusable(found, out, logset, settings_sha, model_sha)
+        for key, reason in found.problems:
+            log.warning(f"{key}: {reason}")
+    names = assign_names(
+        sorted({*results, *(s.key for s in found.sources)}),
+        {k: r["name"] for k, r in results.items() if is_safe_name(r.get("name"))},
+    )
+    todo = [s for s in sources
+            if redo or not _have(results.get(s.key), s, model_sha, settings_sha)]  # fmt: skip
+    result.skipped = len(sources) - len(todo)
+    if not todo:
+        if not settle:
+            log.info(f"nothing to detect: {result.skipped} recordings already in {out / LOG_DIR}")
+            result.summary = _outputs(out, result)
+        return
+    tasks = (
+        Task(s.url, s.key, names[s.key], s.size, s.mtime, str(checkpoint.resolve()), model_sha,
+             settings, settings_sha, logset, cfg.evaluate.batch_size, save_probs)
+        for s in todo
+    )  # fmt: skip
+    n = workers or cfg.detect.workers
+    execu = make_executor("serial" if n == 1 else kind, n)  # one worker: this process, no spawn
+    log.info(
+        f"detecting on {len(todo)} recordings ({result.skipped} already done) with "
+        f"{execu.workers} worker(s) into {out}"
+    )
+    plain = not is_terminal()
+    with (
+        progress("detect", total=len(todo)) as tick,
+        contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
+    ):
+        for k, ack in enumerate(acks, start=1):
+            result.detected += 1
+            live.stage("detect", k, len(todo))
+            note = (f"{ack['status']}, {ack['events']} events" if ack["status"] == "done"
+                    else f"failed: {ack['error']}")  # fmt: skip
+            if plain:  # one line per acknowledged record: a log says exactly what is safe
+                shown = redact(ack["recording"])
+                log.info(f"detect: acknowledged {k}/{len(todo)} {shown} ({note})")
+            tick.advance(1)
+    close_writers()
+    recover(out / LOG_DIR)
+    result.summary = _outputs(out, result)
+
+
+@contextlib.contextmanager
+def one_thread(active: bool) -> Iterator[None]:
+    """torch on one thread while this process is the one worker (as a worker process is)."""
+    if not active:
+        yield
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def collect(sources: list[str], out: Path) -> DetectResult:
+    """Merge the record logs of detect output directories and sink URLs into ``out``'s
+    outputs (one result per recording, the newest); the logs are only read."""
+    out = writable_dir(out, "--out")
+    records: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for source in sources:
+        loaded = load_url(source) if "://" in source else load_local(Path(source))
+        if "://" not in source and not (Path(source) / LOG_DIR).is_dir():
+            warnings.append(f"{source}: no {LOG_DIR}/ directory (not a detect output)")
+        records += loaded.records
+        warnings += loaded.warnings
+    for line in warnings:
+        log.warning(line)
+    summary = write_outputs(out, newest(records))
+    return DetectResult(out, summary, warnings=warnings)
+
+
+def _prune(out: Path, dest: str) -> None:
+    """Delete local sealed segments whose copy in the sink has their size and sha256."""
+    import hashlib
+
+    from ictal.io.atomic import atomic_write_text
+    from ictal.io.storage import open_url
+
+    fs, root = open_url(dest, "sink.url")
+    removed = 0
+    atomic_write_text(out / LOG_DIR / PRUNED, dest + "\n")  # where the pruned ones are
+    for path in sorted((out / LOG_DIR).glob(f"*{SEALED}")):
+        remote = f"{root}/{LOG_DIR}/{path.name}"
+        try:
+            data = fs.cat_file(remote)
+        except Exception as exc:  # keep the local copy; say why
+            log.warning(f"{path.name} kept: its copy in the sink cannot be read ({exc})")
+            continue
+        if len(data) == path.stat().st_size and hashlib.sha256(data).hexdigest() == file_sha256(
+            path
+        ):
+            path.unlink()
+            removed += 1
+        else:
+            log.warning(f"{path.name} kept: its copy in the sink differs")
+    log.info(f"pruned {removed} sealed segment(s) verified in {redact(dest)}")

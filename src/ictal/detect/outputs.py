@@ -1,0 +1,88 @@
+"""What ``ictal detect`` delivers, built from its record log only (so a rerun, a resume and
+``--collect`` give the same files): ``events.csv``, NEDC ``.csv_bi`` and SzCORE TSV per
+recording under ``hyp/``, and ``summary.json``. Every file is written atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ictal.detect.inputs import assign_names
+from ictal.events.hypotheses import write_exports
+from ictal.io.atomic import atomic_write_json, atomic_write_text
+from ictal.io.paths import is_safe_name
+
+EVENTS_CSV = "events.csv"
+SUMMARY = "summary.json"
+HYP = "hyp"
+EVENT_COLUMNS = ("recording", "start_s", "stop_s", "peak_prob", "name")
+
+
+@dataclass
+class Summary:
+    """The results of a detect output directory."""
+
+    recordings: int = 0
+    done: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (recording, error)
+    hours: float = 0.0
+    events: int = 0
+
+
+def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Output name of each recording: the name its record carries when it is plain and no
+    other recording has it (the probabilities file has that name), else a fresh one."""
+    taken: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    clashes = set()
+    for key, rec in results.items():
+        name = rec.get("name")
+        if isinstance(name, str) and is_safe_name(name):
+            if name in owner and owner[name] != key:
+                clashes.add(name)
+            owner.setdefault(name, key)
+    for key, rec in results.items():
+        name = rec.get("name")
+        if isinstance(name, str) and is_safe_name(name) and name not in clashes:
+            taken[key] = name
+    return assign_names(sorted(results), taken)
+
+
+def write_outputs(out: Path, results: dict[str, dict[str, Any]]) -> Summary:
+    """Write every output of ``out`` from one record per recording."""
+    names = names_of(results)
+    summary = Summary(recordings=len(results))
+    buf = io.StringIO()
+    table = csv.writer(buf, lineterminator="\n")
+    table.writerow(EVENT_COLUMNS)
+    for key in sorted(results):
+        rec = results[key]
+        if rec["status"] != "done":
+            summary.failed.append((key, rec.get("error", "")))
+            continue
+        summary.done += 1
+        summary.hours += rec["duration_s"] / 3600
+        events = sorted((float(a), float(b), float(p)) for a, b, p in rec["events"])
+        summary.events += len(events)
+        for a, b, p in events:
+            table.writerow([key, f"{a:.6f}", f"{b:.6f}", f"{p:.4f}", names[key]])
+        write_exports(out / HYP, names[key], names[key], rec["duration_s"],
+                      [(a, b) for a, b, _ in events])  # fmt: skip
+    atomic_write_text(out / EVENTS_CSV, buf.getvalue())
+    atomic_write_json(
+        out / SUMMARY,
+        {
+            "recordings": summary.recordings,
+            "done": summary.done,
+            "failed": len(summary.failed),
+            "failures": [{"recording": k, "error": e} for k, e in summary.failed],
+            "hours": round(summary.hours, 6),
+            "events": summary.events,
+            "written": time.time(),
+        },
+    )
+    return summary

@@ -1,0 +1,175 @@
+"""The per-recording task of ``ictal detect``, run in a worker: read the EDF, preprocess it as
+the checkpoint's cache was, infer over the whole recording, post-process, and append one
+record to this worker's segment of the record log before saying it is done.
+
+The same task runs in local worker processes, in the caller (serial) or on a cluster; a
+failure of one recording becomes an error record and never stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ictal.config import SignalConfig
+from ictal.detect.records import LOG_DIR, encode
+from ictal.io.framelog import SegmentWriter
+
+# Per worker process: the model (loaded once) and this process's segment writer.
+_MODELS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+_WRITERS: dict[str, SegmentWriter] = {}
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where records go and how the log commits them (picklable)."""
+
+    out_dir: str
+    fsync_s: float
+    segment_bytes: int
+    segment_age_s: float
+
+
+@dataclass(frozen=True)
+class Task:
+    """One recording to detect on; everything a worker needs, picklable."""
+
+    url: str
+    key: str
+    name: str
+    size: int
+    mtime: str
+    checkpoint: str
+    model_sha256: str
+    settings: dict[str, Any]  # signal config, windowing, post-processing, channel policy
+    settings_sha256: str
+    log: LogSettings
+    batch_size: int = 16
+    save_probs: bool = False
+
+
+def _model(task: Task) -> tuple[Any, dict[str, Any]]:
+    key = (task.checkpoint, task.model_sha256)
+    if key not in _MODELS:
+        from ictal.models.checkpoint import load_model
+
+        _MODELS.clear()
+        _MODELS[key] = load_model(task.checkpoint, "cpu")
+    return _MODELS[key]
+
+
+def remember_model(checkpoint: str, sha256: str, model: Any, meta: dict[str, Any]) -> None:
+    """Give this process's task the model already loaded (the serial executor's caller)."""
+    _MODELS.clear()
+    _MODELS[(checkpoint, sha256)] = (model, meta)
+
+
+def writer(log: LogSettings) -> SegmentWriter:
+    """This process's segment writer for a log (``<host>-<pid>-<seq>`` segments)."""
+    w = _WRITERS.get(log.out_dir)
+    if w is None:
+        w = SegmentWriter(
+            Path(log.out_dir) / LOG_DIR,
+            f"{socket.gethostname()}-{os.getpid()}",
+            fsync_s=log.fsync_s,
+            max_bytes=log.segment_bytes,
+            max_age_s=log.segment_age_s,
+        )
+        _WRITERS[log.out_dir] = w
+    return w
+
+
+def close_writers() -> None:
+    """Seal this process's open segments (the caller's own, for the serial executor)."""
+    while _WRITERS:
+        _, w = _WRITERS.popitem()
+        w.close()
+
+
+def detect_one(task: Task) -> dict[str, Any]:
+    """Detect on one recording and append its record; returns a small acknowledgement,
+    sent only after the record's write returned (so every acknowledged record is in the
+    log). Any failure becomes an error record."""
+    t0 = time.monotonic()
+    base: dict[str, Any] = {
+        "recording": task.key,
+        "name": task.name,
+        "source": {"size": task.size, "mtime": task.mtime},
+        "model_sha256": task.model_sha256,
+        "settings_sha256": task.settings_sha256,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+    }
+    try:
+        record = {**base, **_detect(task)}
+    except Exception as exc:  # one bad recording never stops the others
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        record = {**base, "status": "failed", "error": detail}
+    record["timing"] = {**record.get("timing", {}), "total_s": round(time.monotonic() - t0, 4)}
+    record["time"] = time.time()
+    writer(task.log).append(encode(record))  # acknowledged once this returns
+    return {
+        "recording": task.key,
+        "status": record["status"],
+        "events": len(record.get("events", [])),
+        "duration_s": record.get("duration_s", 0.0),
+        "error": record.get("error"),
+    }
+
+
+def _detect(task: Task) -> dict[str, Any]:
+    from ictal.corpus.edf import RecordingError, read_eeg
+    from ictal.events.postprocess import PostProcess, events_from_probs
+    from ictal.io.atomic import atomic_write_with
+    from ictal.io.digest import url_sha256
+    from ictal.models.inference import infer_recording
+    from ictal.signal.pipeline import preprocess
+
+    s = task.settings
+    sig = SignalConfig.model_validate(s["signal"])
+    t = time.monotonic()
+    try:
+        rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"])
+    except RecordingError as exc:
+        return {"status": "failed", "error": exc.reason}
+    sha = rec.sha256 or url_sha256(task.url)
+    t_read = time.monotonic() - t
+    t = time.monotonic()
+    pre = preprocess(rec.data, rec.fs, sig)
+    t_pre = time.monotonic() - t
+    model, _ = _model(task)
+    t = time.monotonic()
+    probs = infer_recording(
+        model, pre.data, s["window"], s["stride"], s["hop"], task.batch_size, "cpu"
+    )
+    t_infer = time.monotonic() - t
+    fs_out = pre.fs / s["stride"]
+    pp = PostProcess(**s["postprocess"])
+    events = events_from_probs(probs, fs_out, pp)
+    if task.save_probs:
+        target = Path(task.log.out_dir) / "probs" / f"{task.name}.npy"
+        atomic_write_with(target, lambda fh: np.save(fh, probs, allow_pickle=False))
+    timing = {"read_s": t_read, "preprocess_s": t_pre, "infer_s": t_infer}
+    return {
+        "status": "done",
+        "source_sha256": sha,
+        "duration_s": float(rec.duration_s),
+        "fs_out": fs_out,
+        "events": [[a, b, peak(probs, fs_out, a, b)] for a, b in events],
+        "repairs": rec.repairs,
+        "timing": {k: round(v, 4) for k, v in timing.items()},
+    }
+
+
+def peak(probs: np.ndarray, fs_out: float, start: float, stop: float) -> float:
+    """The highest probability of the output steps an event covers."""
+    a = round(start * fs_out)
+    b = max(round(stop * fs_out), a + 1)
+    return float(np.max(probs[a:b]))

@@ -1,0 +1,2 @@
+"""Executors: engines that run one task function over many items (local processes, serial; a
+cluster engine fills the same interface)."""

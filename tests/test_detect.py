@@ -1,0 +1,290 @@
+"""`ictal detect` through the real command line: the same events as `ictal evaluate`, a durable
+record log that survives SIGKILL of the command or of a worker, resume, bad inputs, --watch
+and many machines collected through a loopback S3 sink."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ictal_env, run_ictal
+from ictal.corpus.synth import synthesize
+from ictal.detect.records import LOG_DIR, decode
+from ictal.events.scorers import ZERO, score_ovlp, score_taes
+from ictal.io.framelog import read_records, segments
+
+FAST = [
+    "windows.length_s=8",
+    "windows.stride_s=4",
+    "model.params={width: 8, gru_hidden: 8}",
+    "loader.batch_size=4",
+    "loader.num_workers=0",
+    "train.warmup_steps=2",
+    "train.epochs=2",
+    "train.steps_per_epoch=4",
+    "train.heartbeat_s=0.5",
+    "detect.settle_s=1",
+    "detect.poll_s=0.3",
+]
+
+
+def _sets(tmp: Path, *extra: str) -> list[str]:
+    out: list[str] = []
+    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
+              f"runs.root={tmp / 'runs'}", *FAST, *extra):  # fmt: skip
+        out += ["--set", s]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A corpus of 20 recordings, a trained run, and its dev operating points."""
+    tmp = tmp_path_factory.mktemp("detect")
+    synthesize(tmp / "corpus", patients=10, hours=1.5, seed=21)
+    for cmd in (["build", "--workers", "2"], ["train"]):
+        res = run_ictal(*cmd, *_sets(tmp))
+        assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = (tmp / "runs").iterdir()
+    ckpt = run / "checkpoints" / "last.pt"
+    res = run_ictal("evaluate", str(ckpt), "--split", "dev", *_sets(tmp))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp, ckpt
+
+
+def _events(out: Path) -> list[str]:
+    return (out / "events.csv").read_text().splitlines()
+
+
+def _log_records(out: Path) -> list[dict]:
+    return [r for p in read_records(segments(out / LOG_DIR)) if (r := decode(p)) is not None]
+
+
+@pytest.mark.slow
+def test_detect_finds_what_evaluate_finds(trained):
+    tmp, ckpt = trained
+    ops = ckpt.parent.parent / "eval-last-dev" / "operating_points.json"
+    res = run_ictal("evaluate", str(ckpt), "--split", "eval", "--operating-points", str(ops),
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    scores = json.loads((ckpt.parent.parent / "eval-last-eval" / "scores.json").read_text())
+    out = tmp / "det-eval"
+    res = run_ictal("detect", str(ckpt), str(tmp / "corpus" / "edf" / "eval"), "--out", str(out),
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "eval-last-dev/operating_points.json" in res.stdout  # the dev-tuned point, found
+    by_name = {r["name"]: r for r in _log_records(out)}
+    ovlp = taes = ZERO
+    for rec in scores["recordings"]:
+        mine = by_name[rec["id"]]
+        found = [(a, b) for a, b, _ in mine["events"]]
+        assert found == [tuple(e) for e in rec["hyp_events"]], rec["id"]
+        ref = [tuple(e) for e in rec["ref_events"]]
+        ovlp += score_ovlp(ref, found, rec["duration_s"])
+        taes += score_taes(ref, found, rec["duration_s"])
+    point = scores["operating_points"]["points"]
+    exported = scores["exports"]["threshold"]
+    for name, total in (("ovlp", ovlp), ("taes", taes)):
+        (row,) = [r for r in point[name] if r["threshold"] == exported][:1]
+        assert row["counts"]["hits"] == pytest.approx(total.hits)
+        assert row["counts"]["false_alarms"] == pytest.approx(total.false_alarms)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recordings"] == len(scores["recordings"]) and summary["failed"] == 0
+    assert _events(out)[0].startswith("recording,start_s,stop_s,peak_prob")
+    for rec in scores["recordings"]:
+        assert (out / "hyp" / "csv_bi" / f"{rec['id']}.csv_bi").is_file()
+        assert (out / "hyp" / "szcore" / f"{rec['id']}_events.tsv").is_file()
+
+
+def _start_detect(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    """A detect process and the stderr lines it prints, read as they come."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ictal.cli", "detect", *args],
+        env=ictal_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return proc, lines
+
+
+def _acknowledged(lines: list[str]) -> int:
+    found = [int(m.group(1)) for line in list(lines)
+             if (m := re.search(r"acknowledged (\d+)/", line))]  # fmt: skip
+    return max(found, default=0)
+
+
+def _poll(condition, timeout: float = 120.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
+        time.sleep(0.01)
+    return value
+
+
+@pytest.mark.slow
+def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
+    tmp, ckpt = trained
+    edf = str(tmp / "corpus" / "edf")
+    reference = tmp / "det-reference"
+    res = run_ictal("detect", str(ckpt), edf, "--out", str(reference), "--workers", "2",
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = tmp / "det-killed"
+    rng = random.Random(11)
+    kills = 0
+    for attempt in range(8):
+        before = len(_log_records(out)) if out.exists() else 0
+        proc, lines = _start_detect([str(ckpt), edf, "--out", str(out), "--workers", "2",
+                                     *_sets(tmp)])  # fmt: skip
+        target = rng.randint(1, 3)
+
+        def started(lines=lines, target=target, proc=proc) -> bool:  # type: ignore[no-untyped-def]
+            return _acknowledged(lines) >= target or proc.poll() is not None
+
+        _poll(started, what="acknowledged records")
+        time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            break  # finished before the kill: the log is complete
+        if attempt % 2:  # a worker dies: the command says so and stops, resumable
+            import psutil
+
+            workers = psutil.Process(proc.pid).children()
+            workers = [w for w in workers if "resource_tracker" not in " ".join(w.cmdline())]
+            if workers:
+                workers[0].send_signal(signal.SIGKILL)
+            proc.wait(timeout=120)
+            assert proc.returncode in (0, 3), "".join(lines)[-3000:]
+            if proc.returncode == 3:
+                assert "worker process died" in "".join(lines)
+        else:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        kills += 1
+        time.sleep(0.2)  # let the reader thread take the last lines the pipe holds
+        acknowledged = _acknowledged(lines)
+        kept = len(_log_records(out))
+        assert kept >= before + acknowledged, (
+            f"the killed run acknowledged {acknowledged} records, the log kept "
+            f"{kept - before} of them"
+        )
+    assert kills >= 3, "detect was never interrupted: the test proves nothing"
+    res = run_ictal("detect", str(ckpt), edf, "--out", str(out), *_sets(tmp))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _events(out) == _events(reference)
+    summary = json.loads((out / "summary.json").read_text())
+    rows = [line.split(",")[0] for line in _events(out)[1:]]
+    assert summary["recordings"] == 20 and summary["done"] == 20, "none missing, none twice"
+    assert len({r["recording"] for r in _log_records(out)}) == 20
+    assert rows == sorted(rows), "events.csv in a stable order"
+    again = run_ictal("detect", str(ckpt), edf, "--out", str(out), *_sets(tmp))
+    assert again.returncode == 0 and "0 detected, 20 already in the log" in again.stdout
+
+
+def test_a_bad_edf_is_an_error_record_and_exit_4(trained, tmp_path):
+    tmp, ckpt = trained
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    good = sorted((tmp / "corpus" / "edf" / "eval").rglob("*.edf"))[0]
+    shutil.copy(good, inputs / good.name)
+    (inputs / "broken.edf").write_bytes(b"0       " + b"garbage" * 40)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# inputs\n{inputs}\n{tmp_path / 'missing.edf'}\n")
+    out = tmp_path / "out"
+    res = run_ictal("detect", str(ckpt), str(listing), "--out", str(out), "--executor", "serial",
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 4, res.stderr[-2000:]
+    assert "broken.edf" in res.stdout and "missing.edf" in res.stdout
+    assert "Traceback" not in res.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["recordings"] == 3 and summary["done"] == 1 and summary["failed"] == 2
+    again = run_ictal("detect", str(ckpt), str(listing), "--out", str(out), *_sets(tmp))
+    assert again.returncode == 4 and "already in the log" in again.stdout
+
+
+@pytest.mark.slow
+def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_path):
+    tmp, ckpt = trained
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    edfs = sorted((tmp / "corpus" / "edf" / "dev").rglob("*.edf"))
+    shutil.copy(edfs[0], inbox / edfs[0].name)
+    out = tmp_path / "watched"
+    proc, lines = _start_detect([str(ckpt), str(inbox), "--out", str(out), "--watch",
+                                 "--executor", "serial", *_sets(tmp)])  # fmt: skip
+    try:
+
+        def recorded() -> set[str]:
+            return {Path(r["recording"]).name for r in _log_records(out)} if out.exists() else set()
+
+        _poll(lambda: edfs[0].name in recorded(), what="the first file")
+        tmp_copy = inbox / f".{edfs[1].name}.part"
+        shutil.copy(edfs[1], tmp_copy)
+        tmp_copy.rename(inbox / edfs[1].name)  # copied in later, complete at once
+        growing = inbox / edfs[2].name
+        data = edfs[2].read_bytes()
+        with open(growing, "wb") as fh:  # still being written: never taken half
+            for k in range(0, len(data), len(data) // 12 + 1):
+                fh.write(data[k : k + len(data) // 12 + 1])
+                fh.flush()
+                time.sleep(0.25)
+                assert growing.name not in recorded(), "a file still being written was taken"
+        _poll(lambda: {edfs[1].name, edfs[2].name} <= recorded(), what="the later files")
+        status = run_ictal("status", str(tmp_path), "--json")
+        (row,) = json.loads(status.stdout)
+        assert row["status"] == "running" and row["command"] == "detect"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert proc.returncode == 130, "".join(lines)[-3000:]
+    failed = [r for r in _log_records(out) if r["status"] != "done"]
+    assert not failed, failed
+    assert json.loads((out / "summary.json").read_text())["recordings"] == 3
+
+
+@pytest.mark.slow
+def test_two_machines_collect_through_one_sink(s3, trained, tmp_path):
+    tmp, ckpt = trained
+    edfs = sorted((tmp / "corpus" / "edf").rglob("*.edf"))
+    halves = (tmp_path / "a", tmp_path / "b")
+    for half, files in zip(halves, (edfs[::2], edfs[1::2]), strict=True):
+        listing = half.with_suffix(".txt")
+        listing.write_text("\n".join(str(p) for p in files) + "\n")
+        sink = _sets(tmp, "sink.url=s3://results/detect")
+        res = run_ictal("detect", str(ckpt), str(listing), "--out", str(half),
+                        "--prune-after-push", *sink)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert not list((half / LOG_DIR).glob("*.seg")), "sealed segments verified and pruned"
+    merged = tmp_path / "merged"
+    res = run_ictal("detect", "--collect", "s3://results/detect", "--out", str(merged))
+    assert res.returncode == 0, res.stderr[-2000:]
+    whole = tmp_path / "whole"
+    res = run_ictal("detect", str(ckpt), str(tmp / "corpus" / "edf"), "--out", str(whole),
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _events(merged) == _events(whole)
+    assert json.loads((merged / "summary.json").read_text())["recordings"] == len(edfs)
+    # a pruned output directory still resumes: its pruned records are read from the sink
+    listing = halves[0].with_suffix(".txt")
+    res = run_ictal("detect", str(ckpt), str(listing), "--out", str(halves[0]),
+                    *_sets(tmp, "sink.url=s3://results/detect"))  # fmt: skip
+    assert res.returncode == 0 and "0 detected" in res.stdout, res.stderr[-2000:]
