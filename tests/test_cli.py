@@ -6,7 +6,7 @@ import pytest
 
 COMMANDS = [
     "synth", "census", "build", "verify", "explain", "gc",
-    "publish", "stage", "train", "bench", "evaluate", "report", "status",
+    "publish", "stage", "train", "bench", "evaluate", "detect", "report", "status", "pull",
 ]  # fmt: skip
 
 

@@ -283,6 +283,10 @@ def test_two_machines_collect_through_one_sink(s3, trained, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert _events(merged) == _events(whole)
     assert json.loads((merged / "summary.json").read_text())["recordings"] == len(edfs)
+    local = tmp_path / "merged-local"  # the two directories (their pruned part is in the sink)
+    res = run_ictal("detect", "--collect", *map(str, halves), "--out", str(local),
+                    *_sets(tmp, "sink.url=s3://results/detect"))  # fmt: skip
+    assert res.returncode == 0 and _events(local) == _events(whole), res.stderr[-2000:]
     # a pruned output directory still resumes: its pruned records are read from the sink
     listing = halves[0].with_suffix(".txt")
     res = run_ictal("detect", str(ckpt), str(listing), "--out", str(halves[0]),

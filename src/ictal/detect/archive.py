@@ -392,7 +392,7 @@ def collect(sources: list[str], out: Path) -> DetectResult:
     records: list[dict[str, Any]] = []
     warnings: list[str] = []
     for source in sources:
-        loaded = load_url(source) if "://" in source else load_local(Path(source))
+        loaded = load_url(source) if "://" in source else _records(Path(source))
         if "://" not in source and not (Path(source) / LOG_DIR).is_dir():
             warnings.append(f"{source}: no {LOG_DIR}/ directory (not a detect output)")
         records += loaded.records
