@@ -450,6 +450,83 @@ def train(
 
 
 @app.command()
+def sweep(
+    vary: Annotated[
+        list[str] | None,
+        typer.Option("--vary", help="section.key=v1,v2,... (repeatable: every combination)."),
+    ] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds 0..N-1 of every run.")] = None,
+    parallel: Annotated[
+        str, typer.Option(help="auto (as many as the budget admits) or at most N runs at once.")
+    ] = "auto",
+    cpus: Annotated[int | None, typer.Option(min=1, help="CPUs (default: all usable).")] = None,
+    memory_gb: Annotated[
+        float | None, typer.Option(min=0.01, help="Host memory (default 80 % of available).")
+    ] = None,
+    gpu_memory_gb: Annotated[
+        float | None, typer.Option(min=0.01, help="GPU memory (default 90 %; CUDA only).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="The sweep's directory under runs.root (default: a date).")
+    ] = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue the sweep NAME (finished runs kept).")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Many training runs on one machine inside a resource budget: a grid of ordinary
+    `ictal train` runs admitted by measured usage (the capacity ramp), never freezing it."""
+    cfg = _config(config, set_)
+    import re
+
+    from ictal.io.paths import writable_dir
+    from ictal.runs.directory import new_run_id
+    from ictal.train.sweep import default_budget, load_plan, plan_sweep, run_sweep
+
+    budget = default_budget(cfg, cpus, memory_gb, gpu_memory_gb, parallel)
+    root = writable_dir(cfg.runs.root, "runs.root")
+    if resume is not None:
+        if vary or seeds:
+            _error("--resume continues a sweep as it was planned: drop --vary and --seeds")
+            raise typer.Exit(ExitCode.USAGE)
+        plan = load_plan(root, resume, budget)
+    else:
+        label = name or f"sweep-{new_run_id()}"
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", label):
+            _error(f"--name {label!r}: use letters, digits, '_', '-' and '.'")
+            raise typer.Exit(ExitCode.USAGE)
+        plan = plan_sweep(cfg, root, label, config, list(set_ or []), list(vary or []), seeds,
+                          budget)  # fmt: skip
+    plan = run_sweep(plan, cfg, resume=resume is not None)
+    t = Table(title=f"sweep {plan.directory.name}: runs by validation loss", title_justify="left")
+    for col in ("rank", "run", "values", "status", "best val loss", "AUROC", "steps",
+                "peak RSS", "note"):  # fmt: skip
+        t.add_column(col)
+
+    def key(m: object) -> tuple[int, float]:
+        loss = (getattr(m, "metrics", None) or {}).get("best_val_loss")
+        return (0 if isinstance(loss, float) else 1, loss if isinstance(loss, float) else 0.0)
+
+    for rank, m in enumerate(sorted(plan.members, key=key), start=1):
+        metrics = m.metrics or {}
+        loss, auroc = metrics.get("best_val_loss"), metrics.get("val_auroc")
+        t.add_row(
+            str(rank), m.name, " ".join(m.overrides) or "(base)", m.status,
+            "-" if loss is None else f"{loss:.4f}", "-" if auroc is None else f"{auroc:.3f}",
+            str(metrics.get("steps", "-")),
+            "-" if m.peak_rss_gb is None else f"{m.peak_rss_gb:.2f} GB", (m.error or "")[:70],
+        )  # fmt: skip
+    console = make_console()
+    console.print(t)
+    console.print(f"sweep.json: {plan.directory / 'sweep.json'}")
+    failed = [m for m in plan.members if m.status != "done"]
+    if failed:
+        _error(f"{len(failed)} of {len(plan.members)} runs did not finish (see the table)")
+        raise typer.Exit(ExitCode.PARTIAL)
+
+
+@app.command()
 def bench(
     batches: Annotated[int, typer.Option(min=1, help="Training batches to time.")] = 20,
     price_per_hour: Annotated[

@@ -165,6 +165,10 @@ class TrainConfig(Section):
     patience: int | None = Field(None, ge=1)
     data_wait_warn: float = Field(0.3, ge=0.0, le=1.0)
     validate_each_epoch: bool = True
+    # The run's share of a shared machine (ictal sweep sets them): torch intra-op threads
+    # (None: torch's default) and the fraction of the GPU's memory it may take (CUDA only).
+    threads: int | None = Field(None, ge=1, le=1024)
+    gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
 
 
 class EvaluateConfig(Section):
@@ -192,6 +196,16 @@ class DetectConfig(Section):
     poll_s: float = Field(5.0, gt=0.0)  # --watch: how often the inputs are listed
 
 
+class SweepConfig(Section):
+    """``ictal sweep``: how runs are admitted on one machine (the budget is given by flags)."""
+
+    ramp_steps: int = Field(20, ge=1)  # a run is measured once past this many steps ...
+    poll_s: float = Field(0.5, gt=0.0)  # ... or its first validation; usage polled this often
+    memory_floor_gb: float = Field(1.0, ge=0.0)  # no run is admitted under this free memory
+    memory_fraction: float = Field(0.8, gt=0.0, le=1.0)  # default memory budget
+    gpu_memory_fraction: float = Field(0.9, gt=0.0, le=1.0)  # default GPU memory budget
+
+
 class SinkConfig(Section):
     """Where long commands push their run directory while they run (any fsspec URL: s3://,
     gs://, a path); None keeps runs local. Credentials come from the environment."""
@@ -215,6 +229,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     detect: DetectConfig = DetectConfig()
+    sweep: SweepConfig = SweepConfig()
     sink: SinkConfig = SinkConfig()
 
     def semantic(self) -> dict[str, Any]:

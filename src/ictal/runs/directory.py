@@ -36,6 +36,7 @@ BEST = "best.pt"
 TB = "tb"
 LOCK = ".lock"
 EVAL_PREFIX = "eval-"
+SWEEP_JSON = "sweep.json"  # marks a sweep directory: <sweep>/<run name>/<run id>/
 
 
 def new_run_id(now: float | None = None) -> str:

@@ -33,6 +33,8 @@ MACHINE_FIELDS = (
     "train.data_wait_warn",
     "sink.url",
     "sink.every_s",
+    "train.threads",
+    "train.gpu_memory_fraction",
 )
 
 

@@ -23,7 +23,7 @@ from rich.table import Table
 from ictal.errors import IctalError
 from ictal.io.redact import redact
 from ictal.io.storage import is_local, open_url
-from ictal.runs.directory import CONFIG, EVAL_PREFIX, HEARTBEAT
+from ictal.runs.directory import CONFIG, EVAL_PREFIX, HEARTBEAT, SWEEP_JSON
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.sink import pushed_heartbeats
 from ictal.ui import styled
@@ -145,16 +145,29 @@ def from_beat(
     )
 
 
+def _runs_in(path: Path, name: str) -> list[tuple[str, Path]]:
+    """A run directory and the evaluation directories inside it."""
+    out = [(name, path)]
+    out += [(f"{name}/{e.name}", e) for e in sorted(path.glob(f"{EVAL_PREFIX}*"))
+            if (e / HEARTBEAT).is_file()]  # fmt: skip
+    return out
+
+
 def _watched(root: Path) -> list[tuple[str, Path]]:
-    """Run directories and the evaluation directories inside them (or beside them)."""
-    out = []
+    """Run directories (and their evaluations, or evaluations beside them), and the runs of
+    every sweep (``<sweep>/<run name>/<run id>``, shown as ``<sweep>/<run name>``)."""
+    out: list[tuple[str, Path]] = []
     for path in sorted(p for p in root.iterdir() if p.is_dir()):
         if (path / CONFIG).is_file():
-            out.append((path.name, path))
-            out += [(f"{path.name}/{e.name}", e) for e in sorted(path.glob(f"{EVAL_PREFIX}*"))
-                    if (e / HEARTBEAT).is_file()]  # fmt: skip
+            out += _runs_in(path, path.name)
         elif path.name.startswith(EVAL_PREFIX) and (path / HEARTBEAT).is_file():
             out.append((path.name, path))
+        elif (path / SWEEP_JSON).is_file():
+            for slot in sorted(p for p in path.iterdir() if p.is_dir()):
+                runs = sorted(p for p in slot.iterdir() if p.is_dir() and (p / CONFIG).is_file())
+                for run in runs:
+                    label = f"{path.name}/{slot.name}" + (f"/{run.name}" if len(runs) > 1 else "")
+                    out += _runs_in(run, label)
     return out
 
 

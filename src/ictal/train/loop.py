@@ -45,6 +45,7 @@ from ictal.train.feed import TrainData, describe, make_train_data
 from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import Recorder, StopRequest, WaitWatch
 from ictal.train.setup import (
+    apply_share,
     data_stride,
     deterministic,
     make_model,
@@ -102,6 +103,7 @@ def train(
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
     writable_dir(cfg.runs.root, "runs.root")
     device = pick_device(cfg.train.device)
+    apply_share(cfg, device)
     with deterministic(device):
         seed_everything(cfg.train.seed)
         model = make_model(cfg, pre.view).to(device)

@@ -96,6 +96,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def apply_share(cfg: Config, device: torch.device) -> None:
+    """Take only this run's share of a shared machine: its torch threads and, on CUDA, its
+    fraction of the GPU's memory (train.threads, train.gpu_memory_fraction)."""
+    if cfg.train.threads is not None:
+        torch.set_num_threads(cfg.train.threads)
+    if cfg.train.gpu_memory_fraction is not None and device.type == "cuda":
+        torch.cuda.set_per_process_memory_fraction(cfg.train.gpu_memory_fraction, device)
+
+
 @contextlib.contextmanager
 def deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels on the CPU (exact resume); restored afterwards."""

@@ -1,0 +1,486 @@
+"""``ictal sweep``: a grid of ordinary training runs on one machine, admitted inside a resource
+budget so the machine never freezes, each run its own ``ictal train`` child process.
+
+- Every run gets a fixed share of the CPUs (torch threads and loader threads counted in the
+  same budget, ``train.threads``, ``loader.num_workers``) and, on CUDA, of the GPU's memory.
+- The capacity ramp: one run starts alone; once it is measured at steady state (its first
+  validation, or ``sweep.ramp_steps`` steps) the sweep knows what a run takes (peak RSS of
+  its process tree, GPU memory from its heartbeat) and admits more runs only while the
+  measured usage of those running plus one more stays inside the budget, never more than
+  ``--parallel``, and never while free memory is under ``sweep.memory_floor_gb``.
+- A run that fails or is killed is recorded and its slot reused; the others go on. Children
+  get SIGTERM when the sweep dies (even by SIGKILL), so they checkpoint; ``--resume NAME``
+  continues the unfinished runs and skips the finished ones.
+- ``sweep.json`` records every run (overrides, status, start and end, exit code, run
+  directory, final metrics), written atomically as it changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ictal.config import Config, ConfigError, load_config
+from ictal.errors import ExitCode, UsageError
+from ictal.io.atomic import atomic_write_json
+from ictal.io.lock import FileLock
+from ictal.io.redact import redact
+from ictal.machine import usable_cpus
+from ictal.runs.directory import CONFIG, SWEEP_JSON, is_locked
+from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.metrics import read_metrics
+from ictal.ui import log
+
+CHILD_LOG = "train.out"
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+GB = 1e9
+
+
+@dataclass
+class Budget:
+    """What the sweep may use of this machine."""
+
+    cpus: int
+    memory_gb: float
+    gpu_memory_gb: float | None  # None on a machine without CUDA
+    parallel: int | None  # None: as many as the budget admits
+
+
+@dataclass
+class Member:
+    """One run of the sweep, as sweep.json records it."""
+
+    name: str
+    overrides: list[str]
+    status: str = "queued"  # queued | running | done | failed
+    started: float | None = None
+    ended: float | None = None
+    exit_code: int | None = None
+    run_dir: str | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    peak_rss_gb: float | None = None
+    steady: bool = False
+
+
+@dataclass
+class Plan:
+    """The sweep on disk: its directory, how children are started, and its runs."""
+
+    directory: Path
+    base_config: str | None
+    base_sets: list[str]
+    members: list[Member]
+    budget: Budget
+    created: float = field(default_factory=time.time)
+
+    def save(self) -> None:
+        doc = {
+            "name": self.directory.name,
+            "created": self.created,
+            "base": {"config": self.base_config, "sets": [redact(s) for s in self.base_sets]},
+            "budget": asdict(self.budget),
+            "runs": [asdict(m) for m in self.members],
+        }
+        atomic_write_json(self.directory / SWEEP_JSON, doc)
+
+
+def split_values(text: str) -> list[str]:
+    """``v1,v2,...`` split on top-level commas (a YAML list or mapping stays one value)."""
+    parts, depth, quote, current = [], 0, "", []
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+            continue
+        current.append(ch)
+    parts.append("".join(current).strip())
+    return [p for p in parts if p]
+
+
+def grid(varies: list[str], seeds: int | None) -> list[list[str]]:
+    """The runs: every combination of the ``key=v1,v2`` values, times ``seeds`` seeds."""
+    axes: list[list[str]] = []
+    for vary in varies:
+        if "=" not in vary:
+            raise UsageError(f"--vary {vary!r} must look like section.key=v1,v2,...")
+        key, values = vary.split("=", 1)
+        choices = split_values(values)
+        if not key.strip() or not choices:
+            raise UsageError(f"--vary {vary!r}: a key and at least one value are needed")
+        axes.append([f"{key.strip()}={v}" for v in choices])
+    if seeds:
+        axes.append([f"train.seed={k}" for k in range(seeds)])
+    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
+
+
+def member_name(k: int, overrides: list[str]) -> str:
+    """A plain, unique directory name for run ``k``: its number and its values."""
+    values = "-".join(o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1]
+                      for o in overrides)  # fmt: skip
+    slug = re.sub(r"[^A-Za-z0-9_.=+-]", "_", values)[:80].strip("_")
+    return f"r{k:03d}" + (f"-{slug}" if slug else "")
+
+
+def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
+                   gpu_memory_gb: float | None, parallel: str) -> Budget:  # fmt: skip
+    """The budget from the flags, else all usable CPUs, ``sweep.memory_fraction`` of the
+    available memory and ``sweep.gpu_memory_fraction`` of the GPU's."""
+    if parallel != "auto" and (not parallel.isdigit() or int(parallel) < 1):
+        raise UsageError(f"--parallel {parallel!r}: use auto or a number of runs (1 or more)")
+    available = psutil.virtual_memory().available / GB
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            total = torch.cuda.get_device_properties(0).total_memory / GB
+            gpu = gpu_memory_gb or total * cfg.sweep.gpu_memory_fraction
+    except ImportError:
+        gpu = None
+    return Budget(
+        cpus=cpus or usable_cpus(),
+        memory_gb=memory_gb or available * cfg.sweep.memory_fraction,
+        gpu_memory_gb=gpu,
+        parallel=None if parallel == "auto" else int(parallel),
+    )
+
+
+def _die_with_sweep() -> None:
+    """In the child: SIGTERM when the sweep dies (it then checkpoints and exits, resumable)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Sweep:
+    """The admission loop over a plan's members."""
+
+    def __init__(self, plan: Plan, cfg: Config) -> None:
+        self.plan = plan
+        self.cfg = cfg
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.resume: set[str] = set()
+        targets = plan.budget.parallel or min(len(plan.members), plan.budget.cpus)
+        self.share = max(1, plan.budget.cpus // max(1, targets))  # CPUs of one run
+        self.floor_said = False
+
+    # ----------------------------------------------------------------- child processes
+
+    def _args(self, m: Member) -> list[str]:
+        slot = self.plan.directory / m.name
+        loader = max(1, self.share // 2)
+        threads = max(1, self.share - loader)
+        fixed = [f"runs.root={slot}", f"train.threads={threads}", f"loader.num_workers={loader}"]
+        gpu = self.plan.budget.gpu_memory_gb
+        if gpu:
+            import torch
+
+            total = torch.cuda.get_device_properties(0).total_memory / GB
+            slots = self.plan.budget.parallel or self.plan.budget.cpus
+            fixed.append(f"train.gpu_memory_fraction={min(1.0, gpu / total / slots):.4f}")
+        base = ["-c", self.plan.base_config] if self.plan.base_config else []
+        sets = [*self.plan.base_sets, *fixed, *m.overrides]
+        return [*base, *[a for s in sets for a in ("--set", s)]]
+
+    def _launch(self, m: Member) -> None:
+        slot = self.plan.directory / m.name
+        slot.mkdir(parents=True, exist_ok=True)
+        self._wait_unlocked(slot)
+        args = [sys.executable, "-m", "ictal.cli", "train", *self._args(m)]
+        if m.name in self.resume:
+            args.append("--resume")
+        threads = str(max(1, self.share - max(1, self.share // 2)))
+        env = {**os.environ, **dict.fromkeys(THREAD_ENV, threads)}
+        with open(slot / CHILD_LOG, "ab") as out:
+            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=_die_with_sweep)  # fmt: skip
+        self.procs[m.name] = proc
+        m.status, m.started, m.ended, m.exit_code, m.error = (
+            "running",
+            time.time(),
+            None,
+            None,
+            None,
+        )
+        m.steady = False
+        log.info(f"sweep: started {m.name} (pid {proc.pid}; {self._usage_text()})")
+
+    def _wait_unlocked(self, slot: Path, timeout_s: float = 120.0) -> None:
+        """A run still held by the child of an earlier, killed sweep (it is checkpointing
+        after its SIGTERM): wait for it before resuming it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and any(
+            is_locked(p) for p in slot.iterdir() if (p / CONFIG).is_file()
+        ):
+            time.sleep(0.2)
+
+    def _rss_gb(self, proc: subprocess.Popen) -> float:
+        try:
+            p = psutil.Process(proc.pid)
+            total = p.memory_info().rss
+            for child in p.children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    total += child.memory_info().rss
+        except psutil.Error:
+            return 0.0
+        return total / GB
+
+    def _run_dir(self, m: Member) -> Path | None:
+        slot = self.plan.directory / m.name
+        runs = sorted(p for p in slot.iterdir() if (p / CONFIG).is_file()) if slot.is_dir() else []
+        return runs[-1] if runs else None
+
+    def _steady(self, m: Member) -> bool:
+        run = self._run_dir(m)
+        if run is None:
+            return False
+        beat = read_heartbeat(run / "heartbeat.json") or {}
+        if beat.get("phase") == "validate" or beat.get("state") in ("done", "failed", "stopped"):
+            return True
+        step = beat.get("step")
+        if isinstance(step, int) and step >= self.cfg.sweep.ramp_steps:
+            return True
+        return any(r.get("phase") == "validate" for r in read_metrics(run / "metrics.jsonl"))
+
+    def _gpu_gb(self, m: Member) -> float:
+        run = self._run_dir(m)
+        beat = read_heartbeat(run / "heartbeat.json") if run is not None else None
+        value = (beat or {}).get("gpu_mem_reserved_gb")
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    # ----------------------------------------------------------------- admission
+
+    def _estimate(self) -> float | None:
+        """What one run takes: the largest peak RSS measured at steady state so far."""
+        measured = [m.peak_rss_gb for m in self.plan.members if m.steady and m.peak_rss_gb]
+        return max(measured) if measured else None
+
+    def _usage_text(self) -> str:
+        est = self._estimate()
+        return (
+            f"{len(self.procs)} running, one run measured at "
+            + (f"{est:.2f} GB" if est else "? GB (not yet)")
+            + f", budget {self.plan.budget.memory_gb:.1f} GB, {self.plan.budget.cpus} CPUs"
+        )
+
+    def _may_admit(self) -> bool:
+        b = self.plan.budget
+        running = [m for m in self.plan.members if m.name in self.procs]
+        if b.parallel is not None and len(running) >= b.parallel:
+            return False
+        if (len(running) + 1) * self.share > b.cpus:
+            return False
+        if not running:
+            return True
+        estimate = self._estimate()
+        if estimate is None:
+            return False  # the ramp: wait until the first run is measured
+        need = sum(max(m.peak_rss_gb or 0.0, estimate) for m in running) + estimate
+        if need > b.memory_gb:
+            return False
+        if b.gpu_memory_gb:
+            gpu = [self._gpu_gb(m) for m in running]
+            if sum(gpu) + max(gpu, default=0.0) > b.gpu_memory_gb:
+                return False
+        free = psutil.virtual_memory().available / GB
+        if free < self.cfg.sweep.memory_floor_gb:
+            if not self.floor_said:
+                floor = self.cfg.sweep.memory_floor_gb
+                log.warning(
+                    f"sweep: free memory {free:.1f} GB is under sweep.memory_floor_gb={floor}: "
+                    "no more runs admitted for now"
+                )
+                self.floor_said = True
+            return False
+        self.floor_said = False
+        return True
+
+    # ----------------------------------------------------------------- the loop
+
+    def _reap(self) -> bool:
+        changed = False
+        for m in self.plan.members:
+            proc = self.procs.get(m.name)
+            if proc is None:
+                continue
+            if not m.steady:
+                m.peak_rss_gb = max(m.peak_rss_gb or 0.0, self._rss_gb(proc))
+                if self._steady(m):
+                    m.steady = True
+                    changed = True
+                    log.info(f"sweep: {m.name} at steady state, {m.peak_rss_gb:.2f} GB")
+            else:
+                m.peak_rss_gb = max(m.peak_rss_gb or 0.0, self._rss_gb(proc))
+            code = proc.poll()
+            if code is None:
+                continue
+            del self.procs[m.name]
+            m.ended, m.exit_code = time.time(), code
+            m.status = "done" if code == 0 else "failed"
+            run = self._run_dir(m)
+            m.run_dir = str(run) if run is not None else None
+            m.metrics = final_metrics(run) if run is not None else None
+            if code != 0:
+                m.error = _last_error(self.plan.directory / m.name / CHILD_LOG, code)
+                log.warning(f"sweep: {m.name} failed (exit {code}): {m.error}")
+            else:
+                log.info(f"sweep: {m.name} done ({m.metrics})")
+            changed = True
+        return changed
+
+    def run(self) -> None:
+        """Admit, watch and reap until every run has ended (SIGTERM: children stopped too)."""
+        queue = [m for m in self.plan.members if m.status in ("queued", "running")]
+        for m in queue:
+            m.status = "queued"
+        self.plan.save()
+        try:
+            while queue or self.procs:
+                changed = self._reap()
+                while queue and self._may_admit():
+                    self._launch(queue.pop(0))
+                    changed = True
+                if changed:
+                    self.plan.save()
+                time.sleep(self.cfg.sweep.poll_s)
+        except BaseException:
+            self._stop_children()
+            raise
+        finally:
+            self.plan.save()
+
+    def _stop_children(self) -> None:
+        for proc in self.procs.values():
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 120
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        self._reap()
+
+
+def final_metrics(run: Path) -> dict[str, Any] | None:
+    """The run's best validation loss (with its epoch and AUROC) and its last step."""
+    rows = read_metrics(run / "metrics.jsonl")
+    vals = [
+        r for r in rows if r.get("phase") == "validate" and isinstance(r.get("val_loss"), float)
+    ]
+    steps = [r.get("step") for r in rows if isinstance(r.get("step"), int)]
+    if not vals:
+        return {"steps": max(steps, default=0)} if steps else None
+    best = min(vals, key=lambda r: r["val_loss"])
+    return {"best_val_loss": best["val_loss"], "best_epoch": best.get("epoch"),
+            "val_auroc": best.get("val_auroc"), "steps": max(steps, default=0)}  # fmt: skip
+
+
+def _last_error(path: Path, code: int) -> str:
+    """The last error line a child printed, or what its exit code means."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return redact(errors[-1][len("error:") :].strip())[:300]
+    if code < 0:
+        return f"killed by {signal.Signals(-code).name}"
+    if code == ExitCode.INTERRUPTED:
+        return "interrupted (SIGINT or SIGTERM); ictal sweep --resume continues it"
+    return f"exit code {code}"
+
+
+def plan_sweep(
+    cfg: Config,
+    root: Path,
+    name: str,
+    base_config: Path | None,
+    base_sets: list[str],
+    varies: list[str],
+    seeds: int | None,
+    budget: Budget,
+) -> Plan:
+    """A new sweep: its directory and runs; a run whose values do not make a valid config
+    is failed at once (never started) and the others go on."""
+    directory = root / name
+    if (directory / SWEEP_JSON).exists():
+        raise UsageError(
+            f"a sweep named {name} exists in {root}: continue it with `ictal sweep --resume "
+            f"{name}`, or give another --name"
+        )
+    members = []
+    for k, overrides in enumerate(grid(varies, seeds)):
+        m = Member(member_name(k, overrides), overrides)
+        try:
+            load_config(base_config, [*base_sets, *overrides])
+        except ConfigError as exc:
+            m.status, m.error = "failed", " ".join(str(exc).split())
+        members.append(m)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = str(base_config.resolve()) if base_config is not None else None
+    return Plan(directory, config, list(base_sets), members, budget)
+
+
+def load_plan(root: Path, name: str, budget: Budget) -> Plan:
+    """The sweep to resume: its runs as sweep.json last recorded them."""
+    path = root / name / SWEEP_JSON
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        members = [Member(**r) for r in doc["runs"]]
+        base = doc["base"]
+    except FileNotFoundError:
+        raise UsageError(f"no sweep named {name} in {root} ({path} does not exist)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"{path} is not a sweep.json written by ictal ({exc})") from exc
+    return Plan(root / name, base.get("config"), list(base.get("sets") or []), members, budget,
+                doc.get("created", time.time()))  # fmt: skip
+
+
+def run_sweep(plan: Plan, cfg: Config, *, resume: bool) -> Plan:
+    """Run (or continue) the sweep under its lock; returns the plan as it ended."""
+    lock = FileLock(plan.directory / ".lock", f"sweep {plan.directory}",
+                    "wait for it, or give another --name")  # fmt: skip
+    with lock:
+        sweep = Sweep(plan, cfg)
+        if resume:
+            for m in plan.members:
+                if m.status == "done" or (m.status == "failed" and m.started is None):
+                    continue  # finished, or its values are invalid: nothing to continue
+                sweep.resume.add(m.name)
+                m.status = "queued"
+        todo = [m for m in plan.members if m.status == "queued"]
+        log.info(
+            f"sweep {plan.directory.name}: {len(plan.members)} runs ({len(todo)} to run), "
+            f"{sweep.share} CPU(s) each, budget {plan.budget.cpus} CPUs, "
+            f"{plan.budget.memory_gb:.1f} GB" + (
+                f", GPU {plan.budget.gpu_memory_gb:.1f} GB" if plan.budget.gpu_memory_gb else ""
+            ) + f", parallel {plan.budget.parallel or 'auto'}"
+        )  # fmt: skip
+        sweep.run()
+    return plan

@@ -1,0 +1,196 @@
+"""`ictal sweep` on this 2-core machine with tiny runs: the parallel cap and the memory budget
+hold (from sweep.json and from process polling), an invalid variant fails alone, a killed run
+is reported while the others finish, and a killed sweep resumes without retraining."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ictal_env, run_ictal
+from ictal.corpus.synth import synthesize
+
+FAST = [
+    "windows.length_s=8",
+    "windows.stride_s=4",
+    "model.params={width: 8, gru_hidden: 8}",
+    "loader.batch_size=4",
+    "train.warmup_steps=2",
+    "train.epochs=2",
+    "train.steps_per_epoch=6",
+    "train.heartbeat_s=0.3",
+    "sweep.ramp_steps=3",
+    "sweep.poll_s=0.2",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("sweep")
+    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=4)
+    res = run_ictal("build", "--workers", "1", *_sets(tmp, tmp / "runs"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp
+
+
+def _sets(tmp: Path, runs: Path, *extra: str) -> list[str]:
+    out: list[str] = []
+    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
+              f"runs.root={runs}", *FAST, *extra):  # fmt: skip
+        out += ["--set", s]
+    return out
+
+
+class Sweep:
+    """An `ictal sweep` process, with the most training children seen alive at once."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "ictal.cli", "sweep", *args],
+                                     env=ictal_env(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)  # fmt: skip
+        self.most = 0
+        self.out = ""
+        self.err = ""
+        self._watch = threading.Thread(target=self._count, daemon=True)
+        self._watch.start()
+
+    def trainers(self) -> list[psutil.Process]:
+        try:
+            kids = psutil.Process(self.proc.pid).children()
+        except psutil.Error:
+            return []
+        alive = []
+        for k in kids:
+            try:
+                if "train" in k.cmdline() and k.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(k)
+            except psutil.Error:
+                continue
+        return alive
+
+    def _count(self) -> None:
+        while self.proc.poll() is None:
+            self.most = max(self.most, len(self.trainers()))
+            time.sleep(0.01)
+
+    def wait(self, timeout: float = 300) -> int:
+        self.out, self.err = self.proc.communicate(timeout=timeout)
+        self._watch.join()
+        return self.proc.returncode
+
+
+def _runs(runs: Path, name: str) -> list[dict]:
+    return json.loads((runs / name / "sweep.json").read_text())["runs"]
+
+
+def _overlap(runs: list[dict]) -> int:
+    """The most runs alive at one moment, from their start and end times."""
+    times = sorted([(r["started"], 1) for r in runs if r["started"]]
+                   + [(r["ended"], -1) for r in runs if r["ended"]])  # fmt: skip
+    alive = most = 0
+    for _, step in times:
+        alive += step
+        most = max(most, alive)
+    return most
+
+
+def test_parallel_cap_and_an_invalid_variant(built, tmp_path):
+    runs = tmp_path / "runs"
+    lrs = "train.lr=0.001,0.002,0.004,oops"
+    sweep = Sweep([*_sets(built, runs, "train.epochs=4"), "--vary", lrs, "--parallel", "2",
+                   "--name", "cap"])  # fmt: skip
+    code = sweep.wait()
+    assert code == 4, sweep.err[-3000:]
+    rows = {r["overrides"][0]: r for r in _runs(runs, "cap")}
+    bad = rows["train.lr=oops"]
+    assert bad["status"] == "failed" and bad["started"] is None and bad["ended"] is None
+    assert "train.lr" in bad["error"]
+    good = [r for k, r in rows.items() if k != "train.lr=oops"]
+    assert [r["status"] for r in good] == ["done"] * 3
+    assert all(r["metrics"] and "best_val_loss" in r["metrics"] for r in good)
+    assert _overlap(good) <= 2 and sweep.most <= 2
+    assert _overlap(good) == 2, "the cap was never reached: the test proves little"
+    status = run_ictal("status", str(runs), "--json")
+    assert len([r for r in json.loads(status.stdout) if r["run"].startswith("cap/")]) == 3
+    assert "best val loss" in sweep.out and "did not finish" in sweep.err
+
+
+def test_a_memory_budget_of_one_run_admits_one_at_a_time(built, tmp_path):
+    runs = tmp_path / "runs"
+    sweep = Sweep([*_sets(built, runs), "--vary", "train.lr=0.001,0.002", "--seeds", "2",
+                   "--memory-gb", "0.6", "--name", "mem"])  # fmt: skip
+    assert sweep.wait() == 0, sweep.err[-3000:]
+    rows = _runs(runs, "mem")
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+    assert all(r["peak_rss_gb"] and r["peak_rss_gb"] > 0.3 for r in rows)
+    assert _overlap(rows) == 1 and sweep.most == 1, "two runs never fit in 0.6 GB"
+
+
+def test_a_killed_run_is_reported_and_the_others_finish(built, tmp_path):
+    runs = tmp_path / "runs"
+    sweep = Sweep([*_sets(built, runs, "train.epochs=6"), "--vary", "train.lr=0.001,0.002,0.004",
+                   "--parallel", "2", "--name", "kill"])  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not sweep.trainers() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim = sweep.trainers()[0]
+    time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    assert sweep.wait() == 4, sweep.err[-3000:]
+    rows = _runs(runs, "kill")
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["exit_code"] == -9
+    assert "SIGKILL" in failed[0]["error"]
+    assert sorted(r["status"] for r in rows) == ["done", "done", "failed"]
+
+
+def test_a_killed_sweep_resumes_without_retraining(built, tmp_path):
+    runs = tmp_path / "runs"
+    sweep = Sweep([*_sets(built, runs, "train.epochs=8"), "--vary", "train.lr=0.001,0.002,0.004",
+                   "--parallel", "1", "--name", "resume"])  # fmt: skip
+    deadline = time.monotonic() + 180
+
+    def states() -> list[str]:
+        try:
+            return [r["status"] for r in _runs(runs, "resume")]
+        except (OSError, ValueError):
+            return []
+
+    def second_has_trained() -> bool:  # run 1 is running and has saved a checkpoint
+        if states()[:2] != ["done", "running"]:
+            return False
+        slot = runs / "resume" / _runs(runs, "resume")[1]["name"]
+        return any(slot.glob("*/checkpoints/last.pt"))
+
+    while not second_has_trained() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert second_has_trained(), states()
+    children = sweep.trainers()
+    sweep.proc.send_signal(signal.SIGKILL)
+    sweep.wait()
+    gone = time.monotonic() + 60  # the children got SIGTERM: they checkpoint and stop
+    while any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children):
+        assert time.monotonic() < gone, "a trainer outlived its sweep"
+        time.sleep(0.05)
+    first = runs / "resume" / _runs(runs, "resume")[0]["name"]
+    (run0,) = [p for p in first.iterdir() if p.is_dir()]
+    before = (run0 / "checkpoints" / "last.pt").stat().st_mtime_ns
+    res = run_ictal("sweep", *_sets(built, runs), "--resume", "resume")
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = _runs(runs, "resume")
+    assert [r["status"] for r in rows] == ["done", "done", "done"]
+    assert (run0 / "checkpoints" / "last.pt").stat().st_mtime_ns == before, "retrained"
+    second = runs / "resume" / rows[1]["name"]
+    (run1,) = [p for p in second.iterdir() if p.is_dir()]  # continued, not started again
+    assert len(json.loads((run1 / "run.json").read_text())["resumes"]) == 1
