@@ -6,7 +6,8 @@ import pytest
 
 COMMANDS = [
     "synth", "census", "build", "verify", "explain", "gc",
-    "publish", "stage", "train", "bench", "evaluate", "detect", "report", "status", "pull",
+    "publish", "stage", "train", "sweep", "bench", "evaluate", "detect", "report", "status",
+    "pull",
 ]  # fmt: skip
 
 
