@@ -6,12 +6,16 @@ at 10 s stride saved per recording with `np.savez_compressed`, one process.
 
 Run: PYTHONPATH=src python bench/build.py [--patients 8 --hours 2] [--corpus DIR]
      [--repeats 2] [--workers 1,2] [--profile]
+     PYTHONPATH=src python bench/build.py --executor ray [--hours 6 --workers 2]
+     (the Ray executor against the local one on the same corpus, on a local Ray instance
+     started once, as a cluster runs: its overhead per task, not Ray's start-up)
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import logging
 import pstats
 import shutil
@@ -39,13 +43,14 @@ from ictal.config import load_config
 MB = 1e6
 
 
-def ictal_build(corpus: Path, root: Path, workers: int, dtype: str) -> tuple[BuildReport, int]:
+def ictal_build(
+    corpus: Path, root: Path, workers: int, dtype: str, executor: str = "process"
+) -> tuple[BuildReport, int]:
     """A fresh build into an empty cache root; returns the report and all bytes under root."""
     if root.exists():
         shutil.rmtree(root)
-    cfg = load_config(
-        None, [f"corpus.root={corpus}", f"cache.root={root}", f"signal.dtype={dtype}"]
-    )
+    cfg = load_config(None, [f"corpus.root={corpus}", f"cache.root={root}",
+                             f"signal.dtype={dtype}", f"cache.executor={executor}"])  # fmt: skip
     report = build_cache(cfg, workers=workers)
     if report.failed:
         raise SystemExit(f"ictal build failed for {len(report.failed)} recordings: {report.failed}")
@@ -88,6 +93,40 @@ def profile_one(corpus: Path, tmp: Path, top: int) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def ray_overhead(corpus: Path, tmp: Path, workers: list[int], repeats: int) -> None:
+    """Build throughput with the Ray executor against the local process executor."""
+    import ray
+
+    ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # fmt: skip
+    try:
+        best: dict[tuple[str, int], float] = {}
+        digests: set[str] = set()
+        hours = 0.0
+        for _ in range(repeats):
+            for w in workers:
+                for kind in ("process", "ray"):  # alternate: drift hits both alike
+                    t, (rep, _) = best_of(
+                        lambda k=kind, w=w: ictal_build(corpus, tmp / f"c-{k}-{w}", w,
+                                                        "float32", k), 1)  # fmt: skip
+                    best[kind, w] = min(best.get((kind, w), float("inf")), t)
+                    hours = rep.hours
+                    manifest = (rep.path / "manifest.json").read_bytes()
+                    digests.add(hashlib.sha256(manifest).hexdigest())
+        assert len(digests) == 1, "the executors built different caches"
+    finally:
+        ray.shutdown()
+    print(machine_line())
+    print(f"\n{hours:.2f} h of EEG, best of {repeats}; the same manifest from both executors\n")
+    rows = []
+    for w in workers:
+        local, remote = best["process", w], best["ray", w]
+        rows.append([f"{w} worker(s)", local, remote, hours / local, hours / remote,
+                     f"{remote / local - 1:+.1%}"])  # fmt: skip
+    print(table(["workers", "local s", "ray s", "local EEG-h/s", "ray EEG-h/s", "ray overhead"],
+                rows, first=14))  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", help="existing TUSZ-layout corpus (default: synthesize one)")
@@ -99,7 +138,20 @@ def main() -> None:
     parser.add_argument("--tmp", help="directory for the corpus and caches (default: system tmp)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one recording")
     parser.add_argument("--top", type=int, default=20, help="profile rows to print")
+    parser.add_argument("--executor", choices=("process", "ray"), default="process",
+                        help="ray: the Ray executor's overhead against the local one")  # fmt: skip
     args = parser.parse_args()
+    if args.executor == "ray":
+        logging.getLogger("ictal").setLevel(logging.WARNING)
+        tmp = Path(tempfile.mkdtemp(prefix="ictal-bench-ray-", dir=args.tmp))
+        try:
+            corpus = ensure_corpus(args.corpus, tmp, args.patients, args.hours, args.seed)
+            warm_files(edf_files(corpus))
+            workers = [int(w) for w in args.workers.split(",")]
+            ray_overhead(corpus, tmp, workers, args.repeats)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     mne = require_mne()
     logging.getLogger("ictal").setLevel(logging.WARNING)
     workers = [int(w) for w in args.workers.split(",")]

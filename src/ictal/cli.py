@@ -36,6 +36,12 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file (defaults are built in)."),
 ]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--address", help="Ray cluster to join (auto, host:port); default: a local Ray instance."
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a field: section.key=value (repeatable, in order)."),
@@ -177,8 +183,10 @@ def _table(title: str, rows: list[tuple[str, str]]) -> Table:
 def build(
     workers: Annotated[int | None, typer.Option(min=1, help="Parallel worker processes.")] = None,
     executor: Annotated[
-        str | None, typer.Option(help="process (default) or serial; same bytes either way.")
+        str | None,
+        typer.Option(help="process (default), serial or ray; the same bytes either way."),
     ] = None,
+    address: AddressOpt = None,
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="Retry recordings that failed before.")
     ] = False,
@@ -186,7 +194,9 @@ def build(
     set_: SetOpt = None,
 ) -> None:
     """Build the cache for the config, in parallel and resumable."""
-    cfg = _config(config, [*(set_ or []), *([f"cache.executor={executor}"] if executor else [])])
+    extra = [*([f"cache.executor={executor}"] if executor else []),
+             *([f"ray.address={address}"] if address else [])]  # fmt: skip
+    cfg = _config(config, [*(set_ or []), *extra])
     from ictal.cache.build import build_cache
 
     report = build_cache(cfg, workers=workers, retry_failed=retry_failed or None)
@@ -616,6 +626,7 @@ def detect(
     executor: Annotated[
         str | None, typer.Option(help="process (default), serial or ray; same results either way.")
     ] = None,
+    address: AddressOpt = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep running: detect new files as they complete.")
     ] = False,
@@ -639,7 +650,7 @@ def detect(
 ) -> None:
     """Run a trained detector over EDF archives (any layout): a durable record log (kill -9
     safe, resumable by default), then events.csv, NEDC and SzCORE files and summary.json."""
-    cfg = _config(config, set_)
+    cfg = _config(config, [*(set_ or []), *([f"ray.address={address}"] if address else [])])
     from ictal.detect.archive import collect as run_collect
     from ictal.detect.archive import detect as run_detect
 

@@ -91,7 +91,7 @@ class CacheConfig(Section):
     remote: str | None = None
     workers: int | None = Field(None, ge=1, le=512)
 
-    executor: Literal["process", "serial"] = "process"
+    executor: Literal["process", "serial", "ray"] = "process"
     max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
     retry_failed: bool = False
 
@@ -188,12 +188,21 @@ class DetectConfig(Section):
     """``ictal detect``: how its record log is written and how ``--watch`` waits for files."""
 
     workers: int | None = Field(None, ge=1, le=512)  # None: one per usable CPU
-    executor: Literal["process", "serial"] = "process"
+    executor: Literal["process", "serial", "ray"] = "process"
     fsync_s: float = Field(1.0, gt=0.0, le=3600.0)  # group commit of the record log
     segment_mb: float = Field(16.0, gt=0.0, le=4096.0)  # a segment is sealed at this size
     segment_age_s: float = Field(600.0, gt=0.0)  # ... or this age
     settle_s: float = Field(10.0, ge=0.0)  # --watch: a file is complete once its size is stable
     poll_s: float = Field(5.0, gt=0.0)  # --watch: how often the inputs are listed
+
+
+class RayConfig(Section):
+    """The Ray executor of build and detect (``--executor ray``; ``pip install 'ictal[ray]'``)."""
+
+    address: str | None = None  # auto, host:port or ray://host:port; None starts a local Ray
+    cpus_per_task: float = Field(1.0, gt=0.0, le=256.0)
+    memory_gb_per_task: float | None = Field(None, gt=0.0)
+    max_retries: int = Field(3, ge=0, le=100)  # a task whose worker died is run again
 
 
 class SweepConfig(Section):
@@ -230,6 +239,7 @@ class Config(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     detect: DetectConfig = DetectConfig()
     sweep: SweepConfig = SweepConfig()
+    ray: RayConfig = RayConfig()
     sink: SinkConfig = SinkConfig()
 
     def semantic(self) -> dict[str, Any]:

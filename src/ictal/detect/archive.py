@@ -209,12 +209,8 @@ def detect(
     remember_model(str(checkpoint.resolve()), model_sha, model, meta)  # for in-process work
     out = writable_dir(out, "--out")
     kind = executor or cfg.detect.executor
-    if kind not in ("process", "serial"):
-        raise UsageError(
-            f"--executor {kind}: the Ray executor needs the ray extra (pip install 'ictal[ray]')"
-            if kind == "ray"
-            else f"--executor {kind}: use process or serial"
-        )
+    if kind not in ("process", "serial", "ray"):
+        raise UsageError(f"--executor {kind}: use process, serial or ray")
     logset = _log_settings(cfg, out)
     with _run_dir(cfg, out, checkpoint) as run:
         run_id = str(read_run_json(run.run_json)["run_id"])
@@ -345,7 +341,8 @@ def _detect_pass(
         for s in todo
     )  # fmt: skip
     n = workers or cfg.detect.workers
-    execu = make_executor("serial" if n == 1 else kind, n)  # one worker: this process, no spawn
+    local_one = n == 1 and kind == "process"  # one worker: this process does it, no spawn
+    execu = make_executor("serial" if local_one else kind, n, cfg.ray)
     log.info(
         f"detecting on {len(todo)} recordings ({result.skipped} already done) with "
         f"{execu.workers} worker(s) into {out}"

@@ -1,0 +1,119 @@
+"""The Ray executor: the same task function as the local executors, run as Ray tasks on a
+cluster (``address``: ``auto``, ``ray://host:port`` or ``host:port``) or on a local Ray
+instance started for the command and stopped after it.
+
+Each task asks for ``ray.cpus_per_task`` CPUs (and ``ray.memory_gb_per_task``); a task whose
+worker dies is retried (``ray.max_retries``). At most twice the cluster's CPUs of tasks are
+in flight, so a kill of the driver loses little. Results come back as they finish; the
+caller writes what only it may write (a cache's manifest, the log's outputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ictal.errors import ExitCode, IctalError, UsageError
+from ictal.machine import usable_cpus
+from ictal.parallel.executors import SINGLE_THREAD_ENV, WorkerDied
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'ictal[ray]'"
+
+
+class RayUnreachable(IctalError):
+    """The Ray cluster named by ``--address`` / ``ray.address`` cannot be joined (exit 3)."""
+
+    exit_code = ExitCode.PREFLIGHT
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise UsageError(RAY_MISSING) from exc
+    return ray
+
+
+class RayExecutor:
+    """Runs ``fn`` over items as Ray tasks and yields their results as they finish."""
+
+    def __init__(
+        self,
+        workers: int | None,
+        address: str | None = None,
+        *,
+        cpus_per_task: float = 1.0,
+        memory_gb_per_task: float | None = None,
+        max_retries: int = 3,
+    ) -> None:
+        self.ray = _ray()
+        self.address = address
+        self.local_cpus = workers or usable_cpus()
+        self.options: dict[str, Any] = {"num_cpus": cpus_per_task, "max_retries": max_retries}
+        if memory_gb_per_task:
+            self.options["memory"] = int(memory_gb_per_task * 2**30)
+        self.started = False
+        self._connect()
+        self.workers = max(1, int(self.ray.cluster_resources().get("CPU", 1) // cpus_per_task))
+
+    def _connect(self) -> None:
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        env = {"env_vars": dict(SINGLE_THREAD_ENV)}
+        try:
+            if self.address:
+                ray.init(address=self.address, runtime_env=env, log_to_driver=False,
+                         configure_logging=False)  # fmt: skip
+            else:
+                ray.init(num_cpus=self.local_cpus, include_dashboard=False, runtime_env=env,
+                         log_to_driver=False, configure_logging=False)  # fmt: skip
+        except ConnectionError as exc:
+            raise RayUnreachable(
+                f"cannot join the Ray cluster at {self.address}: {exc}\n  fix: check "
+                "--address / ray.address (auto, host:port, ray://host:port), or leave it "
+                "out to start a local Ray instance"
+            ) from exc
+        self.started = True
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        ray = self.ray
+        remote = ray.remote(**self.options)(fn)
+        limit = 2 * self.workers
+        pending: list[Any] = []
+        try:
+            for item in items:
+                pending.append(remote.remote(item))
+                if len(pending) >= limit:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    yield from (self._get(ref) for ref in done)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                yield from (self._get(ref) for ref in done)
+        finally:
+            for ref in pending:  # stopped early (an error, a signal): nothing keeps running
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # already finished or gone
+                    continue
+            if self.started:
+                ray.shutdown()
+                self.started = False
+
+    def _get(self, ref: Any) -> Any:
+        from ray.exceptions import RayTaskError, WorkerCrashedError
+
+        try:
+            return self.ray.get(ref)
+        except WorkerCrashedError as exc:
+            raise WorkerDied(
+                f"a Ray worker died {self.options['max_retries'] + 1} times on one task "
+                "(killed, or out of memory); everything finished before is kept\n  fix: run "
+                "the same command again (it resumes); raise ray.memory_gb_per_task or give "
+                "the cluster more memory"
+            ) from exc
+        except RayTaskError as exc:
+            raise exc.as_instanceof_cause() from None

@@ -1,0 +1,123 @@
+"""The Ray executor on a local Ray instance (2 CPUs): the same bytes as the local executor, a
+killed Ray worker retried, a Ray build killed and resumed locally (and the reverse), and a
+clear exit 2 without Ray installed."""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ictal_env, run_ictal
+from ictal.corpus.synth import synthesize
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+def _sets(corpus: Path, cache: Path) -> list[str]:
+    return ["--set", f"corpus.root={corpus}", "--set", f"cache.root={cache}"]
+
+
+def _tree(cache: Path) -> dict[str, str]:
+    (path,) = [p for p in cache.iterdir() if p.is_dir() and len(p.name) == 16]
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and p.name not in ("build.json", ".lock")
+    }
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A corpus and the tree of its cache built by the local executor (the reference)."""
+    tmp = tmp_path_factory.mktemp("ray")
+    synthesize(tmp / "corpus", patients=6, hours=1.5, seed=8)
+    res = run_ictal("build", "--workers", "2", *_sets(tmp / "corpus", tmp / "reference"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp / "corpus", _tree(tmp / "reference")
+
+
+def _records(cache: Path) -> int:
+    return sum(1 for d in cache.glob("*.building-*") for p in (d / "records").glob("*.json")
+               if not p.name.startswith("."))  # fmt: skip
+
+
+def _ray_tasks() -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if any("ray::build_one" in part for part in (p.info["cmdline"] or [])):
+                out.append(p)
+        except psutil.Error:
+            continue
+    return out
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ictal.cli", *args], env=ictal_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _poll(condition, timeout: float = 120.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
+        time.sleep(0.01)
+
+
+def test_a_ray_build_is_byte_identical_to_the_local_one(corpus, tmp_path):
+    root, reference = corpus
+    res = run_ictal("build", "--executor", "ray", "--workers", "2", *_sets(root, tmp_path / "c"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _tree(tmp_path / "c") == reference
+
+
+def test_a_killed_ray_worker_is_retried(corpus, tmp_path):
+    root, reference = corpus
+    proc = _start(["build", "--executor", "ray", "--workers", "2", *_sets(root, tmp_path / "c")])
+    _poll(lambda: bool(_ray_tasks()) or proc.poll() is not None, what="a Ray task running")
+    victims = _ray_tasks()
+    assert victims, "the build ended before a task could be killed"
+    victims[0].send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert _tree(tmp_path / "c") == reference
+
+
+def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, tmp_path):
+    root, reference = corpus
+    for first, then in ((["--executor", "ray"], ["--executor", "process"]),
+                        (["--executor", "process"], ["--executor", "ray"])):  # fmt: skip
+        cache = tmp_path / f"c-{first[1]}"
+        proc = _start(["build", *first, "--workers", "2", *_sets(root, cache)])
+        _poll(lambda c=cache, p=proc: _records(c) >= 2 or p.poll() is not None,
+              what="two recordings built")  # fmt: skip
+        assert proc.poll() is None, "the build ended before the kill"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        _poll(lambda: not _ray_tasks(), timeout=60, what="the Ray tasks gone with the driver")
+        done = _records(cache)
+        res = run_ictal("build", *then, "--workers", "2", *_sets(root, cache))
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert f"{done} skipped" in res.stdout or f"{done} already done" in res.stderr
+        assert _tree(cache) == reference
+
+
+def test_without_ray_the_executor_is_a_usage_error(corpus, tmp_path):
+    root, _ = corpus
+    script = ("import sys; sys.modules['ray'] = None; from ictal.cli import main; "
+              "sys.argv = ['ictal'] + sys.argv[1:]; main()")  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", script, "build", "--executor", "ray",
+                          *_sets(root, tmp_path / "c")], env=ictal_env(), capture_output=True,
+                         text=True)  # fmt: skip
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "pip install 'ictal[ray]'" in res.stderr and "Traceback" not in res.stderr
