@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"cache", "runs"},
     {"train", "evaluate", "detect"},
     {"cli"},
+    {"__main__"},
 ]
 
 

@@ -243,7 +243,7 @@ def verify(
     from ictal.cache.locate import locate
     from ictal.cache.manifest import open_cache
     from ictal.cache.verify import format_problems, verify_l0, verify_l1
-    from ictal.parallel.executors import cache_workers
+    from ictal.parallel.engines import cache_workers
     from ictal.ui import progress
 
     fix = _fix_command("build", config, set_)
@@ -352,6 +352,36 @@ def gc(
     console.print(f"removed {len(removals)} director{'y' if len(removals) == 1 else 'ies'}")
 
 
+def _torchrun(nproc: int, command: str) -> int:
+    """Run this same command on ``nproc`` processes under torchrun (one machine) and return
+    its exit code; SIGINT/SIGTERM reach every rank, which checkpoints and stops."""
+    import subprocess
+
+    from ictal.train.distributed import launched
+
+    if launched():
+        _error("--nproc under torchrun: give --nproc-per-node to torchrun, not --nproc")
+        return ExitCode.USAGE
+    argv = sys.argv[1:]
+    rest, skip = [], False
+    for a in argv:  # the same command line, without --nproc N
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc-per-node={nproc}", "-m", "ictal", *rest]  # fmt: skip
+    proc = subprocess.Popen(args)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        return ExitCode.INTERRUPTED
+
+
 def _print_transfer(t: Transfer, title: str, already: str) -> None:
     """The summary of a publish or stage, or one line when there was nothing to copy."""
     console = make_console()
@@ -385,7 +415,7 @@ def publish(
     """Upload this config's verified cache to <URL>/<key16>/ (resumable, manifest last)."""
     cfg = _config(config, set_)
     from ictal.cache.remote import publish as run_publish
-    from ictal.parallel.executors import cache_workers
+    from ictal.parallel.engines import cache_workers
 
     result = run_publish(cfg, to, workers=cache_workers(cfg.cache.workers), force=force)
     _print_transfer(result, "published", f"{result.remote} is already published (same manifest)")
@@ -407,7 +437,7 @@ def stage(
     """Fetch a published cache into cache.root, verify every byte (L1), then commit it."""
     cfg = _config(config, set_)
     from ictal.cache.remote import stage as run_stage
-    from ictal.parallel.executors import cache_workers
+    from ictal.parallel.engines import cache_workers
 
     result = run_stage(cfg, from_, key=key, workers=cache_workers(cfg.cache.workers))
     _print_transfer(result, "staged (L0 + L1 verified)", f"{result.local} is already staged")
@@ -421,10 +451,18 @@ def train(
     run: Annotated[
         Path | None, typer.Option("--run", help="Resume this run directory (implies --resume).")
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc", min=1, help="Train on N processes (DDP via torchrun: gloo on CPU, NCCL)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Preflight the cache, then train (never preprocesses; kill -9 safe; SIGTERM saves)."""
+    if nproc is not None and nproc > 1:
+        raise typer.Exit(_torchrun(nproc, "train"))
     cfg = _config(config, set_)
     from ictal.train.loop import train as run_training
 
@@ -434,6 +472,8 @@ def train(
         fix_hint=_fix_command("build", config, set_),
         command=_fix_command("train", config, set_),
     )
+    if result.rank != 0:  # rank 0 speaks for a distributed run
+        raise typer.Exit(ExitCode.INTERRUPTED if result.state == "stopped" else ExitCode.OK)
     console = make_console()
     best = "-" if result.best_val_loss is None else f"{result.best_val_loss:.4f}"
     rows = [

@@ -169,6 +169,9 @@ class TrainConfig(Section):
     # (None: torch's default) and the fraction of the GPU's memory it may take (CUDA only).
     threads: int | None = Field(None, ge=1, le=1024)
     gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    # Several ranks (torchrun, --nproc): a rank that does not answer for this long ends the
+    # job with an error instead of a hang.
+    dist_timeout_s: float = Field(300.0, gt=0.0)
 
 
 class EvaluateConfig(Section):

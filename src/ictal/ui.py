@@ -70,6 +70,12 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.propagate = False
 
 
+def quiet_ranks() -> None:
+    """Ranks other than 0 of a distributed run say only warnings and errors (rank 0 speaks
+    for the run)."""
+    logging.getLogger("ictal").setLevel(logging.WARNING)
+
+
 def plain_formatter() -> logging.Formatter:
     """'time level message' lines for logs and files, credentials redacted."""
     return RedactingFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")

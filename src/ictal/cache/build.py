@@ -35,7 +35,7 @@ from ictal.corpus.discovery import Discovery, RecordingRef
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
-from ictal.parallel.executors import make_executor
+from ictal.parallel.engines import make_executor
 from ictal.ui import log, progress
 
 

@@ -46,7 +46,7 @@ from ictal.io.paths import is_safe_name, writable_dir
 from ictal.io.redact import redact
 from ictal.models.checkpoint import load_model
 from ictal.models.inference import default_hop
-from ictal.parallel.executors import make_executor
+from ictal.parallel.engines import make_executor
 from ictal.runs.directory import RunDir, eval_dir_for, new_run_id, run_of_checkpoint
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.meta import read_run_json, record_resume, run_metadata

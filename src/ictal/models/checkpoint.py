@@ -20,7 +20,7 @@ from ictal.models.registry import build_model
 
 FORMAT = "ictal-checkpoint-1"
 # Keys only training needs; load_model drops them.
-TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "sampler", "rng")
+TRAINING_KEYS = ("optimizer", "scheduler", "scaler", "sampler", "rng", "rng_ranks")
 # What inference needs besides the weights.
 INFERENCE_KEYS = ("model_name", "model_params", "n_channels", "fs", "output_stride", "window")
 

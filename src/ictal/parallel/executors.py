@@ -17,10 +17,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from ictal.errors import ExitCode, IctalError
-from ictal.machine import usable_cpus
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -166,28 +165,3 @@ def _bounded(
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
             yield _result(f)
-
-
-def cache_workers(requested: int | None) -> int:
-    """Workers of cache work (build, verify --full, publish, stage): the number asked for
-    (``--workers`` or ``cache.workers``), else one per usable CPU."""
-    return requested or usable_cpus()
-
-
-def make_executor(kind: str, workers: int | None, ray: Any = None) -> Executor:
-    """The executor named in the config, with ``cache_workers(workers)`` workers; ``ray`` is
-    the config's ray section (address, CPUs and memory per task, retries)."""
-    n = cache_workers(workers)
-    if kind == "serial":
-        return SerialExecutor()
-    if kind == "ray":
-        from ictal.parallel.cluster import RayExecutor
-
-        return RayExecutor(
-            workers,
-            getattr(ray, "address", None),
-            cpus_per_task=getattr(ray, "cpus_per_task", 1.0),
-            memory_gb_per_task=getattr(ray, "memory_gb_per_task", None),
-            max_retries=getattr(ray, "max_retries", 3),
-        )
-    return ProcessExecutor(n)

@@ -58,7 +58,12 @@ def window_dataset(
 
 
 def make_sampler(
-    cfg: Config, index: WindowIndex, recs: list[dict[str, Any]], fs: float
+    cfg: Config,
+    index: WindowIndex,
+    recs: list[dict[str, Any]],
+    fs: float,
+    rank: int = 0,
+    world: int = 1,
 ) -> BalancedSampler:
     """The balanced sampler of the train windows, or a config error naming the setting that
     makes it impossible (windows longer than every recording, ratios that draw nothing or
@@ -81,6 +86,8 @@ def make_sampler(
             full=ratios.full,
             background=ratios.background,
             seed=cfg.train.seed,
+            rank=rank,
+            world_size=world,
         )
     except ValueError as exc:
         raise ConfigError(f"{named}: no training draw is possible ({exc})") from exc
@@ -98,17 +105,30 @@ def make_train_data(
     model_stride: int,
     *,
     validation: bool = True,
+    rank: int = 0,
+    world: int = 1,
 ) -> TrainData:
-    """Train windows through the balanced sampler; dev windows (stride = window) to validate."""
+    """Train windows through the balanced sampler; dev windows (stride = window) to validate.
+
+    With several ranks, each takes a disjoint share of every epoch's draw and of the dev
+    windows, and ``loader.batch_size`` is the global batch (each rank loads its part), so
+    the ranks together train on the windows one process would, step for step.
+    """
     fs = view.fs
     window = round(cfg.windows.length_s * fs)
     stride = round(cfg.windows.stride_s * fs)
     train_recs = view.split("train")
     index = window_index(cfg, train_recs, fs, stride)
-    sampler = make_sampler(cfg, index, train_recs, fs)
+    sampler = make_sampler(cfg, index, train_recs, fs, rank, world)
     lc = cfg.loader
+    if lc.batch_size % world:
+        raise ConfigError(
+            f"loader.batch_size={lc.batch_size} is the global batch of {world} ranks: make it "
+            f"a multiple of {world}"
+        )
+    batch = lc.batch_size // world
     loader_args = {
-        "batch_size": lc.batch_size,
+        "batch_size": batch,
         "num_workers": lc.num_workers,  # None: the backend's default for this machine
         "backend": lc.backend,
         "prefetch_factor": lc.prefetch_factor,
@@ -126,10 +146,9 @@ def make_train_data(
                         "validation, early stopping and best.pt are skipped")  # fmt: skip
         else:
             val_set = window_dataset(view, dev_recs, val_index)
-            val_loader = make_loader(
-                val_set, torch.utils.data.SequentialSampler(val_set), **loader_args
-            )
-    steps = math.ceil(len(sampler) / lc.batch_size)
+            shard = list(range(rank, len(val_set), world))  # this rank's dev windows
+            val_loader = make_loader(val_set, shard, **loader_args)
+    steps = math.ceil(len(sampler) / batch)
     if cfg.train.steps_per_epoch is not None:
         steps = min(steps, cfg.train.steps_per_epoch)
     return TrainData(
@@ -140,7 +159,7 @@ def make_train_data(
         window=window,
         stride=stride,
         stride_out=model_stride,
-        batch_size=lc.batch_size,
+        batch_size=batch,
         steps_per_epoch=steps,
         total_steps=steps * cfg.train.epochs,
         workers=train_loader.num_workers,

@@ -8,12 +8,14 @@ checkpoints at the next step boundary and returns with state "stopped".
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.utils.data
 from torch import nn
@@ -41,9 +43,10 @@ from ictal.runs.metrics import keep_until
 from ictal.runs.resume import find_resumable, resume_config
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
+from ictal.train.distributed import Ranks, join, rank_device, window_hash
 from ictal.train.feed import TrainData, describe, make_train_data
 from ictal.train.loss import seizure_bce, step_targets
-from ictal.train.monitor import Recorder, StopRequest, WaitWatch
+from ictal.train.monitor import QuietRecorder, Recorder, StopRequest, WaitWatch
 from ictal.train.setup import (
     apply_share,
     data_stride,
@@ -52,9 +55,9 @@ from ictal.train.setup import (
     make_state,
     seed_everything,
 )
-from ictal.train.state import TrainState, is_better
+from ictal.train.state import TrainState, capture_rng, is_better
 from ictal.train.validate import Validation, validate
-from ictal.ui import log, progress
+from ictal.ui import log, progress, quiet_ranks
 
 
 class TrainingError(IctalError):
@@ -79,6 +82,7 @@ class TrainResult:
     pushed_to: str | None = None
     push_error: str = ""
     push_failures: int = 0
+    rank: int = 0  # with several ranks, only rank 0's result is printed
 
 
 # ----------------------------------------------------------------------------- the story
@@ -97,39 +101,81 @@ def train(
     starts when there is none, logged); a Path continues that run directory. ``command`` is
     the command line (with the user's config) that the resume hint extends.
     """
-    previous = _run_to_resume(cfg, resume)
+    device = pick_device(cfg.train.device)
+    ranks = join(device, cfg.train.dist_timeout_s)  # one process, or one rank of torchrun's
+    try:
+        return _train(cfg, resume, fix_hint, command, rank_device(device, ranks), ranks)
+    finally:
+        ranks.close()
+
+
+def _train(
+    cfg: Config,
+    resume: bool | Path,
+    fix_hint: str,
+    command: str,
+    device: torch.device,
+    ranks: Ranks,
+) -> TrainResult:
+    """``train`` on this rank: rank 0 owns the run directory, every rank trains its share."""
+    if not ranks.main:
+        quiet_ranks()
+    chosen = _run_to_resume(cfg, resume) if ranks.main else None
+    found = ranks.broadcast(None if chosen is None else str(chosen.path))
+    previous = RunDir(Path(found)) if found else None
     if previous is not None:
         cfg = resume_config(cfg, previous)
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
-    writable_dir(cfg.runs.root, "runs.root")
-    device = pick_device(cfg.train.device)
+    if ranks.main:
+        writable_dir(cfg.runs.root, "runs.root")
     apply_share(cfg, device)
     with deterministic(device):
         seed_everything(cfg.train.seed)
-        model = make_model(cfg, pre.view).to(device)
-        data = make_train_data(cfg, pre.view, device, data_stride(model))
-        run_id = previous.run_id if previous is not None else new_run_id()
-        if cfg.sink.url:
-            check_sink(cfg.sink.url, run_id)  # a sink that cannot take results: refuse now
-        run = previous or create_run(
-            cfg, run_metadata(str(device), cache_key=pre.view.key, cache_path=pre.view.path), run_id
-        )
+        model = make_model(cfg, pre.view).to(device)  # the same first weights on every rank
+        if ranks.active:
+            seed_everything(cfg.train.seed + 7919 * ranks.rank)  # each rank its own dropout
+        data = make_train_data(cfg, pre.view, device, data_stride(model),
+                               rank=ranks.rank, world=ranks.world)  # fmt: skip
+        run = previous
+        if ranks.main and run is None:
+            run_id = new_run_id()
+            if cfg.sink.url:
+                check_sink(cfg.sink.url, run_id)  # a sink that cannot take results: refuse now
+            meta = run_metadata(str(device), cache_key=pre.view.key, cache_path=pre.view.path,
+                                world_size=ranks.world)  # fmt: skip
+            run = create_run(cfg, meta, run_id)
+        elif ranks.main and cfg.sink.url:
+            check_sink(cfg.sink.url, run.run_id)  # type: ignore[union-attr]
+        run = RunDir(Path(ranks.broadcast(str(run.path) if run is not None else None)))
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
-        with run_lock(run), log_to_file(run.log):
+        state.world_size = ranks.world
+        if ranks.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            state.ddp = DistributedDataParallel(model, device_ids=ids)
+        owner = contextlib.ExitStack()
+        if ranks.main:
+            owner.enter_context(run_lock(run))
+            owner.enter_context(log_to_file(run.log))
+        with owner:
             live = LiveStatus(run.run_id, cfg.train.heartbeat_s, epochs=cfg.train.epochs)
-            watch = RunWatch(
-                run.path, run.heartbeat, live, cfg.sink, run.run_id, exclude=is_evaluation
-            ).start()  # first heartbeat and first push now: visible from anywhere at once
+            watch = None
+            if ranks.main:  # first heartbeat and first push now: visible from anywhere
+                watch = RunWatch(run.path, run.heartbeat, live, cfg.sink, run.run_id,
+                                 exclude=is_evaluation).start()  # fmt: skip
             final, error = "failed", None
             try:
                 for name, value in pre.rows:
                     log.info(f"{name}: {value}")
-                log.info(describe(data))
+                log.info(describe(data) + (f"; {ranks.world} ranks" if ranks.active else ""))
                 if previous is not None:
-                    record_resume(run.run_json, str(device))
-                    restore(run, state)
+                    if ranks.main:
+                        record_resume(run.run_json, str(device))
+                    restore(run, state, ranks)
                 log.info(f"run {run.run_id} in {run.path} on {device}")
-                result = fit(cfg, state, data, run, device, watch, f"{command} --run {run.path}")
+                hint = f"{command} --run {run.path}"
+                result = fit(cfg, state, data, run, device, watch or live, hint, ranks)
                 final = result.state
             except KeyboardInterrupt:
                 final, error = "stopped", "interrupted"
@@ -139,10 +185,13 @@ def train(
                 raise
             finally:
                 live.update(phase="finished")
-                pushed = watch.finish(final, error)  # final heartbeat, then push, marker last
-    result.pushed_to = pushed.url if pushed.complete else None
-    result.push_error = pushed.error
-    result.push_failures = pushed.failures
+                if watch is not None:  # final heartbeat, then push, marker last
+                    pushed = watch.finish(final, error)
+    result.rank = ranks.rank
+    if watch is not None:
+        result.pushed_to = pushed.url if pushed.complete else None
+        result.push_error = pushed.error
+        result.push_failures = pushed.failures
     return result
 
 
@@ -152,15 +201,23 @@ def fit(
     data: TrainData,
     run: RunDir,
     device: torch.device,
-    watch: RunWatch,
+    watch: RunWatch | LiveStatus,
     resume_hint: str = "ictal train --resume",
+    ranks: Ranks | None = None,
 ) -> TrainResult:
-    """Epochs of training and validation, reported to the run's metrics and live status."""
-    watch.live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
-    rec = Recorder(run, watch, purge_step=state.step + 1 if state.step else None)
+    """Epochs of training and validation, reported to the run's metrics and live status
+    (``watch``: rank 0's heartbeat and push; other ranks only keep a live status)."""
+    ranks = ranks or Ranks()
+    live = watch.live if isinstance(watch, RunWatch) else watch
+    live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
+    rec: Recorder | QuietRecorder
+    if isinstance(watch, RunWatch):
+        rec = Recorder(run, watch, purge_step=state.step + 1 if state.step else None)
+    else:
+        rec = QuietRecorder(live)
     try:
         with StopRequest() as stop:
-            final, stopped_early = run_epochs(cfg, state, data, run, rec, stop, device)
+            final, stopped_early = run_epochs(cfg, state, data, run, rec, stop, device, ranks)
     finally:
         rec.close()
     if final == "stopped":
@@ -188,9 +245,10 @@ def run_epochs(
     state: TrainState,
     data: TrainData,
     run: RunDir,
-    rec: Recorder,
+    rec: Recorder | QuietRecorder,
     stop: StopRequest,
     device: torch.device,
+    ranks: Ranks,
 ) -> tuple[str, bool]:
     """Train and validate each remaining epoch; return (final state, stopped early)."""
     patience = cfg.train.patience
@@ -203,20 +261,19 @@ def run_epochs(
             )
             return "done", True
         state.sampler.set_epoch(state.epoch)
-        if not train_epoch(cfg, state, data, run, rec, stop, device):
+        if not train_epoch(cfg, state, data, run, rec, stop, device, ranks):
             return "stopped", False
         val = None
         if data.val_loader is not None and cfg.train.validate_each_epoch:
             rec.live.update(phase="validate", val_batches=0, val_total=len(data.val_loader))
             # the epoch's training weight, so this loss compares with the train loss
             pos_weight = torch.tensor(data.sampler.pos_weight(state.epoch), device=device)
-            val = validate(
-                state.model, data.val_loader, data.stride_out, device, cfg, stop, rec, pos_weight
-            )
+            val = validate(state.model, data.val_loader, data.stride_out, device, cfg, stop, rec,
+                           pos_weight, ranks)  # fmt: skip
             if val is None:  # stop requested during validation: resume re-validates
-                save(state, run.last, rec)
+                save(state, run.last, rec, ranks)
                 return "stopped", False
-        end_epoch(cfg, state, run, rec, val)
+        end_epoch(cfg, state, data, run, rec, val, ranks)
     stopped_early = patience is not None and state.bad_epochs >= patience
     log.info(f"training done: {state.epoch} epochs, {state.step} steps, best {state.best_metric}")
     return "done", stopped_early
@@ -227,11 +284,17 @@ def train_epoch(
     state: TrainState,
     data: TrainData,
     run: RunDir,
-    rec: Recorder,
+    rec: Recorder | QuietRecorder,
     stop: StopRequest,
     device: torch.device,
+    ranks: Ranks | None = None,
 ) -> bool:
-    """Train the rest of the current epoch; False when a stop was requested (checkpointed)."""
+    """Train the rest of the current epoch; False when a stop was requested (checkpointed).
+
+    After each step the ranks agree on the step's loss (over the global batch), on a stop
+    and on a checkpoint (rank 0's clock decides), so they always act together.
+    """
+    ranks = ranks or Ranks()
     epoch = state.epoch
     p = data.sampler.expected_positive_fraction(epoch)
     pos_weight = torch.tensor(data.sampler.pos_weight(epoch), device=device)
@@ -255,19 +318,29 @@ def train_epoch(
         try:
             for x, y in meter.wrap(batches):
                 lr = state.optimizer.param_groups[0]["lr"]
-                pos_fraction = float(y.float().mean())
-                loss, grad_norm = train_step(state, x, y, pos_weight, cfg, device)
+                local_pos = float(y.float().mean())
+                local_loss, grad_norm = train_step(state, x, y, pos_weight, cfg, device, ranks)
                 state.step += 1
                 state.step_in_epoch += 1
-                state.samples_seen += len(x)
                 now = time.perf_counter()
                 wait = meter.wait_s - wait_prev
                 dt, t_prev, wait_prev = now - t_prev, now, meter.wait_s
-                if math.isfinite(loss):
-                    sums["loss"] += loss * len(x)
-                    sums["loss_samples"] += len(x)
-                sums["pos"] += pos_fraction * len(x)
-                sums["samples"] += len(x)
+                finite = math.isfinite(local_loss)
+                due = (
+                    ranks.main and time.monotonic() - rec.last_save >= cfg.train.checkpoint_every_s
+                )
+                total, finite_n, n, pos, bad, stopping, saving = ranks.agree([
+                    local_loss * len(x) if finite else 0.0, len(x) if finite else 0, len(x),
+                    local_pos * len(x), float(not finite), float(stop.requested), float(due),
+                ])  # fmt: skip
+                loss = total / finite_n if finite_n and not bad else math.nan
+                pos_fraction = pos / n
+                state.samples_seen += int(n)
+                if not bad:
+                    sums["loss"] += total
+                    sums["loss_samples"] += finite_n
+                sums["pos"] += pos
+                sums["samples"] += n
                 rec.write(
                     {
                         "phase": "train",
@@ -279,7 +352,7 @@ def train_epoch(
                         "grad_norm": grad_norm,
                         "pos_weight": float(pos_weight),
                         "pos_fraction": pos_fraction,
-                        "samples_per_s": len(x) / dt if dt > 0 else None,
+                        "samples_per_s": n / dt if dt > 0 else None,
                         "data_wait": wait / dt if dt > 0 else None,
                     }
                 )
@@ -287,27 +360,40 @@ def train_epoch(
                     step=state.step,
                     loss=loss,
                     lr=lr,
-                    samples=rec.live.samples + len(x),
+                    samples=rec.live.samples + int(n),
                     wait_s=rec.live.wait_s + wait,
                 )
+                if ranks.active and state.step % RANK_REPORT_STEPS == 0:
+                    report_ranks(rec.live, ranks, state.step, meter)
                 ticker.advance(note=f"loss {loss:.4f}")
                 count_nonfinite(state, loss, grad_norm, cfg)
                 watch.check(meter)
-                if stop.requested:
-                    save(state, run.last, rec)
+                if stopping:
+                    save(state, run.last, rec, ranks)
                     return False
-                if time.monotonic() - rec.last_save >= cfg.train.checkpoint_every_s:
-                    save(state, run.last, rec)
+                if saving:
+                    save(state, run.last, rec, ranks)
                 if state.step_in_epoch >= data.steps_per_epoch:
                     break
         except RuntimeError:
-            if not stop.requested:  # loader workers die with the process group on SIGTERM
+            if not stop.requested or ranks.active:  # loader workers die with the process group
                 raise
-            save(state, run.last, rec)
+            save(state, run.last, rec, ranks)
             return False
     watch.check(meter, final=True)
     sums["data_wait"] = meter.fraction()
     return True
+
+
+RANK_REPORT_STEPS = 20  # how often the ranks tell rank 0's heartbeat where they are
+
+
+def report_ranks(live: LiveStatus, ranks: Ranks, step: int, meter: DataWaitMeter) -> None:
+    """Every rank's step and data wait into rank 0's heartbeat (``ranks`` field)."""
+    seen = ranks.gather({"rank": ranks.rank, "step": step, "data_wait": meter.fraction(),
+                         "time": time.time()})  # fmt: skip
+    if ranks.main:
+        live.update(detail={**live.snapshot()["detail"], "ranks": seen})
 
 
 def train_step(
@@ -317,20 +403,26 @@ def train_step(
     pos_weight: torch.Tensor,
     cfg: Config,
     device: torch.device,
+    ranks: Ranks | None = None,
 ) -> tuple[float, float | None]:
-    """One optimizer step on a batch; a non-finite loss or gradient skips the update."""
+    """One optimizer step on a batch; a non-finite loss or gradient skips the update (on
+    every rank, when any rank's loss is not finite: they all reduce gradients together)."""
+    ranks = ranks or Ranks()
     model, opt, scaler = state.model, state.optimizer, state.scaler
     model.train()
     x = model_input(x, device)
     y = y.to(device, non_blocking=True)
     opt.zero_grad(set_to_none=True)
     with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
-        logits = model(x)
+        logits = state.forward_model(x)
     target = step_targets(y, data_stride(model), logits.shape[1])
     loss = seizure_bce(logits, target, pos_weight)
     loss_value = float(loss.detach())
     grad_norm: float | None = None
-    if math.isfinite(loss_value):
+    all_finite = math.isfinite(loss_value)
+    if ranks.active:
+        all_finite = ranks.agree([float(not all_finite)])[0] == 0
+    if all_finite:
         scaler.scale(loss).backward()
         if cfg.train.grad_clip is not None:
             scaler.unscale_(opt)
@@ -369,10 +461,19 @@ def count_nonfinite(state: TrainState, loss: float, grad_norm: float | None, cfg
 
 
 def end_epoch(
-    cfg: Config, state: TrainState, run: RunDir, rec: Recorder, val: Validation | None
+    cfg: Config,
+    state: TrainState,
+    data: TrainData,
+    run: RunDir,
+    rec: Recorder | QuietRecorder,
+    val: Validation | None,
+    ranks: Ranks | None = None,
 ) -> None:
     """Record the epoch, update early stopping, save best.pt on improvement and last.pt."""
+    ranks = ranks or Ranks()
     epoch = state.epoch
+    trained = data.sampler.rank_indices(epoch)[: state.step_in_epoch * data.batch_size]
+    count, digest = ranks.agree_counts(np.array([len(trained), window_hash(trained)]))
     sums = state.extra.get("epoch_sums") or _fresh_sums()
     improved = False
     if val is not None:
@@ -412,22 +513,28 @@ def end_epoch(
             "nonfinite": state.nonfinite_total,
             "best_val_loss": state.best_metric,
             "bad_epochs": state.bad_epochs,
+            "windows": int(count),
+            "windows_hash": int(digest) % (1 << 48),
         }
     )
     state.epoch += 1
     state.step_in_epoch = 0
     state.extra["epoch_sums"] = _fresh_sums()
     state.sampler.set_epoch(state.epoch)
+    if ranks.active:
+        report_ranks(rec.live, ranks, state.step, DataWaitMeter())
     if improved:
-        save(state, run.best, rec)
-    save(state, run.last, rec)
+        save(state, run.best, rec, ranks)
+    save(state, run.last, rec, ranks)
 
 
 # ----------------------------------------------------------------------------- the parts
 
 
-def restore(run: RunDir, state: TrainState) -> None:
-    """Load last.pt into the state and drop metrics lines written after it."""
+def restore(run: RunDir, state: TrainState, ranks: Ranks | None = None) -> None:
+    """Load last.pt into the state (every rank; each its own RNG states) and drop metrics
+    lines written after it (rank 0)."""
+    ranks = ranks or Ranks()
     if run.last.exists():
         ckpt = load_checkpoint(run.last)
         if ckpt["cache_key"] != state.cache_key:
@@ -435,28 +542,37 @@ def restore(run: RunDir, state: TrainState) -> None:
                 f"run {run.run_id} trained on cache {ckpt['cache_key'][:16]}, the config now "
                 f"opens {state.cache_key[:16]}; resume needs the same cache"
             )
-        state.restore(ckpt)
+        try:
+            state.restore(ckpt, ranks.rank)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
         log.info(
             f"resuming run {run.run_id} at epoch {state.epoch + 1}, step {state.step} "
             f"({state.step_in_epoch} steps into the epoch)"
         )
     else:
         log.info(f"run {run.run_id} has no checkpoint yet; starting it from step 0")
-    dropped = keep_until(run.metrics, state.step, state.epoch)
+    dropped = keep_until(run.metrics, state.step, state.epoch) if ranks.main else 0
     if dropped:
         log.info(f"dropped {dropped} metrics lines written after the checkpoint")
 
 
-def save(state: TrainState, path: Path, rec: Recorder) -> None:
-    """Checkpoint atomically and note the time (heartbeat shows its age).
+def save(
+    state: TrainState, path: Path, rec: Recorder | QuietRecorder, ranks: Ranks | None = None
+) -> None:
+    """Checkpoint atomically and note the time (heartbeat shows its age); with several
+    ranks every rank gives its RNG states and rank 0 alone writes.
 
     The metrics lines up to this step are synced first: a resume keeps lines up to the
     checkpoint, so they must be on disk whenever the checkpoint is.
     """
-    rec.metrics.sync()
-    state.save(path)
+    ranks = ranks or Ranks()
+    rngs = ranks.gather(capture_rng()) if ranks.active else None
+    if isinstance(rec, Recorder):
+        rec.metrics.sync()
+        state.save(path, rngs)
+        rec.watch.checkpointed()  # its time in the heartbeat, and pushed soon
     rec.last_save = time.monotonic()
-    rec.watch.checkpointed()  # its time in the heartbeat, and pushed soon
 
 
 def _fresh_sums() -> dict[str, float]:

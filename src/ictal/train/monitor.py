@@ -14,6 +14,7 @@ from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.machine import usable_cpus
 from ictal.runs.directory import RunDir
+from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import MetricsLog
 from ictal.runs.watch import RunWatch
 from ictal.ui import log
@@ -48,6 +49,22 @@ class Recorder:
     def close(self) -> None:
         self.metrics.close()
         self.tb.close()
+
+
+class QuietRecorder:
+    """The recorder of a rank other than 0: it writes nothing (rank 0 writes the run), but
+    keeps the live status the loop updates."""
+
+    def __init__(self, live: LiveStatus) -> None:
+        self.live = live
+        self.watch = None
+        self.last_save = time.monotonic()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Nothing: rank 0 writes the metrics."""
+
+    def close(self) -> None:
+        """Nothing to close."""
 
 
 class WaitWatch:

@@ -99,13 +99,21 @@ class TrainState:
     nonfinite_in_a_row: int = 0
     samples_seen: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1  # ranks training together (the checkpoint resumes with the same)
+    ddp: nn.Module | None = None  # the DistributedDataParallel wrapper when world_size > 1
+
+    @property
+    def forward_model(self) -> nn.Module:
+        """What a training step calls: the DDP wrapper on several ranks, else the model."""
+        return self.ddp if self.ddp is not None else self.model
 
     def consumed(self) -> int:
         """Samples of this epoch's draw already trained (never the loader's read-ahead)."""
         return min(self.step_in_epoch * self.batch_size, len(self.sampler))
 
-    def checkpoint(self) -> dict[str, Any]:
-        """The checkpoint dict: tensors and plain values only."""
+    def checkpoint(self, rngs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """The checkpoint dict: tensors and plain values only (``rngs``: every rank's RNG
+        states, when several ranks train)."""
         sampler = {"epoch": self.epoch, "position": self.consumed()}
         return {
             "format": FORMAT,
@@ -134,24 +142,33 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "sampler": sampler,
             "rng": capture_rng(),
+            "rng_ranks": rngs or [],
+            "world_size": self.world_size,
             "time": time.time(),
             "ictal_version": __version__,
             "torch_version": str(torch.__version__),
             "extra": self.extra,
         }
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, rngs: list[dict[str, Any]] | None = None) -> Path:
         """Write the checkpoint atomically (temp file, fsync, rename, fsync dir)."""
-        ckpt = self.checkpoint()
+        ckpt = self.checkpoint(rngs)
 
         def write(fh: IO[bytes]) -> None:
             torch.save(ckpt, fh)
 
         return atomic_write_with(path, write)
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Load a checkpoint of the same run into this state (weights, optimizer, RNG, ...)."""
+    def restore(self, ckpt: dict[str, Any], rank: int = 0) -> None:
+        """Load a checkpoint of the same run into this state (weights, optimizer, RNG, ...);
+        a run trained on N ranks resumes on N ranks, each with its own RNG states."""
         check_format(ckpt)
+        trained_on = int(ckpt.get("world_size", 1))
+        if trained_on != self.world_size:
+            raise ValueError(
+                f"this run was trained on {trained_on} process(es); resume it on the same "
+                f"number (now {self.world_size}): exact resume needs the same ranks"
+            )
         if ckpt["batch_size"] != self.batch_size:
             raise ValueError(
                 f"checkpoint batch size {ckpt['batch_size']} differs from {self.batch_size}"
@@ -168,7 +185,8 @@ class TrainState:
         ):  # fmt: skip
             setattr(self, name, ckpt[name])
         self.extra = dict(ckpt.get("extra") or {})
-        restore_rng(ckpt["rng"])
+        rngs = ckpt.get("rng_ranks") or []
+        restore_rng(rngs[rank] if self.world_size > 1 and len(rngs) > rank else ckpt["rng"])
 
 
 def is_better(value: float, best: float | None) -> bool:

@@ -13,6 +13,7 @@ from torch import nn
 from ictal.auroc import HistogramAuroc
 from ictal.config import Config
 from ictal.data.dataset import model_input
+from ictal.train.distributed import Ranks
 from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import Recorder, StopRequest
 
@@ -38,8 +39,12 @@ def validate(
     stop: StopRequest,
     rec: Recorder,
     pos_weight: torch.Tensor | None = None,
+    ranks: Ranks | None = None,
 ) -> Validation | None:
-    """One pass over the dev windows in bounded memory; None when a stop was requested."""
+    """One pass over the dev windows in bounded memory; None when a stop was requested.
+    With several ranks each validates its share and the sums are added together, so every
+    rank gets the same result."""
+    ranks = ranks or Ranks()
     t0 = time.perf_counter()
     model.eval()
     auroc = HistogramAuroc(bins=1000)
@@ -50,7 +55,7 @@ def validate(
     try:
         with torch.no_grad():
             for i, (x, y) in enumerate(batches):
-                if stop.requested:
+                if stop.requested and not ranks.active:  # ranks agree on a stop below
                     return None
                 x, y = model_input(x, device), y.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
@@ -65,11 +70,18 @@ def validate(
                 auroc.update(y[:, : probs.shape[1]].cpu().numpy(), probs.cpu().numpy())
                 rec.live.update(val_batches=i + 1)
     except RuntimeError:
-        if stop.requested:
+        if stop.requested and not ranks.active:
             return None
         raise
     finally:
         model.train()
+    stopped, loss_sum, weighted_sum, n, windows = ranks.agree(
+        [float(stop.requested), loss_sum, weighted_sum, n, windows]
+    )
+    if stopped:
+        return None
+    auroc.pos = ranks.agree_counts(auroc.pos)
+    auroc.neg = ranks.agree_counts(auroc.neg)
     weighted = weighted_sum / max(n, 1) if pos_weight is not None else float("nan")
     elapsed = time.perf_counter() - t0
-    return Validation(loss_sum / max(n, 1), weighted, auroc.value(), windows, elapsed)
+    return Validation(loss_sum / max(n, 1), weighted, auroc.value(), int(windows), elapsed)

@@ -1,0 +1,33 @@
+"""Which engine runs a command's tasks: the caller itself (serial), local worker processes
+(the default), or a Ray cluster; and how many workers by default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ictal.machine import usable_cpus
+from ictal.parallel.cluster import RayExecutor
+from ictal.parallel.executors import Executor, ProcessExecutor, SerialExecutor
+
+
+def cache_workers(requested: int | None) -> int:
+    """Workers of cache work (build, verify --full, publish, stage): the number asked for
+    (``--workers`` or ``cache.workers``), else one per usable CPU."""
+    return requested or usable_cpus()
+
+
+def make_executor(kind: str, workers: int | None, ray: Any = None) -> Executor:
+    """The executor named in the config, with ``cache_workers(workers)`` workers; ``ray`` is
+    the config's ray section (address, CPUs and memory per task, retries)."""
+    n = cache_workers(workers)
+    if kind == "serial":
+        return SerialExecutor()
+    if kind == "ray":
+        return RayExecutor(
+            workers,
+            getattr(ray, "address", None),
+            cpus_per_task=getattr(ray, "cpus_per_task", 1.0),
+            memory_gb_per_task=getattr(ray, "memory_gb_per_task", None),
+            max_retries=getattr(ray, "max_retries", 3),
+        )
+    return ProcessExecutor(n)

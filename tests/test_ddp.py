@@ -1,0 +1,161 @@
+"""Training on two processes with torchrun on the CPU (gloo): to the end through `torchrun`
+and through `ictal train --nproc`, the same windows as one process, an exact resume after
+SIGKILL of the whole job, and a dead rank ends the job instead of hanging it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from conftest import ictal_env, run_ictal
+from ictal.corpus.synth import synthesize
+from ictal.models.checkpoint import load_checkpoint
+from ictal.runs.heartbeat import read_heartbeat
+from ictal.runs.metrics import read_metrics
+
+pytestmark = pytest.mark.slow
+
+FAST = [
+    "windows.length_s=8",
+    "windows.stride_s=4",
+    "model.params={width: 8, gru_hidden: 8}",
+    "loader.batch_size=4",
+    "loader.num_workers=1",
+    "train.warmup_steps=2",
+    "train.epochs=3",
+    "train.steps_per_epoch=6",
+    "train.seed=3",
+    "train.heartbeat_s=0.3",
+    "train.dist_timeout_s=60",
+]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("ddp")
+    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=6)
+    res = run_ictal("build", "--workers", "1", *_sets(tmp, "runs"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp
+
+
+def _sets(tmp: Path, runs: str, *extra: str) -> list[str]:
+    out: list[str] = []
+    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
+              f"runs.root={tmp / runs}", *FAST, *extra):  # fmt: skip
+        out += ["--set", s]
+    return out
+
+
+def _torchrun(args: list[str], **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node=2", "-m", "ictal"]  # fmt: skip
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    return subprocess.Popen(
+        [*torchrun, *args], env=ictal_env(), stdin=subprocess.DEVNULL, **pipes, **kw
+    )
+
+
+def _run(runs: Path) -> Path:
+    (run,) = [p for p in runs.iterdir() if (p / "config.yaml").is_file()]
+    return run
+
+
+def _epochs(run: Path) -> list[tuple[int, int, int]]:
+    return [(r["epoch"], r["windows"], r["windows_hash"])
+            for r in read_metrics(run / "metrics.jsonl") if r["phase"] == "epoch"]  # fmt: skip
+
+
+def test_torchrun_trains_to_the_end_on_the_windows_of_one_process(built):
+    # 3 steps of 4 stay inside the epoch's draw, so no rank trim (< 2 windows) can differ
+    cap = "train.steps_per_epoch=3"
+    proc = _torchrun(["train", *_sets(built, "runs-2", cap)])
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-4000:]
+    run = _run(built / "runs-2")
+    assert json.loads((run / "run.json").read_text())["world_size"] == 2
+    beat = read_heartbeat(run / "heartbeat.json")
+    assert beat["state"] == "done" and sorted(r["rank"] for r in beat["ranks"]) == [0, 1]
+    assert out.count("ictal train") == 1, "rank 0 alone prints the summary"
+    one = run_ictal("train", *_sets(built, "runs-1", cap))
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert _epochs(run) == _epochs(_run(built / "runs-1")), "other windows than one process"
+    nproc = run_ictal("train", "--nproc", "2", *_sets(built, "runs-nproc", cap))
+    assert nproc.returncode == 0, nproc.stderr[-4000:]
+    assert _epochs(_run(built / "runs-nproc")) == _epochs(run)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+
+
+def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built):
+    sets = _sets(built, "runs-ref", "train.checkpoint_every_s=0.001", "train.epochs=4")
+    ref = _torchrun(["train", *sets])
+    _, err = ref.communicate(timeout=300)
+    assert ref.returncode == 0, err[-4000:]
+    expected = _weights(_run(built / "runs-ref"))
+
+    runs = built / "runs-kill"
+    sets = _sets(built, "runs-kill", "train.checkpoint_every_s=0.001", "train.epochs=4")
+    job = _torchrun(["train", *sets], start_new_session=True)
+    deadline = time.monotonic() + 120
+
+    def steps() -> int:
+        if not runs.is_dir():
+            return 0
+        beat = (
+            read_heartbeat(next(runs.iterdir()) / "heartbeat.json") if any(runs.iterdir()) else None
+        )
+        return int((beat or {}).get("step") or 0)
+
+    while steps() < 9 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.poll() is None, "the job ended before the kill: the test proves nothing"
+    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a crashed machine
+    job.communicate()
+    run = _run(runs)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] < 4
+    again = _torchrun(["train", *sets, "--resume"])
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-4000:]
+    got = _weights(run)
+    assert got.keys() == expected.keys()
+    for name in got:
+        assert torch.equal(got[name], expected[name]), f"{name} differs after the resume"
+    steps_logged = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["phase"] == "train"]
+    assert steps_logged == list(range(1, len(steps_logged) + 1)), "each step logged once"
+
+
+def test_a_dead_rank_ends_the_job(built):
+    job = _torchrun(["train", *_sets(built, "runs-dead", "train.epochs=500")])
+    deadline = time.monotonic() + 120
+    ranks: list[psutil.Process] = []
+    while time.monotonic() < deadline and len(ranks) < 2:
+        ranks = psutil.Process(job.pid).children()  # the launcher's direct children: the ranks
+        time.sleep(0.05)
+    runs = built / "runs-dead"
+
+    def training() -> bool:
+        beats = list(runs.glob("*/heartbeat.json")) if runs.is_dir() else []
+        return bool(beats) and int((read_heartbeat(beats[0]) or {}).get("step") or 0) >= 1
+
+    while time.monotonic() < deadline and not training() and job.poll() is None:
+        time.sleep(0.05)
+    assert job.poll() is None and len(ranks) == 2, "the job never trained"
+    ranks[-1].send_signal(signal.SIGKILL)
+    t = time.monotonic()
+    _, err = job.communicate(timeout=180)
+    assert job.returncode != 0 and time.monotonic() - t < 120, "the job hung"
+    assert "SIGKILL" in err or "Signal 9" in err or "exitcode" in err.lower(), err[-3000:]
+    _, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive, f"ranks left running: {alive}"
