@@ -98,36 +98,19 @@ def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run / "checkpoints" / "last.pt")["model"]
 
 
-def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built):
-    sets = _sets(built, "runs-ref", "train.checkpoint_every_s=0.001", "train.epochs=4")
-    ref = _torchrun(["train", *sets])
+KILLABLE = ("train.checkpoint_every_s=0.001", "train.epochs=6")  # 36 steps; killed at 8
+
+
+@pytest.fixture(scope="module")
+def reference(built) -> dict[str, torch.Tensor]:
+    """The weights of an uninterrupted 2-rank run of the KILLABLE settings."""
+    ref = _torchrun(["train", *_sets(built, "runs-ref", *KILLABLE)])
     _, err = ref.communicate(timeout=300)
     assert ref.returncode == 0, err[-4000:]
-    expected = _weights(_run(built / "runs-ref"))
+    return _weights(_run(built / "runs-ref"))
 
-    runs = built / "runs-kill"
-    sets = _sets(built, "runs-kill", "train.checkpoint_every_s=0.001", "train.epochs=4")
-    job = _torchrun(["train", *sets], start_new_session=True)
-    deadline = time.monotonic() + 120
 
-    def steps() -> int:
-        if not runs.is_dir():
-            return 0
-        beat = (
-            read_heartbeat(next(runs.iterdir()) / "heartbeat.json") if any(runs.iterdir()) else None
-        )
-        return int((beat or {}).get("step") or 0)
-
-    while steps() < 9 and job.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert job.poll() is None, "the job ended before the kill: the test proves nothing"
-    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a crashed machine
-    job.communicate()
-    run = _run(runs)
-    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] < 4
-    again = _torchrun(["train", *sets, "--resume"])
-    _, err = again.communicate(timeout=300)
-    assert again.returncode == 0, err[-4000:]
+def _same_weights(run: Path, expected: dict[str, torch.Tensor]) -> None:
     got = _weights(run)
     assert got.keys() == expected.keys()
     for name in got:
@@ -136,26 +119,62 @@ def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built):
     assert steps_logged == list(range(1, len(steps_logged) + 1)), "each step logged once"
 
 
-def test_a_dead_rank_ends_the_job(built):
-    job = _torchrun(["train", *_sets(built, "runs-dead", "train.epochs=500")])
+def _step(runs: Path) -> int:
+    """The last step rank 0 logged (metrics lines are written at once; the heartbeat lags)."""
+    logs = list(runs.glob("*/metrics.jsonl")) if runs.is_dir() else []
+    steps = [r["step"] for r in read_metrics(logs[0]) if r["phase"] == "train"] if logs else []
+    return max(steps, default=0)
+
+
+def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built, reference):
+    runs = built / "runs-kill"
+    sets = _sets(built, "runs-kill", *KILLABLE)
+    job = _torchrun(["train", *sets], start_new_session=True)
+    deadline = time.monotonic() + 120
+
+    while _step(runs) < 8 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.poll() is None, "the job ended before the kill: the test proves nothing"
+    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a crashed machine
+    job.communicate()
+    run = _run(runs)
+    assert read_heartbeat(run / "heartbeat.json")["state"] != "done", "killed after the end"
+    again = _torchrun(["train", *sets, "--resume"])
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-4000:]
+    _same_weights(run, reference)
+
+
+def test_a_dead_rank_ends_the_job_and_the_run_resumes_exactly(built, reference):
+    runs = built / "runs-dead"
+    job = _torchrun(["train", *_sets(built, "runs-dead", *KILLABLE)])
     deadline = time.monotonic() + 120
     ranks: list[psutil.Process] = []
     while time.monotonic() < deadline and len(ranks) < 2:
         ranks = psutil.Process(job.pid).children()  # the launcher's direct children: the ranks
-        time.sleep(0.05)
-    runs = built / "runs-dead"
-
-    def training() -> bool:
-        beats = list(runs.glob("*/heartbeat.json")) if runs.is_dir() else []
-        return bool(beats) and int((read_heartbeat(beats[0]) or {}).get("step") or 0) >= 1
-
-    while time.monotonic() < deadline and not training() and job.poll() is None:
-        time.sleep(0.05)
-    assert job.poll() is None and len(ranks) == 2, "the job never trained"
-    ranks[-1].send_signal(signal.SIGKILL)
+        time.sleep(0.02)
+    while _step(runs) < 8 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert job.poll() is None and len(ranks) == 2, "the job ended before the kill"
+    (writer_not,) = [p for p in ranks if p.environ().get("RANK") == "1"]
+    writer_not.send_signal(signal.SIGKILL)  # rank 1 alone: rank 0 must not wait for it forever
     t = time.monotonic()
     _, err = job.communicate(timeout=180)
     assert job.returncode != 0 and time.monotonic() - t < 120, "the job hung"
     assert "SIGKILL" in err or "Signal 9" in err or "exitcode" in err.lower(), err[-3000:]
     _, alive = psutil.wait_procs(ranks, timeout=30)
     assert not alive, f"ranks left running: {alive}"
+    run = _run(runs)
+    assert read_heartbeat(run / "heartbeat.json")["state"] != "done", "killed after the end"
+    again = _torchrun(["train", *_sets(built, "runs-dead", *KILLABLE), "--resume"])
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err[-4000:]
+    _same_weights(run, reference)
+
+
+def test_bench_times_each_rank(built):
+    res = run_ictal("bench", "--nproc", "2", "--batches", "3", *_sets(built, "runs-bench"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("per rank") == 1, res.stdout
+    rows = [ln.split() for ln in res.stdout.splitlines() if ln.strip().startswith(("│", "|"))]
+    assert {r[1] for r in rows if len(r) > 2 and r[1] in ("0", "1")} == {"0", "1"}, res.stdout

@@ -373,7 +373,11 @@ def _torchrun(nproc: int, command: str) -> int:
             rest.append(a)
     args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
             f"--nproc-per-node={nproc}", "-m", "ictal", *rest]  # fmt: skip
-    proc = subprocess.Popen(args)
+    from ictal.machine import usable_cpus
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))  # a share per rank
+    proc = subprocess.Popen(args, env=env)
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -582,10 +586,16 @@ def bench(
     price_per_hour: Annotated[
         float | None, typer.Option(help="Machine price per hour, to project epoch cost.")
     ] = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option("--nproc", min=1, help="Time N ranks (torchrun): per-rank step and wait."),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
     """Time N training batches: s/batch, data-wait %, projected epoch time and cost."""
+    if nproc is not None and nproc > 1:
+        raise typer.Exit(_torchrun(nproc, "bench"))
     cfg = _config(config, set_)
     from ictal.train.throughput import run_bench
 

@@ -128,6 +128,17 @@ def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
     return torch.device("cuda", ranks.local_rank) if device.type == "cuda" else device
 
 
+def wrap(model: torch.nn.Module, device: torch.device, ranks: Ranks) -> torch.nn.Module | None:
+    """The DistributedDataParallel wrapper of ``model`` when several ranks train, else None."""
+    if not ranks.active:
+        return None
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
 def window_hash(ids: np.ndarray) -> int:
     """An order-free hash of a set of window ids (sum of splitmix64 mod 2**48): the hashes
     of disjoint shares add up to the hash of their union, so the windows the ranks trained

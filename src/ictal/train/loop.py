@@ -43,7 +43,7 @@ from ictal.runs.metrics import keep_until
 from ictal.runs.resume import find_resumable, resume_config
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
-from ictal.train.distributed import Ranks, join, rank_device, window_hash
+from ictal.train.distributed import Ranks, join, rank_device, window_hash, wrap
 from ictal.train.feed import TrainData, describe, make_train_data
 from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import QuietRecorder, Recorder, StopRequest, WaitWatch
@@ -149,11 +149,7 @@ def _train(
         run = RunDir(Path(ranks.broadcast(str(run.path) if run is not None else None)))
         state = make_state(cfg, model, data, run.run_id, pre.view, device)
         state.world_size = ranks.world
-        if ranks.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [device.index] if device.type == "cuda" else None
-            state.ddp = DistributedDataParallel(model, device_ids=ids)
+        state.ddp = wrap(model, device, ranks)
         owner = contextlib.ExitStack()
         if ranks.main:
             owner.enter_context(run_lock(run))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from rich.console import Console
@@ -23,6 +23,7 @@ from ictal.runs.meta import run_metadata
 from ictal.runs.metrics import MetricsLog
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
+from ictal.train.distributed import Ranks, join, rank_device, wrap
 from ictal.train.feed import make_train_data
 from ictal.train.loop import train_step
 from ictal.train.setup import (
@@ -33,14 +34,24 @@ from ictal.train.setup import (
     seed_everything,
 )
 from ictal.train.state import TrainState
-from ictal.ui import log
+from ictal.ui import log, quiet_ranks
 
 WARMUP_BATCHES = 2
 
 
 @dataclass(frozen=True)
+class RankSpeed:
+    """One rank's timed batches: its step time and the share of it spent waiting for data."""
+
+    rank: int
+    s_per_batch: float
+    data_wait: float
+
+
+@dataclass(frozen=True)
 class BenchResult:
-    """Measured speed of the training step on this machine and the projection of an epoch."""
+    """Measured speed of the training step on this machine and the projection of an epoch
+    (``batch_size`` is the global batch; with several ranks the slowest sets the pace)."""
 
     batches: int
     batch_size: int
@@ -52,30 +63,60 @@ class BenchResult:
     epoch_cost: float | None
     device: str
     workers: int
+    ranks: list[RankSpeed] = field(default_factory=list)
+    rank: int = 0  # the rank that made this result (only rank 0 prints)
 
 
 def run_bench(
     cfg: Config, batches: int, price_per_hour: float | None, console: Console
 ) -> BenchResult:
-    """Preflight, then ``batches`` timed training steps after warm-up; print and return."""
+    """Preflight, then ``batches`` timed training steps after warm-up; print and return.
+
+    Under torchrun (``ictal bench --nproc N``) every rank times its own steps of the global
+    batch through DistributedDataParallel, and rank 0 prints one row per rank.
+    """
     if batches < 1:
         raise ValueError(f"batches must be >= 1, got {batches}")
     pre = preflight(cfg, split="train")
     device = pick_device(cfg.train.device)
+    ranks = join(device, cfg.train.dist_timeout_s)
+    try:
+        if not ranks.main:
+            quiet_ranks()
+        result = _timed(cfg, pre.view, rank_device(device, ranks), ranks, batches, price_per_hour)
+    finally:
+        ranks.close()
+    if ranks.main:
+        print_bench(result, cfg, console)
+    return result
+
+
+def _timed(
+    cfg: Config,
+    view: CacheView,
+    device: torch.device,
+    ranks: Ranks,
+    batches: int,
+    price_per_hour: float | None,
+) -> BenchResult:
+    """The warm-up and timed batches of this rank, and every rank's speed."""
     with deterministic(device):
         seed_everything(cfg.train.seed)
-        model = make_model(cfg, pre.view).to(device)
-        data = make_train_data(cfg, pre.view, device, data_stride(model), validation=False)
-        state = make_state(cfg, model, data, "bench", pre.view, device)
+        model = make_model(cfg, view).to(device)
+        data = make_train_data(cfg, view, device, data_stride(model), validation=False,
+                               rank=ranks.rank, world=ranks.world)  # fmt: skip
+        state = make_state(cfg, model, data, "bench", view, device)
+        state.world_size = ranks.world
+        state.ddp = wrap(model, device, ranks)
         pos_weight = torch.tensor(data.sampler.pos_weight(0), device=device)
         meter = DataWaitMeter()
-        sink = _SinkLoad.open(cfg, pre.view, device)  # the I/O of a pushed run, when asked
+        sink = _SinkLoad.open(cfg, view, device) if ranks.main else None  # a pushed run's I/O
         done, t0 = 0, time.perf_counter()
         try:
             for epoch in itertools.count():  # a short draw is cycled until enough batches ran
                 data.sampler.set_epoch(epoch)
                 for x, y in meter.wrap(data.train_loader):
-                    loss, _ = train_step(state, x, y, pos_weight, cfg, device)
+                    loss, _ = train_step(state, x, y, pos_weight, cfg, device, ranks)
                     done += 1
                     if device.type == "cuda":
                         torch.cuda.synchronize()
@@ -94,23 +135,26 @@ def run_bench(
         finally:
             if sink is not None:
                 sink.close()
-    s_per_batch = elapsed / batches
+    mine = RankSpeed(ranks.rank, elapsed / batches, meter.fraction())
+    speeds = sorted(ranks.gather(mine), key=lambda r: r.rank)
+    s_per_batch = max(r.s_per_batch for r in speeds)  # a step ends when the slowest rank's does
+    global_batch = data.batch_size * ranks.world
     epoch_batches = math.ceil(len(data.sampler) / data.batch_size)
     epoch_s = epoch_batches * s_per_batch
-    result = BenchResult(
+    return BenchResult(
         batches=batches,
-        batch_size=data.batch_size,
+        batch_size=global_batch,
         s_per_batch=s_per_batch,
-        samples_per_s=batches * data.batch_size / elapsed,
-        data_wait=meter.fraction(),
+        samples_per_s=global_batch / s_per_batch,
+        data_wait=max(r.data_wait for r in speeds),
         epoch_batches=epoch_batches,
         epoch_s=epoch_s,
         epoch_cost=None if price_per_hour is None else epoch_s / 3600 * price_per_hour,
-        device=str(device),
+        device=str(device) if not ranks.active else f"{ranks.world} x {device.type}",
         workers=data.workers,
+        ranks=speeds if ranks.active else [],
+        rank=ranks.rank,
     )
-    print_bench(result, cfg, console)
-    return result
 
 
 class _SinkLoad:
@@ -173,7 +217,8 @@ def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_row("s/batch", f"{result.s_per_batch:.4f}")
     table.add_row("samples/s", f"{result.samples_per_s:.1f}")
-    table.add_row("data wait", f"{result.data_wait:.1%}")
+    table.add_row("data wait" + (" (worst rank)" if result.ranks else ""),
+                  f"{result.data_wait:.1%}")  # fmt: skip
     table.add_row("loader", f"{result.workers} {cfg.loader.backend}")
     table.add_row("batches per epoch", str(result.epoch_batches))
     table.add_row("projected epoch time", _duration(result.epoch_s))
@@ -183,6 +228,14 @@ def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
     if result.epoch_cost is not None:
         table.add_row("projected epoch cost", f"{result.epoch_cost:.4g}")
     console.print(table)
+    if result.ranks:
+        per = Table(title="per rank", title_justify="left")
+        per.add_column("rank", justify="right")
+        per.add_column("s/batch", justify="right")
+        per.add_column("data wait", justify="right")
+        for r in result.ranks:
+            per.add_row(str(r.rank), f"{r.s_per_batch:.4f}", f"{r.data_wait:.1%}")
+        console.print(per)
     if result.data_wait > cfg.train.data_wait_warn:
         console.print(
             f"input-bound: {result.data_wait:.0%} of the time waiting for data; raise "
