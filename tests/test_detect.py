@@ -292,3 +292,19 @@ def test_two_machines_collect_through_one_sink(s3, trained, tmp_path):
     res = run_ictal("detect", str(ckpt), str(listing), "--out", str(halves[0]),
                     *_sets(tmp, "sink.url=s3://results/detect"))  # fmt: skip
     assert res.returncode == 0 and "0 detected" in res.stdout, res.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_detect_on_ray_writes_what_the_local_executor_writes(trained, tmp_path):
+    pytest.importorskip("ray")
+    tmp, ckpt = trained
+    eval_dir = str(tmp / "corpus" / "edf" / "eval")
+    outs = {}
+    for kind in ("process", "ray"):
+        outs[kind] = tmp_path / kind
+        res = run_ictal("detect", str(ckpt), eval_dir, "--out", str(outs[kind]), "--workers", "2",
+                        "--executor", kind, *_sets(tmp))  # fmt: skip
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert _events(outs["ray"]) == _events(outs["process"])
+    hosts = {(r["host"], r["pid"]) for r in _log_records(outs["ray"])}
+    assert len(hosts) >= 1 and all(pid != 0 for _, pid in hosts)

@@ -5,6 +5,8 @@ clear exit 2 without Ray installed."""
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,3 +123,79 @@ def test_without_ray_the_executor_is_a_usage_error(corpus, tmp_path):
                          text=True)  # fmt: skip
     assert res.returncode == 2, res.stderr[-2000:]
     assert "pip install 'ictal[ray]'" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_a_worker_that_cannot_see_the_cache_root_stops_the_build(corpus, tmp_path):
+    """A node without the shared file system must refuse, not write to its own disk."""
+    from ictal.cache.worker import Task, build_one
+    from ictal.config import Config
+    from ictal.corpus.discovery import scan
+    from ictal.parallel.cluster import RayExecutor
+    from ictal.parallel.executors import NotShared
+
+    root, _ = corpus
+    ref = scan(str(root)).refs[0]
+    elsewhere = tmp_path / "not-mounted-here" / "abc.building-1"
+    task = Task(str(root), ref, str(elsewhere), Config().model_dump(mode="json"), {})
+    with pytest.raises(NotShared, match=r"cache\.root.*not visible on") as err:
+        list(RayExecutor(2).map_unordered(build_one, [task]))
+    assert "same path" in str(err.value) and not elsewhere.exists()
+
+
+@pytest.fixture
+def head(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A Ray cluster of its own (``ray start --head --block``, 2 CPUs); its address."""
+    import socket
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths must stay short
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    proc = subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={temp}", "--block"],
+                            env=ictal_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        _poll(listening, timeout=120, what="the Ray head listening")
+        assert proc.poll() is None, "ray start --head failed"
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_build_joins_a_running_cluster_by_address(corpus, head, tmp_path):
+    root, reference = corpus
+    res = run_ictal("build", "--executor", "ray", "--address", head, *_sets(root, tmp_path / "c"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _tree(tmp_path / "c") == reference
+
+
+def test_an_address_where_no_cluster_listens_is_refused_at_once(corpus, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    root, _ = corpus
+    t = time.monotonic()
+    res = run_ictal("build", "--executor", "ray", "--address", f"127.0.0.1:{port}",
+                    *_sets(root, tmp_path / "c"))  # fmt: skip
+    assert res.returncode == 3 and time.monotonic() - t < 60, res.stderr[-2000:]
+    assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in res.stderr
+    assert "Traceback" not in res.stderr

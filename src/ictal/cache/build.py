@@ -36,6 +36,7 @@ from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
 from ictal.parallel.engines import make_executor
+from ictal.parallel.executors import NotShared
 from ictal.ui import log, progress
 
 
@@ -255,6 +256,7 @@ def _build_locked(
                     continue
                 records[rec["id"]] = rec
                 if rec["status"] == "done":
+                    _arrived(directory, rec)
                     report.built += 1
                     report.built_hours += rec["n_samples"] / cfg.signal.fs / 3600
                 else:
@@ -287,6 +289,23 @@ def _build_locked(
             ) from exc
         fsync_dir(root)
     return manifest
+
+
+def _arrived(directory: Path, rec: dict[str, Any]) -> None:
+    """Refuse a record whose array this machine cannot see at its size: a worker wrote it
+    somewhere else (a cluster node whose cache.root is not the shared file system)."""
+    path = directory / rec["array"]
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    if size != rec["bytes"]:
+        raise NotShared(
+            f"a worker built {rec['rel']} but {path} is {'missing' if size < 0 else 'short'} "
+            "here: cache.root is not shared with the workers",
+            "put cache.root on a file system every node mounts at the same path, then run "
+            "the build again (it resumes)",
+        )
 
 
 def _reuse(

@@ -22,6 +22,7 @@ from ictal.config import Config
 from ictal.corpus.discovery import RecordingRef
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, link_or_copy
 from ictal.io.digest import url_sha256
+from ictal.parallel.executors import require_visible
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def build_one(task: Task) -> dict[str, Any]:
     cfg = Config.model_validate(task.cfg)
     ref = task.ref
     out = Path(task.out_dir)
+    require_visible(out / layout.RECORDS, "cache.root")  # never a node's own disk instead
+    if "://" not in task.corpus_root:
+        require_visible(task.corpus_root, "corpus.root")
     base = {
         "id": ref.id,
         "rel": ref.rel,

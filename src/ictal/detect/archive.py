@@ -315,6 +315,7 @@ def _detect_pass(
     settle: bool = False,
 ) -> None:
     """One pass: recover the log, list the inputs, detect on what is not in the log yet."""
+    (out / LOG_DIR).mkdir(parents=True, exist_ok=True)  # workers check they can see it
     recover(out / LOG_DIR)
     results = newest(_records(out).records)
     found = find_inputs(inputs)

@@ -21,6 +21,7 @@ import numpy as np
 from ictal.config import SignalConfig
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
+from ictal.parallel.executors import require_visible
 
 # Per worker process: the model (loaded once) and this process's segment writer.
 _MODELS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
@@ -96,7 +97,10 @@ def close_writers() -> None:
 def detect_one(task: Task) -> dict[str, Any]:
     """Detect on one recording and append its record; returns a small acknowledgement,
     sent only after the record's write returned (so every acknowledged record is in the
-    log). Any failure becomes an error record."""
+    log). Any failure becomes an error record; a log or checkpoint this worker cannot see
+    (a cluster node without the shared file system) stops the command instead."""
+    require_visible(Path(task.log.out_dir) / LOG_DIR, "detect --out")
+    require_visible(task.checkpoint, "the checkpoint")
     t0 = time.monotonic()
     base: dict[str, Any] = {
         "recording": task.key,

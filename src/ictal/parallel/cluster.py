@@ -10,6 +10,8 @@ caller writes what only it may write (a cache's manifest, the log's outputs).
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -37,6 +39,35 @@ def _ray() -> Any:
     return ray
 
 
+JOIN_ATTEMPTS = 5  # Ray's attempts (about 5 s each) to reach a cluster that answered a connect
+
+
+def _has_token() -> bool:
+    """A Ray authentication token is available to this driver (env or ~/.ray/auth_token)."""
+    if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
+        return True
+    return os.path.isfile(os.path.join(os.path.expanduser("~"), ".ray", "auth_token"))
+
+
+def _reachable(address: str) -> None:
+    """Refuse at once an address that is malformed or where nothing listens."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(
+            f"--address / ray.address {address!r} is not auto, host:port or ray://host:port"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5.0).close()
+    except OSError as exc:
+        raise RayUnreachable(
+            f"cannot join the Ray cluster at {address}: nothing answers there "
+            f"({exc.strerror or exc})"
+            "\n  fix: start it (`ray start --head`) or correct --address / ray.address; leave "
+            "it out to start a local Ray instance"
+        ) from exc
+
+
 class RayExecutor:
     """Runs ``fn`` over items as Ray tasks and yields their results as they finish."""
 
@@ -49,6 +80,12 @@ class RayExecutor:
         memory_gb_per_task: float | None = None,
         max_retries: int = 3,
     ) -> None:
+        if address:  # before Ray is imported: it reads these then
+            if address != "auto":
+                _reachable(address)  # Ray itself retries a dead address for minutes
+            os.environ.setdefault("RAY_gcs_server_port_wait_time_s", str(JOIN_ATTEMPTS))
+            if "RAY_AUTH_MODE" not in os.environ and _has_token():
+                os.environ["RAY_AUTH_MODE"] = "token"  # joining does not look for it by itself
         self.ray = _ray()
         self.address = address
         self.local_cpus = workers or usable_cpus()
@@ -74,8 +111,9 @@ class RayExecutor:
         except ConnectionError as exc:
             raise RayUnreachable(
                 f"cannot join the Ray cluster at {self.address}: {exc}\n  fix: check "
-                "--address / ray.address (auto, host:port, ray://host:port), or leave it "
-                "out to start a local Ray instance"
+                "--address / ray.address (auto, host:port, ray://host:port); a cluster with "
+                "token authentication needs its token here (RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token); or leave the address out to start a local Ray instance"
             ) from exc
         self.started = True
 
@@ -116,4 +154,6 @@ class RayExecutor:
                 "the cluster more memory"
             ) from exc
         except RayTaskError as exc:
+            if isinstance(exc.cause, IctalError):  # said in one line, as a local worker's
+                raise exc.cause from None
             raise exc.as_instanceof_cause() from None

@@ -1,7 +1,8 @@
-"""Executors run one function over many build tasks; a cluster engine can be added later.
+"""Executors run one function over many tasks (cache builds, detection) and yield results.
 
-The interface is deliberately tiny (`map_unordered`) so a Ray or Dask executor only has to
-ship the same task function; the output bytes never depend on which executor ran it.
+The interface is deliberately tiny (`map_unordered`) so a cluster executor (`cluster.py`)
+only has to ship the same task function; the output bytes never depend on which executor
+ran it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import ctypes
 import multiprocessing as mp
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -19,7 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol, TypeVar
 
-from ictal.errors import ExitCode, IctalError
+from ictal.errors import ExitCode, IctalError, PreflightError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -130,6 +132,23 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
+
+
+class NotShared(PreflightError):
+    """A worker cannot see a path the command shares with it: on a cluster, that path must
+    be on a file system every node mounts at the same place (exit 3)."""
+
+
+def require_visible(path: str | os.PathLike[str], setting: str) -> None:
+    """Refuse, naming this host and ``setting``, when ``path`` does not exist here: a
+    cluster node without the shared file system must not write to its own disk instead."""
+    if not os.path.exists(path):
+        raise NotShared(
+            f"{path} ({setting}) is not visible on {socket.gethostname()}, a worker of this "
+            "command",
+            f"put {setting} on a file system every node mounts at the same path (NFS, Lustre, "
+            "a cloud file store), or use the local executor",
+        )
 
 
 class WorkerDied(IctalError):

@@ -28,6 +28,7 @@ from ictal.device import pick_device
 from ictal.errors import IctalError, UsageError
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_checkpoint
+from ictal.parallel.executors import require_visible
 from ictal.runs.directory import (
     RunDir,
     create_run,
@@ -531,7 +532,8 @@ def restore(run: RunDir, state: TrainState, ranks: Ranks | None = None) -> None:
     """Load last.pt into the state (every rank; each its own RNG states) and drop metrics
     lines written after it (rank 0)."""
     ranks = ranks or Ranks()
-    if run.last.exists():
+    if ranks.broadcast(run.last.exists()):  # rank 0's view decides: no rank starts afresh alone
+        require_visible(run.last, "runs.root")
         ckpt = load_checkpoint(run.last)
         if ckpt["cache_key"] != state.cache_key:
             raise UsageError(
