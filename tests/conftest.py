@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import fsspec
@@ -28,6 +29,26 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
     env.update(ICTAL_FAULT_ERRNO=code, ICTAL_FAULT_MATCH=match, ICTAL_FAULT_AFTER=str(after))
     return env
+
+
+def settings(tmp: Path, runs: str | Path, fast: Iterable[str], *extra: str) -> list[str]:
+    """``--set`` arguments: corpus, cache and runs under ``tmp`` (``runs``: a name there, or
+    a path), then the test module's ``fast`` settings and ``extra``."""
+    out: list[str] = []
+    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
+              f"runs.root={tmp / runs}", *fast, *extra):  # fmt: skip
+        out += ["--set", s]
+    return out
+
+
+def small_built_corpus(tmp: Path, seed: int, fast: Iterable[str]) -> Path:
+    """A 3-patient, 0.4 h synthetic corpus in ``tmp/corpus`` with its cache built."""
+    from ictal.corpus.synth import synthesize
+
+    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=seed)
+    res = run_ictal("build", "--workers", "1", *settings(tmp, "runs", fast))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return tmp
 
 
 def run_ictal(

@@ -16,8 +16,7 @@ import psutil
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal
-from ictal.corpus.synth import synthesize
+from conftest import ictal_env, run_ictal, settings, small_built_corpus
 from ictal.models.checkpoint import load_checkpoint
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
@@ -41,19 +40,11 @@ FAST = [
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("ddp")
-    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=6)
-    res = run_ictal("build", "--workers", "1", *_sets(tmp, "runs"))
-    assert res.returncode == 0, res.stderr[-2000:]
-    return tmp
+    return small_built_corpus(tmp_path_factory.mktemp("ddp"), 6, FAST)
 
 
 def _sets(tmp: Path, runs: str, *extra: str) -> list[str]:
-    out: list[str] = []
-    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
-              f"runs.root={tmp / runs}", *FAST, *extra):  # fmt: skip
-        out += ["--set", s]
-    return out
+    return settings(tmp, runs, FAST, *extra)
 
 
 def _torchrun(args: list[str], **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def]

@@ -15,8 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ictal_env, run_ictal
-from ictal.corpus.synth import synthesize
+from conftest import ictal_env, run_ictal, settings, small_built_corpus
 
 FAST = [
     "windows.length_s=8",
@@ -36,19 +35,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("sweep")
-    synthesize(tmp / "corpus", patients=3, hours=0.4, seed=4)
-    res = run_ictal("build", "--workers", "1", *_sets(tmp, tmp / "runs"))
-    assert res.returncode == 0, res.stderr[-2000:]
-    return tmp
+    return small_built_corpus(tmp_path_factory.mktemp("sweep"), 4, FAST)
 
 
 def _sets(tmp: Path, runs: Path, *extra: str) -> list[str]:
-    out: list[str] = []
-    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
-              f"runs.root={runs}", *FAST, *extra):  # fmt: skip
-        out += ["--set", s]
-    return out
+    return settings(tmp, runs, FAST, *extra)
 
 
 class Sweep:
