@@ -4,20 +4,41 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# CPU build pinned for CI and this machine; set TORCH_SPEC="torch" to take any recent torch.
-TORCH_SPEC ?= torch==2.13.0
+# The exact environment: hashed locks of every package but torch (requirements/*.lock, from
+# pyproject by `make lock`), and the torch pin of requirements/torch.txt (overridable per
+# platform: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128").
+LOCK := requirements/dev.lock
+TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)
+# `make lock` resolves against the CPU torch build (no CUDA packages in the locks), found here.
+LOCK_SOURCES ?= --find-links /opt/wheels
+UV ?= $(BIN)/uv
 DEMO_CFG := configs/demo.yaml
 
-.PHONY: venv demo test test-fast lint clean-demo
+.PHONY: venv lock demo test test-fast lint clean-demo
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(LOCK) requirements/torch.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip check
 	touch $(STAMP)
+
+# Regenerate the locks from pyproject (after changing a dependency); commit both.
+lock:
+	printf '%s+cpu\n' "$$(grep -v '^#' requirements/torch.txt)" > requirements/.torch-cpu
+	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \
+	  --extra dev --extra s3 --extra gpu --extra ray --extra modal --extra skypilot \
+	  --no-emit-package torch -o requirements/dev.lock
+	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \
+	  --constraint requirements/dev.lock --extra s3 --extra gpu \
+	  --no-emit-package torch -o requirements/runtime.lock
+	rm requirements/.torch-cpu
 
 demo: $(STAMP)
 	bash scripts/demo.sh
