@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"config", "device"},
     {"signal", "models", "events"},
     {"cache", "runs"},
-    {"train", "evaluate", "detect"},
+    {"train", "evaluate", "detect", "doctor"},
     {"cli"},
     {"__main__"},
 ]

@@ -839,6 +839,49 @@ def status(
 
 
 @app.command()
+def doctor(
+    for_: Annotated[
+        str,
+        typer.Option(
+            "--for", help="The command to check for: build, stage, train, evaluate or detect."
+        ),
+    ] = "train",
+    env_only: Annotated[
+        bool, typer.Option("--env-only", help="Only the environment and device (image builds).")
+    ] = False,
+    lock: Annotated[
+        Path | None,
+        typer.Option(
+            "--lock",
+            help="Lock file to compare with (default: the project's requirements/runtime.lock).",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Check this machine for a command: the environment against the lock, the device, disk,
+    corpus, cache and storage; exit 3 only for what would make the command fail."""
+    from ictal.doctor import COMMANDS, failed
+
+    if for_ not in COMMANDS:
+        _error(f"--for must be one of {', '.join(COMMANDS)}, got {for_!r}")
+        raise typer.Exit(ExitCode.USAGE)
+    cfg = _config(config, set_)
+    from ictal.doctor.diagnosis import diagnose, table
+
+    checks = diagnose(cfg, for_, env_only=env_only, lock=lock)
+    console = make_console()
+    console.print(table(checks, for_, env_only))
+    for c in checks:
+        if c.fix and c.status in ("fail", "warn"):
+            console.print(f"{c.status} {c.name}: fix: {c.fix}")
+    bad = failed(checks)
+    if bad:
+        _error(f"not ready: {len(bad)} check(s) failed ({', '.join(c.name for c in bad)})")
+        raise typer.Exit(ExitCode.PREFLIGHT)
+
+
+@app.command()
 def pull(
     run_url: Annotated[str, typer.Argument(help="URL of a pushed run (<sink.url>/<run id>).")],
     dest: Annotated[

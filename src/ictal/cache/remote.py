@@ -191,6 +191,17 @@ def _choose_key(cfg: Config, fs: fsspec.AbstractFileSystem, root: str, url: str)
     )
 
 
+def published_key(cfg: Config, url: str | None = None, key: str | None = None) -> str:
+    """The key16 of the published cache that `stage` would fetch for this config (``key``
+    when given); a refusal when there is none, several, or the remote cannot be listed."""
+    url = _url(cfg, url, "--from")
+    if key is not None and not _KEY16.match(key):
+        raise UsageError(f"--key {key!r} is not a cache key (16 or more hex digits)")
+    fs, root = open_url(url, "cache.remote")
+    with _storage(url, "listing"):
+        return key[:16] if key is not None else _choose_key(cfg, fs, root, url)
+
+
 # The files of a committed cache that stage fetches; anything else in a listing is ignored.
 _CACHE_FILE = re.compile(
     r"^(?:recordings\.json|build\.json|plan\.json"
@@ -224,11 +235,8 @@ def stage(
 ) -> Transfer:
     """Download a published cache into ``cache.root``, verify it (L1), then commit it."""
     url = _url(cfg, url, "--from")
-    if key is not None and not _KEY16.match(key):
-        raise UsageError(f"--key {key!r} is not a cache key (16 or more hex digits)")
     fs, root = open_url(url, "cache.remote")
-    with _storage(url, "listing"):
-        k16 = key[:16] if key is not None else _choose_key(cfg, fs, root, url)
+    k16 = published_key(cfg, url, key)
     cache_root = writable_dir(cfg.cache.root, "cache.root")
     final = cache_root / k16
     result = Transfer(k16, final, redact(f"{url}/{k16}"))
