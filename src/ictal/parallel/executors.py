@@ -66,10 +66,7 @@ def _init_worker(parent: int) -> None:
 def die_with_parent(parent: int) -> None:
     """End this process when ``parent`` dies: the kernel's parent-death signal on Linux, and
     a watchdog thread everywhere (a worker is never orphaned to keep running)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    signal_on_parent_death(signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the signal was armed
         os._exit(1)
 
@@ -83,6 +80,14 @@ def die_with_parent(parent: int) -> None:
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def signal_on_parent_death(sig: int) -> None:
+    """Ask the kernel (Linux) to send ``sig`` to this process when its parent dies, even by
+    SIGKILL: a child given SIGTERM checkpoints and stops instead of running on as an orphan."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 class ProcessExecutor:

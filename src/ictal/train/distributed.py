@@ -113,14 +113,11 @@ def join(device: torch.device, timeout_s: float) -> Ranks:
 def _stop_with_launcher() -> None:
     """SIGTERM to this rank when its launcher dies (it then checkpoints with the others and
     stops), so no rank trains on as an orphan."""
-    import contextlib
-    import ctypes
     import signal
-    import sys
 
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    from ictal.parallel.executors import signal_on_parent_death
+
+    signal_on_parent_death(signal.SIGTERM)
 
 
 def rank_device(device: torch.device, ranks: Ranks) -> torch.device:

@@ -18,7 +18,6 @@ budget so the machine never freezes, each run its own ``ictal train`` child proc
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import itertools
 import json
 import os
@@ -39,6 +38,7 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.lock import FileLock
 from ictal.io.redact import redact
 from ictal.machine import usable_cpus
+from ictal.parallel.executors import signal_on_parent_death
 from ictal.runs.directory import CONFIG, SWEEP_JSON, is_locked
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
@@ -169,9 +169,7 @@ def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
 
 def _die_with_sweep() -> None:
     """In the child: SIGTERM when the sweep dies (it then checkpoints and exits, resumable)."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    signal_on_parent_death(signal.SIGTERM)
 
 
 class Sweep:
