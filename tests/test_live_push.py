@@ -131,6 +131,68 @@ def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
     _poll(stale, timeout=30, what="stale after SIGKILL")
 
 
+def _losses(run: Path) -> list[tuple[int, float]]:
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in lines if r["phase"] == "train"]
+
+
+@pytest.mark.slow
+def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
+    """A spot instance replaced: the new machine has an empty runs.root; `train --resume`
+    finds the unfinished run in the sink, pulls it and continues it exactly."""
+    sink = "s3://results/spot"
+    experiment = ["train.epochs=4", "train.steps_per_epoch=3", "train.checkpoint_every_s=0.001"]
+    reference = run_ictal("train", *_sets(built, "spot-reference", *experiment))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    proc = _start(["train", *_sets(built, "spot-old-vm", *experiment, f"sink.url={sink}")])
+    fs = _s3()
+    try:
+        run = _poll(lambda: _run_dir(built / "spot-old-vm"), what="the run directory")
+        base = f"results/spot/{run.name}"
+
+        def pushed_step() -> int:
+            try:
+                return _load_remote_checkpoint(fs, f"{base}/checkpoints/last.pt")["step"]
+            except FileNotFoundError:
+                return 0
+
+        _poll(lambda: pushed_step() >= 4 and fs.exists(f"{base}/heartbeat.json"),
+              what="a checkpoint at step 4 and a heartbeat in the sink")  # fmt: skip
+    finally:
+        proc.send_signal(signal.SIGKILL)  # the spot instance is gone, its disk with it
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before the kill"
+
+    def dead_in_sink() -> bool:  # its pushed heartbeat aged past the live window
+        beat = json.loads(fs.cat_file(f"{base}/heartbeat.json"))
+        return time.time() - beat["time"] > 3 * 0.5
+
+    _poll(dead_in_sink, what="the pushed heartbeat to age")
+    new_vm = built / "spot-new-vm"
+    res = run_ictal("train", "--resume", *_sets(built, "spot-new-vm", *experiment,
+                                                f"sink.url={sink}"))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "from the sink" in res.stderr + res.stdout
+    resumed = new_vm / run.name
+    assert _losses(resumed) == _losses(_run_dir(built / "spot-reference"))
+    a = torch.load(resumed / "checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(_run_dir(built / "spot-reference") / "checkpoints/last.pt",
+                   weights_only=True)["model"]  # fmt: skip
+    assert all(torch.equal(a[k], b[k]) for k in b)
+    assert fs.exists(f"{base}/_PUSHED.json"), "the resumed run pushed its final state"
+
+
+def test_a_run_live_on_another_machine_is_not_resumed_from_the_sink():
+    from ictal.runs.resume import live_elsewhere
+
+    now = 1000.0
+    beat = {"state": "running", "heartbeat_s": 30.0, "time": now - 100.0, "host": "vm-1"}
+    assert "vm-1" in (live_elsewhere(beat, push_every_s=60.0, now=now) or "")
+    assert live_elsewhere(beat, push_every_s=20.0, now=now) is None  # 100 s > 3 x 30 s
+    assert live_elsewhere({**beat, "state": "stopped"}, push_every_s=60.0, now=now) is None
+    assert live_elsewhere({**beat, "time": "soon"}, push_every_s=60.0, now=now) is None
+
+
 @pytest.fixture
 def outage_server():
     """A moto S3 server of this test's own, which the test stops and starts again on the same

@@ -1,18 +1,23 @@
 """Which run ``--resume`` continues, and with which config: the run's frozen experiment, with
-the machine-specific fields of today's config (paths, workers, device)."""
+the machine-specific fields of today's config (paths, workers, device). On a new machine (a
+spot instance replaced, a cloud function restarted) the run comes back from the sink."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from ictal.config import Config, flatten, load_config
 from ictal.errors import PreflightError
 from ictal.io.lock import holder
+from ictal.io.paths import contained
+from ictal.io.redact import redact
 from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, is_locked
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
+from ictal.runs.sink import pull, pushed_heartbeats
 from ictal.ui import log
 
 # Fields that describe the machine rather than the experiment: on resume a value given now
@@ -60,6 +65,50 @@ def find_resumable(runs_root: str | Path) -> Path | None:
                 "wait for it (`ictal status` shows it), or start a new run without --resume",
             )
         return path
+    return None
+
+
+# A pushed heartbeat is as old as the last push: a run is live elsewhere while its pushed
+# heartbeat is younger than this many heartbeat or push intervals (whichever is longer).
+LIVE_INTERVALS = 3
+
+
+def live_elsewhere(beat: dict[str, Any], push_every_s: float, now: float) -> str | None:
+    """Why a pushed run must not be resumed here (its process is still pushing), or None."""
+    if beat.get("state") != "running":
+        return None
+    interval = max(float(beat.get("heartbeat_s") or 0.0), push_every_s)
+    stamp = beat.get("time")
+    age = now - float(stamp) if isinstance(stamp, int | float) else float("inf")
+    if age > LIVE_INTERVALS * interval:
+        return None
+    return f"it is live on host {beat.get('host')} (pushed heartbeat {age:.0f}s ago)"
+
+
+def pull_resumable(cfg: Config) -> Path | None:
+    """With no unfinished run under runs.root: the newest training run in ``sink.url`` that is
+    not done, pulled into runs.root to be resumed (a refusal when it is live elsewhere)."""
+    if not cfg.sink.url:
+        return None
+    url = cfg.sink.url.rstrip("/")
+    pushed = pushed_heartbeats(url, missing_ok=True)
+    runs = [(name, beat) for name, beat in pushed if "/" not in name]  # not evaluations
+    for name, beat in sorted(runs, key=lambda r: r[0], reverse=True):
+        if beat is None or beat.get("command", "train") != "train" or beat.get("state") == "done":
+            continue
+        dest = contained(Path(cfg.runs.root), name, f"run name in the sink {redact(url)}")
+        if dest.exists():
+            continue  # this machine has it (finished here): the sink's copy is older
+        why = live_elsewhere(beat, cfg.sink.every_s, time.time())
+        if why is not None:
+            raise PreflightError(
+                f"the most recent unfinished run in the sink, {name}, cannot be resumed here: "
+                f"{why}",
+                "stop it there first, or start a new run without --resume",
+            )
+        log.info(f"resuming run {name} from the sink: pulling it into {dest}")
+        pull(f"{url}/{name}", dest)
+        return dest
     return None
 
 

@@ -58,13 +58,18 @@ def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | No
     return doc if isinstance(doc, dict) and isinstance(doc.get("files"), list) else None
 
 
-def pushed_heartbeats(url: str) -> list[tuple[str, dict[str, Any] | None]]:
+def pushed_heartbeats(
+    url: str, missing_ok: bool = False
+) -> list[tuple[str, dict[str, Any] | None]]:
     """(name, heartbeat) of every run and evaluation pushed under ``url`` (None when its
-    heartbeat is unreadable); a storage error is a refusal naming the URL."""
+    heartbeat is unreadable; none when nothing is there yet and ``missing_ok``); a storage
+    error is a refusal naming the URL."""
     fs, root = open_url(url, "status WHERE")
     fix = "check the URL and its credentials (environment variables)"
     with storage_errors(url, "listing the runs at", fix):
         if not fs.exists(root):
+            if missing_ok:
+                return []
             raise FileNotFoundError(f"{url} does not exist")
         patterns = (f"{root}/*/{HEARTBEAT}", f"{root}/*/{EVAL_PREFIX}*/{HEARTBEAT}")
         found = sorted({p for pattern in patterns for p in fs.glob(pattern)})

@@ -41,7 +41,7 @@ from ictal.runs.directory import (
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.meta import record_resume, run_metadata
 from ictal.runs.metrics import keep_until
-from ictal.runs.resume import find_resumable, resume_config
+from ictal.runs.resume import find_resumable, pull_resumable, resume_config
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
 from ictal.train.distributed import Ranks, join, rank_device, window_hash, wrap
@@ -581,7 +581,7 @@ def _run_to_resume(cfg: Config, resume: bool | Path) -> RunDir | None:
     if resume is False:
         return None
     if resume is True:
-        found = find_resumable(cfg.runs.root)
+        found = find_resumable(cfg.runs.root) or pull_resumable(cfg)
         if found is None:
             log.info(f"no unfinished run under {cfg.runs.root} to resume; starting a new run")
             return None
