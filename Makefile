@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The exact environment: hashed locks of every package but torch (requirements/*.lock, from
 # pyproject by `make lock`), and the torch pin of requirements/torch.txt (overridable per
-# platform: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128").
-LOCK := requirements/dev.lock
-TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)
+# platform: TORCH_INDEX=https://download.pytorch.org/whl/cu128 takes the pin from that index, or
+# TORCH_SPEC="torch==2.13.0 --index-url ..." replaces it). A machine that only runs Ictal (a
+# cloud VM) installs the runtime lock: make venv LOCK=requirements/runtime.lock.
+LOCK ?= requirements/dev.lock
+TORCH_INDEX ?=
+TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX))
 # `make lock` resolves against the CPU torch build (no CUDA packages in the locks), found here.
 LOCK_SOURCES ?= --find-links /opt/wheels
 UV ?= $(BIN)/uv
@@ -44,17 +47,17 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench deploy
+	$(BIN)/ruff format --check src tests bench deploy
 	$(BIN)/python -m pytest -q
 
 # The edit-test loop: everything but the tests marked slow (CI runs them all with `make test`).
 test-fast: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench deploy
 
 clean-demo:
 	rm -rf demo
