@@ -96,12 +96,12 @@ def _config(config: str) -> str:
     return str(path)
 
 
-def _runs_root(command: str, run: str | None) -> str:
+def _runs_root(command: str, run: str | None, args: list[str]) -> str:
     """Where this call's runs go. A first ``train`` call in a container gets its own directory
     named by Modal's input id, which stays the same when Modal restarts a preempted call, and
     trains with ``--resume``: the restart continues its own run, never another experiment's."""
     input_id = modal.current_input_id()
-    if command != "train" or run or not input_id:
+    if command != "train" or run or "--run" in args or not input_id:
         return RUNS_DIR
     return f"{RUNS_DIR}/{input_id}"
 
@@ -134,7 +134,7 @@ def _invoke(command: str, config: str, overrides: list[str], args: list[str],
     from ictal.runs.deadline import continue_argv, until_done
 
     started = time.monotonic()
-    runs = _runs_root(command, run)
+    runs = _runs_root(command, run, args)
     argv = _argv(command, config, overrides, args, runs)
     settings = argv[argv.index("-c") :]  # -c CONFIG --set ...
     if _ictal("doctor", "--for", command, *settings) == 3:
@@ -146,6 +146,8 @@ def _invoke(command: str, config: str, overrides: list[str], args: list[str],
     limit = min(limit, TIMEOUT_S - (time.monotonic() - started) - 60.0)  # 60 s to commit
     outcome = until_done(argv, limit, GRACE_S, max_attempts=1, runs_root=runs)
     _commit()
+    if outcome.interrupted:  # preempted or cancelled: never reported as a finished call
+        raise RuntimeError(f"`ictal {command}` was interrupted; what it committed is kept")
     last = outcome.attempts[-1]
     return {
         "command": command,
