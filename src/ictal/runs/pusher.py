@@ -18,6 +18,7 @@ on a remote machine is visible from anywhere while it runs, and after a kill.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -172,21 +173,49 @@ class Pusher:
                 if self.fs.exists(f"{self.root}/{MARKER}"):  # pushing again: not complete now
                     self.fs.rm_file(f"{self.root}/{MARKER}")
                 self._marker_cleared = True
-            uploads = 0
-            for path in files_to_copy(self.local):
-                rel = path.relative_to(self.local).as_posix()
-                if self.exclude(rel):
-                    continue
-                try:
-                    st = path.stat()
-                except FileNotFoundError:
-                    continue  # replaced or removed since the listing: next pass
-                sig = Signature(st.st_ino, st.st_size, st.st_mtime_ns)
-                if self._state.get(rel) == sig:
-                    continue
-                self._push_file(path, rel, sig)
-                self._state[rel] = sig
-                uploads += 1
+            # Whole files (checkpoints) are captured first and sent after the append-only logs:
+            # the sink never holds a checkpoint newer than its metrics, so a run resumed from
+            # the sink has every metrics line up to its checkpoint, whenever the push stopped.
+            snapshots: list[tuple[Path, str, Signature]] = []
+            logs: list[tuple[Path, str, Signature]] = []
+            linked: list[Path] = []
+            try:
+                for path in files_to_copy(self.local):
+                    rel = path.relative_to(self.local).as_posix()
+                    if self.exclude(rel):
+                        continue
+                    if is_append_only(rel):
+                        logs.append((path, rel, Signature(0, 0, 0)))
+                        continue
+                    snap = path.with_name(f".{path.name}.{secrets.token_hex(4)}.push.tmp")
+                    try:
+                        os.link(path, snap)  # this version, even if replaced meanwhile
+                        linked.append(snap)
+                    except FileNotFoundError:
+                        continue  # replaced or removed since the listing: next pass
+                    except OSError:
+                        snap = path  # no hard links here: send the file as it is then
+                    try:
+                        st = snap.stat()
+                    except FileNotFoundError:
+                        continue
+                    snapshots.append((snap, rel, Signature(st.st_ino, st.st_size, st.st_mtime_ns)))
+                uploads = 0
+                for path, rel, sig in logs + snapshots:
+                    if not sig.ino:
+                        try:
+                            st = path.stat()
+                        except FileNotFoundError:
+                            continue
+                        sig = Signature(st.st_ino, st.st_size, st.st_mtime_ns)
+                    if self._state.get(rel) == sig:
+                        continue
+                    self._push_file(path, rel, sig)
+                    self._state[rel] = sig
+                    uploads += 1
+            finally:
+                for snap in linked:
+                    snap.unlink(missing_ok=True)
             if self.live is not None:
                 self.live.update(push_ok_at=time.time(), push_error=None)
             return uploads
