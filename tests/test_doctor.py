@@ -49,6 +49,14 @@ def test_a_missing_cache_fails_with_the_fix(built, tmp_path):
     assert not (tmp_path / "empty").exists(), "doctor made the directory it checked"
 
 
+def test_a_local_sink_not_made_yet_is_writable_and_stays_unmade(built, tmp_path):
+    sink = tmp_path / "sinks" / "exp-1"
+    res = run_ictal("doctor", *settings(built, "runs", FAST, f"sink.url={sink}"))
+    assert res.returncode == 0 and _rows(res.stdout)["sink.url"] == "ok", res.stdout
+    assert not sink.exists() and not (tmp_path / "sinks").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ictal")], "probe left"
+
+
 def test_build_without_a_corpus_fails(built, tmp_path):
     nowhere = f"corpus.root={tmp_path / 'nowhere'}"
     res = run_ictal("doctor", "--for", "build", *settings(built, "runs", FAST, nowhere))

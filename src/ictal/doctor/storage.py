@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -15,10 +14,10 @@ from ictal.cache.locate import corpus_digest
 from ictal.cache.preflight import preflight
 from ictal.cache.remote import published_key
 from ictal.config import Config
-from ictal.doctor import Check
+from ictal.doctor import Check, Status
 from ictal.errors import IctalError
 from ictal.io.redact import redact
-from ictal.io.storage import describe, make_dirs, open_url
+from ictal.runs.sink import probe_sink
 
 LOW_DISK_GB = 5.0
 WRITES = {
@@ -104,18 +103,19 @@ def _cache(cfg: Config, command: str) -> Check:
     try:
         pre = preflight(cfg, split="train" if command == "train" else "dev")
     except IctalError as exc:
-        missing = str(exc).split("\n", 1)[0]
+        missing = _refused("cache", "fail", exc)
         if cfg.cache.remote:
             remote = _published(cfg, needed=False)
             if remote.status == "ok":
                 return Check(
                     "cache",
                     "warn",
-                    f"{missing}; {remote.detail}",
+                    f"{missing.detail}; {remote.detail}",
                     "run `ictal stage` first (the cloud wrappers do)",
                 )
-        fix = str(exc).split("fix: ", 1)[1] if "fix: " in str(exc) else "run `ictal build`"
-        return Check("cache", "fail", missing, fix)
+        return (
+            missing if missing.fix else Check("cache", "fail", missing.detail, "run `ictal build`")
+        )
     return Check("cache", "ok", f"{key16(pre.view.key)} at {pre.view.path}")
 
 
@@ -132,27 +132,20 @@ def _published(cfg: Config, *, needed: bool) -> Check:
     try:
         k16 = published_key(cfg, url)
     except IctalError as exc:
-        problem, _, fix = str(exc).partition("\n  fix: ")
-        return Check("cache.remote", "fail" if needed else "warn", problem, fix)
+        return _refused("cache.remote", "fail" if needed else "warn", exc)
     return Check("cache.remote", "ok", f"published as {k16} at {redact(url)}")
 
 
 def _sink(url: str, *, needed: bool) -> Check:
     """The sink takes a write (a probe object, removed again)."""
-    shown = redact(url)
     try:
-        fs, root = open_url(url, "sink.url")
-        make_dirs(fs, root)  # a local sink is made, as a run makes it; a bucket never is
-        probe = f"{root}/.ictal-doctor-{socket.gethostname()}-{os.getpid()}"
-        fs.pipe_file(probe, b"ictal doctor write probe\n")
-        fs.rm_file(probe)
+        probe_sink(url)
     except IctalError as exc:
-        return Check("sink.url", "fail" if needed else "warn", str(exc).split("\n")[0])
-    except Exception as exc:  # any backend error: the run could not push its results
-        return Check(
-            "sink.url",
-            "fail" if needed else "warn",
-            f"{shown}: not writable: {describe(exc)}",
-            "fix sink.url or its credentials (environment variables), or unset it",
-        )
-    return Check("sink.url", "ok", f"{shown}: writable")
+        return _refused("sink.url", "fail" if needed else "warn", exc)
+    return Check("sink.url", "ok", f"{redact(url)}: writable")
+
+
+def _refused(name: str, status: Status, exc: IctalError) -> Check:
+    """A check from a refusal: its problem and its fix, as the command would say them."""
+    problem = getattr(exc, "problem", None) or str(exc).split("\n", 1)[0]
+    return Check(name, status, problem, getattr(exc, "fix", None) or "")

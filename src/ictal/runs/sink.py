@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,19 @@ from ictal.io.atomic import atomic_write_json, fsync_dir, fsync_file
 from ictal.io.digest import file_sha256
 from ictal.io.paths import contained, writable_dir
 from ictal.io.redact import redact
-from ictal.io.storage import PULL_INDEX, describe, make_dirs, open_url, storage_errors
+from ictal.io.storage import PULL_INDEX, describe, is_local, make_dirs, open_url, storage_errors
 from ictal.runs.directory import EVAL_PREFIX, HEARTBEAT
 from ictal.ui import log, progress
 
 MARKER = "_PUSHED.json"
 STARTED = "_STARTED.json"
+
+
+def _not_writable(dest: str, exc: BaseException) -> PreflightError:
+    return PreflightError(
+        f"sink {redact(dest)} is not writable: {describe(exc)}",
+        "fix sink.url or its credentials (environment variables), or unset sink.url",
+    )
 
 
 def check_sink(url: str, name: str) -> str:
@@ -42,11 +50,24 @@ def check_sink(url: str, name: str) -> str:
         make_dirs(fs, root)
         fs.pipe_file(f"{root}/{STARTED}", body)
     except Exception as exc:  # any backend error means the results could not be pushed
-        raise PreflightError(
-            f"sink {redact(dest)} is not writable: {describe(exc)}",
-            "fix sink.url or its credentials (environment variables), or unset sink.url",
-        ) from exc
+        raise _not_writable(dest, exc) from exc
     return dest
+
+
+def probe_sink(url: str) -> None:
+    """The sink takes a write now (a probe object, removed again) without leaving anything:
+    a local sink not made yet is probed in its nearest existing parent, as a run would make it
+    there; a bucket is never created."""
+    fs, root = open_url(url, "sink.url")
+    try:
+        if is_local(fs):
+            while not fs.exists(root) and root != os.path.dirname(root):
+                root = os.path.dirname(root)
+        probe = f"{root}/.ictal-probe-{socket.gethostname()}-{os.getpid()}"
+        fs.pipe_file(probe, b"ictal write probe\n")
+        fs.rm_file(probe)
+    except Exception as exc:  # any backend error means the results could not be pushed
+        raise _not_writable(url, exc) from exc
 
 
 def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
