@@ -191,6 +191,7 @@ def test_a_run_live_on_another_machine_is_not_resumed_from_the_sink():
     assert live_elsewhere(beat, push_every_s=20.0, now=now) is None  # 100 s > 3 x 30 s
     assert live_elsewhere({**beat, "state": "stopped"}, push_every_s=60.0, now=now) is None
     assert live_elsewhere({**beat, "time": "soon"}, push_every_s=60.0, now=now) is None
+    assert live_elsewhere({**beat, "heartbeat_s": "x", "host": 7}, 60.0, now) is not None
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ spot instance replaced, a cloud function restarted) the run comes back from the 
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, is_l
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
 from ictal.runs.sink import pull, pushed_heartbeats
+from ictal.runs.status import classify
 from ictal.ui import log
 
 # Fields that describe the machine rather than the experiment: on resume a value given now
@@ -68,21 +70,14 @@ def find_resumable(runs_root: str | Path) -> Path | None:
     return None
 
 
-# A pushed heartbeat is as old as the last push: a run is live elsewhere while its pushed
-# heartbeat is younger than this many heartbeat or push intervals (whichever is longer).
-LIVE_INTERVALS = 3
-
-
 def live_elsewhere(beat: dict[str, Any], push_every_s: float, now: float) -> str | None:
-    """Why a pushed run must not be resumed here (its process is still pushing), or None."""
-    if beat.get("state") != "running":
+    """Why a pushed run must not be resumed here (its process is still pushing), or None:
+    ``ictal status``'s own judgement of the heartbeat, allowing for the push interval."""
+    status, _ = classify(beat, now, socket.gethostname(), min_interval_s=push_every_s)
+    if status not in ("running", "stalled"):
         return None
-    interval = max(float(beat.get("heartbeat_s") or 0.0), push_every_s)
-    stamp = beat.get("time")
-    age = now - float(stamp) if isinstance(stamp, int | float) else float("inf")
-    if age > LIVE_INTERVALS * interval:
-        return None
-    return f"it is live on host {beat.get('host')} (pushed heartbeat {age:.0f}s ago)"
+    host = beat.get("host")
+    return f"it is {status} on host {host if isinstance(host, str) else '?'} (its heartbeat)"
 
 
 def pull_resumable(cfg: Config) -> Path | None:

@@ -88,13 +88,18 @@ def _process_alive(pid: int, started: float | None) -> bool:
 
 
 def classify(
-    beat: dict[str, Any], now: float, host: str, stalled_after_s: float | None = None
+    beat: dict[str, Any],
+    now: float,
+    host: str,
+    stalled_after_s: float | None = None,
+    min_interval_s: float = 0.0,
 ) -> tuple[str, str]:
-    """(status, reason) of one heartbeat."""
+    """(status, reason) of one heartbeat; ``min_interval_s``: the copy is refreshed no more
+    often than that (a heartbeat read from a sink is as old as the last push)."""
     state = _str(beat.get("state")) or "unknown"
     if state in FINAL_STATES:
         return state, _str(beat.get("error")) or ""
-    interval = _float(beat.get("heartbeat_s")) or 60.0
+    interval = max(_float(beat.get("heartbeat_s")) or 60.0, min_interval_s)
     age = now - (_float(beat.get("time")) or 0.0)
     if age > STALE_BEATS * interval:
         return "stale", f"no heartbeat for {age:.0f}s (every {interval:g}s): the process died"
