@@ -56,6 +56,10 @@ def test_attempts_are_bounded_and_an_ending_other_than_the_limit_stops_the_loop(
     assert out.done and len(out.attempts) == 1 == len(seen)  # finished: no second attempt
     out = until_done(["no-such-command"], limit_s=60.0, grace_s=1.0, max_attempts=5)
     assert out.exit_code == 2 and len(out.attempts) == 1  # a refusal is not retried
+    # every attempt stopped by the limit (SIGTERM 3 s in): exactly max_attempts of them
+    out = until_done(["obey"], limit_s=3.5, grace_s=0.5, max_attempts=2, program=_program())
+    assert [a.deadline for a in out.attempts] == [True, True] and out.exit_code == 130
+    assert not out.done and not out.interrupted
 
 
 def test_an_interrupt_from_outside_stops_the_attempt_and_the_loop():

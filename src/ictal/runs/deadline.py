@@ -91,7 +91,8 @@ def _run_of(pids: set[int], runs_root: Path) -> Path | None:
         if not meta:
             continue
         owners = [meta, *[r for r in meta.get("resumes", []) if isinstance(r, dict)]]
-        if any(o.get("host") == host and o.get("pid") in pids for o in owners):
+        if any(o.get("host") == host and isinstance(o.get("pid"), int) and o["pid"] in pids
+               for o in owners):  # fmt: skip
             return path
     return None
 
@@ -162,6 +163,7 @@ def until_done(
     runs_root: str | Path | None = None,
     env: dict[str, str] | None = None,
     on_attempt: Callable[[Attempt], None] | None = None,
+    program: Sequence[str] = ICTAL,
 ) -> Outcome:
     """Attempts of ``ictal ARGV`` under the limit until one ends for a reason other than the
     limit, at most ``max_attempts``. SIGTERM or SIGINT to this process stop the current
@@ -172,7 +174,7 @@ def until_done(
     try:
         current = list(argv)
         for number in range(1, max_attempts + 1):
-            attempt = run_within(current, limit_s, grace_s, runs_root, env, stop)
+            attempt = run_within(current, limit_s, grace_s, runs_root, env, stop, program)
             outcome.attempts.append(attempt)
             if on_attempt is not None:
                 on_attempt(attempt)
