@@ -12,7 +12,9 @@ STAMP := $(VENV)/.installed
 LOCK ?= requirements/dev.lock
 TORCH_INDEX ?=
 TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX))
-# `make lock` resolves against the CPU torch build (no CUDA packages in the locks), found here.
+# `make lock` resolves against the CPU torch build (no CUDA packages in the locks): found in
+# this machine's wheel directory; elsewhere LOCK_SOURCES="--extra-index-url
+# https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match".
 LOCK_SOURCES ?= --find-links /opt/wheels
 UV ?= $(BIN)/uv
 DEMO_CFG := configs/demo.yaml
