@@ -20,7 +20,8 @@ import pytest
 from conftest import ictal_env, run_ictal
 from ictal.corpus.synth import synthesize
 from ictal.detect.records import LOG_DIR, decode
-from ictal.events.scorers import ZERO, score_ovlp, score_taes
+from ictal.events.counts import ZERO
+from ictal.events.scorers import score_ovlp, score_taes
 from ictal.io.framelog import read_records, segments
 
 FAST = [

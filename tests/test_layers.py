@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"config", "device"},
     {"signal", "models", "events"},
     {"cache", "runs"},
-    {"train", "evaluate", "detect", "doctor"},
+    {"train", "evaluate", "detect", "doctor", "score"},
     {"cli"},
     {"__main__"},
 ]

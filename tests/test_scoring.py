@@ -10,16 +10,9 @@ from timescoring.annotations import Annotation
 from timescoring.scoring import EventScoring, SampleScoring
 
 from ictal.auroc import HistogramAuroc
-from ictal.events.scorers import (
-    SCORERS,
-    EventCounts,
-    get_scorer,
-    pool,
-    score_ovlp,
-    score_szcore,
-    score_szcore_samples,
-    score_taes,
-)
+from ictal.events.counts import EventCounts, pool
+from ictal.events.scorers import SCORERS, get_scorer, score_ovlp, score_taes
+from ictal.events.szcore import score_szcore, score_szcore_samples
 
 HOUR = 3600.0
 
@@ -259,7 +252,7 @@ def test_szcore_samples_matches_sample_scoring() -> None:
 
 
 def test_scorer_registry() -> None:
-    assert set(SCORERS) == {"ovlp", "taes", "szcore"}
+    assert set(SCORERS) == {"ovlp", "taes", "epoch", "dpalign", "szcore", "szcore_samples"}
     assert get_scorer("taes") is score_taes
     with pytest.raises(KeyError, match="known"):
         get_scorer("nope")

@@ -745,6 +745,67 @@ def detect(
 
 
 @app.command()
+def score(
+    ref: Annotated[str, typer.Argument(help="Reference: a directory, a list file or one file.")],
+    hyp: Annotated[str, typer.Argument(help="Hypothesis: a directory, a list file or one file.")],
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the pooled scores as JSON here.")
+    ] = None,
+    per_file: Annotated[
+        Path | None, typer.Option("--per-file", help="Write one CSV row of counts per pair.")
+    ] = None,
+    scorers: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated: ovlp,taes,epoch,dpalign,szcore (default: all)."),
+    ] = None,
+    missing_hyp: Annotated[
+        str,
+        typer.Option(
+            "--missing-hyp", help="error (default), or empty: score a missing hypothesis as empty."
+        ),
+    ] = "error",
+) -> None:
+    """Score any system's annotations against a reference: NEDC v6.0.0 OVLP, TAES, EPOCH and
+    DPALIGN, SzCORE events and samples, pooled over files (.csv_bi, .csv, .tsv)."""
+    from ictal.events.scorers import LABELS
+    from ictal.score.scoring import score as run_score
+
+    result = run_score(
+        ref, hyp, scorers=scorers, missing_hyp=missing_hyp, json_out=json_out, per_file=per_file
+    )
+    hours = next(iter(result.totals.values())).duration_s / 3600.0
+    table = Table(
+        title=f"ictal score: {result.files} files, {hours:.2f} h, pooled over files",
+        title_justify="left",
+    )
+    for column in ("scorer", "sensitivity", "precision", "F1", "FA/24h", "hits", "misses",
+                   "false alarms", "targets"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "scorer" else "right")
+
+    def pct(v: float) -> str:
+        return "n/a" if v != v else f"{100 * v:.2f}%"
+
+    def num(v: float) -> str:
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
+
+    for name in result.scorers:
+        c = result.totals[name]
+        fa = "n/a" if c.fa_per_24h != c.fa_per_24h else f"{c.fa_per_24h:.2f}"
+        f1 = "n/a" if c.f1 != c.f1 else f"{c.f1:.4f}"
+        table.add_row(LABELS[name], pct(c.sensitivity), pct(c.precision), f1, fa,
+                      num(c.hits), num(c.misses), num(c.false_alarms), str(c.n_ref))  # fmt: skip
+    console = make_console()
+    console.print(table)
+    if "epoch" in result.scorers or "szcore_samples" in result.scorers:
+        console.print("EPOCH counts 0.25 s epochs, SzCORE samples count seconds (1 Hz).")
+    for note, n in sorted(result.notes.items()):
+        typer.echo(f"note: {n} file(s): {note}", err=True)
+    for path in (json_out, per_file):
+        if path is not None:
+            console.print(f"wrote {path}")
+
+
+@app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run or evaluation directory.")],
     config: ConfigOpt = None,

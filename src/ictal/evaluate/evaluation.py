@@ -30,6 +30,7 @@ from ictal.evaluate.probs import (
     recording_infos,
     stream_traces,
 )
+from ictal.events.counts import ZERO, EventCounts
 from ictal.events.hypotheses import write_exports
 from ictal.events.operating_points import (
     DEFAULT_SCORERS,
@@ -44,13 +45,8 @@ from ictal.events.operating_points import (
     sweep,
 )
 from ictal.events.postprocess import Event, PostProcess, events_from_probs, postprocess_of
-from ictal.events.scorers import (
-    ZERO,
-    EventCounts,
-    get_scorer,
-    score_ovlp,
-    score_szcore_samples,
-)
+from ictal.events.scorers import get_scorer, score_ovlp
+from ictal.events.szcore import score_szcore_samples
 from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
@@ -109,15 +105,8 @@ def _jsonable(obj: Any) -> Any:
 
 
 def counts_doc(c: EventCounts | None) -> dict[str, Any] | None:
-    """Counts with their sensitivity, FA/24h and precision, for scores.json."""
-    if c is None:
-        return None
-    return {
-        **asdict(c),
-        "sensitivity": c.sensitivity,
-        "fa_per_24h": c.fa_per_24h,
-        "precision": c.precision,
-    }
+    """Counts with every rate derived from them, for scores.json."""
+    return None if c is None else c.as_dict()
 
 
 def _mask(events: list[Event], fs: float, n: int) -> np.ndarray:

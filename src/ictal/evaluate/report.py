@@ -21,13 +21,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
+from ictal.events.operating_points import DEFAULT_SCORERS
+from ictal.events.scorers import LABELS
 from ictal.io.atomic import atomic_write_text
 from ictal.io.paths import is_inside, is_safe_name
 from ictal.runs.directory import EvalDir, RunDir, run_of_checkpoint
 from ictal.runs.meta import read_run_json
 from ictal.runs.metrics import read_metrics
 
-SCORER_LABELS = {"ovlp": "OVLP (NEDC)", "taes": "TAES (NEDC)", "szcore": "SzCORE events"}
 MAX_POINTS = 4000  # per plotted line; longer series are decimated (trace maxima kept)
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
@@ -40,7 +41,7 @@ text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:
 def _ordered(d: dict[str, Any]) -> list[tuple[str, Any]]:
     """Items by scorer in the order OVLP, TAES, SzCORE events, then others by name
     (scores.json is written with sorted keys)."""
-    order = [*SCORER_LABELS, "szcore_samples"]
+    order = [*DEFAULT_SCORERS, "szcore_samples"]
     return sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else 99, kv[0]))
 
 
@@ -128,7 +129,7 @@ def operating_curves(scores: dict[str, Any]) -> str | None:
         ax.set_ylim(-2, 102)
         ax.set_xlabel("FA / 24 h (pooled)")
         ax.set_ylabel("sensitivity %")
-        ax.set_title(SCORER_LABELS.get(name, name))
+        ax.set_title(LABELS.get(name, name))
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _png(fig)
@@ -219,7 +220,7 @@ def operating_point_table(scores: dict[str, Any]) -> str:
         if c is None:
             continue
         body.append(
-            f"<tr><td>{_esc(SCORER_LABELS.get(name, name))}</td><td>default</td>"
+            f"<tr><td>{_esc(LABELS.get(name, name))}</td><td>default</td>"
             f"<td>{_num(thr, '.3g')}</td><td>{_pct(c['sensitivity'])}</td>"
             f"<td>{_num(c['fa_per_24h'])}</td><td>{_pct(c['precision'])}</td><td></td></tr>"
         )
@@ -228,7 +229,7 @@ def operating_point_table(scores: dict[str, Any]) -> str:
             c = row.get("counts") or {}
             smp = row.get("szcore_samples") or {}
             body.append(
-                f"<tr><td>{_esc(SCORER_LABELS.get(name, name))}</td>"
+                f"<tr><td>{_esc(LABELS.get(name, name))}</td>"
                 f"<td>{_num(row['target_fa_per_24h'], 'g')}</td>"
                 f"<td>{_num(row['threshold'], '.4g')}</td>"
                 f"<td>{_pct(c.get('sensitivity'))}</td><td>{_num(c.get('fa_per_24h'))}</td>"

@@ -9,13 +9,7 @@ from typing import Any
 from rich.table import Table
 
 from ictal.evaluate.evaluation import EvaluationResult
-
-SCORER_NAMES = {
-    "ovlp": "OVLP (NEDC)",
-    "taes": "TAES (NEDC)",
-    "szcore": "SzCORE events",
-    "szcore_samples": "SzCORE samples",
-}
+from ictal.events.scorers import LABELS
 
 
 def _cell(c: dict[str, Any] | None, threshold: float | None, samples: bool = False) -> str:
@@ -64,5 +58,5 @@ def summary_table(result: EvaluationResult) -> Table:
         for row in opsd["points"].get(base, []):
             c = row["szcore_samples"] if samples else row["counts"]
             cells.append(_cell(c, row["threshold"], samples))
-        table.add_row(SCORER_NAMES.get(name, name), *cells)
+        table.add_row(LABELS.get(name, name), *cells)
     return table

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from ictal.events.counts import ZERO, EventCounts
 from ictal.events.postprocess import Event, PostProcess, events_from_probs
-from ictal.events.scorers import ZERO, EventCounts, get_scorer
+from ictal.events.scorers import get_scorer
 from ictal.io.atomic import atomic_write_json
 
 DEFAULT_TARGETS: tuple[float, ...] = (10.0, 5.0, 2.5, 1.0)

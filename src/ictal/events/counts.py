@@ -1,0 +1,90 @@
+"""Scorer counts: hits, misses and false alarms over a recording time, pooled by addition.
+
+Every scorer (NEDC's four, SzCORE's two) reports an ``EventCounts`` per file; NEDC pools by
+summing counts and recording time, so FA/24h is over the total time of all files.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class EventCounts:
+    """Hits, misses and false alarms (fractional for TAES) over ``duration_s`` of recording.
+
+    ``fa_seconds`` is what one false alarm weighs in FA/24h: 1 for events, the epoch length
+    for NEDC EPOCH (whose rate is false-alarm epochs times their length per day).
+    """
+
+    hits: float
+    misses: float
+    false_alarms: float
+    n_ref: int
+    duration_s: float
+    fa_seconds: float = 1.0
+
+    @property
+    def sensitivity(self) -> float:
+        """Hits / (hits + misses), as NEDC computes it; nan with neither."""
+        found = self.hits + self.misses
+        return self.hits / found if found else math.nan
+
+    @property
+    def fa_per_24h(self) -> float:
+        """False alarms per 24 h of total recording time; nan for zero duration."""
+        if not self.duration_s:
+            return math.nan
+        return self.false_alarms * self.fa_seconds / self.duration_s * SECONDS_PER_DAY
+
+    @property
+    def precision(self) -> float:
+        """Hits / (hits + false alarms); nan when both are zero."""
+        total = self.hits + self.false_alarms
+        return self.hits / total if total else math.nan
+
+    @property
+    def f1(self) -> float:
+        """Harmonic mean of precision and sensitivity; nan when either is undefined."""
+        p, r = self.precision, self.sensitivity
+        if math.isnan(p) or math.isnan(r):
+            return math.nan
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts and every rate derived from them (nan where undefined)."""
+        return {
+            **asdict(self),
+            "sensitivity": self.sensitivity,
+            "fa_per_24h": self.fa_per_24h,
+            "precision": self.precision,
+            "f1": self.f1,
+        }
+
+    def __add__(self, other: EventCounts) -> EventCounts:
+        if self.fa_seconds != other.fa_seconds and self.duration_s and other.duration_s:
+            raise ValueError("cannot pool counts of different scorers (false alarm weights)")
+        return EventCounts(
+            hits=self.hits + other.hits,
+            misses=self.misses + other.misses,
+            false_alarms=self.false_alarms + other.false_alarms,
+            n_ref=self.n_ref + other.n_ref,
+            duration_s=self.duration_s + other.duration_s,
+            fa_seconds=other.fa_seconds if not self.duration_s else self.fa_seconds,
+        )
+
+
+ZERO = EventCounts(hits=0.0, misses=0.0, false_alarms=0.0, n_ref=0, duration_s=0.0)
+
+
+def pool(counts: Iterable[EventCounts]) -> EventCounts:
+    """Pool per-file counts NEDC-style: sum everything, including the recording time."""
+    total = ZERO
+    for c in counts:
+        total = total + c
+    return total

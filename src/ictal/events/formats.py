@@ -1,0 +1,229 @@
+"""Annotation files any system writes, read the way their scorers read them: NEDC ``.csv_bi``
+and ``.csv`` (as ``nedc_eeg_eval`` v6.0.0 accepts them) and SzCORE / BIDS ``_events.tsv``.
+
+A file becomes labelled rows and a duration, then a NEDC ``Timeline``. Reading is as lenient
+as NEDC where NEDC scores a file, and refuses with the line and the fix where NEDC would crash
+or score nonsense (docs/evaluation.md, "Input files").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ictal.corpus.annotations import SEIZURE_CODES
+from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, build_timeline
+
+SUFFIXES: tuple[str, ...] = (".csv_bi", ".csv", ".tsv")
+NEDC_VERSION = "csv_v1.0.0"
+COLUMN_LINE = "channel,start_time,stop_time,label,confidence"
+TSV_COLUMNS: tuple[str, ...] = ("onset", "duration", "eventType", "recordingDuration")
+_COMMENT = re.compile(r'^#([a-zA-Z:!?" _-]*)=(.+)$')
+_SHOWN = 40  # characters of a bad field quoted in a message (never a whole line of a file)
+
+
+class FormatError(ValueError):
+    """A file no scorer can use: ``str(e)`` is ``"<path>: <line>: <reason>"``."""
+
+
+@dataclass(frozen=True)
+class ScoredFile:
+    """One annotation file as the scorers see it: its timeline and what reading noticed."""
+
+    path: str
+    kind: str
+    timeline: Timeline
+    notes: tuple[str, ...] = ()
+
+
+def kind_of(path: str | Path) -> str | None:
+    """``csv_bi``, ``csv`` or ``tsv`` from the name; None for any other file."""
+    name = str(path)
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix[1:]
+    return None
+
+
+def stem_of(path: str | Path) -> str:
+    """The recording a file belongs to: its name without the suffix (and ``_events``)."""
+    name = Path(path).name
+    kind = kind_of(name)
+    if kind is not None:
+        name = name[: -len(kind) - 1]
+    return name[: -len("_events")] if name.endswith("_events") else name
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
+
+
+def _number(text: str, path: str, where: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise FormatError(f"{path}: {where}: {what} {_shown(text)} is not a number") from None
+    if not math.isfinite(value):
+        raise FormatError(f"{path}: {where}: {what} {_shown(text)} is not finite")
+    return value
+
+
+def _is_seizure(label: str, path: str, where: str, allowed: tuple[str, ...]) -> bool:
+    if label == "bckg":
+        return False
+    if label in allowed:
+        return True
+    raise FormatError(
+        f"{path}: {where}: label {_shown(label)} is neither bckg nor a seizure label "
+        f"({', '.join(allowed[:3])}...); NEDC's two-class map knows only seiz and bckg"
+    )
+
+
+def _check_row(start: float, stop: float, path: str, where: str) -> None:
+    if not stop > start:
+        raise FormatError(
+            f"{path}: {where}: event [{start}, {stop}] does not stop after it starts "
+            "(NEDC scores such rows as nonsense; fix or drop the row)"
+        )
+
+
+def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], tuple[str, ...]]:
+    """Duration, timeline rows and notes of a NEDC csv file, by NEDC's own reading rules."""
+    version: str | None = None
+    duration_text: str | None = None
+    term: list[Segment] = []
+    channels: list[tuple[str, float, float, str, str]] = []
+    for lineno, raw in enumerate(text.split("\n"), start=1):
+        line = raw.replace("\r", "")
+        low = line.lower()
+        if version is None and (low.startswith("version") or low.startswith("# version")):
+            token = low.split("version", 1)[-1].replace("=", "").strip().split()
+            version = token[0].replace('"', "") if token else ""
+        if line.startswith("#"):
+            match = _COMMENT.match(line)
+            if match and match.group(1).strip() == "duration":
+                duration_text = match.group(2).strip()
+            continue
+        row = line.replace(" ", "")
+        if not row or COLUMN_LINE in row:
+            continue
+        where = f"line {lineno}"
+        fields = row.split(",")
+        if len(fields) != 5:
+            raise FormatError(
+                f"{path}: {where}: {len(fields)} fields, NEDC needs 5 ({COLUMN_LINE})"
+            )
+        channel, start_s, stop_s, label, conf_s = fields
+        start = _number(start_s, path, where, "start time")
+        stop = _number(stop_s, path, where, "stop time")
+        _number(conf_s, path, where, "confidence")
+        _check_row(start, stop, path, where)
+        if channel == "TERM":
+            term.append((start, stop, _is_seizure(label, path, where, ("seiz",))))
+        else:
+            channels.append((channel, start, stop, label, where))
+    if version != NEDC_VERSION:
+        found = "no version line" if version is None else f"version {_shown(version)}"
+        raise FormatError(
+            f"{path}: {found}; NEDC reads files that start '# version = {NEDC_VERSION}'"
+        )
+    if duration_text is None or not duration_text.split():
+        raise FormatError(f"{path}: no '# duration = <seconds> secs' line (NEDC needs it)")
+    duration = _number(duration_text.split()[0], path, "duration line", "duration")
+    if term or not channels:
+        notes = ("rows on channels other than TERM are ignored, as NEDC does",) if channels else ()
+        return duration, term, notes
+    if kind == "csv_bi":
+        return duration, [], ("no TERM rows: scored as all background, as NEDC does",)
+    allowed = ("seiz", *SEIZURE_CODES)
+    seizures = sorted(
+        (start, stop) for _, start, stop, label, where in channels
+        if _is_seizure(label, path, where, allowed)
+    )  # fmt: skip
+    united: list[tuple[float, float]] = []
+    for start, stop in seizures:
+        if united and start <= united[-1][1]:
+            united[-1] = (united[-1][0], max(united[-1][1], stop))
+        else:
+            united.append((start, stop))
+    note = "per-channel rows collapsed: a seizure wherever any channel has one"
+    return duration, [(a, b, True) for a, b in united], (note,)
+
+
+def _tsv_rows(text: str, path: str) -> tuple[float, list[Segment], tuple[str, ...]]:
+    """Duration and rows of a SzCORE / BIDS events file (``sz*`` seizure, ``bckg`` not)."""
+    reader = csv.DictReader(io.StringIO(text), delimiter="\t")
+    missing = [c for c in TSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise FormatError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
+    rows: list[Segment] = []
+    durations: set[float] = set()
+    for lineno, rec in enumerate(reader, start=2):
+        where = f"line {lineno}"
+        onset = _number(rec["onset"] or "", path, where, "onset")
+        length = _number(rec["duration"] or "", path, where, "duration")
+        durations.add(_number(rec["recordingDuration"] or "", path, where, "recordingDuration"))
+        kind = (rec["eventType"] or "").strip()
+        if kind != "bckg" and not kind.startswith("sz"):
+            raise FormatError(
+                f"{path}: {where}: eventType {_shown(kind)} is neither bckg nor a seizure "
+                "(SzCORE seizure types start with 'sz')"
+            )
+        stop = round(onset + length, DIGITS)
+        _check_row(onset, stop, path, where)
+        rows.append((onset, stop, kind != "bckg"))
+    if not durations:
+        raise FormatError(
+            f"{path}: no rows, so no recordingDuration (write one bckg row over the recording)"
+        )
+    if len(durations) > 1:
+        raise FormatError(f"{path}: rows disagree on recordingDuration: {sorted(durations)}")
+    return durations.pop(), rows, ()
+
+
+def _overlap_notes(rows: list[Segment], duration: float) -> tuple[str, ...]:
+    """What NEDC scores without a word: overlapping rows, rows past the recording's end."""
+    notes = []
+    ordered = sorted(rows, key=lambda r: (r[0], r[1]))
+    if any(round(b[0], DIGITS) < round(a[1], DIGITS) for a, b in itertools.pairwise(ordered)):
+        notes.append("overlapping events, scored as separate events as NEDC does")
+    if any(round(r[1], DIGITS) > round(duration, DIGITS) or r[0] < 0 for r in rows):
+        notes.append("events outside 0..duration, scored as they are as NEDC does")
+    return tuple(notes)
+
+
+def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
+    """Parse one annotation file's text; ``FormatError`` names the file, line and fix."""
+    kind = kind or kind_of(path)
+    if kind is None:
+        raise FormatError(f"{path}: not an annotation file (need {', '.join(SUFFIXES)})")
+    if kind == "tsv":
+        duration, rows, notes = _tsv_rows(text, path)
+    else:
+        duration, rows, notes = _nedc_rows(text, path, kind)
+    try:
+        timeline = build_timeline(rows, duration)
+    except TimelineError as exc:
+        raise FormatError(f"{path}: {exc}") from None
+    return ScoredFile(path, kind, timeline, notes + _overlap_notes(rows, duration))
+
+
+def read_file(path: str | Path) -> ScoredFile:
+    """Read and parse one local annotation file (UTF-8)."""
+    name = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise FormatError(f"{name}: is a directory, not an annotation file") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    return parse_file(text, name)

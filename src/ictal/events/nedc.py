@@ -1,0 +1,304 @@
+"""NEDC v6.0.0's four scorers (OVLP, TAES, EPOCH, DPALIGN) for the seizure class, rule for rule.
+
+Parity with Temple's ``nedc_eeg_eval`` v6.0.0 is the contract, quirks included; every rule
+below is written out in docs/evaluation.md ("NEDC v6.0.0 rules") with the test that pins it.
+A file is first turned into a ``Timeline`` the way NEDC prepares it: events sorted, gaps
+filled with background (times compared at 4 decimals), neighbours of one label joined.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from ictal.events.counts import EventCounts
+
+Event = tuple[float, float]
+Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
+DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
+EPOCH_S = 0.25  # NEDC EPOCH's default epoch (parameter file v00)
+
+
+class TimelineError(ValueError):
+    """A file or pair NEDC cannot score: no duration, an empty event, durations that differ."""
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """One file as NEDC scores it: labelled segments tiling ``0..duration_s`` in order."""
+
+    segments: tuple[Segment, ...]
+
+    @property
+    def duration_s(self) -> float:
+        """The recording time NEDC adds up for FA/24h: where the last segment stops."""
+        return self.segments[-1][1]
+
+    @property
+    def seizures(self) -> list[Event]:
+        """The seizure segments (each already joined with touching ones)."""
+        return [(a, b) for a, b, seiz in self.segments if seiz]
+
+
+def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
+    """A timeline from labelled rows (any order) and the file's duration, as NEDC fills it.
+
+    Rows are sorted by (start, stop). Walking them, a background segment is put wherever the
+    next row does not start (at 4 decimals) where the previous one stopped, and one from the
+    last stop to the duration; then consecutive segments of one label are joined (first
+    start, last stop). Overlapping rows or rows past the end make backward background
+    segments that cover no time, exactly as in NEDC. Rows must have start < stop.
+    """
+    if not (math.isfinite(duration_s) and round(duration_s, DIGITS) > 0):
+        raise TimelineError(f"duration {duration_s} is not a positive number of seconds")
+    end = round(duration_s, DIGITS)
+    cursor = 0.0
+    filled: list[Segment] = []
+    for start, stop, seiz in sorted(rows, key=lambda r: (r[0], r[1])):
+        if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
+            raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
+        first = round(start, DIGITS)
+        if first != cursor:
+            filled.append((cursor, first, False))
+        filled.append((start, stop, seiz))
+        cursor = round(stop, DIGITS)
+    if cursor != end:
+        filled.append((cursor, end, False))
+    joined: list[Segment] = []
+    for seg in filled:
+        if joined and joined[-1][2] == seg[2]:
+            joined[-1] = (joined[-1][0], seg[1], seg[2])
+        else:
+            joined.append(seg)
+    return Timeline(tuple(joined))
+
+
+def timeline_of_events(events: Sequence[Event], duration_s: float) -> Timeline:
+    """The timeline of seizure events as a ``.csv_bi`` export writes them: times at 4
+    decimals, clipped to the recording, overlapping events united."""
+    end = round(duration_s, DIGITS)
+    rounded = sorted(
+        (max(round(float(a), DIGITS), 0.0), min(round(float(b), DIGITS), end)) for a, b in events
+    )
+    united: list[Event] = []
+    for start, stop in rounded:
+        if stop <= start:
+            continue
+        if united and start < united[-1][1]:
+            united[-1] = (united[-1][0], max(united[-1][1], stop))
+        else:
+            united.append((start, stop))
+    return build_timeline([(a, b, True) for a, b in united], duration_s)
+
+
+def _check_pair(ref: Timeline, hyp: Timeline) -> None:
+    """NEDC scores a pair only when both end at the same time (4 decimals)."""
+    if round(ref.duration_s, DIGITS) != round(hyp.duration_s, DIGITS):
+        raise TimelineError(
+            f"durations differ: reference {ref.duration_s:.4f} s, hypothesis {hyp.duration_s:.4f} s"
+        )
+
+
+class _Index:
+    """Seizure events with their starts and stops kept sorted for range lookups, when they
+    are monotone (every accepted timeline); otherwise every lookup scans all events."""
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.starts = [a for a, _ in events]
+        self.stops = [b for _, b in events]
+        self.sec_starts = [int(a) for a in self.starts]
+        self.sec_stops = [int(b) for b in self.stops]
+        self.monotone = all(x <= y for x, y in pairwise(self.stops))
+
+    def overlapping(self, start: float, stop: float) -> range:
+        """Indexes that may overlap (start, stop) strictly; callers test each one."""
+        if not self.monotone:
+            return range(len(self.events))
+        return range(bisect_right(self.stops, start), bisect_left(self.starts, stop))
+
+    def same_second(self, start: float, stop: float) -> range:
+        """Indexes that may share a whole second with (start, stop); callers test each."""
+        if not self.monotone:
+            return range(len(self.events))
+        return range(
+            bisect_left(self.sec_stops, int(start)), bisect_right(self.sec_starts, int(stop))
+        )
+
+
+def _strict(a: Event, b: Event) -> bool:
+    """NEDC's overlap: ``b.stop > a.start and b.start < a.stop`` (touching is not overlap)."""
+    return b[1] > a[0] and b[0] < a[1]
+
+
+def _same_second(a: Event, b: Event) -> bool:
+    """NEDC TAES's ``anyovlp``: the whole seconds each event touches (``int`` of its start to
+    ``int`` of its stop, inclusive) have one in common. Touching events pass, and so do events
+    up to a second apart within one second."""
+    return int(b[0]) <= int(a[1]) and int(a[0]) <= int(b[1])
+
+
+def ovlp(ref: Timeline, hyp: Timeline) -> EventCounts:
+    """NEDC any-overlap: a reference seizure strictly overlapped by a hypothesis seizure is a
+    hit, else a miss; a hypothesis seizure overlapping no reference seizure is a false alarm."""
+    _check_pair(ref, hyp)
+    r, h = ref.seizures, hyp.seizures
+    hi, ri = _Index(h), _Index(r)
+    hits = sum(any(_strict(x, h[j]) for j in hi.overlapping(*x)) for x in r)
+    false_alarms = sum(not any(_strict(y, r[i]) for i in ri.overlapping(*y)) for y in h)
+    return EventCounts(float(hits), float(len(r) - hits), float(false_alarms), len(r),
+                       ref.duration_s)  # fmt: skip
+
+
+def _taes_pair(ref: Event, hyp: Event) -> tuple[float, float]:
+    """TAES credit of one pair (NEDC ``calc_hf``): hit and false alarm, as fractions of the
+    reference length, by the four ways two events can lie; the false alarm is capped at 1.
+    Pairs that only share a second can give a negative hit, as in NEDC."""
+    r0, r1 = ref
+    h0, h1 = hyp
+    length = r1 - r0
+    if h0 <= r0 and h1 <= r1:
+        before = (r0 - h0) / length
+        return (h1 - r0) / length, before if before < 1.0 else 1.0
+    if h0 >= r0 and h1 >= r1:
+        after = (h1 - r1) / length
+        return (r1 - h0) / length, after if after < 1.0 else 1.0
+    if h0 < r0 and h1 > r1:
+        return 1.0, min(((h1 - r1) + (r0 - h0)) / length, 1.0)
+    return (h1 - h0) / length, 0.0
+
+
+def taes(ref: Timeline, hyp: Timeline) -> EventCounts:
+    """NEDC time-aligned event scoring, sequencing and quirks as in v6.0.0.
+
+    References are visited in time order. One that is still unused and strictly overlapped
+    by some hypothesis takes, in order, every unused hypothesis sharing a whole second with
+    it. A hypothesis reaching to or past the reference's stop scores the pair and turns every
+    later reference sharing a second with it into one full miss (used or not); a shorter one
+    scores the pair and adds the partial credit of every later hypothesis sharing a second
+    with the reference (used or not). Unused references are a miss each, unused hypotheses a
+    false alarm each.
+    """
+    _check_pair(ref, hyp)
+    r, h = ref.seizures, hyp.seizures
+    ri, hi = _Index(r), _Index(h)
+    ref_free = [True] * len(r)
+    hyp_free = [True] * len(h)
+    hits = misses = false_alarms = 0.0
+    for i, rev in enumerate(r):
+        if not ref_free[i] or not any(_strict(rev, h[j]) for j in hi.overlapping(*rev)):
+            continue
+        for j in hi.same_second(*rev):
+            if not hyp_free[j] or not _same_second(rev, h[j]):
+                continue
+            hit, fa = _taes_pair(rev, h[j])
+            miss = 1.0 - hit
+            ref_free[i] = hyp_free[j] = False
+            if h[j][1] >= rev[1]:
+                for k in ri.same_second(*h[j]):
+                    if k > i and _same_second(r[k], h[j]):
+                        ref_free[k] = False
+                        miss += 1.0
+            else:
+                for k in hi.same_second(*rev):
+                    if k > j and _same_second(rev, h[k]):
+                        hyp_free[k] = False
+                        more_hit, more_fa = _taes_pair(rev, h[k])
+                        hit, miss, fa = hit + more_hit, miss - more_hit, fa + more_fa
+            hits, misses, false_alarms = hits + hit, misses + miss, false_alarms + fa
+    misses += sum(ref_free)
+    false_alarms += sum(hyp_free)
+    return EventCounts(hits, misses, false_alarms, len(r), ref.duration_s)
+
+
+def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
+    """Seizure or not at each time: the first segment holding it (both ends inclusive), or
+    the last segment when none does (NEDC's index -1)."""
+    labels = np.full(times.shape, tl.segments[-1][2], dtype=bool)
+    for start, stop, seiz in reversed(tl.segments):
+        lo, hi = np.searchsorted(times, start, "left"), np.searchsorted(times, stop, "right")
+        labels[lo:hi] = seiz
+    return labels
+
+
+def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Epoch centres ``epoch/2 + i * epoch`` up to and including ``stop``, computed like NEDC."""
+    half = epoch_s / 2.0
+    n = max(0, int((stop - half) // epoch_s) + 1) if stop >= half else 0
+    while half + n * epoch_s <= stop:
+        n += 1
+    while n and half + (n - 1) * epoch_s > stop:
+        n -= 1
+    return half + np.arange(n, dtype=np.float64) * epoch_s
+
+
+def epoch(ref: Timeline, hyp: Timeline, epoch_s: float = EPOCH_S) -> EventCounts:
+    """NEDC epoch scoring: both files sampled at epoch centres up to the reference's end;
+    hits, misses and false alarms are counts of epochs, FA/24h weighs each by ``epoch_s``."""
+    _check_pair(ref, hyp)
+    times = epoch_times(ref.duration_s, epoch_s)
+    r, h = _epoch_labels(ref, times), _epoch_labels(hyp, times)
+    hits = int(np.count_nonzero(r & h))
+    n_ref = int(np.count_nonzero(r))
+    false_alarms = int(np.count_nonzero(~r & h))
+    return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
+                       ref.duration_s, fa_seconds=epoch_s)  # fmt: skip
+
+
+_SUB, _INS, _DEL = 0, 1, 2
+
+
+def dpalign(ref: Timeline, hyp: Timeline, penalty: tuple[float, float, float] = (1.0, 1.0, 1.0)
+            ) -> EventCounts:  # fmt: skip
+    """NEDC DP alignment of the two label sequences (segments, background included).
+
+    ``penalty`` is (deletion, insertion, substitution). Ties prefer a substitution, then an
+    insertion. A reference seizure aligned with a hypothesis seizure is a hit, with background
+    or nothing a miss; a hypothesis seizure aligned with nothing is a false alarm (one aligned
+    with reference background is not).
+    """
+    _check_pair(ref, hyp)
+    p_del, p_ins, p_sub = penalty
+    a = [None, *(s[2] for s in ref.segments), None]
+    b = [None, *(s[2] for s in hyp.segments), None]
+    m, n = len(a), len(b)
+    cost = [[0.0] * n for _ in range(m)]
+    step = [[_SUB] * n for _ in range(m)]
+    for j in range(1, n):
+        cost[0][j], step[0][j] = cost[0][j - 1] + p_ins, _INS
+    for i in range(1, m):
+        cost[i][0], step[i][0] = cost[i - 1][0] + p_del, _DEL
+    for i in range(1, m):
+        above, row, kind = cost[i - 1], cost[i], step[i]
+        for j in range(1, n):
+            best = above[j - 1] + (0.0 if a[i] == b[j] else p_sub)
+            how = _SUB
+            if row[j - 1] + p_ins < best:
+                best, how = row[j - 1] + p_ins, _INS
+            if above[j] + p_del < best:
+                best, how = above[j] + p_del, _DEL
+            row[j], kind[j] = best, how
+    pairs: list[tuple[bool | None, bool | None]] = []
+    i, j = m - 1, n - 1
+    while i >= 0 and j >= 0:
+        how = step[i][j]
+        if how == _DEL:
+            pairs.append((a[i], None))
+            i -= 1
+        elif how == _INS:
+            pairs.append((None, b[j]))
+            j -= 1
+        else:
+            pairs.append((a[i], b[j]))
+            i, j = i - 1, j - 1
+    inner = pairs[::-1][1:-1]
+    n_ref = sum(1 for x, _ in inner if x is True)
+    hits = sum(1 for x, y in inner if x is True and y is True)
+    false_alarms = sum(1 for x, y in inner if x is None and y is True)
+    return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
+                       ref.duration_s)  # fmt: skip

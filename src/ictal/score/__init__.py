@@ -1,0 +1,1 @@
+"""``ictal score``: NEDC v6.0.0 and SzCORE scores of any system's annotation files."""

@@ -1,0 +1,155 @@
+"""What ``ictal score`` compares: reference and hypothesis files from directories (searched
+recursively), NEDC-style list files or single files, paired by recording stem."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ictal.errors import UsageError
+from ictal.events.formats import SUFFIXES, kind_of, stem_of
+
+# When one directory holds a recording in several formats (a TUSZ folder holds both .csv and
+# .csv_bi), the first kind here is scored.
+PREFERENCE: tuple[str, ...] = ("csv_bi", "tsv", "csv")
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+_LISTED = 5  # stems named in a message before "..."
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One recording to score: its reference and its hypothesis (None: an empty one)."""
+
+    stem: str
+    ref: Path
+    hyp: Path | None
+
+
+def _from_dir(root: Path) -> list[Path]:
+    """Annotation files under ``root`` (symbolic links are not followed out of it)."""
+    found: list[Path] = []
+    top = root.resolve()
+    for here, dirs, names in os.walk(root):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(here) / name
+            if kind_of(name) is None:
+                continue
+            if path.is_symlink() and not path.resolve().is_relative_to(top):
+                raise UsageError(
+                    f"{path}: a link to a file outside {root}; copy the file in or list it "
+                    "in a list file"
+                )
+            found.append(path)
+    return found
+
+
+def _expand(entry: str, listing: Path, lineno: int) -> Path:
+    """A list entry as a path: ``$VAR`` / ``${VAR}`` from the environment (NEDC lists use
+    ``$NEDC_NFC``), relative entries against the list's own directory."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in os.environ:
+            raise UsageError(
+                f"{listing}: line {lineno}: ${name} is not set; set it or write the path out"
+            )
+        return os.environ[name]
+
+    path = Path(_VAR.sub(value, entry))
+    return path if path.is_absolute() else listing.parent / path
+
+
+def _from_list(listing: Path) -> list[Path]:
+    """The paths a list file names, one per line (blank lines and ``#`` comments skipped)."""
+    try:
+        text = listing.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{listing}: not a UTF-8 list file of paths") from None
+    paths = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = _expand(entry, listing, lineno)
+        if kind_of(path) is None:
+            raise UsageError(
+                f"{listing}: line {lineno}: not an annotation file (need "
+                f"{', '.join(SUFFIXES)}): {entry[:80]!r}"
+            )
+        paths.append(path)
+    if not paths:
+        raise UsageError(f"{listing}: the list names no files")
+    return paths
+
+
+def gather(arg: str | Path) -> tuple[list[Path], bool]:
+    """The files one argument names, and whether it was a single annotation file."""
+    path = Path(arg)
+    if path.is_dir():
+        files = _from_dir(path)
+        if not files:
+            raise UsageError(f"{path}: no {', '.join(SUFFIXES)} files under this directory")
+        return files, False
+    if not path.exists():
+        raise UsageError(f"{path}: no such file or directory")
+    if kind_of(path) is not None:
+        return [path], True
+    return _from_list(path), False
+
+
+def by_stem(files: list[Path], where: str | Path) -> dict[str, Path]:
+    """One file per recording stem; the preferred kind wins, two of one kind are an error."""
+    chosen: dict[str, Path] = {}
+    for path in files:
+        stem = stem_of(path)
+        old = chosen.get(stem)
+        if old is None:
+            chosen[stem] = path
+            continue
+        rank_old, rank_new = PREFERENCE.index(kind_of(old)), PREFERENCE.index(kind_of(path))
+        if rank_old == rank_new:
+            raise UsageError(
+                f"{where}: two files for recording {stem}: {old} and {path}; keep one, or "
+                "name the files to score in a list file"
+            )
+        if rank_new < rank_old:
+            chosen[stem] = path
+    return chosen
+
+
+def _named(stems: list[str]) -> str:
+    shown = ", ".join(stems[:_LISTED])
+    return shown + (f" and {len(stems) - _LISTED} more" if len(stems) > _LISTED else "")
+
+
+def pair_inputs(ref: str | Path, hyp: str | Path, *, missing_hyp: str = "error") -> list[Pair]:
+    """Pairs of reference and hypothesis files, in the reference's order.
+
+    Two single files pair with each other whatever their names; otherwise files pair by
+    recording stem. A reference without a hypothesis is an error unless ``missing_hyp`` is
+    ``empty`` (scored against an empty hypothesis); a hypothesis without a reference always is.
+    """
+    if missing_hyp not in ("error", "empty"):
+        raise UsageError(f"--missing-hyp must be 'error' or 'empty', not {missing_hyp!r}")
+    ref_files, ref_single = gather(ref)
+    hyp_files, hyp_single = gather(hyp)
+    if ref_single and hyp_single:
+        return [Pair(stem_of(ref_files[0]), ref_files[0], hyp_files[0])]
+    refs, hyps = by_stem(ref_files, ref), by_stem(hyp_files, hyp)
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise UsageError(
+            f"{len(extra)} hypothesis file(s) in {hyp} have no reference in {ref}: "
+            f"{_named(extra)}; score a matching set (a list file names exactly the files)"
+        )
+    missing = [s for s in refs if s not in hyps]
+    if missing and missing_hyp == "error":
+        raise UsageError(
+            f"{len(missing)} reference file(s) in {ref} have no hypothesis in {hyp}: "
+            f"{_named(missing)}; add them, or pass --missing-hyp empty to score them as "
+            "recordings where nothing was detected"
+        )
+    return [Pair(stem, path, hyps.get(stem)) for stem, path in refs.items()]
