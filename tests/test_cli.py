@@ -7,7 +7,7 @@ import pytest
 COMMANDS = [
     "synth", "census", "build", "verify", "explain", "gc",
     "publish", "stage", "train", "sweep", "bench", "evaluate", "detect", "report", "status",
-    "pull", "doctor",
+    "pull", "doctor", "score",
 ]  # fmt: skip
 
 
@@ -23,7 +23,8 @@ def test_command_help(ictal, name):
     res = ictal(name, "--help")
     assert res.returncode == 0, res.stderr
     assert "Usage" in res.stdout
-    assert ("--config" in res.stdout) == (name != "synth")  # synth takes no config
+    # synth and score take no config
+    assert ("--config" in res.stdout) == (name not in ("synth", "score"))
 
 
 def test_unknown_command_is_a_usage_error(ictal):

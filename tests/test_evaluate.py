@@ -18,12 +18,14 @@ import ictal.evaluate.evaluation as run_mod
 import ictal.models.inference as inference_mod
 from ictal.cache.build import build_cache
 from ictal.cache.manifest import CacheView
+from ictal.cli import run
 from ictal.config import Config, load_config
 from ictal.corpus.annotations import parse_annotation_text
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError, UsageError
 from ictal.evaluate.evaluation import evaluate, evaluate_view
 from ictal.evaluate.summary import summary_table
+from ictal.events.counts import EventCounts, pool
 from ictal.events.operating_points import (
     OperatingPoint,
     OperatingPoints,
@@ -167,6 +169,17 @@ def test_exports_parse_with_reference_duration(setup: tuple[Config, Path]) -> No
         ref = parse_annotation_text(ref_path.read_text(), str(ref_path))
         assert hyp.duration == ref.duration and hyp.bname == ref.bname
         assert hyp.rows[0].start == 0.0 and hyp.rows[-1].stop == ref.duration
+    # ictal score on the exports (either format) gives evaluate's own export counts
+    per_recording = [EventCounts(**r["ovlp_export"]) for r in res.scores["recordings"]]
+    expected = pool(per_recording)
+    for fmt in ("csv_bi", "szcore"):
+        out = tmp / f"score-{fmt}.json"
+        assert run(["score", str(tmp / "corpus" / "edf" / "eval"), str(res.out / "hyp" / fmt),
+                    "--json", str(out), "--scorers", "ovlp"]) == 0  # fmt: skip
+        got = json.loads(out.read_text())["ovlp"]
+        assert (got["hits"], got["misses"], got["false_alarms"], got["n_ref"]) == (
+            expected.hits, expected.misses, expected.false_alarms, expected.n_ref)  # fmt: skip
+        assert got["duration_s"] == pytest.approx(expected.duration_s)
 
 
 def test_resume_skips_done_recordings(
