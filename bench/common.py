@@ -66,11 +66,13 @@ def best_of(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], first: int = 34) -> str:
     """A plain fixed-width table: the first column left-aligned, the others right-aligned."""
-    width = [first] + [max(12, len(h) + 2) for h in headers[1:]]
+    texts = [[c if isinstance(c, str) else _num(c) for c in row] for row in rows]
+    width = [first] + [
+        max(12, len(h) + 2, *(len(r[i]) + 2 for r in texts)) for i, h in enumerate(headers) if i
+    ]
     lines = ["".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(
         zip(headers, width, strict=True)))]  # fmt: skip
-    for row in rows:
-        cells = [c if isinstance(c, str) else _num(c) for c in row]
+    for cells in texts:
         lines.append(
             "".join(
                 c.ljust(w) if i == 0 else c.rjust(w)
