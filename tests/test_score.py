@@ -278,3 +278,37 @@ def test_real_command_line(ictal, tmp_path: Path) -> None:
     bad = ictal("score", str(tmp_path / "ref"), str(tmp_path / "nowhere"))
     assert bad.returncode == 2 and "no such file or directory" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_events_outside_the_recording_are_scored_as_nedc_does_with_a_note(
+    tmp_path: Path, capsys
+) -> None:
+    ref = csv_bi(tmp_path / "r" / "a_s001_t000.csv_bi", 100.0, [(10.0, 20.0)])
+    hyp = tmp_path / "h" / "a_s001_t000.csv_bi"
+    hyp.parent.mkdir()
+    hyp.write_text(
+        HEADER.format(b="a", d=100.0)
+        + COLUMNS
+        + "TERM,-5.0,2.0,seiz,1\nTERM,15.0,18.0,seiz,1\nTERM,95.0,130.0,seiz,1\n"
+    )
+    out = tmp_path / "o.json"
+    assert score(ref, hyp, "--json", out) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["ovlp"]["hits"], doc["ovlp"]["false_alarms"]) == (1, 2)
+    assert doc["szcore"]["duration_s"] == 100.0  # SzCORE scores the recording's own length
+    assert "outside 0..duration" in capsys.readouterr().err
+
+
+def test_oversized_and_malformed_tables_are_refused(tmp_path: Path, monkeypatch) -> None:
+    import ictal.events.formats as formats
+
+    big = tmp_path / "big_events.tsv"
+    big.write_text("onset\tduration\teventType\trecordingDuration\n" + "1\t1\tsz\t60\n" * 50)
+    monkeypatch.setattr(formats, "MAX_BYTES", 100)
+    with pytest.raises(FormatError, match="is not an annotation file"):
+        read_file(big)
+    monkeypatch.setattr(formats, "MAX_BYTES", 2**20)
+    bad = tmp_path / "bad_events.tsv"
+    bad.write_text('onset\tduration\teventType\trecordingDuration\n"1\t1\tsz\t60\n' + "x" * 200_000)
+    with pytest.raises(FormatError):
+        read_file(bad)

@@ -25,6 +25,7 @@ COLUMN_LINE = "channel,start_time,stop_time,label,confidence"
 TSV_COLUMNS: tuple[str, ...] = ("onset", "duration", "eventType", "recordingDuration")
 _COMMENT = re.compile(r'^#([a-zA-Z:!?" _-]*)=(.+)$')
 _SHOWN = 40  # characters of a bad field quoted in a message (never a whole line of a file)
+MAX_BYTES = 64 * 2**20  # far above any annotation file; a bigger one is not read into memory
 
 
 class FormatError(ValueError):
@@ -157,6 +158,13 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
 
 def _tsv_rows(text: str, path: str) -> tuple[float, list[Segment], tuple[str, ...]]:
     """Duration and rows of a SzCORE / BIDS events file (``sz*`` seizure, ``bckg`` not)."""
+    try:
+        return _tsv_table(text, path)
+    except csv.Error as exc:
+        raise FormatError(f"{path}: not a tab-separated table ({exc})") from None
+
+
+def _tsv_table(text: str, path: str) -> tuple[float, list[Segment], tuple[str, ...]]:
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
     missing = [c for c in TSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
@@ -217,6 +225,9 @@ def read_file(path: str | Path) -> ScoredFile:
     """Read and parse one local annotation file (UTF-8)."""
     name = str(path)
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_BYTES:
+            raise FormatError(f"{name}: {size} bytes is not an annotation file")
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise FormatError(f"{name}: no such file") from None

@@ -29,12 +29,20 @@ LABELS: dict[str, str] = {
 }
 
 
+def _inside(tl: Timeline, duration_s: float) -> list[Event]:
+    """Seizures clipped to the recording: SzCORE scores masks of the recording's length."""
+    clipped = [(max(a, 0.0), min(b, duration_s)) for a, b in tl.seizures]
+    return [(a, b) for a, b in clipped if b > a]
+
+
 def _szcore(ref: Timeline, hyp: Timeline) -> EventCounts:
-    return score_szcore(ref.seizures, hyp.seizures, ref.duration_s)
+    d = ref.duration_s
+    return score_szcore(_inside(ref, d), _inside(hyp, d), d)
 
 
 def _szcore_samples(ref: Timeline, hyp: Timeline) -> EventCounts:
-    return score_szcore_sample_events(ref.seizures, hyp.seizures, ref.duration_s)
+    d = ref.duration_s
+    return score_szcore_sample_events(_inside(ref, d), _inside(hyp, d), d)
 
 
 TIMELINE_SCORERS: dict[str, TimelineScorer] = {
