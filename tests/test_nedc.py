@@ -190,3 +190,17 @@ def test_event_lists_score_like_their_csv_bi_export() -> None:
     assert score_ovlp([(10, 20)], [(20, 30)], 100.0).false_alarms == 1
     assert score_taes([(10, 20)], [(12, 15), (20, 25)], 100.0).false_alarms == pytest.approx(0.5)
     assert math.isnan(score_ovlp([], [], 100.0).sensitivity)
+
+
+def test_pairs_nedc_crashes_on_after_counting_get_nedcs_counts() -> None:
+    # NEDC v6.0.0's TAES also scores background, where same-second credit can be negative; its
+    # MCC then takes the square root of a negative number and the tool dies after counting.
+    # Identical files with one sub-second seizure do it. Ictal reports the seizure counts NEDC
+    # had computed (targets 1, hits 1, misses 0, FAs 0).
+    ref = build_timeline([(0.1, 0.4, True)], 2.0)
+    c = taes(ref, ref)
+    assert (c.n_ref, c.hits, c.misses, c.false_alarms) == (1, 1.0, 0.0, 0.0)
+    # ref (1.8, 1.9), hyps (1.0, 1.2) and (1.4, 2.0): NEDC's counts before its crash
+    c = taes(build_timeline([(1.8, 1.9, True)], 2.0),
+             build_timeline([(1.0, 1.2, True), (1.4, 2.0, True)], 2.0))  # fmt: skip
+    assert (c.hits, c.misses, c.false_alarms) == pytest.approx((-5.0, 6.0, 2.0))
