@@ -18,7 +18,7 @@ from ictal.corpus.channels import CANONICAL_19
 from ictal.errors import UsageError
 
 # Bump when preprocessing code changes output bytes for the same config: it enters the key.
-PREPROCESSING_VERSION = "ictal-preproc-1"
+PREPROCESSING_VERSION = "ictal-preproc-2"  # 2: FFT rate change and filters, docs/cache.md
 CACHE_FORMAT_VERSION = 1
 
 

@@ -234,7 +234,8 @@ def _build_locked(
         ]
         report.skipped = len(refs) - len(todo)
         todo, by_content = _reuse(cfg, final, directory, todo, planned.discovery, records, report)
-        executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers, cfg.ray)
+        executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers, cfg.ray,
+                                 coordinator_works=True)  # fmt: skip
         log.info(
             f"building {len(todo)} recordings ({report.skipped} already done"
             + (f", {len(by_content)} to link if their content is unchanged" if by_content else "")

@@ -8,6 +8,7 @@ restored corpus) is linked from an earlier cache instead of being preprocessed a
 
 from __future__ import annotations
 
+import hashlib
 import io
 import traceback
 from dataclasses import dataclass
@@ -17,10 +18,9 @@ from typing import Any
 import numpy as np
 
 from ictal.cache import layout
-from ictal.cache.manifest import sha256_bytes
 from ictal.config import Config
 from ictal.corpus.discovery import RecordingRef
-from ictal.io.atomic import atomic_write_bytes, atomic_write_json, link_or_copy
+from ictal.io.atomic import atomic_write_json, atomic_write_with, link_or_copy
 from ictal.io.digest import url_sha256
 from ictal.parallel.executors import require_visible
 
@@ -39,10 +39,13 @@ class Task:
     donor: tuple[str, dict[str, Any]] | None = None
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
+def _npy_parts(array: np.ndarray) -> tuple[bytes, memoryview]:
+    """The ``.npy`` file of a C-contiguous array as its header and a view of the data: written
+    and hashed without a copy of the samples (the same bytes ``np.save`` writes)."""
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, array, allow_pickle=False)
-    return buf.getvalue()
+    header = np.lib.format.header_data_from_array_1_0(array)
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue(), memoryview(np.ascontiguousarray(array)).cast("B")
 
 
 def _intervals(events: list[Any], fs: float, n: int) -> tuple[list[list[int]], list[str]]:
@@ -120,9 +123,11 @@ def build_one(task: Task) -> dict[str, Any]:
     except OSError as exc:
         return _fail(out, base, f"{edf_path}: cannot read it again to hash it: {exc}")
     n = int(pre.data.shape[0])
-    payload = _npy_bytes(pre.data)
+    head, samples = _npy_parts(pre.data)
     array_rel = f"{layout.ARRAYS}/{ref.id}.npy"
-    atomic_write_bytes(out / array_rel, payload)
+    atomic_write_with(out / array_rel, lambda fh: (fh.write(head), fh.write(samples)))
+    digest = hashlib.sha256(head)
+    digest.update(samples)
     seizures, labels = _intervals(events, pre.fs, n)
     record = {
         **base,
@@ -132,8 +137,8 @@ def build_one(task: Task) -> dict[str, Any]:
         "n_samples": n,
         "n_channels": int(pre.data.shape[1]),
         "array": array_rel,
-        "bytes": len(payload),
-        "sha256": sha256_bytes(payload),
+        "bytes": len(head) + samples.nbytes,
+        "sha256": digest.hexdigest(),
         "seizures": seizures,
         "seizure_labels": labels,
         "stats": pre.stats,

@@ -16,9 +16,12 @@ def cache_workers(requested: int | None) -> int:
     return requested or usable_cpus()
 
 
-def make_executor(kind: str, workers: int | None, ray: Any = None) -> Executor:
+def make_executor(
+    kind: str, workers: int | None, ray: Any = None, *, coordinator_works: bool = False
+) -> Executor:
     """The executor named in the config, with ``cache_workers(workers)`` workers; ``ray`` is
-    the config's ray section (address, CPUs and memory per task, retries)."""
+    the config's ray section (address, CPUs and memory per task, retries). With
+    ``coordinator_works`` the local executor counts the calling process as one worker."""
     n = cache_workers(workers)
     if kind == "serial":
         return SerialExecutor()
@@ -30,4 +33,4 @@ def make_executor(kind: str, workers: int | None, ray: Any = None) -> Executor:
             memory_gb_per_task=getattr(ray, "memory_gb_per_task", None),
             max_retries=getattr(ray, "max_retries", 3),
         )
-    return ProcessExecutor(n)
+    return ProcessExecutor(n, coordinator_works=coordinator_works)

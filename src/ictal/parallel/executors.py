@@ -93,24 +93,37 @@ def signal_on_parent_death(sig: int) -> None:
 class ProcessExecutor:
     """Local worker processes (spawned, so BLAS reads the single-thread settings at import).
 
+    With ``coordinator_works`` the calling process is one of the workers: it runs tasks itself
+    whenever the children's queue is full, so start-up is paid once (a spawned child needs
+    about a second to import before its first task) and one worker never spawns at all. Only
+    for tasks whose bytes do not depend on the process's thread settings (the cache build
+    uses no BLAS).
+
     If the coordinator stops early (an error, SIGINT or SIGTERM raised in it), pending tasks
     are cancelled and the workers terminated at once: nothing keeps running after it.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, coordinator_works: bool = False) -> None:
         self.workers = max(1, int(workers))
+        self.coordinator_works = coordinator_works
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        children = self.workers - 1 if self.coordinator_works else self.workers
+        if children == 0:
+            for item in items:
+                yield fn(item)
+            return
         saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
         os.environ.update(SINGLE_THREAD_ENV)  # inherited by spawned children
         try:
             ctx = mp.get_context("spawn")
             pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+                children, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
             )
             finished = False
             try:
-                yield from _bounded(pool, fn, iter(items), 2 * self.workers)
+                inline = fn if self.coordinator_works else None
+                yield from _bounded(pool, fn, iter(items), 2 * children, inline)
                 finished = True
             finally:
                 if finished:
@@ -175,14 +188,23 @@ def _result(f: Future[R]) -> R:
 
 
 def _bounded(
-    pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterator[T], limit: int
+    pool: ProcessPoolExecutor,
+    fn: Callable[[T], R],
+    items: Iterator[T],
+    limit: int,
+    inline: Callable[[T], R] | None = None,
 ) -> Iterator[R]:
-    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat."""
+    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat;
+    with `inline`, a task that finds the queue full runs here instead of waiting."""
     pending: set[Future[R]] = set()
     for item in items:
-        pending.add(pool.submit(fn, item))
-        if len(pending) >= limit:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        if len(pending) >= limit and inline is not None:
+            yield inline(item)
+        else:
+            pending.add(pool.submit(fn, item))
+        if len(pending) >= limit or inline is not None:
+            timeout = 0 if inline is not None else None
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
             for f in done:
                 yield _result(f)
     while pending:

@@ -1,12 +1,12 @@
-"""Montages over the 19 canonical electrodes, each a fixed (out, 19) matrix applied by matmul.
+"""Montages over the 19 canonical electrodes: as recorded, common average, and the bipolar
+chains written as tables of (electrode, minus electrode) pairs.
 
-One matrix per montage keeps every derivation a single pass over the data and makes the
-definition readable as a table of (+1, -1) pairs.
+Derivations are row arithmetic, never a matrix product: BLAS may split a product across
+threads, and the cache's bytes must not depend on how many threads a process has.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -38,34 +38,6 @@ TCP_PAIRS: tuple[tuple[str, str], ...] = (
 )  # fmt: skip
 
 
-def _pair_matrix(pairs: tuple[tuple[str, str], ...]) -> np.ndarray:
-    """Rows of +1 at the first electrode and -1 at the second."""
-    index = {name: i for i, name in enumerate(CANONICAL_19)}
-    m = np.zeros((len(pairs), len(CANONICAL_19)), dtype=np.float32)
-    for row, (a, b) in enumerate(pairs):
-        m[row, index[a]] = 1.0
-        m[row, index[b]] = -1.0
-    return m
-
-
-@cache
-def montage_matrix(kind: MontageKind) -> np.ndarray:
-    """The read-only float32 (out, 19) matrix with y = M @ x for montage `kind`."""
-    n = len(CANONICAL_19)
-    if kind == "referential":
-        m = np.eye(n, dtype=np.float32)
-    elif kind == "average":
-        m = (np.eye(n, dtype=np.float64) - 1.0 / n).astype(np.float32)
-    elif kind == "bipolar":
-        m = _pair_matrix(BIPOLAR_PAIRS)
-    elif kind == "tcp":
-        m = _pair_matrix(TCP_PAIRS)
-    else:
-        raise ValueError(f"unknown montage {kind!r}; expected one of {MONTAGES}")
-    m.flags.writeable = False
-    return m
-
-
 def montage_channels(kind: MontageKind) -> tuple[str, ...]:
     """Output channel names of montage `kind`, in output row order."""
     if kind in ("average", "referential"):
@@ -87,6 +59,13 @@ def apply_montage(x: np.ndarray, kind: MontageKind) -> tuple[np.ndarray, tuple[s
     if x.ndim != 2 or x.shape[0] != len(CANONICAL_19):
         raise ValueError(f"expected channel-major (19, n_samples) data, got shape {x.shape}")
     names = montage_channels(kind)
+    x = np.asarray(x, dtype=np.float32)
     if kind == "referential":
-        return np.asarray(x, dtype=np.float32), names
-    return montage_matrix(kind) @ np.asarray(x, dtype=np.float32), names
+        return x, names
+    if kind == "average":  # no BLAS: the bytes must not depend on how many threads it uses
+        return x - x.mean(axis=0, keepdims=True), names
+    pairs = BIPOLAR_PAIRS if kind == "bipolar" else TCP_PAIRS
+    index = {name: i for i, name in enumerate(CANONICAL_19)}
+    first = [index[a] for a, _ in pairs]
+    second = [index[b] for _, b in pairs]
+    return x[first] - x[second], names

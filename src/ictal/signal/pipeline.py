@@ -1,9 +1,9 @@
-"""One recording from source samples to cache-ready array: resample, filter, montage, normalise.
+"""One recording from source samples to cache-ready array: rate change and filters, montage,
+normalisation.
 
-Resampling comes first: the common case is downsampling (400 / 512 -> 256 Hz), so the
-filter then runs over up to half the samples, and the polyphase resampler has its own
-anti-aliasing filter, so nothing is lost by band-passing afterwards at the target rate.
-Every step is float32 and deterministic: the same input gives the same output bytes.
+The rate change and the zero-phase band-pass and notch are one product in the frequency
+domain (``signal/spectral.py``). Every step is float32, single-threaded and deterministic:
+the same input gives the same output bytes in any process.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ictal.corpus.channels import CANONICAL_19
-from ictal.signal.filters import zero_phase_filter
 from ictal.signal.montage import apply_montage
 from ictal.signal.normalise import clip, normalise
-from ictal.signal.resample import resample
+from ictal.signal.spectral import filter_resample
 
 if TYPE_CHECKING:
     from ictal.config import SignalConfig
@@ -53,16 +52,15 @@ def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
     if not np.isfinite(x).all():
         raise ValueError("input contains NaN or infinite samples")
 
-    y = resample(x, fs_in, sig.fs, axis=1)
-    y = zero_phase_filter(
-        y,
+    y = filter_resample(
+        x,
+        fs_in,
         sig.fs,
         bandpass=tuple(sig.bandpass),
         notch=sig.notch,
         notch_q=sig.notch_q,
         notch_harmonics=sig.notch_harmonics,
         order=sig.filter_order,
-        axis=1,
     )
     y, names = apply_montage(y, sig.montage)
     y, stats = normalise(y, sig.normalisation, inplace=True)
