@@ -4,6 +4,14 @@ Same synthetic corpus, same run. The baseline is how the failing pipelines built
 (bench/common.py): MNE reads each EDF, FFT resampling, causal float64 filters, 60 s windows
 at 10 s stride saved per recording with `np.savez_compressed`, one process.
 
+Also, as whole processes (start to exit, imports included): `ictal build --workers 1` against
+the baseline run as its own process; and the peak RSS of building the longest recording
+against its float32 size (19 channels x source samples x 4 bytes).
+
+Targets (printed as met or not): per worker at least 20x the baseline; 2 workers faster than
+1; the whole `ictal build --workers 1` process at least 15x the baseline process; the peak
+memory of one recording at most 4x its float32 size.
+
 Run: PYTHONPATH=src python bench/build.py [--patients 8 --hours 2] [--corpus DIR]
      [--repeats 2] [--workers 1,2] [--profile]
      PYTHONPATH=src python bench/build.py --executor ray [--hours 6 --workers 2]
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import hashlib
+import json
 import logging
 import pstats
 import shutil
@@ -67,6 +76,76 @@ def worker_startup_s() -> float:
     t = time.perf_counter()
     subprocess.run([sys.executable, "-c", WORKER_IMPORTS], check=True)
     return time.perf_counter() - t
+
+
+TARGET_PER_WORKER = 20.0
+TARGET_PROCESS = 15.0
+TARGET_MEMORY = 4.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT / 'bench'}"}
+
+
+def process_s(argv: list[str]) -> float:
+    """Wall seconds of a whole process, start to exit."""
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, env=_env(), capture_output=True)
+    return time.perf_counter() - t
+
+
+def whole_processes(corpus: Path, tmp: Path, repeats: int) -> tuple[float, float]:
+    """Best wall seconds of the baseline as its own process and of `ictal build --workers 1`."""
+    base = (
+        "import sys; from pathlib import Path; from common import require_mne, "
+        "baseline_build; baseline_build(require_mne(), Path(sys.argv[1]), Path(sys.argv[2]))"
+    )
+    best_base = best_ictal = float("inf")
+    for _ in range(repeats):
+        out = tmp / "proc-baseline"
+        shutil.rmtree(out, ignore_errors=True)
+        best_base = min(best_base, process_s([sys.executable, "-c", base, str(corpus), str(out)]))
+        cache = tmp / "proc-ictal"
+        shutil.rmtree(cache, ignore_errors=True)
+        best_ictal = min(best_ictal, process_s(
+            [sys.executable, "-m", "ictal", "build", "--workers", "1", "--set",
+             f"corpus.root={corpus}", "--set", f"cache.root={cache}"]))  # fmt: skip
+    return best_base, best_ictal
+
+
+PEAK = """
+import json, resource, sys
+from pathlib import Path
+from ictal.cache.plan import corpus_root, plan
+from ictal.cache.worker import Task, build_one
+from ictal.config import load_config
+cfg = load_config(None, [f"corpus.root={sys.argv[1]}", f"cache.root={sys.argv[2]}"])
+planned = plan(cfg)
+refs = sorted(planned.refs, key=lambda r: r.size)
+out = Path(sys.argv[2]) / "one"
+(out / "arrays").mkdir(parents=True, exist_ok=True)
+(out / "records").mkdir(parents=True, exist_ok=True)
+def task(ref):
+    return Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"),
+                planned.discovery.signature(ref))
+build_one(task(refs[0]))  # a worker as it runs: imports done, the smallest recording built
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+rec = build_one(task(refs[-1]))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak, "n": rec["n_samples"],
+                  "fs_in": rec["source_fs"], "s": rec["source_duration_s"]}))
+"""
+
+
+def peak_memory(corpus: Path, tmp: Path) -> dict[str, float]:
+    """Peak RSS of a process building the longest recording after the smallest (the rise
+    over the worker's own peak until then), and that recording."""
+    out = subprocess.run([sys.executable, "-c", PEAK, str(corpus), str(tmp / "peak")],
+                         check=True, env=_env(), capture_output=True, text=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def profile_one(corpus: Path, tmp: Path, top: int) -> None:
@@ -225,6 +304,32 @@ def main() -> None:
             f"(python, numpy, scipy.signal, edfio, ictal) before its first recording\n"
         )
         print(table(["on disk", "MB", "baseline / this", "target"], size_rows))
+
+        base_p, ictal_p = whole_processes(corpus, tmp, args.repeats)
+        mem = peak_memory(corpus, tmp)
+        f32 = 19 * mem["s"] * mem["fs_in"] * 4
+        task_mb = (mem["peak"] - mem["before"]) / MB
+        per_worker = hours / ictal_t[workers[0]] / workers[0] / base_rate
+        faster = max(workers) > 1 and ictal_t[max(workers)] < ictal_t[1] if 1 in ictal_t else False
+        checks = [
+            ("per worker, 1 worker", f"{per_worker:.1f}x baseline", f">= {TARGET_PER_WORKER:g}x",
+             per_worker >= TARGET_PER_WORKER),
+            (f"{max(workers)} workers vs 1", f"{ictal_t[max(workers)]:.2f} s vs "
+             f"{ictal_t.get(1, float('nan')):.2f} s", "faster", faster),
+            ("whole process, --workers 1", f"{ictal_p:.2f} s vs {base_p:.1f} s = "
+             f"{base_p / ictal_p:.1f}x", f">= {TARGET_PROCESS:g}x",
+             base_p / ictal_p >= TARGET_PROCESS),
+            ("peak memory, longest recording", f"{task_mb:.0f} MB over {mem['before'] / MB:.0f} "
+             f"MB = {task_mb * MB / f32:.2f}x its {f32 / MB:.0f} MB float32",
+             f"<= {TARGET_MEMORY:g}x", task_mb * MB / f32 <= TARGET_MEMORY),
+        ]  # fmt: skip
+        print()
+        print(
+            table(
+                ["target", "measured", "target", ""],
+                [(a, b, c, "met" if ok else "NOT MET") for a, b, c, ok in checks],
+            )
+        )
         if args.profile:
             profile_one(corpus, tmp, args.top)
         print(f"\nload average at the end: {machine_line()}")

@@ -6,11 +6,11 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from scipy.signal import sosfiltfilt
+from scipy.signal import butter, iirnotch, sosfiltfilt, sosfreqz, tf2sos
 
 from ictal.config import SignalConfig
 from ictal.corpus.channels import CANONICAL_19
-from ictal.signal.filters import design_sos, effective_band, notch_frequencies
+from ictal.signal.filters import effective_band, notch_frequencies, squared_response
 from ictal.signal.montage import apply_montage, montage_channels
 from ictal.signal.normalise import FLAT_SCALE, clip, normalise
 from ictal.signal.pipeline import preprocess
@@ -128,7 +128,7 @@ def test_spectral_filter_is_the_forward_backward_sos_filter() -> None:
     # the same |H|^2 as sosfiltfilt over the same design: equal away from the edges
     x = _eeg(256, 60, seed=3)
     x += 80.0 * _sine(0.2, 256, 60.0) + 30.0 * _sine(60.0, 256, 60.0)
-    sos = design_sos(256.0, (0.5, 120.0), 60.0, 30.0, False, 4).astype(np.float64)
+    sos = _scipy_sos(256.0, (0.5, 120.0), 60.0, 4, False)
     ref = sosfiltfilt(sos, x.astype(np.float64), axis=1, padtype="odd", padlen=1536)
     y = zero_phase_filter(x, 256.0)
     core = slice(20 * 256, -20 * 256)
@@ -195,11 +195,30 @@ def test_notch_skipped_above_nyquist_and_harmonics() -> None:
     assert notch_frequencies(240, 60.0, harmonics=True) == (60.0,)  # 120 == Nyquist
 
 
-def test_filter_design_cached_and_float32() -> None:
-    a = design_sos(256.0, (0.5, 120.0), 60.0, 30.0, False, 4)
-    b = design_sos(256.0, (0.5, 120.0), 60.0, 30.0, False, 4)
-    assert a is b and a.dtype == np.float32 and not a.flags.writeable
-    assert a.shape == (4 + 1, 6)  # 4 band-pass sections, 1 notch section
+def _scipy_sos(fs: float, band: tuple[float, float], notch: float | None, order: int,
+               harmonics: bool) -> np.ndarray:  # fmt: skip
+    """The same design made by scipy.signal: Butterworth band-pass (or low-pass) and notches."""
+    low, high = effective_band(fs, band)
+    if low > 0:
+        sections = [butter(order, [low, high], btype="bandpass", fs=fs, output="sos")]
+    else:
+        sections = [butter(order, high, fs=fs, output="sos")]
+    for f0 in notch_frequencies(fs, notch, harmonics):
+        b, a = iirnotch(f0, 30.0, fs=fs)
+        sections.append(tf2sos(b, a))
+    return np.vstack(sections)
+
+
+@pytest.mark.parametrize(
+    ("fs", "band", "notch", "order", "harmonics"),
+    [(256.0, (0.5, 120.0), 60.0, 4, False), (250.0, (1.0, 40.0), 50.0, 2, True),
+     (512.0, (0.0, 70.0), None, 6, False), (200.0, (0.5, 120.0), 60.0, 4, False)],
+)  # fmt: skip
+def test_squared_response_is_scipys_design(fs, band, notch, order, harmonics) -> None:
+    freqs = np.linspace(0.0, fs / 2, 20_001)
+    _, h = sosfreqz(_scipy_sos(fs, band, notch, order, harmonics), worN=freqs, fs=fs)
+    got = squared_response(freqs, fs, band, notch, 30.0, harmonics, order)
+    assert np.abs(got - np.abs(h) ** 2).max() < 1e-9
 
 
 # --- normalise ---------------------------------------------------------------------------

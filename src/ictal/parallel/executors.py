@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -187,6 +188,12 @@ def _result(f: Future[R]) -> R:
         ) from exc
 
 
+def _warm(module: str) -> int:
+    """Run in a new worker: import the task's module now; the worker's pid says it is up."""
+    importlib.import_module(module)
+    return os.getpid()
+
+
 def _bounded(
     pool: ProcessPoolExecutor,
     fn: Callable[[T], R],
@@ -194,19 +201,35 @@ def _bounded(
     limit: int,
     inline: Callable[[T], R] | None = None,
 ) -> Iterator[R]:
-    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat;
-    with `inline`, a task that finds the queue full runs here instead of waiting."""
+    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat.
+
+    With `inline`, the workers are first warmed up (their imports done) and get tasks only
+    as they come up, two each; every other task runs here at once, so no task waits for a
+    worker that is still starting.
+    """
     pending: set[Future[R]] = set()
+    warming: set[Future[int]] = set()
+    up: set[int] = set()
+    if inline is not None:
+        warming = {pool.submit(_warm, fn.__module__) for _ in range(limit // 2)}
     for item in items:
-        if len(pending) >= limit and inline is not None:
-            yield inline(item)
+        if inline is not None:
+            for f in [f for f in warming if f.done()]:
+                warming.discard(f)
+                up.add(_result(f))
+            room = min(limit, 2 * len(up))
+            if len(pending) >= room:
+                yield inline(item)
+            else:
+                pending.add(pool.submit(fn, item))
+            done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
         else:
             pending.add(pool.submit(fn, item))
-        if len(pending) >= limit or inline is not None:
-            timeout = 0 if inline is not None else None
-            done, pending = wait(pending, timeout=timeout, return_when=FIRST_COMPLETED)
-            for f in done:
-                yield _result(f)
+            if len(pending) < limit:
+                continue
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for f in done:
+            yield _result(f)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:

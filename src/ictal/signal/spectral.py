@@ -1,5 +1,5 @@
 """The rate change and the zero-phase band-pass and notch as one product in the frequency
-domain, channel by channel (float32, deterministic, one thread).
+domain, a few channels at a time (float32, deterministic, one thread).
 
 A forward-backward SOS pass (``sosfiltfilt``) applies the squared magnitude ``|H(f)|^2`` of the
 band-pass and notch design with zero phase; here that same ``|H|^2`` multiplies each
@@ -16,26 +16,12 @@ import math
 import numpy as np
 import scipy.fft
 
-from ictal.signal.filters import design_sos, effective_band
+from ictal.signal.filters import effective_band, squared_response
 from ictal.signal.resample import resample_ratio, resampled_length
 
 # Channels transformed together: pocketfft runs several rows at once in SIMD lanes (8 float32
 # rows is the fastest here, about 3x one row at a time) while memory stays a few rows wide.
 CHANNEL_BLOCK = 8
-
-
-def squared_response(sos: np.ndarray, freqs: np.ndarray, fs: float) -> np.ndarray:
-    """``|H(f)|^2`` of an SOS cascade at ``freqs`` (Hz), float64, without complex arithmetic:
-    for a section, ``|b0 + b1 z + b2 z^2|^2 = b0^2 + b1^2 + b2^2 + 2 (b0 b1 + b1 b2) cos w +
-    2 b0 b2 cos 2w``, and the same for its denominator."""
-    w = 2.0 * math.pi * np.asarray(freqs, dtype=np.float64) / fs
-    c1, c2 = np.cos(w), np.cos(2.0 * w)
-    out = np.ones_like(w)
-    for b0, b1, b2, a0, a1, a2 in np.asarray(sos, dtype=np.float64):
-        num = (b0 * b0 + b1 * b1 + b2 * b2) + 2.0 * (b0 * b1 + b1 * b2) * c1 + 2.0 * b0 * b2 * c2
-        den = (a0 * a0 + a1 * a1 + a2 * a2) + 2.0 * (a0 * a1 + a1 * a2) * c1 + 2.0 * a0 * a2 * c2
-        out *= num / den
-    return out
 
 
 def _pad_for(n: int, fs_in: float, low: float, down: int) -> int:
@@ -74,7 +60,7 @@ def filter_resample(
     order: int = 4,
 ) -> np.ndarray:
     """Channel-major float32 ``(c, n)`` at ``fs_in`` -> ``(c, resampled_length)`` at ``fs_out``,
-    band-passed and notched with zero phase (the design of ``filters.design_sos`` at
+    band-passed and notched with zero phase (``filters.squared_response`` at
     ``fs_out``), C-contiguous float32."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[1] < 2:
@@ -87,10 +73,10 @@ def filter_resample(
     pad = _pad_for(n, fs_in, low, down)
     blocks = scipy.fft.next_fast_len(-(-(n + 2 * pad) // down), real=True)
     n_fft_in, n_fft_out = blocks * down, blocks * up
-    sos = design_sos(float(fs_out), band, None if notch is None else float(notch),
-                     float(notch_q), bool(notch_harmonics), int(order))  # fmt: skip
     bins = min(n_fft_in, n_fft_out) // 2 + 1
-    gain = squared_response(sos, np.arange(bins) * (fs_out / n_fft_out), fs_out)
+    freqs = np.arange(bins) * (fs_out / n_fft_out)
+    gain = squared_response(freqs, float(fs_out), band, None if notch is None else float(notch),
+                            float(notch_q), bool(notch_harmonics), int(order))  # fmt: skip
     gain *= n_fft_out / n_fft_in
     if n_fft_out > n_fft_in and n_fft_in % 2 == 0:
         gain[-1] *= 0.5  # the input's Nyquist bin is shared by both halves of the new band
