@@ -117,7 +117,7 @@ def whole_processes(corpus: Path, tmp: Path, repeats: int) -> tuple[float, float
 
 
 PEAK = """
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from ictal.cache.plan import corpus_root, plan
 from ictal.cache.worker import Task, build_one
@@ -131,10 +131,15 @@ out = Path(sys.argv[2]) / "one"
 def task(ref):
     return Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"),
                 planned.discovery.signature(ref))
+def status(key):
+    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
 build_one(task(refs[0]))  # a worker as it runs: imports done, the smallest recording built
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+with open("/proc/self/clear_refs", "w") as f:  # restart the high-water mark (VmHWM) here:
+    f.write("5")  # ru_maxrss would carry the bench process's peak across fork and exec
+before = status("VmRSS")
 rec = build_one(task(refs[-1]))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"before": before, "peak": peak, "n": rec["n_samples"],
                   "fs_in": rec["source_fs"], "s": rec["source_duration_s"]}))
 """
