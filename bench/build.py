@@ -306,7 +306,7 @@ def main() -> None:
         startup, _ = best_of(worker_startup_s, 2)
         print(
             f"fixed cost: a spawned worker needs {startup:.2f} s to start and import "
-            f"(python, numpy, scipy.signal, edfio, ictal) before its first recording\n"
+            f"(python, numpy, scipy.fft, edfio, ictal) before its first recording\n"
         )
         print(table(["on disk", "MB", "baseline / this", "target"], size_rows))
 
