@@ -1,0 +1,44 @@
+"""The local executor with a working coordinator: one worker never spawns, more share the
+tasks with the coordinator, and every task runs exactly once."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+
+import psutil
+
+from ictal.parallel.executors import ProcessExecutor
+
+
+def pid_of(item: int) -> tuple[int, int]:
+    """A task: which process ran item ``item``."""
+    time.sleep(0.01)
+    return item, os.getpid()
+
+
+def test_one_worker_runs_everything_here_without_a_child() -> None:
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    results = list(ProcessExecutor(1, coordinator_works=True).map_unordered(pid_of, range(20)))
+    assert sorted(results) == [(i, os.getpid()) for i in range(20)]
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+
+
+def test_two_workers_share_the_tasks_with_the_coordinator() -> None:
+    seen: dict[int, int] = {}
+    deadline = time.monotonic() + 120
+    executor = ProcessExecutor(2, coordinator_works=True)
+    results = executor.map_unordered(pid_of, itertools.count())
+    for item, pid in results:
+        assert item not in seen, "a task ran twice"
+        seen[item] = pid
+        if len(set(seen.values()) - {os.getpid()}) and len(seen) >= 20:
+            break  # the worker is up and took tasks; the coordinator took some too
+        assert time.monotonic() < deadline, "the worker never took a task"
+    results.close()
+    pids = set(seen.values())
+    assert os.getpid() in pids and len(pids) == 2
+    # a bounded stream of tasks all comes back, exactly once
+    done = list(executor.map_unordered(pid_of, range(50)))
+    assert sorted(item for item, _ in done) == list(range(50))
