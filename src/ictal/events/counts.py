@@ -57,14 +57,10 @@ class EventCounts:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        """The counts and every rate derived from them (nan where undefined)."""
-        return {
-            **asdict(self),
-            "sensitivity": self.sensitivity,
-            "fa_per_24h": self.fa_per_24h,
-            "precision": self.precision,
-            "f1": self.f1,
-        }
+        """The counts and every rate derived from them, JSON-ready (None where undefined)."""
+        rates = {"sensitivity": self.sensitivity, "fa_per_24h": self.fa_per_24h,
+                 "precision": self.precision, "f1": self.f1}  # fmt: skip
+        return {**asdict(self), **{k: None if math.isnan(v) else v for k, v in rates.items()}}
 
     def __add__(self, other: EventCounts) -> EventCounts:
         if self.fa_seconds != other.fa_seconds and self.duration_s and other.duration_s:

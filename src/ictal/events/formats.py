@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ictal.corpus.annotations import SEIZURE_CODES
 from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, build_timeline
+from ictal.events.postprocess import merge_close
 
 SUFFIXES: tuple[str, ...] = (".csv_bi", ".csv", ".tsv")
 NEDC_VERSION = "csv_v1.0.0"
@@ -146,12 +147,7 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
         (start, stop) for _, start, stop, label, where in channels
         if _is_seizure(label, path, where, allowed)
     )  # fmt: skip
-    united: list[tuple[float, float]] = []
-    for start, stop in seizures:
-        if united and start <= united[-1][1]:
-            united[-1] = (united[-1][0], max(united[-1][1], stop))
-        else:
-            united.append((start, stop))
+    united = merge_close(seizures, 0.0)  # touching ones join in the timeline
     note = "per-channel rows collapsed: a seizure wherever any channel has one"
     return duration, [(a, b, True) for a, b in united], (note,)
 

@@ -17,8 +17,8 @@ from itertools import pairwise
 import numpy as np
 
 from ictal.events.counts import EventCounts
+from ictal.events.postprocess import Event, merge_close
 
-Event = tuple[float, float]
 Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
 DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
 EPOCH_S = 0.25  # NEDC EPOCH's default epoch (parameter file v00)
@@ -85,14 +85,7 @@ def timeline_of_events(events: Sequence[Event], duration_s: float) -> Timeline:
     rounded = sorted(
         (max(round(float(a), DIGITS), 0.0), min(round(float(b), DIGITS), end)) for a, b in events
     )
-    united: list[Event] = []
-    for start, stop in rounded:
-        if stop <= start:
-            continue
-        if united and start < united[-1][1]:
-            united[-1] = (united[-1][0], max(united[-1][1], stop))
-        else:
-            united.append((start, stop))
+    united = merge_close([(a, b) for a, b in rounded if b > a], 0.0)
     return build_timeline([(a, b, True) for a, b in united], duration_s)
 
 

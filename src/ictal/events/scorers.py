@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from ictal.events import nedc
 from ictal.events.counts import EventCounts
 from ictal.events.nedc import Timeline, timeline_of_events
+from ictal.events.postprocess import Event
 from ictal.events.szcore import score_szcore, score_szcore_sample_events
 
-Event = tuple[float, float]
 Scorer = Callable[[Sequence[Event], Sequence[Event], float], EventCounts]
 TimelineScorer = Callable[[Timeline, Timeline], EventCounts]
 

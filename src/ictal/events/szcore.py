@@ -10,19 +10,12 @@ from timescoring.annotations import Annotation
 from timescoring.scoring import EventScoring, SampleScoring
 
 from ictal.events.counts import EventCounts
-
-Event = tuple[float, float]
+from ictal.events.postprocess import Event, merge_close
 
 
 def _events(events: Sequence[Event]) -> list[Event]:
     """Sorted events with overlapping ones united (timescoring expects disjoint events)."""
-    out: list[Event] = []
-    for start, stop in sorted((float(a), float(b)) for a, b in events):
-        if out and start < out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], stop))
-        else:
-            out.append((start, stop))
-    return out
+    return merge_close(sorted((float(a), float(b)) for a, b in events), 0.0)
 
 
 def _counts(s: EventScoring | SampleScoring) -> EventCounts:

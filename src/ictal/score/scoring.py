@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,13 +52,9 @@ class ScoreResult:
 
     def document(self) -> dict[str, Any]:
         """The ``--json`` document: one object per scorer, plus the number of files."""
-        doc: dict[str, Any] = {n: _finite(self.totals[n].as_dict()) for n in self.scorers}
+        doc: dict[str, Any] = {n: self.totals[n].as_dict() for n in self.scorers}
         doc["files"] = self.files
         return doc
-
-
-def _finite(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def _empty_like(ref: Timeline) -> Timeline:
