@@ -227,6 +227,18 @@ def test_nedc_header_rules(tmp_path: Path) -> None:
     chan = HEADER.format(b="x", d=10.0) + COLUMNS + "FP1-F7,5,6,fnsz,1\nF7-T3,5.5,7,fnsz,1\n"
     assert parse_file(chan, "f.csv_bi").timeline.seizures == []
     assert parse_file(chan, "f.csv").timeline.seizures == [(5.0, 7.0)]
+    locked = tmp_path / "locked.csv_bi"
+    locked.write_text(HEADER.format(b="x", d=10.0) + body)
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with pytest.MonkeyPatch.context() as mp:  # as an unreadable file would (root reads all)
+        mp.setattr(Path, "read_bytes", refuse)
+        with pytest.raises(FormatError, match="cannot read it: Permission denied"):
+            read_file(locked)
+    with pytest.raises(FormatError, match="no such file"):
+        read_file(tmp_path / "missing.csv_bi")
     binary = tmp_path / "b.csv_bi"
     binary.write_bytes(b"\xff\xfe" + bytes(range(200)))
     with pytest.raises(FormatError, match="not UTF-8"):

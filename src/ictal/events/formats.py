@@ -229,6 +229,8 @@ def read_file(path: str | Path) -> ScoredFile:
         raise FormatError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise FormatError(f"{name}: is a directory, not an annotation file") from None
+    except OSError as exc:  # permissions, I/O: this file cannot be scored, the others can
+        raise FormatError(f"{name}: cannot read it: {exc.strerror or exc}") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
