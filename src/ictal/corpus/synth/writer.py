@@ -1,0 +1,309 @@
+"""Writing a synthetic corpus: EDF files, header defects, annotation files and ground truth."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import edfio
+import numpy as np
+
+from ictal.corpus.annotations import TCP_CHANNELS, Row, format_csv, format_csv_bi, tiling_rows
+from ictal.corpus.edf import (
+    HEADER_BYTES,
+    N_RECORDS,
+    PATIENT,
+    START_DATE,
+    START_TIME,
+    signal_field,
+)
+from ictal.corpus.synth import easy
+from ictal.corpus.synth.plans import (
+    CLEAN_QUIRKS,
+    EDF_ELECTRODES,
+    ELECTRODES_19,
+    GENERATOR,
+    REPAIRED,
+    SPLITS,
+    VERSION,
+    FilePlan,
+    PatientPlan,
+    assign_quirks,
+    plan_events,
+    plan_files,
+    plan_patients,
+)
+from ictal.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def _ekg(rng: np.random.Generator, n: int, fs: int) -> np.ndarray:
+    """QRS-like spikes with T waves at 55-95 beats per minute."""
+    x = rng.standard_normal(n).astype(np.float32) * 10
+    rr = 60.0 / rng.uniform(55, 95)
+    beats = (np.arange(0.3, n / fs, rr) * fs).astype(int)
+    qrs = np.exp(-(((np.arange(int(0.1 * fs)) - 0.05 * fs) / (0.01 * fs)) ** 2)).astype(np.float32)
+    twave = np.hanning(int(0.2 * fs)).astype(np.float32) * 0.25
+    easy.add_bumps(x, beats, qrs, np.full(len(beats), 800.0, np.float32))
+    easy.add_bumps(x, beats + int(0.25 * fs), twave, np.full(len(beats), 800.0, np.float32))
+    return x
+
+
+def _edf_signal(data: np.ndarray, fs: int, label: str) -> edfio.EdfSignal:
+    bound = float(math.ceil(float(np.max(np.abs(data)))) + 1)
+    return edfio.EdfSignal(
+        data.astype(np.float64), fs, label=label, physical_dimension="uV",
+        physical_range=(-bound, bound),
+    )  # fmt: skip
+
+
+def _labels(plan: FilePlan) -> list[tuple[str, str]]:
+    """(kind, name) of every signal in header order; kind ``eeg`` for EEG-like traces."""
+    suffix = "LE" if plan.montage == "02_tcp_le" else "REF"
+    out = []
+    for e in EDF_ELECTRODES:
+        if plan.montage == "03_tcp_ar_a" and e in ("A1", "A2"):
+            continue
+        if plan.quirk == "missing_fz_pz" and e in ("FZ", "PZ"):
+            continue
+        out.append(("eeg", f"EEG {e}-{suffix}"))
+    out += [("eeg", f"EEG ROC-{suffix}"), ("eeg", f"EEG LOC-{suffix}")]
+    out.append(("ekg", f"EEG EKG1-{suffix}"))
+    out += [("eeg", f"EEG T1-{suffix}"), ("eeg", f"EEG T2-{suffix}")]
+    out += [("eeg", f"EEG {k}-{suffix}") for k in plan.extras if k.isdigit()]
+    if "EMG" in plan.extras:
+        out.append(("emg", "EMG-REF"))
+    out += [("photic", "PHOTIC-REF"), ("slow", "IBI"), ("slow", "BURSTS"), ("slow", "SUPPR")]
+    return out
+
+
+def _electrode(label: str) -> str:
+    return label.removeprefix("EEG ").rsplit("-", 1)[0]
+
+
+def _build_edf(plan: FilePlan, patient: PatientPlan, seed: int) -> edfio.Edf:
+    rng = np.random.default_rng([seed, plan.index, 11])
+    labels = _labels(plan)
+    fs, n = plan.fs, plan.duration * plan.fs
+    eeg = easy.eeg_signals(plan, [_electrode(lab) for k, lab in labels if k == "eeg"], seed)
+    signals = []
+    for kind, label in labels:
+        if kind == "eeg":
+            signals.append(_edf_signal(eeg[_electrode(label)], fs, label))
+        elif kind == "ekg":
+            signals.append(_edf_signal(_ekg(rng, n, fs), fs, label))
+        elif kind == "emg":
+            signals.append(_edf_signal(rng.standard_normal(n).astype(np.float32) * 8, fs, label))
+        elif kind == "photic":
+            signals.append(edfio.EdfSignal(np.zeros(n), fs, label=label, physical_range=(-1, 1)))
+        else:  # IBI / BURSTS / SUPPR: one sample per 1 s record
+            values = np.round(rng.uniform(0, 50, plan.duration))
+            signals.append(edfio.EdfSignal(values, 1, label=label, physical_range=(0, 1000)))
+    age = plan.date.year - patient.birth_year
+    pat = edfio.Patient(
+        code=patient.pid, sex=patient.sex, birthdate=dt.date(patient.birth_year, 1, 1),
+        name=patient.pid, additional=[f"Age:{age}"],
+    )  # fmt: skip
+    return edfio.Edf(
+        signals, patient=pat, recording=edfio.Recording(startdate=plan.date),
+        starttime=plan.starttime, data_record_duration=1.0,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- defects
+
+
+def _field(value: str | bytes, width: int) -> bytes:
+    raw = value.encode("latin-1") if isinstance(value, str) else value
+    if len(raw) > width:
+        raise ValueError(f"header value {raw!r} wider than {width} bytes")
+    return raw.ljust(width, b" ")
+
+
+def _span(field: tuple[int, int]) -> slice:
+    """The bytes of a header field given as (offset, width)."""
+    return slice(field[0], field[0] + field[1])
+
+
+def _apply_header_quirk(
+    data: bytes, plan: FilePlan, labels: list[str], rng: np.random.Generator
+) -> tuple[bytes, list[str], str]:
+    """Patch one header defect into written EDF bytes; return bytes, labels, a description."""
+    buf = bytearray(data)
+    ns = len(labels)
+    q = plan.quirk
+    eeg19 = [
+        i
+        for i, lab in enumerate(labels)
+        if lab.startswith("EEG ") and _electrode(lab) in ELECTRODES_19
+    ]
+    if q == "records_minus_one":
+        buf[_span(N_RECORDS)] = _field("-1", N_RECORDS[1])
+        return bytes(buf), labels, "header field 'number of data records' (bytes 236-244) = -1"
+    if q == "truncated":
+        header = int(buf[_span(HEADER_BYTES)])
+        record = (len(buf) - header) // plan.duration
+        cut = header + (plan.duration - 1) * record + record // 2
+        note = f"cut at byte {cut} of {len(buf)}, inside data record {plan.duration} (1-based)"
+        return bytes(buf[:cut]), labels, note
+    if q == "non_ascii_header":
+        text = buf[_span(PATIENT)].decode("ascii").rstrip() + " Montr\xe9al"
+        buf[_span(PATIENT)] = _field(text, PATIENT[1])
+        return bytes(buf), labels, "latin-1 byte 0xE9 ('é') in the patient field (bytes 8-88)"
+    if q == "zero_start_date":
+        buf[_span(START_DATE)] = b"00.00.00"
+        return bytes(buf), labels, "start date field (bytes 168-176) = 00.00.00"
+    if q == "colon_start_time":
+        buf[_span(START_TIME)] = plan.starttime.strftime("%H:%M:%S").encode()
+        return bytes(buf), labels, "start time field (bytes 176-184) uses colons"
+    if q == "flat_physical_range":
+        i = eeg19[int(rng.integers(len(eeg19)))]
+        lo = _span(signal_field(ns, "physical_min", i))
+        hi = _span(signal_field(ns, "physical_max", i))
+        buf[hi] = buf[lo]
+        value = buf[lo].decode().strip()
+        return (
+            bytes(buf),
+            labels,
+            f"signal {i} {labels[i]!r}: physical max = physical min = {value}",
+        )
+    if q == "duplicate_labels":
+        i = eeg19[int(rng.integers(len(eeg19)))]
+        j = labels.index(next(lab for lab in labels if _electrode(lab) == "T1"))
+        label = signal_field(ns, "label", j)
+        buf[_span(label)] = _field(labels[i], label[1])
+        labels = [*labels[:j], labels[i], *labels[j + 1 :]]
+        return bytes(buf), labels, f"signal {j} relabelled {labels[i]!r}, same as signal {i}"
+    return bytes(buf), labels, ""
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+def _annotation_texts(plan: FilePlan) -> tuple[str | None, str]:
+    """(.csv_bi text or None when absent, .csv text), annotation quirks applied."""
+    d = float(plan.duration)
+    q = plan.quirk
+    stop_of = {id(ev): ev.stop for ev in plan.events}
+    if q == "event_past_end":
+        stop_of[id(plan.events[-1])] = d + 10.0
+    label_of = {id(ev): ev.label for ev in plan.events}
+    if q == "unknown_label":
+        label_of[id(plan.events[0])] = "xxsz"
+    drop = ("A1-T3", "T4-A2") if plan.montage == "03_tcp_ar_a" else ()
+    channels = [c for c in TCP_CHANNELS if c not in drop]
+    rows: list[Row] = []
+    for ch in channels:
+        a, b = ch.split("-")
+        intervals = []
+        for ev in plan.events:
+            onsets = [ev.onsets[e] for e in (a, b) if e in ev.onsets]
+            if onsets:
+                intervals.append((min(onsets), stop_of[id(ev)], label_of[id(ev)]))
+        rows += tiling_rows(ch, max([d, *[iv[1] for iv in intervals]]), intervals)
+    csv = format_csv(plan.stem, d, rows)
+    if q == "missing_csv_bi":
+        return None, csv
+    seizures = [(ev.start, stop_of[id(ev)]) for ev in plan.events]
+    if q in ("unknown_label", "overlapping_rows", "event_past_end"):
+        term = tiling_rows(
+            "TERM", max([d, *[s[1] for s in seizures]]), [(s, e, "seiz") for s, e in seizures]
+        )
+        term = [r for r in term if r.start < d]
+        fixed = []
+        for r in term:
+            if (
+                q == "unknown_label"
+                and r.label == "seiz"
+                and not any(x.label == "xxsz" for x in fixed)
+            ):
+                r = Row(r.channel, r.start, r.stop, "xxsz", r.confidence)
+            if (
+                q == "overlapping_rows"
+                and r.label == "seiz"
+                and fixed
+                and fixed[-1].label == "bckg"
+            ):
+                r = Row(r.channel, max(0.0, r.start - 5.0), r.stop, r.label, r.confidence)
+            fixed.append(r)
+        return format_csv(plan.stem, d, fixed), csv
+    return format_csv_bi(plan.stem, d, seizures), csv
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _expected(quirk: str | None) -> str:
+    if quirk is None or quirk in CLEAN_QUIRKS:
+        return "clean"
+    return "repaired" if quirk in REPAIRED else "unusable"
+
+
+def _totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for split in (*SPLITS, "all"):
+        sel = [e for e in entries if split in ("all", e["split"])]
+        events = [ev for e in sel for ev in e["events"]]
+        out[split] = {
+            "files": len(sel),
+            "patients": len({e["patient"] for e in sel}),
+            "sessions": len({(e["patient"], e["session"]) for e in sel}),
+            "hours": round(sum(e["duration_s"] for e in sel) / 3600.0, 6),
+            "seizure_events": len(events),
+            "seizure_seconds": round(sum(ev["stop"] - ev["start"] for ev in events), 4),
+        }
+    return out
+
+
+def synthesize(
+    out: str | Path, *, patients: int, hours: float, seed: int, quirks: float = 0.0
+) -> dict[str, Any]:
+    """Write a synthetic TUSZ-layout corpus under ``out``; return (and write) its ground truth."""
+    if patients < 1 or hours <= 0 or not 0.0 <= quirks <= 1.0:
+        raise ValueError("need patients >= 1, hours > 0 and 0 <= quirks <= 1")
+    root = Path(out)
+    rng = np.random.default_rng(seed)
+    pplans = plan_patients(rng, patients)
+    files = plan_files(rng, pplans, hours)
+    assign_quirks(rng, files, quirks)
+    plan_events(rng, files)
+    by_id = {p.pid: p for p in pplans}
+    entries = []
+    for plan in files:
+        edf = _build_edf(plan, by_id[plan.patient], seed)
+        labels = list(edf.labels)
+        data, labels, detail = _apply_header_quirk(
+            edf.to_bytes(), plan, labels, np.random.default_rng([seed, plan.index, 13])
+        )
+        folder = root / plan.reldir
+        atomic_write_bytes(folder / f"{plan.stem}.edf", data, fsync=False)
+        csv_bi, csv = _annotation_texts(plan)
+        if csv_bi is not None:
+            atomic_write_text(folder / f"{plan.stem}.csv_bi", csv_bi, fsync=False)
+        atomic_write_text(folder / f"{plan.stem}.csv", csv, fsync=False)
+        readable = plan.duration - 1 if plan.quirk == "truncated" else plan.duration
+        entries.append({
+            "edf": f"{plan.reldir}/{plan.stem}.edf", "patient": plan.patient,
+            "session": plan.session, "token": plan.token, "split": plan.split,
+            "montage": plan.montage, "fs": plan.fs, "duration_s": readable,
+            "original_duration_s": plan.duration, "signals": labels,
+            "events": [{"start": e.start, "stop": e.stop, "label": e.label} for e in plan.events],
+            "quirk": plan.quirk, "quirk_detail": detail or None, "expected": _expected(plan.quirk),
+        })  # fmt: skip
+    first_age = {}
+    for plan in files:
+        first_age.setdefault(plan.patient, plan.date.year - by_id[plan.patient].birth_year)
+    truth = {
+        "generator": GENERATOR,
+        "version": VERSION,
+        "seed": seed,
+        "args": {"patients": patients, "hours": hours, "quirks": quirks},
+        "patients": {
+            p.pid: {"split": p.split, "sex": p.sex, "age": first_age[p.pid]} for p in pplans
+        },
+        "files": sorted(entries, key=lambda e: e["edf"]),
+        "totals": _totals(entries),
+    }
+    atomic_write_json(root / "ground_truth.json", truth, fsync=True)
+    return truth
