@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import traceback
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
@@ -47,6 +48,10 @@ SetOpt = Annotated[
     typer.Option("--set", help="Override a field: section.key=value (repeatable, in order)."),
 ]
 
+
+# ictal synth --difficulty (ictal.corpus.synth.difficulty.DIFFICULTIES; a test keeps them equal,
+# this one avoids importing the generator for every command).
+Difficulty = StrEnum("Difficulty", ["easy", "realistic", "hard"])
 
 # The config of the running command, so a storage error can name the setting it came from.
 _CURRENT: list[Config] = []
@@ -98,6 +103,14 @@ def synth(
     quirks: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of files with a real-world defect.")
     ] = 0.0,
+    difficulty: Annotated[
+        Difficulty,
+        typer.Option(
+            help="easy: one clear seizure template; realistic: seizures drawn from TUSZ-like "
+            "distributions among artifacts and look-alikes; hard: fainter, more focal, more "
+            "look-alikes (docs/corpora.md)."
+        ),
+    ] = Difficulty.easy,
     force: Annotated[
         bool, typer.Option("--force", help="Write into a directory that is not empty.")
     ] = False,
@@ -116,7 +129,18 @@ def synth(
         )
         raise typer.Exit(ExitCode.USAGE)
 
-    truth = synthesize(out, patients=patients, hours=hours, seed=seed, quirks=quirks)
+    from ictal.ui import progress
+
+    with progress(f"synth ({difficulty.value})", total=None) as tick:
+
+        def advance(done: int, total: int) -> None:
+            tick.set_total(total)
+            tick.advance(done - tick.done)
+
+        truth = synthesize(
+            out, patients=patients, hours=hours, seed=seed, quirks=quirks,
+            difficulty=difficulty.value, progress=advance,
+        )  # fmt: skip
     files = truth.get("files", [])
     log.info(f"wrote {len(files)} recordings for {patients} patients to {out}")
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,7 @@ class EventPlan:
     onsets: dict[str, float] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=dict)
     lags: dict[str, float] = field(default_factory=dict)  # seconds the discharge lags, per name
+    params: dict[str, Any] = field(default_factory=dict)  # realistic/hard: how it was drawn
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,16 @@ from ictal.corpus.edf import (
     START_TIME,
     signal_field,
 )
-from ictal.corpus.synth import easy
+from ictal.corpus.synth import easy, phenomena
+from ictal.corpus.synth.difficulty import (
+    DIFFICULTIES,
+    PROFILES,
+    Lookalike,
+    Traits,
+    plan_lookalikes,
+    plan_seizures,
+    plan_traits,
+)
 from ictal.corpus.synth.plans import (
     CLEAN_QUIRKS,
     EDF_ELECTRODES,
@@ -82,11 +92,14 @@ def _electrode(label: str) -> str:
     return label.removeprefix("EEG ").rsplit("-", 1)[0]
 
 
-def _build_edf(plan: FilePlan, patient: PatientPlan, seed: int) -> edfio.Edf:
+EegDrawer = Callable[[FilePlan, list[str]], dict[str, np.ndarray]]
+
+
+def _build_edf(plan: FilePlan, patient: PatientPlan, seed: int, draw: EegDrawer) -> edfio.Edf:
     rng = np.random.default_rng([seed, plan.index, 11])
     labels = _labels(plan)
     fs, n = plan.fs, plan.duration * plan.fs
-    eeg = easy.eeg_signals(plan, [_electrode(lab) for k, lab in labels if k == "eeg"], seed)
+    eeg = draw(plan, [_electrode(lab) for k, lab in labels if k == "eeg"])
     signals = []
     for kind, label in labels:
         if kind == "eeg":
@@ -257,21 +270,54 @@ def _totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def synthesize(
-    out: str | Path, *, patients: int, hours: float, seed: int, quirks: float = 0.0
+    out: str | Path,
+    *,
+    patients: int,
+    hours: float,
+    seed: int,
+    quirks: float = 0.0,
+    difficulty: str = "easy",
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write a synthetic TUSZ-layout corpus under ``out``; return (and write) its ground truth."""
+    """Write a synthetic TUSZ-layout corpus under ``out``; return (and write) its ground truth.
+
+    ``easy`` is the original generator (same seed, same bytes); ``realistic`` and ``hard`` draw
+    seizures, look-alikes and patients from the distributions of their profile."""
     if patients < 1 or hours <= 0 or not 0.0 <= quirks <= 1.0:
         raise ValueError("need patients >= 1, hours > 0 and 0 <= quirks <= 1")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}")
     root = Path(out)
     rng = np.random.default_rng(seed)
     pplans = plan_patients(rng, patients)
     files = plan_files(rng, pplans, hours)
     assign_quirks(rng, files, quirks)
-    plan_events(rng, files)
+    traits: dict[str, Traits] = {}
+    lookalikes: dict[int, list[Lookalike]] = {}
+    if difficulty == "easy":
+        plan_events(rng, files)
+
+        def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
+            return easy.eeg_signals(plan, names, seed)
+    else:
+        profile = PROFILES[difficulty]
+        drng = np.random.default_rng([seed, 17])
+        traits = plan_traits(drng, pplans, profile)
+        plan_seizures(drng, files, traits, profile)
+        lookalikes = {f.index: plan_lookalikes(drng, f, traits[f.patient], profile) for f in files}
+
+        def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
+            return phenomena.eeg_signals(
+                plan, names, seed, traits[plan.patient], lookalikes[plan.index],
+                profile.session_jitter,
+            )  # fmt: skip
+
     by_id = {p.pid: p for p in pplans}
     entries = []
-    for plan in files:
-        edf = _build_edf(plan, by_id[plan.patient], seed)
+    for done, plan in enumerate(files):
+        if progress is not None:
+            progress(done, len(files))
+        edf = _build_edf(plan, by_id[plan.patient], seed, draw)
         labels = list(edf.labels)
         data, labels, detail = _apply_header_quirk(
             edf.to_bytes(), plan, labels, np.random.default_rng([seed, plan.index, 13])
@@ -291,6 +337,14 @@ def synthesize(
             "events": [{"start": e.start, "stop": e.stop, "label": e.label} for e in plan.events],
             "quirk": plan.quirk, "quirk_detail": detail or None, "expected": _expected(plan.quirk),
         })  # fmt: skip
+        if difficulty != "easy":  # how each seizure was drawn, and what else was placed
+            entries[-1]["seizures"] = [
+                {"start": e.start, "stop": e.stop, "label": e.label, **e.params}
+                for e in plan.events
+            ]
+            entries[-1]["lookalikes"] = [lk.as_dict() for lk in lookalikes[plan.index]]
+    if progress is not None:
+        progress(len(files), len(files))
     first_age = {}
     for plan in files:
         first_age.setdefault(plan.patient, plan.date.year - by_id[plan.patient].birth_year)
@@ -305,5 +359,10 @@ def synthesize(
         "files": sorted(entries, key=lambda e: e["edf"]),
         "totals": _totals(entries),
     }
+    if difficulty != "easy":  # easy's ground truth stays byte-identical
+        truth["difficulty"] = difficulty
+        truth["args"]["difficulty"] = difficulty
+        for pid, tr in traits.items():
+            truth["patients"][pid]["traits"] = tr.as_dict()
     atomic_write_json(root / "ground_truth.json", truth, fsync=True)
     return truth
