@@ -7,8 +7,14 @@ cd "$(dirname "$0")/.."
 ICTAL=.venv/bin/ictal
 CFG=configs/demo.yaml
 
-if [ ! -f demo/corpus/ground_truth.json ]; then
-  $ICTAL synth demo/corpus --patients 20 --hours 6 --seed 7
+# A realistic corpus: seizures of every kind and strength among artifacts and look-alikes, about
+# 40 of them in eval. A demo corpus written with other arguments is replaced.
+SYNTH_ARGS="--patients 24 --hours 18 --seed 7 --difficulty realistic"
+if [ "$(cat demo/corpus.args 2>/dev/null)" != "$SYNTH_ARGS" ]; then
+  rm -rf demo/corpus demo/corpus.args
+  # shellcheck disable=SC2086
+  $ICTAL synth demo/corpus $SYNTH_ARGS
+  echo "$SYNTH_ARGS" > demo/corpus.args
 fi
 # census exits 4 when some files are unusable; the demo corpus has none.
 $ICTAL census demo/corpus -c $CFG --json demo/census.json

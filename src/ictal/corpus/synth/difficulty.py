@@ -44,6 +44,7 @@ class Profile:
     lookalike_weights: dict[str, float]
     lookalike_amplitude: tuple[float, float]  # median and log-sd of rhythmic look-alikes
     long_lookalikes: float  # fraction of rhythmic look-alikes lasting as long as seizures
+    lookalike_sharpness: float  # positive sharp transients on rhythmic look-alikes
     sleep_files: float  # fraction of recordings with a stretch of sleep
     background_uv: tuple[float, float]  # range of the patients' background RMS
     session_jitter: float  # sessions of one patient differ by up to this fraction
@@ -51,25 +52,27 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "realistic": Profile(
-        amplitude=(2.4, 0.55), focal=0.6, focal_radius=(1.2, 2.2), secondary_spread=0.3,
+        amplitude=(2.3, 0.55), focal=0.6, focal_radius=(1.2, 2.2), secondary_spread=0.3,
         duration=(40.0, 0.8), duration_range=(5.0, 420.0), seizure_files=0.6,
         seizures_per_file=(1.5, 5.0), postictal=0.7, lookalikes_per_hour=30.0,
         lookalike_weights={
             "muscle": 3, "chewing": 1.5, "electrode_pop": 2, "drift": 1, "eye_movement": 2,
             "drowsy_theta": 2, "rhythmic_temporal": 1, "slow_alpha_variant": 0.5,
         },
-        lookalike_amplitude=(1.6, 0.4), long_lookalikes=0.2, sleep_files=0.3,
+        lookalike_amplitude=(1.6, 0.4), long_lookalikes=0.2, lookalike_sharpness=0.0,
+        sleep_files=0.3,
         background_uv=(8.0, 30.0), session_jitter=0.15,
     ),
     "hard": Profile(
-        amplitude=(1.4, 0.5), focal=0.75, focal_radius=(1.0, 1.8), secondary_spread=0.15,
+        amplitude=(1.25, 0.5), focal=0.75, focal_radius=(1.0, 1.8), secondary_spread=0.15,
         duration=(30.0, 0.9), duration_range=(4.0, 420.0), seizure_files=0.6,
         seizures_per_file=(1.5, 5.0), postictal=0.5, lookalikes_per_hour=60.0,
         lookalike_weights={
             "muscle": 3, "chewing": 2, "electrode_pop": 2, "drift": 1, "eye_movement": 2,
             "drowsy_theta": 4, "rhythmic_temporal": 3, "slow_alpha_variant": 1,
         },
-        lookalike_amplitude=(2.0, 0.4), long_lookalikes=0.5, sleep_files=0.5,
+        lookalike_amplitude=(2.3, 0.4), long_lookalikes=0.5, lookalike_sharpness=0.8,
+        sleep_files=0.5,
         background_uv=(5.0, 40.0), session_jitter=0.25,
     ),
 }  # fmt: skip
@@ -294,5 +297,7 @@ def plan_lookalikes(
             params["channel"] = FOCI[int(rng.integers(len(FOCI)))]
         elif kind in ("muscle", "rhythmic_temporal"):
             params["side"] = "left" if rng.random() < 0.5 else "right"
+        if kind in RHYTHMIC_LOOKALIKES and profile.lookalike_sharpness:
+            params["sharpness"] = round(profile.lookalike_sharpness * float(rng.uniform(0.5, 1)), 3)
         out.append(Lookalike(kind, round(start, 4), round(start + length, 4), amp, params))
     return sorted(out, key=lambda lk: (lk.start, lk.kind))

@@ -198,11 +198,18 @@ def _sleep(rng: np.random.Generator, canvas: Canvas, lk: Lookalike, level: float
         t += rng.uniform(5, 20)
 
 
-def _rhythm(rng: np.random.Generator, n: int, fs: int, freq: float, notch: float) -> np.ndarray:
-    """A steady rhythm (no evolution, unlike a seizure), waxing and waning, unit peak RMS."""
+def _rhythm(
+    rng: np.random.Generator, n: int, fs: int, freq: float, notch: float, sharp: float
+) -> np.ndarray:
+    """A steady rhythm (no evolution, unlike a seizure), waxing and waning, unit peak RMS.
+    ``sharp`` adds a sharp transient to each cycle of the polarity opposite to a seizure's
+    spikes, as benign positive sharp transients have: band powers and line length cannot
+    tell the two apart, the waveform can."""
     freq_t = freq * np.exp(0.01 * (wander(rng, n, fs, 2.0, 1.0) - 1.0))
     phase = 2 * np.pi * np.cumsum(freq_t) / fs + rng.uniform(0, 2 * np.pi)
-    wave = np.sin(phase) + notch * np.sin(2 * phase + 0.6)
+    wrapped = np.mod(phase, 2 * np.pi) - np.pi
+    spike = np.exp(-((wrapped / 0.3) ** 2)) - 0.3 * math.sqrt(math.pi) / (2 * math.pi)
+    wave = np.sin(phase) + notch * np.sin(2 * phase + 0.6) - 1.4 * sharp * spike
     wave /= np.sqrt(np.mean(wave**2)) + 1e-12
     return wave * ramps(n, fs, 1.0) * wander(rng, n, fs, 2.5, 0.3)
 
@@ -214,6 +221,7 @@ def _lookalike(
     n = round((lk.stop - lk.start) * fs)
     amp = lk.amplitude * level
     side = SIDES.get(lk.params.get("side", "left"), -1.0)
+    sharp = float(lk.params.get("sharpness", 0.0))
     if lk.kind == "sleep":
         _sleep(rng, canvas, lk, level)
     elif lk.kind == "muscle":
@@ -241,15 +249,15 @@ def _lookalike(
         w = np.array([EYE_WEIGHTS.get(nm, 0.0) for nm in canvas.names])
         canvas.add(w, lk.start, wave)
     elif lk.kind == "drowsy_theta":
-        wave = _rhythm(rng, n, fs, rng.uniform(4.0, 7.0), 0.1) * amp
+        wave = _rhythm(rng, n, fs, rng.uniform(3.5, 7.5), 0.1, sharp) * amp
         canvas.add(
             canvas.field((0, 0.5), 2.2) * rng.uniform(0.7, 1.3, len(canvas.names)), lk.start, wave
         )
     elif lk.kind == "rhythmic_temporal":
-        wave = _rhythm(rng, n, fs, rng.uniform(5.0, 7.0), 0.4) * amp
+        wave = _rhythm(rng, n, fs, rng.uniform(4.0, 7.5), 0.4, sharp) * amp
         canvas.add(canvas.field((2 * side, -0.2), 1.3), lk.start, wave)
     elif lk.kind == "slow_alpha_variant":
-        wave = _rhythm(rng, n, fs, tr.alpha_hz / 2, 0.45) * amp
+        wave = _rhythm(rng, n, fs, tr.alpha_hz / 2, 0.45, sharp) * amp
         canvas.add(canvas.field((0, -2), 1.5), lk.start, wave)
 
 
