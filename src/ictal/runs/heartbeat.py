@@ -190,6 +190,10 @@ class Heartbeat:
         ckpt = s.pop("last_checkpoint_time")
         pushed = s.pop("push_ok_at")
         started = s.pop("started_at")
+        if s["state"] != "running" and s["samples"] and now > started:
+            # The final beat: "since the last beat" would often be 0 (the work ended just
+            # after it); this process's average says what the run did.
+            samples_per_s = s["samples"] / (now - started)
         push_lag = None if not s["push_url"] else now - (pushed or started)
         beat = {
             **s.pop("detail"),
