@@ -37,7 +37,7 @@ lock:
 	printf '%s+cpu\n' "$$(grep -v '^#' requirements/torch.txt)" > requirements/.torch-cpu
 	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \
-	  --extra dev --extra s3 --extra gpu --extra ray --extra modal --extra skypilot \
+	  --extra dev --extra s3 --extra gpu --extra ray --extra modal --extra skypilot --extra onnx \
 	  --no-emit-package torch -o requirements/dev.lock
 	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \
