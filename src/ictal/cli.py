@@ -37,6 +37,14 @@ ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="YAML config file (defaults are built in)."),
 ]
+AllowMismatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-version-mismatch",
+        help="Go on when the model's package is installed at another version than the "
+        "checkpoint was trained with.",
+    ),
+]
 AddressOpt = Annotated[
     str | None,
     typer.Option(
@@ -636,6 +644,7 @@ def evaluate(
     operating_points: Annotated[
         Path | None, typer.Option(help="Frozen operating points chosen on dev.")
     ] = None,
+    allow_version_mismatch: AllowMismatchOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -663,6 +672,7 @@ def evaluate(
         out=out,
         operating_points=operating_points,
         fix_hint=_fix_command("build", config, set_),
+        allow_version_mismatch=allow_version_mismatch,
     )
     console = make_console()
     console.print(summary_table(result))
@@ -719,6 +729,7 @@ def detect(
             "--prune-after-push", help="Delete local sealed segments verified in the sink."
         ),
     ] = False,
+    allow_version_mismatch: AllowMismatchOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
@@ -741,6 +752,7 @@ def detect(
             cfg, Path(paths[0]), paths[1:], out, operating_points=operating_points,
             threshold=threshold, workers=workers, executor=executor, watch=watch,
             save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
+            allow_version_mismatch=allow_version_mismatch,
         )  # fmt: skip
     summary = result.summary
     rows = [

@@ -198,10 +198,12 @@ def detect(
     save_probs: bool = False,
     redo: bool = False,
     prune_after_push: bool = False,
+    allow_version_mismatch: bool = False,
 ) -> DetectResult:
     """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable)."""
     checkpoint = Path(checkpoint)
-    model, meta = load_model(checkpoint, "cpu")  # a bad checkpoint stops everything now
+    # A bad checkpoint, or model code missing or of another version, stops everything now.
+    model, meta = load_model(checkpoint, "cpu", allow_version_mismatch=allow_version_mismatch)
     pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
     settings = detection_settings(meta, pp)
     settings_sha = settings_hash(settings)

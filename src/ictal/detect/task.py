@@ -62,7 +62,8 @@ def _model(task: Task) -> tuple[Any, dict[str, Any]]:
         from ictal.models.checkpoint import load_model
 
         _MODELS.clear()
-        _MODELS[key] = load_model(task.checkpoint, "cpu")
+        # The coordinator checked the model's package version (or was told to go on).
+        _MODELS[key] = load_model(task.checkpoint, "cpu", allow_version_mismatch=True)
     return _MODELS[key]
 
 

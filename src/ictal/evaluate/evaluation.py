@@ -211,13 +211,14 @@ def evaluate(
     out: Path | None = None,
     operating_points: Path | None = None,
     fix_hint: str = "ictal build",
+    allow_version_mismatch: bool = False,
 ) -> EvaluationResult:
     """Score ``checkpoint`` on ``split``; choose operating points there or apply frozen ones."""
     pf = preflight(cfg, split=split, fix=fix_hint)
     view = pf.view
     checkpoint = Path(checkpoint)
     device = _device(cfg)
-    model, meta = load_model(checkpoint, device)
+    model, meta = load_model(checkpoint, device, allow_version_mismatch=allow_version_mismatch)
     if int(meta["n_channels"]) != len(view.channels) or float(meta["fs"]) != view.fs:
         raise PreflightError(
             f"checkpoint {checkpoint} expects {meta['n_channels']} channels at {meta['fs']} Hz; "

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ictal.errors import PreflightError, UsageError
-from ictal.models.registry import build_model
+from ictal.models.registry import ModelNotFound, ModelSource, construct, resolve
+from ictal.ui import log
 
 FORMAT = "ictal-checkpoint-1"
 # Keys only training needs; load_model drops them.
@@ -35,10 +36,15 @@ class ModelSpec:
     fs: float
     output_stride: int
     window: int  # training window in samples
+    source: dict[str, Any] | None = None  # ModelSource.as_dict(): where the code came from
 
 
 class CheckpointError(PreflightError, ValueError):
     """A checkpoint file that cannot be read (empty, truncated, foreign): exit 3."""
+
+
+class ModelSourceError(PreflightError):
+    """A checkpoint whose model code is missing here, or another version of it: exit 3."""
 
 
 def check_format(ckpt: Any) -> None:
@@ -73,12 +79,50 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+def rebuild(
+    ckpt: dict[str, Any], path: str | Path, *, allow_version_mismatch: bool = False
+) -> nn.Module:
+    """The untrained model of a checkpoint, from the code it was trained with: a package
+    that is missing, or installed at another version, is refused (exit 3) unless allowed."""
+    name = ckpt["model_name"]
+    recorded = ModelSource(**ckpt["model_source"]) if ckpt.get("model_source") else None
+    pinned = (
+        f"'{recorded.package}=={recorded.version}'"
+        if recorded is not None and recorded.package and recorded.version
+        else None
+    )
+    try:
+        builder, here = resolve(name)
+    except ModelNotFound as exc:
+        trained = recorded.describe() if recorded is not None else repr(name)
+        raise ModelSourceError(
+            f"checkpoint {path} was trained with model {trained}, which cannot be loaded "
+            f"here: {exc}",
+            f"pip install {pinned}" if pinned else "install the package that provides it",
+        ) from None
+    if recorded is not None and recorded.version and here.version != recorded.version:
+        problem = (
+            f"checkpoint {path} was trained with {recorded.package} {recorded.version}; "
+            f"here {here.package or recorded.package} is "
+            f"{here.version or 'not an installed distribution'}"
+        )
+        if not allow_version_mismatch:
+            raise ModelSourceError(
+                problem, f"pip install {pinned}, or pass --allow-version-mismatch to go on"
+            )
+        log.warning(f"{problem} (--allow-version-mismatch: going on)")
+    return construct(
+        builder, name, n_channels=ckpt["n_channels"], fs=ckpt["fs"], **ckpt["model_params"]
+    )
+
+
 def load_model(
-    path: str | Path, device: str | torch.device = "cpu"
+    path: str | Path, device: str | torch.device = "cpu", *, allow_version_mismatch: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model of a checkpoint in eval mode on ``device``, and the checkpoint's metadata
     (without weights and training-only state). A missing, unreadable or incomplete file is a
-    usage error naming it (exit 2): it is the CKPT the user passed."""
+    usage error naming it (exit 2): it is the CKPT the user passed; model code that is
+    missing or of another version here is a ModelSourceError (exit 3)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"checkpoint {path} does not exist")
@@ -89,9 +133,7 @@ def load_model(
     missing = [k for k in (*INFERENCE_KEYS, "model") if k not in ckpt]
     if missing:
         raise UsageError(f"checkpoint {path} lacks {', '.join(missing)}")
-    model = build_model(
-        ckpt["model_name"], n_channels=ckpt["n_channels"], fs=ckpt["fs"], **ckpt["model_params"]
-    )
+    model = rebuild(ckpt, path, allow_version_mismatch=allow_version_mismatch)
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

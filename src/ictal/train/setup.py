@@ -16,20 +16,21 @@ from torch import nn
 
 from ictal.cache.manifest import CacheView
 from ictal.config import Config
-from ictal.errors import UsageError
-from ictal.models import build_model
 from ictal.models.checkpoint import ModelSpec
+from ictal.models.contract import check_contract
+from ictal.models.registry import construct, resolve
 from ictal.train.feed import TrainData
 from ictal.train.state import TrainState
 
 
 def make_model(cfg: Config, view: CacheView) -> nn.Module:
-    """The configured registry model for the cache's channels and rate."""
-    model = build_model(
-        cfg.model.name, n_channels=len(view.channels), fs=view.fs, **cfg.model.params
-    )
-    if not isinstance(getattr(model, "output_stride", None), int):
-        raise UsageError(f"model {cfg.model.name!r} must define an integer output_stride")
+    """The configured model for the cache's channels and rate, checked against the model
+    contract on a trial batch of one training window before anything trains (exit 3)."""
+    builder, _ = resolve(cfg.model.name)
+    n_channels = len(view.channels)
+    model = construct(builder, cfg.model.name, n_channels=n_channels, fs=view.fs,
+                      **cfg.model.params)  # fmt: skip
+    check_contract(model, cfg.model.name, n_channels, round(cfg.windows.length_s * view.fs))
     return model
 
 
@@ -74,6 +75,7 @@ def make_state(
         fs=view.fs,
         output_stride=data_stride(model),
         window=data.window,
+        source=resolve(cfg.model.name)[1].as_dict(),
     )
     return TrainState(
         model=model,

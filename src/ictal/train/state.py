@@ -119,6 +119,7 @@ class TrainState:
             "format": FORMAT,
             "model_name": self.spec.name,
             "model_params": dict(self.spec.params),
+            "model_source": self.spec.source,
             "n_channels": self.spec.n_channels,
             "fs": float(self.spec.fs),
             "output_stride": self.spec.output_stride,
