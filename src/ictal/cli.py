@@ -699,6 +699,14 @@ def detect(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            help="An ONNX export (`ictal export`) run with onnxruntime instead of a CKPT; "
+            "PATHS are then all INPUTs.",
+        ),
+    ] = None,
     operating_points: Annotated[
         Path | None, typer.Option(help="Frozen operating points (default: the run's dev ones).")
     ] = None,
@@ -745,11 +753,12 @@ def detect(
     if collect:
         result = run_collect(paths, out)
     else:
-        if len(paths) < 2:
-            _error("detect needs CKPT and at least one INPUT (or --collect SOURCES)")
+        detector, inputs = (model, paths) if model else (Path(paths[0]), paths[1:])
+        if not inputs:
+            _error("detect needs CKPT (or --model DIR) and at least one INPUT (or --collect)")
             raise typer.Exit(ExitCode.USAGE)
         result = run_detect(
-            cfg, Path(paths[0]), paths[1:], out, operating_points=operating_points,
+            cfg, detector, inputs, out, operating_points=operating_points,
             threshold=threshold, workers=workers, executor=executor, watch=watch,
             save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
             allow_version_mismatch=allow_version_mismatch,
@@ -778,6 +787,37 @@ def detect(
     if result.push_error:
         _error(result.push_error)
     raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to export.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="New or empty directory: the model and its sidecar.")
+    ],
+    format_: Annotated[
+        str, typer.Option("--format", help="onnx (runs in `ictal detect --model`) or torchscript.")
+    ] = "onnx",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """Export a checkpoint as ONNX or TorchScript with a JSON sidecar (preprocessing, windows,
+    output rate, operating point), checked against torch on real windows of its cache.
+
+    Without -c, the run's frozen config (else the checkpoint's own) finds the cache and the
+    run's dev operating points.
+    """
+    from ictal.export.bundle import export_model
+
+    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [])
+    point = ("dev-tuned: " if result.tuned else "NOT tuned: ") + result.operating_point
+    rows = [
+        ("model", str(result.model)),
+        ("sidecar", str(result.sidecar)),
+        ("check", f"max |logit diff| {result.max_diff:.2e} on {result.windows} cache windows"),
+        ("operating point", point),
+    ]
+    make_console().print(_table("ictal export", rows))
 
 
 @app.command()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ictal.config import Config
 from ictal.detect.inputs import Found, Source, assign_names, find_inputs
@@ -44,15 +44,17 @@ from ictal.io.framelog import OPEN, SEALED, recover
 from ictal.io.lock import FileLock
 from ictal.io.paths import is_safe_name, writable_dir
 from ictal.io.redact import redact
-from ictal.models.checkpoint import load_model
-from ictal.models.inference import default_hop
 from ictal.parallel.engines import make_executor
 from ictal.runs.directory import RunDir, eval_dir_for, new_run_id, run_of_checkpoint
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.meta import read_run_json, record_resume, run_metadata
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
+from ictal.stitch import default_hop
 from ictal.ui import is_terminal, log, progress
+
+if TYPE_CHECKING:
+    from ictal.export.runtime import Exported
 
 
 @dataclass
@@ -92,12 +94,31 @@ def resolve_postprocess(
             f"dev`): using evaluate.threshold={cfg.evaluate.threshold}"
         )
         return postprocess_of(cfg.evaluate), f"evaluate.threshold={cfg.evaluate.threshold}"
+    return _frozen(path)
+
+
+def _frozen(path: Path) -> tuple[PostProcess, str]:
+    """The post-processing of a frozen operating-points file, at its export threshold."""
     try:
         ops = load_operating_points(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
     t, why = export_threshold(ops, ops.postprocess.threshold)
     return at_threshold(ops.postprocess, t), f"{why} ({path})"
+
+
+def exported_postprocess(
+    exported: Exported, operating_points: Path | None, threshold: float | None
+) -> tuple[PostProcess, str]:
+    """An export's post-processing: its sidecar's operating point, unless ``--threshold``
+    (with the sidecar's other settings) or ``--operating-points`` replace it."""
+    if threshold is not None:
+        return at_threshold(exported.postprocess, threshold), f"--threshold {threshold}"
+    if operating_points is not None:
+        return _frozen(operating_points)
+    op = exported.sidecar["operating_point"]
+    tuned = "dev-tuned" if op.get("tuned") else "NOT tuned"
+    return exported.postprocess, f"{op.get('source')} ({tuned}, from {exported.path})"
 
 
 def detection_settings(meta: dict[str, Any], pp: PostProcess) -> dict[str, Any]:
@@ -202,12 +223,22 @@ def detect(
 ) -> DetectResult:
     """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable)."""
     checkpoint = Path(checkpoint)
-    # A bad checkpoint, or model code missing or of another version, stops everything now.
-    model, meta = load_model(checkpoint, "cpu", allow_version_mismatch=allow_version_mismatch)
-    pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
+    if checkpoint.is_dir():  # an ONNX export (`ictal export`): onnxruntime, no torch
+        from ictal.export.runtime import load_exported
+
+        exported = load_exported(checkpoint)
+        model, meta, model_file = exported.predict, exported.meta, exported.model_file
+        pp, pp_source = exported_postprocess(exported, operating_points, threshold)
+    else:
+        from ictal.models.checkpoint import load_model
+
+        # A bad checkpoint, or model code missing or of another version, stops everything now.
+        model, meta = load_model(checkpoint, "cpu", allow_version_mismatch=allow_version_mismatch)
+        pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
+        model_file = checkpoint
     settings = detection_settings(meta, pp)
     settings_sha = settings_hash(settings)
-    model_sha = file_sha256(checkpoint)
+    model_sha = file_sha256(model_file)
     remember_model(str(checkpoint.resolve()), model_sha, model, meta)  # for in-process work
     out = writable_dir(out, "--out")
     kind = executor or cfg.detect.executor

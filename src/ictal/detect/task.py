@@ -22,6 +22,7 @@ from ictal.config import SignalConfig
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
 from ictal.parallel.executors import require_visible
+from ictal.stitch import Predict
 
 # Per worker process: the model (loaded once) and this process's segment writer.
 _MODELS: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
@@ -59,12 +60,28 @@ class Task:
 def _model(task: Task) -> tuple[Any, dict[str, Any]]:
     key = (task.checkpoint, task.model_sha256)
     if key not in _MODELS:
+        if Path(task.checkpoint).is_dir():  # an ONNX export: onnxruntime, no torch
+            from ictal.export.runtime import load_exported
+
+            _MODELS.clear()
+            exported = load_exported(task.checkpoint)
+            _MODELS[key] = (exported.predict, exported.meta)
+            return _MODELS[key]
         from ictal.models.checkpoint import load_model
 
         _MODELS.clear()
         # The coordinator checked the model's package version (or was told to go on).
         _MODELS[key] = load_model(task.checkpoint, "cpu", allow_version_mismatch=True)
     return _MODELS[key]
+
+
+def _predict(task: Task, model: Any) -> Predict:
+    """The model as a ``Predict``: an export's already is one, a torch module is wrapped."""
+    if Path(task.checkpoint).is_dir():
+        return model
+    from ictal.models.inference import torch_predict
+
+    return torch_predict(model, "cpu")
 
 
 def remember_model(checkpoint: str, sha256: str, model: Any, meta: dict[str, Any]) -> None:
@@ -134,8 +151,8 @@ def _detect(task: Task) -> dict[str, Any]:
     from ictal.events.postprocess import PostProcess, events_from_probs
     from ictal.io.atomic import atomic_write_with
     from ictal.io.digest import url_sha256
-    from ictal.models.inference import infer_recording
     from ictal.signal.pipeline import preprocess
+    from ictal.stitch import stitch
 
     s = task.settings
     sig = SignalConfig.model_validate(s["signal"])
@@ -151,8 +168,8 @@ def _detect(task: Task) -> dict[str, Any]:
     t_pre = time.monotonic() - t
     model, _ = _model(task)
     t = time.monotonic()
-    probs = infer_recording(
-        model, pre.data, s["window"], s["stride"], s["hop"], task.batch_size, "cpu"
+    probs = stitch(
+        _predict(task, model), pre.data, s["window"], s["stride"], s["hop"], task.batch_size
     )
     t_infer = time.monotonic() - t
     fs_out = pre.fs / s["stride"]

@@ -120,8 +120,10 @@ class GpuStats:
         return self._handle
 
     def __call__(self) -> dict[str, Any]:
-        import torch
-
+        try:
+            import torch
+        except ImportError:  # an ONNX detect runs without torch: no GPU counters
+            return {}
         if not torch.cuda.is_available():
             return {}
         out: dict[str, Any] = {

@@ -49,12 +49,17 @@ def run_metadata(device: str, **identity: Any) -> dict[str, Any]:
     """Versions, code commit, host and command line of this process, and what the run works
     on (``identity``: cache key and path for training, checkpoint for detection...)."""
     import numpy
-    import torch
 
+    try:  # an ONNX detect runs without torch
+        import torch
+
+        torch_version: str | None = torch.__version__
+    except ImportError:
+        torch_version = None
     return {
         "ictal_version": __version__,
         "python": platform.python_version(),
-        "torch": torch.__version__,
+        "torch": torch_version,
         "numpy": numpy.__version__,
         "git_commit": git_commit(),
         **{k: str(v) if isinstance(v, Path) else v for k, v in identity.items()},

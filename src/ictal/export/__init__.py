@@ -1,0 +1,1 @@
+"""``ictal export``: a checkpoint as an ONNX or TorchScript model with a JSON sidecar."""
