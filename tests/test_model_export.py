@@ -93,6 +93,7 @@ def test_onnx_export_matches_torch_and_says_how_to_use_it(trained, tmp_path):
         np.testing.assert_allclose(got, _torch_logits(ckpt, batch), atol=1e-4, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_torch(trained, tmp_path):
     tmp, ckpt = trained
     out = tmp_path / "ts"
@@ -125,8 +126,8 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
     )
     assert doc["operating_point"]["min_duration_s"] == ops["postprocess"]["min_duration_s"]
     edf = str(tmp / "corpus" / "edf")
-    res = run_ictal("detect", str(tuned), edf, "--out", str(tmp_path / "det-ckpt"), "--workers",
-                    "1")  # fmt: skip
+    det = ["--workers", "1", "--save-probs"]
+    res = run_ictal("detect", str(tuned), edf, "--out", str(tmp_path / "det-ckpt"), *det)
     assert res.returncode == 0, res.stderr[-2000:]
     # torch made unimportable for the ONNX path: a `torch` package first on the path that fails
     blocker = tmp_path / "no-torch" / "torch"
@@ -135,7 +136,7 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
     env = ictal_env()
     env["PYTHONPATH"] = f"{blocker.parent}:{env['PYTHONPATH']}"
     res = run_ictal("detect", "--model", str(out), edf, "--out", str(tmp_path / "det-onnx"),
-                    "--workers", "1", env=env)  # fmt: skip
+                    *det, env=env)  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "dev-tuned" in res.stdout
     mine, theirs = _events(tmp_path / "det-onnx"), _events(tmp_path / "det-ckpt")
@@ -143,6 +144,8 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
     for name, events in theirs.items():
         assert [e[:2] for e in mine[name]] == [e[:2] for e in events], name
         assert [e[2] for e in mine[name]] == pytest.approx([e[2] for e in events], abs=1e-4)
+        probs = [np.load(tmp_path / d / "probs" / f"{name}.npy") for d in ("det-onnx", "det-ckpt")]
+        np.testing.assert_allclose(probs[0], probs[1], atol=1e-4, rtol=0)
 
 
 def test_bad_arguments_are_one_clear_line(trained, tmp_path):
