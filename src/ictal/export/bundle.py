@@ -16,7 +16,8 @@ import yaml
 from ictal import __version__
 from ictal.config import Config, load_config
 from ictal.errors import IctalError, UsageError
-from ictal.events.postprocess import PostProcess
+from ictal.events.operating_points import at_threshold, export_threshold, load_operating_points
+from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.export.check import TOLERANCE, check_windows, max_difference
 from ictal.export.formats import WRITERS, load_logits, torch_logits
 from ictal.export.sidecar import MODEL_FILES, SIDECAR, build_sidecar
@@ -25,6 +26,7 @@ from ictal.io.digest import file_sha256
 from ictal.models.checkpoint import load_model
 from ictal.runs.directory import eval_dir_for, run_of_checkpoint
 from ictal.stitch import default_hop
+from ictal.ui import log
 
 
 class ExportMismatch(IctalError):
@@ -57,16 +59,21 @@ def _config(meta: dict[str, Any], checkpoint: Path, path: Path | None, sets: lis
 
 
 def _operating_point(cfg: Config, checkpoint: Path) -> tuple[PostProcess, str, bool]:
-    """The run's dev-tuned operating point (as ``ictal detect CKPT`` uses it), else the
-    configured evaluate.threshold, marked not tuned."""
-    from ictal.detect.archive import resolve_postprocess
-
+    """The run's dev-tuned operating point at its export threshold (what ``ictal detect CKPT``
+    uses), else the configured evaluate.threshold, marked not tuned."""
     tuned = eval_dir_for(checkpoint, "dev", cfg.runs.root).operating_points
     if run_of_checkpoint(checkpoint) is None or not tuned.is_file():
-        pp, why = resolve_postprocess(cfg, checkpoint, None, None)
-        return pp, why, False
-    pp, why = resolve_postprocess(cfg, checkpoint, tuned, None)
-    return pp, why, True
+        log.warning(
+            "no dev-tuned operating points for this checkpoint (run `ictal evaluate CKPT --split "
+            f"dev`): the sidecar holds evaluate.threshold={cfg.evaluate.threshold}, not tuned"
+        )
+        return postprocess_of(cfg.evaluate), f"evaluate.threshold={cfg.evaluate.threshold}", False
+    try:
+        ops = load_operating_points(tuned)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"operating points file {tuned} is not usable: {exc}") from exc
+    t, why = export_threshold(ops, ops.postprocess.threshold)
+    return at_threshold(ops.postprocess, t), f"{why} ({tuned})", True
 
 
 def _fresh_out(out: Path) -> None:
