@@ -48,6 +48,7 @@ def build_sidecar(
             "format": fmt,
             "name": meta["model_name"],
             "params": meta["model_params"],
+            "source": meta.get("model_source"),  # the package and version it was trained with
             "input": {
                 "name": "eeg",
                 "shape": ["batch", int(meta["n_channels"]), "samples"],
