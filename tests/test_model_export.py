@@ -178,3 +178,30 @@ def test_a_failed_check_leaves_no_model(trained, tmp_path):
         export_model(ckpt, "onnx", out, tolerance=-1.0)  # no difference passes: a mismatch
     assert err.value.exit_code == 1
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "exit_code", "words"),
+    [
+        ({"format": "onnx", "file": "../../outside.onnx"}, 3, "not a plain name"),
+        ({"format": "onnx", "file": "/etc/passwd"}, 3, "not a plain name"),
+        ({"format": "onnx"}, 2, "malformed"),
+        ("not a mapping", 2, "malformed"),
+    ],
+)
+def test_a_hostile_sidecar_is_refused_before_anything_is_read(
+    tmp_path: Path, model: object, exit_code: int, words: str
+) -> None:
+    """detect --model reads the sidecar as untrusted input: its model file must be a plain
+    name inside the folder, and a malformed sidecar is a clear refusal, not a traceback."""
+    from ictal.errors import IctalError
+    from ictal.export.runtime import load_exported
+    from ictal.export.sidecar import FORMAT, SIDECAR
+
+    (tmp_path / "outside.onnx").write_bytes(b"not read")
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    (folder / SIDECAR).write_text(json.dumps({"format": FORMAT, "model": model}))
+    with pytest.raises(IctalError) as caught:
+        load_exported(folder)
+    assert int(caught.value.exit_code) == exit_code and words in str(caught.value)

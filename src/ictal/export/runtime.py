@@ -13,7 +13,8 @@ import numpy as np
 
 from ictal.errors import UsageError
 from ictal.events.postprocess import PostProcess
-from ictal.export.sidecar import read_sidecar, sidecar_meta, sidecar_postprocess
+from ictal.export.sidecar import SIDECAR, read_sidecar, sidecar_meta, sidecar_postprocess
+from ictal.io.paths import check_name
 from ictal.stitch import Predict
 
 
@@ -69,15 +70,21 @@ def load_exported(model_dir: str | Path, threads: int = 1) -> Exported:
     if not path.is_dir():
         raise UsageError(f"--model {path}: not a directory; give the --out of `ictal export`")
     doc = read_sidecar(path)
-    fmt = doc["model"]["format"]
+    try:  # the sidecar is untrusted input: its shape is checked, its file stays in the folder
+        fmt = doc["model"]["format"]
+        name = check_name(doc["model"]["file"], f"{path / SIDECAR} model.file")
+        meta, postprocess = sidecar_meta(doc), sidecar_postprocess(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(
+            f"{path / SIDECAR} is malformed ({type(exc).__name__}: {exc}); export the model again"
+        ) from None
     if fmt != "onnx":
         raise UsageError(
             f"--model {path} holds a {fmt} export; detect runs ONNX exports "
             "(`ictal export CKPT --format onnx`) or the checkpoint itself (`ictal detect CKPT`)"
         )
-    model_file = path / doc["model"]["file"]
+    model_file = path / name
     if not model_file.is_file():
         raise UsageError(f"--model {path}: {model_file.name} is missing; export the model again")
     logits = logits_predict(onnx_session(model_file, threads))
-    return Exported(path, model_file, doc, sidecar_meta(doc), sidecar_postprocess(doc),
-                    lambda x: sigmoid(logits(x)))  # fmt: skip
+    return Exported(path, model_file, doc, meta, postprocess, lambda x: sigmoid(logits(x)))
