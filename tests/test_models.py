@@ -99,3 +99,18 @@ def test_registry_lists_names_in_errors(monkeypatch):
     assert build_model("tiny_test_model", n_channels=2, fs=1, hidden=5).out_channels == 5
     with pytest.raises(ValueError, match="already registered"):
         register("tiny_test_model")(lambda **kw: nn.Identity())
+
+
+@pytest.mark.parametrize("name", ["os:system", "subprocess:run", "antigravity:fly", "x:"])
+def test_a_model_name_never_reaches_the_standard_library(name: str) -> None:
+    """model.name comes from configs and from checkpoints (untrusted): an import path into
+    Python's standard library is refused before anything is imported or called."""
+    import sys
+
+    from ictal.config import ConfigError
+    from ictal.models.registry import resolve
+
+    before = set(sys.modules)
+    with pytest.raises(ConfigError):
+        resolve(name)
+    assert "antigravity" not in set(sys.modules) - before

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import inspect
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,10 @@ def _import(target: str) -> Builder:
     module, _, attr = target.partition(":")
     if not module or not attr:
         raise ModelNotFound(f"model.name={target!r}: an import path is 'package.module:factory'")
+    if module.split(".", 1)[0] in sys.stdlib_module_names:  # a checkpoint names this: no
+        raise ModelNotFound(  # os:system or a module that acts when imported
+            f"model.name={target!r}: {module!r} is Python's standard library, not a model"
+        )
     try:
         obj: Any = importlib.import_module(module)
     except ImportError as exc:
