@@ -21,10 +21,10 @@ def test_pipeline_finds_seizures_on_eval(tmp_path: Path) -> None:
     corpus, cache, runs = tmp_path / "corpus", tmp_path / "cache", tmp_path / "runs"
     sets: list[str] = []
     for s in (f"corpus.root={corpus}", f"cache.root={cache}", f"runs.root={runs}",
-              "train.epochs=12", "train.heartbeat_s=5"):  # fmt: skip
+              "train.epochs=8", "train.steps_per_epoch=9", "train.heartbeat_s=5"):  # fmt: skip
         sets += ["--set", s]
     # A different seed than the demo's: the result must not hinge on one corpus.
-    _ok(run_ictal("synth", str(corpus), "--patients", "20", "--hours", "6", "--seed", "11"))
+    _ok(run_ictal("synth", str(corpus), "--patients", "20", "--hours", "4", "--seed", "11"))
     _ok(run_ictal("build", *sets))
     _ok(run_ictal("train", *sets))
     (run,) = sorted(runs.iterdir())
