@@ -11,6 +11,12 @@ CFG=configs/demo.yaml
 # 40 of them in eval. A demo corpus written with other arguments is replaced.
 SYNTH_ARGS="--patients 24 --hours 18 --seed 7 --difficulty realistic"
 if [ "$(cat demo/corpus.args 2>/dev/null)" != "$SYNTH_ARGS" ]; then
+  # Only a corpus that ictal synth wrote is replaced; anything else there is left alone.
+  if [ -e demo/corpus ] && ! grep -qs '"generator": "ictal-synth"' demo/corpus/ground_truth.json
+  then
+    echo "demo/corpus holds files ictal synth did not write: move them away, then rerun" >&2
+    exit 2
+  fi
   rm -rf demo/corpus demo/corpus.args
   # shellcheck disable=SC2086
   $ICTAL synth demo/corpus $SYNTH_ARGS
