@@ -35,6 +35,15 @@ class Preprocessed:
     counts: dict[str, int]  # "clipped_values", "flat_channels"
 
 
+def at_line_frequency(sig: SignalConfig, mains: float | None) -> SignalConfig:
+    """The signal config with its notch at the recording's power-line frequency when one is
+    known (a BIDS sidecar's PowerLineFrequency: 50 Hz in Europe, 60 Hz in America) and the
+    config has a notch at all; `sig` itself otherwise."""
+    if mains is None or sig.notch is None or mains == sig.notch:
+        return sig
+    return sig.model_copy(update={"notch": mains})
+
+
 def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
     """Turn channel-major (19, n) µV samples at `fs_in` into a cache-ready recording.
 
