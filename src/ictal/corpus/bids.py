@@ -84,9 +84,7 @@ def hash_split(subject: str, fractions: tuple[float, float, float], seed: int) -
     return "dev" if u < fractions[0] + fractions[1] else "eval"
 
 
-def read_participants(
-    fs: fsspec.AbstractFileSystem, base: str, url: str
-) -> dict[str, str] | None:
+def read_participants(fs: fsspec.AbstractFileSystem, base: str, url: str) -> dict[str, str] | None:
     """participant_id -> split from participants.tsv's ``split`` column; None when the file
     or the column is absent. A table that cannot be read is a refusal naming it (a split
     must never change silently)."""

@@ -23,7 +23,13 @@ import numpy as np
 from edfio import Edf, EdfSignal, read_edf
 from fsspec.implementations.local import LocalFileSystem
 
-from ictal.corpus.channels import CANONICAL_19, NEIGHBOURS, ChannelSelection, select_channels
+from ictal.corpus.channels import (
+    CANONICAL_19,
+    NEIGHBOURS,
+    ChannelSelection,
+    normalise_label,
+    select_channels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +278,16 @@ def read_header(
     return header
 
 
+def bipolar_labels(labels: Sequence[str]) -> list[str]:
+    """Labels that are pairs of two electrodes (`FP1-F7`, `EEG T7-P7`), as CHB-MIT writes."""
+    out = []
+    for label in labels:
+        parts = label.replace("EEG ", "").strip().split("-")
+        if len(parts) == 2 and all(normalise_label(p) in CANONICAL_19 for p in parts):
+            out.append(label.strip())
+    return out
+
+
 def check_channels(
     header: EdfHeader, channels: Sequence[str] = CANONICAL_19, *, missing: str = "error"
 ) -> ChannelSelection:
@@ -283,7 +299,14 @@ def check_channels(
     if sel.duplicates:
         raise RecordingError(header.path, sel.problem() or "duplicate channel labels")
     if sel.missing and missing == "error":
-        raise RecordingError(header.path, f"missing channels: {', '.join(sel.missing)}")
+        pairs = bipolar_labels(header.labels)
+        hint = (
+            f" (the file is bipolar: {', '.join(pairs[:3])}...; a bipolar pair cannot give "
+            "back its electrodes, so Ictal cannot use it)"
+            if pairs and len(sel.missing) > len(sel.index)
+            else ""
+        )
+        raise RecordingError(header.path, f"missing channels: {', '.join(sel.missing)}{hint}")
     for i in sel.index.values():
         label = header.labels[i]
         pmin, pmax = header.physical_min[i], header.physical_max[i]

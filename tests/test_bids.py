@@ -1,0 +1,257 @@
+"""BIDS-EEG corpora (SzCORE) and mixtures through the real command line.
+
+The BIDS copy is made by the field's own converter (epilepsy2bids, which reads with
+pyedflib, resamples to 256 Hz and re-references to the common average): Ictal's census of
+a synthetic TUSZ corpus and of its converted copy must agree, both must build and train,
+and a mixture of the two builds one cache with both names.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_ictal
+
+FAST = [
+    "windows.length_s=8", "windows.stride_s=4", "loader.batch_size=4", "loader.num_workers=1",
+    "train.warmup_steps=2", "train.epochs=1", "train.steps_per_epoch=3", "train.heartbeat_s=1",
+]  # fmt: skip
+
+
+def _ok(res) -> None:
+    assert res.returncode == 0, f"{res.args}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+
+
+def _sets(*items: str) -> list[str]:
+    out: list[str] = []
+    for s in items:
+        out += ["--set", s]
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory) -> tuple[Path, Path]:
+    """A clean synthetic TUSZ corpus and its BIDS copy written by epilepsy2bids."""
+    pytest.importorskip("epilepsy2bids")
+    from epilepsy2bids.bids.tuh.convert2bids import convert
+
+    from ictal.corpus.synth import synthesize
+
+    base = tmp_path_factory.mktemp("bids")
+    tusz, bids = base / "tusz", base / "bids"
+    synthesize(tusz, patients=5, hours=1.0, seed=5)
+    with warnings.catch_warnings():  # pyedflib says it rounds the physical range it writes
+        warnings.simplefilter("ignore")
+        convert(tusz / "edf", bids)
+    return tusz, bids
+
+
+def _census(root: Path, tmp: Path, *extra: str) -> dict:
+    out = tmp / f"census-{root.name}.json"
+    res = run_ictal("census", str(root), "--json", str(out), *extra)
+    assert res.returncode in (0, 4), res.stderr
+    doc = json.loads(out.read_text())
+    assert doc["exit_code"] == res.returncode
+    return doc
+
+
+def test_census_of_tusz_and_its_bids_copy_agree(corpora, tmp_path: Path) -> None:
+    tusz, bids = corpora
+    a, b = _census(tusz, tmp_path), _census(bids, tmp_path)
+    assert (a["format"], b["format"]) == ("tusz", "bids")
+    assert a["exit_code"] == b["exit_code"] == 0  # a clean BIDS copy is as clean as TUSZ
+    for key in ("files", "usable_files", "patients", "seizure_events", "files_with_seizures"):
+        assert a[key] == b[key], key
+    for split, seconds in a["seizure_seconds"].items():
+        # the converter writes onset and duration to 2 decimals
+        assert b["seizure_seconds"][split] == pytest.approx(seconds, abs=0.01 * 2 * 10)
+    for split, hours in a["hours"].items():
+        assert b["hours"][split] == pytest.approx(hours, abs=1e-3)
+    assert b["line_frequency"] == {"60": sum(b["files"].values())}
+    assert set(b["vocabulary"]) == {"tsv"} and "sz" in b["vocabulary"]["tsv"]
+
+
+def test_bids_builds_and_trains_and_a_mixture_names_both(corpora, tmp_path: Path) -> None:
+    tusz, bids = corpora
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    one = _sets(f"corpus.root={bids}", f"cache.root={cache}", f"runs.root={runs}", *FAST)
+    _ok(run_ictal("build", "--workers", "1", *one))
+    _ok(run_ictal("train", *one))
+    (run,) = sorted(runs.iterdir())
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+    mixture = tmp_path / "mixture.yaml"
+    mixture.write_text(
+        f"corpus:\n  roots:\n    - {{name: tusz, root: {tusz}}}\n"
+        f"    - {{name: siena, root: {bids}, format: bids, split: eval}}\n"
+        f"cache:\n  root: {cache}\nruns:\n  root: {tmp_path / 'runs2'}\n"
+    )
+    _ok(run_ictal("build", "--workers", "1", "-c", str(mixture), *_sets(*FAST)))
+    caches = [p for p in cache.iterdir() if (p / "manifest.json").is_file()]
+    manifests = [json.loads((p / "manifest.json").read_text()) for p in caches]
+    (mixed,) = [m for m in manifests if "corpora" in m]
+    assert [(c["name"], c["format"], c["split"]) for c in mixed["corpora"]] == [
+        ("tusz", "tusz", "auto"), ("siena", "bids", "eval"),
+    ]  # fmt: skip
+    path = next(p for p, m in zip(caches, manifests, strict=True) if "corpora" in m)
+    rows = json.loads((path / "recordings.json").read_text())
+    named = {r["corpus"] for r in rows}
+    assert named == {"tusz", "siena"}
+    assert all(r["id"].startswith(r["corpus"] + ".") for r in rows)
+    assert {r["split"] for r in rows if r["corpus"] == "siena"} == {"eval"}
+    by_corpus = {n: sum(r["corpus"] == n for r in rows) for n in named}
+    assert by_corpus["tusz"] == by_corpus["siena"]  # one recording each way
+    _ok(run_ictal("train", "-c", str(mixture), *_sets(*FAST)))
+    # A mixture's census gives one table per corpus.
+    out = tmp_path / "mix-census.json"
+    res = run_ictal("census", "-c", str(mixture), "--json", str(out))
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(out.read_text())
+    assert [c["name"] for c in doc["corpora"]] == ["tusz", "siena"]
+    assert "Corpus tusz:" in res.stdout and "Corpus siena:" in res.stdout
+
+
+def _copy(bids: Path, tmp: Path) -> Path:
+    out = tmp / "copy"
+    shutil.copytree(bids, out)
+    return out
+
+
+def _events(path: Path, rows: list[tuple[float, float, str]], total: float) -> None:
+    lines = ["onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration"]
+    lines += [f"{a:.2f}\t{d:.2f}\t{k}\tn/a\tn/a\tn/a\t{total:.2f}" for a, d, k in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _recordings(root: Path) -> list[Path]:
+    return sorted(root.glob("sub-*/**/eeg/*_eeg.edf"))
+
+
+def test_edge_cases_without_sessions_or_participants(corpora, tmp_path: Path) -> None:
+    _, bids = corpora
+    root = _copy(bids, tmp_path)
+    (root / "participants.tsv").unlink()
+    # One subject without a session level: its files move up and lose the ses entity.
+    subject = sorted(root.glob("sub-*"))[0]
+    (session,) = sorted(subject.glob("ses-*"))[:1]
+    for f in (session / "eeg").iterdir():
+        name = f.name.replace(f"_{session.name}", "")
+        (subject / "eeg").mkdir(exist_ok=True)
+        f.rename(subject / "eeg" / name)
+    shutil.rmtree(session)
+    first = _census(root, tmp_path)
+    assert first["exit_code"] == 0, first["unusable"]
+    assert sum(first["files"].values()) == len(_recordings(bids))
+    # The split comes from the subject hash: deterministic and patient-disjoint; another
+    # seed gives another split, and the split rule enters the cache key.
+    again = _census(root, tmp_path)
+    assert again["files"] == first["files"] and again["patient_overlap"] == {}
+    other = _census(root, tmp_path, "--set", "corpus.split.seed=1")
+    assert other["patients"] != first["patients"] or other["files"] != first["files"]
+    from ictal.config import Config
+    from ictal.corpus.sources import inventory
+
+    def digest(seed: int, at: Path) -> str:
+        cfg = Config.model_validate({"corpus": {"root": str(at), "split": {"seed": seed}}})
+        found = inventory(cfg.corpus)
+        return found.digest(found.refs)
+
+    assert digest(0, root) != digest(1, root)  # the split rule is in the cache key
+    assert digest(0, bids) == digest(1, bids)  # ... unless participants.tsv gives the splits
+
+
+def test_events_outside_unknown_types_and_a_non_eeg_channel(corpora, tmp_path: Path) -> None:
+    _, bids = corpora
+    root = _copy(bids, tmp_path)
+    recs = _recordings(root)
+    outside, unknown = recs[0], recs[1]
+    stem = lambda p: str(p)[: -len("_eeg.edf")]  # noqa: E731
+    total = json.loads(Path(stem(outside) + "_eeg.json").read_text())["RecordingDuration"]
+    _events(Path(stem(outside) + "_events.tsv"), [(float(total) - 5, 30.0, "sz_foc")], total)
+    length = json.loads(Path(stem(unknown) + "_eeg.json").read_text())["RecordingDuration"]
+    _events(Path(stem(unknown) + "_events.tsv"), [(10, 20, "eyem"), (40, 12, "sz")], length)
+    doc = _census(root, tmp_path)
+    assert doc["exit_code"] == 4
+    (bad,) = doc["unusable"]
+    assert bad["file"] == str(outside.relative_to(root))
+    assert outside.name.replace("_eeg.edf", "_events.tsv: ") in bad["reason"]
+    assert "outside the recording" in bad["reason"]
+    assert doc["vocabulary"]["tsv"]["eyem"] == 1  # reported, not a seizure
+    res = run_ictal("census", str(root))
+    assert "Event types neither seizure (sz*) nor bckg, not seizures: eyem 1" in res.stdout
+    # A non-EEG channel among the EEG ones is left out; the 19 electrodes are found.
+    import edfio
+
+    edf = edfio.read_edf(recs[2])
+    signals = list(edf.signals)
+    ecg = edfio.EdfSignal(np.zeros(len(signals[0].data)), signals[0].sampling_frequency,
+                          label="ECG", physical_range=(-1000, 1000))  # fmt: skip
+    edfio.Edf([*signals[:5], ecg, *signals[5:]], starttime=edf.starttime).write(recs[2])
+    assert [u["file"] for u in _census(root, tmp_path)["unusable"]] == [bad["file"]]
+    # With out-of-range events clipped (corpus.policy), the build uses the file and counts it.
+    sets = _sets(f"corpus.root={root}", f"cache.root={tmp_path / 'cache'}", *FAST,
+                 "corpus.policy.annotation_out_of_range=clip")  # fmt: skip
+    _ok(run_ictal("build", "--workers", "1", *sets))
+    (cache,) = [p for p in (tmp_path / "cache").iterdir() if (p / "manifest.json").is_file()]
+    manifest = json.loads((cache / "manifest.json").read_text())
+    assert manifest["failed"] == [] and manifest["repairs"]["clipped_to_duration"] == 1
+    rows = {r["rel"]: r for r in json.loads((cache / "recordings.json").read_text())}
+    assert rows[str(unknown.relative_to(root))]["seizure_labels"] == ["sz"]  # eyem is not one
+    assert len(rows[str(outside.relative_to(root))]["seizures"]) == 1
+
+
+def test_hostile_bids_inputs_are_clear_refusals(corpora, tmp_path: Path) -> None:
+    _, bids = corpora
+    root = _copy(bids, tmp_path)
+    rec = _recordings(root)[0]
+    # A file whose subject is not its folder's, and one off the layout: problems, not crashes.
+    shutil.copy(rec, rec.parent / rec.name.replace("sub-", "sub-9", 1))
+    (root / "sub-zz").mkdir()
+    shutil.copy(rec, root / "sub-zz" / "notes.edf")
+    doc = _census(root, tmp_path)
+    reasons = {u["file"]: u["reason"] for u in doc["unusable"]}
+    assert any("is not its folder" in r for r in reasons.values()), reasons
+    assert any("does not match the BIDS layout" in r for r in reasons.values()), reasons
+    # A split value nobody knows: exit 2 naming the file, the line and the fix.
+    table = (root / "participants.tsv").read_text().splitlines()
+    table[1] = table[1].rsplit("\t", 1)[0] + "\tholdout"
+    (root / "participants.tsv").write_text("\n".join(table) + "\n")
+    res = run_ictal("census", str(root))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "participants.tsv: line 2: split 'holdout'" in res.stderr
+
+
+def test_power_line_frequency_of_the_sidecar_sets_the_notch(corpora, tmp_path: Path) -> None:
+    """A European recording (PowerLineFrequency 50) is notched at 50 Hz, and the record says so."""
+    _, bids = corpora
+    root = _copy(bids, tmp_path)
+    for sidecar in root.glob("sub-*/**/eeg/*_eeg.json"):
+        doc = json.loads(sidecar.read_text())
+        sidecar.write_text(json.dumps({**doc, "PowerLineFrequency": 50}))
+    sets = _sets(f"corpus.root={root}", f"cache.root={tmp_path / 'cache'}", *FAST)
+    _ok(run_ictal("build", "--workers", "1", *sets))
+    (cache,) = [p for p in (tmp_path / "cache").iterdir() if (p / "manifest.json").is_file()]
+    records = [json.loads(p.read_text()) for p in (cache / "records").glob("*.json")]
+    assert records and {r["line_frequency_hz"] for r in records} == {50.0}
+
+
+def test_bipolar_recording_is_refused_naming_why(tmp_path: Path) -> None:
+    import edfio
+
+    from ictal.corpus.edf import RecordingError, read_eeg
+
+    pairs = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+             "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+             "FZ-CZ", "CZ-PZ"]  # fmt: skip
+    data = np.random.default_rng(0).normal(0, 20, 256 * 10)
+    edf = edfio.Edf([edfio.EdfSignal(data, 256, label=p, physical_range=(-500, 500))
+                     for p in pairs])  # fmt: skip
+    edf.write(tmp_path / "chb01_01.edf")
+    with pytest.raises(RecordingError, match=r"missing channels: Fp1.*the file is bipolar"):
+        read_eeg(str(tmp_path / "chb01_01.edf"))
