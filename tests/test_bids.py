@@ -84,7 +84,18 @@ def test_bids_builds_and_trains_and_a_mixture_names_both(corpora, tmp_path: Path
     _ok(run_ictal("build", "--workers", "1", *one))
     _ok(run_ictal("train", *one))
     (run,) = sorted(runs.iterdir())
-    assert (run / "checkpoints" / "last.pt").is_file()
+    last = run / "checkpoints" / "last.pt"
+    _ok(run_ictal("evaluate", str(last), "--split", "dev"))
+    assert json.loads((run / "eval-last-dev" / "scores.json").read_text())["split"] == "dev"
+    # detect reads the BIDS root as it is; its SzCORE files pair with the dataset's events
+    # tables by name, so score takes the BIDS root as the reference directory.
+    out = tmp_path / "detect"
+    _ok(run_ictal("detect", str(last), str(bids), "--out", str(out), "--threshold", "0.5"))
+    hyp = sorted(p.name for p in (out / "hyp" / "szcore").iterdir())
+    assert hyp == sorted(p.name.replace("_eeg.edf", "_events.tsv") for p in _recordings(bids))
+    scored = tmp_path / "score.json"
+    _ok(run_ictal("score", str(bids), str(out / "hyp" / "szcore"), "--json", str(scored)))
+    assert json.loads(scored.read_text())["files"] == len(hyp)
 
     mixture = tmp_path / "mixture.yaml"
     mixture.write_text(
