@@ -252,17 +252,59 @@ def test_power_line_frequency_of_the_sidecar_sets_the_notch(corpora, tmp_path: P
     assert records and {r["line_frequency_hz"] for r in records} == {50.0}
 
 
-def test_bipolar_recording_is_refused_naming_why(tmp_path: Path) -> None:
+CHB_PAIRS = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+             "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+             "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10", "FT10-T8", "T8-P8"]  # fmt: skip
+
+
+def _store_bipolar(edf_path: Path) -> None:
+    """Rewrite a recording as CHB-MIT stores its own: 23 bipolar pairs (T8-P8 twice, FT9
+    and FT10 that Ictal does not use), no electrode."""
     import edfio
 
-    from ictal.corpus.edf import RecordingError, read_eeg
+    from ictal.corpus.channels import normalise_label
 
-    pairs = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
-             "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
-             "FZ-CZ", "CZ-PZ"]  # fmt: skip
-    data = np.random.default_rng(0).normal(0, 20, 256 * 10)
-    edf = edfio.Edf([edfio.EdfSignal(data, 256, label=p, physical_range=(-500, 500))
-                     for p in pairs])  # fmt: skip
-    edf.write(tmp_path / "chb01_01.edf")
-    with pytest.raises(RecordingError, match=r"missing channels: Fp1.*the file is bipolar"):
-        read_eeg(str(tmp_path / "chb01_01.edf"))
+    edf = edfio.read_edf(edf_path)
+    by_name = {normalise_label(s.label): s for s in edf.signals}
+    out = []
+    for pair in CHB_PAIRS:
+        a, b = (normalise_label(x) for x in pair.split("-"))
+        first = by_name.get(a)
+        data = (first.data if first else 0) - (by_name[b].data if b in by_name else 0)
+        ref = next(iter(by_name.values()))
+        data = data if isinstance(data, np.ndarray) else np.zeros(len(ref.data))
+        out.append(edfio.EdfSignal(data, ref.sampling_frequency, label=pair,
+                                   physical_range=(-3000, 3000)))  # fmt: skip
+    edfio.Edf(out, starttime=edf.starttime).write(edf_path)
+
+
+def test_a_bipolar_dataset_gives_the_bipolar_montage(corpora, tmp_path: Path) -> None:
+    """A dataset stored as bipolar pairs (CHB-MIT) is refused for a referential montage with
+    the reason and the fix, and with signal.montage: bipolar gives the same cache as the
+    double banana derived from its electrodes."""
+    _, bids = corpora
+    root = _copy(bids, tmp_path)
+    for sub in sorted(root.glob("sub-*"))[2:]:
+        shutil.rmtree(sub)  # two subjects are enough
+    referential = tmp_path / "referential"
+    shutil.copytree(root, referential)
+    for edf in _recordings(root):
+        _store_bipolar(edf)
+    doc = _census(root, tmp_path)
+    assert doc["exit_code"] == 4 and len(doc["unusable"]) == len(_recordings(root))
+    assert "signal.montage: bipolar reads its pairs" in doc["unusable"][0]["reason"]
+    bipolar = ("--set", "signal.montage=bipolar")
+    assert _census(root, tmp_path, *bipolar)["exit_code"] == 0
+    arrays = {}
+    for name, at in (("stored", root), ("derived", referential)):
+        sets = _sets(f"corpus.root={at}", f"cache.root={tmp_path / name}", *FAST,
+                     "signal.montage=bipolar")  # fmt: skip
+        _ok(run_ictal("build", "--workers", "1", *sets))
+        (cache,) = [p for p in (tmp_path / name).iterdir() if (p / "manifest.json").is_file()]
+        arrays[name] = {p.name: np.load(p) for p in sorted((cache / "arrays").iterdir())}
+    assert arrays["stored"].keys() == arrays["derived"].keys()
+    for key, stored in arrays["stored"].items():
+        derived = arrays["derived"][key]
+        assert stored.shape == derived.shape and stored.shape[1] == 18
+        # the stored pairs were quantised to 16 bits once more; the derivation is the same
+        assert np.abs(stored - derived).max() < 0.02, key  # values reach 10 and more

@@ -133,7 +133,9 @@ def synth(
     line_freq: Annotated[
         LineFreq,
         typer.Option(
-            "--line-freq", help="Mains frequency (Hz) of the interference in the signals."
+            "--line-freq",
+            help="Mains frequency (Hz) of the interference in the signals (and the BIDS "
+            "sidecars' PowerLineFrequency).",
         ),
     ] = LineFreq.hz60,
     force: Annotated[
@@ -212,6 +214,7 @@ def census(
             result = run_census(
                 source.root, window_s=cfg.windows.length_s, label_source=cfg.labels.source,
                 progress=advance, source=source, split_rule=cfg.corpus.split,
+                montage=cfg.signal.montage,
             )  # fmt: skip
         results.append(result)
         print_census(results[-1], console)

@@ -101,7 +101,12 @@ def build_one(task: Task) -> dict[str, Any]:
         if reused is not None:
             return reused
     try:
-        rec = read_eeg(edf_path, cfg.signal.channels, missing=policy.missing_channels)
+        rec = read_eeg(
+            edf_path,
+            cfg.signal.channels,
+            missing=policy.missing_channels,
+            montage=cfg.signal.montage,
+        )
         ann = read_labels(label_path, label_kind)
         events, label_repairs = seizure_events(
             ann,
@@ -114,7 +119,7 @@ def build_one(task: Task) -> dict[str, Any]:
         if unknown and label_kind != "tsv":  # SzCORE: every sz* type is a seizure
             raise AnnotationError(label_path, f"labels outside labels.seizure_codes: {unknown}")
         mains = line_frequency(prefix + ref.files()["json"]) if ref.format == "bids" else None
-        pre = preprocess(rec.data, rec.fs, at_line_frequency(cfg.signal, mains))
+        pre = preprocess(rec.data, rec.fs, at_line_frequency(cfg.signal, mains), pairs=rec.pairs)
     except (RecordingError, AnnotationError) as exc:
         return _fail(out, base, str(exc))
     except ValueError as exc:

@@ -23,7 +23,7 @@ from ictal.corpus.annotations import AnnotationError, is_seizure_label, seizure_
 from ictal.corpus.bids import line_frequency
 from ictal.corpus.channels import CANONICAL_19, normalise_label
 from ictal.corpus.discovery import RecordingRef, open_fs
-from ictal.corpus.edf import RecordingError, check_channels, read_header
+from ictal.corpus.edf import RecordingError, check_channels, read_header, select_for
 from ictal.corpus.labels import read_labels
 from ictal.corpus.sources import Source, detect_format, scan_source
 from ictal.io.redact import redact
@@ -93,7 +93,11 @@ class Census:
 
 
 def _census_file(
-    fs: fsspec.AbstractFileSystem, base: str, ref: RecordingRef, label_source: str
+    fs: fsspec.AbstractFileSystem,
+    base: str,
+    ref: RecordingRef,
+    label_source: str,
+    montage: str | None = None,
 ) -> FileCensus:
     """Header + annotation checks for one recording; errors become `problem`, never raise."""
     out = FileCensus(ref=ref)
@@ -110,9 +114,13 @@ def _census_file(
         for lab, f in zip(header.labels, header.fs, strict=True)
         if normalise_label(lab) in CANONICAL_19
     }
+    stored = select_for(header.labels, montage=montage)
+    if stored.ok and stored.wanted != CANONICAL_19:  # a bipolar file: its pairs' electrodes
+        out.channels = frozenset(e for name in stored.index for e in name.split("-"))
+        rates = {header.fs[i] for i in stored.index.values()}
     out.rate = rates.pop() if len(rates) == 1 else None
     try:
-        check_channels(header)
+        check_channels(header, montage=montage)
     except RecordingError as exc:
         out.problem = exc.reason
     files = ref.files()
@@ -145,11 +153,13 @@ def run_census(
     workers: int | None = None,
     source: Source | None = None,
     split_rule: Any = None,
+    montage: str | None = None,
 ) -> Census:
     """Census of the corpus at `root` (path or fsspec URL; TUSZ or BIDS, or the corpus of a
     mixture `source`) from headers and annotations only; remote file systems are read from
     a thread pool (`workers`, default 16). `split_rule` splits a BIDS corpus without a split
-    column (corpus.split)."""
+    column (corpus.split); a bipolar `montage` (signal.montage) accepts files stored as its
+    pairs."""
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"label_source must be one of {LABEL_SOURCES}, not {label_source!r}")
     t0 = time.perf_counter()
@@ -165,7 +175,7 @@ def run_census(
 
     def one(ref: RecordingRef) -> FileCensus:
         try:
-            return _census_file(fs, base, ref, label_source)
+            return _census_file(fs, base, ref, label_source, montage)
         except Exception as exc:  # one bad file never stops the census (invariant 10)
             return FileCensus(ref=ref, problem=f"unexpected {type(exc).__name__}: {exc}")
 

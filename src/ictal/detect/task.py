@@ -159,7 +159,7 @@ def _detect(task: Task) -> dict[str, Any]:
     sig = SignalConfig.model_validate(s["signal"])
     t = time.monotonic()
     try:
-        rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"])
+        rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"], montage=sig.montage)
     except RecordingError as exc:
         return {"status": "failed", "error": exc.reason}
     sha = rec.sha256 or url_sha256(task.url)
@@ -167,7 +167,7 @@ def _detect(task: Task) -> dict[str, Any]:
     t = time.monotonic()
     beside = sidecar_of(task.url)  # a BIDS recording's sidecar says its mains frequency
     mains = line_frequency(beside) if beside is not None else None
-    pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains))
+    pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
     t_pre = time.monotonic() - t
     model, _ = _model(task)
     t = time.monotonic()
