@@ -308,3 +308,34 @@ def test_a_bipolar_dataset_gives_the_bipolar_montage(corpora, tmp_path: Path) ->
         assert stored.shape == derived.shape and stored.shape[1] == 18
         # the stored pairs were quantised to 16 bits once more; the derivation is the same
         assert np.abs(stored - derived).max() < 0.02, key  # values reach 10 and more
+
+
+@pytest.mark.slow
+def test_a_bids_dataset_on_s3_gives_the_same_census_and_cache(corpora, s3, tmp_path) -> None:
+    import fsspec
+
+    _, bids = corpora
+    local = _copy(bids, tmp_path)
+    for sub in sorted(local.glob("sub-*"))[2:]:
+        shutil.rmtree(sub)
+    fs = fsspec.filesystem("s3", skip_instance_cache=True)
+    fs.mkdir("bids")
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"bids/ds/{path.relative_to(local).as_posix()}")
+    url = "s3://bids/ds"
+    docs = {}
+    for name, root in (("remote", url), ("local", str(local))):
+        out = tmp_path / f"{name}.json"
+        res = run_ictal("census", root, "--json", str(out))
+        assert res.returncode == 0, res.stderr[-2000:]
+        docs[name] = json.loads(out.read_text())
+        sets = _sets(f"corpus.root={root}", f"cache.root={tmp_path / ('c' + name)}", *FAST)
+        _ok(run_ictal("build", "--workers", "1", *sets))
+    for key in ("format", "files", "hours", "seizure_events", "patients", "vocabulary"):
+        assert docs["remote"][key] == docs["local"][key], key
+    caches = {}
+    for name in ("remote", "local"):
+        (cache,) = [p for p in (tmp_path / f"c{name}").iterdir() if (p / "manifest.json").exists()]
+        caches[name] = {p.name: p.read_bytes() for p in sorted((cache / "arrays").iterdir())}
+    assert caches["remote"] == caches["local"] and caches["local"]
