@@ -103,7 +103,12 @@ def test_bids_builds_and_trains_and_a_mixture_names_both(corpora, tmp_path: Path
         f"    - {{name: siena, root: {bids}, format: bids, split: eval}}\n"
         f"cache:\n  root: {cache}\nruns:\n  root: {tmp_path / 'runs2'}\n"
     )
-    _ok(run_ictal("build", "--workers", "1", "-c", str(mixture), *_sets(*FAST)))
+    res = run_ictal("build", "--workers", "1", "-c", str(mixture), *_sets(*FAST))
+    _ok(res)
+    # The BIDS recordings built alone above are linked into the mixture (their sha256 are
+    # the same files'), under their new names and split.
+    n = len(_recordings(bids))
+    assert f"{n} built, {n} reused" in res.stdout, res.stdout
     caches = [p for p in cache.iterdir() if (p / "manifest.json").is_file()]
     manifests = [json.loads((p / "manifest.json").read_text()) for p in caches]
     (mixed,) = [m for m in manifests if "corpora" in m]

@@ -341,12 +341,22 @@ def _reuse(
     is left to build, and for those whose files differ only in mtime the donor that the
     worker reuses if the files' sha256 still match."""
     donors = donor_records(cfg, final)
+    by_rel: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for donor in donors.values():
+        by_rel.setdefault(donor[1]["rel"], []).append(donor)
     left: list[RecordingRef] = []
     by_content: dict[str, tuple[str, dict[str, Any]]] = {}
     for ref in todo:
         found = donors.get(ref.id)
         if found is None or not _same_recording(found[1], ref):
             left.append(ref)
+            # The same file under another name (a corpus built alone, now in a mixture, or
+            # moved to another split): linked only if its sha256 are the donor's.
+            sig = discovery.signature(ref)
+            for donor, rec in by_rel.get(ref.rel, []):
+                if rec.get("source_sha256") and _same_sizes(rec["source"], sig):
+                    by_content[ref.id] = (str(donor), rec)
+                    break
             continue
         donor, rec = found
         sig = discovery.signature(ref)

@@ -97,7 +97,7 @@ def build_one(task: Task) -> dict[str, Any]:
     policy = cfg.corpus.policy
     known: dict[str, str | None] | None = None  # source hashes, once taken
     if task.donor is not None:
-        reused, known = _reuse_by_content(task, out, prefix)
+        reused, known = _reuse_by_content(task, out, prefix, base)
         if reused is not None:
             return reused
     try:
@@ -182,11 +182,11 @@ REUSED = "_reused_by_content"  # marks a returned record (never written) as link
 
 
 def _reuse_by_content(
-    task: Task, out: Path, prefix: str
+    task: Task, out: Path, prefix: str, base: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, str | None] | None]:
-    """(the donor's record with this build's file signature, its array linked; the source
-    hashes) when the files' sha256 are the donor's; (None, hashes or None) means build it,
-    reusing the hashes already taken."""
+    """(the donor's record with this build's names, split and file signature, its array
+    linked under this build's id; the source hashes) when the files' sha256 are the donor's;
+    (None, hashes or None) means build it, reusing the hashes already taken."""
     assert task.donor is not None
     donor_dir, donor = task.donor
     try:
@@ -195,11 +195,13 @@ def _reuse_by_content(
         return None, None
     if hashes != donor.get("source_sha256"):
         return None, hashes
+    array_rel = f"{layout.ARRAYS}/{task.ref.id}.npy"
     try:
-        link_or_copy(Path(donor_dir) / donor["array"], out / donor["array"])
+        link_or_copy(Path(donor_dir) / donor["array"], out / array_rel)
     except OSError:
         return None, hashes
-    record = {**donor, "source": task.source}
+    kept = {k: v for k, v in donor.items() if k not in base and k != "corpus"}
+    record = {**kept, **base, "array": array_rel}
     atomic_write_json(out / layout.RECORDS / f"{task.ref.id}.json", record)
     return {**record, REUSED: True}, hashes
 
