@@ -115,6 +115,11 @@ def test_bids_builds_and_trains_and_a_mixture_names_both(corpora, tmp_path: Path
     assert [(c["name"], c["format"], c["split"]) for c in mixed["corpora"]] == [
         ("tusz", "tusz", "auto"), ("siena", "bids", "eval"),
     ]  # fmt: skip
+    assert [(s["corpus"], s["from"]) for s in mixed["splits"]] == [
+        ("tusz", "layout"), ("siena", "corpus.roots[1] (siena): all eval"),
+    ]  # fmt: skip
+    alone = next(m for m in manifests if m is not mixed)
+    assert alone["splits"][0]["from"] == "participants.tsv"
     path = next(p for p, m in zip(caches, manifests, strict=True) if "corpora" in m)
     rows = json.loads((path / "recordings.json").read_text())
     named = {r["corpus"] for r in rows}

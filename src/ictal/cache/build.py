@@ -86,6 +86,7 @@ def _finalize(
     refs: list[RecordingRef],
     records: dict[str, dict[str, Any]],
     corpora: list[dict[str, Any]] | None = None,
+    splits: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write the recordings table and the manifest (last); returns the manifest. A mixture's
     manifest names its corpora (name, format, root, split, planned recordings)."""
@@ -125,6 +126,7 @@ def _finalize(
         "semantic": cfg.semantic(),
         "source": {"digest": digest, "recordings": len(refs)},
         **({"corpora": corpora} if corpora else {}),
+        **({"splits": splits} if splits else {}),
         "fs": fs,
         "dtype": cfg.signal.dtype,
         "channels": list(montage_channels(cfg.signal.montage)),
@@ -270,7 +272,8 @@ def _build_locked(
                 tick.advance(1)
         found = planned.discovery
         corpora = found.corpora(refs) if found.mixture else None
-        manifest = _finalize(directory, cfg, key, digest, refs, records, corpora)
+        splits = found.splits(refs, cfg.corpus.split)
+        manifest = _finalize(directory, cfg, key, digest, refs, records, corpora, splits)
         report.wall_s = time.monotonic() - t0
         atomic_write_json(
             directory / layout.BUILD_INFO,

@@ -160,7 +160,10 @@ def scan(root: str, fs: fsspec.AbstractFileSystem, base: str, rule: Any) -> Disc
     salt: dict[str, Any] = {"format": "bids"}
     if listed is None or unlisted:
         salt["split"] = {"fractions": list(rule.fractions), "seed": rule.seed}
-    return Discovery(refs, problems, files, shared=(PARTICIPANTS,), salt=salt)
+    split_from = PARTICIPANTS if listed is not None else "subject hash (corpus.split)"
+    if listed is not None and unlisted:
+        split_from += f", subject hash for {len(unlisted)} subjects it does not list"
+    return Discovery(refs, problems, files, (PARTICIPANTS,), salt, split_from)
 
 
 def _number(text: str, path: str, where: str, what: str) -> float:

@@ -81,6 +81,7 @@ class Discovery:
     # digest. TUSZ has neither, so its digest is what it always was.
     shared: tuple[str, ...] = ()
     salt: dict[str, Any] = field(default_factory=dict)
+    split_from: str = "layout"  # where the splits came from (the manifest records it)
 
     def signature(self, ref: RecordingRef) -> dict[str, list[Any] | None]:
         """(size, mtime) of a recording's EDF and annotation files (None when absent): equal

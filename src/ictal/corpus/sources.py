@@ -149,6 +149,26 @@ class Inventory:
             rows.append([source.name, source.format, source.split, found.digest(mine)])
         return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
+    def splits(self, refs: list[RecordingRef], rule: Any) -> list[dict[str, Any]]:
+        """Where each corpus's splits came from and its patients per split: the manifest
+        keeps it, so a split can be checked and never changes unseen."""
+        out = []
+        for source, found in self.parts:
+            mine = [r for r in refs if r.corpus == source.name]
+            entry: dict[str, Any] = {"corpus": source.name, "format": source.format}
+            if source.split != "auto":
+                entry["from"] = f"{source.setting}: all {source.split}"
+            else:
+                entry["from"] = found.split_from
+                if "split" in found.salt:
+                    entry["rule"] = {"fractions": list(rule.fractions), "seed": rule.seed}
+            patients: dict[str, set[str]] = {}
+            for r in mine:
+                patients.setdefault(r.split, set()).add(r.patient)
+            entry["patients"] = {k: len(v) for k, v in sorted(patients.items())}
+            out.append(entry)
+        return out
+
     def corpora(self, refs: list[RecordingRef]) -> list[dict[str, Any]]:
         """Name, format, root (credentials masked) and planned recordings of each corpus."""
         return [
