@@ -16,6 +16,7 @@ from ictal.corpus.channels import BIPOLAR_PAIRS, CANONICAL_19, TCP_PAIRS
 MontageKind = Literal["average", "referential", "bipolar", "tcp"]
 MONTAGES: tuple[str, ...] = ("average", "referential", "bipolar", "tcp")
 
+
 def montage_channels(kind: MontageKind) -> tuple[str, ...]:
     """Output channel names of montage `kind`, in output row order."""
     if kind in ("average", "referential"):
