@@ -306,7 +306,7 @@ def _ok(res: subprocess.CompletedProcess) -> None:
 @pytest.mark.slow
 def test_mixture_evaluation_through_the_cli(tmp_path: Path) -> None:
     for name, seed in (("tusz", 5), ("other", 6)):
-        synthesize(tmp_path / name, patients=4, hours=2, seed=seed)
+        synthesize(tmp_path / name, patients=4, hours=1, seed=seed)
     cfg = tmp_path / "mixture.yaml"
     cfg.write_text(
         f"""

@@ -95,6 +95,17 @@ def corpus_weighting(
     return names, rec_corpus[index.rec], [float(weights.get(n, 1.0)) for n in names]
 
 
+def check_window_fits(cfg: Config, recs: list[dict[str, Any]], fs: float) -> None:
+    """A window longer than every train recording is a config error, said before the model
+    is built (its trial batch would be one such window)."""
+    longest = max((int(r["n_samples"]) for r in recs), default=0)
+    if round(cfg.windows.length_s * fs) > longest:
+        raise ConfigError(
+            f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
+            f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
+        )
+
+
 def make_sampler(
     cfg: Config,
     index: WindowIndex,
@@ -106,12 +117,7 @@ def make_sampler(
     """The balanced sampler of the train windows, or a config error naming the setting that
     makes it impossible (windows longer than every recording, ratios or corpus weights that
     draw nothing or no seizure samples, a corpus weight for a corpus not in the split)."""
-    longest = max((int(r["n_samples"]) for r in recs), default=0)
-    if index.window > longest:
-        raise ConfigError(
-            f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
-            f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
-        )
+    check_window_fits(cfg, recs, fs)
     ratios = cfg.sampler
     named = (
         f"sampler.partial={ratios.partial:g}, full={ratios.full:g}, "
