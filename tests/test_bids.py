@@ -9,6 +9,7 @@ and a mixture of the two builds one cache with both names.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -349,3 +350,33 @@ def test_a_bids_dataset_on_s3_gives_the_same_census_and_cache(corpora, s3, tmp_p
         (cache,) = [p for p in (tmp_path / f"c{name}").iterdir() if (p / "manifest.json").exists()]
         caches[name] = {p.name: p.read_bytes() for p in sorted((cache / "arrays").iterdir())}
     assert caches["remote"] == caches["local"] and caches["local"]
+
+
+def test_events_tables_are_parsed_strictly() -> None:
+    """Rows are numbers and types: anything else names the file and the line."""
+    from ictal.corpus.annotations import AnnotationError, seizure_events
+    from ictal.corpus.bids import parse_events
+
+    head = "onset\tduration\teventType\tconfidence\trecordingDuration\n"
+    rows = ["0\t100\tbckg\tn/a\t100", "10\t5\tsz_foc_ia\t0.8\t100", "12\t6\tsz_foc\tn/a\t100",
+            "50\t1\tartifact\tn/a\t100"]  # fmt: skip
+    ok = parse_events(head + "\n".join(rows) + "\n", "x_events.tsv")
+    with pytest.raises(AnnotationError, match="overlapping rows"):  # seizures: corpus.policy
+        seizure_events(ok, edf_duration=100.0)
+    events, fixes = seizure_events(ok, edf_duration=100.0, overlap_policy="merge")
+    # the bckg row and the artifact overlap the seizures freely; the longest type names it
+    assert [(e.start, e.stop, e.label) for e in events] == [(10.0, 18.0, "sz_foc")]
+    assert fixes == {"overlap_merged": 1}
+    no_total = parse_events("onset\tduration\teventType\n3\t4\tsz\n", "y_events.tsv")
+    assert [(e.start, e.stop) for e in seizure_events(no_total, edf_duration=9.0)[0]] == [(3, 7)]
+    bad = {
+        "onset\tduration\n1\t2\n": "line 1: missing column(s) eventType",
+        head + "one\t2\tsz\tn/a\t9\n": "line 2: onset 'one' is not a number",
+        head + "1\t0\tsz\tn/a\t9\n": "line 2: sz has duration 0",
+        head + "1\tinf\tsz\tn/a\t9\n": "line 2: duration 'inf' is not finite",
+        head + "1\t2\tsz\tn/a\t9\n3\t1\tsz\tn/a\t10\n": "disagree on recordingDuration",
+        head + "1\t2\t\tn/a\t9\n": "line 2: empty eventType",
+    }
+    for text, reason in bad.items():
+        with pytest.raises(AnnotationError, match=re.escape(reason)):
+            parse_events(text, "z_events.tsv")

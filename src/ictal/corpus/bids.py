@@ -42,6 +42,7 @@ _ENTITY = re.compile(r"([a-z]+)-([A-Za-z0-9]+)")
 _SKIPPED = ("derivatives/", "sourcedata/", "code/", "stimuli/", ".")
 _INVENTORY = ("_eeg.edf", "_events.tsv", "_eeg.json")
 _FIX = "check corpus.root (the path or URL) and its credentials (environment)"
+MAX_TABLE_BYTES = 64 * 2**20  # far above any events or participants table: never read whole
 
 
 def _entities(name: str) -> dict[str, str] | None:
@@ -92,8 +93,10 @@ def read_participants(fs: fsspec.AbstractFileSystem, base: str, url: str) -> dic
     with storage_errors(url, "reading participants.tsv of", _FIX):
         if not fs.exists(path):
             return None
-        data = fs.cat_file(path)
+        data = fs.cat_file(path, start=0, end=MAX_TABLE_BYTES + 1)
     where = f"{redact(url).rstrip('/')}/{PARTICIPANTS}"
+    if len(data) > MAX_TABLE_BYTES:
+        raise UsageError(f"{where}: over {MAX_TABLE_BYTES >> 20} MB, not a participants table")
     try:
         rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter="\t"))
     except (UnicodeDecodeError, csv.Error) as exc:
@@ -220,11 +223,13 @@ def read_events(path: str, fs: Any = None) -> AnnotationFile:
         fs, where = fsspec.core.url_to_fs(path)
     try:
         with fs.open(where, "rb") as fh:
-            data = fh.read()
+            data = fh.read(MAX_TABLE_BYTES + 1)
     except FileNotFoundError:
         raise AnnotationError(path, "missing events file") from None
     except IsADirectoryError:
         raise AnnotationError(path, "is a directory, not an events file") from None
+    if len(data) > MAX_TABLE_BYTES:
+        raise AnnotationError(path, f"over {MAX_TABLE_BYTES >> 20} MB, not an events table")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
