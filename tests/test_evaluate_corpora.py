@@ -5,6 +5,7 @@ a single-corpus cache's outputs unchanged."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -320,10 +321,16 @@ windows: {{length_s: 8, stride_s: 4}}
 model: {{params: {{width: 8, gru_hidden: 8}}}}
 loader: {{batch_size: 4, num_workers: 0}}
 train: {{warmup_steps: 1, epochs: 1, steps_per_epoch: 3, heartbeat_s: 5}}
+sampler: {{corpus_weights: {{tusz: 1, other: 3}}}}
 """
     )
     _ok(run_ictal("build", "-c", str(cfg), "--workers", "1"))
-    _ok(run_ictal("train", "-c", str(cfg)))
+    trained = run_ictal("train", "-c", str(cfg))
+    _ok(trained)
+    # the weights share each class's draw 1 : 3 between the corpora (when both have enough)
+    line = next(x for x in trained.stderr.splitlines() if "per corpus:" in x)
+    shares = dict(re.findall(r"(\w+) \(weight \d\) \d+ = (\d+)%", line))
+    assert set(shares) == {"tusz", "other"} and int(shares["other"]) > int(shares["tusz"]), line
     (run,) = sorted((tmp_path / "runs").iterdir())
     best = str(run / "checkpoints" / "best.pt")
     dev = run_ictal("evaluate", best, "--split", "dev")
