@@ -4,7 +4,6 @@ BIDS-EEG dataset in the SzCORE convention; `--line-freq` for both formats."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from conftest import tree_digest
 from ictal.corpus.annotations import read_annotation, seizure_events
 from ictal.corpus.bids import read_events
 from ictal.corpus.census import run_census
@@ -44,15 +44,6 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Corpus, Corpus]:
 def _table(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as fh:
         return list(csv.DictReader(fh, delimiter="\t"))
-
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def test_same_samples_as_the_tusz_twin(pair: tuple[Corpus, Corpus]) -> None:
@@ -210,7 +201,7 @@ def test_line_freq_moves_the_mains_and_the_sidecar_says_it(tmp_path: Path, diffi
     assert power[50][50] > 20 * power[50][60] and power[60][60] > 20 * power[60][50]
     again = synthesize(tmp_path / "again", **small, format="bids", line_freq=50)
     assert again == synthesize(tmp_path / "again2", **small, format="bids", line_freq=50)
-    assert _digest(tmp_path / "again") == _digest(tmp_path / "50")
+    assert tree_digest(tmp_path / "again") == tree_digest(tmp_path / "50")
 
 
 def test_synthesize_refuses_what_it_cannot_write(tmp_path: Path) -> None:

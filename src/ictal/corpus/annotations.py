@@ -121,13 +121,15 @@ def infer_kind(path: str) -> str:
     raise AnnotationError(path, "unknown annotation kind (expected a .csv_bi or .csv suffix)")
 
 
-def _float(text: str, path: str, where: str, what: str) -> float:
+def parse_number(text: str, path: str, where: str, what: str) -> float:
+    """A finite number from an annotation field, or an AnnotationError naming the file, the
+    place and at most 40 characters of the field."""
     try:
         value = float(text)
     except ValueError:
-        raise AnnotationError(path, f"{where}: {what} {text!r} is not a number") from None
+        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not a number") from None
     if not math.isfinite(value):
-        raise AnnotationError(path, f"{where}: {what} {text!r} is not finite")
+        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not finite")
     return value
 
 
@@ -143,7 +145,7 @@ def _parse_header(lines: list[str], path: str) -> tuple[str, float]:
     duration_match = _DURATION_RE.match(lines[2])
     if duration_match is None:
         raise AnnotationError(path, f"line 3: expected '# duration = <N> secs', got {lines[2]!r}")
-    duration = _float(duration_match.group(1), path, "line 3", "duration")
+    duration = parse_number(duration_match.group(1), path, "line 3", "duration")
     if duration <= 0:
         raise AnnotationError(path, f"line 3: duration {duration} is not positive")
     if _MONTAGE_RE.match(lines[3]) is None:
@@ -163,9 +165,9 @@ def _parse_row(line: str, lineno: int, path: str, kind: str) -> Row:
     if len(fields) != 5:
         raise AnnotationError(path, f"{where}: expected 5 fields, got {len(fields)}: {line!r}")
     channel, start_s, stop_s, label, conf_s = (f.strip() for f in fields)
-    start = _float(start_s, path, where, "start time")
-    stop = _float(stop_s, path, where, "stop time")
-    confidence = _float(conf_s, path, where, "confidence")
+    start = parse_number(start_s, path, where, "start time")
+    stop = parse_number(stop_s, path, where, "stop time")
+    confidence = parse_number(conf_s, path, where, "confidence")
     if not start < stop:
         raise AnnotationError(path, f"{where}: start {start} is not before stop {stop}")
     if not 0.0 <= confidence <= 1.0:

@@ -21,7 +21,13 @@ from typing import Any
 
 import fsspec
 
-from ictal.corpus.annotations import AnnotationError, AnnotationFile, Row, is_seizure_label
+from ictal.corpus.annotations import (
+    AnnotationError,
+    AnnotationFile,
+    Row,
+    is_seizure_label,
+    parse_number,
+)
 from ictal.corpus.discovery import Discovery, RecordingRef, listing, mtime
 from ictal.errors import UsageError
 from ictal.io.redact import redact
@@ -169,16 +175,6 @@ def scan(root: str, fs: fsspec.AbstractFileSystem, base: str, rule: Any) -> Disc
     return Discovery(refs, problems, files, (PARTICIPANTS,), salt, split_from)
 
 
-def _number(text: str, path: str, where: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not finite")
-    return value
-
-
 def parse_events(text: str, path: str) -> AnnotationFile:
     """A `*_events.tsv` as annotation rows on channel ``TERM`` labelled by event type.
 
@@ -198,15 +194,15 @@ def parse_events(text: str, path: str) -> AnnotationFile:
             kind = (rec.get("eventType") or "").strip()
             if not kind:
                 raise AnnotationError(path, f"{where}: empty eventType")
-            onset = _number(rec.get("onset") or "", path, where, "onset")
-            length = _number(rec.get("duration") or "", path, where, "duration")
+            onset = parse_number(rec.get("onset") or "", path, where, "onset")
+            length = parse_number(rec.get("duration") or "", path, where, "duration")
             total = (rec.get("recordingDuration") or "n/a").strip()
             if total != "n/a":
-                durations.add(_number(total, path, where, "recordingDuration"))
+                durations.add(parse_number(total, path, where, "recordingDuration"))
             if length < 0 or (is_seizure_label("tsv", kind) and length <= 0):
                 raise AnnotationError(path, f"{where}: {kind} has duration {length:g}")
             conf = (rec.get("confidence") or "n/a").strip()
-            confidence = 1.0 if conf == "n/a" else _number(conf, path, where, "confidence")
+            confidence = 1.0 if conf == "n/a" else parse_number(conf, path, where, "confidence")
             rows.append(Row("TERM", onset, onset + length, kind, confidence))
     except csv.Error as exc:
         raise AnnotationError(path, f"not a tab-separated table ({exc})") from None
