@@ -123,8 +123,8 @@ def _row(name: str, doc: dict[str, Any], columns: list[tuple[str, float]]) -> Co
 
 def side_by_side(scores: dict[str, Any]) -> tuple[list[tuple[str, float]], list[CorpusRow]]:
     """(columns, rows) of the per-corpus table: a column per key scorer and FA/24h target, a
-    row per corpus by name, then the pooled row when there are several; ([], []) without
-    ``per_corpus`` (a single-corpus cache)."""
+    row per corpus in the config's order, then the pooled row when there are several;
+    ([], []) without ``per_corpus`` (a single-corpus cache)."""
     per = scores.get("per_corpus") or {}
     if not per:
         return [], []
@@ -134,7 +134,8 @@ def side_by_side(scores: dict[str, Any]) -> tuple[list[tuple[str, float]], list[
         for name in KEY_SCORERS
         for row in points.get(name, [])
     ]
-    rows = [_row(name, per[name], columns) for name in sorted(per)]
+    order = [n for n in scores.get("corpora") or [] if n in per] or sorted(per)
+    rows = [_row(name, per[name], columns) for name in order]
     if len(rows) > 1:
         rows.append(_row(POOLED_ROW, scores, columns))
     return columns, rows

@@ -23,7 +23,7 @@ from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.device import pick_device
 from ictal.errors import PreflightError, UsageError
-from ictal.evaluate.corpora import corpus_by_id, select_corpora
+from ictal.evaluate.corpora import cache_corpora, corpus_by_id, select_corpora
 from ictal.evaluate.probs import (
     RecordingInfo,
     check_identity,
@@ -566,6 +566,8 @@ def _evaluate(
             name: _result_block(t, pp_default, ops, _counts_at_points(t, ops))
             for name, t in sorted(detail["corpora"].items())
         }
+        order = cache_corpora(view)  # the config's order, for tables (keys are sorted)
+        scores["corpora"] = [n for n in order if n in detail["corpora"]]
     scores_path = atomic_write_json(out.scores, _jsonable(scores))
     return EvaluationResult(
         out=out.path,
