@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -65,6 +66,16 @@ def run_ictal(
         text=True,
         timeout=timeout,
     )
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over every file under ``root`` (relative path and bytes, in sorted order)."""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 @pytest.fixture

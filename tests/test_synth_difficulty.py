@@ -3,7 +3,6 @@ from distributions, and what the ground truth says was placed is in the EDF sign
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import edfio
 import numpy as np
 import pytest
 
+from conftest import tree_digest
 from ictal.corpus.annotations import read_annotation, seizure_events
 from ictal.corpus.census import run_census
 from ictal.corpus.synth import synthesize
@@ -27,15 +27,6 @@ EASY_FILE_KEYS = {
     "edf", "patient", "session", "token", "split", "montage", "fs", "duration_s",
     "original_duration_s", "signals", "events", "quirk", "quirk_detail", "expected",
 }  # fmt: skip
-
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +47,7 @@ def test_easy_is_byte_identical_to_the_original_generator(
 ) -> None:
     patients, hours, seed, quirks = args
     truth = synthesize(tmp_path, patients=patients, hours=hours, seed=seed, quirks=quirks)
-    assert _digest(tmp_path) == digest
+    assert tree_digest(tmp_path) == digest
     assert "difficulty" not in truth and "difficulty" not in truth["args"]
 
 
@@ -64,8 +55,8 @@ def test_same_seed_same_bytes_at_every_difficulty(tmp_path: Path) -> None:
     for d in ("realistic", "hard"):
         a = synthesize(tmp_path / f"{d}a", patients=3, hours=0.3, seed=4, difficulty=d)
         b = synthesize(tmp_path / f"{d}b", patients=3, hours=0.3, seed=4, difficulty=d)
-        assert a == b and _digest(tmp_path / f"{d}a") == _digest(tmp_path / f"{d}b")
-    assert _digest(tmp_path / "realistica") != _digest(tmp_path / "harda")
+        assert a == b and tree_digest(tmp_path / f"{d}a") == tree_digest(tmp_path / f"{d}b")
+    assert tree_digest(tmp_path / "realistica") != tree_digest(tmp_path / "harda")
 
 
 def test_ground_truth_keeps_its_keys_and_events_are_seizures_only(

@@ -60,6 +60,9 @@ SetOpt = Annotated[
 # ictal synth --difficulty (ictal.corpus.synth.difficulty.DIFFICULTIES; a test keeps them equal,
 # this one avoids importing the generator for every command).
 Difficulty = StrEnum("Difficulty", ["easy", "realistic", "hard"])
+# ictal synth --format and --line-freq (writer.FORMATS and LINE_FREQS; kept equal by a test).
+CorpusFormat = StrEnum("CorpusFormat", ["tusz", "bids"])
+LineFreq = StrEnum("LineFreq", [("hz50", "50"), ("hz60", "60")])
 
 # The config of the running command, so a storage error can name the setting it came from.
 _CURRENT: list[Config] = []
@@ -119,14 +122,36 @@ def synth(
             "look-alikes (docs/corpora.md)."
         ),
     ] = Difficulty.easy,
+    format_: Annotated[
+        CorpusFormat,
+        typer.Option(
+            "--format",
+            help="tusz: the exact TUSZ layout and formats; bids: the same recordings as a "
+            "BIDS-EEG dataset in the SzCORE convention (docs/corpora.md).",
+        ),
+    ] = CorpusFormat.tusz,
+    line_freq: Annotated[
+        LineFreq,
+        typer.Option(
+            "--line-freq",
+            help="Mains frequency (Hz) of the interference in the signals (and the BIDS "
+            "sidecars' PowerLineFrequency).",
+        ),
+    ] = LineFreq.hz60,
     force: Annotated[
         bool, typer.Option("--force", help="Write into a directory that is not empty.")
     ] = False,
 ) -> None:
-    """Write a synthetic corpus in the exact TUSZ layout and formats (its options are all
-    here: synth takes no config)."""
+    """Write a synthetic corpus in the exact TUSZ layout and formats, or as BIDS-EEG (its
+    options are all here: synth takes no config)."""
     from ictal.corpus.synth import synthesize
 
+    if format_ is CorpusFormat.bids and quirks > 0:
+        _error(
+            "--quirks writes TUSZ-layout defects (header bytes, .csv_bi rows); --format bids "
+            "writes clean recordings only: drop --quirks, or use --format tusz"
+        )
+        raise typer.Exit(ExitCode.USAGE)
     if out.exists() and not out.is_dir():
         _error(f"{out} is a file; synth writes a corpus directory: choose another OUT")
         raise typer.Exit(ExitCode.USAGE)
@@ -139,7 +164,7 @@ def synth(
 
     from ictal.ui import progress
 
-    with progress(f"synth ({difficulty.value})", total=None) as tick:
+    with progress(f"synth ({difficulty.value}, {format_.value})", total=None) as tick:
 
         def advance(done: int, total: int) -> None:
             tick.set_total(total)
@@ -147,7 +172,8 @@ def synth(
 
         truth = synthesize(
             out, patients=patients, hours=hours, seed=seed, quirks=quirks,
-            difficulty=difficulty.value, progress=advance,
+            difficulty=difficulty.value, format=format_.value, line_freq=int(line_freq.value),
+            progress=advance,
         )  # fmt: skip
     files = truth.get("files", [])
     log.info(f"wrote {len(files)} recordings for {patients} patients to {out}")
@@ -162,34 +188,42 @@ def census(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Inventory and checks of a corpus from headers and annotations only."""
+    """Inventory and checks of a corpus (TUSZ or BIDS; each corpus of a mixture) from
+    headers and annotations only."""
     cfg = _config(config, set_)
     from ictal.corpus.census import census_to_dict, print_census, run_census
+    from ictal.corpus.sources import sources
     from ictal.io.atomic import atomic_write_json
 
-    root = corpus or cfg.corpus.root
-    from ictal.corpus.discovery import check_corpus_root
-
-    check_corpus_root(root)
+    found = sources(cfg.corpus, corpus)
     if json_out is not None:
         from ictal.io.paths import writable_dir
 
         writable_dir(json_out.parent, "--json")
     from ictal.ui import progress
 
-    with progress("census", total=None) as tick:
+    results = []
+    console = make_console()
+    for source in found:
+        with progress(f"census {source.name}".strip(), total=None) as tick:
 
-        def advance(done: int, total: int) -> None:
-            tick.set_total(total)
-            tick.advance(done - tick.done)
+            def advance(done: int, total: int) -> None:
+                tick.set_total(total)
+                tick.advance(done - tick.done)
 
-        result = run_census(
-            root, window_s=cfg.windows.length_s, label_source=cfg.labels.source, progress=advance
-        )
-    print_census(result, make_console())
+            result = run_census(
+                source.root, window_s=cfg.windows.length_s, label_source=cfg.labels.source,
+                progress=advance, source=source, split_rule=cfg.corpus.split,
+                montage=cfg.signal.montage,
+            )  # fmt: skip
+        results.append(result)
+        print_census(results[-1], console)
+    code = max(r.exit_code for r in results)
     if json_out is not None:
-        atomic_write_json(json_out, census_to_dict(result))
-    raise typer.Exit(result.exit_code)
+        docs = [census_to_dict(r) for r in results]
+        doc = docs[0] if len(docs) == 1 else {"corpora": docs, "exit_code": code}
+        atomic_write_json(json_out, doc)
+    raise typer.Exit(code)
 
 
 def _fix_command(command: str, config: Path | None, sets: list[str] | None) -> str:
@@ -644,6 +678,13 @@ def evaluate(
     operating_points: Annotated[
         Path | None, typer.Option(help="Frozen operating points chosen on dev.")
     ] = None,
+    corpus: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Score only this corpus of a mixture cache (repeatable, or a comma list); "
+            "operating points are still chosen over every corpus."
+        ),
+    ] = None,
     allow_version_mismatch: AllowMismatchOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -652,6 +693,7 @@ def evaluate(
 
     Without -c, a checkpoint inside a run directory is evaluated with that run's frozen
     config (runs/<id>/config.yaml), so the cache and post-processing match the training.
+    A mixture cache is also scored per corpus, side by side; --corpus scores only some.
     """
     from ictal.runs.directory import run_of_checkpoint
 
@@ -662,9 +704,14 @@ def evaluate(
     if split is not None and split not in ("dev", "eval", "train"):
         _error(f"--split must be dev, eval or train, got {split!r}")
         raise typer.Exit(ExitCode.USAGE)
+    from ictal.evaluate.corpora import parse_corpus_names
     from ictal.evaluate.evaluation import evaluate as run_evaluate
-    from ictal.evaluate.summary import summary_table
+    from ictal.evaluate.summary import corpus_table, summary_table
 
+    corpora = parse_corpus_names(corpus)
+    if corpus is not None and not corpora:
+        _error("--corpus needs a corpus name")
+        raise typer.Exit(ExitCode.USAGE)
     result = run_evaluate(
         cfg,
         checkpoint,
@@ -673,9 +720,13 @@ def evaluate(
         operating_points=operating_points,
         fix_hint=_fix_command("build", config, set_),
         allow_version_mismatch=allow_version_mismatch,
+        corpora=corpora,
     )
     console = make_console()
     console.print(summary_table(result))
+    by_corpus = corpus_table(result)
+    if by_corpus is not None:
+        console.print(by_corpus)
     console.print(f"scores: {result.scores_path}")
     if result.operating_points_path is not None:
         console.print(f"operating points: {result.operating_points_path}")

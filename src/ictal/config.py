@@ -42,12 +42,63 @@ class CorpusPolicy(Section):
     duration_tolerance_s: float = Field(1.0, ge=0.0, le=60.0)
 
 
+CorpusFormat = Literal["auto", "tusz", "bids"]
+SplitName = Literal["train", "dev", "eval"]
+
+
+class SplitRule(Section):
+    """A patient-disjoint split for corpora that carry none (BIDS without a ``split`` column
+    in participants.tsv): each subject's split follows from a hash of (seed, subject), so
+    adding a subject never moves another one. Enters the source digest (the cache key)."""
+
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train, dev, eval
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> SplitRule:
+        if any(f < 0 for f in self.fractions) or abs(sum(self.fractions) - 1.0) > 1e-6:
+            raise ValueError(
+                f"fractions (train, dev, eval) must be >= 0 and sum to 1, got {self.fractions}"
+            )
+        return self
+
+
+class CorpusSource(Section):
+    """One corpus of a mixture: its name (recordings carry it), where it is, its layout and
+    which split its recordings go to (``auto``: the corpus's own; ``eval``: all held out)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
+    root: str
+    format: CorpusFormat = "auto"
+    split: Literal["auto", "train", "dev", "eval"] = "auto"
+
+
 class CorpusConfig(Section):
-    """Where the EDF corpus lives (local path or fsspec URL) and how to treat its defects."""
+    """Where the EDF corpus lives (local path or fsspec URL), its layout (TUSZ or BIDS, found
+    from the root when ``auto``), or several corpora as one mixture (``roots``), and how to
+    treat its defects."""
 
     root: str = "data/corpus"
-    splits: tuple[Literal["train", "dev", "eval"], ...] = ("train", "dev", "eval")
+    format: CorpusFormat = "auto"
+    roots: tuple[CorpusSource, ...] = ()
+    split: SplitRule = SplitRule()
+    splits: tuple[SplitName, ...] = ("train", "dev", "eval")
     policy: CorpusPolicy = CorpusPolicy()
+
+    @model_validator(mode="after")
+    def _check_roots(self) -> CorpusConfig:
+        default = CorpusConfig.model_fields
+        if self.roots and (
+            self.root != default["root"].default or self.format != default["format"].default
+        ):
+            raise ValueError(
+                "set corpus.root (one corpus) or corpus.roots (a mixture), not both; a "
+                "mixture gives each corpus its own root and format"
+            )
+        names = [s.name for s in self.roots]
+        if len(set(names)) != len(names):
+            raise ValueError(f"corpus.roots names must be unique, got {names}")
+        return self
 
 
 class SignalConfig(Section):
@@ -125,6 +176,16 @@ class SamplerConfig(Section):
     partial: float = Field(1.0, ge=0.0)
     full: float = Field(0.3, ge=0.0)
     background: float = Field(2.5, ge=0.0)
+    # A mixture's corpora by name -> share of every class's draw (docs/corpora.md); empty
+    # draws windows uniformly (a corpus's share follows its size). Unnamed corpora weigh 1.
+    corpus_weights: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_weights(self) -> SamplerConfig:
+        bad = {k: v for k, v in self.corpus_weights.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"corpus weights must be >= 0, got {bad}")
+        return self
 
 
 class LoaderConfig(Section):

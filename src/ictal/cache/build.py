@@ -22,7 +22,7 @@ from ictal import __version__
 from ictal.cache import layout
 from ictal.cache.ledger import build_lock, is_locked, key_lock, load_records, sweep_temp_files
 from ictal.cache.manifest import ManifestError, read_json, sha256_bytes, table_bytes
-from ictal.cache.plan import Plan, corpus_root, plan
+from ictal.cache.plan import Plan, plan
 from ictal.cache.reuse import donor_records, reuse_one
 from ictal.cache.worker import REUSED, Task, build_one
 from ictal.config import (
@@ -31,7 +31,8 @@ from ictal.config import (
     Config,
     cache_key,
 )
-from ictal.corpus.discovery import Discovery, RecordingRef
+from ictal.corpus.discovery import RecordingRef
+from ictal.corpus.sources import Inventory
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
@@ -84,8 +85,11 @@ def _finalize(
     digest: str,
     refs: list[RecordingRef],
     records: dict[str, dict[str, Any]],
+    corpora: list[dict[str, Any]] | None = None,
+    splits: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Write the recordings table and the manifest (last); returns the manifest."""
+    """Write the recordings table and the manifest (last); returns the manifest. A mixture's
+    manifest names its corpora (name, format, root, split, planned recordings)."""
     done = sorted((r for r in records.values() if r["status"] == "done"), key=lambda r: r["id"])
     failed = sorted(
         ({"id": r["id"], "rel": r["rel"], "reason": r["reason"]} for r in records.values()
@@ -121,6 +125,8 @@ def _finalize(
         "key": key,
         "semantic": cfg.semantic(),
         "source": {"digest": digest, "recordings": len(refs)},
+        **({"corpora": corpora} if corpora else {}),
+        **({"splits": splits} if splits else {}),
         "fs": fs,
         "dtype": cfg.signal.dtype,
         "channels": list(montage_channels(cfg.signal.montage)),
@@ -241,12 +247,13 @@ def _build_locked(
             + (f", {len(by_content)} to link if their content is unchanged" if by_content else "")
             + f") with {executor.workers} worker(s) into {directory}"
         )
-        root_url = corpus_root(cfg)
         cfg_dump = cfg.model_dump(mode="json")
-        sig = planned.discovery.signature
+        found = planned.discovery
         tasks = (
-            Task(root_url, r, str(directory), cfg_dump, sig(r), by_content.get(r.id)) for r in todo
-        )
+            Task(found.root_of(r), r, str(directory), cfg_dump, found.signature(r),
+                 by_content.get(r.id))
+            for r in todo
+        )  # fmt: skip
         results = contextlib.closing(executor.map_unordered(build_one, tasks))
         with progress("build", total=len(todo)) as tick, results as done:
             for rec in done:
@@ -263,7 +270,10 @@ def _build_locked(
                 else:
                     log.warning(f"failed: {rec['reason']}")
                 tick.advance(1)
-        manifest = _finalize(directory, cfg, key, digest, refs, records)
+        found = planned.discovery
+        corpora = found.corpora(refs) if found.mixture else None
+        splits = found.splits(refs, cfg.corpus.split)
+        manifest = _finalize(directory, cfg, key, digest, refs, records, corpora, splits)
         report.wall_s = time.monotonic() - t0
         atomic_write_json(
             directory / layout.BUILD_INFO,
@@ -309,12 +319,24 @@ def _arrived(directory: Path, rec: dict[str, Any]) -> None:
         )
 
 
+def _same_recording(rec: dict[str, Any], ref: RecordingRef) -> bool:
+    """An earlier cache's record is of this recording, placed the same way: same file, split
+    and corpus (a changed participants.tsv moves a recording; its record must not keep the
+    old split)."""
+    return (
+        rec["rel"] == ref.rel
+        and rec.get("split") == ref.split
+        and rec.get("corpus", "") == ref.corpus
+        and rec.get("patient") == ref.patient
+    )
+
+
 def _reuse(
     cfg: Config,
     final: Path,
     directory: Path,
     todo: list[RecordingRef],
-    discovery: Discovery,
+    discovery: Inventory,
     records: dict[str, dict[str, Any]],
     report: BuildReport,
 ) -> tuple[list[RecordingRef], dict[str, tuple[str, dict[str, Any]]]]:
@@ -322,12 +344,22 @@ def _reuse(
     is left to build, and for those whose files differ only in mtime the donor that the
     worker reuses if the files' sha256 still match."""
     donors = donor_records(cfg, final)
+    by_rel: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for donor in donors.values():
+        by_rel.setdefault(donor[1]["rel"], []).append(donor)
     left: list[RecordingRef] = []
     by_content: dict[str, tuple[str, dict[str, Any]]] = {}
     for ref in todo:
         found = donors.get(ref.id)
-        if found is None or found[1]["rel"] != ref.rel:
+        if found is None or not _same_recording(found[1], ref):
             left.append(ref)
+            # The same file under another name (a corpus built alone, now in a mixture, or
+            # moved to another split): linked only if its sha256 are the donor's.
+            sig = discovery.signature(ref)
+            for donor, rec in by_rel.get(ref.rel, []):
+                if rec.get("source_sha256") and _same_sizes(rec["source"], sig):
+                    by_content[ref.id] = (str(donor), rec)
+                    break
             continue
         donor, rec = found
         sig = discovery.signature(ref)

@@ -4,19 +4,13 @@ here; nothing here builds anything."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from ictal.config import Config
-from ictal.corpus.discovery import LAYOUT_HINT, Discovery, RecordingRef, scan
+from ictal.corpus.discovery import RecordingRef
+from ictal.corpus.sources import HINT, Inventory, inventory
 from ictal.errors import PreflightError
 from ictal.io.redact import redact
-
-
-def corpus_root(cfg: Config) -> str:
-    """The corpus root as an absolute path or a URL (workers may run elsewhere)."""
-    root = cfg.corpus.root
-    return root if "://" in root else os.path.abspath(root)
 
 
 @dataclass(frozen=True)
@@ -25,18 +19,18 @@ class Plan:
 
     refs: list[RecordingRef]
     digest: str
-    discovery: Discovery
+    discovery: Inventory
 
 
 def plan(cfg: Config) -> Plan:
-    """Recordings of the configured splits and the inventory digest, from one listing."""
-    root = corpus_root(cfg)
-    found = scan(root)
+    """Recordings of the configured splits and the inventory digest, from one listing of
+    each corpus."""
+    found = inventory(cfg.corpus)
     refs = [r for r in found.refs if r.split in cfg.corpus.splits]
     if not refs:
+        roots = ", ".join(redact(s.root) for s, _ in found.parts)
         raise PreflightError(
-            f"no recordings in the TUSZ layout under {redact(root)} (splits "
-            f"{list(cfg.corpus.splits)}; {LAYOUT_HINT})",
+            f"no recordings under {roots} (splits {list(cfg.corpus.splits)}; {HINT})",
             "check corpus.root, or create a demo corpus with `ictal synth DIR`",
         )
     return Plan(refs, found.digest(refs), found)

@@ -66,9 +66,11 @@ def build_one(task: Task) -> dict[str, Any]:
     Any failure becomes a 'failed' record naming the file and the reason: one bad
     recording never stops the build.
     """
-    from ictal.corpus.annotations import AnnotationError, read_annotation, seizure_events
+    from ictal.corpus.annotations import AnnotationError, seizure_events
+    from ictal.corpus.bids import line_frequency
     from ictal.corpus.edf import RecordingError, read_eeg
-    from ictal.signal.pipeline import preprocess
+    from ictal.corpus.labels import read_labels
+    from ictal.signal.pipeline import at_line_frequency, preprocess
 
     cfg = Config.model_validate(task.cfg)
     ref = task.ref
@@ -85,20 +87,27 @@ def build_one(task: Task) -> dict[str, Any]:
         "token": ref.token,
         "montage": ref.montage,
         "source": task.source,
+        **({"corpus": ref.corpus} if ref.corpus else {}),
     }
     sep = "" if task.corpus_root.endswith("/") else "/"
-    edf_path = f"{task.corpus_root}{sep}{ref.rel}"
-    label_path = f"{task.corpus_root}{sep}{ref.sidecar('.' + cfg.labels.source)}"
-    policy = cfg.corpus.policy
     prefix = f"{task.corpus_root}{sep}"
+    edf_path = f"{prefix}{ref.rel}"
+    label_kind, label_rel = ref.labels(cfg.labels.source)
+    label_path = f"{prefix}{label_rel}"
+    policy = cfg.corpus.policy
     known: dict[str, str | None] | None = None  # source hashes, once taken
     if task.donor is not None:
-        reused, known = _reuse_by_content(task, out, prefix)
+        reused, known = _reuse_by_content(task, out, prefix, base)
         if reused is not None:
             return reused
     try:
-        rec = read_eeg(edf_path, cfg.signal.channels, missing=policy.missing_channels)
-        ann = read_annotation(label_path)
+        rec = read_eeg(
+            edf_path,
+            cfg.signal.channels,
+            missing=policy.missing_channels,
+            montage=cfg.signal.montage,
+        )
+        ann = read_labels(label_path, label_kind)
         events, label_repairs = seizure_events(
             ann,
             edf_duration=rec.duration_s,
@@ -107,9 +116,10 @@ def build_one(task: Task) -> dict[str, Any]:
             duration_tolerance_s=policy.duration_tolerance_s,
         )
         unknown = sorted({e.label for e in events} - set(cfg.labels.seizure_codes) - {"seiz"})
-        if unknown:
+        if unknown and label_kind != "tsv":  # SzCORE: every sz* type is a seizure
             raise AnnotationError(label_path, f"labels outside labels.seizure_codes: {unknown}")
-        pre = preprocess(rec.data, rec.fs, cfg.signal)
+        mains = line_frequency(prefix + ref.files()["json"]) if ref.format == "bids" else None
+        pre = preprocess(rec.data, rec.fs, at_line_frequency(cfg.signal, mains), pairs=rec.pairs)
     except (RecordingError, AnnotationError) as exc:
         return _fail(out, base, str(exc))
     except ValueError as exc:
@@ -145,6 +155,7 @@ def build_one(task: Task) -> dict[str, Any]:
         "repairs": {**rec.repairs, **label_repairs},
         "counts": pre.counts,
         "source_sha256": hashes,
+        **({"line_frequency_hz": mains} if mains is not None else {}),
     }
     atomic_write_json(out / layout.RECORDS / f"{ref.id}.json", record)
     return record
@@ -156,13 +167,14 @@ def source_sha256(
     """sha256 of each source file the signature lists (``None`` where it has none); the EDF
     digest is reused when the reader already took it."""
     out: dict[str, str | None] = {}
+    files = ref.files()
     for name in sorted(source):
         if source[name] is None:
             out[name] = None
         elif name == "edf":
             out[name] = edf_sha256 or url_sha256(prefix + ref.rel)
         else:
-            out[name] = url_sha256(prefix + ref.sidecar("." + name))
+            out[name] = url_sha256(prefix + files[name])
     return out
 
 
@@ -170,11 +182,11 @@ REUSED = "_reused_by_content"  # marks a returned record (never written) as link
 
 
 def _reuse_by_content(
-    task: Task, out: Path, prefix: str
+    task: Task, out: Path, prefix: str, base: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, str | None] | None]:
-    """(the donor's record with this build's file signature, its array linked; the source
-    hashes) when the files' sha256 are the donor's; (None, hashes or None) means build it,
-    reusing the hashes already taken."""
+    """(the donor's record with this build's names, split and file signature, its array
+    linked under this build's id; the source hashes) when the files' sha256 are the donor's;
+    (None, hashes or None) means build it, reusing the hashes already taken."""
     assert task.donor is not None
     donor_dir, donor = task.donor
     try:
@@ -183,11 +195,13 @@ def _reuse_by_content(
         return None, None
     if hashes != donor.get("source_sha256"):
         return None, hashes
+    array_rel = f"{layout.ARRAYS}/{task.ref.id}.npy"
     try:
-        link_or_copy(Path(donor_dir) / donor["array"], out / donor["array"])
+        link_or_copy(Path(donor_dir) / donor["array"], out / array_rel)
     except OSError:
         return None, hashes
-    record = {**donor, "source": task.source}
+    kept = {k: v for k, v in donor.items() if k not in base and k != "corpus"}
+    record = {**kept, **base, "array": array_rel}
     atomic_write_json(out / layout.RECORDS / f"{task.ref.id}.json", record)
     return {**record, REUSED: True}, hashes
 

@@ -106,6 +106,12 @@ class SeizureEvent:
     label: str
 
 
+def is_seizure_label(kind: str, label: str) -> bool:
+    """Whether a row's label is a seizure: in TUSZ files anything but ``bckg`` (the parser
+    knows every label); in SzCORE events tables every type starting with ``sz``."""
+    return label.startswith("sz") if kind == "tsv" else label != "bckg"
+
+
 def infer_kind(path: str) -> str:
     """Annotation kind from the file suffix: ``.csv_bi`` or ``.csv``."""
     if path.endswith(".csv_bi"):
@@ -115,13 +121,15 @@ def infer_kind(path: str) -> str:
     raise AnnotationError(path, "unknown annotation kind (expected a .csv_bi or .csv suffix)")
 
 
-def _float(text: str, path: str, where: str, what: str) -> float:
+def parse_number(text: str, path: str, where: str, what: str) -> float:
+    """A finite number from an annotation field, or an AnnotationError naming the file, the
+    place and at most 40 characters of the field."""
     try:
         value = float(text)
     except ValueError:
-        raise AnnotationError(path, f"{where}: {what} {text!r} is not a number") from None
+        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not a number") from None
     if not math.isfinite(value):
-        raise AnnotationError(path, f"{where}: {what} {text!r} is not finite")
+        raise AnnotationError(path, f"{where}: {what} {text[:40]!r} is not finite")
     return value
 
 
@@ -137,7 +145,7 @@ def _parse_header(lines: list[str], path: str) -> tuple[str, float]:
     duration_match = _DURATION_RE.match(lines[2])
     if duration_match is None:
         raise AnnotationError(path, f"line 3: expected '# duration = <N> secs', got {lines[2]!r}")
-    duration = _float(duration_match.group(1), path, "line 3", "duration")
+    duration = parse_number(duration_match.group(1), path, "line 3", "duration")
     if duration <= 0:
         raise AnnotationError(path, f"line 3: duration {duration} is not positive")
     if _MONTAGE_RE.match(lines[3]) is None:
@@ -157,9 +165,9 @@ def _parse_row(line: str, lineno: int, path: str, kind: str) -> Row:
     if len(fields) != 5:
         raise AnnotationError(path, f"{where}: expected 5 fields, got {len(fields)}: {line!r}")
     channel, start_s, stop_s, label, conf_s = (f.strip() for f in fields)
-    start = _float(start_s, path, where, "start time")
-    stop = _float(stop_s, path, where, "stop time")
-    confidence = _float(conf_s, path, where, "confidence")
+    start = parse_number(start_s, path, where, "start time")
+    stop = parse_number(stop_s, path, where, "stop time")
+    confidence = parse_number(conf_s, path, where, "confidence")
     if not start < stop:
         raise AnnotationError(path, f"{where}: start {start} is not before stop {stop}")
     if not 0.0 <= confidence <= 1.0:
@@ -281,7 +289,12 @@ def seizure_events(
         raise ValueError(
             f"out_of_range_policy must be 'error' or 'clip', got {out_of_range_policy!r}"
         )
-    if edf_duration is not None and abs(ann.duration - edf_duration) > duration_tolerance_s:
+    known = not math.isnan(ann.duration)  # an events table may not say the duration
+    if (
+        edf_duration is not None
+        and known
+        and abs(ann.duration - edf_duration) > duration_tolerance_s
+    ):
         raise AnnotationError(
             ann.path,
             f"header duration {ann.duration:.4f} s differs from the EDF duration "
@@ -291,17 +304,27 @@ def seizure_events(
     repairs: dict[str, int] = {}
     by_channel: dict[str, list[Row]] = {}
     for row in ann.rows:
-        by_channel.setdefault(row.channel, []).append(row)
+        # An events table's other types (artifacts, a bckg row over the whole recording) may
+        # overlap its seizures: only seizures are checked and kept.
+        if ann.kind != "tsv" or is_seizure_label(ann.kind, row.label):
+            by_channel.setdefault(row.channel, []).append(row)
     seizure_rows: list[Row] = []
     for rows in by_channel.values():
         for row in _check_overlaps(rows, ann, overlap_policy, repairs):
             kept = _check_range(row, limit, ann, out_of_range_policy, duration_tolerance_s, repairs)
-            if kept is not None and kept.label != "bckg":
+            if kept is not None and is_seizure_label(ann.kind, kept.label):
                 seizure_rows.append(kept)
     events = []
     for start, stop in _union([(r.start, r.stop) for r in seizure_rows]):
         if ann.kind == "csv_bi":
             events.append(SeizureEvent(start, stop, "seiz"))
+            continue
+        inside = [r for r in seizure_rows if r.start >= start - _EPS and r.stop <= stop + _EPS]
+        if ann.kind == "tsv":  # the type with the most seconds; ties to the first by name
+            spans: dict[str, float] = {}
+            for r in inside:
+                spans[r.label] = spans.get(r.label, 0.0) + r.stop - r.start
+            events.append(SeizureEvent(start, stop, min(spans, key=lambda k: (-spans[k], k))))
             continue
         seconds = dict.fromkeys(SEIZURE_CODES, 0.0)
         for r in seizure_rows:

@@ -19,15 +19,19 @@ from fsspec.implementations.local import LocalFileSystem
 from rich.console import Console
 from rich.table import Table
 
-from ictal.corpus.annotations import AnnotationError, read_annotation, seizure_events
+from ictal.corpus.annotations import AnnotationError, is_seizure_label, seizure_events
+from ictal.corpus.bids import line_frequency
 from ictal.corpus.channels import CANONICAL_19, normalise_label
-from ictal.corpus.discovery import RecordingRef, open_fs, scan
-from ictal.corpus.edf import RecordingError, check_channels, read_header
+from ictal.corpus.discovery import RecordingRef, open_fs
+from ictal.corpus.edf import RecordingError, check_channels, read_header, select_for
+from ictal.corpus.labels import read_labels
+from ictal.corpus.sources import Source, detect_format, scan_source
 from ictal.io.redact import redact
 from ictal.ui import styled
 
 SPLITS = ("train", "dev", "eval")
 LABEL_SOURCES = ("csv_bi", "csv")
+LABEL_KINDS = (*LABEL_SOURCES, "tsv")  # TUSZ's two files, BIDS's events table
 Progress = Callable[[int, int], None]  # (files done, files total)
 
 
@@ -43,6 +47,7 @@ class FileCensus:
     seizure_s: float = 0.0
     vocabulary: dict[str, Counter[str]] = field(default_factory=dict)
     repairs: dict[str, int] = field(default_factory=dict)
+    mains: float | None = None  # a BIDS sidecar's PowerLineFrequency
     problem: str | None = None
 
 
@@ -53,6 +58,8 @@ class Census:
     root: str
     window_s: float
     label_source: str
+    format: str = "tusz"
+    name: str = ""  # the corpus's name in a mixture
     files: dict[str, int] = field(default_factory=dict)  # all recordings found
     usable_files: dict[str, int] = field(default_factory=dict)
     files_by_montage: dict[str, int] = field(default_factory=dict)
@@ -68,6 +75,7 @@ class Census:
     unusable: list[tuple[str, str]] = field(default_factory=list)
     repairs: dict[str, int] = field(default_factory=dict)
     patient_overlap: dict[str, list[str]] = field(default_factory=dict)
+    line_frequency: dict[str, int] = field(default_factory=dict)  # Hz (or "n/a") -> files
     elapsed_s: float = 0.0
 
     @property
@@ -85,7 +93,11 @@ class Census:
 
 
 def _census_file(
-    fs: fsspec.AbstractFileSystem, base: str, ref: RecordingRef, label_source: str
+    fs: fsspec.AbstractFileSystem,
+    base: str,
+    ref: RecordingRef,
+    label_source: str,
+    montage: str | None = None,
 ) -> FileCensus:
     """Header + annotation checks for one recording; errors become `problem`, never raise."""
     out = FileCensus(ref=ref)
@@ -102,25 +114,33 @@ def _census_file(
         for lab, f in zip(header.labels, header.fs, strict=True)
         if normalise_label(lab) in CANONICAL_19
     }
+    stored = select_for(header.labels, montage=montage)
+    if stored.ok and stored.wanted != CANONICAL_19:  # a bipolar file: its pairs' electrodes
+        out.channels = frozenset(e for name in stored.index for e in name.split("-"))
+        rates = {header.fs[i] for i in stored.index.values()}
     out.rate = rates.pop() if len(rates) == 1 else None
     try:
-        check_channels(header)
+        check_channels(header, montage=montage)
     except RecordingError as exc:
         out.problem = exc.reason
-    for kind in LABEL_SOURCES:
-        path = f"{base}/{ref.sidecar('.' + kind)}"
+    files = ref.files()
+    if "json" in files:
+        out.mains = line_frequency(f"{base}/{files['json']}", fs)
+    label_kind = ref.labels(label_source)[0]
+    for kind in (k for k in LABEL_KINDS if k in files):
+        path = f"{base}/{files[kind]}"
         try:
-            ann = read_annotation(path, fs)
+            ann = read_labels(path, kind, fs)
             out.vocabulary[kind] = Counter(row.label for row in ann.rows)
-            if kind == label_source:
+            if kind == label_kind:
                 events, fixes = seizure_events(ann, edf_duration=header.duration_s)
                 out.events = len(events)
                 out.seizure_s = sum(e.stop - e.start for e in events)
                 for k, v in fixes.items():
                     out.repairs[k] = out.repairs.get(k, 0) + v
         except AnnotationError as exc:
-            if kind == label_source and out.problem is None:
-                out.problem = f"{ref.sidecar('.' + kind)}: {exc.reason}"
+            if kind == label_kind and out.problem is None:
+                out.problem = f"{files[kind]}: {exc.reason}"
     return out
 
 
@@ -131,14 +151,23 @@ def run_census(
     label_source: str = "csv_bi",
     progress: Progress | None = None,
     workers: int | None = None,
+    source: Source | None = None,
+    split_rule: Any = None,
+    montage: str | None = None,
 ) -> Census:
-    """Census of the corpus at `root` (path or fsspec URL) from headers and annotations only;
-    remote file systems are read from a thread pool (`workers`, default 16)."""
+    """Census of the corpus at `root` (path or fsspec URL; TUSZ or BIDS, or the corpus of a
+    mixture `source`) from headers and annotations only; remote file systems are read from
+    a thread pool (`workers`, default 16). `split_rule` splits a BIDS corpus without a split
+    column (corpus.split); a bipolar `montage` (signal.montage) accepts files stored as its
+    pairs."""
     if label_source not in LABEL_SOURCES:
         raise ValueError(f"label_source must be one of {LABEL_SOURCES}, not {label_source!r}")
     t0 = time.perf_counter()
+    if source is None:
+        source = Source("", root, detect_format(root))
+    root = source.root
     fs, base = open_fs(root)
-    found = scan(root)
+    found = scan_source(source, split_rule)
     refs = found.refs
     if workers is None:
         workers = 1 if isinstance(fs, LocalFileSystem) else 16
@@ -146,7 +175,7 @@ def run_census(
 
     def one(ref: RecordingRef) -> FileCensus:
         try:
-            return _census_file(fs, base, ref, label_source)
+            return _census_file(fs, base, ref, label_source, montage)
         except Exception as exc:  # one bad file never stops the census (invariant 10)
             return FileCensus(ref=ref, problem=f"unexpected {type(exc).__name__}: {exc}")
 
@@ -166,6 +195,7 @@ def run_census(
             pool.shutdown()
 
     census = _summarise(root, window_s, label_source, results, found.problems)
+    census.format, census.name = source.format, source.name
     census.elapsed_s = time.perf_counter() - t0
     return census
 
@@ -186,8 +216,9 @@ def _summarise(
     events: Counter[str] = Counter()
     seiz_s: defaultdict[str, float] = defaultdict(float)
     with_seiz: Counter[str] = Counter()
-    vocab: dict[str, Counter[str]] = {k: Counter() for k in LABEL_SOURCES}
+    vocab: dict[str, Counter[str]] = {k: Counter() for k in LABEL_KINDS}
     coverage: Counter[str] = Counter()
+    mains: Counter[str] = Counter()
     repairs: Counter[str] = Counter()
     splits_of: defaultdict[str, set[str]] = defaultdict(set)
     patients: defaultdict[str, set[str]] = defaultdict(set)
@@ -203,6 +234,8 @@ def _summarise(
             vocab[kind].update(counts)
         if r.rate is not None:
             rates[r.rate] += 1
+        if "json" in r.ref.files():
+            mains[f"{r.mains:g}" if r.mains is not None else "n/a"] += 1
         if r.problem is not None:
             c.unusable.append((r.ref.rel, r.problem))
             continue
@@ -223,7 +256,9 @@ def _summarise(
     c.files_with_seizures = {s: with_seiz[s] for s in present}
     c.files_by_montage = dict(sorted(montages.items()))
     c.files_by_rate = dict(sorted(rates.items()))
-    c.vocabulary = {k: dict(sorted(v.items())) for k, v in vocab.items()}
+    used = {k for r in results for k in r.ref.files()} or set(LABEL_SOURCES)
+    c.vocabulary = {k: dict(sorted(v.items())) for k, v in vocab.items() if k in used}
+    c.line_frequency = dict(sorted(mains.items()))
     c.channel_coverage = {ch: coverage[ch] for ch in CANONICAL_19}
     c.repairs = dict(sorted(repairs.items()))
     c.unusable = sorted(c.unusable + list(layout_problems))
@@ -240,6 +275,8 @@ def census_to_dict(c: Census) -> dict[str, Any]:
     """JSON-able, key-sorted view of a census (for `ictal census --json`)."""
     return {
         "root": redact(c.root),
+        "format": c.format,
+        **({"name": c.name} if c.name else {}),
         "window_s": c.window_s,
         "label_source": c.label_source,
         "files": c.files,
@@ -258,6 +295,7 @@ def census_to_dict(c: Census) -> dict[str, Any]:
         "unusable": [{"file": rel, "reason": why} for rel, why in c.unusable],
         "repairs": c.repairs,
         "patient_overlap": c.patient_overlap,
+        **({"line_frequency": c.line_frequency} if c.line_frequency else {}),
         "elapsed_s": round(c.elapsed_s, 3),
         "exit_code": c.exit_code,
     }
@@ -265,7 +303,9 @@ def census_to_dict(c: Census) -> dict[str, Any]:
 
 def print_census(c: Census, console: Console) -> None:
     """Rich tables: splits, montages and rates, vocabulary, channel coverage, problems."""
-    splits = Table(title=f"Corpus {redact(c.root)}", title_justify="left")
+    named = f"{c.name}: " if c.name else ""
+    title = f"Corpus {named}{redact(c.root)} ({c.format.upper()})"
+    splits = Table(title=title, title_justify="left")
     for col in ("split", "files", "usable", "patients", "hours", "seizures", "seizure h", "seiz %"):
         splits.add_column(col, justify="left" if col == "split" else "right")
     frac = c.seizure_fraction
@@ -303,6 +343,14 @@ def print_census(c: Census, console: Console) -> None:
     for kind, counts in c.vocabulary.items():
         vocab.add_row(f".{kind}", "  ".join(f"{k} {v:,}" for k, v in counts.items()) or "-")
     console.print(vocab)
+    other = {k: v for k, v in c.vocabulary.get("tsv", {}).items()
+             if k != "bckg" and not is_seizure_label("tsv", k)}  # fmt: skip
+    if other:
+        shown = ", ".join(f"{k} {v:,}" for k, v in other.items())
+        console.print(f"Event types neither seizure (sz*) nor bckg, not seizures: {shown}")
+    if c.line_frequency:
+        shown = ", ".join(f"{k} Hz {v:,}" for k, v in c.line_frequency.items())
+        console.print(f"Power-line frequency (eeg.json; the notch follows it): {shown}")
 
     total = sum(c.files.values())
     short = [(ch, c.channel_coverage.get(ch, 0)) for ch in CANONICAL_19]

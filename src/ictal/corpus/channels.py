@@ -29,6 +29,34 @@ _SUFFIX = re.compile(r"-(?:" + "|".join(REFERENCE_SUFFIXES) + r")$")
 _PREFIX = re.compile(r"^EEG\s+")
 _CANONICAL_BY_UPPER = {name.upper(): name for name in CANONICAL_19}
 
+# 18-channel longitudinal bipolar ("double banana"): left parasagittal, left temporal,
+# midline, right parasagittal, right temporal chains, front to back.
+BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("Fz", "Cz"), ("Cz", "Pz"),
+    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+)  # fmt: skip
+
+# TUSZ TCP derivations 0-21 without 8 (A1-T3) and 13 (T4-A2): A1/A2 are not among the 19
+# canonical electrodes and are absent from 03_tcp_ar_a recordings, so these 20 exist
+# for every file.
+TCP_PAIRS: tuple[tuple[str, str], ...] = (
+    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
+    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
+    ("T3", "C3"), ("C3", "Cz"), ("Cz", "C4"), ("C4", "T4"),
+    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
+    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
+)  # fmt: skip
+
+# The pairs of each bipolar montage (signal.montage): a recording stored as these pairs
+# (CHB-MIT is) gives the montage directly, without its electrodes.
+MONTAGE_PAIRS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "bipolar": BIPOLAR_PAIRS,
+    "tcp": TCP_PAIRS,
+}
+
 # 10-20 neighbours used to interpolate a missing electrode (mean of the present ones).
 NEIGHBOURS: Mapping[str, tuple[str, ...]] = {
     "Fp1": ("Fp2", "F7", "F3", "Fz"),
@@ -87,6 +115,32 @@ class ChannelSelection:
         if self.missing:
             parts.append(f"missing channels: {', '.join(self.missing)}")
         return "; ".join(parts) or None
+
+
+def pair_of(label: str) -> tuple[str, str] | None:
+    """The two canonical electrodes of a bipolar label (`FP1-F7`, `EEG T7-P7` ->
+    (`Fp1`, `F7`), (`T3`, `T5`)), or None for any other label."""
+    parts = _PREFIX.sub("", label.replace("\x00", "").strip().upper()).split("-")
+    if len(parts) != 2:
+        return None
+    a, b = (normalise_label(x) for x in parts)
+    return (a, b) if a in CANONICAL_19 and b in CANONICAL_19 else None
+
+
+def select_pairs(labels: Sequence[str], pairs: Sequence[tuple[str, str]]) -> ChannelSelection:
+    """Locate each bipolar pair (`Fp1-F7`) among a file's labels. A pair written twice (CHB-MIT
+    repeats T8-P8) is the same derivation, so its first signal is taken."""
+    found: dict[str, int] = {}
+    for i, label in enumerate(labels):
+        pair = pair_of(label)
+        if pair is not None:
+            found.setdefault("-".join(pair), i)
+    wanted = tuple(f"{a}-{b}" for a, b in pairs)
+    return ChannelSelection(
+        wanted=wanted,
+        index={w: found[w] for w in wanted if w in found},
+        missing=tuple(w for w in wanted if w not in found),
+    )
 
 
 def select_channels(

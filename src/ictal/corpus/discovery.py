@@ -1,7 +1,9 @@
-"""Find the recordings of a TUSZ-layout corpus on a local path or any fsspec URL.
+"""Find the recordings of a TUSZ-layout corpus on a local path or any fsspec URL, and the
+types every corpus format shares (`RecordingRef`, `Discovery`).
 
 One `fs.find` over `<root>/edf` lists everything (fast for thousands of files, one request
 per page on object stores); the layout regex gives split, patient, session and montage.
+BIDS corpora are found by `corpus/bids.py`, both through `corpus/sources.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from typing import Any
 import fsspec
 
 from ictal.errors import UsageError
-from ictal.io.redact import redact
 from ictal.io.storage import is_local, open_url, storage_errors
 
 LAYOUT = re.compile(
@@ -39,10 +40,32 @@ class RecordingRef:
     montage: str
     id: str
     size: int = field(default=-1, compare=False)
+    format: str = "tusz"  # tusz | bids: which files come with the EDF
+    corpus: str = ""  # the corpus's name in a mixture ("" for a single corpus)
 
     def sidecar(self, suffix: str) -> str:
-        """Relative path of an annotation file next to the EDF (`.csv_bi` or `.csv`)."""
+        """Relative path of a file next to a TUSZ EDF (`.csv_bi` or `.csv`)."""
         return self.rel[: -len(".edf")] + suffix
+
+    def files(self) -> dict[str, str]:
+        """Every input file of the recording by kind (the EDF first), relative to its root:
+        TUSZ's two annotation files, or BIDS's events table and EEG sidecar."""
+        if self.format == "bids":
+            stem = self.rel[: -len("_eeg.edf")]
+            return {"edf": self.rel, "tsv": stem + "_events.tsv", "json": stem + "_eeg.json"}
+        return {"edf": self.rel, **{s.lstrip("."): self.sidecar(s) for s in SIDECARS}}
+
+    def labels(self, source: str) -> tuple[str, str]:
+        """(kind, relative path) of the annotation file that gives the labels: TUSZ's
+        `labels.source` (csv_bi or csv), or a BIDS recording's events table."""
+        if self.format == "bids":
+            return "tsv", self.files()["tsv"]
+        return source, self.sidecar("." + source)
+
+    @property
+    def shown(self) -> str:
+        """The EDF as a person finds it: its path, after the corpus's name in a mixture."""
+        return f"{self.corpus}: {self.rel}" if self.corpus else self.rel
 
 
 @dataclass
@@ -53,24 +76,32 @@ class Discovery:
     refs: list[RecordingRef]
     problems: list[tuple[str, str]]  # (rel path, reason), sorted
     files: dict[str, tuple[int, str]] = field(default_factory=dict)  # rel -> (size, mtime)
+    # Dataset-level files every recording depends on (BIDS: participants.tsv, which gives the
+    # splits) and what else decides the recordings' fields (the split rule): both enter the
+    # digest. TUSZ has neither, so its digest is what it always was.
+    shared: tuple[str, ...] = ()
+    salt: dict[str, Any] = field(default_factory=dict)
+    split_from: str = "layout"  # where the splits came from (the manifest records it)
 
     def signature(self, ref: RecordingRef) -> dict[str, list[Any] | None]:
         """(size, mtime) of a recording's EDF and annotation files (None when absent): equal
         signatures mean the same inputs, so a built recording can be reused."""
         out: dict[str, list[Any] | None] = {}
-        for suffix in (".edf", *SIDECARS):
-            sig = self.files.get(ref.rel if suffix == ".edf" else ref.sidecar(suffix))
-            out[suffix.lstrip(".")] = None if sig is None else list(sig)
+        for kind, rel in ref.files().items():
+            sig = self.files.get(rel)
+            out[kind] = None if sig is None else list(sig)
         return out
 
     def digest(self, refs: list[RecordingRef] | None = None) -> str:
         """sha256 over sorted (rel, size, mtime) of the inventory files (of `refs` and their
-        sidecars when given); part of the cache key."""
+        sidecars when given, and the shared files); part of the cache key."""
         files = self.files
         if refs is not None:
-            keep = {r.rel for r in refs} | {r.sidecar(s) for r in refs for s in SIDECARS}
+            keep = {rel for r in refs for rel in r.files().values()} | set(self.shared)
             files = {rel: sig for rel, sig in files.items() if rel in keep}
-        rows = [[rel, size, mtime] for rel, (size, mtime) in sorted(files.items())]
+        rows: list[Any] = [[rel, size, when] for rel, (size, when) in sorted(files.items())]
+        if self.salt:
+            rows = [self.salt, rows]
         return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -96,30 +127,18 @@ def _missing_local(fs: fsspec.AbstractFileSystem, base: str, root: str) -> None:
         )
 
 
-def check_corpus_root(root: str) -> None:
-    """Refuse a corpus root that cannot be read (saying the storage error) or that has no
-    ``edf/`` folder (saying the layout expected)."""
-    fs, base = open_fs(root)
-    _missing_local(fs, base, root)
-    with storage_errors(root, "reading the corpus at", _UNREACHABLE_FIX):
-        if fs.exists(f"{base}/edf"):
-            return
-        fs.ls(base)  # a missing bucket or directory, a down host or no credentials: say so
-    raise UsageError(
-        f"{redact(root)} is not a TUSZ-layout corpus: {redact(root)}/edf does not exist "
-        f"({LAYOUT_HINT})"
-    )
-
-
 def _rel(path: str, root: str) -> str:
     prefix = root.rstrip("/") + "/"
     return path[len(prefix) :] if path.startswith(prefix) else path.lstrip("/")
 
 
-def _listing(fs: fsspec.AbstractFileSystem, root: str, url: str) -> dict[str, dict[str, Any]]:
-    """rel path -> fsspec info of every file under root/edf (one find call). A storage error
-    (no bucket, host down, no credentials) is a refusal saying it, never an empty corpus."""
-    base = f"{root}/edf"
+def listing(
+    fs: fsspec.AbstractFileSystem, root: str, url: str, under: str = "edf"
+) -> dict[str, dict[str, Any]]:
+    """rel path -> fsspec info of every file under root/under (one find call; the whole root
+    when `under` is empty). A storage error (no bucket, host down, no credentials) is a
+    refusal saying it, never an empty corpus."""
+    base = f"{root}/{under}" if under else root
     _missing_local(fs, root, url)
     with storage_errors(url, "listing the corpus at", _UNREACHABLE_FIX):
         if not fs.exists(base):
@@ -130,19 +149,20 @@ def _listing(fs: fsspec.AbstractFileSystem, root: str, url: str) -> dict[str, di
 
 
 def scan(root: str) -> Discovery:
-    """Parse every `.edf` under `<root>/edf`; files off the layout and duplicate ids are
-    returned as problems rather than raised, so one stray file never stops a census."""
+    """Parse every `.edf` under `<root>/edf` (a TUSZ-layout corpus); files off the layout and
+    duplicate ids are returned as problems rather than raised, so one stray file never stops
+    a census."""
     fs, base = open_fs(root)
     refs: list[RecordingRef] = []
     problems: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
-    listing = _listing(fs, base, root)
+    found = listing(fs, base, root)
     files = {
-        rel: (int(info.get("size") or 0), _mtime(info))
-        for rel, info in listing.items()
+        rel: (int(info.get("size") or 0), mtime(info))
+        for rel, info in found.items()
         if rel.endswith(_INVENTORY_SUFFIXES)
     }
-    for rel, info in sorted(listing.items()):
+    for rel, info in sorted(found.items()):
         if not rel.lower().endswith(".edf"):
             continue
         m = LAYOUT.fullmatch(rel)
@@ -173,7 +193,7 @@ def scan(root: str) -> Discovery:
     return Discovery(refs=refs, problems=problems, files=files)
 
 
-def _mtime(info: dict[str, Any]) -> str:
+def mtime(info: dict[str, Any]) -> str:
     """Modification time as a string, whatever the backend calls it (or '' if none)."""
     for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
         value = info.get(key)

@@ -23,7 +23,16 @@ import numpy as np
 from edfio import Edf, EdfSignal, read_edf
 from fsspec.implementations.local import LocalFileSystem
 
-from ictal.corpus.channels import CANONICAL_19, NEIGHBOURS, ChannelSelection, select_channels
+from ictal.corpus.channels import (
+    BIPOLAR_PAIRS,
+    CANONICAL_19,
+    MONTAGE_PAIRS,
+    NEIGHBOURS,
+    ChannelSelection,
+    normalise_label,
+    select_channels,
+    select_pairs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +113,7 @@ class EegRecording:
     duration_s: float
     repairs: dict[str, int] = field(default_factory=dict)
     sha256: str | None = None  # of the file's bytes, when they were read whole (remote, repaired)
+    pairs: bool = False  # the rows are a bipolar montage's pairs as stored, not electrodes
 
 
 def _resolve(
@@ -272,18 +282,64 @@ def read_header(
     return header
 
 
-def check_channels(
-    header: EdfHeader, channels: Sequence[str] = CANONICAL_19, *, missing: str = "error"
+def bipolar_labels(labels: Sequence[str]) -> list[str]:
+    """Labels that are pairs of two electrodes (`FP1-F7`, `EEG T7-P7`), as CHB-MIT writes."""
+    out = []
+    for label in labels:
+        parts = label.replace("EEG ", "").strip().split("-")
+        if len(parts) == 2 and all(normalise_label(p) in CANONICAL_19 for p in parts):
+            out.append(label.strip())
+    return out
+
+
+def select_for(
+    labels: Sequence[str], channels: Sequence[str] = CANONICAL_19, montage: str | None = None
 ) -> ChannelSelection:
-    """Select the needed channels and reject what cannot be read correctly: duplicates,
-    missing channels (unless interpolating), flat or unreadable ranges, mixed rates."""
+    """The electrodes a recording needs; for a bipolar montage (``bipolar``, ``tcp``), when
+    the file lacks electrodes but holds every pair of the montage, those pairs instead."""
+    sel = select_channels(labels, channels)
+    pairs = MONTAGE_PAIRS.get(montage or "")
+    if sel.missing and pairs is not None:
+        stored = select_pairs(labels, pairs)
+        if not stored.missing:
+            return stored
+    return sel
+
+
+def _bipolar_hint(labels: Sequence[str], montage: str | None) -> str:
+    """Why a bipolar file lacks its electrodes, and whether a bipolar montage would use it."""
+    pairs = bipolar_labels(labels)
+    if not pairs:
+        return ""
+    if montage != "bipolar" and not select_pairs(labels, BIPOLAR_PAIRS).missing:
+        return (
+            f" (the file is bipolar: {', '.join(pairs[:3])}...; it holds the double banana, "
+            "so signal.montage: bipolar reads its pairs)"
+        )
+    return (
+        f" (the file is bipolar: {', '.join(pairs[:3])}...; a bipolar pair cannot give back "
+        "its electrodes, and the file lacks pairs of signal.montage)"
+    )
+
+
+def check_channels(
+    header: EdfHeader,
+    channels: Sequence[str] = CANONICAL_19,
+    *,
+    missing: str = "error",
+    montage: str | None = None,
+) -> ChannelSelection:
+    """Select the needed channels (the electrodes, or a bipolar montage's stored pairs) and
+    reject what cannot be read correctly: duplicates, missing channels (unless
+    interpolating), flat or unreadable ranges, mixed rates."""
     if missing not in ("error", "interpolate"):
         raise ValueError(f"missing must be 'error' or 'interpolate', not {missing!r}")
-    sel = select_channels(header.labels, channels)
+    sel = select_for(header.labels, channels, montage)
     if sel.duplicates:
         raise RecordingError(header.path, sel.problem() or "duplicate channel labels")
     if sel.missing and missing == "error":
-        raise RecordingError(header.path, f"missing channels: {', '.join(sel.missing)}")
+        hint = _bipolar_hint(header.labels, montage) if len(sel.missing) > len(sel.index) else ""
+        raise RecordingError(header.path, f"missing channels: {', '.join(sel.missing)}{hint}")
     for i in sel.index.values():
         label = header.labels[i]
         pmin, pmax = header.physical_min[i], header.physical_max[i]
@@ -334,12 +390,15 @@ def read_eeg(
     *,
     missing: str = "error",
     fs: fsspec.AbstractFileSystem | None = None,
+    montage: str | None = None,
 ) -> EegRecording:
     """Read only the wanted channels, in the wanted order, as float32 µV; with
-    `missing="interpolate"` a missing electrode is the mean of its present 10-20 neighbours."""
+    `missing="interpolate"` a missing electrode is the mean of its present 10-20 neighbours.
+    For a bipolar `montage`, a file stored as that montage's pairs gives the pairs
+    (`EegRecording.pairs`)."""
     fs, path = _resolve(path, fs)
     header = read_header(path, fs)
-    sel = check_channels(header, channels, missing=missing)
+    sel = check_channels(header, channels, missing=missing, montage=montage)
     repairs = dict(header.repairs)
     if not sel.index:
         raise RecordingError(path, "none of the needed channels is present")
@@ -379,4 +438,5 @@ def read_eeg(
         duration_s=header.duration_s,
         repairs=repairs,
         sha256=digest,
+        pairs=sel.wanted != tuple(normalise_label(c) for c in channels),
     )

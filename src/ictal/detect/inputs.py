@@ -111,9 +111,12 @@ def find_inputs(inputs: list[str]) -> Found:
 
 
 def plain_name(key: str) -> str:
-    """A file name from a recording's stem: only plain characters."""
+    """A file name from a recording's stem: only plain characters. A BIDS recording
+    (`sub-01_..._run-01_eeg.edf`) is named without its `_eeg` suffix, as its events table
+    is (`sub-01_..._run-01_events.tsv`), so scorers pair the two."""
     stem = PurePosixPath(key.split("?", 1)[0]).name
     stem = stem[: -len(EDF)] if stem.lower().endswith(EDF) else stem
+    stem = stem.removesuffix("_eeg") if stem.startswith("sub-") else stem
     name = _UNSAFE.sub("_", stem).lstrip("._-+") or "recording"
     return name[:120]
 

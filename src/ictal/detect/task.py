@@ -147,24 +147,27 @@ def detect_one(task: Task) -> dict[str, Any]:
 
 
 def _detect(task: Task) -> dict[str, Any]:
+    from ictal.corpus.bids import line_frequency, sidecar_of
     from ictal.corpus.edf import RecordingError, read_eeg
     from ictal.events.postprocess import PostProcess, events_from_probs
     from ictal.io.atomic import atomic_write_with
     from ictal.io.digest import url_sha256
-    from ictal.signal.pipeline import preprocess
+    from ictal.signal.pipeline import at_line_frequency, preprocess
     from ictal.stitch import stitch
 
     s = task.settings
     sig = SignalConfig.model_validate(s["signal"])
     t = time.monotonic()
     try:
-        rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"])
+        rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"], montage=sig.montage)
     except RecordingError as exc:
         return {"status": "failed", "error": exc.reason}
     sha = rec.sha256 or url_sha256(task.url)
     t_read = time.monotonic() - t
     t = time.monotonic()
-    pre = preprocess(rec.data, rec.fs, sig)
+    beside = sidecar_of(task.url)  # a BIDS recording's sidecar says its mains frequency
+    mains = line_frequency(beside) if beside is not None else None
+    pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
     t_pre = time.monotonic() - t
     model, _ = _model(task)
     t = time.monotonic()

@@ -80,15 +80,17 @@ def _disk(path: Path, setting: str, writes: bool) -> Check:
 
 def _corpus(cfg: Config, *, needed: bool) -> Check:
     """The corpus lists (one listing, as the build does)."""
-    root = redact(cfg.corpus.root)
+    roots = cfg.corpus.roots
+    root = ", ".join(f"{s.name}={redact(s.root)}" for s in roots) or redact(cfg.corpus.root)
     found = corpus_digest(cfg)
     if found is None:
         if needed:
             return Check(
                 "corpus",
                 "fail",
-                f"{root}: not reachable or not a TUSZ layout",
-                "fix corpus.root (a path or URL whose edf/ holds the recordings)",
+                f"{root}: not reachable, or neither a TUSZ layout nor a BIDS dataset",
+                "fix corpus.root or corpus.roots (a path or URL whose edf/ holds the "
+                "recordings, or a BIDS root with dataset_description.json)",
             )
         return Check("corpus", "skip", f"{root}: not reachable (not needed by this command)")
     return Check("corpus", "ok", f"{root}: {found[1]} recordings")

@@ -21,6 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
 from ictal.events.operating_points import DEFAULT_SCORERS
 from ictal.events.scorers import LABELS
 from ictal.io.atomic import atomic_write_text
@@ -247,11 +248,38 @@ def operating_point_table(scores: dict[str, Any]) -> str:
     )
 
 
+def corpus_table(scores: dict[str, Any]) -> str | None:
+    """HTML table of a mixture's corpora side by side (the console's rows); None without
+    ``per_corpus`` (a single-corpus cache)."""
+    columns, rows = side_by_side(scores)
+    if not rows:
+        return None
+    with_auroc = any(r.auroc is not None for r in rows)
+    heads = ["corpus", "recordings", "hours", "seizures", *(["AUROC"] if with_auroc else []),
+             *(column_label(s, t) for s, t in columns)]  # fmt: skip
+    body = []
+    for r in rows:
+        cells = [_esc(v) for v in (r.name, r.n_recordings, f"{r.hours:.1f}", r.n_seizures)]
+        if with_auroc:
+            cells.append(_num(r.auroc, ".3f"))
+        cells += ["<br>".join(_esc(line) for line in cell_lines(c)) for c in r.cells]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    head = "".join("<th>" + "<br>".join(map(_esc, h.split("\n"))) + "</th>" for h in heads)
+    return (
+        f'<table class="corpora"><tr>{head}</tr>{"".join(body)}</table>'
+        '<p class="note">Sensitivity and FA/24h at the operating points above (&lt;=N: the '
+        "point chosen for N FA/24h); each corpus pooled over its own files, every corpus at "
+        "the same thresholds.</p>"
+    )
+
+
 def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
     hours = float(scores.get("total_duration_s") or 0.0) / 3600.0
+    where = _esc(scores.get("split"))
+    if scores.get("corpus_selection"):  # only some corpora of a mixture
+        where += f" ({_esc(', '.join(map(str, scores['corpus_selection'])))})"
     parts = [
-        f"<h2>Evaluation on {_esc(scores.get('split'))} "
-        f"<small>(<code>{_esc(eval_dir.path.name)}</code>)</small></h2>",
+        f"<h2>Evaluation on {where} <small>(<code>{_esc(eval_dir.path.name)}</code>)</small></h2>",
         f"<p>{_esc(scores.get('n_recordings'))} recordings, {_num(hours)} h, "
         f"{_esc(scores.get('n_reference_events'))} reference seizures; sample-level AUROC "
         f"{_num(scores.get('auroc'), '.3f')}."
@@ -260,6 +288,9 @@ def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
         f'<p class="note">{_esc(scores.get("pooling", ""))}</p>',
         operating_point_table(scores),
     ]
+    by_corpus = corpus_table(scores)
+    if by_corpus:
+        parts.append(f"<h3>By corpus</h3>{by_corpus}")
     for title, img in (
         ("Sensitivity against false alarms", operating_curves(scores)),
         ("Probability traces: best, typical, worst", trace_figure(eval_dir, scores)),

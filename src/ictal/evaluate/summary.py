@@ -1,5 +1,5 @@
 """The console summary of an evaluation: one row per scorer, one column per operating point,
-readable in five seconds."""
+readable in five seconds; for a mixture cache, its corpora side by side."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.table import Table
 
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
 from ictal.evaluate.evaluation import EvaluationResult
 from ictal.events.scorers import LABELS
 
@@ -39,9 +40,14 @@ def summary_table(result: EvaluationResult) -> Table:
         if opsd["mode"] == "chosen"
         else f"frozen, chosen on {opsd['chosen_on']} ({Path(opsd['file']).name})"
     )
+    if opsd.get("chosen_on_corpora"):
+        how += f" over {', '.join(opsd['chosen_on_corpora'])}"
     auroc = "n/a" if s["auroc"] is None else f"{s['auroc']:.3f}"
+    split = s["split"]
+    if s.get("corpus_selection"):
+        split += f" ({', '.join(s['corpus_selection'])})"
     table = Table(
-        title=f"{s['split']}: {s['n_recordings']} recordings, {hours:.1f} h, "
+        title=f"{split}: {s['n_recordings']} recordings, {hours:.1f} h, "
         f"{s['n_reference_events']} seizures; AUROC {auroc}",
         caption=f"pooled over files (NEDC-style; SzCORE counts pooled too); operating points {how}",
     )
@@ -59,4 +65,30 @@ def summary_table(result: EvaluationResult) -> Table:
             c = row["szcore_samples"] if samples else row["counts"]
             cells.append(_cell(c, row["threshold"], samples))
         table.add_row(LABELS.get(name, name), *cells)
+    return table
+
+
+def corpus_table(result: EvaluationResult) -> Table | None:
+    """A mixture's corpora side by side: a row per corpus (then the pooled whole), its size and
+    AUROC, sensitivity and FA/24h of the key scorers at each operating point; None for a
+    single corpus."""
+    columns, rows = side_by_side(result.scores)
+    if not rows:
+        return None
+    with_auroc = any(r.auroc is not None for r in rows)
+    table = Table(
+        title=f"{result.scores['split']} by corpus: sensitivity and FA/24h at the operating "
+        "points (<=N: the point chosen for N FA/24h)",
+        caption="each corpus pooled over its own files; the same thresholds for every corpus",
+    )
+    table.add_column("corpus", no_wrap=True)
+    table.add_column("size", no_wrap=True)
+    if with_auroc:
+        table.add_column("AUROC")
+    for scorer, target in columns:
+        table.add_column(column_label(scorer, target))
+    for r in rows:
+        size = f"{r.n_recordings} rec, {r.hours:.1f} h\n{r.n_seizures} seizures"
+        auroc = ["n/a" if r.auroc is None else f"{r.auroc:.3f}"] if with_auroc else []
+        table.add_row(r.name, size, *auroc, *("\n".join(cell_lines(c)) for c in r.cells))
     return table

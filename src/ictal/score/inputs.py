@@ -16,6 +16,10 @@ from ictal.events.formats import SUFFIXES, kind_of, stem_of
 PREFERENCE: tuple[str, ...] = ("csv_bi", "tsv", "csv")
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _LISTED = 5  # stems named in a message before "..."
+# Tables a BIDS dataset keeps beside its events: a directory's .tsv files that are not
+# annotations (a BIDS root can be the reference directory as it is).
+BIDS_TABLES = ("participants.tsv", "_channels.tsv", "_electrodes.tsv", "_scans.tsv",
+               "_sessions.tsv")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,7 @@ def _from_dir(root: Path) -> list[Path]:
         dirs.sort()
         for name in sorted(names):
             path = Path(here) / name
-            if kind_of(name) is None:
+            if kind_of(name) is None or name.endswith(BIDS_TABLES):
                 continue
             if path.is_symlink() and not path.resolve().is_relative_to(top):
                 raise UsageError(

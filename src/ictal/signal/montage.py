@@ -11,31 +11,10 @@ from typing import Literal
 
 import numpy as np
 
-from ictal.corpus.channels import CANONICAL_19
+from ictal.corpus.channels import BIPOLAR_PAIRS, CANONICAL_19, TCP_PAIRS
 
 MontageKind = Literal["average", "referential", "bipolar", "tcp"]
 MONTAGES: tuple[str, ...] = ("average", "referential", "bipolar", "tcp")
-
-# 18-channel longitudinal bipolar ("double banana"): left parasagittal, left temporal,
-# midline, right parasagittal, right temporal chains, front to back.
-BIPOLAR_PAIRS: tuple[tuple[str, str], ...] = (
-    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
-    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
-    ("Fz", "Cz"), ("Cz", "Pz"),
-    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
-    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
-)  # fmt: skip
-
-# TUSZ TCP derivations 0-21 without 8 (A1-T3) and 13 (T4-A2): A1/A2 are not among the 19
-# canonical electrodes and are absent from 03_tcp_ar_a recordings, so these 20 exist
-# for every file. Names use TUSZ spelling (upper case) to match `.csv` channel labels.
-TCP_PAIRS: tuple[tuple[str, str], ...] = (
-    ("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"),
-    ("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2"),
-    ("T3", "C3"), ("C3", "Cz"), ("Cz", "C4"), ("C4", "T4"),
-    ("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1"),
-    ("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"),
-)  # fmt: skip
 
 
 def montage_channels(kind: MontageKind) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ictal.corpus.channels import CANONICAL_19
-from ictal.signal.montage import apply_montage
+from ictal.signal.montage import apply_montage, montage_channels
 from ictal.signal.normalise import clip, normalise
 from ictal.signal.spectral import filter_resample
 
@@ -35,8 +35,21 @@ class Preprocessed:
     counts: dict[str, int]  # "clipped_values", "flat_channels"
 
 
-def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
-    """Turn channel-major (19, n) µV samples at `fs_in` into a cache-ready recording.
+def at_line_frequency(sig: SignalConfig, mains: float | None) -> SignalConfig:
+    """The signal config with its notch at the recording's power-line frequency when one is
+    known (a BIDS sidecar's PowerLineFrequency: 50 Hz in Europe, 60 Hz in America) and the
+    config has a notch at all; `sig` itself otherwise."""
+    if mains is None or sig.notch is None or mains == sig.notch:
+        return sig
+    return sig.model_copy(update={"notch": mains})
+
+
+def preprocess(
+    x: np.ndarray, fs_in: float, sig: SignalConfig, *, pairs: bool = False
+) -> Preprocessed:
+    """Turn channel-major (19, n) µV samples at `fs_in` into a cache-ready recording; with
+    `pairs`, the rows are already the pairs of the bipolar ``signal.montage`` (a file stored
+    bipolar), so no montage is derived (filters are linear: the same result).
 
     Raises ValueError for input that cannot be preprocessed faithfully: wrong shape,
     non-finite samples, or values outside float16 range when storing float16 unclipped.
@@ -44,8 +57,9 @@ def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
     channels = tuple(getattr(sig, "channels", CANONICAL_19))
     if channels != CANONICAL_19:
         raise ValueError(f"signal.channels must be the 19 canonical electrodes, got {channels}")
-    if x.ndim != 2 or x.shape[0] != len(CANONICAL_19):
-        raise ValueError(f"expected channel-major (19, n_samples) data, got shape {x.shape}")
+    rows = len(montage_channels(sig.montage)) if pairs else len(CANONICAL_19)
+    if x.ndim != 2 or x.shape[0] != rows:
+        raise ValueError(f"expected channel-major ({rows}, n_samples) data, got shape {x.shape}")
     if x.shape[1] < 2:
         raise ValueError(f"recording too short to filter: {x.shape[1]} samples")
     x = np.asarray(x, dtype=np.float32)
@@ -62,7 +76,10 @@ def preprocess(x: np.ndarray, fs_in: float, sig: SignalConfig) -> Preprocessed:
         notch_harmonics=sig.notch_harmonics,
         order=sig.filter_order,
     )
-    y, names = apply_montage(y, sig.montage)
+    if pairs:
+        names = montage_channels(sig.montage)
+    else:
+        y, names = apply_montage(y, sig.montage)
     y, stats = normalise(y, sig.normalisation, inplace=True)
     clipped = clip(y, sig.clip) if sig.clip is not None else 0
 

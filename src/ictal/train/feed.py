@@ -16,7 +16,7 @@ from ictal.config import Config, ConfigError
 from ictal.data.dataset import WindowDataset
 from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler
-from ictal.data.windows import WindowIndex, index_recordings
+from ictal.data.windows import CLASS_NAMES, WindowIndex, index_recordings
 from ictal.ui import log
 
 
@@ -36,6 +36,7 @@ class TrainData:
     total_steps: int
     workers: int
     backend: str
+    corpora: tuple[str, ...] = ()  # corpus id -> name when the sampler weighs corpora
 
 
 def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
@@ -57,6 +58,54 @@ def window_dataset(
     )
 
 
+def recording_corpora(recs: list[dict[str, Any]]) -> tuple[list[str], np.ndarray]:
+    """Sorted corpus names of some recordings and each one's position in that list; no names
+    for a single-corpus cache (its rows carry no ``corpus``)."""
+    if not any("corpus" in r for r in recs):
+        return [], np.zeros(len(recs), dtype=np.int64)
+    labels = [str(r.get("corpus", "(unnamed)")) for r in recs]
+    names = sorted(set(labels))
+    position = {name: k for k, name in enumerate(names)}
+    return names, np.array([position[x] for x in labels], dtype=np.int64)
+
+
+def corpus_weighting(
+    cfg: Config, index: WindowIndex, recs: list[dict[str, Any]]
+) -> tuple[list[str], np.ndarray, list[float]] | None:
+    """Corpus names, per-window corpus ids and per-corpus weights for the sampler, or None
+    when ``sampler.corpus_weights`` is empty (the unweighted draw). Unnamed corpora weigh 1;
+    a name that is not a corpus of the train split is a config error (a typo would otherwise
+    silently weigh nothing)."""
+    weights = cfg.sampler.corpus_weights
+    if not weights:
+        return None
+    names, rec_corpus = recording_corpora(recs)
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        present = (
+            f"the train split's corpora are {', '.join(names)}"
+            if names
+            else "the cache is a single corpus (no mixture), so there is nothing to weigh"
+        )
+        what = "is not a corpus" if len(unknown) == 1 else "are not corpora"
+        raise ConfigError(
+            f"sampler.corpus_weights names {', '.join(map(repr, unknown))}, which {what} of "
+            f"the train split: {present}; use those names or remove the entry"
+        )
+    return names, rec_corpus[index.rec], [float(weights.get(n, 1.0)) for n in names]
+
+
+def check_window_fits(cfg: Config, recs: list[dict[str, Any]], fs: float) -> None:
+    """A window longer than every train recording is a config error, said before the model
+    is built (its trial batch would be one such window)."""
+    longest = max((int(r["n_samples"]) for r in recs), default=0)
+    if round(cfg.windows.length_s * fs) > longest:
+        raise ConfigError(
+            f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
+            f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
+        )
+
+
 def make_sampler(
     cfg: Config,
     index: WindowIndex,
@@ -66,19 +115,20 @@ def make_sampler(
     world: int = 1,
 ) -> BalancedSampler:
     """The balanced sampler of the train windows, or a config error naming the setting that
-    makes it impossible (windows longer than every recording, ratios that draw nothing or
-    no seizure samples)."""
-    longest = max((int(r["n_samples"]) for r in recs), default=0)
-    if index.window > longest:
-        raise ConfigError(
-            f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
-            f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
-        )
+    makes it impossible (windows longer than every recording, ratios or corpus weights that
+    draw nothing or no seizure samples, a corpus weight for a corpus not in the split)."""
+    check_window_fits(cfg, recs, fs)
     ratios = cfg.sampler
     named = (
         f"sampler.partial={ratios.partial:g}, full={ratios.full:g}, "
         f"background={ratios.background:g}"
     )
+    corpus: np.ndarray | None = None
+    weights: list[float] | None = None
+    weighting = corpus_weighting(cfg, index, recs)
+    if weighting is not None:
+        names, corpus, weights = weighting
+        named += f", corpus_weights={dict(zip(names, weights, strict=True))}"
     try:
         sampler = BalancedSampler(
             index,
@@ -88,13 +138,16 @@ def make_sampler(
             seed=cfg.train.seed,
             rank=rank,
             world_size=world,
+            corpus=corpus,
+            corpus_weights=weights,
         )
     except ValueError as exc:
         raise ConfigError(f"{named}: no training draw is possible ({exc})") from exc
     if sampler.expected_positive_fraction(0) <= 0.0:
-        raise ConfigError(
-            f"{named} draws no seizure samples: raise sampler.partial or sampler.full"
-        )
+        fix = "sampler.partial or sampler.full"
+        if weighting is not None:
+            fix += " (or the corpus_weights of corpora with seizures)"
+        raise ConfigError(f"{named} draws no seizure samples: raise {fix}")
     return sampler
 
 
@@ -164,15 +217,35 @@ def make_train_data(
         total_steps=steps * cfg.train.epochs,
         workers=train_loader.num_workers,
         backend=lc.backend,
+        corpora=tuple(recording_corpora(train_recs)[0]),
     )
 
 
+def describe_corpora(sampler: BalancedSampler, corpora: tuple[str, ...], epoch: int = 0) -> str:
+    """The draw of ``epoch`` per corpus with its weight, share and classes (empty without
+    corpus weights), so the log shows what the weights did to a mixture."""
+    if sampler.corpus_weights is None:
+        return ""
+    counts = sampler.corpus_class_counts(epoch)
+    total = max(int(counts.sum()), 1)
+    parts = []
+    for name, weight, row in zip(corpora, sampler.corpus_weights, counts, strict=True):
+        classes = ", ".join(f"{c} {int(n)}" for c, n in zip(CLASS_NAMES, row, strict=True))
+        parts.append(
+            f"{name} (weight {weight:g}) {int(row.sum())} = {row.sum() / total:.0%} ({classes})"
+        )
+    return f"draw of epoch {epoch + 1} per corpus: " + "; ".join(parts)
+
+
 def describe(data: TrainData) -> str:
-    """One log line about the windows, the draw and the steps of an epoch."""
+    """One log line about the windows, the draw (per corpus when weighted) and the steps of
+    an epoch."""
     index = data.index
-    return (
+    line = (
         f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
         f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
         f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader: {data.workers} "
         f"{data.backend}; validation {'on' if data.val_loader is not None else 'off'}"
     )
+    corpora = describe_corpora(data.sampler, data.corpora)
+    return f"{line}; {corpora}" if corpora else line

@@ -45,7 +45,7 @@ from ictal.runs.resume import find_resumable, pull_resumable, resume_config
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
 from ictal.train.distributed import Ranks, join, rank_device, window_hash, wrap
-from ictal.train.feed import TrainData, describe, make_train_data
+from ictal.train.feed import TrainData, check_window_fits, describe, make_train_data
 from ictal.train.loss import seizure_bce, step_targets
 from ictal.train.monitor import QuietRecorder, Recorder, StopRequest, WaitWatch
 from ictal.train.setup import (
@@ -130,6 +130,7 @@ def _train(
     if ranks.main:
         writable_dir(cfg.runs.root, "runs.root")
     apply_share(cfg, device)
+    check_window_fits(cfg, pre.view.split("train"), pre.view.fs)
     with deterministic(device):
         seed_everything(cfg.train.seed)
         model = make_model(cfg, pre.view).to(device)  # the same first weights on every rank

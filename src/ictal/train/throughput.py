@@ -24,7 +24,7 @@ from ictal.runs.metrics import MetricsLog
 from ictal.runs.sink import check_sink
 from ictal.runs.watch import RunWatch
 from ictal.train.distributed import Ranks, join, rank_device, wrap
-from ictal.train.feed import make_train_data
+from ictal.train.feed import check_window_fits, make_train_data
 from ictal.train.loop import train_step
 from ictal.train.setup import (
     data_stride,
@@ -100,6 +100,7 @@ def _timed(
     price_per_hour: float | None,
 ) -> BenchResult:
     """The warm-up and timed batches of this rank, and every rank's speed."""
+    check_window_fits(cfg, view.split("train"), view.fs)  # before a trial batch of it
     with deterministic(device):
         seed_everything(cfg.train.seed)
         model = make_model(cfg, view).to(device)

@@ -55,7 +55,9 @@ def add_bumps(x: np.ndarray, times: np.ndarray, kernel: np.ndarray, amps: np.nda
         seg += a * kernel[: len(seg)]
 
 
-def eeg_signals(plan: FilePlan, names: Sequence[str], seed: int) -> dict[str, np.ndarray]:
+def eeg_signals(
+    plan: FilePlan, names: Sequence[str], seed: int, line_freq: int = 60
+) -> dict[str, np.ndarray]:
     """µV traces for the EEG-like names: background, alpha, blinks, mains, seizures."""
     rng = np.random.default_rng([seed, plan.index, 7])
     fs, n = plan.fs, plan.duration * plan.fs
@@ -81,11 +83,11 @@ def eeg_signals(plan: FilePlan, names: Sequence[str], seed: int) -> dict[str, np
     for name, w in BLINK_WEIGHTS.items():
         if name in index:
             add_bumps(x[index[name]], times, kernel, w * amps)
-    # 60 Hz mains, per-channel amplitude and phase
+    # mains (50 or 60 Hz), per-channel amplitude and phase
     a = rng.uniform(0.5, 4.0, len(names)) * rng.uniform(0.3, 1.0)
     ph = rng.uniform(0, 2 * np.pi, len(names))
-    s60, c60 = np.sin(2 * np.pi * 60 * t), np.cos(2 * np.pi * 60 * t)
-    x += np.outer(a * np.cos(ph), s60).astype(np.float32) + np.outer(a * np.sin(ph), c60).astype(
+    sin, cos = np.sin(2 * np.pi * line_freq * t), np.cos(2 * np.pi * line_freq * t)
+    x += np.outer(a * np.cos(ph), sin).astype(np.float32) + np.outer(a * np.sin(ph), cos).astype(
         np.float32
     )
     # seizures: rhythmic discharge, per-electrode onset (spread) and 2 s ramp

@@ -278,9 +278,10 @@ def eeg_signals(
     tr: Traits,
     lookalikes: list[Lookalike],
     jitter: float,
+    line_freq: int = 60,
 ) -> dict[str, np.ndarray]:
     """µV traces for the EEG-like names of a realistic or hard recording; sessions of one
-    patient differ in level by up to ``jitter``."""
+    patient differ in level by up to ``jitter``; mains at ``line_freq`` Hz."""
     rng = np.random.default_rng([seed, plan.index, 19])
     fs, n = plan.fs, plan.duration * plan.fs
     canvas = Canvas(names, fs, n)
@@ -303,8 +304,8 @@ def eeg_signals(
             add_bumps(canvas.x[canvas.index[name]], times, kernel, w * amps)
     a = rng.uniform(0.5, 4.0, len(names)) * rng.uniform(0.3, 1.0)
     ph = rng.uniform(0, 2 * np.pi, len(names))
-    mains = np.outer(a * np.cos(ph), np.sin(2 * np.pi * 60 * t))
-    mains += np.outer(a * np.sin(ph), np.cos(2 * np.pi * 60 * t))
+    mains = np.outer(a * np.cos(ph), np.sin(2 * np.pi * line_freq * t))
+    mains += np.outer(a * np.sin(ph), np.cos(2 * np.pi * line_freq * t))
     canvas.x += mains.astype(np.float32)
     for ev in plan.events:
         _seizure(rng, canvas, ev, level)

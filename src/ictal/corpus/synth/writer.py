@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import edfio
 import numpy as np
 
 from ictal.corpus.annotations import TCP_CHANNELS, Row, format_csv, format_csv_bi, tiling_rows
@@ -20,7 +17,7 @@ from ictal.corpus.edf import (
     START_TIME,
     signal_field,
 )
-from ictal.corpus.synth import easy, phenomena
+from ictal.corpus.synth import bids, easy, phenomena
 from ictal.corpus.synth.difficulty import (
     DIFFICULTIES,
     PROFILES,
@@ -32,7 +29,6 @@ from ictal.corpus.synth.difficulty import (
 )
 from ictal.corpus.synth.plans import (
     CLEAN_QUIRKS,
-    EDF_ELECTRODES,
     ELECTRODES_19,
     GENERATOR,
     REPAIRED,
@@ -45,83 +41,11 @@ from ictal.corpus.synth.plans import (
     plan_files,
     plan_patients,
 )
+from ictal.corpus.synth.recording import Trace, electrode, traces, tusz_edf
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-
-def _ekg(rng: np.random.Generator, n: int, fs: int) -> np.ndarray:
-    """QRS-like spikes with T waves at 55-95 beats per minute."""
-    x = rng.standard_normal(n).astype(np.float32) * 10
-    rr = 60.0 / rng.uniform(55, 95)
-    beats = (np.arange(0.3, n / fs, rr) * fs).astype(int)
-    qrs = np.exp(-(((np.arange(int(0.1 * fs)) - 0.05 * fs) / (0.01 * fs)) ** 2)).astype(np.float32)
-    twave = np.hanning(int(0.2 * fs)).astype(np.float32) * 0.25
-    easy.add_bumps(x, beats, qrs, np.full(len(beats), 800.0, np.float32))
-    easy.add_bumps(x, beats + int(0.25 * fs), twave, np.full(len(beats), 800.0, np.float32))
-    return x
-
-
-def _edf_signal(data: np.ndarray, fs: int, label: str) -> edfio.EdfSignal:
-    bound = float(math.ceil(float(np.max(np.abs(data)))) + 1)
-    return edfio.EdfSignal(
-        data.astype(np.float64), fs, label=label, physical_dimension="uV",
-        physical_range=(-bound, bound),
-    )  # fmt: skip
-
-
-def _labels(plan: FilePlan) -> list[tuple[str, str]]:
-    """(kind, name) of every signal in header order; kind ``eeg`` for EEG-like traces."""
-    suffix = "LE" if plan.montage == "02_tcp_le" else "REF"
-    out = []
-    for e in EDF_ELECTRODES:
-        if plan.montage == "03_tcp_ar_a" and e in ("A1", "A2"):
-            continue
-        if plan.quirk == "missing_fz_pz" and e in ("FZ", "PZ"):
-            continue
-        out.append(("eeg", f"EEG {e}-{suffix}"))
-    out += [("eeg", f"EEG ROC-{suffix}"), ("eeg", f"EEG LOC-{suffix}")]
-    out.append(("ekg", f"EEG EKG1-{suffix}"))
-    out += [("eeg", f"EEG T1-{suffix}"), ("eeg", f"EEG T2-{suffix}")]
-    out += [("eeg", f"EEG {k}-{suffix}") for k in plan.extras if k.isdigit()]
-    if "EMG" in plan.extras:
-        out.append(("emg", "EMG-REF"))
-    out += [("photic", "PHOTIC-REF"), ("slow", "IBI"), ("slow", "BURSTS"), ("slow", "SUPPR")]
-    return out
-
-
-def _electrode(label: str) -> str:
-    return label.removeprefix("EEG ").rsplit("-", 1)[0]
-
-
-EegDrawer = Callable[[FilePlan, list[str]], dict[str, np.ndarray]]
-
-
-def _build_edf(plan: FilePlan, patient: PatientPlan, seed: int, draw: EegDrawer) -> edfio.Edf:
-    rng = np.random.default_rng([seed, plan.index, 11])
-    labels = _labels(plan)
-    fs, n = plan.fs, plan.duration * plan.fs
-    eeg = draw(plan, [_electrode(lab) for k, lab in labels if k == "eeg"])
-    signals = []
-    for kind, label in labels:
-        if kind == "eeg":
-            signals.append(_edf_signal(eeg[_electrode(label)], fs, label))
-        elif kind == "ekg":
-            signals.append(_edf_signal(_ekg(rng, n, fs), fs, label))
-        elif kind == "emg":
-            signals.append(_edf_signal(rng.standard_normal(n).astype(np.float32) * 8, fs, label))
-        elif kind == "photic":
-            signals.append(edfio.EdfSignal(np.zeros(n), fs, label=label, physical_range=(-1, 1)))
-        else:  # IBI / BURSTS / SUPPR: one sample per 1 s record
-            values = np.round(rng.uniform(0, 50, plan.duration))
-            signals.append(edfio.EdfSignal(values, 1, label=label, physical_range=(0, 1000)))
-    age = plan.date.year - patient.birth_year
-    pat = edfio.Patient(
-        code=patient.pid, sex=patient.sex, birthdate=dt.date(patient.birth_year, 1, 1),
-        name=patient.pid, additional=[f"Age:{age}"],
-    )  # fmt: skip
-    return edfio.Edf(
-        signals, patient=pat, recording=edfio.Recording(startdate=plan.date),
-        starttime=plan.starttime, data_record_duration=1.0,
-    )  # fmt: skip
+FORMATS = ("tusz", "bids")
+LINE_FREQS = (50, 60)
 
 
 # --------------------------------------------------------------------------- defects
@@ -149,7 +73,7 @@ def _apply_header_quirk(
     eeg19 = [
         i
         for i, lab in enumerate(labels)
-        if lab.startswith("EEG ") and _electrode(lab) in ELECTRODES_19
+        if lab.startswith("EEG ") and electrode(lab) in ELECTRODES_19
     ]
     if q == "records_minus_one":
         buf[_span(N_RECORDS)] = _field("-1", N_RECORDS[1])
@@ -183,7 +107,7 @@ def _apply_header_quirk(
         )
     if q == "duplicate_labels":
         i = eeg19[int(rng.integers(len(eeg19)))]
-        j = labels.index(next(lab for lab in labels if _electrode(lab) == "T1"))
+        j = labels.index(next(lab for lab in labels if electrode(lab) == "T1"))
         label = signal_field(ns, "label", j)
         buf[_span(label)] = _field(labels[i], label[1])
         labels = [*labels[:j], labels[i], *labels[j + 1 :]]
@@ -269,6 +193,54 @@ def _totals(entries: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _write_tusz(
+    root: Path, plan: FilePlan, patient: PatientPlan, found: list[Trace], seed: int
+) -> dict[str, Any]:
+    """Write one recording (defect applied) and its annotation files; its ground-truth fields."""
+    edf = tusz_edf(plan, patient, found)
+    data, labels, detail = _apply_header_quirk(
+        edf.to_bytes(), plan, list(edf.labels), np.random.default_rng([seed, plan.index, 13])
+    )
+    folder = root / plan.reldir
+    atomic_write_bytes(folder / f"{plan.stem}.edf", data, fsync=False)
+    csv_bi, csv = _annotation_texts(plan)
+    if csv_bi is not None:
+        atomic_write_text(folder / f"{plan.stem}.csv_bi", csv_bi, fsync=False)
+    atomic_write_text(folder / f"{plan.stem}.csv", csv, fsync=False)
+    return {
+        "edf": f"{plan.reldir}/{plan.stem}.edf", "session": plan.session, "token": plan.token,
+        "signals": labels, "quirk_detail": detail or None,
+        "events": [{"start": e.start, "stop": e.stop, "label": e.label} for e in plan.events],
+    }  # fmt: skip
+
+
+def _check(
+    patients: int, hours: float, quirks: float, difficulty: str, fmt: str, line_freq: int
+) -> None:
+    """Refuse arguments the generator cannot honour, with the reason."""
+    if patients < 1 or hours <= 0 or not 0.0 <= quirks <= 1.0:
+        raise ValueError("need patients >= 1, hours > 0 and 0 <= quirks <= 1")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}")
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    if line_freq not in LINE_FREQS:
+        raise ValueError(f"line frequency must be one of {', '.join(map(str, LINE_FREQS))} Hz")
+    if fmt == "bids" and quirks > 0:
+        raise ValueError(
+            "quirks are TUSZ-layout defects (header bytes, .csv_bi rows); format bids writes "
+            "clean recordings only: drop --quirks, or use --format tusz"
+        )
+
+
+def _command(patients: int, hours: float, seed: int, difficulty: str, line_freq: int) -> str:
+    """The command line that writes a BIDS corpus (its dataset description names it)."""
+    return (
+        f"ictal synth OUT --format bids --patients {patients} --hours {hours} --seed {seed} "
+        f"--difficulty {difficulty} --line-freq {line_freq}"
+    )
+
+
 def synthesize(
     out: str | Path,
     *,
@@ -277,16 +249,17 @@ def synthesize(
     seed: int,
     quirks: float = 0.0,
     difficulty: str = "easy",
+    format: str = "tusz",
+    line_freq: int = 60,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Write a synthetic TUSZ-layout corpus under ``out``; return (and write) its ground truth.
+    """Write a synthetic corpus under ``out``; return (and write) its ground truth.
 
     ``easy`` is the original generator (same seed, same bytes); ``realistic`` and ``hard`` draw
-    seizures, look-alikes and patients from the distributions of their profile."""
-    if patients < 1 or hours <= 0 or not 0.0 <= quirks <= 1.0:
-        raise ValueError("need patients >= 1, hours > 0 and 0 <= quirks <= 1")
-    if difficulty not in DIFFICULTIES:
-        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}")
+    seizures, look-alikes and patients from the distributions of their profile. ``format``
+    ``tusz`` is the TUSZ layout, ``bids`` the same plans and samples as a BIDS-EEG dataset
+    (SzCORE convention); ``line_freq`` is the mains frequency in the signals (Hz)."""
+    _check(patients, hours, quirks, difficulty, format, line_freq)
     root = Path(out)
     rng = np.random.default_rng(seed)
     pplans = plan_patients(rng, patients)
@@ -298,7 +271,7 @@ def synthesize(
         plan_events(rng, files)
 
         def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
-            return easy.eeg_signals(plan, names, seed)
+            return easy.eeg_signals(plan, names, seed, line_freq)
     else:
         profile = PROFILES[difficulty]
         drng = np.random.default_rng([seed, 17])
@@ -309,33 +282,25 @@ def synthesize(
         def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
             return phenomena.eeg_signals(
                 plan, names, seed, traits[plan.patient], lookalikes[plan.index],
-                profile.session_jitter,
+                profile.session_jitter, line_freq,
             )  # fmt: skip
 
     by_id = {p.pid: p for p in pplans}
+    bids_names = bids.plan_names(files) if format == "bids" else {}
     entries = []
     for done, plan in enumerate(files):
         if progress is not None:
             progress(done, len(files))
-        edf = _build_edf(plan, by_id[plan.patient], seed, draw)
-        labels = list(edf.labels)
-        data, labels, detail = _apply_header_quirk(
-            edf.to_bytes(), plan, labels, np.random.default_rng([seed, plan.index, 13])
-        )
-        folder = root / plan.reldir
-        atomic_write_bytes(folder / f"{plan.stem}.edf", data, fsync=False)
-        csv_bi, csv = _annotation_texts(plan)
-        if csv_bi is not None:
-            atomic_write_text(folder / f"{plan.stem}.csv_bi", csv_bi, fsync=False)
-        atomic_write_text(folder / f"{plan.stem}.csv", csv, fsync=False)
+        found = traces(plan, seed, draw)
+        if format == "bids":
+            written = bids.write_recording(root, plan, found, bids_names[plan.index], line_freq)
+        else:
+            written = _write_tusz(root, plan, by_id[plan.patient], found, seed)
         readable = plan.duration - 1 if plan.quirk == "truncated" else plan.duration
         entries.append({
-            "edf": f"{plan.reldir}/{plan.stem}.edf", "patient": plan.patient,
-            "session": plan.session, "token": plan.token, "split": plan.split,
-            "montage": plan.montage, "fs": plan.fs, "duration_s": readable,
-            "original_duration_s": plan.duration, "signals": labels,
-            "events": [{"start": e.start, "stop": e.stop, "label": e.label} for e in plan.events],
-            "quirk": plan.quirk, "quirk_detail": detail or None, "expected": _expected(plan.quirk),
+            "patient": plan.patient, "split": plan.split, "montage": plan.montage,
+            "fs": plan.fs, "duration_s": readable, "original_duration_s": plan.duration,
+            "quirk": plan.quirk, "expected": _expected(plan.quirk), **written,
         })  # fmt: skip
         if difficulty != "easy":  # how each seizure was drawn, and what else was placed
             entries[-1]["seizures"] = [
@@ -348,13 +313,14 @@ def synthesize(
     first_age = {}
     for plan in files:
         first_age.setdefault(plan.patient, plan.date.year - by_id[plan.patient].birth_year)
+    key = bids.subject_label if format == "bids" else str  # patients as the reader names them
     truth = {
         "generator": GENERATOR,
         "version": VERSION,
         "seed": seed,
         "args": {"patients": patients, "hours": hours, "quirks": quirks},
         "patients": {
-            p.pid: {"split": p.split, "sex": p.sex, "age": first_age[p.pid]} for p in pplans
+            key(p.pid): {"split": p.split, "sex": p.sex, "age": first_age[p.pid]} for p in pplans
         },
         "files": sorted(entries, key=lambda e: e["edf"]),
         "totals": _totals(entries),
@@ -363,6 +329,11 @@ def synthesize(
         truth["difficulty"] = difficulty
         truth["args"]["difficulty"] = difficulty
         for pid, tr in traits.items():
-            truth["patients"][pid]["traits"] = tr.as_dict()
+            truth["patients"][key(pid)]["traits"] = tr.as_dict()
+    if line_freq != 60:  # so does the default mains frequency's
+        truth["line_freq"] = truth["args"]["line_freq"] = line_freq
+    if format == "bids":
+        truth["format"] = truth["args"]["format"] = format
+        bids.write_dataset(root, truth, _command(patients, hours, seed, difficulty, line_freq))
     atomic_write_json(root / "ground_truth.json", truth, fsync=True)
     return truth
