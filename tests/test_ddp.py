@@ -51,9 +51,8 @@ def _torchrun(args: list[str], **kw) -> subprocess.Popen:  # type: ignore[no-unt
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc-per-node=2", "-m", "ictal"]  # fmt: skip
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    return subprocess.Popen(
-        [*torchrun, *args], env=ictal_env(), stdin=subprocess.DEVNULL, **pipes, **kw
-    )
+    env = kw.pop("env", None) or ictal_env()
+    return subprocess.Popen([*torchrun, *args], env=env, stdin=subprocess.DEVNULL, **pipes, **kw)
 
 
 def _run(runs: Path) -> Path:
@@ -69,10 +68,21 @@ def _epochs(run: Path) -> list[tuple[int, int, int]]:
 def test_torchrun_trains_to_the_end_on_the_windows_of_one_process(built):
     # 3 steps of 4 stay inside the epoch's draw, so no rank trim (< 2 windows) can differ
     cap = "train.steps_per_epoch=3"
-    proc = _torchrun(["train", *_sets(built, "runs-2", cap)])
+    store = f"sqlite:///{built / 'ddp-mlflow.db'}"  # the trackers: rank 0 alone logs
+    env = ictal_env({"MLFLOW_TRACKING_URI": store})
+    proc = _torchrun(["train", *_sets(built, "runs-2", cap), "--set",
+                      "logging.loggers=[tensorboard,mlflow]"], env=env)  # fmt: skip
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-4000:]
     run = _run(built / "runs-2")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "ictal"]
+    (one,) = client.search_runs([experiment.experiment_id])
+    logged = [m.step for m in client.get_metric_history(one.info.run_id, "train/loss")]
+    steps = [r["step"] for r in read_metrics(run / "metrics.jsonl") if r["phase"] == "train"]
+    assert logged == steps, "each step once: rank 0's records, not one set per rank"
     assert json.loads((run / "run.json").read_text())["world_size"] == 2
     beat = read_heartbeat(run / "heartbeat.json")
     assert beat["state"] == "done" and sorted(r["rank"] for r in beat["ranks"]) == [0, 1]

@@ -4,12 +4,16 @@ tasks with the coordinator, and every task runs exactly once."""
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
+import signal
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 
-from ictal.parallel.executors import ProcessExecutor
+from ictal.parallel.executors import ProcessExecutor, WorkerDied
 
 
 def pid_of(item: int) -> tuple[int, int]:
@@ -42,3 +46,33 @@ def test_two_workers_share_the_tasks_with_the_coordinator() -> None:
     # a bounded stream of tasks all comes back, exactly once
     done = list(executor.map_unordered(pid_of, range(50)))
     assert sorted(item for item, _ in done) == list(range(50))
+
+
+def die_in_a_child(item: tuple[int, str]) -> int:
+    """A task whose worker process dies (as under SIGKILL or the OOM killer) at item 0, after
+    leaving a mark; the coordinator runs tasks too and lives."""
+    number, mark = item
+    if number == 0 and multiprocessing.parent_process() is not None:
+        Path(mark).touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return number
+
+
+def test_a_worker_that_dies_is_worker_died_wherever_it_surfaces(tmp_path: Path) -> None:
+    """The death shows up in a result or in the next submission: both are WorkerDied (exit 3
+    with the fix), never a raw BrokenProcessPool. Here the next task is handed over only once
+    the worker is dead, so the death surfaces in the submission."""
+    mark = tmp_path / "died"
+
+    def items():  # type: ignore[no-untyped-def]
+        yield 0, str(mark)
+        deadline = time.monotonic() + 60
+        while not mark.exists():
+            assert time.monotonic() < deadline, "the worker never ran the task"
+            time.sleep(0.01)
+        time.sleep(0.5)  # the pool notices its dead worker
+        yield 1, str(mark)
+
+    with pytest.raises(WorkerDied, match="a worker process died"):
+        for _ in ProcessExecutor(1).map_unordered(die_in_a_child, items()):
+            pass

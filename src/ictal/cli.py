@@ -559,6 +559,8 @@ def train(
         retried = f"; {result.push_failures} failed pushes retried" if result.push_failures else ""
         where = result.pushed_to or "final push FAILED (the run is intact locally)"
         rows.append(("pushed to", where + retried))
+    if result.tracker_errors:
+        rows.append(("tracker errors", f"{result.tracker_errors} (last: {result.tracker_error})"))
     console.print(_table("ictal train", rows))
     if result.push_error:
         _error(result.push_error)

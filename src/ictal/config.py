@@ -287,6 +287,37 @@ class SinkConfig(Section):
     every_s: float = Field(60.0, gt=0.0, le=86400.0)
 
 
+class WandbConfig(Section):
+    """Where W&B runs go; the key, mode and directory come from the environment
+    (``WANDB_API_KEY``, ``WANDB_MODE``, ``WANDB_DIR``), never from a file."""
+
+    project: str = "ictal"
+    entity: str | None = None
+
+
+class MlflowConfig(Section):
+    """The MLflow experiment; the tracking server or store is ``MLFLOW_TRACKING_URI``."""
+
+    experiment: str = "ictal"
+
+
+class LoggingConfig(Section):
+    """Experiment trackers fed from the metrics of metrics.jsonl (docs/training.md).
+    ``required``: a tracker that cannot start stops the command before training (exit 3);
+    false makes that a warning."""
+
+    loggers: tuple[Literal["tensorboard", "wandb", "mlflow"], ...] = ("tensorboard",)
+    required: bool = True
+    wandb: WandbConfig = WandbConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _unique(self) -> LoggingConfig:
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ValueError(f"loggers must not repeat, got {list(self.loggers)}")
+        return self
+
+
 class Config(Section):
     """The whole Ictal configuration."""
 
@@ -305,6 +336,7 @@ class Config(Section):
     sweep: SweepConfig = SweepConfig()
     ray: RayConfig = RayConfig()
     sink: SinkConfig = SinkConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     def semantic(self) -> dict[str, Any]:
         """The fields that change a byte of the cache: signal, labels and corpus policy."""

@@ -57,6 +57,7 @@ from ictal.models.inference import default_hop
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.sink import check_sink
+from ictal.runs.trackers import log_evaluation
 from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
@@ -427,6 +428,7 @@ def evaluate_view(
         pushed = watch.finish(final, error)
     result.pushed_to = pushed.url if pushed.complete else None
     result.push_error = pushed.error
+    log_evaluation(Path(checkpoint), split, result.scores)  # the run's trackers, if any
     return result
 
 

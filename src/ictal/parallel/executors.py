@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ictal.errors import ExitCode, IctalError, PreflightError
 
@@ -177,15 +177,28 @@ class WorkerDied(IctalError):
     exit_code = ExitCode.PREFLIGHT
 
 
+def _died(exc: BrokenProcessPool) -> WorkerDied:
+    return WorkerDied(
+        "a worker process died in the middle of a task (killed by a signal or out of "
+        "memory); everything finished before is kept\n  fix: run the same command again "
+        "(it resumes); if it happens again, give fewer --workers or more memory"
+    )
+
+
 def _result(f: Future[R]) -> R:
     try:
         return f.result()
     except BrokenProcessPool as exc:
-        raise WorkerDied(
-            "a worker process died in the middle of a task (killed by a signal or out of "
-            "memory); everything finished before is kept\n  fix: run the same command again "
-            "(it resumes); if it happens again, give fewer --workers or more memory"
-        ) from exc
+        raise _died(exc) from exc
+
+
+def _submit(pool: ProcessPoolExecutor, fn: Callable[..., R], *args: Any) -> Future[R]:
+    """Submit a task; a pool already broken by a worker's death says so as `_result` does
+    (a death between two submissions surfaces here, not in a result)."""
+    try:
+        return pool.submit(fn, *args)
+    except BrokenProcessPool as exc:
+        raise _died(exc) from exc
 
 
 def _warm(module: str) -> int:
@@ -211,7 +224,7 @@ def _bounded(
     warming: set[Future[int]] = set()
     up: set[int] = set()
     if inline is not None:
-        warming = {pool.submit(_warm, fn.__module__) for _ in range(limit // 2)}
+        warming = {_submit(pool, _warm, fn.__module__) for _ in range(limit // 2)}
     for item in items:
         if inline is not None:
             for f in [f for f in warming if f.done()]:
@@ -221,10 +234,10 @@ def _bounded(
             if len(pending) >= room:
                 yield inline(item)
             else:
-                pending.add(pool.submit(fn, item))
+                pending.add(_submit(pool, fn, item))
             done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
         else:
-            pending.add(pool.submit(fn, item))
+            pending.add(_submit(pool, fn, item))
             if len(pending) < limit:
                 continue
             done, pending = wait(pending, return_when=FIRST_COMPLETED)

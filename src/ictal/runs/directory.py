@@ -34,6 +34,7 @@ CHECKPOINTS = "checkpoints"
 LAST = "last.pt"
 BEST = "best.pt"
 TB = "tb"
+TRACKERS = "trackers.json"  # the W&B / MLflow run ids of this run: a resume continues them
 LOCK = ".lock"
 EVAL_PREFIX = "eval-"
 SWEEP_JSON = "sweep.json"  # marks a sweep directory: <sweep>/<run name>/<run id>/
@@ -90,6 +91,10 @@ class RunDir:
     @property
     def tb(self) -> Path:
         return self.path / TB
+
+    @property
+    def trackers(self) -> Path:
+        return self.path / TRACKERS
 
     @property
     def lock(self) -> Path:

@@ -53,6 +53,8 @@ class LiveStatus:
     push_ok_at: float | None = None  # when the last push of every change succeeded
     push_failures: int = 0
     push_error: str | None = None  # the last push failure, while it lasts
+    tracker_errors: int = 0  # events an experiment tracker (W&B, MLflow) failed to take
+    tracker_error: str | None = None  # the last of those failures
     started_at: float = field(default_factory=time.time)
     detail: dict[str, Any] = field(default_factory=dict)  # phase-specific fields, flattened
     step_changed_at: float = field(default_factory=time.time)

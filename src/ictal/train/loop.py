@@ -43,6 +43,8 @@ from ictal.runs.meta import record_resume, run_metadata
 from ictal.runs.metrics import keep_until
 from ictal.runs.resume import find_resumable, pull_resumable, resume_config
 from ictal.runs.sink import check_sink
+from ictal.runs.trackers import Trackers, run_params
+from ictal.runs.trackers import check as check_trackers
 from ictal.runs.watch import RunWatch
 from ictal.train.distributed import Ranks, join, rank_device, window_hash, wrap
 from ictal.train.feed import TrainData, check_window_fits, describe, make_train_data
@@ -84,6 +86,8 @@ class TrainResult:
     push_error: str = ""
     push_failures: int = 0
     rank: int = 0  # with several ranks, only rank 0's result is printed
+    tracker_errors: int = 0  # events an experiment tracker failed to take (training went on)
+    tracker_error: str | None = None
 
 
 # ----------------------------------------------------------------------------- the story
@@ -127,8 +131,10 @@ def _train(
     if previous is not None:
         cfg = resume_config(cfg, previous)
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
+    trackers: list[str] = []
     if ranks.main:
         writable_dir(cfg.runs.root, "runs.root")
+        trackers = check_trackers(cfg)  # a tracker that cannot start: now, not hours later
     apply_share(cfg, device)
     check_window_fits(cfg, pre.view.split("train"), pre.view.fs)
     with deterministic(device):
@@ -173,7 +179,7 @@ def _train(
                     restore(run, state, ranks)
                 log.info(f"run {run.run_id} in {run.path} on {device}")
                 hint = f"{command} --run {run.path}"
-                result = fit(cfg, state, data, run, device, watch or live, hint, ranks)
+                result = fit(cfg, state, data, run, device, watch or live, hint, ranks, trackers)
                 final = result.state
             except KeyboardInterrupt:
                 final, error = "stopped", "interrupted"
@@ -202,22 +208,28 @@ def fit(
     watch: RunWatch | LiveStatus,
     resume_hint: str = "ictal train --resume",
     ranks: Ranks | None = None,
+    trackers: list[str] | None = None,
 ) -> TrainResult:
-    """Epochs of training and validation, reported to the run's metrics and live status
-    (``watch``: rank 0's heartbeat and push; other ranks only keep a live status)."""
+    """Epochs of training and validation, reported to the run's metrics, its experiment
+    trackers (checked ones, rank 0 only) and live status (``watch``: rank 0's heartbeat and
+    push; other ranks only keep a live status)."""
     ranks = ranks or Ranks()
     live = watch.live if isinstance(watch, RunWatch) else watch
     live.update(epoch=state.epoch, step=state.step, total_steps=data.total_steps)
     rec: Recorder | QuietRecorder
+    fan: Trackers | None = None
     if isinstance(watch, RunWatch):
-        rec = Recorder(run, watch, purge_step=state.step + 1 if state.step else None)
+        fan = Trackers(list(cfg.logging.loggers if trackers is None else trackers), cfg, live)
+        fan.start(run, run_params(cfg, run.run_id), state.step)
+        rec = Recorder(run, watch, fan)
     else:
         rec = QuietRecorder(live)
+    final = "failed"
     try:
         with StopRequest() as stop:
             final, stopped_early = run_epochs(cfg, state, data, run, rec, stop, device, ranks)
     finally:
-        rec.close()
+        rec.close(final)
     if final == "stopped":
         log.warning(
             f"stopped at epoch {state.epoch + 1}, step {state.step}; checkpoint {run.last}; "
@@ -235,6 +247,8 @@ def fit(
         last_checkpoint=run.last if run.last.exists() else None,
         best_checkpoint=run.best if run.best.exists() else None,
         resume_hint=resume_hint,
+        tracker_errors=fan.errors if fan is not None else 0,
+        tracker_error=fan.last_error if fan is not None else None,
     )
 
 

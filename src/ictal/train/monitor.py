@@ -1,9 +1,8 @@
-"""What the training loop reports and listens to: metrics and TensorBoard, input-bound
-warnings, and stop signals."""
+"""What the training loop reports and listens to: metrics and the experiment trackers,
+input-bound warnings, and stop signals."""
 
 from __future__ import annotations
 
-import math
 import signal
 import threading
 import time
@@ -16,39 +15,32 @@ from ictal.machine import usable_cpus
 from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import MetricsLog
+from ictal.runs.trackers import Trackers
 from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
 
 class Recorder:
-    """Writes what the loop reports to metrics.jsonl, TensorBoard and the live status (the
-    run's watch: heartbeat and push)."""
+    """Writes what the loop reports to metrics.jsonl and, from the same records, to the
+    experiment trackers (TensorBoard, W&B, MLflow: runs/trackers.py) and the live status
+    (the run's watch: heartbeat and push)."""
 
-    def __init__(self, run: RunDir, watch: RunWatch, purge_step: int | None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
+    def __init__(self, run: RunDir, watch: RunWatch, trackers: Trackers) -> None:
         self.watch = watch
         self.live = watch.live
         self.metrics = MetricsLog(run.metrics)
-        self.tb = SummaryWriter(str(run.tb), purge_step=purge_step)
+        self.trackers = trackers
         self.last_save = time.monotonic()
 
     def write(self, record: dict[str, Any]) -> None:
-        """One metrics line and its numeric values as TensorBoard scalars."""
+        """One metrics line, then the same record to every tracker (queued, never waited)."""
         record = {**record, "time": time.time()}
         self.metrics.write(record)
-        phase = record["phase"]
-        for key, value in record.items():
-            if key in ("phase", "epoch", "step", "time", "step_in_epoch"):
-                continue
-            if isinstance(value, int | float) and math.isfinite(value):
-                self.tb.add_scalar(f"{phase}/{key}", value, record["step"])
-        if phase != "train":
-            self.tb.flush()
+        self.trackers.log(record)
 
-    def close(self) -> None:
+    def close(self, state: str = "done") -> None:
         self.metrics.close()
-        self.tb.close()
+        self.trackers.close(state)
 
 
 class QuietRecorder:
@@ -63,7 +55,7 @@ class QuietRecorder:
     def write(self, record: dict[str, Any]) -> None:
         """Nothing: rank 0 writes the metrics."""
 
-    def close(self) -> None:
+    def close(self, state: str = "done") -> None:
         """Nothing to close."""
 
 

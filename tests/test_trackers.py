@@ -1,0 +1,237 @@
+"""Experiment trackers for real: W&B in offline mode and MLflow on a local SQLite store get
+the values metrics.jsonl holds, step for step; a killed and resumed run stays one tracker
+run; a tracker that cannot start is exit 3 before training (or a warning when not
+required); a failing tracker never stops training."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from ictal.runs.metrics import read_metrics
+
+pytest.importorskip("wandb")
+pytest.importorskip("mlflow")
+
+FAST = [
+    "windows.length_s=8", "windows.stride_s=4", "loader.batch_size=4", "loader.num_workers=1",
+    "train.warmup_steps=2", "train.epochs=2", "train.steps_per_epoch=4", "train.heartbeat_s=1",
+    "train.checkpoint_every_s=0.001",
+]  # fmt: skip
+ALL = "logging.loggers=[tensorboard,wandb,mlflow]"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    return small_built_corpus(tmp_path_factory.mktemp("trackers"), seed=31, fast=FAST)
+
+
+def _env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = ictal_env(
+        {
+            "WANDB_MODE": "offline",
+            "WANDB_DIR": str(tmp / "wandb-dir"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+            "HOME": str(tmp),  # no netrc, no W&B settings of the machine
+            **extra,
+        }
+    )
+    (tmp / "wandb-dir").mkdir(exist_ok=True)
+    return env
+
+
+def _wandb_history(wandb_dir: Path) -> tuple[set[str], dict[int, dict[str, float]]]:
+    """The run ids and {step: values} of every offline W&B run under ``wandb_dir``."""
+    from wandb.proto import wandb_internal_pb2 as pb
+    from wandb.sdk.internal import datastore
+
+    ids, steps = set(), {}
+    for path in sorted(glob.glob(str(wandb_dir / "wandb" / "offline-run-*" / "run-*.wandb"))):
+        ids.add(Path(path).stem[len("run-") :])
+        store = datastore.DataStore()
+        store.open_for_scan(path)
+        while (data := store.scan_data()) is not None:
+            rec = pb.Record()
+            rec.ParseFromString(data)
+            if rec.WhichOneof("record_type") == "history":
+                items = {i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                         for i in rec.history.item}  # fmt: skip
+                steps.setdefault(int(rec.history.step.num), {}).update(items)
+        store.close()
+    return ids, steps
+
+
+def _mlflow(tmp: Path) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+
+
+def _the_run(runs: Path) -> Path:
+    (run,) = [p for p in runs.iterdir() if (p / "config.yaml").is_file()]
+    return run
+
+
+def _train_losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run / "metrics.jsonl")
+            if r["phase"] == "train"}  # fmt: skip
+
+
+def test_every_tracker_gets_the_values_of_metrics_jsonl(built: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    res = run_ictal("train", *settings(built, tmp_path / "runs", FAST, ALL), env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = _the_run(tmp_path / "runs")
+    losses = _train_losses(run)
+    assert len(losses) == 8
+    ids = json.loads((run / "trackers.json").read_text())
+    assert ids["wandb"] == run.name and ids["mlflow"]
+
+    wandb_ids, history = _wandb_history(tmp_path / "wandb-dir")
+    assert wandb_ids == {run.name}
+    assert {s: v["train/loss"] for s, v in history.items() if "train/loss" in v} == losses
+    val = [r for r in read_metrics(run / "metrics.jsonl") if r["phase"] == "val"]
+    assert [history[r["step"]]["val/auroc"] for r in val] == [r["auroc"] for r in val]
+
+    client = _mlflow(tmp_path)
+    got = client.get_run(ids["mlflow"])
+    assert got.info.status == "FINISHED" and got.data.params["ictal.run_id"] == run.name
+    assert got.data.params["train.epochs"] == "2"
+    history = client.get_metric_history(ids["mlflow"], "train/loss")
+    assert {m.step: m.value for m in history} == pytest.approx(losses)
+    assert any((run / "tb").iterdir())  # TensorBoard is still written, from the same records
+
+    # An evaluation of the run's checkpoint goes to the same tracker runs.
+    res = run_ictal("evaluate", str(run / "checkpoints" / "best.pt"), "--split", "dev", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    scores = json.loads((run / "eval-best-dev" / "scores.json").read_text())
+    (at10,) = [p for p in scores["operating_points"]["points"]["ovlp"]
+               if p["target_fa_per_24h"] == 10.0]  # fmt: skip
+    logged = client.get_metric_history(ids["mlflow"], "eval-dev/ovlp/sensitivity_at_10fa")
+    assert [m.value for m in logged] == [pytest.approx(at10["counts"]["sensitivity"])]
+    (auroc,) = client.get_metric_history(ids["mlflow"], "eval-dev/auroc")
+    assert auroc.value == pytest.approx(scores["auroc"]) and auroc.step == max(losses)
+    assert len(client.search_runs([got.info.experiment_id])) == 1
+    wandb_ids, history = _wandb_history(tmp_path / "wandb-dir")
+    assert wandb_ids == {run.name}
+    assert history[max(losses)]["eval-dev/auroc"] == pytest.approx(scores["auroc"])
+
+
+def _start(sets: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ictal.cli", "train", *sets], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_kill_and_resume_is_one_tracker_run(built: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path)
+    sets = settings(built, tmp_path / "runs", FAST, ALL, "train.epochs=3")
+    proc = _start(sets, env)
+    deadline = time.monotonic() + 120
+    run = None
+    while time.monotonic() < deadline:  # killed once a few steps are committed
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        found = [p for p in (tmp_path / "runs").glob("*") if (p / "checkpoints/last.pt").exists()]
+        if found and len(_train_losses(found[0])) >= 3:
+            run = found[0]
+            break
+        time.sleep(0.02)
+    assert run is not None, "training never reached step 3"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    res = run_ictal("train", *sets, "--resume", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert _the_run(tmp_path / "runs") == run
+    losses = _train_losses(run)
+    assert sorted(losses) == list(range(1, 13))
+
+    client = _mlflow(tmp_path)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "ictal"]
+    (one,) = client.search_runs([experiment.experiment_id])  # one run, continued
+    assert one.info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(one.info.run_id, "train/loss")}
+    assert steps == set(losses)
+    wandb_ids, history = _wandb_history(tmp_path / "wandb-dir")
+    assert wandb_ids == {run.name}  # the resumed offline run has the same id
+    assert max(history) == max(losses)
+
+
+def test_a_tracker_that_cannot_start_is_exit_3_before_training(built: Path, tmp_path) -> None:
+    shim = tmp_path / "shim" / "wandb"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
+    env = _env(tmp_path, PYTHONPATH=f"{shim.parent}{os.pathsep}{ictal_env()['PYTHONPATH']}")
+    runs = tmp_path / "runs"
+    res = run_ictal("train", *settings(built, runs, FAST, ALL), env=env)
+    assert res.returncode == 3 and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "pip install 'ictal[wandb]'" in res.stderr
+    assert not runs.exists() or not any(runs.iterdir())  # refused before the run was made
+
+    t0 = time.monotonic()
+    env = _env(tmp_path, MLFLOW_TRACKING_URI="http://127.0.0.1:9")  # nothing listens there
+    res = run_ictal("train", *settings(built, runs, FAST, "logging.loggers=[mlflow]"), env=env)
+    assert res.returncode == 3, res.stderr[-3000:]
+    assert time.monotonic() - t0 < 30 + 15  # the check's 30 s bound, plus process start
+    assert "mlflow cannot start" in res.stderr and "MLFLOW_TRACKING_URI" in res.stderr
+
+    env = _env(tmp_path, WANDB_MODE="online")  # online, and no key anywhere
+    env.pop("WANDB_API_KEY", None)
+    res = run_ictal("train", *settings(built, runs, FAST, "logging.loggers=[wandb]"), env=env)
+    assert res.returncode == 3 and "W&B has no credentials" in res.stderr, res.stderr[-3000:]
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_a_tracker_that_fails_never_stops_training(built: Path, tmp_path: Path) -> None:
+    env = _env(tmp_path, MLFLOW_TRACKING_URI="sqlite:////proc/ictal-nope/mlflow.db")
+    sets = settings(built, tmp_path / "runs", FAST, "logging.loggers=[tensorboard,mlflow]",
+                    "logging.required=false")  # fmt: skip
+    res = run_ictal("train", *sets, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "mlflow cannot start" in res.stderr and "training without mlflow" in res.stderr
+    assert len(_train_losses(_the_run(tmp_path / "runs"))) == 8
+
+
+def test_failures_while_training_are_counted_not_raised(tmp_path: Path) -> None:
+    """A tracker that raises on every event: the loop's write returns at once, the errors
+    are counted in the live status (the heartbeat) and the result."""
+    from ictal.config import Config
+    from ictal.runs import trackers
+    from ictal.runs.directory import RunDir
+    from ictal.runs.heartbeat import LiveStatus
+
+    class Broken:
+        name = "broken"
+
+        def start(self, run, params, resume, step):  # type: ignore[no-untyped-def]
+            return "x"
+
+        def log(self, step, values, flush):  # type: ignore[no-untyped-def]
+            time.sleep(0.05)
+            raise ConnectionError("server went away")
+
+        def close(self, state):  # type: ignore[no-untyped-def]
+            raise ConnectionError("still away")
+
+    live = LiveStatus("r", 1.0)
+    fan = trackers.Trackers([], Config(), live)
+    fan.active = [Broken()]
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    fan.start(run, {}, 0)
+    t0 = time.monotonic()
+    for step in range(1, 21):
+        fan.log({"phase": "train", "step": step, "loss": 0.5})
+    assert time.monotonic() - t0 < 0.5  # 20 events of 50 ms each: none was waited for
+    fan.close("done")
+    assert fan.errors == 21 and "still away" in (fan.last_error or "")
+    assert live.tracker_errors == 21
