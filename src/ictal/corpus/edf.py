@@ -30,6 +30,7 @@ from ictal.corpus.channels import (
     NEIGHBOURS,
     ChannelSelection,
     normalise_label,
+    pair_of,
     select_channels,
     select_pairs,
 )
@@ -284,12 +285,7 @@ def read_header(
 
 def bipolar_labels(labels: Sequence[str]) -> list[str]:
     """Labels that are pairs of two electrodes (`FP1-F7`, `EEG T7-P7`), as CHB-MIT writes."""
-    out = []
-    for label in labels:
-        parts = label.replace("EEG ", "").strip().split("-")
-        if len(parts) == 2 and all(normalise_label(p) in CANONICAL_19 for p in parts):
-            out.append(label.strip())
-    return out
+    return [label.strip() for label in labels if pair_of(label) is not None]
 
 
 def select_for(
