@@ -250,17 +250,30 @@ def test_hostile_bids_inputs_are_clear_refusals(corpora, tmp_path: Path) -> None
 
 
 def test_power_line_frequency_of_the_sidecar_sets_the_notch(corpora, tmp_path: Path) -> None:
-    """A European recording (PowerLineFrequency 50) is notched at 50 Hz, and the record says so."""
+    """A European recording (PowerLineFrequency 50) is notched at 50 Hz, and the record says
+    so: the synthetic signals carry 60 Hz mains, which the 60 Hz sidecar's notch removes and
+    the 50 Hz one leaves."""
     _, bids = corpora
     root = _copy(bids, tmp_path)
+    for sub in sorted(root.glob("sub-*"))[1:]:
+        shutil.rmtree(sub)  # one subject is enough
+    american = tmp_path / "american"
+    shutil.copytree(root, american)
     for sidecar in root.glob("sub-*/**/eeg/*_eeg.json"):
         doc = json.loads(sidecar.read_text())
         sidecar.write_text(json.dumps({**doc, "PowerLineFrequency": 50}))
-    sets = _sets(f"corpus.root={root}", f"cache.root={tmp_path / 'cache'}", *FAST)
-    _ok(run_ictal("build", "--workers", "1", *sets))
-    (cache,) = [p for p in (tmp_path / "cache").iterdir() if (p / "manifest.json").is_file()]
-    records = [json.loads(p.read_text()) for p in (cache / "records").glob("*.json")]
-    assert records and {r["line_frequency_hz"] for r in records} == {50.0}
+    mains = {}
+    for name, at in (("50", root), ("60", american)):
+        sets = _sets(f"corpus.root={at}", f"cache.root={tmp_path / name}", *FAST)
+        _ok(run_ictal("build", "--workers", "1", *sets))
+        (cache,) = [p for p in (tmp_path / name).iterdir() if (p / "manifest.json").is_file()]
+        records = [json.loads(p.read_text()) for p in (cache / "records").glob("*.json")]
+        assert records and {r["line_frequency_hz"] for r in records} == {float(name)}
+        x = np.concatenate([np.load(p) for p in sorted((cache / "arrays").iterdir())])
+        spectrum = np.abs(np.fft.rfft(x.astype(np.float64), axis=0)) ** 2
+        hz = np.fft.rfftfreq(len(x), 1 / 256)
+        mains[name] = spectrum[np.abs(hz - 60) < 0.5].sum() / spectrum[np.abs(hz - 55) < 0.5].sum()
+    assert mains["50"] > 5 * mains["60"], mains  # 60 Hz kept where the notch moved to 50 Hz
 
 
 CHB_PAIRS = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
