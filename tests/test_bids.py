@@ -236,10 +236,18 @@ def test_hostile_bids_inputs_are_clear_refusals(corpora, tmp_path: Path) -> None
     shutil.copy(rec, rec.parent / rec.name.replace("sub-", "sub-9", 1))
     (root / "sub-zz").mkdir()
     shutil.copy(rec, root / "sub-zz" / "notes.edf")
+    # A sidecar that is not JSON, and one whose mains is not a frequency: that file only.
+    sidecars = sorted(root.glob("sub-*/**/eeg/*_eeg.json"))
+    sidecars[1].write_text("{not json")
+    sidecars[2].write_text(json.dumps({"PowerLineFrequency": "fifty"}))
+    sidecars[3].write_text(json.dumps({"PowerLineFrequency": "n/a"}))  # says none: fine
     doc = _census(root, tmp_path)
     reasons = {u["file"]: u["reason"] for u in doc["unusable"]}
     assert any("is not its folder" in r for r in reasons.values()), reasons
     assert any("does not match the BIDS layout" in r for r in reasons.values()), reasons
+    assert any(r.endswith("_eeg.json: not a JSON sidecar") for r in reasons.values()), reasons
+    assert any("PowerLineFrequency 'fifty' is not a number" in r for r in reasons.values())
+    assert len(reasons) == 4 and doc["line_frequency"]["n/a"] == 3  # 3: the two bad, one n/a
     # A split value nobody knows: exit 2 naming the file, the line and the fix.
     table = (root / "participants.tsv").read_text().splitlines()
     table[1] = table[1].rsplit("\t", 1)[0] + "\tholdout"

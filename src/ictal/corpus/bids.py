@@ -239,17 +239,31 @@ def sidecar_of(edf_path: str) -> str | None:
 
 
 def line_frequency(path: str, fs: Any = None) -> float | None:
-    """PowerLineFrequency of an `*_eeg.json` sidecar (Hz), or None when the sidecar, the
-    field or a usable value is absent ("n/a", not a positive number, unreadable)."""
+    """PowerLineFrequency of an `*_eeg.json` sidecar (Hz); None when there is no sidecar or
+    it says none (the field absent or "n/a"). A sidecar that is not a JSON object, or a value
+    that is not a frequency, is an AnnotationError naming the file: never a silent fallback
+    to another notch."""
     where = path
+    if fs is None:
+        fs, where = fsspec.core.url_to_fs(path)
     try:
-        if fs is None:
-            fs, where = fsspec.core.url_to_fs(path)
         with fs.open(where, "rb") as fh:
-            doc = json.loads(fh.read(1 << 20).decode("utf-8-sig"))
-    except (OSError, ValueError):
+            data = fh.read(1 << 20)
+    except FileNotFoundError:
         return None
-    value = doc.get("PowerLineFrequency") if isinstance(doc, dict) else None
+    except OSError as exc:
+        raise AnnotationError(path, f"cannot read the sidecar ({exc})") from None
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except ValueError:
+        raise AnnotationError(path, "not a JSON sidecar") from None
+    if not isinstance(doc, dict):
+        raise AnnotationError(path, "not a JSON object")
+    value = doc.get("PowerLineFrequency", "n/a")
+    if value == "n/a":
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if 0 < value < 1000 and math.isfinite(value) else None
+        raise AnnotationError(path, f"PowerLineFrequency {str(value)[:40]!r} is not a number")
+    if not (0 < value < 1000 and math.isfinite(value)):
+        raise AnnotationError(path, f"PowerLineFrequency {value!r} is not a frequency in Hz")
+    return float(value)

@@ -125,7 +125,10 @@ def _census_file(
         out.problem = exc.reason
     files = ref.files()
     if "json" in files:
-        out.mains = line_frequency(f"{base}/{files['json']}", fs)
+        try:
+            out.mains = line_frequency(f"{base}/{files['json']}", fs)
+        except AnnotationError as exc:
+            out.problem = out.problem or f"{files['json']}: {exc.reason}"
     label_kind = ref.labels(label_source)[0]
     for kind in (k for k in LABEL_KINDS if k in files):
         path = f"{base}/{files[kind]}"

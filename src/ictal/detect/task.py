@@ -147,6 +147,7 @@ def detect_one(task: Task) -> dict[str, Any]:
 
 
 def _detect(task: Task) -> dict[str, Any]:
+    from ictal.corpus.annotations import AnnotationError
     from ictal.corpus.bids import line_frequency, sidecar_of
     from ictal.corpus.edf import RecordingError, read_eeg
     from ictal.events.postprocess import PostProcess, events_from_probs
@@ -166,7 +167,10 @@ def _detect(task: Task) -> dict[str, Any]:
     t_read = time.monotonic() - t
     t = time.monotonic()
     beside = sidecar_of(task.url)  # a BIDS recording's sidecar says its mains frequency
-    mains = line_frequency(beside) if beside is not None else None
+    try:
+        mains = line_frequency(beside) if beside is not None else None
+    except AnnotationError as exc:
+        return {"status": "failed", "error": str(exc)}
     pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
     t_pre = time.monotonic() - t
     model, _ = _model(task)
