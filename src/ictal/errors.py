@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 
 
 class ExitCode(IntEnum):
@@ -14,6 +14,29 @@ class ExitCode(IntEnum):
     PREFLIGHT = 3
     PARTIAL = 4
     INTERRUPTED = 130  # SIGINT or SIGTERM: stopped cleanly, the same command resumes
+
+
+class Ending(StrEnum):
+    """How a command's work ended, in the library's words: results carry one (``ending``) and
+    the command line turns it into the exit code (``ictal.cli.exits``)."""
+
+    DONE = "done"
+    PARTIAL = "partial"  # finished, but some inputs failed or a result could not be pushed
+    REFUSED = "refused"  # a check refused the work (preflight, verification, readiness)
+    INTERRUPTED = "interrupted"  # stopped by SIGINT/SIGTERM; the same command resumes
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The documented exit code of this ending."""
+        return _ENDING_CODES[self]
+
+
+_ENDING_CODES = {
+    Ending.DONE: ExitCode.OK,
+    Ending.PARTIAL: ExitCode.PARTIAL,
+    Ending.REFUSED: ExitCode.PREFLIGHT,
+    Ending.INTERRUPTED: ExitCode.INTERRUPTED,
+}
 
 
 EXIT_CODES_HELP = (
