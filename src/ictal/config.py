@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -235,10 +235,14 @@ class TrainConfig(Section):
     dist_timeout_s: float = Field(300.0, gt=0.0)
 
 
+EvaluateSplit = Literal["dev", "eval", "train"]
+EVALUATE_SPLITS: tuple[str, ...] = get_args(EvaluateSplit)  # `ictal evaluate --split` choices
+
+
 class EvaluateConfig(Section):
     """Post-processing and scoring of whole recordings."""
 
-    split: Literal["dev", "eval"] = "eval"
+    split: EvaluateSplit = "eval"
     threshold: float = Field(0.5, ge=0.0, le=1.0)
     hysteresis_low: float | None = Field(None, ge=0.0, le=1.0)
     min_duration_s: float = Field(2.0, ge=0.0)

@@ -36,7 +36,7 @@ from ictal.detect.task import (
     remember_model,
     writer,
 )
-from ictal.errors import ExitCode, UsageError
+from ictal.errors import Ending, UsageError
 from ictal.events.operating_points import at_threshold, export_threshold, load_operating_points
 from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.digest import file_sha256, url_sha256
@@ -45,11 +45,10 @@ from ictal.io.lock import FileLock
 from ictal.io.paths import is_safe_name, writable_dir
 from ictal.io.redact import redact
 from ictal.parallel.engines import make_executor
-from ictal.runs.directory import RunDir, eval_dir_for, new_run_id, run_of_checkpoint
+from ictal.runs.directory import RunDir, eval_dir_for, run_of_checkpoint
 from ictal.runs.heartbeat import LiveStatus
-from ictal.runs.meta import read_run_json, record_resume, run_metadata
-from ictal.runs.sink import check_sink
-from ictal.runs.watch import RunWatch
+from ictal.runs.pusher import PushOutcome
+from ictal.runs.session import RunSession
 from ictal.stitch import default_hop
 from ictal.ui import is_terminal, log, progress
 
@@ -66,14 +65,39 @@ class DetectResult:
     detected: int = 0  # recordings computed by this command
     skipped: int = 0  # already in the log (same source, model and settings)
     warnings: list[str] = field(default_factory=list)
-    pushed_to: str | None = None
-    push_error: str = ""
+    push: PushOutcome | None = None  # the final push, with a sink
     postprocess: str = ""  # where the operating point came from
 
     @property
-    def exit_code(self) -> int:
-        """4 whenever the results hold a failed recording, else 0."""
-        return ExitCode.PARTIAL if self.summary.failed else ExitCode.OK
+    def ending(self) -> Ending:
+        """Partial whenever the results hold a failed recording."""
+        return Ending.PARTIAL if self.summary.failed else Ending.DONE
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one detect command does on every pass: the model, its settings, the inputs and
+    where the record log goes."""
+
+    cfg: Config
+    checkpoint: Path
+    inputs: list[str]
+    out: Path
+    model_sha: str
+    settings: dict[str, Any]
+    settings_sha: str
+    save_probs: bool
+
+    @property
+    def logset(self) -> LogSettings:
+        d = self.cfg.detect
+        return LogSettings(str(self.out), d.fsync_s, int(d.segment_mb * 2**20), d.segment_age_s)
+
+    def task(self, s: Source, name: str) -> Task:
+        """The worker's task for one source."""
+        return Task(s.url, s.key, name, s.size, s.mtime, str(self.checkpoint.resolve()),
+                    self.model_sha, self.settings, self.settings_sha, self.logset,
+                    self.cfg.evaluate.batch_size, self.save_probs)  # fmt: skip
 
 
 def resolve_postprocess(
@@ -163,45 +187,14 @@ def _have(rec: dict[str, Any] | None, src: Source, model: str, settings: str) ->
         return False
 
 
-@contextlib.contextmanager
-def _run_dir(cfg: Config, out: Path, checkpoint: Path) -> Iterator[RunDir]:
-    """The output directory as a run directory: locked for this process, its run.json
-    created once (its run id names it in the sink) and its resumes recorded."""
-    run = RunDir(out)
-    lock = FileLock(
-        run.lock,
-        f"the detect output {out}",
-        "wait for that detect to finish, or give another --out",
-    )
-    with lock:
-        meta = read_run_json(run.run_json)
-        if not meta.get("run_id"):
-            meta = {
-                **run_metadata("cpu", checkpoint=Path(checkpoint).resolve()),
-                "kind": "detect",
-                "run_id": new_run_id(),
-            }
-            from ictal.io.atomic import atomic_write_json, atomic_write_text
-
-            atomic_write_text(run.config, cfg.to_yaml())
-            atomic_write_json(run.run_json, meta)
-        else:
-            record_resume(run.run_json, "cpu")
-        yield run
-
-
-def _log_settings(cfg: Config, out: Path) -> LogSettings:
-    d = cfg.detect
-    return LogSettings(str(out), d.fsync_s, int(d.segment_mb * 2**20), d.segment_age_s)
-
-
-def _unusable(found: Found, out: Path, logset: LogSettings, settings_sha: str, model: str) -> None:
+def _unusable(job: _Job, found: Found) -> None:
     """Error records for inputs that are not usable (missing, unreadable, not EDF)."""
-    w = writer(logset)
+    w = writer(job.logset)
     for key, reason in found.problems:
         w.append(
             encode({"recording": key, "name": "input", "status": "failed", "error": reason,
-                    "model_sha256": model, "settings_sha256": settings_sha, "time": time.time()})
+                    "model_sha256": job.model_sha, "settings_sha256": job.settings_sha,
+                    "time": time.time()})
         )  # fmt: skip
 
 
@@ -213,15 +206,14 @@ def detect(
     *,
     operating_points: Path | None = None,
     threshold: float | None = None,
-    workers: int | None = None,
-    executor: str | None = None,
     watch: bool = False,
     save_probs: bool = False,
     redo: bool = False,
     prune_after_push: bool = False,
     allow_version_mismatch: bool = False,
 ) -> DetectResult:
-    """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable)."""
+    """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable); workers
+    and executor come from ``detect.workers`` and ``detect.executor``."""
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():  # an ONNX export (`ictal export`): onnxruntime, no torch
         from ictal.export.runtime import load_exported
@@ -237,50 +229,31 @@ def detect(
         pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
         model_file = checkpoint
     settings = detection_settings(meta, pp)
-    settings_sha = settings_hash(settings)
-    model_sha = file_sha256(model_file)
-    remember_model(str(checkpoint.resolve()), model_sha, model, meta)  # for in-process work
+    job = _Job(cfg, checkpoint, inputs, Path(out), file_sha256(model_file), settings,
+               settings_hash(settings), save_probs)  # fmt: skip
+    remember_model(str(checkpoint.resolve()), job.model_sha, model, meta)  # in-process work
     out = writable_dir(out, "--out")
-    kind = executor or cfg.detect.executor
-    if kind not in ("process", "serial", "ray"):
-        raise UsageError(f"--executor {kind}: use process, serial or ray")
-    logset = _log_settings(cfg, out)
-    with _run_dir(cfg, out, checkpoint) as run:
-        run_id = str(read_run_json(run.run_json)["run_id"])
-        if cfg.sink.url:
-            check_sink(cfg.sink.url, run_id)
-        live = LiveStatus(run_id, cfg.train.heartbeat_s, command="detect", phase="detect")
-        watcher = RunWatch(run.path, run.heartbeat, live, cfg.sink, run_id,
-                           exclude=_not_pushed).start()  # fmt: skip
-        result = DetectResult(out, Summary(), postprocess=pp_source)
-        final, error = "failed", None
+    lock = FileLock(RunDir(out).lock, f"the detect output {out}",
+                    "wait for that detect to finish, or give another --out")  # fmt: skip
+    identity = {"checkpoint": checkpoint.resolve(), "kind": "detect"}
+    live = {"command": "detect", "phase": "detect"}
+    result = DetectResult(out, Summary(), postprocess=pp_source)
+    with RunSession.output(cfg, out, identity, live, lock, exclude=_not_pushed) as session:
         try:
-            _detect_pass(cfg, checkpoint, inputs, out, result, logset, model_sha, settings,
-                         settings_sha, workers, kind, save_probs, redo, live)  # fmt: skip
+            _detect_pass(job, result, session.live, redo=redo)
             while watch:
-                live.stage("watch")
+                session.live.stage("watch")
                 time.sleep(cfg.detect.poll_s)
-                _detect_pass(cfg, checkpoint, inputs, out, result, logset, model_sha, settings,
-                             settings_sha, workers, kind, save_probs, redo, live,
-                             settle=True)  # fmt: skip
+                _detect_pass(job, result, session.live, redo=redo, settle=True)
                 redo = False
-            final = "done"
-        except KeyboardInterrupt:
-            final, error = "stopped", "interrupted; the same command resumes"
-            raise
-        except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            raise
         finally:
             close_writers()
             recover(out / LOG_DIR)
             with contextlib.suppress(Exception):
                 result.summary = _outputs(out, result)
-            pushed = watcher.finish(final, error)
-        result.pushed_to = pushed.url if pushed.complete else None
-        result.push_error = pushed.error
-        if prune_after_push and pushed.complete and cfg.sink.url:
-            _prune(out, f"{cfg.sink.url.rstrip('/')}/{run_id}")
+    result.push = session.push
+    if prune_after_push and session.push is not None and session.push.complete:
+        _prune(out, f"{str(cfg.sink.url).rstrip('/')}/{session.sink_name}")
     return result
 
 
@@ -330,90 +303,64 @@ def _settled(sources: list[Source], settle_s: float) -> list[Source]:
 
 
 def _detect_pass(
-    cfg: Config,
-    checkpoint: Path,
-    inputs: list[str],
-    out: Path,
-    result: DetectResult,
-    logset: LogSettings,
-    model_sha: str,
-    settings: dict[str, Any],
-    settings_sha: str,
-    workers: int | None,
-    kind: str,
-    save_probs: bool,
-    redo: bool,
-    live: LiveStatus,
-    *,
-    settle: bool = False,
+    job: _Job, result: DetectResult, live: LiveStatus, *, redo: bool, settle: bool = False
 ) -> None:
     """One pass: recover the log, list the inputs, detect on what is not in the log yet."""
+    out, cfg = job.out, job.cfg
     (out / LOG_DIR).mkdir(parents=True, exist_ok=True)  # workers check they can see it
     recover(out / LOG_DIR)
     results = newest(_records(out).records)
-    found = find_inputs(inputs)
+    found = find_inputs(job.inputs)
     sources = _settled(found.sources, cfg.detect.settle_s) if settle else found.sources
     if not settle:
-        _unusable(found, out, logset, settings_sha, model_sha)
+        _unusable(job, found)
         for key, reason in found.problems:
             log.warning(f"{key}: {reason}")
     names = assign_names(
         sorted({*results, *(s.key for s in found.sources)}),
         {k: r["name"] for k, r in results.items() if is_safe_name(r.get("name"))},
     )
-    todo = [s for s in sources
-            if redo or not _have(results.get(s.key), s, model_sha, settings_sha)]  # fmt: skip
+    todo = [
+        s
+        for s in sources
+        if redo or not _have(results.get(s.key), s, job.model_sha, job.settings_sha)
+    ]
     result.skipped = len(sources) - len(todo)
     if not todo:
         if not settle:
             log.info(f"nothing to detect: {result.skipped} recordings already in {out / LOG_DIR}")
             result.summary = _outputs(out, result)
         return
-    tasks = (
-        Task(s.url, s.key, names[s.key], s.size, s.mtime, str(checkpoint.resolve()), model_sha,
-             settings, settings_sha, logset, cfg.evaluate.batch_size, save_probs)
-        for s in todo
-    )  # fmt: skip
-    n = workers or cfg.detect.workers
-    local_one = n == 1 and kind == "process"  # one worker: this process does it, no spawn
-    execu = make_executor("serial" if local_one else kind, n, cfg.ray)
-    log.info(
-        f"detecting on {len(todo)} recordings ({result.skipped} already done) with "
-        f"{execu.workers} worker(s) into {out}"
-    )
-    plain = not is_terminal()
-    with (
-        progress("detect", total=len(todo)) as tick,
-        contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
-    ):
-        for k, ack in enumerate(acks, start=1):
-            result.detected += 1
-            live.stage("detect", k, len(todo))
-            note = (f"{ack['status']}, {ack['events']} events" if ack["status"] == "done"
-                    else f"failed: {ack['error']}")  # fmt: skip
-            if plain:  # one line per acknowledged record: a log says exactly what is safe
-                shown = redact(ack["recording"])
-                log.info(f"detect: acknowledged {k}/{len(todo)} {shown} ({note})")
-            tick.advance(1)
+    _run_tasks(job, (job.task(s, names[s.key]) for s in todo), len(todo), result, live)
     close_writers()
     recover(out / LOG_DIR)
     result.summary = _outputs(out, result)
 
 
-@contextlib.contextmanager
-def one_thread(active: bool) -> Iterator[None]:
-    """torch on one thread while this process is the one worker (as a worker process is)."""
-    if not active:
-        yield
-        return
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+def _run_tasks(
+    job: _Job, tasks: Iterator[Task], n: int, result: DetectResult, live: LiveStatus
+) -> None:
+    """The tasks on the configured executor, each acknowledged as its record is durable."""
+    workers, kind = job.cfg.detect.workers, job.cfg.detect.executor
+    local_one = workers == 1 and kind == "process"  # one worker: this process, no spawn
+    execu = make_executor("serial" if local_one else kind, workers, job.cfg.ray)
+    log.info(
+        f"detecting on {n} recordings ({result.skipped} already done) with "
+        f"{execu.workers} worker(s) into {job.out}"
+    )
+    plain = not is_terminal()
+    with (
+        progress("detect", total=n) as tick,
+        contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
+    ):
+        for k, ack in enumerate(acks, start=1):
+            result.detected += 1
+            live.stage("detect", k, n)
+            note = (f"{ack['status']}, {ack['events']} events" if ack["status"] == "done"
+                    else f"failed: {ack['error']}")  # fmt: skip
+            if plain:  # one line per acknowledged record: a log says exactly what is safe
+                log.info(f"detect: acknowledged {k}/{n} {redact(ack['recording'])} ({note})")
+            tick.advance(1)
 
 
 def collect(sources: list[str], out: Path) -> DetectResult:

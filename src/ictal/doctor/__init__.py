@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ictal.errors import UsageError
+
 Status = Literal["ok", "warn", "fail", "skip"]
 COMMANDS = ("build", "stage", "train", "evaluate", "detect")
 
@@ -24,3 +26,9 @@ class Check:
 def failed(checks: list[Check]) -> list[Check]:
     """The checks that would make the command fail."""
     return [c for c in checks if c.status == "fail"]
+
+
+def check_command(command: str) -> None:
+    """Refuse (exit 2) a ``--for`` that names no command doctor knows."""
+    if command not in COMMANDS:
+        raise UsageError(f"--for must be one of {', '.join(COMMANDS)}, got {command!r}")

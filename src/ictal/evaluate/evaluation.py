@@ -22,7 +22,7 @@ from ictal.cache.manifest import CacheView
 from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.device import pick_device
-from ictal.errors import PreflightError, UsageError
+from ictal.errors import Ending, PreflightError, UsageError
 from ictal.evaluate.corpora import cache_corpora, corpus_by_id, select_corpora
 from ictal.evaluate.probs import (
     RecordingInfo,
@@ -56,9 +56,9 @@ from ictal.models.checkpoint import load_model
 from ictal.models.inference import default_hop
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
-from ictal.runs.sink import check_sink
+from ictal.runs.pusher import PushOutcome
+from ictal.runs.session import RunSession
 from ictal.runs.trackers import log_evaluation
-from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
 SCORES_FORMAT = 1
@@ -84,8 +84,13 @@ class EvaluationResult:
     inferred: int
     resumed: int
     failed: list[tuple[str, str]] = field(default_factory=list)
-    pushed_to: str | None = None
-    push_error: str = ""
+    push: PushOutcome | None = None  # the final push, with a sink
+
+    @property
+    def ending(self) -> Ending:
+        """Partial when a recording failed or the scores could not be pushed."""
+        pushed = self.push is None or not self.push.error
+        return Ending.DONE if pushed and not self.failed else Ending.PARTIAL
 
 
 def _device(cfg: Config) -> str:
@@ -355,8 +360,6 @@ def evaluate(
             f"{view.key[:16]} (same channels and rate; preprocessing or corpus may differ)"
         )
     out = Path(out) if out is not None else default_out(checkpoint, split, cfg, corpora)
-    if cfg.sink.url:
-        check_sink(cfg.sink.url, sink_name(meta, out))
     return evaluate_view(
         cfg, view, model, meta, checkpoint=checkpoint, split=split, out=out,
         operating_points=operating_points, device=device, corpora=corpora,
@@ -370,12 +373,6 @@ def default_out(
     scored (their scores never replace the full evaluation's)."""
     path = eval_dir_for(checkpoint, split, cfg.runs.root).path
     return path.with_name(f"{path.name}-{'+'.join(corpora)}") if corpora else path
-
-
-def sink_name(meta: dict[str, Any], out: Path) -> str:
-    """Where an evaluation goes in the sink: inside its run (``<run id>/<out name>``)."""
-    run_id = str(meta.get("run_id") or "")
-    return f"{run_id}/{out.name}" if run_id else out.name
 
 
 def _read_frozen(path: Path) -> OperatingPoints:
@@ -405,29 +402,16 @@ def evaluate_view(
     heartbeat in ``<out>/heartbeat.json``, marked done or failed at the end."""
     ops_frozen = _read_frozen(operating_points) if operating_points else None
     where = EvalDir(writable_dir(out, "--out"))
-    live = LiveStatus(
-        str(meta.get("run_id") or ""), cfg.train.heartbeat_s, command="evaluate", phase="evaluate"
-    )
-    live.update(detail={"split": split, "checkpoint": str(checkpoint)})
-    live.stage("start")
-    watch = RunWatch(where.path, where.heartbeat, live, cfg.sink, sink_name(meta, where.path))
-    watch.start()
-    final, error = "failed", None
-    try:
+    live = {"command": "evaluate", "phase": "evaluate"}
+    session = RunSession.evaluation(cfg, where.path, where.heartbeat,
+                                    str(meta.get("run_id") or ""), live)  # fmt: skip
+    session.live.update(detail={"split": split, "checkpoint": str(checkpoint)})
+    session.live.stage("start")
+    with session:  # SIGINT or SIGTERM: the probabilities written so far are kept
         result = _evaluate(cfg, view, model, meta, Path(checkpoint), split, where, ops_frozen,
-                           operating_points, device, live, corpora or [])  # fmt: skip
-        live.stage("done")
-        final = "done"
-    except KeyboardInterrupt:  # SIGINT or SIGTERM: the probabilities written so far are kept
-        final, error = "stopped", "interrupted; the same command resumes"
-        raise
-    except BaseException as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        raise
-    finally:
-        pushed = watch.finish(final, error)
-    result.pushed_to = pushed.url if pushed.complete else None
-    result.push_error = pushed.error
+                           operating_points, device, session.live, corpora or [])  # fmt: skip
+        session.live.stage("done")
+    result.push = session.push
     log_evaluation(Path(checkpoint), split, result.scores)  # the run's trackers, if any
     return result
 

@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import secrets
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from ictal.config import Config
 from ictal.errors import UsageError
+from ictal.ids import new_run_id
 from ictal.io.atomic import atomic_write_json, atomic_write_text
-from ictal.io.lock import FileLock
-from ictal.io.lock import is_locked as lock_held
+from ictal.io.lock import FileLock, is_locked
 from ictal.ui import plain_formatter
 
 CONFIG = "config.yaml"
@@ -40,10 +39,17 @@ EVAL_PREFIX = "eval-"
 SWEEP_JSON = "sweep.json"  # marks a sweep directory: <sweep>/<run name>/<run id>/
 
 
-def new_run_id(now: float | None = None) -> str:
-    """UTC start time plus a short random suffix: sorts by start, unique across machines."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    return f"{stamp}-{secrets.token_hex(3)}"
+class RunState(StrEnum):
+    """The state a run's heartbeat records: running until its process ends it as done,
+    failed or stopped (interrupted, resumable)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+FINAL_STATES = (RunState.DONE, RunState.FAILED, RunState.STOPPED)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,11 @@ class RunDir:
     @property
     def lock(self) -> Path:
         return self.path / LOCK
+
+    @property
+    def locked(self) -> bool:
+        """A live process holds the run (only meaningful on this host)."""
+        return is_locked(self.lock)
 
     def evaluations(self) -> list[Path]:
         """The evaluation directories inside this run, by name."""
@@ -192,11 +203,6 @@ def resolve_run_dir(where: Path) -> Path:
     if not (p / CONFIG).is_file():
         raise UsageError(f"{where} is not a run directory (no {CONFIG})")
     return p
-
-
-def is_locked(path: Path) -> bool:
-    """True when a live process holds the run's lock (only meaningful on this host)."""
-    return lock_held(path / LOCK)
 
 
 def run_lock(run: RunDir) -> FileLock:

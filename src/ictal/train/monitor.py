@@ -16,21 +16,18 @@ from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import MetricsLog
 from ictal.runs.trackers import Trackers
-from ictal.runs.watch import RunWatch
 from ictal.ui import log
 
 
 class Recorder:
     """Writes what the loop reports to metrics.jsonl and, from the same records, to the
-    experiment trackers (TensorBoard, W&B, MLflow: runs/trackers.py) and the live status
-    (the run's watch: heartbeat and push)."""
+    experiment trackers (TensorBoard, W&B, MLflow: runs/trackers.py); the live status is the
+    run session's (heartbeat and push)."""
 
-    def __init__(self, run: RunDir, watch: RunWatch, trackers: Trackers) -> None:
-        self.watch = watch
-        self.live = watch.live
+    def __init__(self, run: RunDir, live: LiveStatus, trackers: Trackers) -> None:
+        self.live = live
         self.metrics = MetricsLog(run.metrics)
         self.trackers = trackers
-        self.last_save = time.monotonic()
 
     def write(self, record: dict[str, Any]) -> None:
         """One metrics line, then the same record to every tracker (queued, never waited)."""
@@ -49,8 +46,6 @@ class QuietRecorder:
 
     def __init__(self, live: LiveStatus) -> None:
         self.live = live
-        self.watch = None
-        self.last_save = time.monotonic()
 
     def write(self, record: dict[str, Any]) -> None:
         """Nothing: rank 0 writes the metrics."""

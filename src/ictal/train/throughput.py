@@ -3,10 +3,12 @@ and cost, so a machine and loader setting can be judged before a long run."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -17,15 +19,11 @@ from ictal.cache.preflight import preflight
 from ictal.config import Config
 from ictal.data.loader import DataWaitMeter
 from ictal.device import pick_device
-from ictal.runs.directory import RunDir, create_run, new_run_id
-from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.meta import run_metadata
 from ictal.runs.metrics import MetricsLog
-from ictal.runs.sink import check_sink
-from ictal.runs.watch import RunWatch
+from ictal.runs.session import RunSession
 from ictal.train.distributed import Ranks, join, rank_device, wrap
 from ictal.train.feed import check_window_fits, make_train_data
-from ictal.train.loop import train_step
 from ictal.train.setup import (
     data_stride,
     deterministic,
@@ -34,6 +32,7 @@ from ictal.train.setup import (
     seed_everything,
 )
 from ictal.train.state import TrainState
+from ictal.train.trainer import train_step
 from ictal.ui import log, quiet_ranks
 
 WARMUP_BATCHES = 2
@@ -113,7 +112,7 @@ def _timed(
         meter = DataWaitMeter()
         sink = _SinkLoad.open(cfg, view, device) if ranks.main else None  # a pushed run's I/O
         done, t0 = 0, time.perf_counter()
-        try:
+        with sink if sink is not None else contextlib.nullcontext():
             for epoch in itertools.count():  # a short draw is cycled until enough batches ran
                 data.sampler.set_epoch(epoch)
                 for x, y in meter.wrap(data.train_loader):
@@ -133,9 +132,6 @@ def _timed(
                 if done >= WARMUP_BATCHES + batches:
                     break
             elapsed = time.perf_counter() - t0
-        finally:
-            if sink is not None:
-                sink.close()
     mine = RankSpeed(ranks.rank, elapsed / batches, meter.fraction())
     speeds = sorted(ranks.gather(mine), key=lambda r: r.rank)
     s_per_batch = max(r.s_per_batch for r in speeds)  # a step ends when the slowest rank's does
@@ -160,44 +156,44 @@ def _timed(
 
 class _SinkLoad:
     """With ``sink.url`` set, bench does what a pushed training run does besides its steps (a
-    run directory, heartbeat, a metrics line per step, a checkpoint, the continuous push), so
-    its timing shows what pushing costs a training step."""
+    run session: directory, heartbeat, a metrics line per step, a checkpoint, the continuous
+    push), so its timing shows what pushing costs a training step."""
 
-    def __init__(self, run: RunDir, watch: RunWatch) -> None:
-        self.run = run
-        self.watch = watch
-        self.metrics = MetricsLog(run.metrics)
+    def __init__(self, session: RunSession) -> None:
+        self.session = session
+        self.run = session.run
+        self.metrics = MetricsLog(self.run.metrics)
+
+    def __enter__(self) -> _SinkLoad:
+        self.session.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.metrics.close()
+        self.session.__exit__(*exc)
+        if self.session.push is not None and self.session.push.error:
+            log.warning(self.session.push.error)
 
     @classmethod
     def open(cls, cfg: Config, view: CacheView, device: torch.device) -> _SinkLoad | None:
         if not cfg.sink.url:
             return None
-        run_id = new_run_id()
-        check_sink(cfg.sink.url, run_id)
         meta = {
             **run_metadata(str(device), cache_key=view.key, cache_path=view.path),
             "kind": "bench",
         }
-        run = create_run(cfg, meta, run_id)
-        live = LiveStatus(run.run_id, cfg.train.heartbeat_s, command="bench")
-        return cls(run, RunWatch(run.path, run.heartbeat, live, cfg.sink, run.run_id).start())
+        return cls(RunSession.new(cfg, meta, {"command": "bench"}))
 
     def step(self, step: int, loss: float, n: int) -> None:
         self.metrics.write({"phase": "train", "epoch": 0, "step": step, "time": time.time(),
                             "loss": loss})  # fmt: skip
-        live = self.watch.live
+        live = self.session.live
         live.update(phase="bench", step=step, loss=loss, samples=live.samples + n)
 
     def checkpoint(self, state: TrainState) -> None:
         self.metrics.sync()
         state.save(self.run.last)
-        self.watch.checkpointed()
-
-    def close(self) -> None:
-        self.metrics.close()
-        outcome = self.watch.finish("done")
-        if outcome.error:
-            log.warning(outcome.error)
+        self.session.checkpointed()
 
 
 def _duration(seconds: float) -> str:

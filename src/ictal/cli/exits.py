@@ -1,0 +1,147 @@
+"""How a command ends: the one place that turns its outcome (the result it returned, or the
+exception that stopped it) into the documented exit code and the one line the user reads.
+
+Commands return results that say how their work ended (``ending``: done, partial, refused,
+interrupted); library errors carry their exit code as a class attribute; storage errors,
+interrupts and bugs are mapped here. Nothing else in Ictal picks an exit code.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from types import FrameType
+
+import click
+import typer
+
+from ictal.cli.app import CURRENT, app
+from ictal.errors import Ending, ExitCode, IctalError
+from ictal.io.redact import redact
+
+# Storage errors that are the user's to fix (a full disk, a path that is not writable...).
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+                  errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT)  # fmt: skip
+
+
+def error(message: str) -> None:
+    """One error message on stderr, credentials redacted."""
+    typer.echo(f"error: {redact(message)}", err=True)
+
+
+def conclude(outcome: object) -> int:
+    """The exit code of a command's outcome, after the line an error or interrupt owes the
+    user: a result (its ``ending``), an Ending, several results (the worst), a library
+    error (its class's code), a usage error of the parser, an interrupt, a storage error or
+    a bug (its traceback, redacted)."""
+    if outcome is None:
+        return ExitCode.OK
+    if isinstance(outcome, Ending):
+        return _ended(outcome, None)
+    if isinstance(outcome, int):  # the parser's own ending: --help, --version, Ctrl-C (130)
+        return _ended(Ending.INTERRUPTED, None) if outcome == ExitCode.INTERRUPTED else outcome
+    if isinstance(outcome, Sequence) and not isinstance(outcome, str):
+        return max((conclude(o) for o in outcome), default=ExitCode.OK)
+    if isinstance(outcome, SystemExit):  # sys.exit inside a command (a broken pipe)
+        code = outcome.code
+        return code if isinstance(code, int) else (ExitCode.OK if code is None else 1)
+    if isinstance(outcome, IctalError):
+        error(str(outcome))
+        return int(outcome.exit_code)
+    if isinstance(outcome, click.ClickException):
+        _show_usage(outcome)
+        return outcome.exit_code
+    if isinstance(outcome, KeyboardInterrupt | click.exceptions.Abort):
+        return _ended(Ending.INTERRUPTED, None)
+    if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
+        return _os_error(outcome)
+    if isinstance(outcome, BaseException):  # a bug: its traceback, credentials redacted
+        typer.echo(redact("".join(traceback.format_exception(outcome))), err=True)
+        kind = "storage error" if isinstance(outcome, OSError) else type(outcome).__name__
+        error(f"unexpected {kind}: {outcome}")
+        return ExitCode.UNEXPECTED
+    ending = getattr(outcome, "ending", Ending.DONE)
+    return _ended(ending, getattr(outcome, "resume_hint", None))
+
+
+def _ended(ending: Ending, resume_hint: str | None) -> int:
+    """An ending's code; an interrupted one says how to resume."""
+    if ending is Ending.INTERRUPTED:
+        hint = f"continue with `{resume_hint}`" if resume_hint else "run the same command again"
+        typer.echo(redact(f"interrupted, resumable: {hint}"), err=True)
+    return int(ending.exit_code)
+
+
+def _show_usage(exc: click.ClickException) -> None:
+    """A parser error as typer shows it (a panel on a terminal with rich, else plain)."""
+    try:
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+    except ImportError:
+        exc.show()
+
+
+def _storage_setting(filename: str | None) -> str:
+    """The config setting whose directory holds ``filename`` (cache.root, runs.root...)."""
+    if not filename or not CURRENT:
+        return ""
+    cfg = CURRENT[0]
+    target = os.path.abspath(filename)
+    for name, root in (("cache.root", cfg.cache.root), ("runs.root", cfg.runs.root)):
+        base = os.path.abspath(root)
+        if target == base or target.startswith(base + os.sep):
+            return name
+    return ""
+
+
+def _os_error(exc: OSError) -> int:
+    """A storage error as one line naming the file, what the system said and the fix."""
+    where = exc.filename or "a file"
+    why = os.strerror(exc.errno) if exc.errno else str(exc)
+    setting = _storage_setting(exc.filename)
+    named = f" (under {setting})" if setting else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        error(f"disk full writing {where}{named}: {why}")
+        typer.echo(
+            "  fix: free space (or point the setting at a larger disk) and run the same "
+            "command again: what was finished is kept",
+            err=True,
+        )
+        return ExitCode.PREFLIGHT
+    error(f"cannot use {where}{named}: {why}")
+    typer.echo(
+        "  fix: point " + (setting or "the path") + " at a directory this process can read and "
+        "write, or fix its permissions",
+        err=True,
+    )
+    return ExitCode.USAGE
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code (``conclude`` of what it returned or raised)."""
+    try:
+        outcome: object = app(args=argv, standalone_mode=False)
+    except BaseException as exc:  # every ending, error or interrupt goes to conclude
+        outcome = exc
+    return conclude(outcome)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like SIGINT's KeyboardInterrupt so every command unwinds the same way:
+    workers are ended, partial work stays resumable, the exit code is 130."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"received {signal.Signals(signum).name}")
+
+
+def main() -> None:
+    """Console-script entry point: SIGTERM unwinds like Ctrl-C; exit codes scripts trust."""
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.exit(run())
