@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 
 import pytest
 import yaml
 
-from ictal.config import Config, ConfigError, cache_key, canonical_json, diff_semantic, load_config
+from ictal.config import (
+    PREPROCESSING_VERSION,
+    Config,
+    ConfigError,
+    MachineField,
+    PathField,
+    Role,
+    Section,
+    cache_key,
+    canonical_json,
+    diff_semantic,
+    field_roles,
+    flatten,
+    load_config,
+    resume_fields,
+    role_of,
+    sweep_may_vary,
+)
 
 DIGEST = "0" * 64
 
@@ -160,3 +178,178 @@ def test_remote_cache_root_is_refused_with_the_reason():
     with pytest.raises(ConfigError) as err:
         load_config(None, ["cache.root=s3://bucket/cache"])
     assert "cache.root" in str(err.value) and "local directory" in str(err.value)
+
+
+# ------------------------------------------------------------------------------ field roles
+
+
+def _semantic_by_hand(cfg: Config) -> dict:
+    """``Config.semantic`` as it was written before roles were declared on the fields."""
+    return {
+        "signal": cfg.signal.model_dump(mode="json"),
+        "labels": cfg.labels.model_dump(mode="json"),
+        "corpus": {"policy": cfg.corpus.policy.model_dump(mode="json")},
+    }
+
+
+def _key_by_hand(cfg: Config, digest: str) -> str:
+    payload = {
+        "semantic": _semantic_by_hand(cfg),
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "source": digest,
+    }
+    return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],
+        ["signal.fs=200", "signal.notch=null", "signal.channels=[Fp1, F3]"],
+        ["signal.bandpass=[1, 40]", "signal.clip=20", "signal.dtype=float16"],
+        ["labels.seizure_codes=[fnsz]", "corpus.policy.annotation_overlap=merge"],
+        ["corpus.policy.duration_tolerance_s=2.5", "cache.root=/x", "train.lr=0.1"],
+        ["corpus.roots=[{name: a, root: /a}, {name: b, root: /b}]", "corpus.split.seed=3"],
+        ["model.params={depth: 3}", "sampler.corpus_weights={a: 2}", "sink.url=s3://b/r"],
+    ],
+)
+def test_declared_semantic_fields_give_the_same_key_as_before(overrides):
+    cfg = load_config(None, overrides)
+    assert cfg.semantic() == _semantic_by_hand(cfg)
+    for digest in (DIGEST, "ab" * 32):
+        assert cache_key(cfg, digest) == _key_by_hand(cfg, digest)
+
+
+def test_every_field_has_exactly_one_role():
+    roles = field_roles()
+    assert all(isinstance(role, Role) for role in roles.values())
+    # Every key resume and the trackers see is a field or lies in one (a dict's entries).
+    for key in flatten(Config().model_dump(mode="json")):
+        assert role_of(key) is not None, key
+    assert {k for k, r in roles.items() if r is Role.SEMANTIC} == set(
+        flatten(_semantic_by_hand(Config()))
+    )
+    assert {k for k, r in roles.items() if r is Role.PATH} == {
+        "corpus.root",
+        "corpus.roots[].root",
+        "cache.root",
+        "cache.remote",
+        "runs.root",
+        "sink.url",
+    }
+    assert (
+        role_of("train.lr") is Role.EXPERIMENT and role_of("model.params.depth") is Role.EXPERIMENT
+    )
+    assert role_of("signal") is None and role_of("nosuch.key") is None
+
+
+def test_a_field_cannot_declare_two_roles():
+    class Twice(Section):
+        x: MachineField[PathField[int]] = 1
+
+    class Whole(Section):
+        inner: PathField[Twice] = Twice.model_construct()
+
+    with pytest.raises(TypeError, match="2 roles"):
+        field_roles(Twice)
+    with pytest.raises(TypeError, match="is a section"):
+        field_roles(Whole)
+
+
+def test_new_fields_default_to_their_sections_role():
+    class Knobs(Section):
+        plain: int = 0
+        where: PathField[str] = "."
+
+    class Preprocessing(Section):
+        default_role = Role.SEMANTIC
+        gain: float = 1.0
+        where: PathField[str] = "."
+
+    assert field_roles(Knobs) == {"plain": Role.EXPERIMENT, "where": Role.PATH}
+    assert field_roles(Preprocessing) == {"gain": Role.SEMANTIC, "where": Role.PATH}
+
+
+# The hand-written list of runs/resume.py that resume_fields() replaces.
+MACHINE_FIELDS_BEFORE = (
+    "corpus.root",
+    "cache.root",
+    "cache.workers",
+    "cache.executor",
+    "runs.root",
+    "loader.num_workers",
+    "loader.prefetch_factor",
+    "loader.persistent_workers",
+    "loader.timeout_s",
+    "train.device",
+    "train.checkpoint_every_s",
+    "train.heartbeat_s",
+    "train.data_wait_warn",
+    "sink.url",
+    "sink.every_s",
+    "train.threads",
+    "train.gpu_memory_fraction",
+)
+
+
+def test_resume_fields_are_the_machine_fields_as_before():
+    # cache.remote was missing from the hand-written list: a path, it follows the machine too
+    assert resume_fields() == frozenset(MACHINE_FIELDS_BEFORE) | {"cache.remote"}
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "runs.root",
+        "train.threads",
+        "loader.num_workers",
+        "train.gpu_memory_fraction",
+        "corpus.root",
+        "cache.root",
+        "cache.remote",
+        "sink.url",
+        "runs",  # a whole section holding a path
+        "sink",
+    ],
+)
+def test_sweep_may_not_vary_paths_or_a_runs_share(key):
+    assert not sweep_may_vary(key)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "train.lr",
+        "train.seed",
+        "model.name",
+        "model.params.hidden",  # inside a dict-valued field
+        "windows.length_s",
+        "signal.fs",
+        "loader.prefetch_factor",  # a machine knob the sweep does not set
+        "corpus.roots",  # the mixture itself is an experiment
+        "sampler",
+    ],
+)
+def test_sweep_may_vary_experiment_and_other_fields(key):
+    assert sweep_may_vary(key)
+
+
+def _flat_before(tree: dict, prefix: str = "") -> dict:
+    """runs/trackers.py's copy before it used ``flatten``: empty mappings vanish."""
+    out: dict = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat_before(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def test_flatten_keeps_or_drops_empty_mappings():
+    tree = {"a": {"b": 1, "c": {}, "d": {"e": {}}}, "f": [1, {}], "g": {}}
+    assert flatten(tree) == {"a.b": 1, "a.c": {}, "a.d.e": {}, "f": [1, {}], "g": {}}
+    assert flatten(tree, keep_empty=False) == _flat_before(tree) == {"a.b": 1, "f": [1, {}]}
+    stored = load_config(None, ["model.params={depth: 3}", "sink.url=s3://k:s@b/r"]).stored()
+    assert flatten(stored, keep_empty=False) == _flat_before(stored)
+    assert flatten(Config().stored(), keep_empty=False) == _flat_before(Config().stored())

@@ -25,7 +25,7 @@ from ictal.models.checkpoint import load_checkpoint
 from ictal.runs.directory import CONFIG, HEARTBEAT, RunDir, run_lock
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import MetricsLog, keep_until, read_metrics
-from ictal.runs.resume import find_resumable
+from ictal.runs.resume import find_resumable, resume_config
 from ictal.train.state import capture_rng, restore_rng
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -283,3 +283,27 @@ def test_find_resumable_skips_done_and_live_runs(tmp_path):
     # a resume is running: a second one refuses, naming the process
     with run_lock(RunDir(live)), pytest.raises(PreflightError, match=r"being trained by .*:\d+"):
         find_resumable(tmp_path)
+
+
+def test_resume_takes_machine_fields_now_and_keeps_the_experiment(tmp_path):
+    frozen = load_config(None, ["train.lr=0.01", "cache.remote=s3://old/caches", "runs.root=/r"])
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.config.write_text(frozen.to_yaml())
+    now = load_config(
+        None,
+        [
+            "cache.root=/new/cache",  # path: taken
+            "train.threads=3",  # share: taken
+            "loader.prefetch_factor=8",  # machine: taken
+            "train.lr=0.5",  # experiment: frozen
+            "cache.remote=s3://new/caches",  # path the resume has always kept frozen
+            "signal.fs=200",  # semantic: frozen
+        ],
+    )
+    resumed = resume_config(now, run)
+    assert resumed.cache.root == "/new/cache" and resumed.train.threads == 3
+    assert resumed.loader.prefetch_factor == 8
+    assert resumed.train.lr == 0.01 and resumed.signal.fs == 256.0
+    assert resumed.cache.remote == "s3://old/caches"
+    assert resumed.runs.root == "/r"  # a default given now keeps the frozen value

@@ -5,7 +5,15 @@ import time
 import numpy as np
 import pytest
 
-from ictal.data.windows import BACKGROUND, FULL, PARTIAL, build_window_index, label_mask
+from ictal.data.windows import (
+    BACKGROUND,
+    FULL,
+    PARTIAL,
+    build_window_index,
+    index_recordings,
+    label_mask,
+    window_samples,
+)
 
 
 def brute_force(n_samples, intervals, window, stride):
@@ -102,3 +110,25 @@ def test_large_index_is_vectorised():
     assert len(idx) > 300_000
     assert idx.counts()["partial"] > 0
     assert elapsed < 10.0  # ~0.1 s expected; only a per-window Python loop would hit this
+
+
+@pytest.mark.parametrize(
+    ("length_s", "stride_s", "fs", "expected"),
+    [
+        (60.0, 10.0, 256.0, (15360, 2560)),
+        (8.0, 4.0, 1.0, (8, 4)),
+        (2.5, 0.3, 200.0, (500, 60)),
+        (1.0, 1 / 3, 250.0, (250, 83)),  # nearest sample
+        (0.01, 0.006, 250.0, (2, 2)),  # 2.5 and 1.5 round half to even, as round() does
+    ],
+)
+def test_window_samples_rounds_to_the_nearest_sample(length_s, stride_s, fs, expected):
+    assert window_samples(length_s, stride_s, fs) == expected
+    assert window_samples(length_s, stride_s, fs) == (round(length_s * fs), round(stride_s * fs))
+
+
+def test_index_recordings_windows_in_samples():
+    recs = [{"n_samples": 1000, "seizures": [[100, 400]]}, {"n_samples": 30, "seizures": []}]
+    idx = index_recordings(recs, fs=200.0, length_s=0.25, stride_s=0.1)
+    assert (idx.window, idx.stride) == window_samples(0.25, 0.1, 200.0) == (50, 20)
+    assert idx.n_short == 1 and idx.counts()["full"] > 0

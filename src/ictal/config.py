@@ -1,15 +1,17 @@
 """One YAML config: pydantic models with built-in defaults, overrides, canonical JSON, cache key.
 
 The cache key covers the *semantic* fields only (what changes a byte of the cache); paths
-and performance knobs never enter it (docs/design.md, invariant 3).
+and performance knobs never enter it (docs/design.md, invariant 3). Each field's role is
+declared where the field is (``Role``); the cache key, ``--resume`` and ``ictal sweep`` follow it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -27,15 +29,36 @@ class ConfigError(UsageError, ValueError):
     allowed (exit 2)."""
 
 
+class Role(StrEnum):
+    """What a config field is for. A field takes its section's ``default_role`` unless its
+    annotation names another (``MachineField[int]``); exactly one role per field."""
+
+    EXPERIMENT = "experiment"  # the default: frozen in a run, may be varied by a sweep
+    SEMANTIC = "semantic"  # changes a byte of the cache: enters the cache key
+    MACHINE = "machine"  # describes the machine: a resume takes today's value
+    SHARE = "share"  # machine: the run's share of a shared machine, set per run by ictal sweep
+    PATH = "path"  # machine: a local path or URL of storage the user configured
+
+
+MACHINE_ROLES = frozenset({Role.MACHINE, Role.SHARE, Role.PATH})
+
+_T = TypeVar("_T")
+MachineField = Annotated[_T, Role.MACHINE]
+ShareField = Annotated[_T, Role.SHARE]
+PathField = Annotated[_T, Role.PATH]
+
+
 class Section(BaseModel):
     """Base for config sections: unknown keys are errors, assignments are validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    default_role: ClassVar[Role] = Role.EXPERIMENT
 
 
 class CorpusPolicy(Section):
     """How defects in the corpus are treated; semantic because it changes what is cached."""
 
+    default_role = Role.SEMANTIC
     missing_channels: Literal["error", "interpolate"] = "error"
     annotation_overlap: Literal["error", "merge"] = "error"
     annotation_out_of_range: Literal["error", "clip"] = "error"
@@ -68,7 +91,7 @@ class CorpusSource(Section):
     which split its recordings go to (``auto``: the corpus's own; ``eval``: all held out)."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
-    root: str
+    root: PathField[str]
     format: CorpusFormat = "auto"
     split: Literal["auto", "train", "dev", "eval"] = "auto"
 
@@ -78,7 +101,7 @@ class CorpusConfig(Section):
     from the root when ``auto``), or several corpora as one mixture (``roots``), and how to
     treat its defects."""
 
-    root: str = "data/corpus"
+    root: PathField[str] = "data/corpus"
     format: CorpusFormat = "auto"
     roots: tuple[CorpusSource, ...] = ()
     split: SplitRule = SplitRule()
@@ -104,6 +127,7 @@ class CorpusConfig(Section):
 class SignalConfig(Section):
     """Preprocessing applied once at build time; every field is semantic."""
 
+    default_role = Role.SEMANTIC
     channels: tuple[str, ...] = CANONICAL_19
     fs: float = Field(256.0, gt=0.0, le=4096.0)
     montage: Literal["average", "referential", "bipolar", "tcp"] = "average"
@@ -127,6 +151,7 @@ class SignalConfig(Section):
 class LabelsConfig(Section):
     """Which annotation files give the labels and the accepted seizure vocabulary."""
 
+    default_role = Role.SEMANTIC
     source: Literal["csv_bi", "csv"] = "csv_bi"
     seizure_codes: tuple[str, ...] = (
         "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz",
@@ -136,13 +161,13 @@ class LabelsConfig(Section):
 class CacheConfig(Section):
     """Where caches live (one root; the key subdirectory is derived) and build knobs."""
 
-    root: str = "data/cache"
+    root: PathField[str] = "data/cache"
     # Where `ictal publish` puts committed caches and `ictal stage` fetches them (any fsspec
     # URL: s3://bucket/caches, gs://..., a shared path); <remote>/<key16>/ per cache.
-    remote: str | None = None
-    workers: int | None = Field(None, ge=1, le=512)
+    remote: PathField[str | None] = None
+    workers: MachineField[int | None] = Field(None, ge=1, le=512)
 
-    executor: Literal["process", "serial", "ray"] = "process"
+    executor: MachineField[Literal["process", "serial", "ray"]] = "process"
     max_failed_fraction: float = Field(0.05, ge=0.0, le=1.0)
     retry_failed: bool = False
 
@@ -159,7 +184,7 @@ class CacheConfig(Section):
 class RunsConfig(Section):
     """Where run directories are written."""
 
-    root: str = "runs"
+    root: PathField[str] = "runs"
 
 
 class WindowsConfig(Section):
@@ -195,10 +220,10 @@ class LoaderConfig(Section):
     # threads: reader threads in the training process (a window read is a GIL-free memcpy);
     # processes: torch DataLoader worker processes. num_workers counts either; 0 reads inline.
     backend: Literal["threads", "processes"] = "threads"
-    num_workers: int | None = Field(None, ge=0, le=256)
-    prefetch_factor: int = Field(4, ge=1, le=64)
-    persistent_workers: bool = True
-    timeout_s: float = Field(120.0, ge=0.0)
+    num_workers: ShareField[int | None] = Field(None, ge=0, le=256)
+    prefetch_factor: MachineField[int] = Field(4, ge=1, le=64)
+    persistent_workers: MachineField[bool] = True
+    timeout_s: MachineField[float] = Field(120.0, ge=0.0)
 
 
 class ModelConfig(Section):
@@ -218,18 +243,18 @@ class TrainConfig(Section):
     warmup_steps: int = Field(100, ge=0)
     grad_clip: float | None = Field(1.0, gt=0.0)
     seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: MachineField[Literal["auto", "cpu", "cuda"]] = "auto"
     amp: bool = True
-    checkpoint_every_s: float = Field(600.0, gt=0.0)
-    heartbeat_s: float = Field(60.0, gt=0.0)
+    checkpoint_every_s: MachineField[float] = Field(600.0, gt=0.0)
+    heartbeat_s: MachineField[float] = Field(60.0, gt=0.0)
     max_nonfinite_in_a_row: int = Field(10, ge=1)
     patience: int | None = Field(None, ge=1)
-    data_wait_warn: float = Field(0.3, ge=0.0, le=1.0)
+    data_wait_warn: MachineField[float] = Field(0.3, ge=0.0, le=1.0)
     validate_each_epoch: bool = True
     # The run's share of a shared machine (ictal sweep sets them): torch intra-op threads
     # (None: torch's default) and the fraction of the GPU's memory it may take (CUDA only).
-    threads: int | None = Field(None, ge=1, le=1024)
-    gpu_memory_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    threads: ShareField[int | None] = Field(None, ge=1, le=1024)
+    gpu_memory_fraction: ShareField[float | None] = Field(None, gt=0.0, le=1.0)
     # Several ranks (torchrun, --nproc): a rank that does not answer for this long ends the
     # job with an error instead of a hang.
     dist_timeout_s: float = Field(300.0, gt=0.0)
@@ -287,8 +312,8 @@ class SinkConfig(Section):
     """Where long commands push their run directory while they run (any fsspec URL: s3://,
     gs://, a path); None keeps runs local. Credentials come from the environment."""
 
-    url: str | None = None
-    every_s: float = Field(60.0, gt=0.0, le=86400.0)
+    url: PathField[str | None] = None
+    every_s: MachineField[float] = Field(60.0, gt=0.0, le=86400.0)
 
 
 class WandbConfig(Section):
@@ -343,12 +368,17 @@ class Config(Section):
     logging: LoggingConfig = LoggingConfig()
 
     def semantic(self) -> dict[str, Any]:
-        """The fields that change a byte of the cache: signal, labels and corpus policy."""
-        return {
-            "signal": self.signal.model_dump(mode="json"),
-            "labels": self.labels.model_dump(mode="json"),
-            "corpus": {"policy": self.corpus.policy.model_dump(mode="json")},
-        }
+        """The fields that change a byte of the cache (role ``semantic``: signal, labels and
+        corpus policy), nested as in the config; the cache key is computed from it."""
+        dumped = self.model_dump(mode="json")
+        tree: dict[str, Any] = {}
+        for name, role in _ROLES.items():
+            if role is Role.SEMANTIC:
+                value = dumped
+                for part in name.split("."):
+                    value = value[part]
+                _set_dotted(tree, name, value)
+        return tree
 
     def stored(self) -> dict[str, Any]:
         """The resolved config as stored in run files and checkpoints: credentials in URLs
@@ -361,6 +391,81 @@ class Config(Section):
         """The resolved config as YAML for run directories (round-trips through load_config;
         credentials masked)."""
         return yaml.safe_dump(self.stored(), sort_keys=False)
+
+
+def _sections_in(annotation: Any) -> tuple[type[Section] | None, bool]:
+    """The section type a field holds and whether it is a tuple of them (a mixture's corpora);
+    (None, False) for a plain value."""
+    if isinstance(annotation, type) and issubclass(annotation, Section):
+        return annotation, False
+    if get_origin(annotation) is tuple:
+        inner = get_args(annotation)[0]
+        if isinstance(inner, type) and issubclass(inner, Section):
+            return inner, True
+    return None, False
+
+
+def field_roles(section: type[Section] | None = None, prefix: str = "") -> dict[str, Role]:
+    """Every field's dotted name and role, in declaration order (of ``Config`` by default).
+    Members of a tuple of sections are named ``field[].member`` (``corpus.roots[].root``);
+    the other names are the keys ``flatten`` gives a dumped config. A field that declares
+    two roles, or a role on a whole section, is a TypeError."""
+    if section is None:
+        return dict(_ROLES)
+    out: dict[str, Role] = {}
+    for name, info in section.model_fields.items():
+        key = prefix + name
+        declared = [m for m in info.metadata if isinstance(m, Role)]
+        if len(declared) > 1:
+            raise TypeError(f"config field {key} declares {len(declared)} roles; give it one")
+        nested, many = _sections_in(info.annotation)
+        if nested is not None and not many:
+            if declared:
+                raise TypeError(f"{key} is a section: declare roles on its fields")
+            out.update(field_roles(nested, key + "."))
+            continue
+        out[key] = declared[0] if declared else section.default_role
+        if nested is not None:
+            members = field_roles(nested, key + "[].")
+            if Role.SEMANTIC in members.values():
+                raise TypeError(f"{key}: semantic fields in a tuple of sections are not supported")
+            out.update(members)
+    return out
+
+
+_ROLES = field_roles(Config)
+
+
+def role_of(key: str) -> Role | None:
+    """The role of the field a dotted key names or lies inside (``model.params.depth`` is in
+    ``model.params``); None for a section or a key that names no field."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        role = _ROLES.get(".".join(parts[:end]))
+        if role is not None:
+            return role
+    return None
+
+
+def resume_fields() -> frozenset[str]:
+    """The fields a ``--resume`` takes from today's config (those that describe the machine:
+    roles machine, share and path); every other field stays as the run froze it."""
+    return frozenset(
+        name
+        for name, role in _ROLES.items()
+        if role in MACHINE_ROLES and "[]" not in name
+    )
+
+
+def sweep_may_vary(key: str) -> bool:
+    """Whether ``ictal sweep --vary KEY`` may vary this key: not when it is, holds or lies in a
+    path field or a field the sweep sets per run (role share, and runs.root, a path).
+    Keys that name no field are left to config validation."""
+    for name, role in _ROLES.items():
+        related = name == key or name.startswith(key + ".") or key.startswith(name + ".")
+        if related and role in (Role.SHARE, Role.PATH):
+            return False
+    return True
 
 
 def canonical_json(obj: Any) -> str:
@@ -458,13 +563,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(_format_validation_error(exc, origin)) from exc
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}; used to diff configs field by field."""
+def flatten(tree: dict[str, Any], prefix: str = "", *, keep_empty: bool = True) -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; used to diff configs field by field. An empty mapping is
+    a leaf ``{}`` with ``keep_empty``, else it has no entry (tracker parameters)."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
+        if isinstance(v, dict) and (v or not keep_empty):
+            out.update(flatten(v, key + ".", keep_empty=keep_empty))
         else:
             out[key] = v
     return out

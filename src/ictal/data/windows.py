@@ -137,14 +137,21 @@ def label_mask(intervals_of_rec: np.ndarray, start: int, length: int) -> np.ndar
     return mask
 
 
+def window_samples(length_s: float, stride_s: float, fs: float) -> tuple[int, int]:
+    """A window's length and stride in samples at rate ``fs`` (nearest sample): the one
+    conversion from ``windows.length_s`` and ``windows.stride_s``."""
+    return round(length_s * fs), round(stride_s * fs)
+
+
 def index_recordings(
     recs: Sequence[dict], fs: float, length_s: float, stride_s: float, full_threshold: float = 1.0
 ) -> WindowIndex:
     """Window index of cache-table rows (``n_samples``, ``seizures``) at the cache rate."""
+    window, stride = window_samples(length_s, stride_s, fs)
     return build_window_index(
         np.array([r["n_samples"] for r in recs], dtype=np.int64),
         [np.asarray(r["seizures"], dtype=np.int64).reshape(-1, 2) for r in recs],
-        window=round(length_s * fs),
-        stride=round(stride_s * fs),
+        window=window,
+        stride=stride,
         full_threshold=full_threshold,
     )

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ictal.config import Config, flatten, load_config
+from ictal.config import Config, flatten, load_config, resume_fields
 from ictal.errors import PreflightError
 from ictal.io.lock import holder
 from ictal.io.paths import contained
@@ -21,28 +21,6 @@ from ictal.runs.meta import read_run_json
 from ictal.runs.sink import pull, pushed_heartbeats
 from ictal.runs.status import classify
 from ictal.ui import log
-
-# Fields that describe the machine rather than the experiment: on resume a value given now
-# (different from the built-in default) replaces the frozen one; every other field is frozen.
-MACHINE_FIELDS = (
-    "corpus.root",
-    "cache.root",
-    "cache.workers",
-    "cache.executor",
-    "runs.root",
-    "loader.num_workers",
-    "loader.prefetch_factor",
-    "loader.persistent_workers",
-    "loader.timeout_s",
-    "train.device",
-    "train.checkpoint_every_s",
-    "train.heartbeat_s",
-    "train.data_wait_warn",
-    "sink.url",
-    "sink.every_s",
-    "train.threads",
-    "train.gpu_memory_fraction",
-)
 
 
 def _final_state(path: Path) -> str | None:
@@ -108,7 +86,8 @@ def pull_resumable(cfg: Config) -> Path | None:
 
 
 def resume_config(current: Config, run: RunDir) -> Config:
-    """The run's frozen config, with machine-specific fields taken from ``current`` when set.
+    """The run's frozen config, with the machine's fields (``config.resume_fields``) taken
+    from ``current`` when set (different from the built-in default).
 
     Experiment fields (model, data, schedule, seed) stay frozen so the run continues exactly;
     differing values given now are named in a warning.
@@ -117,12 +96,13 @@ def resume_config(current: Config, run: RunDir) -> Config:
     defaults = flatten(Config().model_dump(mode="json"))
     now = flatten(current.model_dump(mode="json"))
     old = flatten(frozen.model_dump(mode="json"))
+    machine = resume_fields()
     overrides: list[str] = []
     ignored: list[str] = []
     for key in sorted(set(now) | set(old)):
         if now.get(key) == old.get(key):
             continue
-        if key in MACHINE_FIELDS:
+        if key in machine:
             if now.get(key) != defaults.get(key):
                 overrides.append(f"{key}={_yaml_value(now.get(key))}")
         elif now.get(key) != defaults.get(key):

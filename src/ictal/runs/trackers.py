@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ictal.config import Config
+from ictal.config import Config, flatten
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_json
 from ictal.io.redact import redact
@@ -52,20 +52,9 @@ def scalars(record: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def run_params(cfg: Config, run_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The config (credentials masked) and the run's identity as flat tracker parameters."""
-    return {"ictal.run_id": run_id, **(extra or {}), **_flat(cfg.stored())}
+    return {"ictal.run_id": run_id, **(extra or {}), **flatten(cfg.stored(), keep_empty=False)}
 
 
 # ------------------------------------------------------------------------------- trackers

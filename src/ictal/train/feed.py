@@ -16,7 +16,7 @@ from ictal.config import Config, ConfigError
 from ictal.data.dataset import WindowDataset
 from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler
-from ictal.data.windows import CLASS_NAMES, WindowIndex, index_recordings
+from ictal.data.windows import CLASS_NAMES, WindowIndex, index_recordings, window_samples
 from ictal.ui import log
 
 
@@ -99,7 +99,8 @@ def check_window_fits(cfg: Config, recs: list[dict[str, Any]], fs: float) -> Non
     """A window longer than every train recording is a config error, said before the model
     is built (its trial batch would be one such window)."""
     longest = max((int(r["n_samples"]) for r in recs), default=0)
-    if round(cfg.windows.length_s * fs) > longest:
+    window, _ = window_samples(cfg.windows.length_s, cfg.windows.stride_s, fs)
+    if window > longest:
         raise ConfigError(
             f"windows.length_s={cfg.windows.length_s:g} is longer than every recording of the "
             f"train split (the longest is {longest / fs:.0f} s); lower windows.length_s"
@@ -168,8 +169,7 @@ def make_train_data(
     the ranks together train on the windows one process would, step for step.
     """
     fs = view.fs
-    window = round(cfg.windows.length_s * fs)
-    stride = round(cfg.windows.stride_s * fs)
+    window, stride = window_samples(cfg.windows.length_s, cfg.windows.stride_s, fs)
     train_recs = view.split("train")
     index = window_index(cfg, train_recs, fs, stride)
     sampler = make_sampler(cfg, index, train_recs, fs, rank, world)

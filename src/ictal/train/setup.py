@@ -16,6 +16,7 @@ from torch import nn
 
 from ictal.cache.manifest import CacheView
 from ictal.config import Config
+from ictal.data.windows import window_samples
 from ictal.models.checkpoint import ModelSpec
 from ictal.models.contract import check_contract
 from ictal.models.registry import construct, resolve
@@ -30,7 +31,8 @@ def make_model(cfg: Config, view: CacheView) -> nn.Module:
     n_channels = len(view.channels)
     model = construct(builder, cfg.model.name, n_channels=n_channels, fs=view.fs,
                       **cfg.model.params)  # fmt: skip
-    check_contract(model, cfg.model.name, n_channels, round(cfg.windows.length_s * view.fs))
+    window, _ = window_samples(cfg.windows.length_s, cfg.windows.stride_s, view.fs)
+    check_contract(model, cfg.model.name, n_channels, window)
     return model
 
 
