@@ -297,7 +297,7 @@ def test_resume_takes_machine_fields_now_and_keeps_the_experiment(tmp_path):
             "train.threads=3",  # share: taken
             "loader.prefetch_factor=8",  # machine: taken
             "train.lr=0.5",  # experiment: frozen
-            "cache.remote=s3://new/caches",  # path the resume has always kept frozen
+            "cache.remote=s3://new/caches",  # path: taken
             "signal.fs=200",  # semantic: frozen
         ],
     )
@@ -305,5 +305,5 @@ def test_resume_takes_machine_fields_now_and_keeps_the_experiment(tmp_path):
     assert resumed.cache.root == "/new/cache" and resumed.train.threads == 3
     assert resumed.loader.prefetch_factor == 8
     assert resumed.train.lr == 0.01 and resumed.signal.fs == 256.0
-    assert resumed.cache.remote == "s3://old/caches"
+    assert resumed.cache.remote == "s3://new/caches"
     assert resumed.runs.root == "/r"  # a default given now keeps the frozen value

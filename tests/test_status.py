@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from ictal.errors import IctalError
-from ictal.runs.status import print_statuses, run_statuses
+from ictal.runs.status import run_statuses, status_view
 
 NOW = time.time()
 
@@ -105,12 +105,12 @@ def test_missing_root_and_table(tmp_path):
     fabricate(tmp_path, "20240101T000000Z-abcdef")
     fabricate(tmp_path, "20240102T000000Z-abcdef", state="failed", error="boom")
     console = Console(record=True, width=200)
-    print_statuses(run_statuses(tmp_path), console)
+    console.print(status_view(run_statuses(tmp_path)))
     text = console.export_text()
     assert "20240101T000000Z-abcdef" in text and "running" in text
     assert "failed" in text and "boom" in text and "1/3" in text
     console = Console(record=True, width=200)
-    print_statuses([], console)
+    console.print(status_view([]))
     assert "no runs" in console.export_text()
 
 

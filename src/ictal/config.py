@@ -451,9 +451,7 @@ def resume_fields() -> frozenset[str]:
     """The fields a ``--resume`` takes from today's config (those that describe the machine:
     roles machine, share and path); every other field stays as the run froze it."""
     return frozenset(
-        name
-        for name, role in _ROLES.items()
-        if role in MACHINE_ROLES and "[]" not in name
+        name for name, role in _ROLES.items() if role in MACHINE_ROLES and "[]" not in name
     )
 
 

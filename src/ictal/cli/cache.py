@@ -7,7 +7,8 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import AddressOpt, ConfigOpt, SetOpt, app, fix_command, load
+from ictal.cli.app import AddressOpt, ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.exits import command
 from ictal.errors import Ending, PreflightError
 from ictal.ui import log
 
@@ -16,7 +17,7 @@ WorkersOpt = Annotated[
 ]
 
 
-@app.command()
+@command()
 def build(
     workers: WorkersOpt = None,
     executor: Annotated[
@@ -41,7 +42,7 @@ def build(
     return report
 
 
-@app.command()
+@command()
 def verify(
     full: Annotated[bool, typer.Option("--full", help="Also check content hashes (L1).")] = False,
     config: ConfigOpt = None,
@@ -79,7 +80,7 @@ def verify(
     return None
 
 
-@app.command()
+@command()
 def explain(config: ConfigOpt = None, set_: SetOpt = None) -> object:
     """Say why the cache for this config is or is not there, with a config diff."""
     cfg = load(config, set_)
@@ -94,7 +95,7 @@ def explain(config: ConfigOpt = None, set_: SetOpt = None) -> object:
     return Ending.DONE if result.located.committed else Ending.REFUSED
 
 
-@app.command()
+@command()
 def gc(
     yes: Annotated[bool, typer.Option("--yes", help="Really remove (default: list only).")] = False,
     config: ConfigOpt = None,
@@ -112,7 +113,7 @@ def gc(
     return None
 
 
-@app.command()
+@command()
 def publish(
     to: Annotated[
         str | None, typer.Option("--to", help="fsspec URL to publish to (default cache.remote).")
@@ -136,7 +137,7 @@ def publish(
     return None
 
 
-@app.command()
+@command()
 def stage(
     from_: Annotated[
         str | None,

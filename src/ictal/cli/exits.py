@@ -9,14 +9,15 @@ interrupts and bugs are mapped here. Nothing else in Ictal picks an exit code.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
-import click
 import typer
 
 from ictal.cli.app import CURRENT, app
@@ -42,7 +43,7 @@ def conclude(outcome: object) -> int:
         return ExitCode.OK
     if isinstance(outcome, Ending):
         return _ended(outcome, None)
-    if isinstance(outcome, int):  # the parser's own ending: --help, --version, Ctrl-C (130)
+    if isinstance(outcome, int):  # a child's exit code (the torchrun launch)
         return _ended(Ending.INTERRUPTED, None) if outcome == ExitCode.INTERRUPTED else outcome
     if isinstance(outcome, Sequence) and not isinstance(outcome, str):
         return max((conclude(o) for o in outcome), default=ExitCode.OK)
@@ -52,10 +53,7 @@ def conclude(outcome: object) -> int:
     if isinstance(outcome, IctalError):
         error(str(outcome))
         return int(outcome.exit_code)
-    if isinstance(outcome, click.ClickException):
-        _show_usage(outcome)
-        return outcome.exit_code
-    if isinstance(outcome, KeyboardInterrupt | click.exceptions.Abort):
+    if isinstance(outcome, KeyboardInterrupt):
         return _ended(Ending.INTERRUPTED, None)
     if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
         return _os_error(outcome)
@@ -74,16 +72,6 @@ def _ended(ending: Ending, resume_hint: str | None) -> int:
         hint = f"continue with `{resume_hint}`" if resume_hint else "run the same command again"
         typer.echo(redact(f"interrupted, resumable: {hint}"), err=True)
     return int(ending.exit_code)
-
-
-def _show_usage(exc: click.ClickException) -> None:
-    """A parser error as typer shows it (a panel on a terminal with rich, else plain)."""
-    try:
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(exc)
-    except ImportError:
-        exc.show()
 
 
 def _storage_setting(filename: str | None) -> str:
@@ -122,13 +110,35 @@ def _os_error(exc: OSError) -> int:
     return ExitCode.USAGE
 
 
+def command(**options: Any) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """``app.command`` for a body that returns its result: what it returns or raises goes
+    through ``conclude``, and a code other than 0 ends the command with it."""
+
+    def register(fn: Callable[..., object]) -> Callable[..., object]:
+        @functools.wraps(fn)
+        def body(*args: Any, **kwargs: Any) -> None:
+            try:
+                outcome = fn(*args, **kwargs)
+            except BaseException as exc:  # every error or interrupt goes to conclude
+                outcome = exc
+            code = conclude(outcome)
+            if code != ExitCode.OK:
+                raise typer.Exit(code)
+
+        app.command(**options)(body)
+        return fn
+
+    return register
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Run one command and return its exit code (``conclude`` of what it returned or raised)."""
+    """Run one command and return its exit code (the parser's own for a usage error)."""
     try:
-        outcome: object = app(args=argv, standalone_mode=False)
-    except BaseException as exc:  # every ending, error or interrupt goes to conclude
-        outcome = exc
-    return conclude(outcome)
+        app(args=argv)
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (ExitCode.OK if code is None else 1)
+    return ExitCode.OK
 
 
 class Interrupted(KeyboardInterrupt):

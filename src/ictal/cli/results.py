@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import AddressOpt, AllowMismatchOpt, ConfigOpt, SetOpt, app, fix_command, load
+from ictal.cli.app import AddressOpt, AllowMismatchOpt, ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.exits import command
 from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
 
@@ -54,16 +55,14 @@ PruneOpt = Annotated[
     bool,
     typer.Option("--prune-after-push", help="Delete local sealed segments verified in the sink."),
 ]
+# `--split`: the choices of evaluate.split, from the config.
+Split = StrEnum("Split", list(EVALUATE_SPLITS))
 SplitOpt = Annotated[
-    str | None,
-    typer.Option(
-        click_type=click.Choice(EVALUATE_SPLITS),
-        help="dev, eval or train (default evaluate.split).",
-    ),
+    Split | None, typer.Option(help="dev, eval or train (default evaluate.split).")
 ]
 
 
-@app.command()
+@command()
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to evaluate.")],
     split: SplitOpt = None,
@@ -91,7 +90,7 @@ def evaluate(
     from ictal.runs.checkpoints import frozen_config
 
     config = config if config is not None else frozen_config(checkpoint)
-    cfg = load(config, set_, {"evaluate.split": split})
+    cfg = load(config, set_, {"evaluate.split": split.value if split else None})
     from ictal.evaluate.corpora import parse_corpus_names
     from ictal.evaluate.evaluation import evaluate as run_evaluate
     from ictal.evaluate.summary import corpus_table, summary_table
@@ -118,7 +117,7 @@ def evaluate(
     return result
 
 
-@app.command()
+@command()
 def detect(
     paths: DetectPaths,
     out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
@@ -163,7 +162,7 @@ def detect(
     return result
 
 
-@app.command()
+@command()
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint file to export.")],
     out: Annotated[
@@ -188,7 +187,7 @@ def export(
     return result
 
 
-@app.command()
+@command()
 def score(
     ref: Annotated[str, typer.Argument(help="Reference: a directory, a list file or one file.")],
     hyp: Annotated[str, typer.Argument(help="Hypothesis: a directory, a list file or one file.")],
@@ -226,7 +225,7 @@ def score(
     return result
 
 
-@app.command()
+@command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run or evaluation directory.")],
     config: ConfigOpt = None,

@@ -11,11 +11,12 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import ConfigOpt, SetOpt, app, load
+from ictal.cli.app import ConfigOpt, SetOpt, load
+from ictal.cli.exits import command
 from ictal.errors import UsageError
 
 
-@app.command()
+@command()
 def status(
     where: Annotated[
         list[str] | None,
@@ -46,7 +47,7 @@ def status(
     cfg = load(config, set_)
     from rich.live import Live
 
-    from ictal.runs.status import as_json, gather, status_table
+    from ictal.runs.status import as_json, gather, status_view
 
     wheres = list(where or [cfg.runs.root, *([cfg.sink.url] if cfg.sink.url else [])])
     console = render.show()
@@ -55,7 +56,7 @@ def status(
         rows, errors = gather(wheres, stalled_after_s=stalled_after, missing_ok=not where)
         if json_out:
             return json.dumps(as_json(rows), indent=2), errors
-        return (status_table(rows) if rows else "no runs"), errors
+        return status_view(rows), errors
 
     def show_errors(errors: list[str]) -> None:
         for line in errors:
@@ -90,7 +91,7 @@ def status(
         time.sleep(watch)
 
 
-@app.command()
+@command()
 def pull(
     run_url: Annotated[str, typer.Argument(help="URL of a pushed run (<sink.url>/<run id>).")],
     dest: Annotated[

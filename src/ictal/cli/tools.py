@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import ConfigOpt, SetOpt, app, load
+from ictal.cli.app import ConfigOpt, SetOpt, load
+from ictal.cli.exits import command
 from ictal.corpus.synth.options import DIFFICULTIES, FORMATS, LINE_FREQS
 from ictal.errors import PreflightError
 from ictal.ui import log, make_console, progress
@@ -21,7 +22,7 @@ CorpusFormat = StrEnum("CorpusFormat", list(FORMATS))
 LineFreq = StrEnum("LineFreq", [(f"hz{f}", str(f)) for f in LINE_FREQS])
 
 
-@app.command()
+@command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Directory to write the corpus into.")],
     patients: Annotated[int, typer.Option(min=1, help="Number of patients.")] = 12,
@@ -79,7 +80,7 @@ def synth(
     return None
 
 
-@app.command()
+@command()
 def census(
     corpus: Annotated[
         str | None, typer.Argument(help="Corpus root (path or fsspec URL); default corpus.root.")
@@ -120,7 +121,7 @@ def census(
     return results
 
 
-@app.command()
+@command()
 def doctor(
     for_: Annotated[
         str,

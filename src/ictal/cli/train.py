@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import ConfigOpt, SetOpt, app, fix_command, load
+from ictal.cli.app import ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.exits import command
 
 NprocOpt = Annotated[
     int | None,
@@ -19,7 +20,7 @@ NprocOpt = Annotated[
 ]
 
 
-@app.command()
+@command()
 def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the most recent unfinished run exactly.")
@@ -50,7 +51,7 @@ def train(
     return result
 
 
-@app.command()
+@command()
 def sweep(
     vary: Annotated[
         list[str] | None,
@@ -89,7 +90,7 @@ def sweep(
     return plan
 
 
-@app.command()
+@command()
 def bench(
     batches: Annotated[int, typer.Option(min=1, help="Training batches to time.")] = 20,
     price_per_hour: Annotated[

@@ -23,9 +23,8 @@ import psutil
 
 from ictal.io.atomic import atomic_write_json
 from ictal.machine import usable_cpus
+from ictal.runs.directory import FINAL_STATES, RunState
 from ictal.ui import log
-
-STATES = ("running", "done", "failed", "stopped")
 
 
 @dataclass
@@ -35,7 +34,7 @@ class LiveStatus:
     run_id: str
     heartbeat_s: float
     command: str = "train"
-    state: str = "running"
+    state: str = RunState.RUNNING
     phase: str = "starting"
     epoch: int = 0
     epochs: int = 0
@@ -194,7 +193,7 @@ class Heartbeat:
         ckpt = s.pop("last_checkpoint_time")
         pushed = s.pop("push_ok_at")
         started = s.pop("started_at")
-        if s["state"] != "running" and s["samples"] and now > started:
+        if s["state"] != RunState.RUNNING and s["samples"] and now > started:
             # The final beat: "since the last beat" would often be 0 (the work ended just
             # after it); this process's average says what the run did.
             samples_per_s = s["samples"] / (now - started)
@@ -246,8 +245,8 @@ class Heartbeat:
 
     def stop(self, state: str, error: str | None = None) -> None:
         """Stop the thread and write the final beat with ``state`` (done, failed, stopped)."""
-        if state not in STATES:
-            raise ValueError(f"state must be one of {STATES}, got {state!r}")
+        if state not in FINAL_STATES:
+            raise ValueError(f"state must be one of {', '.join(FINAL_STATES)}, got {state!r}")
         self._stop.set()
         if self._thread is not None:
             self._thread.join()

@@ -15,7 +15,7 @@ from ictal.errors import PreflightError
 from ictal.io.lock import holder
 from ictal.io.paths import contained
 from ictal.io.redact import redact
-from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, is_locked
+from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
 from ictal.runs.sink import pull, pushed_heartbeats
@@ -37,9 +37,10 @@ def find_resumable(runs_root: str | Path) -> Path | None:
         return None
     runs = sorted((p for p in root.iterdir() if (p / CONFIG).is_file()), key=lambda p: p.name)
     for path in reversed(runs):
-        if _final_state(path) == "done" or read_run_json(path / RUN_JSON).get("kind") == "bench":
+        finished = _final_state(path) == RunState.DONE
+        if finished or read_run_json(path / RUN_JSON).get("kind") == "bench":
             continue
-        if is_locked(path):
+        if RunDir(path).locked:
             raise PreflightError(
                 f"the most recent unfinished run {path} is being trained by {holder(path / LOCK)}",
                 "wait for it (`ictal status` shows it), or start a new run without --resume",
@@ -67,7 +68,9 @@ def pull_resumable(cfg: Config) -> Path | None:
     pushed = pushed_heartbeats(url, missing_ok=True)
     runs = [(name, beat) for name, beat in pushed if "/" not in name]  # not evaluations
     for name, beat in sorted(runs, key=lambda r: r[0], reverse=True):
-        if beat is None or beat.get("command", "train") != "train" or beat.get("state") == "done":
+        if beat is None or beat.get("command", "train") != "train":
+            continue
+        if beat.get("state") == RunState.DONE:
             continue
         dest = contained(Path(cfg.runs.root), name, f"run name in the sink {redact(url)}")
         if dest.exists():

@@ -17,20 +17,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from rich.console import Console
 from rich.table import Table
 
 from ictal.errors import IctalError
 from ictal.io.redact import redact
 from ictal.io.storage import is_local, open_url
-from ictal.runs.directory import CONFIG, EVAL_PREFIX, HEARTBEAT, SWEEP_JSON
+from ictal.runs.directory import CONFIG, EVAL_PREFIX, FINAL_STATES, HEARTBEAT, SWEEP_JSON
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.sink import pushed_heartbeats
 from ictal.ui import styled
 
 STALE_BEATS = 3
 STALL_BEATS = 5
-FINAL_STATES = ("done", "failed", "stopped")
 
 
 @dataclass(frozen=True)
@@ -296,9 +294,6 @@ def status_table(statuses: list[RunStatus]) -> Table:
     return table
 
 
-def print_statuses(statuses: list[RunStatus], console: Console) -> None:
+def status_view(statuses: list[RunStatus]) -> Table | str:
     """The table of runs, or one line when there are none."""
-    if not statuses:
-        console.print("no runs")
-        return
-    console.print(status_table(statuses))
+    return status_table(statuses) if statuses else "no runs"

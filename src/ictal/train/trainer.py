@@ -53,7 +53,7 @@ class TrainResult:
 
     run_id: str
     run_dir: Path
-    state: str  # "done" or "stopped"
+    state: RunState  # done or stopped
     epochs_done: int
     step: int
     best_val_loss: float | None
