@@ -12,8 +12,9 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
+from ictal.runs.directory import PUSHED
 from ictal.runs.pusher import Pusher
-from ictal.runs.sink import MARKER, check_sink
+from ictal.runs.sink import check_sink
 
 pytest.importorskip("s3fs")
 
@@ -34,7 +35,7 @@ def test_a_final_push_to_s3_writes_every_file_then_the_marker(s3, tmp_path):
     fs = _s3()
     assert fs.cat_file("results/runs/run1/metrics.jsonl") == b'{"step": 1}\n'
     assert fs.size("results/runs/run1/checkpoints/last.pt") == 1000
-    marker = json.loads(fs.cat_file(f"results/runs/run1/{MARKER}"))
+    marker = json.loads(fs.cat_file(f"results/runs/run1/{PUSHED}"))
     assert {f["path"] for f in marker["files"]} == {"metrics.jsonl", "checkpoints/last.pt"}
     assert not fs.exists("results/runs/run1/.lock")
 
@@ -68,7 +69,7 @@ def test_train_and_evaluate_push_their_directories(s3, tmp_path, ictal):
     (run,) = list((tmp_path / "runs").iterdir())
     fs = _s3()
     base = f"results/ictal/{run.name}"
-    assert fs.exists(f"{base}/{MARKER}")
+    assert fs.exists(f"{base}/{PUSHED}")
     assert (
         fs.size(f"{base}/checkpoints/last.pt") == (run / "checkpoints" / "last.pt").stat().st_size
     )
@@ -77,7 +78,7 @@ def test_train_and_evaluate_push_their_directories(s3, tmp_path, ictal):
     res = ictal("evaluate", str(run / "checkpoints" / "last.pt"), "--split", "dev", *args)
     assert res.returncode == 0, res.stderr[-2000:]
     assert fs.exists(f"{base}/eval-last-dev/scores.json")
-    assert fs.exists(f"{base}/eval-last-dev/{MARKER}")
+    assert fs.exists(f"{base}/eval-last-dev/{PUSHED}")
 
 
 def test_cli_refuses_a_bad_sink_with_exit_3(s3, tmp_path, ictal):

@@ -35,6 +35,13 @@ BEST = "best.pt"
 TB = "tb"
 TRACKERS = "trackers.json"  # the W&B / MLflow run ids of this run: a resume continues them
 LOCK = ".lock"
+# In a pushed copy: written last by the final push (every file with its size and sha256), and
+# first by the sink check; in a pulled copy: what the last pull fetched.
+PUSHED = "_PUSHED.json"
+STARTED = "_STARTED.json"
+PULL_INDEX = ".pull.json"
+# Files of this machine's copy only, never pushed or pulled: locks and the pull record.
+LOCAL_ONLY = (LOCK, "run.lock", PULL_INDEX)
 EVAL_PREFIX = "eval-"
 SWEEP_JSON = "sweep.json"  # marks a sweep directory: <sweep>/<run name>/<run id>/
 

@@ -29,11 +29,11 @@ from pathlib import Path
 from ictal.io.digest import file_sha256
 from ictal.io.redact import redact
 from ictal.io.storage import describe, files_to_copy, is_local, make_dirs, open_url
+from ictal.runs.directory import METRICS, PUSHED
 from ictal.runs.heartbeat import LiveStatus
-from ictal.runs.sink import MARKER
 from ictal.ui import log
 
-APPEND_NAMES = ("metrics.jsonl",)
+APPEND_NAMES = (METRICS,)
 APPEND_SUFFIXES = (".log",)
 S3_APPEND_MIN = 5 * 2**20  # S3 appends by a server-side copy of parts of at least 5 MiB
 MAX_BACKOFF_S = 60.0
@@ -170,8 +170,8 @@ class Pusher:
         with self._sync_lock:
             if not self._marker_cleared:
                 make_dirs(self.fs, self.root)
-                if self.fs.exists(f"{self.root}/{MARKER}"):  # pushing again: not complete now
-                    self.fs.rm_file(f"{self.root}/{MARKER}")
+                if self.fs.exists(f"{self.root}/{PUSHED}"):  # pushing again: not complete now
+                    self.fs.rm_file(f"{self.root}/{PUSHED}")
                 self._marker_cleared = True
             # Whole files (checkpoints) are captured first and sent after the append-only logs:
             # the sink never holds a checkpoint newer than its metrics, so a run resumed from
@@ -283,4 +283,4 @@ class Pusher:
             listing.append({"path": rel, "bytes": size, "sha256": file_sha256(path)})
             total += size
         marker = {"pushed": time.time(), "files": listing, "bytes": total}
-        self.fs.pipe_file(f"{self.root}/{MARKER}", json.dumps(marker, indent=2).encode())
+        self.fs.pipe_file(f"{self.root}/{PUSHED}", json.dumps(marker, indent=2).encode())

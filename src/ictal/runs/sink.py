@@ -26,12 +26,9 @@ from ictal.io.atomic import atomic_write_json, fsync_dir, fsync_file
 from ictal.io.digest import file_sha256
 from ictal.io.paths import contained, writable_dir
 from ictal.io.redact import redact
-from ictal.io.storage import PULL_INDEX, describe, is_local, make_dirs, open_url, storage_errors
-from ictal.runs.directory import EVAL_PREFIX, HEARTBEAT
+from ictal.io.storage import describe, is_local, make_dirs, open_url, storage_errors
+from ictal.runs.directory import EVAL_PREFIX, HEARTBEAT, PULL_INDEX, PUSHED, STARTED
 from ictal.ui import log, progress
-
-MARKER = "_PUSHED.json"
-STARTED = "_STARTED.json"
 
 
 def _not_writable(dest: str, exc: BaseException) -> PreflightError:
@@ -73,7 +70,7 @@ def probe_sink(url: str) -> None:
 def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
     """The ``_PUSHED.json`` of a pushed directory, or None while it is not complete."""
     try:
-        doc = json.loads(fs.cat_file(f"{root}/{MARKER}"))
+        doc = json.loads(fs.cat_file(f"{root}/{PUSHED}"))
     except (FileNotFoundError, ValueError):
         return None
     return doc if isinstance(doc, dict) and isinstance(doc.get("files"), list) else None
@@ -142,7 +139,7 @@ def pull(url: str, dest: Path) -> Pulled:
         }
     wanted = sorted(
         rel for rel in listing
-        if rel not in (MARKER, STARTED) and not rel.endswith(".tmp")
+        if rel not in (PUSHED, STARTED) and not rel.endswith(".tmp")
     )  # fmt: skip
     dest = writable_dir(dest, "DEST")
     for rel in wanted:
@@ -172,7 +169,7 @@ def pull(url: str, dest: Path) -> Pulled:
     atomic_write_json(index_path, index)
     if marker is not None:
         _check_against_marker(dest, marker, url, index, index_path)
-        atomic_write_json(dest / MARKER, marker)
+        atomic_write_json(dest / PUSHED, marker)
         result.complete = True
     log.info(
         f"pulled {result.source} into {dest}: {result.files} files, {result.bytes / 1e6:.1f} MB "
@@ -190,7 +187,7 @@ def _check_against_marker(
     bad = []
     for entry in marker["files"]:
         rel = entry.get("path")
-        local = contained(dest, rel, f"{MARKER} of {redact(url)}")
+        local = contained(dest, rel, f"{PUSHED} of {redact(url)}")
         ok = (
             local.is_file()
             and local.stat().st_size == entry.get("bytes")
@@ -202,7 +199,7 @@ def _check_against_marker(
     if bad:
         atomic_write_json(index_path, index)
         raise PreflightError(
-            f"the pulled copy of {redact(url)} differs from its {MARKER} in {len(bad)} file(s), "
+            f"the pulled copy of {redact(url)} differs from its {PUSHED} in {len(bad)} file(s), "
             f"first {bad[0]}",
             "pull again (those files are fetched again); if it fails again, the pushed copy "
             "is damaged: push the run again from where it ran",
