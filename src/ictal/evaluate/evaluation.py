@@ -53,12 +53,12 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_model
-from ictal.models.inference import default_hop
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.sink import check_sink
 from ictal.runs.trackers import log_evaluation
 from ictal.runs.watch import RunWatch
+from ictal.stitch import default_hop
 from ictal.ui import log
 
 SCORES_FORMAT = 1
