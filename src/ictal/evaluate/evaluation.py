@@ -201,6 +201,8 @@ class Evaluation:
     corpora: list[str]
 
     def __post_init__(self) -> None:
+        """The windowing of the checkpoint, the split's rows (and the scored ones), the
+        configured post-processing."""
         stride, window = int(self.meta["output_stride"]), int(self.meta["window"])
         fs_out = self.view.fs / stride
         self.windowing = Windowing(window, default_hop(window, stride), stride, fs_out)
@@ -222,16 +224,19 @@ class Evaluation:
         if self.frozen is None:
             ops, counts, source, curve = self._choose(curve, all_infos, infos)
         else:
-            ops, counts, source = self._apply(self.frozen, infos)
+            ops = self.frozen
+            counts, source = self._apply(ops, infos)
         export_t, export_basis = export_threshold(ops, self.cfg.evaluate.threshold)
         scored = ScoringPass(
             infos, self.pp_default, ops, export_t, self.out.hypotheses, corpus_by_id(self.rows)
         ).run(self._traces(infos, "scoring"))
-        subject = Subject(self.split, self.checkpoint, sha256, self.meta, self.view.key,
-                          self.view.path)  # fmt: skip
         scores = Scores(
-            subject, self.windowing, failed, self.pp_default, ops, source, counts, curve,
-            export_t, export_basis, scored, self.corpora, cache_corpora(self.view),
+            subject=Subject(self.split, self.checkpoint, sha256, self.meta, self.view.key,
+                            self.view.path),
+            windowing=self.windowing, failed=failed, pp_default=self.pp_default, ops=ops,
+            source=source, counts=counts, curve=curve, export_threshold=export_t,
+            export_basis=export_basis, scored=scored, corpus_selection=self.corpora,
+            corpus_order=cache_corpora(self.view),
         ).document()  # fmt: skip
         return EvaluationResult(
             out=self.out.path,
@@ -285,6 +290,7 @@ class Evaluation:
         return all_infos, infos
 
     def _traces(self, infos: list[RecordingInfo], stage: str) -> Iterator[RecordingTrace]:
+        """The recordings' traces streamed back from disk for one pass (``stage``)."""
         return stream_traces(infos, self.out, self.windowing.fs_out, self.live, stage)
 
     def _choose(
@@ -303,22 +309,22 @@ class Evaluation:
                               {**ops.meta, "checkpoint": str(self.checkpoint)})  # fmt: skip
         save_operating_points(self.out.operating_points, ops)
         counts = {n: {t: p.counts for t, p in per.items()} for n, per in ops.points.items()}
-        source = PointsSource("chosen", self.split, self.out.operating_points)
-        if len(infos) < len(all_infos):
+        chosen_on: list[str] | None = None
+        if len(infos) < len(all_infos):  # only some corpora scored: their own curve and counts
             ids = corpus_by_id(self.rows_all)
             chosen_on = sorted({ids[i.id] for i in all_infos})
-            source = PointsSource("chosen", self.split, self.out.operating_points, chosen_on)
             curve = sweep(self._traces(infos, "sweep"), self.pp_default)
             counts = counts_on_curve(curve, ops)
+        source = PointsSource("chosen", self.split, self.out.operating_points, chosen_on)
         return ops, counts, source, curve
 
     def _apply(
         self, ops: OperatingPoints, infos: list[RecordingInfo]
-    ) -> tuple[OperatingPoints, PointCounts, PointsSource]:
+    ) -> tuple[PointCounts, PointsSource]:
         """Apply frozen operating points (their thresholds and post-processing) unchanged."""
         assert self.frozen_file is not None
         if ops.postprocess != self.pp_default:
             log.warning("the operating points carry their own post-processing; it is applied")
         applied = apply_operating_points(self._traces(infos, "apply"), ops)
         counts = {n: {t: a.counts for t, a in per.items()} for n, per in applied.items()}
-        return ops, counts, PointsSource("applied", ops.split, Path(self.frozen_file))
+        return counts, PointsSource("applied", ops.split, Path(self.frozen_file))

@@ -95,6 +95,7 @@ class Windowing:
     fs_out: float
 
     def doc(self) -> dict[str, Any]:
+        """The ``inference`` block: windows, hop, stride, output rate and how they stitch."""
         return {
             "window_samples": self.window,
             "hop_samples": self.hop,
@@ -115,8 +116,9 @@ class PointsSource:
     chosen_on_corpora: list[str] | None = None  # chosen over these, only some scored
 
     def doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"mode": self.mode, "chosen_on": self.chosen_on,
-                               "file": str(self.file)}  # fmt: skip
+        """The head of the ``operating_points`` block."""
+        doc: dict[str, Any] = {"mode": self.mode, "chosen_on": self.chosen_on}
+        doc["file"] = str(self.file)
         if self.chosen_on_corpora is not None:
             doc["chosen_on_corpora"] = self.chosen_on_corpora
         return doc
