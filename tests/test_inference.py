@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from ictal.models.inference import default_hop, infer_recording, window_starts
+from ictal.models.inference import infer_recording
+from ictal.stitch import default_hop, window_starts
 
 
 class ConstantModel(nn.Module):

@@ -8,14 +8,19 @@ import numpy as np
 import pytest
 
 import ictal.events.operating_points as op
+from ictal.errors import UsageError
 from ictal.events.operating_points import (
     RecordingTrace,
     apply_operating_points,
     at_threshold,
     choose_operating_points,
     default_thresholds,
+    export_threshold,
+    frozen_postprocess,
     load_operating_points,
+    read_operating_points,
     save_operating_points,
+    scorer_order,
     sweep,
 )
 from ictal.events.postprocess import PostProcess
@@ -150,6 +155,29 @@ def test_frozen_on_dev_applied_unchanged_to_eval(tmp_path, monkeypatch) -> None:
     eval_ops = choose_operating_points(sweep(_eval(), PP, GRID))
     assert eval_ops.points["ovlp"][1.0].threshold is None
     assert dev_ops.points["ovlp"][1.0].threshold == 0.7
+
+
+def test_a_named_file_is_read_or_refused_naming_it(tmp_path) -> None:
+    dev_ops = choose_operating_points(sweep(_dev(), PP, GRID))
+    path = save_operating_points(tmp_path / "operating_points.json", dev_ops)
+    assert read_operating_points(path) == dev_ops
+    pp, source = frozen_postprocess(path)
+    threshold, why = export_threshold(dev_ops, dev_ops.postprocess.threshold)
+    assert pp == at_threshold(dev_ops.postprocess, threshold)
+    assert source == f"{why} ({path})"
+    missing = tmp_path / "nope.json"
+    with pytest.raises(UsageError, match=f"operating points file {missing} does not exist"):
+        read_operating_points(missing)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{")
+    with pytest.raises(UsageError, match=f"operating points file {broken} is not usable"):
+        frozen_postprocess(broken)
+
+
+def test_scorers_in_canonical_order_then_by_name() -> None:
+    assert scorer_order(["zeta", "szcore", "alpha", "ovlp", "taes"]) == [
+        "ovlp", "taes", "szcore", "alpha", "zeta",
+    ]  # fmt: skip
 
 
 def test_records_stream_once() -> None:

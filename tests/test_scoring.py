@@ -11,6 +11,7 @@ from timescoring.scoring import EventScoring, SampleScoring
 
 from ictal.auroc import HistogramAuroc
 from ictal.events.counts import EventCounts, pool
+from ictal.events.masks import events_mask
 from ictal.events.scorers import SCORERS, get_scorer, score_ovlp, score_taes
 from ictal.events.szcore import score_szcore, score_szcore_samples
 
@@ -42,6 +43,31 @@ def test_event_counts_properties_and_pooling() -> None:
     empty = pool([])
     assert math.isnan(empty.sensitivity) and math.isnan(empty.fa_per_24h)
     assert math.isnan(empty.precision)
+
+
+def test_f1_is_defined_once_with_its_undefined_case_explicit() -> None:
+    def counts(h: float, m: float, fa: float) -> EventCounts:
+        return EventCounts(hits=h, misses=m, false_alarms=fa, n_ref=int(h + m), duration_s=HOUR)
+
+    # pooled scores: an undefined precision or sensitivity leaves F1 undefined
+    assert counts(3, 1, 2).f1 == counts(3, 1, 2).f1_score() == pytest.approx(6 / 9)
+    assert counts(0, 2, 1).f1 == 0.0
+    for h, m, fa in ((0, 0, 0), (0, 2, 0), (0, 0, 2)):
+        assert math.isnan(counts(h, m, fa).f1)
+    # per recording: nothing to find and nothing found is perfect, only misses or only false
+    # alarms score 0, and a defined F1 is the same number
+    assert counts(0, 0, 0).f1_score(undefined=1.0) == 1.0
+    assert counts(0, 2, 0).f1_score(undefined=1.0) == 0.0
+    assert counts(0, 0, 2).f1_score(undefined=1.0) == 0.0
+    assert counts(3, 1, 2).f1_score(undefined=1.0) == counts(3, 1, 2).f1
+    assert counts(2, 0, 0).f1_score(undefined=1.0) == 1.0
+
+
+def test_events_mask_rounds_to_samples_and_clips() -> None:
+    mask = events_mask([(0.5, 1.0), (-1.0, 0.2), (2.1, 9.0)], fs=4.0, n=10)
+    assert mask.dtype == bool and mask.shape == (10,)
+    assert np.flatnonzero(mask).tolist() == [0, 2, 3, 8, 9]
+    assert not events_mask([], fs=4.0, n=3).any()
 
 
 # --- OVLP ----------------------------------------------------------------------------------

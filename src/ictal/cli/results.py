@@ -89,7 +89,7 @@ def evaluate(
     """
     from ictal.runs.checkpoints import frozen_config
 
-    config = config if config is not None else frozen_config(checkpoint)
+    config = frozen_config(checkpoint, config)
     cfg = load(config, set_, {"evaluate.split": split.value if split else None})
     from ictal.evaluate.corpora import parse_corpus_names
     from ictal.evaluate.evaluation import evaluate as run_evaluate

@@ -37,7 +37,7 @@ from ictal.detect.task import (
     writer,
 )
 from ictal.errors import Ending, UsageError
-from ictal.events.operating_points import at_threshold, export_threshold, load_operating_points
+from ictal.events.operating_points import at_threshold, frozen_postprocess
 from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.digest import file_sha256, url_sha256
 from ictal.io.framelog import OPEN, SEALED, recover
@@ -45,7 +45,8 @@ from ictal.io.lock import FileLock
 from ictal.io.paths import is_safe_name, writable_dir
 from ictal.io.redact import redact
 from ictal.parallel.engines import make_executor
-from ictal.runs.directory import RunDir, eval_dir_for, run_of_checkpoint
+from ictal.runs.checkpoints import deployed_postprocess
+from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.pusher import PushOutcome
 from ictal.runs.session import RunSession
@@ -108,27 +109,11 @@ def resolve_postprocess(
     checkpoint's run; else the config's evaluate settings."""
     if threshold is not None:
         return at_threshold(postprocess_of(cfg.evaluate), threshold), f"--threshold {threshold}"
-    path = operating_points
-    if path is None and run_of_checkpoint(checkpoint) is not None:
-        tuned = eval_dir_for(checkpoint, "dev", cfg.runs.root).operating_points
-        path = tuned if tuned.is_file() else None
-    if path is None:
-        log.warning(
-            "no dev-tuned operating points for this checkpoint (run `ictal evaluate CKPT --split "
-            f"dev`): using evaluate.threshold={cfg.evaluate.threshold}"
-        )
-        return postprocess_of(cfg.evaluate), f"evaluate.threshold={cfg.evaluate.threshold}"
-    return _frozen(path)
-
-
-def _frozen(path: Path) -> tuple[PostProcess, str]:
-    """The post-processing of a frozen operating-points file, at its export threshold."""
-    try:
-        ops = load_operating_points(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
-    t, why = export_threshold(ops, ops.postprocess.threshold)
-    return at_threshold(ops.postprocess, t), f"{why} ({path})"
+    if operating_points is not None:
+        return frozen_postprocess(operating_points)
+    instead = f"using evaluate.threshold={cfg.evaluate.threshold}"
+    deployed = deployed_postprocess(cfg, checkpoint, instead)
+    return deployed.postprocess, deployed.source
 
 
 def exported_postprocess(
@@ -139,7 +124,7 @@ def exported_postprocess(
     if threshold is not None:
         return at_threshold(exported.postprocess, threshold), f"--threshold {threshold}"
     if operating_points is not None:
-        return _frozen(operating_points)
+        return frozen_postprocess(operating_points)
     op = exported.sidecar["operating_point"]
     tuned = "dev-tuned" if op.get("tuned") else "NOT tuned"
     return exported.postprocess, f"{op.get('source')} ({tuned}, from {exported.path})"

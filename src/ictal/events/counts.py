@@ -48,13 +48,25 @@ class EventCounts:
         total = self.hits + self.false_alarms
         return self.hits / total if total else math.nan
 
-    @property
-    def f1(self) -> float:
-        """Harmonic mean of precision and sensitivity; nan when either is undefined."""
+    def f1_score(self, undefined: float = math.nan) -> float:
+        """F1, the harmonic mean of precision and sensitivity (the project's one definition).
+
+        ``undefined`` is what a rate with nothing to divide by counts as. nan (the default)
+        leaves F1 undefined too, as pooled scores report it. 1.0 scores a recording with
+        nothing to find and nothing found as perfect, and one with only misses or only false
+        alarms as 0, as the per-recording F1 of an evaluation ranks recordings.
+        """
         p, r = self.precision, self.sensitivity
+        p = undefined if math.isnan(p) else p
+        r = undefined if math.isnan(r) else r
         if math.isnan(p) or math.isnan(r):
             return math.nan
         return 2 * p * r / (p + r) if p + r else 0.0
+
+    @property
+    def f1(self) -> float:
+        """F1 as pooled scores report it: nan when precision or sensitivity is undefined."""
+        return self.f1_score()
 
     def as_dict(self) -> dict[str, Any]:
         """The counts and every rate derived from them, JSON-ready (None where undefined)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ictal.errors import UsageError
 from ictal.events.counts import ZERO, EventCounts
 from ictal.events.postprocess import Event, PostProcess, events_from_probs
 from ictal.events.scorers import get_scorer
@@ -213,12 +214,16 @@ def apply_operating_points(
     }
 
 
+def scorer_order(names: Iterable[str]) -> list[str]:
+    """Scorers in the canonical order (ovlp, taes, szcore), unknown ones after, by name."""
+    known = list(DEFAULT_SCORERS)
+    return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
 def export_threshold(ops: OperatingPoints, default: float) -> tuple[float, str]:
     """The threshold hypotheses are written at: the first scorer's (OVLP's) loosest operating
     point that has a threshold, else ``default``; and why (evaluate and detect alike)."""
-    order = [s for s in DEFAULT_SCORERS if s in ops.points] + sorted(
-        s for s in ops.points if s not in DEFAULT_SCORERS
-    )
+    order = scorer_order(ops.points)
     if not order:
         return default, "default threshold (the operating points file holds no scorer)"
     name = order[0]
@@ -281,3 +286,21 @@ def load_operating_points(path: str | os.PathLike[str]) -> OperatingPoints:
         split=doc["split"],
         meta=doc.get("meta", {}),
     )
+
+
+def read_operating_points(path: Path) -> OperatingPoints:
+    """Frozen operating points from a file a user named, or a usage error naming that file."""
+    try:
+        return load_operating_points(path)
+    except FileNotFoundError:
+        raise UsageError(f"operating points file {path} does not exist") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
+
+
+def frozen_postprocess(path: Path) -> tuple[PostProcess, str]:
+    """The post-processing a frozen operating-points file deploys (at its export threshold)
+    and where it came from: the threshold's basis, then the file."""
+    ops = read_operating_points(path)
+    t, why = export_threshold(ops, ops.postprocess.threshold)
+    return at_threshold(ops.postprocess, t), f"{why} ({path})"

@@ -16,17 +16,14 @@ import yaml
 from ictal import __version__
 from ictal.config import Config, load_config
 from ictal.errors import IctalError, UsageError
-from ictal.events.operating_points import at_threshold, export_threshold, load_operating_points
-from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.export.check import TOLERANCE, check_windows, max_difference
 from ictal.export.formats import WRITERS, load_logits, torch_logits
 from ictal.export.sidecar import MODEL_FILES, SIDECAR, build_sidecar
 from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.models.checkpoint import load_model
-from ictal.runs.directory import eval_dir_for, run_of_checkpoint
+from ictal.runs.checkpoints import deployed_postprocess, frozen_config
 from ictal.stitch import default_hop
-from ictal.ui import log
 
 
 class ExportMismatch(IctalError):
@@ -47,33 +44,13 @@ class ExportResult:
 
 def _config(meta: dict[str, Any], checkpoint: Path, path: Path | None, sets: list[str]) -> Config:
     """``-c`` if given, else the run's frozen config, else the checkpoint's own (with --set)."""
-    owner = run_of_checkpoint(checkpoint)
-    if path is None and owner is not None:
-        path = owner.config
+    path = frozen_config(checkpoint, path)
     if path is not None or not isinstance(meta.get("config"), dict):
         return load_config(path, sets)
     with tempfile.TemporaryDirectory() as tmp:
         own = Path(tmp) / "config.yaml"
         own.write_text(yaml.safe_dump(meta["config"]), encoding="utf-8")
         return load_config(own, sets)
-
-
-def _operating_point(cfg: Config, checkpoint: Path) -> tuple[PostProcess, str, bool]:
-    """The run's dev-tuned operating point at its export threshold (what ``ictal detect CKPT``
-    uses), else the configured evaluate.threshold, marked not tuned."""
-    tuned = eval_dir_for(checkpoint, "dev", cfg.runs.root).operating_points
-    if run_of_checkpoint(checkpoint) is None or not tuned.is_file():
-        log.warning(
-            "no dev-tuned operating points for this checkpoint (run `ictal evaluate CKPT --split "
-            f"dev`): the sidecar holds evaluate.threshold={cfg.evaluate.threshold}, not tuned"
-        )
-        return postprocess_of(cfg.evaluate), f"evaluate.threshold={cfg.evaluate.threshold}", False
-    try:
-        ops = load_operating_points(tuned)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UsageError(f"operating points file {tuned} is not usable: {exc}") from exc
-    t, why = export_threshold(ops, ops.postprocess.threshold)
-    return at_threshold(ops.postprocess, t), f"{why} ({tuned})", True
 
 
 def _fresh_out(out: Path) -> None:
@@ -103,7 +80,9 @@ def export_model(
     window, stride = int(meta["window"]), int(meta["output_stride"])
     x = check_windows(cfg, int(meta["n_channels"]), window)  # refuses before writing anything
     batches = [x, np.concatenate([x[:1], x[-1:]], axis=2)]  # also a longer time axis
-    pp, why, tuned = _operating_point(cfg, checkpoint)
+    instead = f"the sidecar holds evaluate.threshold={cfg.evaluate.threshold}, not tuned"
+    deployed = deployed_postprocess(cfg, checkpoint, instead)
+    pp, why, tuned = deployed.postprocess, deployed.source, deployed.tuned
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     target = out / MODEL_FILES[fmt]

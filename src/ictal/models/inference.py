@@ -9,9 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ictal.stitch import Predict, default_hop, stitch, tent_weights, window_starts
-
-__all__ = ["default_hop", "infer_recording", "tent_weights", "torch_predict", "window_starts"]
+from ictal.stitch import Predict, stitch
 
 
 def torch_predict(model: nn.Module, device: str | torch.device = "cpu") -> Predict:

@@ -10,7 +10,6 @@ from cumulative counters between two beats. ``ictal status`` reads the same fiel
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 import psutil
 
 from ictal.io.atomic import atomic_write_json
+from ictal.io.jsonable import jsonable
 from ictal.machine import usable_cpus
 from ictal.runs.directory import FINAL_STATES, RunState
 from ictal.ui import log
@@ -224,7 +224,7 @@ class Heartbeat:
         with self._write_lock:
             try:
                 beat = self.payload()
-                atomic_write_json(self.path, _jsonable(beat))
+                atomic_write_json(self.path, jsonable(beat))
                 return beat
             except (OSError, ValueError, psutil.Error) as exc:
                 if not self._warned:
@@ -252,14 +252,6 @@ class Heartbeat:
             self._thread.join()
         self.live.update(state=state, error=error)
         self.beat()
-
-
-def _jsonable(beat: dict[str, Any]) -> dict[str, Any]:
-    """Non-finite floats become None (strict JSON)."""
-    out = {}
-    for k, v in beat.items():
-        out[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-    return out
 
 
 def read_heartbeat(path: str | Path) -> dict[str, Any] | None:

@@ -19,16 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ictal.io.atomic import atomic_write_bytes
+from ictal.io.jsonable import jsonable
 from ictal.ui import log
 
 PHASES = ("train", "validate", "epoch")
-
-
-def _finite(value: Any) -> Any:
-    """Floats that JSON cannot hold (nan, inf) become None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def encode(record: dict[str, Any]) -> bytes:
@@ -36,7 +30,7 @@ def encode(record: dict[str, Any]) -> bytes:
     missing = [k for k in ("phase", "epoch", "step", "time") if k not in record]
     if missing or record["phase"] not in PHASES:
         raise ValueError(f"metrics record needs phase in {PHASES}, epoch, step, time: {record}")
-    clean = {k: _finite(v) for k, v in record.items()}
+    clean = jsonable(record)
     return (json.dumps(clean, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
