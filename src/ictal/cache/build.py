@@ -33,7 +33,7 @@ from ictal.config import (
 )
 from ictal.corpus.discovery import RecordingRef
 from ictal.corpus.sources import Inventory
-from ictal.errors import PreflightError
+from ictal.errors import Ending, PreflightError
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import writable_dir
 from ictal.parallel.engines import make_executor
@@ -66,11 +66,11 @@ class BuildReport:
         return len(self.failed) / self.planned if self.planned else 0.0
 
     @property
-    def exit_code(self) -> int:
-        """0 all built, 4 some failed within budget, 3 over the failure budget."""
+    def ending(self) -> Ending:
+        """Refused over the failure budget, partial when some failed within it."""
         if self.failed_fraction > self.max_failed_fraction:
-            return 3
-        return 4 if self.failed else 0
+            return Ending.REFUSED
+        return Ending.PARTIAL if self.failed else Ending.DONE
 
 
 def _plan_order(refs: list[RecordingRef]) -> list[RecordingRef]:
