@@ -603,8 +603,8 @@ def sweep(
     import re
 
     from ictal.io.paths import writable_dir
+    from ictal.orchestrate.sweep import default_budget, load_plan, plan_sweep, run_sweep
     from ictal.runs.directory import new_run_id
-    from ictal.train.sweep import default_budget, load_plan, plan_sweep, run_sweep
 
     budget = default_budget(cfg, cpus, memory_gb, gpu_memory_gb, parallel)
     root = writable_dir(cfg.runs.root, "runs.root")
