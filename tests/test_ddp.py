@@ -179,3 +179,16 @@ def test_bench_times_each_rank(built):
     assert res.stdout.count("per rank") == 1, res.stdout
     rows = [ln.split() for ln in res.stdout.splitlines() if ln.strip().startswith(("│", "|"))]
     assert {r[1] for r in rows if len(r) > 2 and r[1] in ("0", "1")} == {"0", "1"}, res.stdout
+
+
+def test_the_library_launch_runs_the_command_on_each_rank(built, monkeypatch, capfd):
+    """``ictal.orchestrate.launch.torchrun``, what ``--nproc`` calls: the same command line
+    (without --nproc) on two ranks under torch.distributed.run."""
+    from ictal.orchestrate.launch import torchrun
+
+    monkeypatch.setenv("PYTHONPATH", ictal_env()["PYTHONPATH"])
+    argv = ["bench", "--nproc", "2", "--batches", "3", *_sets(built, "runs-launch")]
+    code = torchrun(2, argv)
+    out = capfd.readouterr()
+    assert code == 0, out.err[-3000:]
+    assert out.out.count("per rank") == 1, out.out

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ictal.runs.deadline import continue_argv, run_within, until_done
+from ictal.orchestrate.deadline import continue_argv, run_within, until_done
 
 # A child that says when its SIGTERM handler is armed, then ignores SIGTERM (or obeys it).
 CHILD = """

@@ -3,6 +3,7 @@ tasks with the coordinator, and every task runs exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
@@ -76,3 +77,31 @@ def test_a_worker_that_dies_is_worker_died_wherever_it_surfaces(tmp_path: Path) 
     with pytest.raises(WorkerDied, match="a worker process died"):
         for _ in ProcessExecutor(1).map_unordered(die_in_a_child, items()):
             pass
+
+
+def pid_then_wait(item: int) -> int:
+    """A task: item 0 answers at once, the others take a minute."""
+    if item:
+        time.sleep(60)
+    return os.getpid()
+
+
+def _is_worker(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return any("spawn_main" in arg for arg in proc.cmdline())
+    return False
+
+
+def test_workers_are_ended_at_once_when_the_coordinator_stops() -> None:
+    """Leaving the results early (as an error or Ctrl-C in the coordinator does) ends the
+    workers in the middle of their tasks, not after them."""
+    results = ProcessExecutor(2).map_unordered(pid_then_wait, range(6))
+    worker = next(results)
+    workers = [p for p in psutil.Process().children(recursive=True) if _is_worker(p)]
+    assert worker in {p.pid for p in workers}
+    started = time.monotonic()
+    results.close()
+    assert time.monotonic() - started < 30, "the workers finished their tasks first"
+    for p in workers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            assert p.status() == psutil.STATUS_ZOMBIE or not p.is_running()

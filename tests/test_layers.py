@@ -23,6 +23,7 @@ LAYERS: list[set[str]] = [
     {"cache", "runs"},
     {"export"},
     {"train", "evaluate", "detect", "doctor", "score"},
+    {"orchestrate"},
     {"cli"},
     {"__main__"},
 ]

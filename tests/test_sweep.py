@@ -5,6 +5,7 @@ is reported while the others finish, and a killed sweep resumes without retraini
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -186,3 +187,36 @@ def test_a_killed_sweep_resumes_without_retraining(built, tmp_path):
     second = runs / "resume" / rows[1]["name"]
     (run1,) = [p for p in second.iterdir() if p.is_dir()]  # continued, not started again
     assert len(json.loads((run1 / "run.json").read_text())["resumes"]) == 1
+
+
+def test_sigterm_to_the_sweep_stops_its_runs_resumably(built, tmp_path):
+    runs = tmp_path / "runs"
+    sweep = Sweep([*_sets(built, runs, "train.epochs=50"), "--vary", "train.lr=0.001,0.002",
+                   "--parallel", "1", "--name", "term"])  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not list(runs.glob("term/*/*/heartbeat.json")):  # training, its handler armed
+        assert time.monotonic() < deadline and sweep.proc.poll() is None, sweep.proc.poll()
+        time.sleep(0.02)
+    children = sweep.trainers()
+    sweep.proc.send_signal(signal.SIGTERM)
+    assert sweep.wait() == 130, sweep.err[-3000:]
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    started = [r for r in _runs(runs, "term") if r["started"]]
+    assert len(started) == 1 and started[0]["exit_code"] == 130, started
+    assert "sweep --resume continues it" in started[0]["error"]
+
+
+def test_a_name_that_is_not_a_plain_directory_name_is_refused(tmp_path):
+    from ictal.config import load_config
+    from ictal.errors import UsageError
+    from ictal.orchestrate.sweep import Budget, plan_sweep
+
+    cfg = load_config()
+    budget = Budget(cpus=1, memory_gb=1.0, gpu_memory_gb=None, parallel=1)
+    for bad in ("../up", "a/b", "", ".hidden", "-x", "x" * 101, "sp ace"):
+        message = f"--name {bad!r}: use letters, digits, '_', '-' and '.'"
+        with pytest.raises(UsageError, match=re.escape(message)):
+            plan_sweep(cfg, tmp_path, bad, None, [], [], None, budget)
+    assert not any(tmp_path.iterdir()), "a refused name made a directory"
+    plan = plan_sweep(cfg, tmp_path, "lr-1.2_x", None, [], [], None, budget)
+    assert plan.directory == tmp_path / "lr-1.2_x" and plan.directory.is_dir()

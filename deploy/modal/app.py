@@ -1,7 +1,7 @@
 """Ictal on Modal: the same command line, config and locked environment as on a laptop.
 
 Each function runs ``ictal doctor --for COMMAND`` and then the ``ictal`` command itself, in a
-child process under the function's time limit (``ictal.runs.deadline``): SIGTERM before the
+child process under the function's time limit (``ictal.orchestrate.deadline``): SIGTERM before the
 limit, so training checkpoints and every command keeps what it committed, then a new
 invocation continues it (``train --run DIR``; the other commands resume by being run again),
 at most ``ICTAL_MODAL_MAX_ATTEMPTS`` times. Nothing here reimplements the CLI.
@@ -131,7 +131,7 @@ def _commit() -> None:
 def _invoke(command: str, config: str, overrides: list[str], args: list[str],
             run: str | None, attempt: int) -> dict[str, Any]:  # fmt: skip
     """Doctor, then the command under this call's time limit; the outcome as a dict."""
-    from ictal.runs.deadline import continue_argv, until_done
+    from ictal.orchestrate.deadline import continue_argv, until_done
 
     started = time.monotonic()
     runs = _runs_root(command, run, args)

@@ -7,14 +7,11 @@ ran it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import importlib
 import multiprocessing as mp
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -23,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from ictal.errors import ExitCode, IctalError, PreflightError
+from ictal.parallel.supervisor import signal_on_parent_death, stop
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,6 +34,10 @@ SINGLE_THREAD_ENV = {
     "VECLIB_MAXIMUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
+
+# A worker keeps nothing worth a grace (a task's output is committed or redone), and SIGTERM
+# ends it at once; only a stuck one waits this long for its SIGKILL.
+WORKER_GRACE_S = 5.0
 
 
 class Executor(Protocol):
@@ -67,9 +69,7 @@ def _init_worker(parent: int) -> None:
 def die_with_parent(parent: int) -> None:
     """End this process when ``parent`` dies: the kernel's parent-death signal on Linux, and
     a watchdog thread everywhere (a worker is never orphaned to keep running)."""
-    signal_on_parent_death(signal.SIGKILL)
-    if os.getppid() != parent:  # the parent died before the signal was armed
-        os._exit(1)
+    signal_on_parent_death(signal.SIGKILL, parent)
 
     def watch() -> None:
         while True:
@@ -78,17 +78,6 @@ def die_with_parent(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="ictal-parent-watch", daemon=True).start()
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def signal_on_parent_death(sig: int) -> None:
-    """Ask the kernel (Linux) to send ``sig`` to this process when its parent dies, even by
-    SIGKILL: a child given SIGTERM checkpoints and stops instead of running on as an orphan."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
 class ProcessExecutor:
@@ -143,14 +132,7 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the workers now (not after their current task)."""
     processes = list(getattr(pool, "_processes", {}).values())  # no public API before 3.14
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        with contextlib.suppress(OSError, ValueError):
-            proc.terminate()
-    for proc in processes:
-        with contextlib.suppress(OSError, ValueError):
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
+    stop(*processes, grace_s=WORKER_GRACE_S)
 
 
 class NotShared(PreflightError):

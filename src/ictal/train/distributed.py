@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ictal.errors import UsageError
+from ictal.parallel.supervisor import signal_on_parent_death
 
 
 @dataclass
@@ -113,10 +115,6 @@ def join(device: torch.device, timeout_s: float) -> Ranks:
 def _stop_with_launcher() -> None:
     """SIGTERM to this rank when its launcher dies (it then checkpoints with the others and
     stops), so no rank trains on as an orphan."""
-    import signal
-
-    from ictal.parallel.executors import signal_on_parent_death
-
     signal_on_parent_death(signal.SIGTERM)
 
 

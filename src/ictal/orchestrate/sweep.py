@@ -17,7 +17,6 @@ budget so the machine never freezes, each run its own ``ictal train`` child proc
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -38,8 +37,8 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.lock import FileLock
 from ictal.io.redact import redact
 from ictal.machine import usable_cpus
-from ictal.parallel.executors import signal_on_parent_death
-from ictal.runs.directory import CONFIG, SWEEP_JSON, is_locked
+from ictal.parallel import supervisor
+from ictal.runs.directory import SWEEP_JSON, RunDir, is_locked
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
 from ictal.ui import log
@@ -47,6 +46,7 @@ from ictal.ui import log
 CHILD_LOG = "train.out"
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 GB = 1e9
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a sweep's directory name
 
 
 @dataclass
@@ -167,11 +167,6 @@ def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
     )
 
 
-def _die_with_sweep() -> None:
-    """In the child: SIGTERM when the sweep dies (it then checkpoints and exits, resumable)."""
-    signal_on_parent_death(signal.SIGTERM)
-
-
 class Sweep:
     """The admission loop over a plan's members."""
 
@@ -211,10 +206,9 @@ class Sweep:
             args.append("--resume")
         threads = str(max(1, self.share - max(1, self.share // 2)))
         env = {**os.environ, **dict.fromkeys(THREAD_ENV, threads)}
-        with open(slot / CHILD_LOG, "ab") as out:
-            proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, env=env,
-                                    preexec_fn=_die_with_sweep)  # fmt: skip
+        with open(slot / CHILD_LOG, "ab") as out:  # SIGTERM when the sweep dies: resumable
+            proc = supervisor.start(args, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env=env)  # fmt: skip
         self.procs[m.name] = proc
         m.status, m.started, m.ended, m.exit_code, m.error = (
             "running",
@@ -231,41 +225,35 @@ class Sweep:
         after its SIGTERM): wait for it before resuming it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(
-            is_locked(p) for p in slot.iterdir() if (p / CONFIG).is_file()
+            is_locked(p) for p in slot.iterdir() if RunDir(p).config.is_file()
         ):
             time.sleep(0.2)
 
     def _rss_gb(self, proc: subprocess.Popen) -> float:
-        try:
-            p = psutil.Process(proc.pid)
-            total = p.memory_info().rss
-            for child in p.children(recursive=True):
-                with contextlib.suppress(psutil.Error):
-                    total += child.memory_info().rss
-        except psutil.Error:
-            return 0.0
-        return total / GB
+        return supervisor.tree_rss(proc.pid) / GB
 
-    def _run_dir(self, m: Member) -> Path | None:
+    def _run_dir(self, m: Member) -> RunDir | None:
         slot = self.plan.directory / m.name
-        runs = sorted(p for p in slot.iterdir() if (p / CONFIG).is_file()) if slot.is_dir() else []
-        return runs[-1] if runs else None
+        if not slot.is_dir():
+            return None
+        runs = sorted(p for p in slot.iterdir() if RunDir(p).config.is_file())
+        return RunDir(runs[-1]) if runs else None
 
     def _steady(self, m: Member) -> bool:
         run = self._run_dir(m)
         if run is None:
             return False
-        beat = read_heartbeat(run / "heartbeat.json") or {}
+        beat = read_heartbeat(run.heartbeat) or {}
         if beat.get("phase") == "validate" or beat.get("state") in ("done", "failed", "stopped"):
             return True
         step = beat.get("step")
         if isinstance(step, int) and step >= self.cfg.sweep.ramp_steps:
             return True
-        return any(r.get("phase") == "validate" for r in read_metrics(run / "metrics.jsonl"))
+        return any(r.get("phase") == "validate" for r in read_metrics(run.metrics))
 
     def _gpu_gb(self, m: Member) -> float:
         run = self._run_dir(m)
-        beat = read_heartbeat(run / "heartbeat.json") if run is not None else None
+        beat = read_heartbeat(run.heartbeat) if run is not None else None
         value = (beat or {}).get("gpu_mem_reserved_gb")
         return float(value) if isinstance(value, int | float) else 0.0
 
@@ -339,8 +327,8 @@ class Sweep:
             m.ended, m.exit_code = time.time(), code
             m.status = "done" if code == 0 else "failed"
             run = self._run_dir(m)
-            m.run_dir = str(run) if run is not None else None
-            m.metrics = final_metrics(run) if run is not None else None
+            m.run_dir = str(run.path) if run is not None else None
+            m.metrics = final_metrics(run.path) if run is not None else None
             if code != 0:
                 m.error = _last_error(self.plan.directory / m.name / CHILD_LOG, code)
                 log.warning(f"sweep: {m.name} failed (exit {code}): {m.error}")
@@ -371,22 +359,14 @@ class Sweep:
             self.plan.save()
 
     def _stop_children(self) -> None:
-        for proc in self.procs.values():
-            with contextlib.suppress(OSError):
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 120
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        """SIGTERM to every run (each checkpoints and stops), SIGKILL after the grace."""
+        supervisor.stop(*self.procs.values())
         self._reap()
 
 
 def final_metrics(run: Path) -> dict[str, Any] | None:
     """The run's best validation loss (with its epoch and AUROC) and its last step."""
-    rows = read_metrics(run / "metrics.jsonl")
+    rows = read_metrics(RunDir(run).metrics)
     vals = [
         r for r in rows if r.get("phase") == "validate" and isinstance(r.get("val_loss"), float)
     ]
@@ -414,6 +394,12 @@ def _last_error(path: Path, code: int) -> str:
     return f"exit code {code}"
 
 
+def check_name(name: str) -> None:
+    """Refuse a sweep name that is not a plain directory name (it becomes one under runs.root)."""
+    if not NAME.fullmatch(name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '_', '-' and '.'")
+
+
 def plan_sweep(
     cfg: Config,
     root: Path,
@@ -426,6 +412,7 @@ def plan_sweep(
 ) -> Plan:
     """A new sweep: its directory and runs; a run whose values do not make a valid config
     is failed at once (never started) and the others go on."""
+    check_name(name)
     directory = root / name
     if (directory / SWEEP_JSON).exists():
         raise UsageError(

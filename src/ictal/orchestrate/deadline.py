@@ -23,10 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from ictal.errors import ExitCode
-from ictal.parallel.executors import signal_on_parent_death
+from ictal.parallel import supervisor
 from ictal.runs.directory import RUN_JSON
 from ictal.runs.meta import read_run_json
 from ictal.ui import log
@@ -69,17 +67,6 @@ class Outcome:
         return next((a.run_dir for a in reversed(self.attempts) if a.run_dir), None)
 
 
-def _child_setup() -> None:
-    """In the child: SIGTERM if this runner dies, so the command still stops cleanly."""
-    signal_on_parent_death(signal.SIGTERM)
-
-
-def _descendants(pid: int) -> set[int]:
-    with contextlib.suppress(psutil.Error):
-        return {p.pid for p in psutil.Process(pid).children(recursive=True)}
-    return set()
-
-
 def _run_of(pids: set[int], runs_root: Path) -> Path | None:
     """The run directory under ``runs_root`` that one of ``pids`` on this host started or
     resumed (run.json records both), newest first."""
@@ -107,30 +94,25 @@ def run_within(
     program: Sequence[str] = ICTAL,
 ) -> Attempt:
     """Run ``ictal ARGV`` until it exits, stopping it at ``limit_s`` (SIGTERM ``grace_s``
-    earlier). ``stop`` set from outside forwards SIGTERM at once. With ``runs_root``, the run
-    directory the command trained in is found by its process id."""
-    args = [*program, *argv]
+    earlier, SIGKILL to what is left at the limit). ``stop`` set from outside forwards SIGTERM
+    at once. With ``runs_root``, the run directory the command trained in is found by its
+    process id. The command gets SIGTERM if this runner dies."""
     child_env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     start = time.monotonic()
     soft = start + max(0.0, limit_s - grace_s)
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, env=child_env,
-                            preexec_fn=_child_setup)  # fmt: skip
+    proc = supervisor.start([*program, *argv], stdin=subprocess.DEVNULL, env=child_env)
     pids = {proc.pid}
-    termed = deadline = False
+    deadline = False
     while proc.poll() is None:
+        pids |= supervisor.descendants(proc.pid)
         now = time.monotonic()
-        if not termed and (now >= soft or (stop is not None and stop.is_set())):
+        if now >= soft or (stop is not None and stop.is_set()):
             deadline = now >= soft
             why = "the time limit is near" if deadline else "this runner was asked to stop"
             log.info(f"deadline: {why}; SIGTERM to the command (it checkpoints and stops)")
-            proc.send_signal(signal.SIGTERM)
-            termed = True
-        if now >= start + limit_s:
-            log.info("deadline: the time limit is reached; SIGKILL to the command")
-            proc.kill()
-            proc.wait()
+            if supervisor.stop(proc, grace_s=max(0.0, start + limit_s - now)):  # until the limit
+                log.info("deadline: the time limit is reached; SIGKILL to the command")
             break
-        pids |= _descendants(proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.25)
     run_dir = _run_of(pids, Path(runs_root)) if runs_root is not None else None
