@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.ledger import is_locked
 from ictal.cache.locate import Located, ictal_made, locate
 from ictal.cache.manifest import read_json, read_manifest
 from ictal.config import PREPROCESSING_VERSION, Config, diff_semantic
+from ictal.io.lock import is_locked
 
 
 @dataclass
@@ -45,7 +45,7 @@ def explain(cfg: Config) -> Explanation:
     located = locate(cfg)
     semantic = cfg.semantic()
     entries: list[EntryReport] = []
-    for entry in layout.list_entries(Path(cfg.cache.root), links=True):
+    for entry in layout.CacheRoot.of(cfg).entries(links=True):
         if entry.path.is_symlink():
             entries.append(EntryReport(entry.path, "symbolic link (not followed)"))
             continue
@@ -59,12 +59,12 @@ def explain(cfg: Config) -> Explanation:
             )
             continue
         if entry.staging:
-            running = is_locked(entry.path)
+            running = is_locked(entry.path / layout.LOCK)
             state = "staging (running)" if running else "staging (`ictal stage` resumes it)"
             entries.append(EntryReport(entry.path, state, []))
             continue
         if entry.building:
-            running = is_locked(entry.path)
+            running = is_locked(entry.path / layout.LOCK)
             state = "building (running)" if running else "building (resumable)"
             rep = EntryReport(entry.path, state, progress=_building_progress(entry.path))
             try:
@@ -99,7 +99,7 @@ def explain(cfg: Config) -> Explanation:
         verdict = "no cache matches this config, and the corpus is not reachable to build one"
     elif any(e.state == "broken commit" and e.path.name == layout.key16(located.key)
              for e in entries):  # fmt: skip
-        broken = layout.committed_dir(cfg.cache.root, located.key)
+        broken = layout.CacheRoot.of(cfg).committed(located.key)
         verdict = (
             f"the directory of this config's cache, {broken}, has no manifest.json (a broken "
             "commit): `ictal gc --yes` removes it, then `ictal build` builds it again"
