@@ -78,8 +78,9 @@ def build_cache(
     key = cache_key(cfg, planned.digest)
     root = layout.CacheRoot.of(cfg)
     final = root.committed(key)
-    report = BuildReport(key=key, path=final, planned=len(planned.refs),
-                         off_layout=planned.discovery.problems)  # fmt: skip
+    report = BuildReport(
+        key=key, path=final, planned=len(planned.refs), off_layout=planned.discovery.problems
+    )
     report.max_failed_fraction = cfg.cache.max_failed_fraction
     for rel, reason in report.off_layout:
         log.warning(f"{rel}: {reason} (not built)")
@@ -112,12 +113,12 @@ def _build_into(
     report.reused += len(reuse.linked)
     executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers, cfg.ray,
                              coordinator_works=True)  # fmt: skip
+    linking = len(reuse.by_content)
     log.info(
         f"building {len(reuse.left)} recordings ({report.skipped} already done"
-        + (f", {len(reuse.by_content)} to link if their content is unchanged"
-           if reuse.by_content else "")
+        + (f", {linking} to link if their content is unchanged" if linking else "")
         + f") with {executor.workers} worker(s) into {writer.directory}"
-    )  # fmt: skip
+    )
     _run(writer, executor, reuse, report)
     manifest = writer.finish()
     report.wall_s = time.monotonic() - t0
