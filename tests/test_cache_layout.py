@@ -62,7 +62,6 @@ def test_a_build_report_ends_by_its_failure_budget(failed: int, ending: Ending, 
     report = BuildReport(key=KEY, path=Path("x"), planned=100, max_failed_fraction=0.05)
     report.failed = [(f"f{i}", "bad") for i in range(failed)]
     assert report.ending is ending and ending.exit_code == code
-    assert report.exit_code == code  # the temporary alias the command line reads
 
 
 def test_a_census_ends_partial_on_unusable_files_or_shared_patients():
