@@ -100,7 +100,7 @@ def test_annotations_hold_the_seizures_and_census_agrees(
         )
         assert len(per_channel) == len(events)
     census = run_census(str(root))
-    assert census.exit_code == 0
+    assert census.ending.exit_code == 0
     assert sum(census.seizure_events.values()) == truth["totals"]["all"]["seizure_events"]
 
 

@@ -9,12 +9,14 @@ a traceback or a misleading "nothing found".
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
 
 from ictal.errors import IctalError, PreflightError, UsageError
+from ictal.io.atomic import fsync_file
 from ictal.io.redact import redact
 
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
@@ -69,6 +71,16 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
         raise
     except Exception as exc:  # fsspec backends raise their own types (botocore, aiohttp...)
         raise PreflightError(f"{doing} {redact(url)} failed: {describe(exc)}", fix) from exc
+
+
+def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
+    """Copy one remote file to ``local`` atomically: fetched beside it under a temp name,
+    fsynced, then renamed, so a reader (or a rerun) never sees a torn file under its name."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.part.tmp")
+    fs.get_file(remote, str(tmp))
+    fsync_file(tmp)
+    os.replace(tmp, local)
 
 
 # The record of what a pull fetched (``ictal pull``), so the next pull fetches only changes.
