@@ -323,7 +323,7 @@ def test_preflight_refuses_cache_without_training_seizures(tmp_path):
     cfg = load_config(None, [f"corpus.root={corpus}", f"cache.root={tmp_path / 'cache'}"])
     from ictal.cache.build import build_cache
 
-    assert build_cache(cfg, workers=1).exit_code == 0
+    assert build_cache(cfg, workers=1).ending.exit_code == 0
     with pytest.raises(PreflightError) as err:
         preflight(cfg, split="train")
     assert "no seizures in the train split" in str(err.value)

@@ -76,7 +76,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_totals_of_a_known_corpus(small_corpus: Path) -> None:
     c = run_census(str(small_corpus))
     assert c.files == {"train": 3, "dev": 1, "eval": 1}
-    assert c.usable_files == c.files and c.unusable == [] and c.exit_code == 0
+    assert c.usable_files == c.files and c.unusable == [] and c.ending.exit_code == 0
     assert c.patients == {"train": 2, "dev": 1, "eval": 1}
     assert c.hours == pytest.approx({"train": 310 / 3600, "dev": 45 / 3600, "eval": 80 / 3600})
     assert c.seizure_events == {"train": 3, "dev": 0, "eval": 1}
@@ -148,7 +148,7 @@ def test_problems_are_reported_and_nothing_crashes(tmp_path: Path) -> None:
     assert c.usable_files == {"train": 1, "dev": 1, "eval": 0}
     assert c.seizure_events == {"train": 1, "dev": 0, "eval": 0}
     assert c.channel_coverage["Fz"] == 4 and c.channel_coverage["Cz"] == 5
-    assert c.exit_code == 4
+    assert c.ending.exit_code == 4
     out = io.StringIO()
     print_census(c, Console(file=out, width=200))
     text = out.getvalue()
@@ -161,7 +161,8 @@ def test_patient_in_two_splits_is_an_error(small_corpus: Path, tmp_path: Path) -
     shutil.copytree(small_corpus, root)
     src = root / "edf/train/aaaaaaab"
     src.rename(root / "edf/dev/aaaaaaab")
-    assert run_census(str(root)).exit_code == 0  # moving a whole patient keeps splits disjoint
+    moved = run_census(str(root))
+    assert moved.ending.exit_code == 0  # moving a whole patient keeps splits disjoint
     # A second session of a dev patient under train makes the splits overlap.
     dup = root / "edf/train/bbbbbbbb"
     shutil.copytree(root / "edf/dev/bbbbbbbb", dup)
@@ -170,7 +171,7 @@ def test_patient_in_two_splits_is_an_error(small_corpus: Path, tmp_path: Path) -
     (dup / "s001_2020_01_01").rename(dup / "s009_2020_01_01")
     c = run_census(str(root))
     assert c.patient_overlap == {"bbbbbbbb": ["train", "dev"]}
-    assert c.exit_code == 4
+    assert c.ending.exit_code == 4
     out = io.StringIO()
     print_census(c, Console(file=out, width=200))
     assert "bbbbbbbb: train, dev" in out.getvalue()
@@ -219,7 +220,7 @@ def _truth_totals(files: list[dict]) -> dict[str, dict[str, float]]:
 def test_census_equals_ground_truth(synth_clean: tuple[Path, dict]) -> None:
     root, truth = synth_clean
     c = run_census(str(root))
-    assert c.exit_code == 0 and c.unusable == [] and c.repairs == {}
+    assert c.ending.exit_code == 0 and c.unusable == [] and c.repairs == {}
     for split in ("train", "dev", "eval"):
         t = truth["totals"][split]
         assert c.files[split] == c.usable_files[split] == t["files"]
@@ -264,7 +265,7 @@ def test_quirk_corpus_every_defect_reported_or_counted(synth_quirks: tuple[Path,
         assert c.seizure_seconds[split] == pytest.approx(want[split]["seizure_seconds"], abs=1e-3)
     short = sorted(f["edf"] for f in usable if f["duration_s"] < 60)
     assert short and c.short_files == short
-    assert c.exit_code == 4
+    assert c.ending.exit_code == 4
 
 
 def test_patient_moved_partly_to_another_split_breaks_disjointness(
@@ -285,4 +286,4 @@ def test_patient_moved_partly_to_another_split_breaks_disjointness(
         old.with_suffix(suffix).rename(new.with_suffix(suffix))
     c = run_census(str(root))
     assert c.patient_overlap == {patient: ["train", "dev"]}
-    assert c.unusable == [] and c.exit_code == 4
+    assert c.unusable == [] and c.ending.exit_code == 4

@@ -293,13 +293,14 @@ def test_a_missing_bucket_or_a_down_host_is_said_as_such(s3, tmp_path, ictal):
 def test_staged_files_are_fsynced_before_the_commit(built, tmp_path, monkeypatch):
     from ictal.cache import remote as remote_mod
     from ictal.config import load_config
+    from ictal.io import storage as storage_mod
 
     _, path = built
     share = tmp_path / "remote"
     shutil.copytree(path, share / path.name)
     synced: list[str] = []
-    real = remote_mod.fsync_file
-    monkeypatch.setattr(remote_mod, "fsync_file", lambda p: (synced.append(Path(p).name), real(p)))
+    real = storage_mod.fsync_file
+    monkeypatch.setattr(storage_mod, "fsync_file", lambda p: (synced.append(Path(p).name), real(p)))
     cfg = load_config(None, [f"corpus.root={tmp_path / 'none'}", f"cache.root={tmp_path / 'c'}",
                              f"cache.remote={share}"])  # fmt: skip
     remote_mod.stage(cfg)

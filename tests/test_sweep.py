@@ -220,3 +220,14 @@ def test_a_name_that_is_not_a_plain_directory_name_is_refused(tmp_path):
     assert not any(tmp_path.iterdir()), "a refused name made a directory"
     plan = plan_sweep(cfg, tmp_path, "lr-1.2_x", None, [], [], None, budget)
     assert plan.directory == tmp_path / "lr-1.2_x" and plan.directory.is_dir()
+
+
+def test_a_sweep_refuses_to_vary_what_it_gives_each_run(ictal, tmp_path):
+    """runs.root, the run's CPU and GPU share and every path are the sweep's to set: a --vary
+    of one of them is a usage error naming it (exit 2), before any run starts."""
+    sets = ["--set", f"runs.root={tmp_path / 'runs'}"]
+    for key in ("loader.num_workers=1,2", "runs.root=a,b", "cache.root=/x,/y"):
+        res = ictal("sweep", *sets, "--vary", key)
+        assert res.returncode == 2, res.stderr
+        assert f"--vary {key.split('=')[0]}" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

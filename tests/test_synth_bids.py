@@ -177,7 +177,7 @@ def test_ground_truth_keeps_its_keys(pair: tuple[Corpus, Corpus]) -> None:
             t["seizure_seconds"], abs=0.01 * t["seizure_events"] + 1e-6
         )
     census = run_census(str(root))  # the BIDS reader agrees with the ground truth
-    assert census.exit_code == 0 and census.unusable == []
+    assert census.ending.exit_code == 0 and census.unusable == []
     for split in ("train", "dev", "eval"):
         assert census.files[split] == truth["totals"][split]["files"]
         assert census.seizure_events[split] == truth["totals"][split]["seizure_events"]

@@ -14,8 +14,8 @@ import pytest
 from conftest import tree_digest
 from ictal.corpus.annotations import read_annotation, seizure_events
 from ictal.corpus.census import run_census
-from ictal.corpus.synth import synthesize
-from ictal.corpus.synth.difficulty import DIFFICULTIES, LOOKALIKES, PATTERNS
+from ictal.corpus.synth import DIFFICULTIES, synthesize
+from ictal.corpus.synth.difficulty import LOOKALIKES, PATTERNS
 
 # sha256 over (relative path, bytes) of every file the generator wrote for these arguments,
 # pinned before difficulties existed: easy corpora must never change for a given seed.
@@ -100,7 +100,7 @@ def test_annotations_hold_the_seizures_and_census_agrees(
         )
         assert len(per_channel) == len(events)
     census = run_census(str(root))
-    assert census.exit_code == 0
+    assert census.ending.exit_code == 0
     assert sum(census.seizure_events.values()) == truth["totals"]["all"]["seizure_events"]
 
 

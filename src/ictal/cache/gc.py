@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.cache import layout
-from ictal.cache.ledger import is_locked
 from ictal.cache.locate import ictal_made, locate
 from ictal.config import Config
 from ictal.errors import PreflightError
-from ictal.io.lock import is_locked as lock_held
+from ictal.io.lock import is_locked
 
 
 @dataclass(frozen=True)
@@ -64,10 +63,10 @@ def plan_gc(cfg: Config) -> GcPlan:
             "matches this config, so gc would remove everything",
             "make corpus.root reachable or pass the config the current cache was built with",
         )
-    root = Path(cfg.cache.root)
+    root = layout.CacheRoot.of(cfg)
     current = layout.key16(located.key)
     plan = GcPlan([], [])
-    for entry in layout.list_entries(root, links=True):
+    for entry in root.entries(links=True):
         if entry.path.is_symlink():
             plan.left_alone.append(LeftAlone(entry.path, "symbolic link (never followed)"))
             continue
@@ -76,7 +75,7 @@ def plan_gc(cfg: Config) -> GcPlan:
             what = "no manifest.json" if not entry.building else "no marker ictal writes"
             plan.left_alone.append(LeftAlone(entry.path, f"not an Ictal cache ({what})"))
             continue
-        if is_locked(entry.path) or lock_held(layout.key_lock_path(root, entry.key16)):
+        if is_locked(entry.path / layout.LOCK) or is_locked(root.key_lock_path(entry.key16)):
             continue  # a live build or stage: never touch it
         if entry.building:
             if entry.key16 == current and not located.committed:

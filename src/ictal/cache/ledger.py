@@ -11,7 +11,6 @@ from ictal.cache import layout
 from ictal.cache.manifest import read_json
 from ictal.errors import UnsafePathError
 from ictal.io.lock import FileLock
-from ictal.io.lock import is_locked as _lock_held
 from ictal.io.paths import check_name, contained
 
 
@@ -22,23 +21,6 @@ def build_lock(directory: Path) -> FileLock:
         f"the build directory {directory}",
         "wait for it to finish (`ictal explain` shows its progress)",
     )
-
-
-def key_lock(root: Path, key: str) -> FileLock:
-    """The lock every build and stage of one key holds from its first check to its commit,
-    so two of them never race for the same committed directory."""
-    k16 = layout.key16(key)
-    return FileLock(
-        layout.key_lock_path(root, key),
-        f"the cache {k16} under {root}",
-        "another build or stage of this cache is running: wait for it to finish (`ictal "
-        "explain` shows its progress), then run the command again",
-    )
-
-
-def is_locked(directory: Path) -> bool:
-    """True when a live build or stage holds the directory's lock."""
-    return _lock_held(directory / layout.LOCK)
 
 
 def record_problem(directory: Path, rec: Any, name: str) -> str | None:

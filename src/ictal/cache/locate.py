@@ -38,16 +38,16 @@ def corpus_digest(cfg: Config) -> tuple[str, int] | None:
 
 def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
     """The committed cache for this config, if any."""
-    root = Path(cfg.cache.root)
+    root = layout.CacheRoot.of(cfg)
     found = corpus_digest(cfg) if use_corpus else None
     if found is not None:
         digest, n = found
         key = cache_key(cfg, digest)
-        path = layout.committed_dir(root, key)
+        path = root.committed(key)
         committed = (path / layout.MANIFEST).is_file()
         return Located(key, path, committed, True, digest, n)
     found_caches = []
-    for entry in layout.list_entries(root):
+    for entry in root.entries():
         if entry.building:
             continue
         man = read_manifest(entry.path)
@@ -60,8 +60,8 @@ def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
     if len(found_caches) > 1:
         names = ", ".join(p.name for p, _ in found_caches)
         raise PreflightError(
-            f"{len(found_caches)} caches under {root} match this config ({names}) and the corpus "
-            f"{cfg.corpus.root} is not reachable to tell which is current",
+            f"{len(found_caches)} caches under {root.path} match this config ({names}) and the "
+            f"corpus {cfg.corpus.root} is not reachable to tell which is current",
             "make corpus.root reachable, or remove the old ones with `ictal gc`",
         )
     return Located(None, None, False, False, None, note=note)
@@ -70,7 +70,7 @@ def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
 def same_semantic_other_source(cfg: Config, located: Located) -> list[Path]:
     """Committed caches with this config but built from a different corpus inventory."""
     out = []
-    for entry in layout.list_entries(Path(cfg.cache.root)):
+    for entry in layout.CacheRoot.of(cfg).entries():
         if entry.building or (located.path is not None and entry.path == located.path):
             continue
         man = read_manifest(entry.path)

@@ -4,7 +4,6 @@ invariant 1). A refusal names the exact command that fixes it; nothing is prepro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from ictal.cache import layout
 from ictal.cache.locate import Located, locate, same_semantic_other_source
@@ -25,18 +24,18 @@ class Preflight:
 
 
 def _refuse_missing(cfg: Config, located: Located, fix: str) -> None:
-    root = Path(cfg.cache.root)
+    root = layout.CacheRoot.of(cfg)
     remote = cfg.cache.remote
     if located.key is None:
         raise PreflightError(
-            f"no cache under {root} matches this config, and the corpus {cfg.corpus.root} is "
+            f"no cache under {root.path} matches this config, and the corpus {cfg.corpus.root} is "
             "not reachable to build one",
             f"run `ictal stage` (fetches the cache published at {remote})"
             if remote
             else f"make corpus.root reachable, then run `{fix}`; or set cache.remote to where "
             "the cache was published and run `ictal stage`",
         )
-    building = layout.building_dirs_for(root, located.key)
+    building = root.builds_of(located.key)
     if building:
         done = len(list((building[-1].path / layout.RECORDS).glob("*.json")))
         raise PreflightError(
@@ -48,11 +47,11 @@ def _refuse_missing(cfg: Config, located: Located, fix: str) -> None:
     if stale:
         raise PreflightError(
             f"the corpus changed since the cache {stale[-1]} was built (files added, removed or "
-            f"modified); there is no cache for the current corpus under {root}",
+            f"modified); there is no cache for the current corpus under {root.path}",
             f"run `{fix}` (the old cache stays until `ictal gc`)",
         )
     raise PreflightError(
-        f"no cache for this config under {root}",
+        f"no cache for this config under {root.path}",
         f"run `ictal stage` if it is published at {remote}, else `{fix}`"
         if remote
         else f"run `{fix}`",

@@ -20,16 +20,16 @@ from typing import Any
 import fsspec
 
 from ictal.cache import layout
-from ictal.cache.ledger import build_lock, key_lock
+from ictal.cache.ledger import build_lock
 from ictal.cache.locate import corpus_digest, locate
 from ictal.cache.manifest import matches
 from ictal.cache.verify import format_problems, verify_l0, verify_l1
 from ictal.config import Config, cache_key
 from ictal.errors import PreflightError, UnsafePathError, UsageError
-from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_file
-from ictal.io.paths import contained, writable_dir
+from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
+from ictal.io.paths import contained
 from ictal.io.redact import redact
-from ictal.io.storage import files_to_copy, make_dirs, open_url, storage_errors
+from ictal.io.storage import fetch_file, files_to_copy, make_dirs, open_url, storage_errors
 from ictal.ui import log, progress
 
 _KEY16 = re.compile(r"^[0-9a-f]{16}")
@@ -121,7 +121,9 @@ def publish(
             f"{path} fails verification, it is not published: {first}",
             "run `ictal verify --full` and rebuild what it names",
         )
-    files = [f for f in files_to_copy(path) if f != path / layout.MANIFEST]  # manifest last
+    files = [
+        f for f in files_to_copy(path, (layout.LOCK,)) if f != path / layout.MANIFEST
+    ]  # manifest last
     with _storage(url, "publishing to"), progress("publish", total=len(files) + 1) as tick:
         if force and published:
             fs.rm_file(f"{dest}/{layout.MANIFEST}")  # unpublished until the new manifest lands
@@ -237,10 +239,10 @@ def stage(
     url = _url(cfg, url, "--from")
     fs, root = open_url(url, "cache.remote")
     k16 = published_key(cfg, url, key)
-    cache_root = writable_dir(cfg.cache.root, "cache.root")
-    final = cache_root / k16
+    cache_root = layout.CacheRoot.of(cfg).writable()
+    final = cache_root.committed(k16)
     result = Transfer(k16, final, redact(f"{url}/{k16}"))
-    with key_lock(cache_root, k16):
+    with cache_root.key_lock(k16):
         if (final / layout.MANIFEST).is_file() and not verify_l0(final):
             result.already = True
             return result
@@ -253,12 +255,12 @@ def stage(
                 f"{final} exists but fails verification: {first}",
                 "move it aside, then stage again",
             )
-        staging = cache_root / f"{k16}.staging"
+        staging = cache_root.staging(k16)
         if staging.is_symlink():
             raise UnsafePathError(f"{staging} is a symbolic link", "remove it, then stage again")
         staging.mkdir(parents=True, exist_ok=True)
         with build_lock(staging):
-            _fetch_and_commit(fs, src, staging, final, cache_root, url, k16, workers, result)
+            _fetch_and_commit(fs, src, staging, final, cache_root.path, url, k16, workers, result)
     result.local = final
     log.info(
         f"staged {result.remote} into {final}: {result.files} files, "
@@ -327,11 +329,7 @@ def _fetch_and_commit(
             if local.is_file() and not local.is_symlink() and local.stat().st_size == sizes[rel]:
                 result.skipped += 1  # fetched by an interrupted stage (L1 checks it)
             else:
-                local.parent.mkdir(parents=True, exist_ok=True)
-                tmp = local.with_name(f".{local.name}.part.tmp")
-                fs.get_file(f"{src}/{rel}", str(tmp))
-                fsync_file(tmp)
-                os.replace(tmp, local)
+                fetch_file(fs, f"{src}/{rel}", local)
                 result.files += 1
                 result.bytes += sizes[rel]
             tick.advance(1)

@@ -13,7 +13,7 @@ import io
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +23,10 @@ from ictal.corpus.discovery import RecordingRef
 from ictal.io.atomic import atomic_write_json, atomic_write_with, link_or_copy
 from ictal.io.digest import url_sha256
 from ictal.parallel.executors import require_visible
+
+if TYPE_CHECKING:
+    from ictal.corpus.edf import EegRecording
+    from ictal.signal.pipeline import Preprocessed
 
 
 @dataclass(frozen=True)
@@ -60,25 +64,77 @@ def _intervals(events: list[Any], fs: float, n: int) -> tuple[list[list[int]], l
     return spans, labels
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """Where one recording's files are: the corpus prefix, the EDF, and its labels."""
+
+    prefix: str
+    edf: str
+    label_kind: str
+    labels: str
+
+    @classmethod
+    def of(cls, task: Task, cfg: Config) -> _Inputs:
+        sep = "" if task.corpus_root.endswith("/") else "/"
+        prefix = f"{task.corpus_root}{sep}"
+        label_kind, label_rel = task.ref.labels(cfg.labels.source)
+        return cls(prefix, f"{prefix}{task.ref.rel}", label_kind, f"{prefix}{label_rel}")
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A recording read, labelled and preprocessed, ready to be written."""
+
+    rec: EegRecording
+    pre: Preprocessed
+    events: list[Any]
+    label_repairs: dict[str, int]
+    mains: float | None
+
+
 def build_one(task: Task) -> dict[str, Any]:
     """Preprocess one recording and write its array and record; returns the record.
 
     Any failure becomes a 'failed' record naming the file and the reason: one bad
     recording never stops the build.
     """
-    from ictal.corpus.annotations import AnnotationError, seizure_events
-    from ictal.corpus.bids import line_frequency
-    from ictal.corpus.edf import RecordingError, read_eeg
-    from ictal.corpus.labels import read_labels
-    from ictal.signal.pipeline import at_line_frequency, preprocess
+    from ictal.corpus.annotations import AnnotationError
+    from ictal.corpus.edf import RecordingError
 
     cfg = Config.model_validate(task.cfg)
-    ref = task.ref
     out = Path(task.out_dir)
     require_visible(out / layout.RECORDS, "cache.root")  # never a node's own disk instead
     if "://" not in task.corpus_root:
         require_visible(task.corpus_root, "corpus.root")
-    base = {
+    base = _base_record(task)
+    where = _Inputs.of(task, cfg)
+    known: dict[str, str | None] | None = None  # source hashes, once taken
+    if task.donor is not None:
+        reused, known = _reuse_by_content(task, out, where.prefix, base)
+        if reused is not None:
+            return reused
+    try:
+        made = _prepare(task.ref, cfg, where)
+    except (RecordingError, AnnotationError) as exc:
+        return _fail(out, base, str(exc))
+    except ValueError as exc:
+        return _fail(out, base, f"{where.edf}: {exc}")
+    except Exception as exc:  # a bug or an unforeseen defect: record it, keep building
+        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return _fail(out, base, f"{where.edf}: unexpected error: {detail}")
+    try:
+        hashes = known or source_sha256(
+            where.prefix, task.ref, task.source, edf_sha256=made.rec.sha256
+        )
+    except OSError as exc:
+        return _fail(out, base, f"{where.edf}: cannot read it again to hash it: {exc}")
+    return _write_done(out, base, made, hashes)
+
+
+def _base_record(task: Task) -> dict[str, Any]:
+    """The fields every record of this recording carries, done or failed."""
+    ref = task.ref
+    return {
         "id": ref.id,
         "rel": ref.rel,
         "split": ref.split,
@@ -89,56 +145,52 @@ def build_one(task: Task) -> dict[str, Any]:
         "source": task.source,
         **({"corpus": ref.corpus} if ref.corpus else {}),
     }
-    sep = "" if task.corpus_root.endswith("/") else "/"
-    prefix = f"{task.corpus_root}{sep}"
-    edf_path = f"{prefix}{ref.rel}"
-    label_kind, label_rel = ref.labels(cfg.labels.source)
-    label_path = f"{prefix}{label_rel}"
-    policy = cfg.corpus.policy
-    known: dict[str, str | None] | None = None  # source hashes, once taken
-    if task.donor is not None:
-        reused, known = _reuse_by_content(task, out, prefix, base)
-        if reused is not None:
-            return reused
-    try:
-        rec = read_eeg(
-            edf_path,
-            cfg.signal.channels,
-            missing=policy.missing_channels,
-            montage=cfg.signal.montage,
-        )
-        ann = read_labels(label_path, label_kind)
-        events, label_repairs = seizure_events(
-            ann,
-            edf_duration=rec.duration_s,
-            overlap_policy=policy.annotation_overlap,
-            out_of_range_policy=policy.annotation_out_of_range,
-            duration_tolerance_s=policy.duration_tolerance_s,
-        )
-        unknown = sorted({e.label for e in events} - set(cfg.labels.seizure_codes) - {"seiz"})
-        if unknown and label_kind != "tsv":  # SzCORE: every sz* type is a seizure
-            raise AnnotationError(label_path, f"labels outside labels.seizure_codes: {unknown}")
-        mains = line_frequency(prefix + ref.files()["json"]) if ref.format == "bids" else None
-        pre = preprocess(rec.data, rec.fs, at_line_frequency(cfg.signal, mains), pairs=rec.pairs)
-    except (RecordingError, AnnotationError) as exc:
-        return _fail(out, base, str(exc))
-    except ValueError as exc:
-        return _fail(out, base, f"{edf_path}: {exc}")
-    except Exception as exc:  # a bug or an unforeseen defect: record it, keep building
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return _fail(out, base, f"{edf_path}: unexpected error: {detail}")
 
-    try:
-        hashes = known or source_sha256(prefix, ref, task.source, edf_sha256=rec.sha256)
-    except OSError as exc:
-        return _fail(out, base, f"{edf_path}: cannot read it again to hash it: {exc}")
+
+def _prepare(ref: RecordingRef, cfg: Config, where: _Inputs) -> _Prepared:
+    """Read the EDF and its labels, check the seizure vocabulary, and preprocess (notch at
+    the sidecar's mains frequency for BIDS); raises on anything that makes it unusable."""
+    from ictal.corpus.annotations import AnnotationError, seizure_events
+    from ictal.corpus.bids import line_frequency
+    from ictal.corpus.edf import read_eeg
+    from ictal.corpus.labels import read_labels
+    from ictal.signal.pipeline import at_line_frequency, preprocess
+
+    policy = cfg.corpus.policy
+    rec = read_eeg(
+        where.edf,
+        cfg.signal.channels,
+        missing=policy.missing_channels,
+        montage=cfg.signal.montage,
+    )
+    ann = read_labels(where.labels, where.label_kind)
+    events, label_repairs = seizure_events(
+        ann,
+        edf_duration=rec.duration_s,
+        overlap_policy=policy.annotation_overlap,
+        out_of_range_policy=policy.annotation_out_of_range,
+        duration_tolerance_s=policy.duration_tolerance_s,
+    )
+    unknown = sorted({e.label for e in events} - set(cfg.labels.seizure_codes) - {"seiz"})
+    if unknown and where.label_kind != "tsv":  # SzCORE: every sz* type is a seizure
+        raise AnnotationError(where.labels, f"labels outside labels.seizure_codes: {unknown}")
+    mains = line_frequency(where.prefix + ref.files()["json"]) if ref.format == "bids" else None
+    pre = preprocess(rec.data, rec.fs, at_line_frequency(cfg.signal, mains), pairs=rec.pairs)
+    return _Prepared(rec, pre, events, label_repairs, mains)
+
+
+def _write_done(
+    out: Path, base: dict[str, Any], made: _Prepared, hashes: dict[str, str | None]
+) -> dict[str, Any]:
+    """Write the array, then the record that says it is complete; returns the record."""
+    rec, pre = made.rec, made.pre
     n = int(pre.data.shape[0])
     head, samples = _npy_parts(pre.data)
-    array_rel = f"{layout.ARRAYS}/{ref.id}.npy"
+    array_rel = f"{layout.ARRAYS}/{base['id']}.npy"
     atomic_write_with(out / array_rel, lambda fh: (fh.write(head), fh.write(samples)))
     digest = hashlib.sha256(head)
     digest.update(samples)
-    seizures, labels = _intervals(events, pre.fs, n)
+    seizures, labels = _intervals(made.events, pre.fs, n)
     record = {
         **base,
         "status": "done",
@@ -152,12 +204,12 @@ def build_one(task: Task) -> dict[str, Any]:
         "seizures": seizures,
         "seizure_labels": labels,
         "stats": pre.stats,
-        "repairs": {**rec.repairs, **label_repairs},
+        "repairs": {**rec.repairs, **made.label_repairs},
         "counts": pre.counts,
         "source_sha256": hashes,
-        **({"line_frequency_hz": mains} if mains is not None else {}),
+        **({"line_frequency_hz": made.mains} if made.mains is not None else {}),
     }
-    atomic_write_json(out / layout.RECORDS / f"{ref.id}.json", record)
+    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record)
     return record
 
 

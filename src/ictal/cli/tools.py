@@ -61,8 +61,7 @@ def synth(
 ) -> object:
     """Write a synthetic corpus in the exact TUSZ layout and formats, or as BIDS-EEG (its
     options are all here: synth takes no config)."""
-    from ictal.corpus.synth import synthesize
-    from ictal.corpus.synth.options import check_target
+    from ictal.corpus.synth import check_target, synthesize
 
     check_target(out, format=format_.value, quirks=quirks, force=force)
     with progress(f"synth ({difficulty.value}, {format_.value})", total=None) as tick:

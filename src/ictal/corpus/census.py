@@ -26,6 +26,7 @@ from ictal.corpus.discovery import RecordingRef, open_fs
 from ictal.corpus.edf import RecordingError, check_channels, read_header, select_for
 from ictal.corpus.labels import read_labels
 from ictal.corpus.sources import Source, detect_format, scan_source
+from ictal.errors import Ending
 from ictal.io.redact import redact
 from ictal.ui import styled
 
@@ -87,9 +88,9 @@ class Census:
         }
 
     @property
-    def exit_code(self) -> int:
-        """0 when everything is usable and splits are patient-disjoint, else 4."""
-        return 4 if self.unusable or self.patient_overlap else 0
+    def ending(self) -> Ending:
+        """DONE when every file is usable and the splits are patient-disjoint, else PARTIAL."""
+        return Ending.PARTIAL if self.unusable or self.patient_overlap else Ending.DONE
 
 
 def _census_file(
@@ -300,12 +301,33 @@ def census_to_dict(c: Census) -> dict[str, Any]:
         "patient_overlap": c.patient_overlap,
         **({"line_frequency": c.line_frequency} if c.line_frequency else {}),
         "elapsed_s": round(c.elapsed_s, 3),
-        "exit_code": c.exit_code,
+        "exit_code": int(c.ending.exit_code),
     }
+
+
+def census_document(results: list[Census]) -> dict[str, Any]:
+    """What ``ictal census --json`` writes: one census, or every corpus of a mixture with the
+    worst exit code of them."""
+    docs = [census_to_dict(c) for c in results]
+    if len(docs) == 1:
+        return docs[0]
+    return {"corpora": docs, "exit_code": max(d["exit_code"] for d in docs)}
 
 
 def print_census(c: Census, console: Console) -> None:
     """Rich tables: splits, montages and rates, vocabulary, channel coverage, problems."""
+    console.print(_splits_table(c))
+    console.print(_shape_table(c))
+    _print_vocabulary(c, console)
+    _print_coverage(c, console)
+    _print_problems(c, console)
+    code = int(c.ending.exit_code)
+    verdict = styled("OK", "green") if c.ending is Ending.DONE else styled("problems found", "red")
+    console.print(verdict + f" (exit code {code}), {c.elapsed_s:.1f} s")
+
+
+def _splits_table(c: Census) -> Table:
+    """Files, usable files, patients, hours and seizures of each split."""
     named = f"{c.name}: " if c.name else ""
     title = f"Corpus {named}{redact(c.root)} ({c.format.upper()})"
     splits = Table(title=title, title_justify="left")
@@ -323,8 +345,11 @@ def print_census(c: Census, console: Console) -> None:
             f"{c.seizure_seconds[s] / 3600:,.2f}",
             f"{100 * frac[s]:.2f}",
         )
-    console.print(splits)
+    return splits
 
+
+def _shape_table(c: Census) -> Table:
+    """Files per montage beside files per sample rate."""
     shape = Table(title="Montages and sample rates", title_justify="left")
     shape.add_column("montage")
     shape.add_column("files", justify="right")
@@ -338,8 +363,11 @@ def print_census(c: Census, console: Console) -> None:
         shape.add_row(
             m[0], f"{m[1]:,}" if m[1] != "" else "", r[0], f"{r[1]:,}" if r[1] != "" else ""
         )
-    console.print(shape)
+    return shape
 
+
+def _print_vocabulary(c: Census, console: Console) -> None:
+    """Annotation labels per file kind, event types that are not seizures, mains frequency."""
     vocab = Table(title="Label vocabulary (annotation rows)", title_justify="left")
     vocab.add_column("file")
     vocab.add_column("labels")
@@ -355,21 +383,27 @@ def print_census(c: Census, console: Console) -> None:
         shown = ", ".join(f"{k} Hz {v:,}" for k, v in c.line_frequency.items())
         console.print(f"Power-line frequency (eeg.json; the notch follows it): {shown}")
 
+
+def _print_coverage(c: Census, console: Console) -> None:
+    """The electrodes some files lack, or one line saying every file has all 19."""
     total = sum(c.files.values())
     short = [(ch, c.channel_coverage.get(ch, 0)) for ch in CANONICAL_19]
     short = [(ch, n) for ch, n in short if n < total]
     if not short:
         console.print(f"Channels: all 19 electrodes present in every one of the {total:,} files")
-    else:
-        cov = Table(title=f"Electrodes missing from some of the {total:,} files",
-                    title_justify="left")  # fmt: skip
-        cov.add_column("electrode")
-        cov.add_column("files with it", justify="right")
-        cov.add_column("files without", justify="right")
-        for ch, n in short:
-            cov.add_row(ch, f"{n:,}", styled(f"{total - n:,}", "red"))
-        console.print(cov)
+        return
+    cov = Table(title=f"Electrodes missing from some of the {total:,} files",
+                title_justify="left")  # fmt: skip
+    cov.add_column("electrode")
+    cov.add_column("files with it", justify="right")
+    cov.add_column("files without", justify="right")
+    for ch, n in short:
+        cov.add_row(ch, f"{n:,}", styled(f"{total - n:,}", "red"))
+    console.print(cov)
 
+
+def _print_problems(c: Census, console: Console) -> None:
+    """Repairs, short files, patients shared between splits, and the unusable files."""
     if c.repairs:
         console.print("Repairs: " + ", ".join(f"{k} {v}" for k, v in c.repairs.items()))
     if c.short_files:
@@ -385,5 +419,3 @@ def print_census(c: Census, console: Console) -> None:
         for rel, why in c.unusable:
             problems.add_row(rel, why)
         console.print(problems)
-    verdict = styled("OK", "green") if c.exit_code == 0 else styled("problems found", "red")
-    console.print(verdict + f" (exit code {c.exit_code}), {c.elapsed_s:.1f} s")

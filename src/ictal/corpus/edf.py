@@ -159,90 +159,39 @@ def _read_header_bytes(fs: fsspec.AbstractFileSystem, path: str, size: int) -> b
     return bytes(raw[:need])
 
 
+@dataclass
+class _Patch:
+    """Header bytes under repair: the repairs counted so far, and whether edfio must be handed
+    the patched copy (a field was rewritten)."""
+
+    fixed: bytearray
+    repairs: dict[str, int] = field(default_factory=dict)
+    needs_patch: bool = False
+
+    def put(self, where: tuple[int, int], value: str) -> None:
+        """Rewrite one field of the header; edfio then reads the patched copy."""
+        _put(self.fixed, *where, value)
+        self.needs_patch = True
+
+
 def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
     """Check and repair the raw header bytes, then let edfio parse the (patched) copy."""
     if _field(raw, *VERSION) != "0":
         raise RecordingError(path, f"not EDF: version field {raw[:8]!r}")
     ns = int(_field(raw, *N_SIGNALS))
-    repairs: dict[str, int] = {}
-    fixed = bytearray(raw)
-    needs_patch = False
-
-    if _ODD_BYTE.search(raw):
-        repairs["non_ascii_header"] = 1
-        fixed = bytearray(_ODD_BYTE.sub(b"?", raw))
-    if b"\x00" in raw:
-        repairs["nul_bytes_in_header"] = 1
-        fixed = bytearray(fixed.replace(b"\x00", b" "))
-
-    if _field(fixed, *HEADER_BYTES) != str(len(raw)):
-        repairs["header_size_field"] = 1
-        _put(fixed, *HEADER_BYTES, str(len(raw)))
-        needs_patch = True
-
-    try:
-        spr_all = [
-            int(_field(fixed, *signal_field(ns, "samples_per_record", i))) for i in range(ns)
-        ]
-    except ValueError:
-        raise RecordingError(path, "samples-per-record field is not an integer") from None
-    record_bytes = 2 * sum(spr_all)
-    record_s = _num(_field(fixed, *RECORD_SECONDS))
-    if record_bytes <= 0 or not record_s > 0:
-        raise RecordingError(path, f"invalid record layout ({record_bytes} B, {record_s} s)")
+    patch = _printable(raw)
+    if _field(patch.fixed, *HEADER_BYTES) != str(len(raw)):
+        patch.repairs["header_size_field"] = 1
+        patch.put(HEADER_BYTES, str(len(raw)))
+    record_bytes, record_s = _record_layout(path, patch.fixed, ns)
     data_bytes = size - len(raw)
     actual, remainder = divmod(max(data_bytes, 0), record_bytes)
     if actual == 0:
         raise RecordingError(path, f"no complete data record ({data_bytes} data bytes)")
-
-    count_text = _field(fixed, *N_RECORDS)
-    try:
-        declared = int(count_text)
-    except ValueError:
-        repairs["records_field_invalid"] = 1
-        declared = actual
-        _put(fixed, *N_RECORDS, str(actual))
-        needs_patch = True
-    if declared == -1:
-        repairs["records_minus_one"] = 1
-    elif remainder:
-        repairs["truncated"] = 1
-    elif declared != actual:
-        repairs["records_mismatch"] = 1
-    if declared != actual or remainder:
-        # edfio would derive the same count but warn (UserWarning) on every read; we count
-        # the repair instead and hand it a consistent header and whole records.
-        _put(fixed, *N_RECORDS, str(actual))
-        needs_patch = True
-
-    start_date = _field(fixed, *START_DATE)
-    if re.fullmatch(r"0+[.:/-]0+[.:/-]0+", start_date):
-        repairs["zero_start_date"] = 1
-        start_date = ""
-    start_time = _field(fixed, *START_TIME)
-    if ":" in start_time:
-        repairs["colon_start_time"] = 1
-        start_time = start_time.replace(":", ".")
-
-    # Hand edfio the header with zero records and no data: it parses the signal headers
-    # without touching (or warning about) the data section.
-    probe = bytearray(fixed)
-    _put(probe, *N_RECORDS, "0")
-    try:
-        edf = read_edf(bytes(probe))
-    except Exception as exc:  # edfio raises ValueError/ZeroDivisionError on garbage fields
-        raise RecordingError(path, f"header unreadable: {exc}") from None
+    _repair_record_count(patch, actual, remainder)
+    start_date, start_time = _start_fields(patch)
+    edf = _signal_headers(path, patch.fixed)
     sigs = edf.signals
-
-    def ranged(attr: str) -> list[float]:
-        out = []
-        for s in sigs:
-            try:
-                out.append(float(getattr(s, attr)))
-            except ValueError:
-                out.append(float("nan"))
-        return out
-
     return EdfHeader(
         path=path,
         labels=[s.label for s in sigs],
@@ -253,17 +202,100 @@ def _parse_header(path: str, raw: bytes, size: int) -> EdfHeader:
         start_date=start_date,
         start_time=start_time,
         patient=edf.local_patient_identification,
-        repairs=repairs,
+        repairs=patch.repairs,
         samples_per_record=[s.samples_per_data_record for s in sigs],
-        physical_min=ranged("physical_min"),
-        physical_max=ranged("physical_max"),
-        digital_min=ranged("digital_min"),
-        digital_max=ranged("digital_max"),
+        physical_min=_ranged(sigs, "physical_min"),
+        physical_max=_ranged(sigs, "physical_max"),
+        digital_min=_ranged(sigs, "digital_min"),
+        digital_max=_ranged(sigs, "digital_max"),
         units=[s.physical_dimension for s in sigs],
         record_bytes=record_bytes,
-        needs_patch=needs_patch,
-        patched_header=bytes(fixed),
+        needs_patch=patch.needs_patch,
+        patched_header=bytes(patch.fixed),
     )
+
+
+def _printable(raw: bytes) -> _Patch:
+    """The header with non-ASCII or control bytes as '?' and NUL bytes as spaces (counted)."""
+    patch = _Patch(bytearray(raw))
+    if _ODD_BYTE.search(raw):
+        patch.repairs["non_ascii_header"] = 1
+        patch.fixed = bytearray(_ODD_BYTE.sub(b"?", raw))
+    if b"\x00" in raw:
+        patch.repairs["nul_bytes_in_header"] = 1
+        patch.fixed = bytearray(patch.fixed.replace(b"\x00", b" "))
+    return patch
+
+
+def _record_layout(path: str, fixed: bytearray, ns: int) -> tuple[int, float]:
+    """Bytes and seconds of one data record, as the signal headers declare them."""
+    try:
+        spr_all = [
+            int(_field(fixed, *signal_field(ns, "samples_per_record", i))) for i in range(ns)
+        ]
+    except ValueError:
+        raise RecordingError(path, "samples-per-record field is not an integer") from None
+    record_bytes = 2 * sum(spr_all)
+    record_s = _num(_field(fixed, *RECORD_SECONDS))
+    if record_bytes <= 0 or not record_s > 0:
+        raise RecordingError(path, f"invalid record layout ({record_bytes} B, {record_s} s)")
+    return record_bytes, record_s
+
+
+def _repair_record_count(patch: _Patch, actual: int, remainder: int) -> None:
+    """Make the number-of-records field say the ``actual`` complete records, counting why it
+    did not (unreadable, -1, a truncated file, or another number)."""
+    try:
+        declared = int(_field(patch.fixed, *N_RECORDS))
+    except ValueError:
+        patch.repairs["records_field_invalid"] = 1
+        declared = actual
+        patch.put(N_RECORDS, str(actual))
+    if declared == -1:
+        patch.repairs["records_minus_one"] = 1
+    elif remainder:
+        patch.repairs["truncated"] = 1
+    elif declared != actual:
+        patch.repairs["records_mismatch"] = 1
+    if declared != actual or remainder:
+        # edfio would derive the same count but warn (UserWarning) on every read; we count
+        # the repair instead and hand it a consistent header and whole records.
+        patch.put(N_RECORDS, str(actual))
+
+
+def _start_fields(patch: _Patch) -> tuple[str, str]:
+    """Start date ('' when all zeros) and time (dots, not colons), repairs counted."""
+    start_date = _field(patch.fixed, *START_DATE)
+    if re.fullmatch(r"0+[.:/-]0+[.:/-]0+", start_date):
+        patch.repairs["zero_start_date"] = 1
+        start_date = ""
+    start_time = _field(patch.fixed, *START_TIME)
+    if ":" in start_time:
+        patch.repairs["colon_start_time"] = 1
+        start_time = start_time.replace(":", ".")
+    return start_date, start_time
+
+
+def _signal_headers(path: str, fixed: bytearray) -> Edf:
+    """edfio's reading of the header alone: handed zero records and no data, it parses the
+    signal headers without touching (or warning about) the data section."""
+    probe = bytearray(fixed)
+    _put(probe, *N_RECORDS, "0")
+    try:
+        return read_edf(bytes(probe))
+    except Exception as exc:  # edfio raises ValueError/ZeroDivisionError on garbage fields
+        raise RecordingError(path, f"header unreadable: {exc}") from None
+
+
+def _ranged(sigs: Sequence[EdfSignal], attr: str) -> list[float]:
+    """A numeric field of every signal, NaN where it does not parse."""
+    out = []
+    for s in sigs:
+        try:
+            out.append(float(getattr(s, attr)))
+        except ValueError:
+            out.append(float("nan"))
+    return out
 
 
 def read_header(

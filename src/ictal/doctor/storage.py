@@ -9,7 +9,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ictal.cache.layout import key16
+from ictal.cache.layout import CacheRoot, key16
 from ictal.cache.locate import corpus_digest
 from ictal.cache.preflight import preflight
 from ictal.cache.remote import published_key
@@ -32,7 +32,7 @@ PUSHES = ("train", "evaluate", "detect")  # the commands that push to sink.url
 def storage(cfg: Config, command: str) -> list[Check]:
     """The storage checks of ``command`` with this config, in the order a person reads them."""
     checks = [
-        _disk(Path(cfg.cache.root), "cache.root", WRITES.get(command) == "cache.root"),
+        _disk(CacheRoot.of(cfg).path, "cache.root", WRITES.get(command) == "cache.root"),
         _disk(Path(cfg.runs.root), "runs.root", WRITES.get(command) == "runs.root"),
     ]
     checks.append(_corpus(cfg, needed=command == "build"))

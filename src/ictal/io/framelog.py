@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ictal.io.atomic import fsync_dir
+from ictal.io.lock import is_locked
 
 MAGIC = b"ICR1"
 HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
@@ -77,23 +78,6 @@ def scan_bytes(data: bytes) -> Scan:
     return out
 
 
-def _locked_by_other(path: Path) -> bool:
-    """True when a live writer holds the segment's flock."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
 def seal(path: Path) -> Path:
     """fsync an ``.open`` segment, rename it ``.seg``, fsync the directory."""
     fd = os.open(path, os.O_RDONLY)
@@ -112,7 +96,7 @@ def recover(directory: Path) -> list[tuple[Path, int]]:
     returns (sealed segment, bytes dropped). Segments of live writers are left alone."""
     done = []
     for path in sorted(directory.glob(f"*{OPEN}")):
-        if _locked_by_other(path):
+        if is_locked(path):  # a live writer holds the segment's flock
             continue
         data = path.read_bytes()
         found = scan_bytes(data)

@@ -9,12 +9,14 @@ a traceback or a misleading "nothing found".
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import os
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import fsspec
 
 from ictal.errors import IctalError, PreflightError, UsageError
+from ictal.io.atomic import fsync_file
 from ictal.io.redact import redact
 
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
@@ -71,20 +73,25 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
         raise PreflightError(f"{doing} {redact(url)} failed: {describe(exc)}", fix) from exc
 
 
-# The record of what a pull fetched (``ictal pull``), so the next pull fetches only changes.
-PULL_INDEX = ".pull.json"
-# Files that belong to this machine's copy only: locks and the pull record.
-LOCAL_ONLY = (".lock", "run.lock", PULL_INDEX)
+def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
+    """Copy one remote file to ``local`` atomically: fetched beside it under a temp name,
+    fsynced, then renamed, so a reader (or a rerun) never sees a torn file under its name."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    tmp = local.with_name(f".{local.name}.part.tmp")
+    fs.get_file(remote, str(tmp))
+    fsync_file(tmp)
+    os.replace(tmp, local)
 
 
-def files_to_copy(local: Path) -> list[Path]:
-    """Regular files of a directory worth copying elsewhere: all but locks, pull records and
-    atomic-write temps (symbolic links are never followed or copied)."""
+def files_to_copy(local: Path, local_only: Collection[str]) -> list[Path]:
+    """Regular files of a directory worth copying elsewhere: all but the names that belong
+    to this machine's copy (``local_only``: locks, pull records) and atomic-write temps
+    (symbolic links are never followed or copied)."""
     return sorted(
         p
         for p in local.rglob("*")
         if p.is_file()
         and not p.is_symlink()
         and not p.name.endswith(".tmp")
-        and p.name not in LOCAL_ONLY
+        and p.name not in local_only
     )

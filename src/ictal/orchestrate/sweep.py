@@ -31,14 +31,16 @@ from typing import Any
 
 import psutil
 
-from ictal.config import Config, ConfigError, load_config
-from ictal.errors import ExitCode, UsageError
+from ictal.config import Config, ConfigError, load_config, sweep_may_vary
+from ictal.errors import Ending, ExitCode, UsageError
+from ictal.ids import new_run_id
 from ictal.io.atomic import atomic_write_json
 from ictal.io.lock import FileLock
+from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
 from ictal.machine import usable_cpus
 from ictal.parallel import supervisor
-from ictal.runs.directory import SWEEP_JSON, RunDir, is_locked
+from ictal.runs.directory import SWEEP_JSON, RunDir
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
 from ictal.ui import log
@@ -87,6 +89,11 @@ class Plan:
     budget: Budget
     created: float = field(default_factory=time.time)
 
+    @property
+    def ending(self) -> Ending:
+        """Partial when a run did not finish (the table says which and why)."""
+        return Ending.PARTIAL if any(m.status != "done" for m in self.members) else Ending.DONE
+
     def save(self) -> None:
         doc = {
             "name": self.directory.name,
@@ -129,6 +136,12 @@ def grid(varies: list[str], seeds: int | None) -> list[list[str]]:
         choices = split_values(values)
         if not key.strip() or not choices:
             raise UsageError(f"--vary {vary!r}: a key and at least one value are needed")
+        if not sweep_may_vary(key.strip()):
+            raise UsageError(
+                f"--vary {key.strip()}: a sweep gives each run its own runs.root, train.threads, "
+                "loader.num_workers and train.gpu_memory_fraction, and a path is the same for "
+                "every run; vary the experiment (model, data, schedule, seed) instead"
+            )
         axes.append([f"{key.strip()}={v}" for v in choices])
     if seeds:
         axes.append([f"train.seed={k}" for k in range(seeds)])
@@ -225,7 +238,7 @@ class Sweep:
         after its SIGTERM): wait for it before resuming it."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and any(
-            is_locked(p) for p in slot.iterdir() if RunDir(p).config.is_file()
+            RunDir(p).locked for p in slot.iterdir() if RunDir(p).config.is_file()
         ):
             time.sleep(0.2)
 
@@ -430,6 +443,30 @@ def plan_sweep(
     directory.mkdir(parents=True, exist_ok=True)
     config = str(base_config.resolve()) if base_config is not None else None
     return Plan(directory, config, list(base_sets), members, budget)
+
+
+def open_sweep(
+    cfg: Config,
+    budget: Budget,
+    *,
+    name: str | None,
+    resume: str | None,
+    base_config: Path | None,
+    base_sets: list[str],
+    varies: list[str],
+    seeds: int | None,
+) -> Plan:
+    """The sweep a command asks for: ``resume`` continues one as it was planned; otherwise a
+    new one named ``name`` (default: a run id) under runs.root."""
+    root = writable_dir(cfg.runs.root, "runs.root")
+    if resume is not None:
+        if varies or seeds:
+            raise UsageError(
+                "--resume continues a sweep as it was planned: drop --vary and --seeds"
+            )
+        return load_plan(root, resume, budget)
+    label = name or f"sweep-{new_run_id()}"
+    return plan_sweep(cfg, root, label, base_config, base_sets, varies, seeds, budget)
 
 
 def load_plan(root: Path, name: str, budget: Budget) -> Plan:

@@ -29,7 +29,7 @@ from pathlib import Path
 from ictal.io.digest import file_sha256
 from ictal.io.redact import redact
 from ictal.io.storage import describe, files_to_copy, is_local, make_dirs, open_url
-from ictal.runs.directory import METRICS, PUSHED
+from ictal.runs.directory import LOCAL_ONLY, METRICS, PUSHED
 from ictal.runs.heartbeat import LiveStatus
 from ictal.ui import log
 
@@ -180,7 +180,7 @@ class Pusher:
             logs: list[tuple[Path, str, Signature]] = []
             linked: list[Path] = []
             try:
-                for path in files_to_copy(self.local):
+                for path in files_to_copy(self.local, LOCAL_ONLY):
                     rel = path.relative_to(self.local).as_posix()
                     if self.exclude(rel):
                         continue
@@ -275,7 +275,7 @@ class Pusher:
     def _write_marker(self) -> None:
         listing = []
         total = 0
-        for path in files_to_copy(self.local):
+        for path in files_to_copy(self.local, LOCAL_ONLY):
             rel = path.relative_to(self.local).as_posix()
             if self.exclude(rel):
                 continue

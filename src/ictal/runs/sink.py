@@ -22,11 +22,18 @@ from typing import Any
 import fsspec
 
 from ictal.errors import PreflightError
-from ictal.io.atomic import atomic_write_json, fsync_dir, fsync_file
+from ictal.io.atomic import atomic_write_json, fsync_dir
 from ictal.io.digest import file_sha256
 from ictal.io.paths import contained, writable_dir
 from ictal.io.redact import redact
-from ictal.io.storage import describe, is_local, make_dirs, open_url, storage_errors
+from ictal.io.storage import (
+    describe,
+    fetch_file,
+    is_local,
+    make_dirs,
+    open_url,
+    storage_errors,
+)
 from ictal.runs.directory import EVAL_PREFIX, HEARTBEAT, PULL_INDEX, PUSHED, STARTED
 from ictal.ui import log, progress
 
@@ -156,11 +163,7 @@ def pull(url: str, dest: Path) -> Pulled:
             if index.get(rel) == sig and local.is_file():
                 result.unchanged += 1
             else:
-                local.parent.mkdir(parents=True, exist_ok=True)
-                tmp = local.with_name(f".{local.name}.pull.tmp")
-                fs.get_file(f"{root}/{rel}", str(tmp))
-                fsync_file(tmp)
-                os.replace(tmp, local)
+                fetch_file(fs, f"{root}/{rel}", local)
                 index[rel] = sig
                 result.files += 1
                 result.bytes += sig[0]

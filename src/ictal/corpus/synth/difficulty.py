@@ -11,7 +11,6 @@ import numpy as np
 
 from ictal.corpus.synth.plans import FOCAL_CODES, FOCI, POSITIONS, EventPlan, FilePlan, PatientPlan
 
-DIFFICULTIES = ("easy", "realistic", "hard")
 PATTERNS = ("rhythmic", "fast_onset", "spike_wave", "attenuation")
 LOOKALIKES = (
     "muscle", "chewing", "electrode_pop", "drift", "eye_movement", "drowsy_theta",

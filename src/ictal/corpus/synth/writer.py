@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ from ictal.corpus.edf import (
 )
 from ictal.corpus.synth import bids, easy, phenomena
 from ictal.corpus.synth.difficulty import (
-    DIFFICULTIES,
     PROFILES,
     Lookalike,
     Traits,
@@ -27,6 +27,7 @@ from ictal.corpus.synth.difficulty import (
     plan_seizures,
     plan_traits,
 )
+from ictal.corpus.synth.options import DIFFICULTIES, FORMATS, LINE_FREQS
 from ictal.corpus.synth.plans import (
     CLEAN_QUIRKS,
     ELECTRODES_19,
@@ -43,10 +44,6 @@ from ictal.corpus.synth.plans import (
 )
 from ictal.corpus.synth.recording import Trace, electrode, traces, tusz_edf
 from ictal.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
-
-FORMATS = ("tusz", "bids")
-LINE_FREQS = (50, 60)
-
 
 # --------------------------------------------------------------------------- defects
 
@@ -241,6 +238,29 @@ def _command(patients: int, hours: float, seed: int, difficulty: str, line_freq:
     )
 
 
+@dataclass(frozen=True)
+class _Spec:
+    """The arguments of one synthesis, as ``synthesize`` was called."""
+
+    patients: int
+    hours: float
+    seed: int
+    quirks: float
+    difficulty: str
+    format: str
+    line_freq: int
+
+
+@dataclass
+class _Signals:
+    """How each file's signals are drawn, and the patient traits and look-alikes that the
+    realistic and hard profiles planned (none for easy)."""
+
+    draw: Callable[[FilePlan, list[str]], dict[str, np.ndarray]]
+    traits: dict[str, Traits] = field(default_factory=dict)
+    lookalikes: dict[int, list[Lookalike]] = field(default_factory=dict)
+
+
 def synthesize(
     out: str | Path,
     *,
@@ -260,80 +280,126 @@ def synthesize(
     ``tusz`` is the TUSZ layout, ``bids`` the same plans and samples as a BIDS-EEG dataset
     (SzCORE convention); ``line_freq`` is the mains frequency in the signals (Hz)."""
     _check(patients, hours, quirks, difficulty, format, line_freq)
+    spec = _Spec(patients, hours, seed, quirks, difficulty, format, line_freq)
     root = Path(out)
     rng = np.random.default_rng(seed)
     pplans = plan_patients(rng, patients)
     files = plan_files(rng, pplans, hours)
     assign_quirks(rng, files, quirks)
-    traits: dict[str, Traits] = {}
-    lookalikes: dict[int, list[Lookalike]] = {}
-    if difficulty == "easy":
+    signals = _plan_signals(spec, rng, pplans, files)
+    entries = _write_recordings(root, spec, pplans, files, signals, progress)
+    truth = _ground_truth(spec, pplans, files, entries, signals.traits)
+    if format == "bids":
+        bids.write_dataset(root, truth, _command(patients, hours, seed, difficulty, line_freq))
+    atomic_write_json(root / "ground_truth.json", truth, fsync=True)
+    return truth
+
+
+def _plan_signals(
+    spec: _Spec, rng: np.random.Generator, pplans: list[PatientPlan], files: list[FilePlan]
+) -> _Signals:
+    """Plan every file's seizures (and, beyond easy, patient traits and look-alikes from the
+    profile's own generator), and the drawing of their signals."""
+    seed, line_freq = spec.seed, spec.line_freq
+    if spec.difficulty == "easy":
         plan_events(rng, files)
 
-        def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
+        def draw_easy(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
             return easy.eeg_signals(plan, names, seed, line_freq)
-    else:
-        profile = PROFILES[difficulty]
-        drng = np.random.default_rng([seed, 17])
-        traits = plan_traits(drng, pplans, profile)
-        plan_seizures(drng, files, traits, profile)
-        lookalikes = {f.index: plan_lookalikes(drng, f, traits[f.patient], profile) for f in files}
 
-        def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
-            return phenomena.eeg_signals(
-                plan, names, seed, traits[plan.patient], lookalikes[plan.index],
-                profile.session_jitter, line_freq,
-            )  # fmt: skip
+        return _Signals(draw_easy)
+    profile = PROFILES[spec.difficulty]
+    drng = np.random.default_rng([seed, 17])
+    traits = plan_traits(drng, pplans, profile)
+    plan_seizures(drng, files, traits, profile)
+    lookalikes = {f.index: plan_lookalikes(drng, f, traits[f.patient], profile) for f in files}
 
+    def draw(plan: FilePlan, names: list[str]) -> dict[str, np.ndarray]:
+        return phenomena.eeg_signals(
+            plan, names, seed, traits[plan.patient], lookalikes[plan.index],
+            profile.session_jitter, line_freq,
+        )  # fmt: skip
+
+    return _Signals(draw, traits, lookalikes)
+
+
+def _write_recordings(
+    root: Path,
+    spec: _Spec,
+    pplans: list[PatientPlan],
+    files: list[FilePlan],
+    signals: _Signals,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """Write every recording in the layout of ``spec.format``; their ground-truth entries."""
     by_id = {p.pid: p for p in pplans}
-    bids_names = bids.plan_names(files) if format == "bids" else {}
+    bids_names = bids.plan_names(files) if spec.format == "bids" else {}
     entries = []
     for done, plan in enumerate(files):
         if progress is not None:
             progress(done, len(files))
-        found = traces(plan, seed, draw)
-        if format == "bids":
-            written = bids.write_recording(root, plan, found, bids_names[plan.index], line_freq)
+        found = traces(plan, spec.seed, signals.draw)
+        if spec.format == "bids":
+            written = bids.write_recording(
+                root, plan, found, bids_names[plan.index], spec.line_freq
+            )
         else:
-            written = _write_tusz(root, plan, by_id[plan.patient], found, seed)
-        readable = plan.duration - 1 if plan.quirk == "truncated" else plan.duration
-        entries.append({
-            "patient": plan.patient, "split": plan.split, "montage": plan.montage,
-            "fs": plan.fs, "duration_s": readable, "original_duration_s": plan.duration,
-            "quirk": plan.quirk, "expected": _expected(plan.quirk), **written,
-        })  # fmt: skip
-        if difficulty != "easy":  # how each seizure was drawn, and what else was placed
-            entries[-1]["seizures"] = [
-                {"start": e.start, "stop": e.stop, "label": e.label, **e.params}
-                for e in plan.events
-            ]
-            entries[-1]["lookalikes"] = [lk.as_dict() for lk in lookalikes[plan.index]]
+            written = _write_tusz(root, plan, by_id[plan.patient], found, spec.seed)
+        entries.append(_entry(plan, written, spec, signals))
     if progress is not None:
         progress(len(files), len(files))
+    return entries
+
+
+def _entry(
+    plan: FilePlan, written: dict[str, Any], spec: _Spec, signals: _Signals
+) -> dict[str, Any]:
+    """The ground truth of one written recording: what a reader should find in it."""
+    readable = plan.duration - 1 if plan.quirk == "truncated" else plan.duration
+    entry = {
+        "patient": plan.patient, "split": plan.split, "montage": plan.montage,
+        "fs": plan.fs, "duration_s": readable, "original_duration_s": plan.duration,
+        "quirk": plan.quirk, "expected": _expected(plan.quirk), **written,
+    }  # fmt: skip
+    if spec.difficulty != "easy":  # how each seizure was drawn, and what else was placed
+        entry["seizures"] = [
+            {"start": e.start, "stop": e.stop, "label": e.label, **e.params} for e in plan.events
+        ]
+        entry["lookalikes"] = [lk.as_dict() for lk in signals.lookalikes[plan.index]]
+    return entry
+
+
+def _ground_truth(
+    spec: _Spec,
+    pplans: list[PatientPlan],
+    files: list[FilePlan],
+    entries: list[dict[str, Any]],
+    traits: dict[str, Traits],
+) -> dict[str, Any]:
+    """The corpus's ground truth: generator, arguments, patients, files and totals."""
+    by_id = {p.pid: p for p in pplans}
     first_age = {}
     for plan in files:
         first_age.setdefault(plan.patient, plan.date.year - by_id[plan.patient].birth_year)
-    key = bids.subject_label if format == "bids" else str  # patients as the reader names them
+    key = bids.subject_label if spec.format == "bids" else str  # patients as a reader names them
     truth = {
         "generator": GENERATOR,
         "version": VERSION,
-        "seed": seed,
-        "args": {"patients": patients, "hours": hours, "quirks": quirks},
+        "seed": spec.seed,
+        "args": {"patients": spec.patients, "hours": spec.hours, "quirks": spec.quirks},
         "patients": {
             key(p.pid): {"split": p.split, "sex": p.sex, "age": first_age[p.pid]} for p in pplans
         },
         "files": sorted(entries, key=lambda e: e["edf"]),
         "totals": _totals(entries),
     }
-    if difficulty != "easy":  # easy's ground truth stays byte-identical
-        truth["difficulty"] = difficulty
-        truth["args"]["difficulty"] = difficulty
+    if spec.difficulty != "easy":  # easy's ground truth stays byte-identical
+        truth["difficulty"] = spec.difficulty
+        truth["args"]["difficulty"] = spec.difficulty
         for pid, tr in traits.items():
             truth["patients"][key(pid)]["traits"] = tr.as_dict()
-    if line_freq != 60:  # so does the default mains frequency's
-        truth["line_freq"] = truth["args"]["line_freq"] = line_freq
-    if format == "bids":
-        truth["format"] = truth["args"]["format"] = format
-        bids.write_dataset(root, truth, _command(patients, hours, seed, difficulty, line_freq))
-    atomic_write_json(root / "ground_truth.json", truth, fsync=True)
+    if spec.line_freq != 60:  # so does the default mains frequency's
+        truth["line_freq"] = truth["args"]["line_freq"] = spec.line_freq
+    if spec.format == "bids":
+        truth["format"] = truth["args"]["format"] = spec.format
     return truth
