@@ -172,13 +172,10 @@ class Trainer:
         self.device = device
         self.ranks = ranks
         self.stop = StopRequest()
+        self.trackers = list(cfg.logging.loggers if trackers is None else trackers)
+        # opened by fit, after a resume has trimmed the metrics to the checkpoint
         self.fan: Trackers | None = None
-        if session.owner:
-            self.fan = Trackers(list(cfg.logging.loggers if trackers is None else trackers),
-                                cfg, self.live)  # fmt: skip
-            self.rec: Recorder | QuietRecorder = Recorder(self.run, self.live, self.fan)
-        else:
-            self.rec = QuietRecorder(self.live)
+        self.rec: Recorder | QuietRecorder = QuietRecorder(self.live)
         self.ckpt = Checkpointer(state, session, self.rec, ranks, cfg.train.checkpoint_every_s)
         # the current epoch's step context (set by train_epoch)
         self.pos_weight = torch.tensor(0.0)
@@ -192,8 +189,10 @@ class Trainer:
         trackers (rank 0) and its live status; a stop request checkpoints and ends it."""
         state = self.state
         self.live.update(epoch=state.epoch, step=state.step, total_steps=self.data.total_steps)
-        if self.fan is not None:
+        if self.session.owner:  # rank 0 records the run; the others keep a live status
+            self.fan = Trackers(self.trackers, self.cfg, self.live)
             self.fan.start(self.run, run_params(self.cfg, self.run.run_id), state.step)
+            self.rec = self.ckpt.rec = Recorder(self.run, self.live, self.fan)
         final = RunState.FAILED
         try:
             with self.stop:
