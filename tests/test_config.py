@@ -10,22 +10,17 @@ import yaml
 
 from ictal.config import (
     PREPROCESSING_VERSION,
+    ROLES,
     Config,
     ConfigError,
-    MachineField,
-    PathField,
-    Role,
     Section,
     cache_key,
     canonical_json,
     diff_semantic,
-    field_roles,
     flatten,
     load_config,
-    resume_fields,
-    role_of,
-    sweep_may_vary,
 )
+from ictal.roles import MachineField, PathField, Role, field_roles
 
 DIGEST = "0" * 64
 
@@ -221,11 +216,11 @@ def test_declared_semantic_fields_give_the_same_key_as_before(overrides):
 
 
 def test_every_field_has_exactly_one_role():
-    roles = field_roles()
+    roles = field_roles(Config)
     assert all(isinstance(role, Role) for role in roles.values())
     # Every key resume and the trackers see is a field or lies in one (a dict's entries).
     for key in flatten(Config().model_dump(mode="json")):
-        assert role_of(key) is not None, key
+        assert ROLES.of(key) is not None, key
     assert {k for k, r in roles.items() if r is Role.SEMANTIC} == set(
         flatten(_semantic_by_hand(Config()))
     )
@@ -238,9 +233,10 @@ def test_every_field_has_exactly_one_role():
         "sink.url",
     }
     assert (
-        role_of("train.lr") is Role.EXPERIMENT and role_of("model.params.depth") is Role.EXPERIMENT
+        ROLES.of("train.lr") is Role.EXPERIMENT
+        and ROLES.of("model.params.depth") is Role.EXPERIMENT
     )
-    assert role_of("signal") is None and role_of("nosuch.key") is None
+    assert ROLES.of("signal") is None and ROLES.of("nosuch.key") is None
 
 
 def test_a_field_cannot_declare_two_roles():
@@ -270,7 +266,7 @@ def test_new_fields_default_to_their_sections_role():
     assert field_roles(Preprocessing) == {"gain": Role.SEMANTIC, "where": Role.PATH}
 
 
-# The hand-written list of runs/resume.py that resume_fields() replaces.
+# The hand-written list of runs/resume.py that ROLES.resume_fields() replaces.
 MACHINE_FIELDS_BEFORE = (
     "corpus.root",
     "cache.root",
@@ -294,7 +290,7 @@ MACHINE_FIELDS_BEFORE = (
 
 def test_resume_fields_are_the_machine_fields_as_before():
     # cache.remote was missing from the hand-written list: a path, it follows the machine too
-    assert resume_fields() == frozenset(MACHINE_FIELDS_BEFORE) | {"cache.remote"}
+    assert ROLES.resume_fields() == frozenset(MACHINE_FIELDS_BEFORE) | {"cache.remote"}
 
 
 @pytest.mark.parametrize(
@@ -313,7 +309,7 @@ def test_resume_fields_are_the_machine_fields_as_before():
     ],
 )
 def test_sweep_may_not_vary_paths_or_a_runs_share(key):
-    assert not sweep_may_vary(key)
+    assert not ROLES.sweep_may_vary(key)
 
 
 @pytest.mark.parametrize(
@@ -331,7 +327,7 @@ def test_sweep_may_not_vary_paths_or_a_runs_share(key):
     ],
 )
 def test_sweep_may_vary_experiment_and_other_fields(key):
-    assert sweep_may_vary(key)
+    assert ROLES.sweep_may_vary(key)
 
 
 def _flat_before(tree: dict, prefix: str = "") -> dict:

@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 # Bottom to top. A package may import its own modules and the packages of lower layers only;
 # packages of one layer share through lower ones, never through each other.
 LAYERS: list[set[str]] = [
-    {"errors", "machine", "auroc", "stitch", "ids"},
+    {"errors", "machine", "auroc", "stitch", "ids", "roles"},
     {"data", "parallel"},
     {"io"},
     {"ui"},

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ictal.corpus.channels import CANONICAL_19
 from ictal.errors import UsageError
+from ictal.roles import FieldRoles, MachineField, PathField, Role, ShareField
 
 # Bump when preprocessing code changes output bytes for the same config: it enters the key.
 PREPROCESSING_VERSION = "ictal-preproc-2"  # 2: FFT rate change and filters, docs/cache.md
@@ -27,25 +27,6 @@ CACHE_FORMAT_VERSION = 1
 class ConfigError(UsageError, ValueError):
     """A config or override that cannot be used; the message names field, value, what is
     allowed (exit 2)."""
-
-
-class Role(StrEnum):
-    """What a config field is for. A field takes its section's ``default_role`` unless its
-    annotation names another (``MachineField[int]``); exactly one role per field."""
-
-    EXPERIMENT = "experiment"  # the default: frozen in a run, may be varied by a sweep
-    SEMANTIC = "semantic"  # changes a byte of the cache: enters the cache key
-    MACHINE = "machine"  # describes the machine: a resume takes today's value
-    SHARE = "share"  # machine: the run's share of a shared machine, set per run by ictal sweep
-    PATH = "path"  # machine: a local path or URL of storage the user configured
-
-
-MACHINE_ROLES = frozenset({Role.MACHINE, Role.SHARE, Role.PATH})
-
-_T = TypeVar("_T")
-MachineField = Annotated[_T, Role.MACHINE]
-ShareField = Annotated[_T, Role.SHARE]
-PathField = Annotated[_T, Role.PATH]
 
 
 class Section(BaseModel):
@@ -372,12 +353,11 @@ class Config(Section):
         corpus policy), nested as in the config; the cache key is computed from it."""
         dumped = self.model_dump(mode="json")
         tree: dict[str, Any] = {}
-        for name, role in _ROLES.items():
-            if role is Role.SEMANTIC:
-                value = dumped
-                for part in name.split("."):
-                    value = value[part]
-                _set_dotted(tree, name, value)
+        for name in ROLES.named(Role.SEMANTIC):
+            value = dumped
+            for part in name.split("."):
+                value = value[part]
+            _set_dotted(tree, name, value)
         return tree
 
     def stored(self) -> dict[str, Any]:
@@ -393,77 +373,7 @@ class Config(Section):
         return yaml.safe_dump(self.stored(), sort_keys=False)
 
 
-def _sections_in(annotation: Any) -> tuple[type[Section] | None, bool]:
-    """The section type a field holds and whether it is a tuple of them (a mixture's corpora);
-    (None, False) for a plain value."""
-    if isinstance(annotation, type) and issubclass(annotation, Section):
-        return annotation, False
-    if get_origin(annotation) is tuple:
-        inner = get_args(annotation)[0]
-        if isinstance(inner, type) and issubclass(inner, Section):
-            return inner, True
-    return None, False
-
-
-def field_roles(section: type[Section] | None = None, prefix: str = "") -> dict[str, Role]:
-    """Every field's dotted name and role, in declaration order (of ``Config`` by default).
-    Members of a tuple of sections are named ``field[].member`` (``corpus.roots[].root``);
-    the other names are the keys ``flatten`` gives a dumped config. A field that declares
-    two roles, or a role on a whole section, is a TypeError."""
-    if section is None:
-        return dict(_ROLES)
-    out: dict[str, Role] = {}
-    for name, info in section.model_fields.items():
-        key = prefix + name
-        declared = [m for m in info.metadata if isinstance(m, Role)]
-        if len(declared) > 1:
-            raise TypeError(f"config field {key} declares {len(declared)} roles; give it one")
-        nested, many = _sections_in(info.annotation)
-        if nested is not None and not many:
-            if declared:
-                raise TypeError(f"{key} is a section: declare roles on its fields")
-            out.update(field_roles(nested, key + "."))
-            continue
-        out[key] = declared[0] if declared else section.default_role
-        if nested is not None:
-            members = field_roles(nested, key + "[].")
-            if Role.SEMANTIC in members.values():
-                raise TypeError(f"{key}: semantic fields in a tuple of sections are not supported")
-            out.update(members)
-    return out
-
-
-_ROLES = field_roles(Config)
-
-
-def role_of(key: str) -> Role | None:
-    """The role of the field a dotted key names or lies inside (``model.params.depth`` is in
-    ``model.params``); None for a section or a key that names no field."""
-    parts = key.split(".")
-    for end in range(len(parts), 0, -1):
-        role = _ROLES.get(".".join(parts[:end]))
-        if role is not None:
-            return role
-    return None
-
-
-def resume_fields() -> frozenset[str]:
-    """The fields a ``--resume`` takes from today's config (those that describe the machine:
-    roles machine, share and path); every other field stays as the run froze it."""
-    return frozenset(
-        name for name, role in _ROLES.items() if role in MACHINE_ROLES and "[]" not in name
-    )
-
-
-def sweep_may_vary(key: str) -> bool:
-    """Whether ``ictal sweep --vary KEY`` may vary this key: not when it is, holds or lies in a
-    path field or a field the sweep sets per run (role share, and runs.root, a path).
-    Keys that name no field are left to config validation."""
-    for name, role in _ROLES.items():
-        related = name == key or name.startswith(key + ".") or key.startswith(name + ".")
-        if related and role in (Role.SHARE, Role.PATH):
-            return False
-    return True
+ROLES = FieldRoles(Config)  # every field's role, and the rules derived from them
 
 
 def canonical_json(obj: Any) -> str:

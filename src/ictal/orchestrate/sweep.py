@@ -17,7 +17,6 @@ budget so the machine never freezes, each run its own ``ictal train`` child proc
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from typing import Any
 
 import psutil
 
-from ictal.config import Config, ConfigError, load_config, sweep_may_vary
+from ictal.config import Config, ConfigError, load_config
 from ictal.errors import Ending, ExitCode, UsageError
 from ictal.ids import new_run_id
 from ictal.io.atomic import atomic_write_json
@@ -39,6 +38,7 @@ from ictal.io.lock import FileLock
 from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
 from ictal.machine import usable_cpus
+from ictal.orchestrate.grid import grid, member_name
 from ictal.parallel import supervisor
 from ictal.runs.directory import SWEEP_JSON, RunDir
 from ictal.runs.heartbeat import read_heartbeat
@@ -103,57 +103,6 @@ class Plan:
             "runs": [asdict(m) for m in self.members],
         }
         atomic_write_json(self.directory / SWEEP_JSON, doc)
-
-
-def split_values(text: str) -> list[str]:
-    """``v1,v2,...`` split on top-level commas (a YAML list or mapping stays one value)."""
-    parts, depth, quote, current = [], 0, "", []
-    for ch in text:
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "'\"":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
-
-
-def grid(varies: list[str], seeds: int | None) -> list[list[str]]:
-    """The runs: every combination of the ``key=v1,v2`` values, times ``seeds`` seeds."""
-    axes: list[list[str]] = []
-    for vary in varies:
-        if "=" not in vary:
-            raise UsageError(f"--vary {vary!r} must look like section.key=v1,v2,...")
-        key, values = vary.split("=", 1)
-        choices = split_values(values)
-        if not key.strip() or not choices:
-            raise UsageError(f"--vary {vary!r}: a key and at least one value are needed")
-        if not sweep_may_vary(key.strip()):
-            raise UsageError(
-                f"--vary {key.strip()}: a sweep gives each run its own runs.root, train.threads, "
-                "loader.num_workers and train.gpu_memory_fraction, and a path is the same for "
-                "every run; vary the experiment (model, data, schedule, seed) instead"
-            )
-        axes.append([f"{key.strip()}={v}" for v in choices])
-    if seeds:
-        axes.append([f"train.seed={k}" for k in range(seeds)])
-    return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]
-
-
-def member_name(k: int, overrides: list[str]) -> str:
-    """A plain, unique directory name for run ``k``: its number and its values."""
-    values = "-".join(o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1]
-                      for o in overrides)  # fmt: skip
-    slug = re.sub(r"[^A-Za-z0-9_.=+-]", "_", values)[:80].strip("_")
-    return f"r{k:03d}" + (f"-{slug}" if slug else "")
 
 
 def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,

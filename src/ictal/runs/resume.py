@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ictal.config import Config, flatten, load_config, resume_fields
+from ictal.config import ROLES, Config, flatten, load_config
 from ictal.errors import PreflightError
 from ictal.io.lock import holder
 from ictal.io.paths import contained
@@ -89,7 +89,7 @@ def pull_resumable(cfg: Config) -> Path | None:
 
 
 def resume_config(current: Config, run: RunDir) -> Config:
-    """The run's frozen config, with the machine's fields (``config.resume_fields``) taken
+    """The run's frozen config, with the machine's fields (``ROLES.resume_fields``) taken
     from ``current`` when set (different from the built-in default).
 
     Experiment fields (model, data, schedule, seed) stay frozen so the run continues exactly;
@@ -99,7 +99,7 @@ def resume_config(current: Config, run: RunDir) -> Config:
     defaults = flatten(Config().model_dump(mode="json"))
     now = flatten(current.model_dump(mode="json"))
     old = flatten(frozen.model_dump(mode="json"))
-    machine = resume_fields()
+    machine = ROLES.resume_fields()
     overrides: list[str] = []
     ignored: list[str] = []
     for key in sorted(set(now) | set(old)):
