@@ -32,6 +32,24 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     return env
 
 
+# A training that takes seconds and still goes through everything: 8 s windows, batches of 4,
+# reads inline, two warm-up steps, and (unless ``model=False``) a tiny detector.
+TINY_TRAINING = (
+    "windows.length_s=8",
+    "windows.stride_s=4",
+    "loader.batch_size=4",
+    "loader.num_workers=0",
+    "train.warmup_steps=2",
+)
+TINY_MODEL = "model.params={width: 8, gru_hidden: 8}"
+
+
+def tiny_training(*extra: str, model: bool = True) -> list[str]:
+    """``TINY_TRAINING`` (and the tiny model), then a test module's own ``extra`` settings,
+    which win where they name the same field."""
+    return [*TINY_TRAINING, *([TINY_MODEL] if model else []), *extra]
+
+
 def settings(tmp: Path, runs: str | Path, fast: Iterable[str], *extra: str) -> list[str]:
     """``--set`` arguments: corpus, cache and runs under ``tmp`` (``runs``: a name there, or
     a path), then the test module's ``fast`` settings and ``extra``."""

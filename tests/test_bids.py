@@ -17,12 +17,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_ictal
+from conftest import run_ictal, tiny_training
 
-FAST = [
-    "windows.length_s=8", "windows.stride_s=4", "loader.batch_size=4", "loader.num_workers=1",
-    "train.warmup_steps=2", "train.epochs=1", "train.steps_per_epoch=3", "train.heartbeat_s=1",
-]  # fmt: skip
+FAST = tiny_training(
+    "loader.num_workers=1",
+    "train.epochs=1",
+    "train.steps_per_epoch=3",
+    "train.heartbeat_s=1",
+    model=False,
+)
 
 
 def _ok(res) -> None:

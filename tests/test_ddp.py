@@ -16,26 +16,21 @@ import psutil
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.models.checkpoint import load_checkpoint
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
-    "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4",
+FAST = tiny_training(
     "loader.num_workers=1",
-    "train.warmup_steps=2",
     "train.epochs=3",
     "train.steps_per_epoch=6",
     "train.seed=3",
     "train.heartbeat_s=0.3",
     "train.dist_timeout_s=60",
-]
+)
 
 
 @pytest.fixture(scope="module")

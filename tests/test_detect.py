@@ -17,26 +17,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ictal_env, run_ictal
+from conftest import ictal_env, run_ictal, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.detect.records import LOG_DIR, decode
 from ictal.events.counts import ZERO
 from ictal.events.scorers import score_ovlp, score_taes
 from ictal.io.framelog import read_records, segments
 
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
-    "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4",
-    "loader.num_workers=0",
-    "train.warmup_steps=2",
+FAST = tiny_training(
     "train.epochs=2",
     "train.steps_per_epoch=4",
     "train.heartbeat_s=0.5",
     "detect.settle_s=1",
     "detect.poll_s=0.3",
-]
+)
 
 
 def _sets(tmp: Path, *extra: str) -> list[str]:

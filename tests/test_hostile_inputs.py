@@ -13,23 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fault_env, run_ictal
+from conftest import fault_env, run_ictal, tiny_training
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
 pytestmark = pytest.mark.slow  # real processes throughout; `make test-fast` skips them
 
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
-    "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4",
-    "loader.num_workers=0",
-    "train.warmup_steps=2",
-    "train.epochs=1",
-    "train.steps_per_epoch=2",
-    "train.heartbeat_s=0.5",
-]
+FAST = tiny_training("train.epochs=1", "train.steps_per_epoch=2", "train.heartbeat_s=0.5")
 
 
 @dataclass(frozen=True)

@@ -19,24 +19,14 @@ import fsspec
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.models.checkpoint import check_format
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.pusher import S3_APPEND_MIN, Pusher
 
 pytest.importorskip("s3fs")
 
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
-    "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4",
-    "loader.num_workers=0",
-    "train.warmup_steps=2",
-    "train.heartbeat_s=0.3",
-    "train.checkpoint_every_s=0.2",
-    "sink.every_s=0.5",
-]
+FAST = tiny_training("train.heartbeat_s=0.3", "train.checkpoint_every_s=0.2", "sink.every_s=0.5")
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, run_ictal
+from conftest import ROOT, run_ictal, tiny_training
 
 modal = pytest.importorskip("modal")
 pytestmark = pytest.mark.filterwarnings("ignore:The .* function is executing locally")
@@ -25,19 +25,15 @@ APP = ROOT / "deploy" / "modal" / "app.py"
 COMMANDS = ("build", "stage", "train", "evaluate", "detect")
 
 # A tiny experiment long enough (about 6 s of steps) to cross a 6 s limit a few times.
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
+FAST = tiny_training(
     "model.params={width: 48, gru_hidden: 48}",
-    "loader.batch_size=4",
     "loader.num_workers=1",
-    "train.warmup_steps=2",
     "train.epochs=40",
     "train.steps_per_epoch=8",
     "train.seed=3",
     "train.heartbeat_s=0.3",
     "train.checkpoint_every_s=0.001",
-]
+)
 
 
 def _load(monkeypatch, name: str, **env: str) -> types.ModuleType:

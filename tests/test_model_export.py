@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.cache.locate import locate
 from ictal.cache.manifest import open_cache
 from ictal.config import load_config
@@ -21,11 +21,7 @@ from ictal.detect.records import LOG_DIR, decode
 from ictal.io.framelog import read_records, segments
 from ictal.models.checkpoint import load_model
 
-FAST = [
-    "windows.length_s=8", "windows.stride_s=4", "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4", "loader.num_workers=0", "train.warmup_steps=2", "train.epochs=1",
-    "train.steps_per_epoch=3", "train.heartbeat_s=1",
-]  # fmt: skip
+FAST = tiny_training("train.epochs=1", "train.steps_per_epoch=3", "train.heartbeat_s=1")
 
 SIDECAR_KEYS = {"format", "model", "preprocessing", "windowing", "output", "operating_point",
                 "checkpoint", "check"}  # fmt: skip

@@ -14,19 +14,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ictal_env, run_ictal
+from conftest import ictal_env, run_ictal, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.io.lock import is_locked
 
-FAST = [
-    "windows.length_s=8",
-    "windows.stride_s=4",
-    "model.params={width: 8, gru_hidden: 8}",
-    "loader.batch_size=4",
-    "loader.num_workers=0",
-    "train.warmup_steps=2",
-    "train.heartbeat_s=0.5",
-]
+FAST = tiny_training("train.heartbeat_s=0.5")
 
 
 def _sets(*pairs: str) -> list[str]:

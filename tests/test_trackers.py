@@ -17,17 +17,20 @@ from typing import Any
 
 import pytest
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.runs.metrics import read_metrics
 
 pytest.importorskip("wandb")
 pytest.importorskip("mlflow")
 
-FAST = [
-    "windows.length_s=8", "windows.stride_s=4", "loader.batch_size=4", "loader.num_workers=1",
-    "train.warmup_steps=2", "train.epochs=2", "train.steps_per_epoch=4", "train.heartbeat_s=1",
+FAST = tiny_training(
+    "loader.num_workers=1",
+    "train.epochs=2",
+    "train.steps_per_epoch=4",
+    "train.heartbeat_s=1",
     "train.checkpoint_every_s=0.001",
-]  # fmt: skip
+    model=False,
+)
 ALL = "logging.loggers=[tensorboard,wandb,mlflow]"
 
 

@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 
-FAST = [
-    "windows.length_s=8", "windows.stride_s=4", "loader.batch_size=4", "loader.num_workers=1",
-    "train.warmup_steps=2", "train.epochs=2", "train.steps_per_epoch=3", "train.heartbeat_s=1",
-]  # fmt: skip
+FAST = tiny_training(
+    "loader.num_workers=1",
+    "train.epochs=2",
+    "train.steps_per_epoch=3",
+    "train.heartbeat_s=1",
+    model=False,
+)
 
 PACKAGE = '''
 import time
