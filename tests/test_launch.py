@@ -15,6 +15,7 @@ import pytest
 from ictal.errors import UsageError
 from ictal.machine import usable_cpus
 from ictal.orchestrate import launch
+from ictal.orchestrate.argv import without
 
 # A stand-in launcher: writes its OMP_NUM_THREADS, then exits 3, or (with "wait") waits
 # for SIGTERM, leaves a mark and exits 130.
@@ -43,7 +44,7 @@ def _stand_in(monkeypatch: pytest.MonkeyPatch, out: Path, mode: str) -> None:
 
 def test_the_ranks_run_the_same_command_without_nproc():
     argv = ["train", "--nproc", "2", "-c", "a.yaml", "--nproc=4", "--set", "x=1"]
-    assert launch.without_nproc(argv) == ["train", "-c", "a.yaml", "--set", "x=1"]
+    assert without(argv, "--nproc") == ["train", "-c", "a.yaml", "--set", "x=1"]
     assert launch.torchrun_args(2, ["bench", "--nproc", "2", "--batches", "3"]) == [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
         "-m", "ictal", "bench", "--batches", "3"]  # fmt: skip

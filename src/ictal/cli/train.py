@@ -20,6 +20,13 @@ NprocOpt = Annotated[
 ]
 
 
+def _on_ranks(nproc: int) -> int:
+    """This command line again, on ``nproc`` ranks under torchrun: its exit code."""
+    from ictal.orchestrate.launch import torchrun
+
+    return torchrun(nproc, sys.argv[1:])
+
+
 @command()
 def train(
     resume: Annotated[
@@ -34,9 +41,7 @@ def train(
 ) -> object:
     """Preflight the cache, then train (never preprocesses; kill -9 safe; SIGTERM saves)."""
     if nproc is not None and nproc > 1:
-        from ictal.orchestrate.launch import torchrun
-
-        return torchrun(nproc, sys.argv[1:])
+        return _on_ranks(nproc)
     cfg = load(config, set_)
     from ictal.train.loop import train as run_training
 
@@ -105,9 +110,7 @@ def bench(
 ) -> object:
     """Time N training batches: s/batch, data-wait %, projected epoch time and cost."""
     if nproc is not None and nproc > 1:
-        from ictal.orchestrate.launch import torchrun
-
-        return torchrun(nproc, sys.argv[1:])
+        return _on_ranks(nproc)
     cfg = load(config, set_)
     from ictal.train.throughput import run_bench
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ictal.errors import ExitCode
+from ictal.orchestrate.argv import without
 from ictal.parallel import supervisor
 from ictal.runs.directory import RUN_JSON
 from ictal.runs.meta import read_run_json
@@ -125,16 +126,7 @@ def continue_argv(argv: Sequence[str], run_dir: Path | None) -> list[str]:
     argv = list(argv)
     if not argv or argv[0] != "train" or run_dir is None:
         return argv
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--run":
-            skip = True
-        elif arg != "--resume" and not arg.startswith("--run="):
-            out.append(arg)
-    return [*out, "--run", str(run_dir)]
+    return [*without(argv, "--run", "--resume"), "--run", str(run_dir)]
 
 
 def until_done(

@@ -10,28 +10,15 @@ from collections.abc import Sequence
 
 from ictal.errors import ExitCode, UsageError
 from ictal.machine import usable_cpus
+from ictal.orchestrate.argv import without
 from ictal.parallel import supervisor
 from ictal.train.distributed import launched
-
-
-def without_nproc(argv: Sequence[str]) -> list[str]:
-    """``argv`` without ``--nproc N`` / ``--nproc=N``: the command each rank runs."""
-    out: list[str] = []
-    skip = False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
 
 
 def torchrun_args(nproc: int, argv: Sequence[str]) -> list[str]:
     """The launcher's command line: ``nproc`` ranks of ``python -m ictal ARGV`` on this machine."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc-per-node={nproc}", "-m", "ictal", *without_nproc(argv)]  # fmt: skip
+            f"--nproc-per-node={nproc}", "-m", "ictal", *without(argv, "--nproc")]  # fmt: skip
 
 
 def torchrun(nproc: int, argv: Sequence[str]) -> int:
