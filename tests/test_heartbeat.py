@@ -15,7 +15,7 @@ from ictal.cache.build import build_cache
 from ictal.config import load_config
 from ictal.corpus.synth import synthesize
 from ictal.runs.heartbeat import Heartbeat, LiveStatus, read_heartbeat
-from ictal.train import loop
+from ictal.train import loop, trainer
 
 
 def test_beats_periodically_with_rates(tmp_path):
@@ -87,13 +87,13 @@ def test_heartbeat_is_written_during_a_long_validation(tmp_path, monkeypatch):
         ],
     )
     build_cache(cfg, workers=1)
-    real_validate = loop.validate
+    real_validate = trainer.validate
 
     def slow_validate(*args, **kwargs):
         time.sleep(1.0)  # a validation pass that takes many heartbeat intervals
         return real_validate(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "validate", slow_validate)
+    monkeypatch.setattr(trainer, "validate", slow_validate)
     seen: list[dict] = []
     stop = threading.Event()
 
