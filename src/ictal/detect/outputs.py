@@ -1,6 +1,8 @@
 """What ``ictal detect`` delivers, built from its record log only (so a rerun, a resume and
 ``--collect`` give the same files): ``events.csv``, NEDC ``.csv_bi`` and SzCORE TSV per
-recording under ``hyp/``, and ``summary.json``. Every file is written atomically."""
+recording under ``hyp/``, and ``summary.json``. Every file is written atomically; a cell of
+text taken from a record (a recording's path or URL) is written as text a spreadsheet never
+runs as a formula."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 from ictal.detect.inputs import assign_names
 from ictal.events.hypotheses import write_exports
 from ictal.io.atomic import atomic_write_json, atomic_write_text
+from ictal.io.cells import text_cell
 from ictal.io.paths import is_safe_name
 
 EVENTS_CSV = "events.csv"
@@ -52,8 +55,11 @@ def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
     return assign_names(sorted(results), taken)
 
 
-def write_outputs(out: Path, results: dict[str, dict[str, Any]]) -> Summary:
-    """Write every output of ``out`` from one record per recording."""
+def write_outputs(
+    out: Path, results: dict[str, dict[str, Any]], warnings: list[str] | None = None
+) -> Summary:
+    """Write every output of ``out`` from one record per recording (validated on read); the
+    ``warnings`` of the command (log damage, records skipped) go into ``summary.json``."""
     names = names_of(results)
     summary = Summary(recordings=len(results))
     buf = io.StringIO()
@@ -69,7 +75,8 @@ def write_outputs(out: Path, results: dict[str, dict[str, Any]]) -> Summary:
         events = sorted((float(a), float(b), float(p)) for a, b, p in rec["events"])
         summary.events += len(events)
         for a, b, p in events:
-            table.writerow([key, f"{a:.6f}", f"{b:.6f}", f"{p:.4f}", names[key]])
+            table.writerow([text_cell(key), f"{a:.6f}", f"{b:.6f}", f"{p:.4f}",
+                            text_cell(names[key])])  # fmt: skip
         write_exports(out / HYP, names[key], names[key], rec["duration_s"],
                       [(a, b) for a, b, _ in events])  # fmt: skip
     atomic_write_text(out / EVENTS_CSV, buf.getvalue())
@@ -82,6 +89,7 @@ def write_outputs(out: Path, results: dict[str, dict[str, Any]]) -> Summary:
             "failures": [{"recording": k, "error": e} for k, e in summary.failed],
             "hours": round(summary.hours, 6),
             "events": summary.events,
+            "warnings": list(warnings or []),
             "written": time.time(),
         },
     )
