@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ictal.config import canonical_json
-from ictal.io.framelog import MAX_SEGMENT, SEALED, Frame, read_frames, scan_bytes, segments
+from ictal.io.framelog import MAX_SEGMENT, SEALED, Frame, read_log, scan_bytes
 from ictal.io.redact import redact, redact_tree
 from ictal.io.storage import open_url, storage_errors
 from ictal.io.untrusted import UnreadableInput, loads_json
@@ -163,7 +163,7 @@ def load_local(directory: Path) -> Loaded:
     rotated by a live writer while it is read is read under its new name."""
     out = Loaded()
     damage: list[str] = []
-    _take(read_frames(segments(Path(directory) / LOG_DIR), damage), out)
+    _take(read_log(Path(directory) / LOG_DIR, damage), out)
     out.warnings[:0] = damage
     out.lost += len(damage)
     return out

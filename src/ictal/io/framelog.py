@@ -420,6 +420,17 @@ def read_frames(paths: list[Path], warn: list[str] | None = None) -> Iterator[Fr
         yield from found.frames(path)
 
 
+def read_log(directory: Path, warn: list[str] | None = None) -> Iterator[Frame]:
+    """Every complete frame of a log directory, with every record acknowledged before the
+    call among them: a listing may miss a segment renamed (sealed) while it is made, so the
+    directory is listed again after reading and the segments new to it are read too."""
+    read: set[str] = set()
+    for _ in range(2):
+        todo = [p for p in segments(Path(directory)) if p.stem not in read]
+        read.update(p.stem for p in todo)
+        yield from read_frames(todo, warn)
+
+
 def read_records(paths: list[Path], warn: list[str] | None = None) -> Iterator[bytes]:
     """The payloads of ``read_frames``."""
     for found in read_frames(paths, warn):
