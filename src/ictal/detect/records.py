@@ -142,20 +142,21 @@ class Loaded:
 
 
 def _take(frames: Iterable[Frame], out: Loaded) -> None:
-    """The valid records of ``frames`` into ``out``; each invalid one said (up to ``_SAID``)."""
-    bad = 0
+    """The valid records of ``frames`` into ``out``; each invalid one said (up to ``_SAID``
+    per segment, the rest counted)."""
+    bad: dict[str, int] = {}
     for found in frames:
         try:
             out.records.append(parse(found.payload))
         except InvalidRecord as exc:
-            bad += 1
-            if bad <= _SAID:
-                out.warnings.append(
-                    f"{found.segment}: record at byte {found.offset} skipped: {exc}"
-                )
-    if bad > _SAID:
-        out.warnings.append(f"... and {bad - _SAID} more invalid records skipped")
-    out.lost += bad
+            segment = str(found.segment)
+            bad[segment] = bad.get(segment, 0) + 1
+            if bad[segment] <= _SAID:
+                out.warnings.append(f"{segment}: record at byte {found.offset} skipped: {exc}")
+    for segment, count in bad.items():
+        if count > _SAID:
+            out.warnings.append(f"{segment}: {count - _SAID} more invalid records skipped")
+    out.lost += sum(bad.values())
 
 
 def load_local(directory: Path) -> Loaded:
