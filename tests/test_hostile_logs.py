@@ -26,6 +26,7 @@ import pytest
 
 from conftest import ictal_env, run_ictal, tiny_training
 from ictal.corpus.synth import synthesize
+from ictal.detect.outputs import names_of
 from ictal.detect.records import LOG_DIR, InvalidRecord, decode, encode, parse
 from ictal.io.cells import text_cell
 from ictal.io.framelog import (
@@ -319,6 +320,14 @@ def test_records_carry_no_credential():
                   error="https://u:S3CRET@host/x?X-Amz-Signature=S3CRET failed")  # fmt: skip
     assert b"S3CRET" not in encode(rec)
     assert "S3CRET" not in json.dumps(parse(json.dumps(rec | {"v": 1}).encode()))
+
+
+def test_two_records_claiming_one_name_get_two_outputs():
+    results = {"/a/x.edf": _record(recording="/a/x.edf", name="x"),
+               "/b/x.edf": _record(recording="/b/x.edf", name="x"),
+               "/c/y.edf": _record(recording="/c/y.edf", name="y")}  # fmt: skip
+    names = names_of(results)
+    assert len(set(names.values())) == 3 and names["/c/y.edf"] == "y"
 
 
 @pytest.mark.parametrize(

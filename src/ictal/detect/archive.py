@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ictal.config import Config
 from ictal.detect.inputs import Found, Source, assign_names, find_inputs
-from ictal.detect.outputs import Summary, write_outputs
+from ictal.detect.outputs import Summary, kept_names, write_outputs
 from ictal.detect.records import (
     LOG_DIR,
     Loaded,
@@ -44,7 +44,7 @@ from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.digest import file_sha256, url_sha256
 from ictal.io.framelog import OPEN, SEALED, recover
 from ictal.io.lock import FileLock
-from ictal.io.paths import is_safe_name, writable_dir
+from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
 from ictal.io.untrusted import UnreadableInput, read_text
 from ictal.parallel.engines import make_executor
@@ -330,10 +330,7 @@ def _detect_pass(
     found = find_inputs(job.inputs)
     sources = _settled(found.sources, cfg.detect.settle_s) if settle else found.sources
     _unusable(job, found, results)
-    names = assign_names(
-        sorted({*results, *(s.key for s in found.sources)}),
-        {k: r["name"] for k, r in results.items() if is_safe_name(r.get("name"))},
-    )
+    names = assign_names(sorted({*results, *(s.key for s in found.sources)}), kept_names(results))
     todo = [
         s
         for s in sources

@@ -36,9 +36,9 @@ class Summary:
     events: int = 0
 
 
-def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Output name of each recording: the name its record carries when it is plain and no
-    other recording has it (the probabilities file has that name), else a fresh one."""
+def kept_names(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The names records carry that stay their recording's: plain, and no other recording's
+    (records are untrusted: two may claim one name)."""
     taken: dict[str, str] = {}
     owner: dict[str, str] = {}
     clashes = set()
@@ -52,7 +52,13 @@ def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
         name = rec.get("name")
         if isinstance(name, str) and is_safe_name(name) and name not in clashes:
             taken[key] = name
-    return assign_names(sorted(results), taken)
+    return taken
+
+
+def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Output name of each recording: the name its record carries when it is plain and no
+    other recording has it (the probabilities file has that name), else a fresh one."""
+    return assign_names(sorted(results), kept_names(results))
 
 
 def write_outputs(
