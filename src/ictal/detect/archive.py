@@ -190,7 +190,7 @@ def _unusable(job: _Job, found: Found, results: dict[str, dict[str, Any]]) -> No
     w = writer(job.logset)
     for key, reason in found.problems:
         had = results.get(key)
-        if had is not None and had["status"] == "failed" and had.get("error") == reason:
+        if had is not None and had["status"] == "failed" and had.get("error") == redact(reason):
             continue
         log.warning(f"{key}: {reason}")
         w.append(

@@ -73,7 +73,7 @@ def unusable(path: str) -> str | None:
     except FileNotFoundError:
         return "does not exist"
     except UnreadableInput as exc:
-        return str(exc).removeprefix(f"input {path} ") + "; detect reads regular EDF files only"
+        return str(exc).removeprefix(f"input {path} ") + "; detect reads regular files only"
     return None
 
 
