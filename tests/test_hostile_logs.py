@@ -606,6 +606,22 @@ def test_fifos_and_devices_are_refused_not_read(world, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("rel", ["log", "hyp", "hyp/szcore", "probs"])
+def test_an_output_subdirectory_leading_outside_is_refused(world, tmp_path, rel):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    (out / rel).parent.mkdir(parents=True)
+    (out / rel).symlink_to(outside, target_is_directory=True)
+    res = world.detect(str(sorted(world.edf.rglob("*.edf"))[0]), "--out", str(out),
+                       "--save-probs")  # fmt: skip
+    assert res.returncode == 3 and f"{rel}' resolves to {outside}" in res.stderr, res.stderr
+    _clean(res)
+    collect = run_ictal("detect", "--collect", str(world.reference), "--out", str(out))
+    assert collect.returncode == 3 and "outside" in collect.stderr, collect.stderr
+    assert not list(outside.iterdir()), "nothing was written outside --out"
+
+
+@pytest.mark.slow
 def test_watch_refuses_a_fifo_once_and_goes_on(world, tmp_path):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

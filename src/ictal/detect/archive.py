@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ictal.config import Config
 from ictal.detect.inputs import Found, Source, assign_names, find_inputs
-from ictal.detect.outputs import Summary, kept_names, write_outputs
+from ictal.detect.outputs import Summary, check_inside, kept_names, write_outputs
 from ictal.detect.records import (
     LOG_DIR,
     Loaded,
@@ -235,6 +235,7 @@ def detect(
                settings_hash(settings), save_probs)  # fmt: skip
     remember_model(str(checkpoint.resolve()), job.model_sha, model, meta)  # in-process work
     out = writable_dir(out, "--out")
+    check_inside(out)
     lock = FileLock(RunDir(out).lock, f"the detect output {out}",
                     "wait for that detect to finish, or give another --out")  # fmt: skip
     identity = {"checkpoint": checkpoint.resolve(), "kind": "detect"}
@@ -378,6 +379,7 @@ def collect(sources: list[str], out: Path) -> DetectResult:
     """Merge the record logs of detect output directories and sink URLs into ``out``'s
     outputs (one result per recording, the newest); the logs are only read."""
     out = writable_dir(out, "--out")
+    check_inside(out)
     loaded = Loaded()
     for source in sources:
         if "://" in source:

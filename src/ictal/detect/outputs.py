@@ -14,14 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from ictal.detect.inputs import assign_names
+from ictal.detect.records import LOG_DIR
 from ictal.events.hypotheses import write_exports
 from ictal.io.atomic import atomic_write_json, atomic_write_text
 from ictal.io.cells import text_cell
-from ictal.io.paths import is_safe_name
+from ictal.io.paths import contained, is_safe_name
 
 EVENTS_CSV = "events.csv"
 SUMMARY = "summary.json"
 HYP = "hyp"
+PROBS = "probs"
 EVENT_COLUMNS = ("recording", "start_s", "stop_s", "peak_prob", "name")
 
 
@@ -34,6 +36,13 @@ class Summary:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (recording, error)
     hours: float = 0.0
     events: int = 0
+
+
+def check_inside(out: Path) -> None:
+    """Refuse an output directory whose ``log/``, ``hyp/`` or ``probs/`` leads outside it (a
+    symbolic link): detect writes only inside ``--out``."""
+    for rel in (LOG_DIR, HYP, f"{HYP}/csv_bi", f"{HYP}/szcore", PROBS):
+        contained(out, rel, f"--out {out}: {rel}")
 
 
 def kept_names(results: dict[str, dict[str, Any]]) -> dict[str, str]:

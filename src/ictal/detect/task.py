@@ -20,6 +20,7 @@ import numpy as np
 
 from ictal.config import SignalConfig
 from ictal.detect.inputs import masked, unusable
+from ictal.detect.outputs import PROBS
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
 from ictal.parallel.executors import require_visible
@@ -190,7 +191,7 @@ def _detect(task: Task) -> dict[str, Any]:
     pp = PostProcess(**s["postprocess"])
     events = events_from_probs(probs, fs_out, pp)
     if task.save_probs:
-        target = Path(task.log.out_dir) / "probs" / f"{task.name}.npy"
+        target = Path(task.log.out_dir) / PROBS / f"{task.name}.npy"
         atomic_write_with(target, lambda fh: np.save(fh, probs, allow_pickle=False))
     timing = {"read_s": t_read, "preprocess_s": t_pre, "infer_s": t_infer}
     return {
