@@ -289,6 +289,7 @@ BAD_RECORDS = [
     ("source.size", {"source": {"size": -1}}),
     ("model_sha256", {"model_sha256": ["x"]}),
     ("error", {"status": "failed", "error": None}),
+    ("error", {"status": "failed", "error": "x" * 20000}),
     ("v", {"v": 2}),
 ]  # fmt: skip
 

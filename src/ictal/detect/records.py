@@ -28,6 +28,7 @@ RECORD_VERSION = 1
 LOG_DIR = "log"
 MAX_DURATION_S = 366 * 86400.0  # a recording longer than a year is not one
 MIN_FS_OUT = 1e-3  # an output step longer than 1000 s is not one
+MAX_ERROR = 10000  # characters of a failed record's error (ictal writes one line)
 _SAID = 20  # invalid records said one by one; the rest counted in one line
 
 
@@ -113,7 +114,9 @@ def parse(payload: bytes) -> dict[str, Any]:
         raise InvalidRecord("not a JSON object")
     _check_common(rec)
     if rec["status"] == "failed":
-        _need(isinstance(rec.get("error"), str), "error", rec.get("error"), "must be text")
+        error = rec.get("error")
+        _need(isinstance(error, str) and len(error) <= MAX_ERROR, "error", error,
+              f"must be a text of at most {MAX_ERROR} characters")  # fmt: skip
     else:
         _check_done(rec)
     return redact_tree(rec)
