@@ -26,6 +26,7 @@ import pytest
 
 from conftest import ictal_env, run_ictal, tiny_training
 from ictal.corpus.synth import synthesize
+from ictal.detect.inputs import masked
 from ictal.detect.outputs import names_of
 from ictal.detect.records import LOG_DIR, InvalidRecord, decode, encode, parse
 from ictal.io.cells import text_cell
@@ -314,6 +315,18 @@ def test_a_payload_that_is_not_a_record_is_refused(payload):
 def test_a_valid_record_passes_and_an_event_may_end_within_one_output_step():
     assert parse(json.dumps(_record(events=[[90.0, 100.9, 0.5]])).encode())["name"] == "a"
     assert decode(encode({k: v for k, v in _record().items() if k != "v"})) is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["s3://user:S3CRET@bucket/x.edf", "s3://user:S3@CRET@bucket/x.edf",
+     "https://u:S3CRET@h/x.edf?token=S3CRET", "s3://b/x.edf?X-Amz-Signature=S3CRET"],
+)  # fmt: skip
+def test_an_input_location_and_its_errors_are_masked(url):
+    key = masked(url, url)
+    error = masked(f"Invalid bucket name {url.split('://')[1]!r}: {url}", url)
+    for text in (key, error):
+        assert "CRET" not in text and "***" in text, text
 
 
 def test_records_carry_no_credential():

@@ -44,10 +44,9 @@ def masked(text: str, location: str) -> str:
     """``text`` without credentials: those of any URL in it (``redact``) and, literally, those
     of ``location``, which a storage error may quote without its scheme (s3fs names the bucket
     of ``s3://user:secret@bucket`` as ``user:secret@bucket``)."""
-    out = redact(text)
     for secret in _secrets(location):
-        out = out.replace(secret, MASK)
-    return out
+        text = text.replace(secret, MASK)
+    return redact(text)
 
 
 def _secrets(location: str) -> list[str]:
@@ -94,7 +93,7 @@ def _join(fs: Any, path: str) -> str:
 
 def _one(location: str, found: Found, *, from_list: bool) -> None:
     def problem(reason: str) -> None:
-        found.problems.append((redact(location), masked(reason, location)))
+        found.problems.append((masked(location, location), masked(reason, location)))
 
     try:
         fs, path = open_url(location, "INPUT")
@@ -128,7 +127,8 @@ def _one(location: str, found: Found, *, from_list: bool) -> None:
         return
     if path.lower().endswith(EDF):
         url = _join(fs, path)
-        found.sources.append(Source(url, redact(url), int(info.get("size") or 0), _mtime(info)))
+        key = masked(url, location)
+        found.sources.append(Source(url, key, int(info.get("size") or 0), _mtime(info)))
         return
     if from_list:
         problem("is not an EDF file or a directory")
