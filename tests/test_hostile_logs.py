@@ -443,6 +443,7 @@ def test_kill9_then_a_flipped_byte_in_frame_0_recomputes_only_that_recording(wor
     _poll(lambda: _acknowledged(lines) >= 4 or proc.poll() is not None, what="4 records")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "detect finished before the kill"
     (segment,) = (out / LOG_DIR).glob(f"*{OPEN}")
     kept = len(list(read_records([segment])))
     assert 4 <= kept < 8, f"the kill came after {kept} of 8 records: it proves nothing"
