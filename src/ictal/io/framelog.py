@@ -86,13 +86,7 @@ class Scan:
     records: list[bytes] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     good_bytes: int = 0  # offset just past the last complete frame
-    damage: list[Damage] = field(default_factory=list)  # in offset order, a tail last
-
-    @property
-    def tail(self) -> Damage | None:
-        """The stretch after the last complete frame, if any."""
-        last = self.damage[-1] if self.damage else None
-        return last if last is not None and last.offset >= self.good_bytes else None
+    damage: list[Damage] = field(default_factory=list)  # in offset order
 
     @property
     def inner(self) -> list[Damage]:
@@ -166,6 +160,8 @@ def scan_bytes(data: bytes) -> Scan:
             continue
         reason, claimed, torn = _why(view, pos)
         nxt, budget = _resync(view, pos + 1, budget)
+        if torn and nxt is not None:  # not the last frame: its length field is damaged
+            reason = "a frame length past the end of the segment"
         end = len(data) if nxt is None else nxt
         frames = 1 if claimed == nxt and nxt is not None else None
         out.damage.append(Damage(pos, end - pos, reason, frames, torn and nxt is None))
