@@ -37,6 +37,7 @@ from ictal.io.framelog import (
     REPAIR,
     SEALED,
     SegmentWriter,
+    frame,
     read_frames,
     read_log,
     read_records,
@@ -113,6 +114,49 @@ def test_random_damage_costs_exactly_the_frames_it_touches(tmp_path, seed):
         assert _keys(list(read_records([done.segment]))) == untouched
         first = min(touched)
         assert f"at byte {offsets[first]} " in done.describe(), done.describe()
+
+
+def _damage(rng: random.Random, data: bytearray) -> Callable[[int, int], bool]:
+    """Damage ``data`` in place one way or another; returns whether the original byte range
+    ``[a, b)`` of a frame was touched."""
+    kind = rng.choice(["flip", "flips", "delete", "insert", "zeros"])
+    at = rng.randrange(len(data))
+    if kind == "flip":
+        data[at] ^= 1 << rng.randrange(8)
+        return lambda a, b: a <= at < b
+    if kind == "flips":
+        spots = rng.sample(range(len(data)), min(len(data), 5))
+        for spot in spots:
+            data[spot] ^= 0xFF  # a length byte can claim megabytes: resync must not give up
+        return lambda a, b: any(a <= spot < b for spot in spots)
+    if kind == "insert":
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 50)))
+        return lambda a, b: a < at < b
+    stop = min(len(data), at + rng.randint(1, 50))
+    if kind == "delete":
+        del data[at:stop]
+    else:  # what a crash can leave: zeros (an empty frame's CRC is 0: never a record)
+        data[at:stop] = bytes(stop - at)
+    return lambda a, b: a < stop and at < b
+
+
+def test_any_damage_costs_only_the_frames_it_touches():
+    """Flips, deletions, insertions, zeroed stretches: every frame outside the damage is
+    found, in order, once, and nothing that is not one of the frames is ever returned."""
+    rng = random.Random(3)
+    for _ in range(600):
+        n = rng.randint(1, 40)
+        payloads = [_payload(rng.randrange(1000) * 40 + k) for k in range(n)]
+        frames = [frame(p) for p in payloads]
+        offsets = [sum(len(f) for f in frames[:k]) for k in range(n + 1)]
+        data = bytearray(b"".join(frames))
+        touched = _damage(rng, data)
+        got = scan_bytes(bytes(data)).records
+        assert all(p in payloads for p in got)
+        order = [payloads.index(p) for p in got]
+        assert order == sorted(set(order))
+        untouched = {k for k in range(n) if not touched(offsets[k], offsets[k + 1])}
+        assert untouched <= set(order), sorted(untouched - set(order))
 
 
 def test_a_torn_tail_after_inner_damage_is_dropped_and_both_said(tmp_path):

@@ -40,7 +40,7 @@ MAGIC = b"ICR1"
 HEADER = struct.Struct("<4sII")  # magic, payload length, crc32
 OPEN = ".open"
 SEALED = ".seg"
-MAX_RECORD = 64 << 20  # a frame claiming more is damage, not a record
+MAX_RECORD = 64 << 20  # a frame claiming more (or nothing) is damage, not a record
 MAX_SEGMENT = 4160 << 20  # detect.segment_mb (at most 4096) plus one last record
 REPAIR = ".repair.tmp"  # ".<segment>.open.repair.tmp": a repaired copy before its rename
 OPENING = ".opening.tmp"  # ".<segment>.opening.tmp": a new segment until it is locked
@@ -49,9 +49,10 @@ OPENING = ".opening.tmp"  # ".<segment>.opening.tmp": a new segment until it is 
 
 
 def frame(payload: bytes) -> bytes:
-    """The bytes of one frame holding ``payload``."""
-    if len(payload) > MAX_RECORD:
-        raise ValueError(f"record of {len(payload)} bytes is larger than {MAX_RECORD}")
+    """The bytes of one frame holding ``payload`` (not empty: an empty frame's CRC is 0, so
+    zeroed bytes after a magic would read as one)."""
+    if not 0 < len(payload) <= MAX_RECORD:
+        raise ValueError(f"a record of {len(payload)} bytes (1 to {MAX_RECORD} are framed)")
     return HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -118,7 +119,7 @@ def _header(data: bytes | memoryview, pos: int) -> tuple[bytes, int, int] | None
 def _frame_end(view: memoryview, pos: int) -> int | None:
     """End of the valid frame at ``pos`` (magic, sane length, in the data, CRC), else None."""
     head = _header(view, pos)
-    if head is None or head[0] != MAGIC or head[1] > MAX_RECORD:
+    if head is None or head[0] != MAGIC or not 0 < head[1] <= MAX_RECORD:
         return None
     stop = pos + HEADER.size + head[1]
     if stop > len(view) or zlib.crc32(view[pos + HEADER.size : stop]) != head[2]:
@@ -136,7 +137,7 @@ def _why(view: memoryview, pos: int) -> tuple[str, int | None, bool]:
     magic, length, _ = head
     if magic != MAGIC:
         return "no frame header", None, False
-    if length > MAX_RECORD:
+    if not 0 < length <= MAX_RECORD:
         return f"a frame length of {length} bytes", None, False
     stop = pos + HEADER.size + length
     if stop > len(view):
@@ -178,8 +179,9 @@ def _resync(view: memoryview, start: int, budget: int) -> tuple[int | None, int]
     pos = data.find(MAGIC, start)
     while pos >= 0 and budget > 0:
         head = _header(view, pos)
-        if head is not None and head[1] <= MAX_RECORD:
-            budget -= head[1] + HEADER.size
+        fits = head is not None and 0 < head[1] <= len(view) - pos - HEADER.size
+        if fits:  # only a frame inside the data has its CRC computed
+            budget -= head[1]
             if _frame_end(view, pos) is not None:
                 return pos, budget
         pos = data.find(MAGIC, pos + 1)
