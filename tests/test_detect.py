@@ -22,7 +22,7 @@ from ictal.corpus.synth import synthesize
 from ictal.detect.records import LOG_DIR, decode
 from ictal.events.counts import ZERO
 from ictal.events.scorers import score_ovlp, score_taes
-from ictal.io.framelog import read_records, segments
+from ictal.io.framelog import read_log
 
 FAST = tiny_training(
     "train.epochs=2",
@@ -61,7 +61,9 @@ def _events(out: Path) -> list[str]:
 
 
 def _log_records(out: Path) -> list[dict]:
-    return [r for p in read_records(segments(out / LOG_DIR)) if (r := decode(p)) is not None]
+    """The valid records of a detect output's log, read as a live log is (its writer may seal
+    a segment while the test reads it)."""
+    return [r for f in read_log(out / LOG_DIR) if (r := decode(f.payload)) is not None]
 
 
 @pytest.mark.slow

@@ -2,8 +2,10 @@
 
 The output directory is a run directory of its own (config, run.json, heartbeat, lock), with
 the record log under ``log/`` and the outputs built from it. A rerun recovers the log (torn
-tails of killed writers truncated), skips every recording whose record for this model and
-these settings is there, and rebuilds the outputs; ``--watch`` keeps going over new files.
+tails of killed writers truncated, damaged frames cut out and said), skips every recording
+whose valid record for this model and these settings is there (so a recording whose record
+was lost or is invalid is detected again), and rebuilds the outputs; ``--watch`` keeps going
+over new files.
 With ``sink.url`` set, the directory (sealed segments included) is pushed as it grows.
 """
 
@@ -18,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ictal.config import Config
 from ictal.detect.inputs import Found, Source, assign_names, find_inputs
-from ictal.detect.outputs import Summary, write_outputs
+from ictal.detect.outputs import Summary, check_inside, kept_names, write_outputs
 from ictal.detect.records import (
     LOG_DIR,
     Loaded,
@@ -42,8 +44,9 @@ from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.digest import file_sha256, url_sha256
 from ictal.io.framelog import OPEN, SEALED, recover
 from ictal.io.lock import FileLock
-from ictal.io.paths import is_safe_name, writable_dir
+from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
+from ictal.io.untrusted import UnreadableInput, read_text
 from ictal.parallel.engines import make_executor
 from ictal.runs.checkpoints import deployed_postprocess
 from ictal.runs.directory import RunDir
@@ -68,11 +71,20 @@ class DetectResult:
     warnings: list[str] = field(default_factory=list)
     push: PushOutcome | None = None  # the final push, with a sink
     postprocess: str = ""  # where the operating point came from
+    lost: int = 0  # --collect: sources, log stretches or records it could not use
 
     @property
     def ending(self) -> Ending:
-        """Partial whenever the results hold a failed recording."""
-        return Ending.PARTIAL if self.summary.failed else Ending.DONE
+        """Partial whenever the results hold a failed recording, or a collect lost records
+        (detect computes lost ones again)."""
+        return Ending.PARTIAL if self.summary.failed or self.lost else Ending.DONE
+
+    def say(self, lines: list[str]) -> None:
+        """Warn each line once (a --watch pass reads the same damage again)."""
+        for line in lines:
+            if line not in self.warnings:
+                log.warning(line)
+                self.warnings.append(line)
 
 
 @dataclass(frozen=True)
@@ -172,10 +184,15 @@ def _have(rec: dict[str, Any] | None, src: Source, model: str, settings: str) ->
         return False
 
 
-def _unusable(job: _Job, found: Found) -> None:
-    """Error records for inputs that are not usable (missing, unreadable, not EDF)."""
+def _unusable(job: _Job, found: Found, results: dict[str, dict[str, Any]]) -> None:
+    """Error records, and one warning each, for inputs that are not usable (missing,
+    unreadable, not a regular file, not EDF) and not logged with that error already."""
     w = writer(job.logset)
     for key, reason in found.problems:
+        had = results.get(key)
+        if had is not None and had["status"] == "failed" and had.get("error") == redact(reason):
+            continue
+        log.warning(f"{key}: {reason}")
         w.append(
             encode({"recording": key, "name": "input", "status": "failed", "error": reason,
                     "model_sha256": job.model_sha, "settings_sha256": job.settings_sha,
@@ -218,6 +235,7 @@ def detect(
                settings_hash(settings), save_probs)  # fmt: skip
     remember_model(str(checkpoint.resolve()), job.model_sha, model, meta)  # in-process work
     out = writable_dir(out, "--out")
+    check_inside(out)
     lock = FileLock(RunDir(out).lock, f"the detect output {out}",
                     "wait for that detect to finish, or give another --out")  # fmt: skip
     identity = {"checkpoint": checkpoint.resolve(), "kind": "detect"}
@@ -233,7 +251,7 @@ def detect(
                 redo = False
         finally:
             close_writers()
-            recover(out / LOG_DIR)
+            _recover(out, result)
             with contextlib.suppress(Exception):
                 result.summary = _outputs(out, result)
     result.push = session.push
@@ -254,18 +272,31 @@ def _records(out: Path) -> Loaded:
     """The records of ``out``: its log, and the sink copy of segments pruned locally."""
     loaded = load_local(out)
     marker = out / LOG_DIR / PRUNED
-    if marker.is_file():
-        remote = load_url(marker.read_text(encoding="utf-8").strip())
-        loaded = Loaded(loaded.records + remote.records, loaded.warnings + remote.warnings)
+    if marker.exists():
+        try:
+            url = read_text(marker, "the pruned-segments marker", 4096).strip()
+        except UnreadableInput as exc:
+            return loaded + Loaded(warnings=[f"{exc}; pruned records not read"], lost=1)
+        loaded += load_url(url)
     return loaded
+
+
+def _recover(out: Path, result: DetectResult) -> None:
+    """Seal the segments of dead writers; what their damage cost is said."""
+    lines: list[str] = []
+    for done in recover(out / LOG_DIR, lines):
+        if done.damaged:
+            lines.append(f"recovered {done.describe()}; recordings left without a record "
+                         "are detected again")  # fmt: skip
+        elif done.dropped:
+            log.info(f"recovered {done.describe()} (the torn last frame of a killed writer)")
+    result.say(lines)
 
 
 def _outputs(out: Path, result: DetectResult) -> Summary:
     loaded = _records(out)
-    for line in loaded.warnings:
-        log.warning(line)
-    result.warnings += loaded.warnings
-    return write_outputs(out, newest(loaded.records))
+    result.say(loaded.warnings)
+    return write_outputs(out, newest(loaded.records), result.warnings)
 
 
 # Files seen growing by --watch: key -> (size, mtime, first time seen at that size).
@@ -293,18 +324,14 @@ def _detect_pass(
     """One pass: recover the log, list the inputs, detect on what is not in the log yet."""
     out, cfg = job.out, job.cfg
     (out / LOG_DIR).mkdir(parents=True, exist_ok=True)  # workers check they can see it
-    recover(out / LOG_DIR)
-    results = newest(_records(out).records)
+    _recover(out, result)
+    loaded = _records(out)
+    result.say(loaded.warnings)
+    results = newest(loaded.records)
     found = find_inputs(job.inputs)
     sources = _settled(found.sources, cfg.detect.settle_s) if settle else found.sources
-    if not settle:
-        _unusable(job, found)
-        for key, reason in found.problems:
-            log.warning(f"{key}: {reason}")
-    names = assign_names(
-        sorted({*results, *(s.key for s in found.sources)}),
-        {k: r["name"] for k, r in results.items() if is_safe_name(r.get("name"))},
-    )
+    _unusable(job, found, results)
+    names = assign_names(sorted({*results, *(s.key for s in found.sources)}), kept_names(results))
     todo = [
         s
         for s in sources
@@ -318,7 +345,7 @@ def _detect_pass(
         return
     _run_tasks(job, (job.task(s, names[s.key]) for s in todo), len(todo), result, live)
     close_writers()
-    recover(out / LOG_DIR)
+    _recover(out, result)
     result.summary = _outputs(out, result)
 
 
@@ -352,18 +379,24 @@ def collect(sources: list[str], out: Path) -> DetectResult:
     """Merge the record logs of detect output directories and sink URLs into ``out``'s
     outputs (one result per recording, the newest); the logs are only read."""
     out = writable_dir(out, "--out")
-    records: list[dict[str, Any]] = []
-    warnings: list[str] = []
+    check_inside(out)
+    loaded = Loaded()
     for source in sources:
-        loaded = load_url(source) if "://" in source else _records(Path(source))
-        if "://" not in source and not (Path(source) / LOG_DIR).is_dir():
-            warnings.append(f"{source}: no {LOG_DIR}/ directory (not a detect output)")
-        records += loaded.records
-        warnings += loaded.warnings
-    for line in warnings:
-        log.warning(line)
-    summary = write_outputs(out, newest(records))
-    return DetectResult(out, summary, warnings=warnings)
+        if "://" in source:
+            loaded += load_url(source)
+        elif not (Path(source) / LOG_DIR).is_dir():
+            why = f"{source}: no {LOG_DIR}/ directory (not a detect output); nothing read"
+            loaded += Loaded(warnings=[why], lost=1)
+        else:
+            loaded += _records(Path(source))
+    result = DetectResult(out, Summary(), lost=loaded.lost)
+    if loaded.lost:
+        loaded.warnings.append(f"{loaded.lost} source(s), log stretch(es) or record(s) could "
+                               "not be used (said above): the merged results may lack "
+                               "recordings")  # fmt: skip
+    result.say(loaded.warnings)
+    result.summary = write_outputs(out, newest(loaded.records), result.warnings)
+    return result
 
 
 def _prune(out: Path, dest: str) -> None:

@@ -1,7 +1,8 @@
 """What ``ictal detect`` reads: EDF files named directly, found under directories (any
 layout, recursively), listed in list files (one path or URL per line), local or behind any
 fsspec URL. Each becomes a source with a stable key (its absolute path, or its URL with any
-credentials masked) and a plain output name."""
+credentials masked) and a plain output name. Only regular files are read: a FIFO, socket or
+device (named ``*.edf`` or given as a list) is an unusable input, never opened."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from ictal.io.redact import redact
+from ictal.io.redact import MASK, redact
 from ictal.io.storage import describe, is_local, open_url
+from ictal.io.untrusted import MAX_TEXT_BYTES, UnreadableInput, read_text, regular_file
 
 EDF = ".edf"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -37,6 +40,42 @@ class Found:
     problems: list[tuple[str, str]]
 
 
+def masked(text: str, location: str) -> str:
+    """``text`` without credentials: those of any URL in it (``redact``) and, literally, those
+    of ``location``, which a storage error may quote without its scheme (s3fs names the bucket
+    of ``s3://user:secret@bucket`` as ``user:secret@bucket``)."""
+    for secret in _secrets(location):
+        text = text.replace(secret, MASK)
+    return redact(text)
+
+
+def _secrets(location: str) -> list[str]:
+    """The userinfo, password and secret query values of a URL, longest first."""
+    try:
+        parts = urlsplit(location)
+    except ValueError:
+        return []
+    found = []
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if at and userinfo:
+        found += [userinfo, userinfo.partition(":")[2]]
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and redact(f"?{name}={value}") != f"?{name}={value}":
+            found.append(value)
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def unusable(path: str) -> str | None:
+    """Why a local input cannot be read as a file (not a regular file), else None."""
+    try:
+        regular_file(path, "input")
+    except FileNotFoundError:
+        return "does not exist"
+    except UnreadableInput as exc:
+        return str(exc).removeprefix(f"input {path} ") + "; detect reads regular files only"
+    return None
+
+
 def _mtime(info: dict[str, Any]) -> str:
     for name in ("mtime", "LastModified", "last_modified", "updated", "created"):
         if info.get(name) is not None:
@@ -53,39 +92,51 @@ def _join(fs: Any, path: str) -> str:
 
 
 def _one(location: str, found: Found, *, from_list: bool) -> None:
+    def problem(reason: str) -> None:
+        found.problems.append((masked(location, location), masked(reason, location)))
+
     try:
         fs, path = open_url(location, "INPUT")
         info = fs.info(path)
     except FileNotFoundError:
-        found.problems.append((redact(location), "does not exist"))
+        problem("does not exist")
         return
     except Exception as exc:  # storage errors: said, and the other inputs go on
-        found.problems.append((redact(location), f"cannot be read: {describe(exc)}"))
+        problem(f"cannot be read: {describe(exc)}")
         return
+    local = is_local(fs)
     if info.get("type") == "directory":
         try:
             listing = fs.find(path, detail=True)
         except Exception as exc:
-            found.problems.append((redact(location), f"cannot be listed: {describe(exc)}"))
+            problem(f"cannot be listed: {describe(exc)}")
             return
         for name, item in sorted(listing.items()):
-            if item.get("type") != "directory" and name.lower().endswith(EDF):
-                url = _join(fs, name)
-                found.sources.append(
-                    Source(url, redact(url), int(item.get("size") or 0), _mtime(item))
-                )
+            if item.get("type") == "directory" or not name.lower().endswith(EDF):
+                continue
+            url = _join(fs, name)
+            why = unusable(url) if local else None
+            if why is not None or item.get("type", "file") != "file":
+                found.problems.append((redact(url), why or "is not a regular file"))
+                continue
+            found.sources.append(Source(url, redact(url), int(item.get("size") or 0), _mtime(item)))
+        return
+    why = unusable(_join(fs, path)) if local else None
+    if why is not None or info.get("type", "file") != "file":
+        problem(why or "is not a regular file")
         return
     if path.lower().endswith(EDF):
         url = _join(fs, path)
-        found.sources.append(Source(url, redact(url), int(info.get("size") or 0), _mtime(info)))
+        key = masked(url, location)
+        found.sources.append(Source(url, key, int(info.get("size") or 0), _mtime(info)))
         return
     if from_list:
-        found.problems.append((redact(location), "is not an EDF file or a directory"))
+        problem("is not an EDF file or a directory")
         return
     try:  # any other file is a list: one path or URL per line ('#' starts a comment)
-        text = fs.cat_file(path).decode("utf-8")
-    except (UnicodeDecodeError, OSError) as exc:
-        found.problems.append((redact(location), f"is neither EDF nor a text list ({exc})"))
+        text = _list_text(fs, path, int(info.get("size") or 0))
+    except (UnicodeDecodeError, OSError, UnreadableInput) as exc:
+        problem(f"is neither EDF nor a text list ({exc})")
         return
     base = os.path.dirname(os.path.abspath(path)) if is_local(fs) else None
     for line in text.splitlines():
@@ -95,6 +146,15 @@ def _one(location: str, found: Found, *, from_list: bool) -> None:
         if base is not None and "://" not in entry and not os.path.isabs(entry):
             entry = os.path.join(base, entry)  # relative to the list file
         _one(entry, found, from_list=True)
+
+
+def _list_text(fs: Any, path: str, size: int) -> str:
+    """A list file's text: a regular file of at most ``MAX_TEXT_BYTES``."""
+    if is_local(fs):
+        return read_text(path, "list file")
+    if size > MAX_TEXT_BYTES:
+        raise UnreadableInput(f"list file of {size >> 20} MiB is more than Ictal reads")
+    return fs.cat_file(path).decode("utf-8")
 
 
 def find_inputs(inputs: list[str]) -> Found:

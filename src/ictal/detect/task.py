@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from ictal.config import SignalConfig
+from ictal.detect.inputs import masked, unusable
+from ictal.detect.outputs import PROBS
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
 from ictal.parallel.executors import require_visible
@@ -133,7 +135,7 @@ def detect_one(task: Task) -> dict[str, Any]:
         record = {**base, **_detect(task)}
     except Exception as exc:  # one bad recording never stops the others
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        record = {**base, "status": "failed", "error": detail}
+        record = {**base, "status": "failed", "error": masked(detail, task.url)}
     record["timing"] = {**record.get("timing", {}), "total_s": round(time.monotonic() - t0, 4)}
     record["time"] = time.time()
     writer(task.log).append(encode(record))  # acknowledged once this returns
@@ -159,18 +161,24 @@ def _detect(task: Task) -> dict[str, Any]:
     s = task.settings
     sig = SignalConfig.model_validate(s["signal"])
     t = time.monotonic()
+    why = unusable(task.url) if "://" not in task.url else None
+    if why is not None:  # replaced since it was listed (a FIFO would block this worker)
+        return {"status": "failed", "error": why}
     try:
         rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"], montage=sig.montage)
     except RecordingError as exc:
-        return {"status": "failed", "error": exc.reason}
+        return {"status": "failed", "error": masked(exc.reason, task.url)}
     sha = rec.sha256 or url_sha256(task.url)
     t_read = time.monotonic() - t
     t = time.monotonic()
     beside = sidecar_of(task.url)  # a BIDS recording's sidecar says its mains frequency
+    why = unusable(beside) if beside is not None and "://" not in beside else None
+    if why is not None and why != "does not exist":
+        return {"status": "failed", "error": f"the sidecar {beside} {why}"}
     try:
         mains = line_frequency(beside) if beside is not None else None
     except AnnotationError as exc:
-        return {"status": "failed", "error": str(exc)}
+        return {"status": "failed", "error": masked(str(exc), task.url)}
     pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
     t_pre = time.monotonic() - t
     model, _ = _model(task)
@@ -183,7 +191,7 @@ def _detect(task: Task) -> dict[str, Any]:
     pp = PostProcess(**s["postprocess"])
     events = events_from_probs(probs, fs_out, pp)
     if task.save_probs:
-        target = Path(task.log.out_dir) / "probs" / f"{task.name}.npy"
+        target = Path(task.log.out_dir) / PROBS / f"{task.name}.npy"
         atomic_write_with(target, lambda fh: np.save(fh, probs, allow_pickle=False))
     timing = {"read_s": t_read, "preprocess_s": t_pre, "infer_s": t_infer}
     return {

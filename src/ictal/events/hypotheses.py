@@ -2,6 +2,7 @@
 
 Both carry the recording's own duration: NEDC rejects a hypothesis whose duration differs
 from the reference, and SzCORE reads ``recordingDuration`` to size the masks it scores.
+Names are plain (``check_name``) and text cells are spreadsheet-safe (``io.cells``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from ictal.corpus.annotations import format_csv_bi
 from ictal.events.postprocess import Event
 from ictal.io.atomic import atomic_write_text
+from ictal.io.cells import text_cell
 from ictal.io.paths import check_name
 
 SZCORE_COLUMNS: tuple[str, ...] = (
@@ -71,7 +73,7 @@ def szcore_tsv(
     decimals; unknown confidence, channels and start time are ``n/a``."""
     if confidences is not None and len(confidences) != len(events):
         raise ValueError(f"{recording_id}: {len(confidences)} confidences for {len(events)} events")
-    chans = ",".join(channels) if channels else NA
+    chans = text_cell(",".join(channels), tsv=True) if channels else NA
     when = date_time.strftime("%Y-%m-%d %H:%M:%S") if date_time is not None else NA
     rows = [
         (start, stop - start, "sz", None if confidences is None else float(confidences[k]))

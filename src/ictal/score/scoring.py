@@ -17,6 +17,7 @@ from ictal.events.formats import FormatError, ScoredFile, read_file
 from ictal.events.nedc import Timeline, TimelineError, build_timeline
 from ictal.events.scorers import NEDC_NAMES, ORDER, TIMELINE_SCORERS
 from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.io.cells import text_cell
 from ictal.score.inputs import Pair, pair_inputs
 from ictal.ui import progress
 
@@ -137,9 +138,9 @@ def score(
 
             def row(pair: Pair, counts: dict[str, EventCounts]) -> None:
                 first = counts[names[0]]
+                texts = [pair.stem, str(pair.ref), "" if pair.hyp is None else str(pair.hyp)]
                 writer.writerow(
-                    [pair.stem, str(pair.ref), "" if pair.hyp is None else str(pair.hyp),
-                     f"{first.duration_s:.4f}"]
+                    [text_cell(t) for t in texts] + [f"{first.duration_s:.4f}"]
                     + [_count(getattr(counts[n], f)) for n in names for f in COUNT_FIELDS]
                 )  # fmt: skip
 
