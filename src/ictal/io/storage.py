@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -74,13 +75,21 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
 
 
 def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
-    """Copy one remote file to ``local`` atomically: fetched beside it under a temp name,
-    fsynced, then renamed, so a reader (or a rerun) never sees a torn file under its name."""
+    """Copy one remote file to ``local`` atomically: fetched beside it under a fresh temp
+    name (made here, so never a link someone left), fsynced, then renamed over ``local``
+    (a link there is replaced, never written through); a reader or a rerun never sees a
+    torn file under its name."""
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.part.tmp")
-    fs.get_file(remote, str(tmp))
-    fsync_file(tmp)
-    os.replace(tmp, local)
+    fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part.tmp", dir=local.parent)
+    os.close(fd)
+    try:
+        fs.get_file(remote, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, local)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def files_to_copy(local: Path, local_only: Collection[str]) -> list[Path]:
