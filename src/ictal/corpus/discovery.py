@@ -172,10 +172,10 @@ def link_problems(
         if not info.get("islink"):
             continue
         path = os.path.join(root, rel)
-        if not is_inside(path, base):
-            out[rel] = LINK_OUT
-        elif os.path.isdir(path):
+        if os.path.isdir(path):
             out[rel] = LINK_DIR
+        elif not is_inside(path, base):
+            out[rel] = LINK_OUT
     return out
 
 

@@ -13,7 +13,9 @@ What is masked, wherever it appears in a text:
 - AWS access key ids (``AKIA...``) and strings shaped like AWS secret keys (40 characters of
   mixed-case letters and digits);
 - the value of any credential-named environment variable of this process (at least 12
-  characters long) wherever it shows.
+  characters long), and the credentials of any URL this process opened (``note_url``),
+  whole or in the pieces a library may quote (a bucket name cut at a '/' of the password),
+  wherever they show.
 
 Ordinary text stays as it is: ``ictal``, ``key16``, ``a=b``, ``host:pid``, an e-mail address,
 a sha1 or sha256 digest, a run id.
@@ -125,9 +127,32 @@ def _env_secrets() -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+# Credentials this process was handed inside URLs (``note_url``), and the pieces a backend
+# may quote on their own: botocore names the bucket of ``s3://KEY:SE/CRET@b`` "KEY:SE".
+_HANDED: set[str] = set()
+MIN_PIECE = 6  # a shorter piece of a password is not masked on its own (it could be a word)
+MIN_USER = 12
+
+
+def note_url(url: str) -> None:
+    """Remember the credentials in ``url`` (its userinfo, user, password, the part before
+    its first '/', and each piece of the password between '/', ':' and '@') so that every
+    later message masks them wherever a library quotes them, whole or cut."""
+    _, sep, rest = url.partition("://")
+    cut = _authority_userinfo(rest) if sep else 0
+    if not cut:
+        return
+    userinfo = rest[:cut]
+    user, _, password = userinfo.partition(":")
+    pieces = {userinfo, password, rest.split("/", 1)[0], *re.split(r"[/:@]", password)}
+    if len(user) >= MIN_USER:  # an access key id, not a word such as "admin"
+        pieces.add(user)
+    _HANDED.update(p for p in pieces if len(p) >= MIN_PIECE and p != MASK)
+
+
 def redact(text: str) -> str:
     """``text`` with every credential it holds replaced by ``***`` (see the module doc)."""
-    for secret in _env_secrets():
+    for secret in (*_env_secrets(), *sorted(_HANDED, key=len, reverse=True)):
         if secret in text:
             text = text.replace(secret, MASK)
     if "://" in text:

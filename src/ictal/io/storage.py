@@ -17,15 +17,18 @@ from pathlib import Path
 import fsspec
 
 from ictal.errors import IctalError, PreflightError, UsageError
+from ictal.io.atomic import _FILE_MODE as FILE_MODE
 from ictal.io.atomic import fsync_file
-from ictal.io.redact import redact
+from ictal.io.redact import note_url, redact
 
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
             "abfs": "adlfs"}  # fmt: skip
 
 
 def open_url(url: str, setting: str = "URL") -> tuple[fsspec.AbstractFileSystem, str]:
-    """File system and root path (no trailing slash) of a URL or local path."""
+    """File system and root path (no trailing slash) of a URL or local path; credentials in
+    the URL are remembered so that every message masks them (``note_url``)."""
+    note_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError as exc:
@@ -81,6 +84,7 @@ def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
     torn file under its name."""
     local.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part.tmp", dir=local.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         fs.get_file(remote, tmp)
