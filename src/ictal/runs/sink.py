@@ -179,17 +179,19 @@ RUN_URL_FIX = "give the URL of one pushed run: <sink.url>/<run id>"
 def run_url(url: str) -> tuple[str, str]:
     """``RUN_URL`` as ``ictal pull`` reads it (no trailing '/') and the run's name, its last
     part, which must be a plain name (exit 3 otherwise): ``.``, ``..`` or an empty part
-    never name a run; on an object store a ``.`` or ``..`` part anywhere is refused too
-    (keys are literal there: it would name other objects than the path seems to)."""
+    never name a run; on an object store a bucket alone, or a ``.`` or ``..`` part anywhere,
+    is refused too (keys are literal there: it would name other objects than it seems to)."""
     scheme, sep, path = url.partition("://")
     if not sep:
         scheme, path = "", url
     trimmed = path.rstrip("/")
     name = trimmed.rsplit("/", 1)[-1]
     check_name(name, f"RUN_URL {redact(url)}: its last part", RUN_URL_FIX)
-    if scheme not in ("", "file", "local") and any(p in (".", "..") for p in trimmed.split("/")):
+    parts = trimmed.split("/")
+    if scheme not in ("", "file", "local") and (len(parts) < 2 or {".", ".."} & set(parts)):
         raise UnsafePathError(
-            f"RUN_URL {redact(url)}: a '.' or '..' part names other objects than it seems to",
+            f"RUN_URL {redact(url)}: a bucket alone, or a '.' or '..' part (keys are literal: "
+            "it names other objects than it seems to), is no pushed run",
             RUN_URL_FIX,
         )
     return (f"{scheme}://{trimmed}" if sep else trimmed), name
