@@ -429,6 +429,10 @@ def test_report_evaluate_and_resume_never_read_run_files_through_a_link(world):
     _ok(run_ictal("report", str(copy), *world.sets()))
     page = (copy / "report.html").read_text()
     assert "is a symbolic link: not read" in page
+    before = fake.read_bytes()
+    res = run_ictal("train", "--run", str(copy), *world.sets())  # would trim and append to it
+    _ok(res, 3)
+    assert "metrics.jsonl is a symbolic link" in res.stderr and fake.read_bytes() == before
     (copy / "config.yaml").unlink()
     (copy / "config.yaml").symlink_to(world.run / "config.yaml")
     for argv in (["train", "--run", str(copy)], ["evaluate", str(copy / "checkpoints" / "last.pt"),

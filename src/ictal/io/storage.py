@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import fsspec
 
 from ictal.errors import IctalError, PreflightError, UsageError
-from ictal.io.atomic import _FILE_MODE as FILE_MODE
 from ictal.io.atomic import fsync_file
 from ictal.io.redact import note_url, redact
 
@@ -78,14 +76,15 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
 
 
 def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
-    """Copy one remote file to ``local`` atomically: fetched beside it under a fresh temp
-    name (made here, so never a link someone left), fsynced, then renamed over ``local``
-    (a link there is replaced, never written through); a reader or a rerun never sees a
-    torn file under its name."""
+    """Copy one remote file to ``local`` atomically: fetched beside it under its temp name
+    (what a killed fetch left there, or a link someone left, is removed and the file made
+    anew here, never written through), fsynced, then renamed over ``local`` (a link there is
+    replaced, never followed); a reader or a rerun never sees a torn file under its name."""
     local.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part.tmp", dir=local.parent)
-    os.fchmod(fd, FILE_MODE)
-    os.close(fd)
+    tmp = str(local.with_name(f".{local.name}.part.tmp"))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
     try:
         fs.get_file(remote, tmp)
         fsync_file(tmp)

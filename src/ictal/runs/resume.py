@@ -13,7 +13,7 @@ from typing import Any
 from ictal.config import ROLES, Config, flatten, load_config
 from ictal.errors import PreflightError, UnsafePathError
 from ictal.io.lock import holder
-from ictal.io.paths import check_name, plain_dir, plain_file
+from ictal.io.paths import check_name, linked_below, plain_dir, plain_file
 from ictal.io.redact import redact
 from ictal.runs.checkpoints import given_now
 from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, RunState
@@ -104,22 +104,33 @@ def pull_resumable(cfg: Config) -> Path | None:
     return None
 
 
+def _no_links(run: RunDir) -> None:
+    """A run continued here reads and appends to its own files only: a config.yaml that is
+    not a regular file, or any file a resume reads or writes that is a symbolic link (or
+    lies behind one), is refused (exit 3) before anything is read through it."""
+    files = (run.config, run.run_json, run.metrics, run.heartbeat, run.log, run.trackers,
+             run.checkpoints, run.last, run.best, run.tb)  # fmt: skip
+    linked = next((p for p in files if linked_below(run.path, p) is not None), None)
+    if linked is not None or not plain_file(run.config):
+        shown = linked if linked is not None else run.config
+        raise UnsafePathError(
+            f"{shown} is a symbolic link or not a regular file; ictal never reads or writes a "
+            "run's files through a link",
+            "replace the link with the run's own file, or start a new run",
+        )
+
+
 def resume_config(current: Config, run: RunDir) -> Config:
     """The run's frozen config, with the machine's fields (``ROLES.resume_fields``) taken
     from ``current`` when set (different from the built-in default), and where results are
     pushed only as ``current`` says (``given_now``: a pulled run never pushes back into the
-    sink it came from unless the user names it again). A config.yaml that is a symbolic
-    link is refused (exit 3), never followed.
+    sink it came from unless the user names it again). A run whose files are links is
+    refused (exit 3), never followed (``_no_links``).
 
     Experiment fields (model, data, schedule, seed) stay frozen so the run continues exactly;
     differing values given now are named in a warning.
     """
-    if not plain_file(run.config):
-        raise UnsafePathError(
-            f"{run.config} is not a regular file (a symbolic link?); ictal never reads a "
-            "run's files through a link",
-            "replace the link with the run's own config.yaml, or start a new run",
-        )
+    _no_links(run)
     frozen = load_config(run.config)
     defaults = flatten(Config().model_dump(mode="json"))
     now = flatten(current.model_dump(mode="json"))
