@@ -184,11 +184,12 @@ def test_pull_url_names_one_run(url, ok):
 
 
 def test_a_sink_takes_only_run_names(tmp_path):
-    for bad in ("..", "r1/..", "../../x", "", "r1//eval", "a/b/c"):
+    for bad in ("..", "r1/..", "r1/.", "r1/", "../../x", "", "r1//eval", "a/b/c", "r1/a\\b"):
         with pytest.raises(UnsafePathError):
             check_sink(str(tmp_path / "sink"), bad)
     assert not (tmp_path / "x").exists() and not (tmp_path / "sink").exists()
     check_sink(str(tmp_path / "sink"), "r1/eval-last-dev")
+    check_sink(str(tmp_path / "sink"), "r1/my evaluation")  # --out names as the user chose
 
 
 def test_link_rules(tmp_path):
@@ -288,6 +289,7 @@ def world(s3, tmp_path_factory) -> World:
     return World(tmp, run, w.sink, victims)
 
 
+@pytest.mark.slow
 def test_no_stored_file_of_a_run_or_its_pushed_copies_holds_a_credential(world):
     fs = _s3()
     stored = {str(p): p.read_bytes() for p in world.run.rglob("*") if p.is_file()}

@@ -115,10 +115,15 @@ def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | No
 
 
 def is_run_name(name: str) -> bool:
-    """A run or evaluation as a sink lists it: ``<run>`` or ``<run>/eval-...``, each part a
-    plain name (``check_name``'s rule): an object named ``..`` or ``a//b`` is no run."""
-    parts = name.split("/")
-    return len(parts) <= 2 and all(is_safe_name(p) for p in parts)
+    """A run or evaluation as a sink holds it: ``<run>`` (a plain name, ``check_name``'s
+    rule) or ``<run>/<output>`` (an evaluation's directory name as the user chose it: one
+    component, not ``.`` or ``..``). An object named ``..`` or ``a//b`` is no run."""
+    run, sep, out = name.partition("/")
+    if not is_safe_name(run):
+        return False
+    if not sep:
+        return True
+    return out not in ("", ".", "..") and out.isprintable() and not any(c in out for c in "/\\")
 
 
 def pushed_heartbeats(
