@@ -152,8 +152,10 @@ def test_credentials_of_an_opened_url_are_masked_where_a_library_cuts_them():
 def test_credential_environment_values_are_masked(monkeypatch):
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-3f9a8b7c6d5e")
     monkeypatch.setenv("SHORT_SECRET", "testing")  # too short to mask ordinary words
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/home/me/keys/service.json")
     assert redact("sent tok-3f9a8b7c6d5e to the server") == f"sent {MASK} to the server"
     assert redact("testing the thing") == "testing the thing"
+    assert redact("read /home/me/keys/service.json") == "read /home/me/keys/service.json"
     assert redact_tree({"a": ["x tok-3f9a8b7c6d5e"]}) == {"a": [f"x {MASK}"]}
 
 

@@ -122,7 +122,10 @@ def _env_secrets() -> list[str]:
     values = {
         v
         for k, v in os.environ.items()
-        if len(v) >= MIN_ENV_SECRET and _SECRET_ENV_NAME.search(k) and not v.isspace()
+        if len(v) >= MIN_ENV_SECRET
+        and _SECRET_ENV_NAME.search(k)
+        and not v.startswith(("/", "~", "."))  # a path to a key file is not the key
+        and not v.isspace()
     }
     return sorted(values, key=len, reverse=True)
 
