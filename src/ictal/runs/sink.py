@@ -247,7 +247,8 @@ def pull(url: str, dest: Path) -> Pulled:
         if why is None:
             wanted.append(rel)
         else:
-            _skip(result, f"{shown}/{rel}", why)
+            named = rel if rel.isprintable() and len(rel) <= 200 else repr(rel[:200])
+            _skip(result, f"{shown}/{named}", why)
     index_path = dest / PULL_INDEX
     index = _read_index(index_path)
     with storage_errors(url, "pulling from", fix), progress("pull", total=len(wanted)) as tick:
