@@ -137,12 +137,11 @@ def test_round_trips_through_every_format_give_the_same_numbers(tmp_path: Path) 
                     fmt, name, field)  # fmt: skip
 
 
-def test_list_files_single_files_and_variables(tmp_path: Path, monkeypatch) -> None:
+def test_list_files_single_files_and_no_variables(tmp_path: Path, monkeypatch, capsys) -> None:
     corpus(tmp_path)
-    monkeypatch.setenv("SCORE_ROOT", str(tmp_path))
     refs = sorted((tmp_path / "ref").rglob("*.csv_bi"))
     (tmp_path / "ref.list").write_text(
-        "# references\n" + "".join(f"$SCORE_ROOT/{p.relative_to(tmp_path)}\n" for p in refs)
+        "# references\n" + "".join(f"{p}\n" for p in refs)  # absolute paths, written out
     )
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "hyp.txt").write_text(
@@ -159,8 +158,15 @@ def test_list_files_single_files_and_variables(tmp_path: Path, monkeypatch) -> N
     doc = json.loads(out.read_text())
     assert set(doc) == {"ovlp", "szcore", "szcore_samples", "files"}
     assert (doc["ovlp"]["hits"], doc["files"]) == (1, 1)
-    monkeypatch.delenv("SCORE_ROOT")
-    assert score(tmp_path / "ref.list", tmp_path / "hyp") == 2
+    # a list is data: $VAR, ${VAR} and ~ are never expanded (a list must not print a secret)
+    monkeypatch.setenv("SCORE_ROOT", str(tmp_path))
+    for entry in ("$SCORE_ROOT/ref/x.csv_bi", "/x/${SCORE_ROOT}.csv_bi", "~/x.csv_bi"):
+        (tmp_path / "var.list").write_text(f"{entry}\n")
+        capsys.readouterr()
+        assert score(tmp_path / "var.list", tmp_path / "hyp") == 2
+        err = capsys.readouterr().err
+        assert "var.list: line 1:" in err and "does not expand" in err, err
+        assert str(tmp_path) not in err.replace(str(tmp_path / "var.list"), ""), err
 
 
 def test_missing_and_extra_hypotheses(tmp_path: Path, capsys) -> None:

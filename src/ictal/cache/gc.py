@@ -1,7 +1,7 @@
 """Explicit garbage collection: only `ictal gc --yes` removes caches, and only directories
 Ictal made (a committed cache with its manifest, or a build or staging copy with the marker
 Ictal wrote first). Anything else named like a key is listed and left alone; symbolic links
-are never followed."""
+are never followed, and a directory whose manifest or marker is a link is not Ictal's."""
 
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ def _size(path: Path) -> int:
     return total
 
 
+def _linked_identity(entry: layout.Entry) -> bool:
+    """The file that would prove Ictal made ``entry`` (manifest, plan or stage marker) is a
+    symbolic link."""
+    names = (layout.STAGE_MARKER if entry.staging else layout.PLAN,)
+    if not entry.building:
+        names += (layout.MANIFEST,)
+    return any((entry.path / name).is_symlink() for name in names)
+
+
 def plan_gc(cfg: Config) -> GcPlan:
     """Every Ictal directory under cache.root but the current key's cache and its resumable
     build; what is not Ictal's is listed as left alone."""
@@ -73,6 +82,8 @@ def plan_gc(cfg: Config) -> GcPlan:
         made = ictal_made(entry)
         if made is None:
             what = "no manifest.json" if not entry.building else "no marker ictal writes"
+            if _linked_identity(entry):
+                what = "its identity file is a symbolic link (never trusted)"
             plan.left_alone.append(LeftAlone(entry.path, f"not an Ictal cache ({what})"))
             continue
         if is_locked(entry.path / layout.LOCK) or is_locked(root.key_lock_path(entry.key16)):
@@ -99,10 +110,14 @@ def plan_gc(cfg: Config) -> GcPlan:
 
 def remove(removals: list[Removal]) -> None:
     """Delete the planned directories (only called with --yes); a directory that became a
-    symbolic link since the plan is skipped, and a storage error is a refusal naming it."""
+    symbolic link since the plan, or whose identity file did, is skipped (``rmtree`` never
+    follows a link inside), and a storage error is a refusal naming it."""
     for r in removals:
         if r.path.is_symlink() or not r.path.is_dir():
             continue
+        identity = (layout.MANIFEST, layout.PLAN, layout.STAGE_MARKER)
+        if any((r.path / name).is_symlink() for name in identity):
+            continue  # its identity became a link since the plan: not Ictal's to delete
         try:
             shutil.rmtree(r.path)
         except OSError as exc:

@@ -1,10 +1,12 @@
 """Find the cache of a config under `cache.root`: by exact key when the corpus is reachable,
-by semantic config (and version) when only the cache is (a staged copy on a cloud box)."""
+by semantic config (and version) when only the cache is (a staged copy on a cloud box).
+A cache is a real directory with a regular manifest.json: symbolic links are not followed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ictal.cache import layout
 from ictal.cache.manifest import matches, read_json, read_manifest
@@ -12,6 +14,7 @@ from ictal.cache.plan import plan
 from ictal.config import Config, cache_key
 from ictal.corpus.discovery import CorpusMissing
 from ictal.errors import PreflightError
+from ictal.io.paths import plain_dir, plain_file
 
 
 @dataclass
@@ -44,13 +47,13 @@ def locate(cfg: Config, *, use_corpus: bool = True) -> Located:
         digest, n = found
         key = cache_key(cfg, digest)
         path = root.committed(key)
-        committed = (path / layout.MANIFEST).is_file()
+        committed = plain_dir(path) and plain_file(path / layout.MANIFEST)
         return Located(key, path, committed, True, digest, n)
     found_caches = []
     for entry in root.entries():
         if entry.building:
             continue
-        man = read_manifest(entry.path)
+        man = _own_manifest(entry.path)
         if man is not None and matches(man, cfg):
             found_caches.append((entry.path, man))
     note = f"corpus {cfg.corpus.root} not reachable: completeness against it not checked"
@@ -73,7 +76,7 @@ def same_semantic_other_source(cfg: Config, located: Located) -> list[Path]:
     for entry in layout.CacheRoot.of(cfg).entries():
         if entry.building or (located.path is not None and entry.path == located.path):
             continue
-        man = read_manifest(entry.path)
+        man = _own_manifest(entry.path)
         if man is not None and matches(man, cfg):
             out.append(entry.path)
     return out
@@ -89,14 +92,25 @@ def _marker_key(path: Path, name: str) -> str | None:
     return key if isinstance(key, str) else None
 
 
+def _own_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a cache directory when it is a real directory holding a regular
+    manifest.json; a link (to the directory or the manifest) is never read through."""
+    if not plain_dir(path) or not plain_file(path / layout.MANIFEST):
+        return None
+    return read_manifest(path)
+
+
 def ictal_made(entry: layout.Entry) -> str | None:
     """What Ictal wrote that proves it made this directory ('manifest', 'plan', 'stage'),
-    or None when nothing there is Ictal's."""
+    or None when nothing there is Ictal's. An identity file that is a symbolic link proves
+    nothing (it could name any file): such a directory is never Ictal's to delete."""
     if not entry.building:
-        man = read_manifest(entry.path)
+        man = _own_manifest(entry.path)
         if man is not None and str(man.get("key", "")).startswith(entry.key16):
             return "manifest"
     marker = layout.STAGE_MARKER if entry.staging else layout.PLAN
+    if not plain_dir(entry.path) or not plain_file(entry.path / marker):
+        return None
     key = _marker_key(entry.path, marker)
     if key is not None and key.startswith(entry.key16):
         return "stage" if entry.staging else "plan"

@@ -65,7 +65,11 @@ def load(
 ) -> Config:
     """The command's config: defaults, the file, the ``--set`` overrides, then the options
     that stand for config fields (``overrides``). A bad one is a ConfigError (exit 2)."""
-    cfg = load_config(config, [*(sets or []), *overrides(options or {})])
+    return remember(load_config(config, [*(sets or []), *overrides(options or {})]))
+
+
+def remember(cfg: Config) -> Config:
+    """``cfg`` as the running command's config (for naming settings in storage errors)."""
     CURRENT[:] = [cfg]
     return cfg
 

@@ -232,6 +232,8 @@ def pulled(result: Pulled) -> None:
     state = (
         "complete (verified against _PUSHED.json)"
         if result.complete
+        else f"{len(result.skipped)} object(s) not pulled (named above)"
+        if result.skipped
         else ("in progress: the run has not finished its final push; pull again for more")
     )
     rows = [

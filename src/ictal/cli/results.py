@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import AddressOpt, AllowMismatchOpt, ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.app import (
+    AddressOpt,
+    AllowMismatchOpt,
+    ConfigOpt,
+    SetOpt,
+    fix_command,
+    load,
+    overrides,
+    remember,
+)
 from ictal.cli.exits import command
 from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
@@ -84,13 +93,14 @@ def evaluate(
     """Score a checkpoint on dev or eval with NEDC-style and SzCORE scorers.
 
     Without -c, a checkpoint inside a run directory is evaluated with that run's frozen
-    config (runs/<id>/config.yaml), so the cache and post-processing match the training.
-    A mixture cache is also scored per corpus, side by side; --corpus scores only some.
+    config (runs/<id>/config.yaml), so the cache and post-processing match the training;
+    its results are pushed only to the sink.url given now (-c, --set), never to the frozen
+    one. A mixture cache is also scored per corpus, side by side; --corpus scores only some.
     """
-    from ictal.runs.checkpoints import frozen_config
+    from ictal.runs.checkpoints import checkpoint_config, frozen_config
 
-    config = frozen_config(checkpoint, config)
-    cfg = load(config, set_, {"evaluate.split": split.value if split else None})
+    options = {"evaluate.split": split.value if split else None}
+    cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.corpora import parse_corpus_names
     from ictal.evaluate.evaluation import evaluate as run_evaluate
     from ictal.evaluate.summary import corpus_table, summary_table
@@ -100,7 +110,7 @@ def evaluate(
         raise UsageError("--corpus needs a corpus name")
     result = run_evaluate(
         cfg, checkpoint, split=cfg.evaluate.split, out=out, operating_points=operating_points,
-        fix_hint=fix_command("build", config, set_),
+        fix_hint=fix_command("build", frozen_config(checkpoint, config), set_),
         allow_version_mismatch=allow_version_mismatch, corpora=corpora,
     )  # fmt: skip
     lines: list[object] = [summary_table(result), corpus_table(result),

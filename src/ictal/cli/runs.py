@@ -101,12 +101,15 @@ def pull(
     set_: SetOpt = None,
 ) -> object:
     """Fetch a pushed run (complete and verified once its final push is done, else what is
-    there now), so `ictal report` and `ictal evaluate` work on it here."""
+    there now), so `ictal report` and `ictal evaluate` work on it here. RUN_URL's last part
+    must be a plain run name; objects that are not the run's own files are named and skipped
+    (exit 4)."""
     cfg = load(config, set_)
     from ictal.runs.sink import pull as run_pull
+    from ictal.runs.sink import run_url as checked_url
 
-    name = run_url.rstrip("/").rsplit("/", 1)[-1]
+    url, name = checked_url(run_url)
     target = dest if dest is not None else Path(cfg.runs.root) / name
-    result = run_pull(run_url, target)
+    result = run_pull(url, target)
     render.pulled(result)
     return result

@@ -28,7 +28,14 @@ from ictal.corpus.annotations import (
     is_seizure_label,
     parse_number,
 )
-from ictal.corpus.discovery import Discovery, RecordingRef, listing, mtime
+from ictal.corpus.discovery import (
+    Discovery,
+    RecordingRef,
+    link_problems,
+    listing,
+    mtime,
+    without_linked,
+)
 from ictal.errors import UsageError
 from ictal.io.redact import redact
 from ictal.io.storage import storage_errors
@@ -135,6 +142,12 @@ def scan(root: str, fs: fsspec.AbstractFileSystem, base: str, rule: Any) -> Disc
     """Every `*_eeg.edf` of the dataset at `root` with its split: participants.tsv's split
     column where it has one, else `rule` (corpus.split: fractions and seed by subject hash)."""
     found = listing(fs, base, root, under="")
+    links = link_problems(fs, base, found)
+    if PARTICIPANTS in links:
+        raise UsageError(
+            f"{redact(root).rstrip('/')}/{PARTICIPANTS}: {links[PARTICIPANTS]}; replace it with "
+            "the dataset's own table (it gives the splits)"
+        )
     files = {
         rel: (int(info.get("size") or 0), mtime(info))
         for rel, info in found.items()
@@ -165,6 +178,8 @@ def scan(root: str, fs: fsspec.AbstractFileSystem, base: str, rule: Any) -> Disc
                 format="bids",
             )
         )
+    kept = {rel: why for rel, why in links.items() if not rel.startswith(_SKIPPED)}
+    refs = without_linked(refs, kept, problems)
     unlisted = sorted({r.patient for r in refs} - set(listed or {}))
     salt: dict[str, Any] = {"format": "bids"}
     if listed is None or unlisted:

@@ -4,12 +4,17 @@ types every corpus format shares (`RecordingRef`, `Discovery`).
 One `fs.find` over `<root>/edf` lists everything (fast for thousands of files, one request
 per page on object stores); the layout regex gives split, patient, session and montage.
 BIDS corpora are found by `corpus/bids.py`, both through `corpus/sources.py`.
+
+Symbolic links in a local corpus (``link_problems``): a link to a file inside the corpus is
+read like the file; a link leading out of the corpus makes its recording unusable (one line,
+nothing read through it), and a link to a directory is not followed (one line).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +22,7 @@ from typing import Any
 import fsspec
 
 from ictal.errors import UsageError
+from ictal.io.paths import is_inside
 from ictal.io.storage import is_local, open_url, storage_errors
 
 LAYOUT = re.compile(
@@ -148,6 +154,52 @@ def listing(
     return {_rel(p, root): info for p, info in found.items() if info.get("type") != "directory"}
 
 
+LINK_OUT = "a symbolic link leading out of the corpus: nothing is read through it"
+LINK_DIR = "a symbolic link to a directory: not followed (link the files, or copy them in)"
+
+
+def link_problems(
+    fs: fsspec.AbstractFileSystem, root: str, found: dict[str, dict[str, Any]]
+) -> dict[str, str]:
+    """rel -> reason for the listed entries of a local corpus that are symbolic links Ictal
+    does not read through: those leading out of ``root`` (resolved) and those to a
+    directory. A link to a file inside the corpus is fine (absent here)."""
+    if not is_local(fs):
+        return {}
+    out: dict[str, str] = {}
+    base = os.path.realpath(root)
+    for rel, info in found.items():
+        if not info.get("islink"):
+            continue
+        path = os.path.join(root, rel)
+        if os.path.isdir(path):
+            out[rel] = LINK_DIR
+        elif not is_inside(path, base):
+            out[rel] = LINK_OUT
+    return out
+
+
+def without_linked(
+    refs: list[RecordingRef], links: dict[str, str], problems: list[tuple[str, str]]
+) -> list[RecordingRef]:
+    """``refs`` less the recordings any of whose files is a refused link, each added to
+    ``problems`` with the file and the reason; links to directories are problems too."""
+    if not links:
+        return refs
+    kept = []
+    for ref in refs:
+        bad = [rel for rel in ref.files().values() if rel in links]
+        if bad:
+            why = links[bad[0]]
+            named = bad[0].rsplit("/", 1)[-1]
+            problems.append((ref.rel, why if bad[0] == ref.rel else f"{named}: {why}"))
+        else:
+            kept.append(ref)
+    problems.extend((rel, why) for rel, why in links.items() if why == LINK_DIR)
+    problems.sort()
+    return kept
+
+
 def scan(root: str) -> Discovery:
     """Parse every `.edf` under `<root>/edf` (a TUSZ-layout corpus); files off the layout and
     duplicate ids are returned as problems rather than raised, so one stray file never stops
@@ -190,6 +242,7 @@ def scan(root: str) -> Discovery:
                 size=int(info.get("size") or 0),
             )
         )
+    refs = without_linked(refs, link_problems(fs, base, found), problems)
     return Discovery(refs=refs, problems=problems, files=files)
 
 

@@ -2,7 +2,9 @@
 directory, an evaluation directory, or a run directory holding ``eval-*`` directories.
 
 Every part is optional: a run without an evaluation gets its training curves and says that
-no evaluation exists yet; an evaluation without its run gets its scores only.
+no evaluation exists yet; an evaluation without its run gets its scores only. A run's files
+are read only when they are regular files: a symbolic link (metrics.jsonl, scores.json, a
+probability file, an evaluation directory) is never followed, and the page says so.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +26,8 @@ from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
 from ictal.events.operating_points import DEFAULT_SCORERS
 from ictal.events.scorers import LABELS
 from ictal.io.atomic import atomic_write_text
-from ictal.io.paths import is_inside, is_safe_name
+from ictal.io.paths import is_inside, is_safe_name, own_file, plain_dir, plain_file
+from ictal.io.untrusted import read_json
 from ictal.runs.directory import EvalDir, RunDir, run_of_checkpoint
 from ictal.runs.meta import read_run_json
 from ictal.runs.metrics import read_metrics
@@ -166,7 +168,7 @@ def _decimate_max(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def trace_figure(eval_dir: EvalDir, scores: dict[str, Any]) -> str | None:
     """Probability traces of the picked recordings against reference and hypothesis events."""
     picks = [(t, r) for t, r in pick_recordings(scores.get("recordings") or [])
-             if is_safe_name(r["id"]) and eval_dir.probs_of(r["id"]).is_file()
+             if is_safe_name(r["id"]) and own_file(eval_dir.path, eval_dir.probs_of(r["id"]))
              ]  # fmt: skip
     if not picks:
         return None
@@ -308,20 +310,23 @@ def _find(path: Path, runs_root: Path | None) -> tuple[RunDir | None, list[EvalD
     if not path.is_dir():
         raise UsageError(f"{path} is not a directory (expected a run or evaluation directory)")
     here = EvalDir(path)
-    if here.scores.is_file():
+    if plain_file(here.scores):
         parent = RunDir(path.parent)
-        if parent.metrics.is_file():
+        if plain_file(parent.metrics):
             return parent, [here]
         try:
-            named = run_of_checkpoint(Path(json.loads(here.scores.read_text())["checkpoint"]))
+            doc = read_json(here.scores, "scores.json")
+            named = run_of_checkpoint(Path(doc["checkpoint"]))
         except (OSError, KeyError, ValueError, TypeError):
             named = None
         if named is not None and runs_root is not None and is_inside(named.path, runs_root):
             return named, [here]
         return None, [here]
     run = RunDir(path)
-    evals = [EvalDir(p) for p in run.evaluations() if EvalDir(p).scores.is_file()]
-    if run.metrics.is_file() or run.checkpoints.is_dir() or evals:
+    evals = [
+        EvalDir(p) for p in run.evaluations() if plain_dir(p) and plain_file(EvalDir(p).scores)
+    ]
+    if plain_file(run.metrics) or plain_dir(run.checkpoints) or evals:
         return run, evals
     raise UsageError(
         f"{path} holds no metrics.jsonl, checkpoints/ or scores.json: not a run or an evaluation"
@@ -331,7 +336,7 @@ def _find(path: Path, runs_root: Path | None) -> tuple[RunDir | None, list[EvalD
 def _header(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> str:
     """Run id, cache key and checkpoint, from the evaluations or the run directory."""
     first = evals[0][1] if evals else {}
-    meta = read_run_json(run.run_json) if run is not None else {}
+    meta = read_run_json(run.run_json) if run is not None and plain_file(run.run_json) else {}
     run_id = first.get("run_id") or meta.get("run_id") or (run.run_id if run else "n/a")
     cache_key = first.get("checkpoint_cache_key") or meta.get("cache_key") or first.get("cache_key")
     ckpts = sorted({str(s.get("checkpoint")) for _, s in evals if s.get("checkpoint")})
@@ -351,12 +356,14 @@ def _header(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> 
 def _parts(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> list[str]:
     """The report's HTML sections: header, training curves, each evaluation."""
     parts = [_header(run, evals), "<h2>Training</h2>"]
-    rows = read_metrics(run.metrics) if run is not None else []
+    rows = read_metrics(run.metrics) if run is not None and plain_file(run.metrics) else []
     curves = training_curves(rows)
     if curves:
         parts.append(curves)
     elif run is None:
         parts.append('<p class="note">No run directory found for this evaluation.</p>')
+    elif run.metrics.is_symlink():
+        parts.append(f'<p class="note">{_esc(run.metrics)} is a symbolic link: not read.</p>')
     else:
         parts.append(f'<p class="note">No training metrics in {_esc(run.metrics)}.</p>')
     if evals:
@@ -378,7 +385,7 @@ def write_report(path: Path, runs_root: Path | None = None) -> Path:
     evals = []
     for d in eval_dirs:
         try:
-            scores = json.loads(d.scores.read_text(encoding="utf-8"))
+            scores = read_json(d.scores, "scores.json")
         except (OSError, ValueError):
             continue
         if not isinstance(scores, dict):

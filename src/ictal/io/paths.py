@@ -3,12 +3,18 @@ a remote listing are joined to their root only when they stay inside it.
 
 A name is refused when it is empty, absolute, holds a '..' or empty component, or when the
 joined path resolves (symlinks followed) outside the root. The error names the entry.
+A run name (a run directory, a pushed run in a sink) is a plain name (``check_name``).
+Symbolic links: ``is_inside`` says whether a path, resolved, lies inside a root (what may be
+read or quoted through a link); ``linked_below`` finds a link between a root and a path (what
+Ictal never writes or deletes through, and never reads a run's files through);
+``plain_file`` is a regular file that is not a link.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path, PurePosixPath
 
 from ictal.errors import UnsafePathError
@@ -22,13 +28,18 @@ def is_safe_name(name: object) -> bool:
     return isinstance(name, str) and bool(_SAFE_NAME.match(name)) and ".." not in name
 
 
-def check_name(name: object, what: str) -> str:
-    """``name`` when it is a safe single component, else UnsafePathError naming ``what``."""
+TAMPERED = "the file was not written by ictal or was tampered with: rebuild or re-fetch it"
+
+
+def check_name(name: object, what: str, fix: str = TAMPERED) -> str:
+    """``name`` when it is a safe single component, else UnsafePathError naming ``what``
+    (and ``fix``). Recording ids, file names from sidecars and run names all pass here."""
     if not is_safe_name(name):
+        shown = name[:80] if isinstance(name, str) else name
         raise UnsafePathError(
-            f"{what}: {name!r} is not a plain name (letters, digits, '_', '-', '.', '+'; "
+            f"{what}: {shown!r} is not a plain name (letters, digits, '_', '-', '.', '+'; "
             "no path separators, no '..')",
-            "the file was not written by ictal or was tampered with: rebuild or re-fetch it",
+            fix,
         )
     assert isinstance(name, str)
     return name
@@ -47,7 +58,7 @@ def check_relative(rel: object, what: str) -> str:
         raise UnsafePathError(
             f"{what}: {rel!r} is not a relative path inside its directory (absolute paths "
             "and '..' are refused)",
-            "the file was not written by ictal or was tampered with: rebuild or re-fetch it",
+            TAMPERED,
         )
     assert isinstance(rel, str)
     return rel
@@ -98,10 +109,69 @@ def contained_all(root: Path, entries: list[tuple[object, str]]) -> None:
                     )
 
 
-def is_inside(path: Path, root: Path) -> bool:
-    """True when ``path`` (resolved) is ``root`` or below it."""
-    base, resolved = root.resolve(), path.resolve()
+def is_inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when ``path``, with every symbolic link resolved, is ``root`` (resolved) or below
+    it: the rule before reading or quoting a file found under a root (a corpus, an archive,
+    a run), so a link never makes Ictal read or print bytes from outside its roots."""
+    base, resolved = Path(root).resolve(), Path(path).resolve()
     return resolved == base or base in resolved.parents
+
+
+def linked_below(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
+    """The first symbolic link among ``path`` and its parents below ``root`` (``root``
+    itself is the user's and may be a link), or None; a part that does not exist ends the
+    search. ``path`` must lie under ``root`` as written."""
+    base, target = Path(root), Path(path)
+    rel = target.relative_to(base)
+    here = base
+    for part in rel.parts:
+        here = here / part
+        try:
+            if stat.S_ISLNK(os.lstat(here).st_mode):
+                return here
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+    return None
+
+
+def plain_file(path: str | os.PathLike[str]) -> bool:
+    """True for a regular file that is not a symbolic link (``os.lstat``, nothing followed)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def own_file(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> bool:
+    """True for a regular file under ``root`` reached through no symbolic link below it."""
+    return linked_below(root, path) is None and plain_file(path)
+
+
+def plain_dir(path: str | os.PathLike[str]) -> bool:
+    """True for a directory that is not a symbolic link."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+_ENV_VAR = re.compile(r"\$(\w+|\{[^}]*\})")
+
+
+def literal_entry(entry: str) -> str | None:
+    """Why a path read from a list file cannot be taken as written, or None. Ictal never
+    expands ``$VAR``, ``${VAR}`` or ``~`` in what it reads (a list could make it print a
+    secret from the environment, or reach into a home directory)."""
+    found = _ENV_VAR.search(entry)
+    if found:
+        return (
+            f"names the environment variable {found.group(0)[:40]}, which ictal does not "
+            "expand in list files; write the path out"
+        )
+    bare = entry.split("://", 1)[1] if entry.startswith(("file://", "local://")) else entry
+    if bare.startswith("~"):
+        return "starts with '~', which ictal does not expand in list files; write the path out"
+    return None
 
 
 def writable_dir(path: str | Path, setting: str) -> Path:

@@ -17,14 +17,16 @@ import fsspec
 
 from ictal.errors import IctalError, PreflightError, UsageError
 from ictal.io.atomic import fsync_file
-from ictal.io.redact import redact
+from ictal.io.redact import note_url, redact
 
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs",
             "abfs": "adlfs"}  # fmt: skip
 
 
 def open_url(url: str, setting: str = "URL") -> tuple[fsspec.AbstractFileSystem, str]:
-    """File system and root path (no trailing slash) of a URL or local path."""
+    """File system and root path (no trailing slash) of a URL or local path; credentials in
+    the URL are remembered so that every message masks them (``note_url``)."""
+    note_url(url)
     try:
         fs, root = fsspec.core.url_to_fs(url)
     except ImportError as exc:
@@ -74,13 +76,23 @@ def storage_errors(url: str, doing: str, fix: str) -> Iterator[None]:
 
 
 def fetch_file(fs: fsspec.AbstractFileSystem, remote: str, local: Path) -> None:
-    """Copy one remote file to ``local`` atomically: fetched beside it under a temp name,
-    fsynced, then renamed, so a reader (or a rerun) never sees a torn file under its name."""
+    """Copy one remote file to ``local`` atomically: fetched beside it under its temp name
+    (what a killed fetch left there, or a link someone left, is removed and the file made
+    anew here, never written through), fsynced, then renamed over ``local`` (a link there is
+    replaced, never followed); a reader or a rerun never sees a torn file under its name."""
     local.parent.mkdir(parents=True, exist_ok=True)
-    tmp = local.with_name(f".{local.name}.part.tmp")
-    fs.get_file(remote, str(tmp))
-    fsync_file(tmp)
-    os.replace(tmp, local)
+    tmp = str(local.with_name(f".{local.name}.part.tmp"))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666))
+    try:
+        fs.get_file(remote, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, local)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def files_to_copy(local: Path, local_only: Collection[str]) -> list[Path]:

@@ -1,15 +1,23 @@
 """What a run knows about one of its checkpoints: the config it was trained with and the
 operating points its dev evaluation tuned (``<run>/eval-<ckpt>-dev/operating_points.json``),
-hence the post-processing a deployed checkpoint uses (detect and export alike)."""
+hence the post-processing a deployed checkpoint uses (detect and export alike).
+
+A frozen config says how the run was made, not where this command's results go: the fields
+of ``GIVEN_NOW`` (where results are pushed) are always what the user gives now
+(``given_now``), so a run pulled to another machine and evaluated or resumed there never
+pushes silently into the sink it came from.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from ictal.config import Config
+from ictal.config import Config, load_config
+from ictal.errors import UnsafePathError
 from ictal.events.operating_points import frozen_postprocess
 from ictal.events.postprocess import PostProcess, postprocess_of
+from ictal.io.paths import plain_file
 from ictal.runs.directory import eval_dir_for, run_of_checkpoint
 from ictal.ui import log
 
@@ -20,7 +28,44 @@ def frozen_config(checkpoint: Path, given: Path | None = None) -> Path | None:
     if given is not None:
         return given
     owner = run_of_checkpoint(checkpoint)
-    return owner.config if owner is not None else None
+    if owner is None:
+        return None
+    if not plain_file(owner.config):
+        raise UnsafePathError(
+            f"{owner.config} is a symbolic link; ictal never reads a run's files through a link",
+            "replace it with the run's own config.yaml, or give the config with -c",
+        )
+    return owner.config
+
+
+# Fields only the user's config of now decides, set or not (None: results are not pushed).
+GIVEN_NOW = ("sink.url",)
+
+
+def given_now(cfg: Config, today: Config) -> Config:
+    """``cfg`` (a run's frozen config made this command's) with every ``GIVEN_NOW`` field
+    taken from ``today`` (the defaults, ``-c`` and ``--set`` of this command line), even
+    when ``today`` leaves it unset: resume, evaluate and export share this one rule."""
+    tree = cfg.model_dump(mode="json")
+    now = today.model_dump(mode="json")
+    for key in GIVEN_NOW:
+        *sections, name = key.split(".")
+        into, source = tree, now
+        for section in sections:
+            into, source = into[section], source[section]
+        into[name] = source[name]
+    return Config.model_validate(tree)
+
+
+def checkpoint_config(checkpoint: Path, given: Path | None, overrides: list[str]) -> Config:
+    """The config of a command on ``checkpoint`` (evaluate, export): ``-c`` if given, else
+    the frozen config of its run (else the defaults), then ``overrides``; a frozen config
+    pushes only where ``overrides`` say now (``given_now``)."""
+    path = frozen_config(checkpoint, given)
+    cfg = load_config(path, overrides)
+    if given is None and path is not None:
+        cfg = given_now(cfg, load_config(None, overrides))
+    return cfg
 
 
 def tuned_operating_points(checkpoint: Path, runs_root: str | Path) -> Path | None:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ictal.io.digest import file_sha256
+from ictal.io.paths import linked_below
 from ictal.io.redact import redact
 from ictal.io.storage import describe, files_to_copy, is_local, make_dirs, open_url
 from ictal.runs.directory import LOCAL_ONLY, METRICS, PUSHED
@@ -222,6 +223,10 @@ class Pusher:
 
     def _push_file(self, path: Path, rel: str, sig: Signature) -> None:
         target = f"{self.root}/{rel}"
+        if is_local(self.fs):  # a link someone left in a local sink is never written through
+            behind = linked_below(self.root, target)
+            if behind is not None:
+                raise OSError(f"{behind} in the sink is a symbolic link; not pushed through it")
         make_dirs(self.fs, target.rsplit("/", 1)[0])
         before = self._state.get(rel)
         sent = self._remote_size.get(rel)

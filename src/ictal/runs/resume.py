@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ictal.config import ROLES, Config, flatten, load_config
-from ictal.errors import PreflightError
+from ictal.errors import PreflightError, UnsafePathError
 from ictal.io.lock import holder
-from ictal.io.paths import contained
+from ictal.io.paths import check_name, linked_below, plain_dir, plain_file
 from ictal.io.redact import redact
+from ictal.runs.checkpoints import given_now
 from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
@@ -24,21 +25,32 @@ from ictal.ui import log
 
 
 def _final_state(path: Path) -> str | None:
+    if not plain_file(path / HEARTBEAT):
+        return None
     beat = read_heartbeat(path / HEARTBEAT)
     return None if beat is None else str(beat.get("state"))
 
 
+def _kind(path: Path) -> object:
+    """What run.json says the run is (``bench``...), None when absent or a link."""
+    return read_run_json(path / RUN_JSON).get("kind") if plain_file(path / RUN_JSON) else None
+
+
 def find_resumable(runs_root: str | Path) -> Path | None:
-    """The most recent run directory not marked done. When a live process holds it (a resume
-    already running), refuse naming that process: starting a second run beside it would
-    train the same experiment twice."""
+    """The most recent run directory not marked done (a real directory with a real
+    config.yaml: links are never followed). When a live process holds it (a resume already
+    running), refuse naming that process: starting a second run beside it would train the
+    same experiment twice."""
     root = Path(runs_root)
     if not root.is_dir():
         return None
-    runs = sorted((p for p in root.iterdir() if (p / CONFIG).is_file()), key=lambda p: p.name)
+    runs = sorted(
+        (p for p in root.iterdir() if plain_dir(p) and plain_file(p / CONFIG)),
+        key=lambda p: p.name,
+    )
     for path in reversed(runs):
         finished = _final_state(path) == RunState.DONE
-        if finished or read_run_json(path / RUN_JSON).get("kind") == "bench":
+        if finished or _kind(path) == "bench":
             continue
         if RunDir(path).locked:
             raise PreflightError(
@@ -59,6 +71,9 @@ def live_elsewhere(beat: dict[str, Any], push_every_s: float, now: float) -> str
     return f"it is {status} on host {host if isinstance(host, str) else '?'} (its heartbeat)"
 
 
+SINK_FIX = "remove that object from the sink (ictal never pushes such a name)"
+
+
 def pull_resumable(cfg: Config) -> Path | None:
     """With no unfinished run under runs.root: the newest training run in ``sink.url`` that is
     not done, pulled into runs.root to be resumed (a refusal when it is live elsewhere)."""
@@ -72,8 +87,9 @@ def pull_resumable(cfg: Config) -> Path | None:
             continue
         if beat.get("state") == RunState.DONE:
             continue
-        dest = contained(Path(cfg.runs.root), name, f"run name in the sink {redact(url)}")
-        if dest.exists():
+        name = check_name(name, f"run in the sink {redact(url)}", SINK_FIX)
+        dest = Path(cfg.runs.root) / name
+        if dest.exists() or dest.is_symlink():
             continue  # this machine has it (finished here): the sink's copy is older
         why = live_elsewhere(beat, cfg.sink.every_s, time.time())
         if why is not None:
@@ -88,13 +104,33 @@ def pull_resumable(cfg: Config) -> Path | None:
     return None
 
 
+def _no_links(run: RunDir) -> None:
+    """A run continued here reads and appends to its own files only: a config.yaml that is
+    not a regular file, or any file a resume reads or writes that is a symbolic link (or
+    lies behind one), is refused (exit 3) before anything is read through it."""
+    files = (run.config, run.run_json, run.metrics, run.heartbeat, run.log, run.trackers,
+             run.checkpoints, run.last, run.best, run.tb)  # fmt: skip
+    linked = next((p for p in files if linked_below(run.path, p) is not None), None)
+    if linked is not None or not plain_file(run.config):
+        shown = linked if linked is not None else run.config
+        raise UnsafePathError(
+            f"{shown} is a symbolic link or not a regular file; ictal never reads or writes a "
+            "run's files through a link",
+            "replace the link with the run's own file, or start a new run",
+        )
+
+
 def resume_config(current: Config, run: RunDir) -> Config:
     """The run's frozen config, with the machine's fields (``ROLES.resume_fields``) taken
-    from ``current`` when set (different from the built-in default).
+    from ``current`` when set (different from the built-in default), and where results are
+    pushed only as ``current`` says (``given_now``: a pulled run never pushes back into the
+    sink it came from unless the user names it again). A run whose files are links is
+    refused (exit 3), never followed (``_no_links``).
 
     Experiment fields (model, data, schedule, seed) stay frozen so the run continues exactly;
     differing values given now are named in a warning.
     """
+    _no_links(run)
     frozen = load_config(run.config)
     defaults = flatten(Config().model_dump(mode="json"))
     now = flatten(current.model_dump(mode="json"))
@@ -112,7 +148,7 @@ def resume_config(current: Config, run: RunDir) -> Config:
             ignored.append(f"{key} (given {now.get(key)!r}, the run uses {old.get(key)!r})")
     if ignored:
         log.warning("resume keeps the run's frozen config; ignored: " + "; ".join(ignored))
-    return load_config(run.config, overrides) if overrides else frozen
+    return given_now(load_config(run.config, overrides) if overrides else frozen, current)
 
 
 def _yaml_value(value: Any) -> str:

@@ -20,6 +20,7 @@ import psutil
 from rich.table import Table
 
 from ictal.errors import IctalError
+from ictal.io.paths import plain_dir, plain_file
 from ictal.io.redact import redact
 from ictal.io.storage import is_local, open_url
 from ictal.runs.directory import CONFIG, EVAL_PREFIX, FINAL_STATES, HEARTBEAT, SWEEP_JSON
@@ -148,30 +149,54 @@ def from_beat(
     )
 
 
+def _has(path: Path, name: str) -> bool:
+    """``path/name`` is a regular file (a link is never followed into a run's files)."""
+    return plain_file(path / name)
+
+
+def _dirs(path: Path) -> list[Path]:
+    """The directories in ``path`` by name, symbolic links left out (never followed)."""
+    try:
+        return sorted(p for p in path.iterdir() if plain_dir(p))
+    except OSError:
+        return []
+
+
 def _runs_in(path: Path, name: str) -> list[tuple[str, Path]]:
     """A run directory and the evaluation directories inside it."""
     out = [(name, path)]
-    out += [(f"{name}/{e.name}", e) for e in sorted(path.glob(f"{EVAL_PREFIX}*"))
-            if (e / HEARTBEAT).is_file()]  # fmt: skip
+    out += [(f"{name}/{e.name}", e) for e in _dirs(path)
+            if e.name.startswith(EVAL_PREFIX) and _has(e, HEARTBEAT)]  # fmt: skip
     return out
 
 
 def _watched(root: Path) -> list[tuple[str, Path]]:
     """Run directories (and their evaluations, or evaluations beside them), and the runs of
-    every sweep (``<sweep>/<run name>/<run id>``, shown as ``<sweep>/<run name>``)."""
+    every sweep (``<sweep>/<run name>/<run id>``, shown as ``<sweep>/<run name>``). Only
+    real directories and files are looked at: a symbolic link is never followed."""
     out: list[tuple[str, Path]] = []
-    for path in sorted(p for p in root.iterdir() if p.is_dir()):
-        if (path / CONFIG).is_file():
+    for path in _dirs(root):
+        if _has(path, CONFIG):
             out += _runs_in(path, path.name)
-        elif path.name.startswith(EVAL_PREFIX) and (path / HEARTBEAT).is_file():
+        elif path.name.startswith(EVAL_PREFIX) and _has(path, HEARTBEAT):
             out.append((path.name, path))
-        elif (path / SWEEP_JSON).is_file():
-            for slot in sorted(p for p in path.iterdir() if p.is_dir()):
-                runs = sorted(p for p in slot.iterdir() if p.is_dir() and (p / CONFIG).is_file())
+        elif _has(path, SWEEP_JSON):
+            for slot in _dirs(path):
+                runs = [p for p in _dirs(slot) if _has(p, CONFIG)]
                 for run in runs:
                     label = f"{path.name}/{slot.name}" + (f"/{run.name}" if len(runs) > 1 else "")
                     out += _runs_in(run, label)
     return out
+
+
+def _local_status(
+    name: str, where: str, path: Path, now: float, host: str, stall: float | None
+) -> RunStatus:
+    """The status row of a local run directory; a heartbeat that is a link is not read."""
+    if (path / HEARTBEAT).is_symlink():
+        return RunStatus(name, where, "unknown", f"{HEARTBEAT} is a symbolic link (not followed)")
+    beat = read_heartbeat(path / HEARTBEAT) if _has(path, HEARTBEAT) else None
+    return from_beat(name, where, beat, now, host, stall)
 
 
 def run_statuses(
@@ -200,8 +225,7 @@ def run_statuses(
             return []
         raise _Unreadable(f"{text} is not a directory of runs (it does not exist)")
     return [
-        from_beat(name, text, read_heartbeat(path / HEARTBEAT), now, host, stalled_after_s)
-        for name, path in _watched(base)
+        _local_status(name, text, path, now, host, stalled_after_s) for name, path in _watched(base)
     ]
 
 

@@ -4,17 +4,17 @@ recursively), NEDC-style list files or single files, paired by recording stem.""
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.errors import UsageError
 from ictal.events.formats import SUFFIXES, kind_of, stem_of
+from ictal.io.paths import literal_entry
+from ictal.io.untrusted import UnreadableInput, read_text
 
 # When one directory holds a recording in several formats (a TUSZ folder holds both .csv and
 # .csv_bi), the first kind here is scored.
 PREFERENCE: tuple[str, ...] = ("csv_bi", "tsv", "csv")
-_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
 _LISTED = 5  # stems named in a message before "..."
 # Tables a BIDS dataset keeps beside its events: a directory's .tsv files that are not
 # annotations (a BIDS root can be the reference directory as it is).
@@ -50,34 +50,29 @@ def _from_dir(root: Path) -> list[Path]:
     return found
 
 
-def _expand(entry: str, listing: Path, lineno: int) -> Path:
-    """A list entry as a path: ``$VAR`` / ``${VAR}`` from the environment (NEDC lists use
-    ``$NEDC_NFC``), relative entries against the list's own directory."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in os.environ:
-            raise UsageError(
-                f"{listing}: line {lineno}: ${name} is not set; set it or write the path out"
-            )
-        return os.environ[name]
-
-    path = Path(_VAR.sub(value, entry))
+def _entry_path(entry: str, listing: Path, lineno: int) -> Path:
+    """A list entry as a path, taken as written (no ``$VAR``, ``${VAR}`` or ``~``: a list
+    is data, and expanding it could print a secret of the environment); a relative entry
+    is against the list's own directory."""
+    why = literal_entry(entry)
+    if why is not None:
+        raise UsageError(f"{listing}: line {lineno}: {why}")
+    path = Path(entry)
     return path if path.is_absolute() else listing.parent / path
 
 
 def _from_list(listing: Path) -> list[Path]:
     """The paths a list file names, one per line (blank lines and ``#`` comments skipped)."""
     try:
-        text = listing.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{listing}: not a UTF-8 list file of paths") from None
+        text = read_text(listing, "list file")
+    except UnreadableInput as exc:
+        raise UsageError(f"{exc}; give a list file of paths (one per line)") from None
     paths = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        path = _expand(entry, listing, lineno)
+        path = _entry_path(entry, listing, lineno)
         if kind_of(path) is None:
             raise UsageError(
                 f"{listing}: line {lineno}: not an annotation file (need "
