@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import AddressOpt, AllowMismatchOpt, ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.app import (
+    AddressOpt,
+    AllowMismatchOpt,
+    ConfigOpt,
+    SetOpt,
+    TrustOpt,
+    fix_command,
+    load,
+    model_trust,
+)
 from ictal.cli.exits import command
 from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
@@ -78,6 +87,7 @@ def evaluate(
         ),
     ] = None,
     allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -89,6 +99,8 @@ def evaluate(
     """
     from ictal.runs.checkpoints import frozen_config
 
+    trust = model_trust(config, set_, trust_code=trust_model_code,
+                        allow_mismatch=allow_version_mismatch)  # fmt: skip
     config = frozen_config(checkpoint, config)
     cfg = load(config, set_, {"evaluate.split": split.value if split else None})
     from ictal.evaluate.corpora import parse_corpus_names
@@ -100,8 +112,7 @@ def evaluate(
         raise UsageError("--corpus needs a corpus name")
     result = run_evaluate(
         cfg, checkpoint, split=cfg.evaluate.split, out=out, operating_points=operating_points,
-        fix_hint=fix_command("build", config, set_),
-        allow_version_mismatch=allow_version_mismatch, corpora=corpora,
+        fix_hint=fix_command("build", config, set_), trust=trust, corpora=corpora,
     )  # fmt: skip
     lines: list[object] = [summary_table(result), corpus_table(result),
                            f"scores: {result.scores_path}"]  # fmt: skip
@@ -133,6 +144,7 @@ def detect(
     collect: CollectOpt = False,
     prune_after_push: PruneOpt = False,
     allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -156,7 +168,8 @@ def detect(
         result = run_detect(
             cfg, detector, inputs, out, operating_points=operating_points, threshold=threshold,
             watch=watch, save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
-            allow_version_mismatch=allow_version_mismatch,
+            trust=model_trust(config, set_, trust_code=trust_model_code,
+                              allow_mismatch=allow_version_mismatch),
         )  # fmt: skip
     render.detected(result, collect)
     return result
@@ -171,6 +184,8 @@ def export(
     format_: Annotated[
         str, typer.Option("--format", help="onnx (runs in `ictal detect --model`) or torchscript.")
     ] = "onnx",
+    allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -182,7 +197,9 @@ def export(
     """
     from ictal.export.bundle import export_model
 
-    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [])
+    trust = model_trust(config, set_, trust_code=trust_model_code,
+                        allow_mismatch=allow_version_mismatch)  # fmt: skip
+    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust)
     render.exported(result)
     return result
 
