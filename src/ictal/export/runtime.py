@@ -14,6 +14,7 @@ import numpy as np
 from ictal.errors import UsageError
 from ictal.events.postprocess import PostProcess
 from ictal.export.sidecar import EXPORT_AGAIN, SIDECAR, Sidecar, SidecarError, read_sidecar
+from ictal.io.paths import contained
 from ictal.io.untrusted import UnreadableInput, regular_file
 from ictal.stitch import Predict
 
@@ -96,7 +97,7 @@ def load_exported(model_dir: str | Path, threads: int = 1) -> Exported:
             f"--model {path} holds a {fmt} export; detect runs ONNX exports "
             "(`ictal export CKPT --format onnx`) or the checkpoint itself (`ictal detect CKPT`)"
         )
-    model_file = path / sidecar.model.file  # a plain name: inside the folder
+    model_file = contained(path, sidecar.model.file, f"{path / SIDECAR} model.file")  # no link out
     try:
         regular_file(model_file, "the exported model")
     except FileNotFoundError:

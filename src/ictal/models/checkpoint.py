@@ -246,7 +246,7 @@ def _build(meta: InferenceMeta, builder: Any, path: str | Path, weights: dict) -
         model = construct(builder, name, *shape)
         model.load_state_dict(weights)
     except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {path}: model_params: {exc}", ALTERED) from None
+        raise CheckpointError(f"checkpoint {path}: {exc}", ALTERED) from None
     except RuntimeError as exc:
         raise CheckpointError(
             f"checkpoint {path}: its weights do not fit the model ({_first_sentence(exc)})",

@@ -7,6 +7,7 @@ reads a sidecar without torch."""
 from __future__ import annotations
 
 import json
+import reprlib
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -116,14 +117,27 @@ class Shape(Part):
         return self
 
 
-def invalid(exc: ValidationError, prefix: str = "") -> str:
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple = 2, 3, 3, 3
+_SHORT.maxstring = _SHORT.maxother = 36
+
+
+def _shown(value: object) -> str:
+    """A found value, short (never a whole document, never a 5,000-digit number)."""
+    try:
+        return _SHORT.repr(value)
+    except Exception:  # a repr that fails (an integer over Python's digit limit)
+        return f"a {type(value).__name__}"
+
+
+def invalid(exc: ValidationError) -> str:
     """A validation error as one line: the first failing field's dotted path, what is wrong
-    and (shortened) what was found."""
+    and (shortened) what was found there."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in (*([prefix] if prefix else []), *first["loc"]))
+    where = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")
+    if not where:  # a rule that ties fields together: its message names them
+        return msg
     if first["type"] == "missing":
         return f"{where}: missing"
-    found = repr(first.get("input"))
-    found = found if len(found) <= 40 else found[:37] + "..."
-    return f"{where or 'the document'}: {msg} (found {found})"
+    return f"{where}: {msg} (found {_shown(first.get('input'))})"

@@ -123,13 +123,13 @@ def _check_path(target: str) -> tuple[str, str]:
     when it is not one, climbs through dunders, or points into Python's standard library."""
     match = IMPORT_PATH.match(target)
     if match is None or len(target) > 300:
-        raise ModelNotFound(
+        raise NotAModel(
             f"model.name={target!r}: an import path is 'package.module:factory' (dotted names)"
         )
     module, attr = match.groups()
     parts = [*module.split("."), *attr.split(".")]
     if any(p.startswith("__") or keyword.iskeyword(p) for p in parts):
-        raise ModelNotFound(f"model.name={target!r}: a dunder or keyword is not a model's name")
+        raise NotAModel(f"model.name={target!r}: a dunder or keyword is not a model's name")
     if module.split(".", 1)[0] in sys.stdlib_module_names:  # no os:system, no antigravity
         raise NotAModel(
             f"model.name={target!r}: {module!r} is Python's standard library, not a model"
