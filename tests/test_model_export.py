@@ -181,8 +181,8 @@ def test_a_failed_check_leaves_no_model(trained, tmp_path):
     [
         ({"format": "onnx", "file": "../../outside.onnx"}, 3, "not a plain name"),
         ({"format": "onnx", "file": "/etc/passwd"}, 3, "not a plain name"),
-        ({"format": "onnx"}, 2, "malformed"),
-        ("not a mapping", 2, "malformed"),
+        ({"format": "onnx"}, 3, "malformed"),
+        ("not a mapping", 3, "malformed"),
     ],
 )
 def test_a_hostile_sidecar_is_refused_before_anything_is_read(

@@ -1,8 +1,9 @@
 """A model from outside Ictal: an out-of-tree package (its own pyproject, installed with pip
-into a directory the test puts on PYTHONPATH) is trained by entry point and by import path,
-resumed, evaluated and exported through the CLI; a checkpoint whose package is missing or of another
-version is refused (exit 3); a model that breaks the output contract is refused before
-training, with the shapes named."""
+into a directory the test puts on PYTHONPATH) is trained by entry point and by import path
+(a function marked ``@ictal.models.factory``), resumed, evaluated (by import path only when
+the user names it) and exported through the CLI; a checkpoint whose package is missing or of
+another version is refused (exit 3); a model that breaks the output contract is refused
+before training, with the shapes named."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ import time
 import torch
 from torch import nn
 
+from ictal.models import factory
+
 
 class Tiny(nn.Module):
     """One strided convolution per second of input, then a 1x1 head: logits per second."""
@@ -51,12 +54,18 @@ class Tiny(nn.Module):
         return y[:, :-1] if self.drop_last else y
 
 
+@factory
 def tiny(n_channels, fs, width=4, delay=0.0):
     return Tiny(n_channels, int(fs), width, drop_last=False, delay=delay)
 
 
+@factory
 def short(n_channels, fs):
     return Tiny(n_channels, int(fs), 4, drop_last=True)
+
+
+def unmarked(n_channels, fs):
+    return Tiny(n_channels, int(fs), 4, drop_last=False)
 '''
 
 
@@ -168,6 +177,16 @@ def test_an_out_of_tree_model_from_training_to_export(tmp_path: Path) -> None:
     (run2,) = sorted((tmp_path / "runs-path").iterdir())
     source = torch.load(run2 / "checkpoints" / "last.pt", weights_only=True)["model_source"]
     assert source["kind"] == "import" and source["version"] == "0.1.0"
+    # evaluated only when the user's own config names that path (the run's frozen config
+    # is not the user's), or with --trust-model-code
+    best2 = str(run2 / "checkpoints" / "best.pt")
+    refused = ictal("evaluate", best2, "--split", "dev")
+    assert refused.returncode == 3 and "--trust-model-code" in refused.stderr, refused.stderr
+    assert "'tinymodels:tiny'" in refused.stderr and "Traceback" not in refused.stderr
+    named = ictal("evaluate", best2, "--split", "dev", "--set", "model.name=tinymodels:tiny")
+    assert named.returncode == 0, named.stderr[-3000:]
+    unmarked = ictal("train", *settings(tmp_path, "runs-x", FAST, "model.name=tinymodels:unmarked"))
+    assert unmarked.returncode == 2 and "@ictal.models.factory" in unmarked.stderr
 
     # a model one output step short is refused before training, with the shapes named
     short = ictal("train", *settings(tmp_path, "runs-short", FAST, "model.name=tinymodels:short"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -17,6 +17,9 @@ from ictal import __version__
 from ictal.config import Config, load_config
 from ictal.errors import EXIT_CODES_HELP
 from ictal.ui import setup_logging
+
+if TYPE_CHECKING:
+    from ictal.models.trust import ModelTrust
 
 app = typer.Typer(
     name="ictal",
@@ -41,6 +44,15 @@ AllowMismatchOpt = Annotated[
         "--allow-version-mismatch",
         help="Go on when the model's package is installed at another version than the "
         "checkpoint was trained with.",
+    ),
+]
+TrustOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-model-code",
+        help="Import the model code (an import path) that a checkpoint or a resumed run's "
+        "config names though your own config does not: it runs that code, so only for "
+        "files you trust.",
     ),
 ]
 AddressOpt = Annotated[
@@ -72,6 +84,17 @@ def remember(cfg: Config) -> Config:
     """``cfg`` as the running command's config (for naming settings in storage errors)."""
     CURRENT[:] = [cfg]
     return cfg
+
+
+def model_trust(
+    config: Path | None, sets: list[str] | None, *, trust_code: bool, allow_mismatch: bool
+) -> ModelTrust:
+    """What model code this command may import: the ``model.name`` of the user's own config
+    (``-c`` and ``--set``, never a run's frozen config), any with --trust-model-code."""
+    from ictal.models.trust import ModelTrust
+
+    named = load_config(config, sets).model.name
+    return ModelTrust(named=named, any_code=trust_code, any_version=allow_mismatch)
 
 
 def fix_command(command: str, config: Path | None, sets: list[str] | None) -> str:

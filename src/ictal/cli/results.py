@@ -14,8 +14,10 @@ from ictal.cli.app import (
     AllowMismatchOpt,
     ConfigOpt,
     SetOpt,
+    TrustOpt,
     fix_command,
     load,
+    model_trust,
     overrides,
     remember,
 )
@@ -87,6 +89,7 @@ def evaluate(
         ),
     ] = None,
     allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -99,6 +102,8 @@ def evaluate(
     """
     from ictal.runs.checkpoints import checkpoint_config, frozen_config
 
+    trust = model_trust(config, set_, trust_code=trust_model_code,
+                        allow_mismatch=allow_version_mismatch)  # fmt: skip
     options = {"evaluate.split": split.value if split else None}
     cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.corpora import parse_corpus_names
@@ -111,7 +116,7 @@ def evaluate(
     result = run_evaluate(
         cfg, checkpoint, split=cfg.evaluate.split, out=out, operating_points=operating_points,
         fix_hint=fix_command("build", frozen_config(checkpoint, config), set_),
-        allow_version_mismatch=allow_version_mismatch, corpora=corpora,
+        trust=trust, corpora=corpora,
     )  # fmt: skip
     lines: list[object] = [summary_table(result), corpus_table(result),
                            f"scores: {result.scores_path}"]  # fmt: skip
@@ -143,6 +148,7 @@ def detect(
     collect: CollectOpt = False,
     prune_after_push: PruneOpt = False,
     allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -166,7 +172,8 @@ def detect(
         result = run_detect(
             cfg, detector, inputs, out, operating_points=operating_points, threshold=threshold,
             watch=watch, save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
-            allow_version_mismatch=allow_version_mismatch,
+            trust=model_trust(config, set_, trust_code=trust_model_code,
+                              allow_mismatch=allow_version_mismatch),
         )  # fmt: skip
     render.detected(result, collect)
     return result
@@ -181,6 +188,8 @@ def export(
     format_: Annotated[
         str, typer.Option("--format", help="onnx (runs in `ictal detect --model`) or torchscript.")
     ] = "onnx",
+    allow_version_mismatch: AllowMismatchOpt = False,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -192,7 +201,9 @@ def export(
     """
     from ictal.export.bundle import export_model
 
-    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [])
+    trust = model_trust(config, set_, trust_code=trust_model_code,
+                        allow_mismatch=allow_version_mismatch)  # fmt: skip
+    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust)
     render.exported(result)
     return result
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ictal.cli import render
-from ictal.cli.app import ConfigOpt, SetOpt, fix_command, load
+from ictal.cli.app import ConfigOpt, SetOpt, TrustOpt, fix_command, load
 from ictal.cli.exits import command
 
 NprocOpt = Annotated[
@@ -36,6 +36,7 @@ def train(
         Path | None, typer.Option("--run", help="Resume this run directory (implies --resume).")
     ] = None,
     nproc: NprocOpt = None,
+    trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -45,11 +46,13 @@ def train(
     cfg = load(config, set_)
     from ictal.train.loop import train as run_training
 
+    trusted = " --trust-model-code" if trust_model_code else ""
     result = run_training(
         cfg,
         resume=run if run is not None else resume,
         fix_hint=fix_command("build", config, set_),
-        command=fix_command("train", config, set_),
+        command=fix_command("train", config, set_) + trusted,
+        trust_model_code=trust_model_code,
     )
     if result.rank == 0:  # rank 0 speaks for a distributed run
         render.trained(result)

@@ -47,6 +47,7 @@ from ictal.io.lock import FileLock
 from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
 from ictal.io.untrusted import UnreadableInput, read_text
+from ictal.models.trust import ModelTrust
 from ictal.parallel.engines import make_executor
 from ictal.runs.checkpoints import deployed_postprocess
 from ictal.runs.directory import RunDir
@@ -100,6 +101,7 @@ class _Job:
     settings: dict[str, Any]
     settings_sha: str
     save_probs: bool
+    trust: ModelTrust  # the model code the user accepts, carried to every worker
 
     @property
     def logset(self) -> LogSettings:
@@ -110,7 +112,7 @@ class _Job:
         """The worker's task for one source."""
         return Task(s.url, s.key, name, s.size, s.mtime, str(self.checkpoint.resolve()),
                     self.model_sha, self.settings, self.settings_sha, self.logset,
-                    self.cfg.evaluate.batch_size, self.save_probs)  # fmt: skip
+                    self.cfg.evaluate.batch_size, self.save_probs, self.trust)  # fmt: skip
 
 
 def resolve_postprocess(
@@ -212,7 +214,7 @@ def detect(
     save_probs: bool = False,
     redo: bool = False,
     prune_after_push: bool = False,
-    allow_version_mismatch: bool = False,
+    trust: ModelTrust | None = None,
 ) -> DetectResult:
     """Run the detector of ``checkpoint`` over ``inputs`` into ``out`` (resumable); workers
     and executor come from ``detect.workers`` and ``detect.executor``."""
@@ -226,13 +228,14 @@ def detect(
     else:
         from ictal.models.checkpoint import load_model
 
-        # A bad checkpoint, or model code missing or of another version, stops everything now.
-        model, meta = load_model(checkpoint, "cpu", allow_version_mismatch=allow_version_mismatch)
+        # A bad checkpoint, model code the user did not name, or code missing or of another
+        # version, stops everything now; the workers load it again under the same trust.
+        model, meta = load_model(checkpoint, "cpu", trust=trust)
         pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
         model_file = checkpoint
     settings = detection_settings(meta, pp)
     job = _Job(cfg, checkpoint, inputs, Path(out), file_sha256(model_file), settings,
-               settings_hash(settings), save_probs)  # fmt: skip
+               settings_hash(settings), save_probs, trust or ModelTrust())  # fmt: skip
     remember_model(str(checkpoint.resolve()), job.model_sha, model, meta)  # in-process work
     out = writable_dir(out, "--out")
     check_inside(out)

@@ -12,7 +12,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from ictal.detect.inputs import masked, unusable
 from ictal.detect.outputs import PROBS
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
+from ictal.models.trust import ModelTrust
 from ictal.parallel.executors import require_visible
 from ictal.stitch import Predict
 
@@ -57,6 +58,7 @@ class Task:
     log: LogSettings
     batch_size: int = 16
     save_probs: bool = False
+    trust: ModelTrust = field(default_factory=ModelTrust)  # the coordinator's, never wider
 
 
 def _model(task: Task) -> tuple[Any, dict[str, Any]]:
@@ -72,8 +74,8 @@ def _model(task: Task) -> tuple[Any, dict[str, Any]]:
         from ictal.models.checkpoint import load_model
 
         _MODELS.clear()
-        # The coordinator checked the model's package version (or was told to go on).
-        _MODELS[key] = load_model(task.checkpoint, "cpu", allow_version_mismatch=True)
+        # The coordinator's decision on the model's code and version, taken again here.
+        _MODELS[key] = load_model(task.checkpoint, "cpu", trust=task.trust)
     return _MODELS[key]
 
 

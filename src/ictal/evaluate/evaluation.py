@@ -53,6 +53,7 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_model
+from ictal.models.trust import ModelTrust
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.pusher import PushOutcome
@@ -95,10 +96,11 @@ def evaluate(
     out: Path | None = None,
     operating_points: Path | None = None,
     fix_hint: str = "ictal build",
-    allow_version_mismatch: bool = False,
+    trust: ModelTrust | None = None,
     corpora: list[str] | None = None,
 ) -> EvaluationResult:
     """Score ``checkpoint`` on ``split``; choose operating points there or apply frozen ones.
+    ``trust``: the model code the user accepts (default: registered models and entry points).
     ``corpora``: score only these corpora of a mixture cache (points chosen over all)."""
     pf = preflight(cfg, split=split, fix=fix_hint)
     view = pf.view
@@ -106,7 +108,7 @@ def evaluate(
         select_corpora(view, view.split(split), corpora, split)  # refuse before any work
     checkpoint = Path(checkpoint)
     device = _device(cfg)
-    model, meta = load_model(checkpoint, device, allow_version_mismatch=allow_version_mismatch)
+    model, meta = load_model(checkpoint, device, trust=trust)
     if int(meta["n_channels"]) != len(view.channels) or float(meta["fs"]) != view.fs:
         raise PreflightError(
             f"checkpoint {checkpoint} expects {meta['n_channels']} channels at {meta['fs']} Hz; "

@@ -22,6 +22,7 @@ from ictal.export.sidecar import MODEL_FILES, SIDECAR, build_sidecar
 from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.models.checkpoint import load_model
+from ictal.models.trust import ModelTrust
 from ictal.runs.checkpoints import deployed_postprocess, frozen_config
 from ictal.stitch import default_hop
 
@@ -69,13 +70,15 @@ def export_model(
     config: Path | None = None,
     sets: list[str] | None = None,
     tolerance: float = TOLERANCE,
+    trust: ModelTrust | None = None,
 ) -> ExportResult:
-    """Export ``checkpoint`` as ``fmt`` into ``out`` with its sidecar, checked on real windows."""
+    """Export ``checkpoint`` as ``fmt`` into ``out`` with its sidecar, checked on real windows;
+    ``trust``: the model code the user accepts (default: registered models, entry points)."""
     if fmt not in MODEL_FILES:
         raise UsageError(f"--format {fmt}: use onnx or torchscript")
     checkpoint, out = Path(checkpoint), Path(out)
     _fresh_out(out)
-    model, meta = load_model(checkpoint, "cpu")
+    model, meta = load_model(checkpoint, "cpu", trust=trust)
     cfg = _config(meta, checkpoint, config, sets or [])
     window, stride = int(meta["window"]), int(meta["output_stride"])
     x = check_windows(cfg, int(meta["n_channels"]), window)  # refuses before writing anything

@@ -13,8 +13,9 @@ import numpy as np
 
 from ictal.errors import UsageError
 from ictal.events.postprocess import PostProcess
-from ictal.export.sidecar import SIDECAR, read_sidecar, sidecar_meta, sidecar_postprocess
-from ictal.io.paths import check_name
+from ictal.export.sidecar import EXPORT_AGAIN, SIDECAR, Sidecar, SidecarError, read_sidecar
+from ictal.io.paths import contained
+from ictal.io.untrusted import UnreadableInput, regular_file
 from ictal.stitch import Predict
 
 
@@ -63,28 +64,49 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
 
 
+def _trial(logits: Predict, sidecar: Sidecar, path: Path) -> None:
+    """The model maps one window of the sidecar's shape to its number of output steps, or
+    the sidecar does not describe it (a refusal now, not a failure per recording)."""
+    n_channels, window = sidecar.model.input.shape[1], sidecar.windowing.window_samples
+    steps = window // sidecar.output.stride
+    shape: object
+    try:
+        shape = tuple(np.shape(logits(np.zeros((1, n_channels, window), np.float32))))
+    except Exception as exc:  # onnxruntime raises its own exception types
+        text = str(exc).strip()
+        shape = f"an error ({text.splitlines()[0][:120] if text else type(exc).__name__})"
+    if shape != (1, steps):
+        raise SidecarError(
+            f"{path / SIDECAR} does not describe {sidecar.model.file}: a window (1, "
+            f"{n_channels}, {window}) gives {shape}, not (1, {steps}) logits "
+            f"(output.stride {sidecar.output.stride})",
+            EXPORT_AGAIN,
+        )
+
+
 def load_exported(model_dir: str | Path, threads: int = 1) -> Exported:
-    """An export directory (``ictal export --format onnx``) ready to run; a clear usage error
-    for anything else."""
+    """An export directory (``ictal export --format onnx``) ready to run, its sidecar
+    validated and checked against the model on one window; a clear error for anything else."""
     path = Path(model_dir)
     if not path.is_dir():
         raise UsageError(f"--model {path}: not a directory; give the --out of `ictal export`")
-    doc = read_sidecar(path)
-    try:  # the sidecar is untrusted input: its shape is checked, its file stays in the folder
-        fmt = doc["model"]["format"]
-        name = check_name(doc["model"]["file"], f"{path / SIDECAR} model.file")
-        meta, postprocess = sidecar_meta(doc), sidecar_postprocess(doc)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UsageError(
-            f"{path / SIDECAR} is malformed ({type(exc).__name__}: {exc}); export the model again"
-        ) from None
+    doc, sidecar = read_sidecar(path)
+    fmt = sidecar.model.format
     if fmt != "onnx":
         raise UsageError(
             f"--model {path} holds a {fmt} export; detect runs ONNX exports "
             "(`ictal export CKPT --format onnx`) or the checkpoint itself (`ictal detect CKPT`)"
         )
-    model_file = path / name
-    if not model_file.is_file():
-        raise UsageError(f"--model {path}: {model_file.name} is missing; export the model again")
+    model_file = contained(path, sidecar.model.file, f"{path / SIDECAR} model.file")  # no link out
+    try:
+        regular_file(model_file, "the exported model")
+    except FileNotFoundError:
+        raise UsageError(
+            f"--model {path}: {model_file.name} is missing; export the model again"
+        ) from None
+    except UnreadableInput as exc:
+        raise UsageError(f"--model {path}: {exc}; export the model again") from None
     logits = logits_predict(onnx_session(model_file, threads))
-    return Exported(path, model_file, doc, meta, postprocess, lambda x: sigmoid(logits(x)))
+    _trial(logits, sidecar, path)
+    pp = sidecar.operating_point.postprocess()
+    return Exported(path, model_file, doc, sidecar.meta(), pp, lambda x: sigmoid(logits(x)))

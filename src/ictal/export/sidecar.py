@@ -1,29 +1,47 @@
 """The JSON sidecar of an exported model: everything needed to use it on raw EEG (channels,
-montage, rate, filters, normalisation, windowing, output rate, operating point). No torch."""
+montage, rate, filters, normalisation, windowing, output rate, operating point). No torch.
+
+A sidecar is read as untrusted input (``read_sidecar``): a regular file of at most 1 MiB, then
+one typed validation (``Sidecar``) of every value detect uses, bounded like a checkpoint's
+(``ictal.models.metadata``) and consistent with itself; a refusal names the file and field."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from ictal.config import PREPROCESSING_VERSION
-from ictal.errors import UsageError
+from pydantic import AfterValidator, Field, StrictBool, ValidationError, model_validator
+
+from ictal.config import PREPROCESSING_VERSION, SignalConfig
+from ictal.errors import PreflightError, UsageError
 from ictal.events.postprocess import PostProcess
+from ictal.io.paths import is_safe_name
+from ictal.io.untrusted import UnreadableInput, read_json
+from ictal.models.metadata import (
+    Channels,
+    MissingChannels,
+    Part,
+    Preprocessing,
+    Rate,
+    Samples,
+    ShortText,
+    check_rate,
+    check_windowing,
+    invalid,
+)
+from ictal.signal.montage import montage_channels as montage_names
 
 SIDECAR = "ictal-model.json"
 FORMAT = "ictal-model-1"
 MODEL_FILES = {"onnx": "model.onnx", "torchscript": "model.pt"}
+MAX_SIDECAR_BYTES = 1 << 20  # an export's sidecar is a few KB
+EXPORT_AGAIN = "export the model again (`ictal export CKPT --out DIR`): this sidecar was altered"
 
 
-def montage_channels(signal: dict[str, Any]) -> list[str]:
+def montage_channels(signal: dict[str, Any] | SignalConfig) -> list[str]:
     """The model's input channels, in order: the montage's derivations of the electrodes."""
-    import numpy as np
-
-    from ictal.signal.montage import apply_montage
-
-    _, names = apply_montage(np.zeros((len(signal["channels"]), 1), np.float32), signal["montage"])
-    return list(names)
+    kind = signal.montage if isinstance(signal, SignalConfig) else signal["montage"]
+    return list(montage_names(kind))
 
 
 def build_sidecar(
@@ -102,37 +120,115 @@ def _pp_dict(pp: PostProcess) -> dict[str, Any]:
     }
 
 
-def read_sidecar(model_dir: Path) -> dict[str, Any]:
-    """The sidecar of an export directory, or a usage error naming it and the fix."""
+class SidecarError(PreflightError):
+    """A sidecar whose values are not what ``ictal export`` writes: exit 3."""
+
+
+def _plain_file(name: str) -> str:
+    if not is_safe_name(name):
+        raise ValueError("not a plain name inside the export folder (no separators, no '..')")
+    return name
+
+
+Seconds = Annotated[float, Field(strict=True, ge=0.0, allow_inf_nan=False)]
+Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class _Input(Part):
+    shape: tuple[Literal["batch"], Channels, Literal["samples"]]
+
+
+class _Model(Part):
+    file: Annotated[str, AfterValidator(_plain_file)]
+    format: Literal["onnx", "torchscript"]
+    input: _Input
+
+
+class _Preprocessing(Part):
+    fs: Rate
+    signal: Preprocessing
+    missing_channels: MissingChannels
+
+
+class _Windowing(Part):
+    window_samples: Samples
+
+
+class _Output(Part):
+    stride: Samples
+
+
+class _OperatingPoint(Part):
+    tuned: StrictBool
+    source: ShortText
+    threshold: Probability
+    hysteresis_low: Probability | None = None
+    min_duration_s: Seconds
+    merge_gap_s: Seconds
+    max_event_s: Annotated[float, Field(strict=True, gt=0.0, allow_inf_nan=False)] | None = None
+
+    @model_validator(mode="after")
+    def _postprocess(self) -> _OperatingPoint:
+        self.postprocess()  # its own rules (hysteresis below the threshold)
+        return self
+
+    def postprocess(self) -> PostProcess:
+        return PostProcess(self.threshold, self.hysteresis_low, self.min_duration_s,
+                           self.merge_gap_s, self.max_event_s)  # fmt: skip
+
+
+class Sidecar(Part):
+    """The values of a sidecar that ``ictal detect --model`` uses, typed and consistent."""
+
+    format: Literal["ictal-model-1"]
+    model: _Model
+    preprocessing: _Preprocessing
+    windowing: _Windowing
+    output: _Output
+    operating_point: _OperatingPoint
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sidecar:
+        pre, n_channels = self.preprocessing, self.model.input.shape[1]
+        check_windowing(n_channels, self.windowing.window_samples, self.output.stride)
+        check_rate(pre.fs, pre.signal)
+        derived = len(montage_channels(pre.signal))
+        if n_channels != derived:
+            raise ValueError(f"the model takes {n_channels} channels; the {pre.signal.montage} "
+                             f"montage gives {derived}")  # fmt: skip
+        return self
+
+    def meta(self) -> dict[str, Any]:
+        """The checkpoint metadata detect needs (config subset, window, stride, rate)."""
+        pre = self.preprocessing
+        return {
+            "config": {
+                "signal": pre.signal.model_dump(mode="json"),
+                "corpus": {"policy": {"missing_channels": pre.missing_channels}},
+            },
+            "window": self.windowing.window_samples,
+            "output_stride": self.output.stride,
+            "fs": pre.fs,
+            "n_channels": self.model.input.shape[1],
+        }
+
+
+def read_sidecar(model_dir: Path) -> tuple[dict[str, Any], Sidecar]:
+    """An export directory's sidecar, as written and validated: no sidecar or not JSON is a
+    usage error (exit 2); a value that is not what ``ictal export`` writes is a refusal naming
+    the file and field (exit 3)."""
     path = Path(model_dir) / SIDECAR
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path, "sidecar", MAX_SIDECAR_BYTES)
     except FileNotFoundError:
         raise UsageError(
             f"--model {model_dir}: no {SIDECAR} (not an export); make one with `ictal export`"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is not readable JSON ({exc}); export the model again") from exc
+    except UnreadableInput as exc:
+        raise UsageError(f"{exc}; export the model again") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise UsageError(f"{path} is not an {FORMAT} sidecar; export the model again")
-    return doc
-
-
-def sidecar_postprocess(doc: dict[str, Any]) -> PostProcess:
-    """The operating point a sidecar carries."""
-    op = doc["operating_point"]
-    return PostProcess(**{k: op[k] for k in _pp_dict(PostProcess())})
-
-
-def sidecar_meta(doc: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint metadata detect needs (config subset, window, stride), from a sidecar."""
-    pre = doc["preprocessing"]
-    return {
-        "config": {
-            "signal": pre["signal"],
-            "corpus": {"policy": {"missing_channels": pre["missing_channels"]}},
-        },
-        "window": doc["windowing"]["window_samples"],
-        "output_stride": doc["output"]["stride"],
-        "fs": pre["fs"],
-    }
+    try:
+        return doc, Sidecar.model_validate(doc)
+    except ValidationError as exc:
+        raise SidecarError(f"sidecar {path} is malformed: {invalid(exc)}", EXPORT_AGAIN) from None

@@ -12,15 +12,21 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ictal.models.registry import register
+from ictal.models.metadata import MAX_WINDOW
 
 MAX_STRIDE = 4  # largest stride built from small factors (a prime factor may exceed it)
 MAX_PRIME = 7  # larger prime factors would need one huge strided kernel
+# Sizes a checkpoint's model.params may ask of this model (they come from untrusted files).
+LIMITS = {"width": 4096, "gru_hidden": 4096, "gru_layers": 16, "stages": 32}
 
 
 def output_stride(fs: float, out_hz: float) -> int:
     """Input samples per output step: ``fs / out_hz``, which must be an integer."""
     ratio = fs / out_hz
+    if not 0 < ratio <= MAX_WINDOW:
+        raise ValueError(
+            f"fs / out_hz = {fs} / {out_hz} must be between 1 and {MAX_WINDOW} samples"
+        )
     stride = round(ratio)
     if stride < 1 or abs(ratio - stride) > 1e-9 * max(1.0, ratio):
         raise ValueError(
@@ -33,11 +39,13 @@ def output_stride(fs: float, out_hz: float) -> int:
 def split_stride(total: int) -> list[int]:
     """Factor ``total`` into conv strides of at most MAX_STRIDE (largest first): 256 -> 4,4,4,4."""
     factors, n, p = [], total, 2
-    while n > 1:
+    while p * p <= n:
         while n % p == 0:
             factors.append(p)
             n //= p
         p += 1
+    if n > 1:
+        factors.append(n)
     if factors and max(factors) > MAX_PRIME:
         raise ValueError(
             f"output stride {total} has the prime factor {max(factors)} > {MAX_PRIME}; "
@@ -72,7 +80,6 @@ class ConvBlock(nn.Sequential):
         )
 
 
-@register("conv_bigru")
 class ConvBiGRU(nn.Module):
     """Input ``(B, channels, W)`` -> seizure logits ``(B, W // output_stride)``."""
 
@@ -89,6 +96,11 @@ class ConvBiGRU(nn.Module):
         strides: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        sizes = {"width": width, "gru_hidden": gru_hidden, "gru_layers": gru_layers,
+                 "stages": len(strides) if strides is not None else 1}  # fmt: skip
+        for key, value in sizes.items():
+            if not 1 <= value <= LIMITS[key]:
+                raise ValueError(f"{key} must be between 1 and {LIMITS[key]}, got {value}")
         self.n_channels = n_channels
         self.fs = fs
         self.out_hz = out_hz

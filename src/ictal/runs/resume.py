@@ -16,6 +16,7 @@ from ictal.io.lock import holder
 from ictal.io.paths import check_name, linked_below, plain_dir, plain_file
 from ictal.io.redact import redact
 from ictal.runs.checkpoints import given_now
+from ictal.models.trust import ModelTrust
 from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
@@ -120,7 +121,7 @@ def _no_links(run: RunDir) -> None:
         )
 
 
-def resume_config(current: Config, run: RunDir) -> Config:
+def resume_config(current: Config, run: RunDir, *, trust_model_code: bool = False) -> Config:
     """The run's frozen config, with the machine's fields (``ROLES.resume_fields``) taken
     from ``current`` when set (different from the built-in default), and where results are
     pushed only as ``current`` says (``given_now``: a pulled run never pushes back into the
@@ -128,10 +129,13 @@ def resume_config(current: Config, run: RunDir) -> Config:
     refused (exit 3), never followed (``_no_links``).
 
     Experiment fields (model, data, schedule, seed) stay frozen so the run continues exactly;
-    differing values given now are named in a warning.
+    differing values given now are named in a warning. A run may come from a sink: the model
+    code its frozen config names by import path is trained only when ``current`` (the user's
+    own config) names the same path, or with ``trust_model_code`` (exit 3 otherwise).
     """
     _no_links(run)
     frozen = load_config(run.config)
+    _allow_model(frozen, current, run, trust_model_code)
     defaults = flatten(Config().model_dump(mode="json"))
     now = flatten(current.model_dump(mode="json"))
     old = flatten(frozen.model_dump(mode="json"))
@@ -149,6 +153,15 @@ def resume_config(current: Config, run: RunDir) -> Config:
     if ignored:
         log.warning("resume keeps the run's frozen config; ignored: " + "; ".join(ignored))
     return given_now(load_config(run.config, overrides) if overrides else frozen, current)
+
+
+def _allow_model(frozen: Config, current: Config, run: RunDir, trust_code: bool) -> None:
+    """Refuse, before anything is imported, the import path a frozen config names that the
+    user's own config does not (``ictal.models.trust``)."""
+    from ictal.models.registry import find, permit  # torch: only when a run is resumed
+
+    trust = ModelTrust(named=current.model.name, any_code=trust_code)
+    permit(find(frozen.model.name), trust, f"the frozen config of run {run.path}")
 
 
 def _yaml_value(value: Any) -> str:

@@ -39,17 +39,20 @@ def train(
     resume: bool | Path = False,
     fix_hint: str = "ictal build",
     command: str = "ictal train",
+    trust_model_code: bool = False,
 ) -> TrainResult:
     """Preflight the cache, then train (or continue a run exactly) and record everything.
 
     ``resume=True`` continues the most recent unfinished run under ``runs.root`` (a new run
     starts when there is none, logged); a Path continues that run directory. ``command`` is
-    the command line (with the user's config) that the resume hint extends.
+    the command line (with the user's config) that the resume hint extends;
+    ``trust_model_code``: a resumed run may import the model code its frozen config names.
     """
     device = pick_device(cfg.train.device)
     ranks = join(device, cfg.train.dist_timeout_s)  # one process, or one rank of torchrun's
     try:
-        return _train(cfg, resume, fix_hint, command, rank_device(device, ranks), ranks)
+        return _train(cfg, resume, fix_hint, command, rank_device(device, ranks), ranks,
+                      trust_model_code)  # fmt: skip
     finally:
         ranks.close()
 
@@ -61,6 +64,7 @@ def _train(
     command: str,
     device: torch.device,
     ranks: Ranks,
+    trust_model_code: bool = False,
 ) -> TrainResult:
     """``train`` on this rank: rank 0 owns the run directory, every rank trains its share."""
     if not ranks.main:
@@ -69,7 +73,7 @@ def _train(
     found = ranks.broadcast(None if chosen is None else str(chosen.path))
     previous = RunDir(Path(found)) if found else None
     if previous is not None:
-        cfg = resume_config(cfg, previous)
+        cfg = resume_config(cfg, previous, trust_model_code=trust_model_code)
     pre = preflight(cfg, split="train", fix=fix_hint)  # refuses before any expensive work
     trackers: list[str] = []
     if ranks.main:

@@ -19,18 +19,24 @@ from ictal.config import Config
 from ictal.data.windows import window_samples
 from ictal.models.checkpoint import ModelSpec
 from ictal.models.contract import check_contract
-from ictal.models.registry import construct, resolve
+from ictal.models.registry import Builder, ModelSource, construct, resolve
+from ictal.models.trust import ModelTrust
 from ictal.train.feed import TrainData
 from ictal.train.state import TrainState
+
+
+def _resolve(cfg: Config) -> tuple[Builder, ModelSource]:
+    """The configured model's builder and source. The config a run trains with is the user's
+    own, or a resumed run's frozen one that ``resume_config`` allowed: it names its code."""
+    return resolve(cfg.model.name, ModelTrust(named=cfg.model.name))
 
 
 def make_model(cfg: Config, view: CacheView) -> nn.Module:
     """The configured model for the cache's channels and rate, checked against the model
     contract on a trial batch of one training window before anything trains (exit 3)."""
-    builder, _ = resolve(cfg.model.name)
+    builder, _ = _resolve(cfg)
     n_channels = len(view.channels)
-    model = construct(builder, cfg.model.name, n_channels=n_channels, fs=view.fs,
-                      **cfg.model.params)  # fmt: skip
+    model = construct(builder, cfg.model.name, n_channels, view.fs, cfg.model.params)
     window, _ = window_samples(cfg.windows.length_s, cfg.windows.stride_s, view.fs)
     check_contract(model, cfg.model.name, n_channels, window)
     return model
@@ -77,7 +83,7 @@ def make_state(
         fs=view.fs,
         output_stride=data_stride(model),
         window=data.window,
-        source=resolve(cfg.model.name)[1].as_dict(),
+        source=_resolve(cfg)[1].as_dict(),
     )
     return TrainState(
         model=model,
