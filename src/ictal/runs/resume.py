@@ -15,8 +15,8 @@ from ictal.errors import PreflightError, UnsafePathError
 from ictal.io.lock import holder
 from ictal.io.paths import check_name, linked_below, plain_dir, plain_file
 from ictal.io.redact import redact
-from ictal.runs.checkpoints import given_now
 from ictal.models.trust import ModelTrust
+from ictal.runs.checkpoints import given_now
 from ictal.runs.directory import CONFIG, HEARTBEAT, LOCK, RUN_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.meta import read_run_json
