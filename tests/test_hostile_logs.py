@@ -26,7 +26,6 @@ import pytest
 
 from conftest import ictal_env, run_ictal, tiny_training
 from ictal.corpus.synth import synthesize
-from ictal.detect.inputs import masked
 from ictal.detect.outputs import names_of
 from ictal.detect.records import LOG_DIR, InvalidRecord, decode, encode, parse
 from ictal.io.cells import text_cell
@@ -45,6 +44,7 @@ from ictal.io.framelog import (
     scan_bytes,
     segments,
 )
+from ictal.io.redact import note_url, redact
 
 # ----------------------------------------------------------------------------- frames
 
@@ -367,8 +367,9 @@ def test_a_valid_record_passes_and_an_event_may_end_within_one_output_step():
      "https://u:S3CRET@h/x.edf?token=S3CRET", "s3://b/x.edf?X-Amz-Signature=S3CRET"],
 )  # fmt: skip
 def test_an_input_location_and_its_errors_are_masked(url):
-    key = masked(url, url)
-    error = masked(f"Invalid bucket name {url.split('://')[1]!r}: {url}", url)
+    note_url(url)  # what detect does with each input it opens
+    key = redact(url)
+    error = redact(f"Invalid bucket name {url.split('://')[1]!r}: {url}")
     for text in (key, error):
         assert "CRET" not in text and "***" in text, text
 
@@ -707,3 +708,27 @@ def test_watch_refuses_a_fifo_once_and_goes_on(world, tmp_path):
     said = [line for line in lines if "pipe.edf" in line and "WARNING" in line]
     assert len(said) == 1, said
     assert not [line for line in lines if "Traceback" in line]
+
+
+def test_detect_inputs_follow_no_link_out_and_expand_nothing(tmp_path, monkeypatch):
+    """A link in an input directory that leads out of it, and a list entry naming an
+    environment variable or '~', are unusable inputs with their reason; nothing is read."""
+    from ictal.detect.inputs import find_inputs
+
+    archive, outside = tmp_path / "archive", tmp_path / "outside"
+    archive.mkdir()
+    outside.mkdir()
+    (outside / "secret.edf").write_bytes(b"0" * 256)
+    (archive / "in.edf").write_bytes(b"0" * 256)
+    (archive / "out.edf").symlink_to(outside / "secret.edf")
+    (archive / "inner.edf").symlink_to(archive / "in.edf")
+    monkeypatch.setenv("ICTAL_TEST_SECRET_TOKEN", "verysecretvalue123")
+    listing = tmp_path / "list.txt"
+    listing.write_text("${ICTAL_TEST_SECRET_TOKEN}.edf\n~/x.edf\n")
+    found = find_inputs([str(archive), str(listing)])
+    keys = {s.key for s in found.sources}
+    assert keys == {str(archive / "in.edf"), str(archive / "inner.edf")}
+    reasons = dict(found.problems)
+    assert "symbolic link out of its input directory" in reasons[str(archive / "out.edf")]
+    assert any("does not expand" in why for why in reasons.values())
+    assert not any("verysecretvalue123" in k + v for k, v in found.problems)

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-from ictal.io.redact import MASK, redact
+from ictal.io.paths import is_inside, literal_entry
+from ictal.io.redact import note_url, redact
 from ictal.io.storage import describe, is_local, open_url
 from ictal.io.untrusted import MAX_TEXT_BYTES, UnreadableInput, read_text, regular_file
 
@@ -38,31 +38,6 @@ class Found:
 
     sources: list[Source]
     problems: list[tuple[str, str]]
-
-
-def masked(text: str, location: str) -> str:
-    """``text`` without credentials: those of any URL in it (``redact``) and, literally, those
-    of ``location``, which a storage error may quote without its scheme (s3fs names the bucket
-    of ``s3://user:secret@bucket`` as ``user:secret@bucket``)."""
-    for secret in _secrets(location):
-        text = text.replace(secret, MASK)
-    return redact(text)
-
-
-def _secrets(location: str) -> list[str]:
-    """The userinfo, password and secret query values of a URL, longest first."""
-    try:
-        parts = urlsplit(location)
-    except ValueError:
-        return []
-    found = []
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if at and userinfo:
-        found += [userinfo, userinfo.partition(":")[2]]
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if value and redact(f"?{name}={value}") != f"?{name}={value}":
-            found.append(value)
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
 def unusable(path: str) -> str | None:
@@ -92,8 +67,10 @@ def _join(fs: Any, path: str) -> str:
 
 
 def _one(location: str, found: Found, *, from_list: bool) -> None:
+    note_url(location)  # its credentials are masked wherever a message quotes them
+
     def problem(reason: str) -> None:
-        found.problems.append((masked(location, location), masked(reason, location)))
+        found.problems.append((redact(location), redact(reason)))
 
     try:
         fs, path = open_url(location, "INPUT")
@@ -116,7 +93,11 @@ def _one(location: str, found: Found, *, from_list: bool) -> None:
                 continue
             url = _join(fs, name)
             why = unusable(url) if local else None
-            if why is not None or item.get("type", "file") != "file":
+            if why is None and local and not is_inside(url, _join(fs, path)):
+                why = (
+                    "is a symbolic link out of its input directory; detect reads no file outside it"
+                )
+            if why is not None or (not local and item.get("type", "file") != "file"):
                 found.problems.append((redact(url), why or "is not a regular file"))
                 continue
             found.sources.append(Source(url, redact(url), int(item.get("size") or 0), _mtime(item)))
@@ -127,7 +108,7 @@ def _one(location: str, found: Found, *, from_list: bool) -> None:
         return
     if path.lower().endswith(EDF):
         url = _join(fs, path)
-        key = masked(url, location)
+        key = redact(url)
         found.sources.append(Source(url, key, int(info.get("size") or 0), _mtime(info)))
         return
     if from_list:
@@ -142,6 +123,10 @@ def _one(location: str, found: Found, *, from_list: bool) -> None:
     for line in text.splitlines():
         entry = line.split("#", 1)[0].strip()
         if not entry:
+            continue
+        literal = literal_entry(entry)
+        if literal is not None:
+            found.problems.append((redact(entry), literal))
             continue
         if base is not None and "://" not in entry and not os.path.isabs(entry):
             entry = os.path.join(base, entry)  # relative to the list file

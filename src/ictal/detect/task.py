@@ -19,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from ictal.config import SignalConfig
-from ictal.detect.inputs import masked, unusable
+from ictal.detect.inputs import unusable
 from ictal.detect.outputs import PROBS
 from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
+from ictal.io.redact import note_url, redact
 from ictal.models.trust import ModelTrust
 from ictal.parallel.executors import require_visible
 from ictal.stitch import Predict
@@ -121,6 +122,7 @@ def detect_one(task: Task) -> dict[str, Any]:
     sent only after the record's write returned (so every acknowledged record is in the
     log). Any failure becomes an error record; a log or checkpoint this worker cannot see
     (a cluster node without the shared file system) stops the command instead."""
+    note_url(task.url)  # this worker masks the input's credentials wherever they are quoted
     require_visible(Path(task.log.out_dir) / LOG_DIR, "detect --out")
     require_visible(task.checkpoint, "the checkpoint")
     t0 = time.monotonic()
@@ -137,7 +139,7 @@ def detect_one(task: Task) -> dict[str, Any]:
         record = {**base, **_detect(task)}
     except Exception as exc:  # one bad recording never stops the others
         detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        record = {**base, "status": "failed", "error": masked(detail, task.url)}
+        record = {**base, "status": "failed", "error": redact(detail)}
     record["timing"] = {**record.get("timing", {}), "total_s": round(time.monotonic() - t0, 4)}
     record["time"] = time.time()
     writer(task.log).append(encode(record))  # acknowledged once this returns
@@ -169,7 +171,7 @@ def _detect(task: Task) -> dict[str, Any]:
     try:
         rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"], montage=sig.montage)
     except RecordingError as exc:
-        return {"status": "failed", "error": masked(exc.reason, task.url)}
+        return {"status": "failed", "error": redact(exc.reason)}
     sha = rec.sha256 or url_sha256(task.url)
     t_read = time.monotonic() - t
     t = time.monotonic()
@@ -180,7 +182,7 @@ def _detect(task: Task) -> dict[str, Any]:
     try:
         mains = line_frequency(beside) if beside is not None else None
     except AnnotationError as exc:
-        return {"status": "failed", "error": masked(str(exc), task.url)}
+        return {"status": "failed", "error": redact(str(exc))}
     pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
     t_pre = time.monotonic() - t
     model, _ = _model(task)

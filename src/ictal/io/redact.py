@@ -139,9 +139,16 @@ MIN_USER = 12
 
 def note_url(url: str) -> None:
     """Remember the credentials in ``url`` (its userinfo, user, password, the part before
-    its first '/', and each piece of the password between '/', ':' and '@') so that every
-    later message masks them wherever a library quotes them, whole or cut."""
+    its first '/', each piece of the password between '/', ':' and '@', and the values of
+    its secret query parameters) so that every later message masks them wherever a library
+    quotes them, whole or cut."""
     _, sep, rest = url.partition("://")
+    query = rest.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):
+        if _SECRET_PARAM.fullmatch("?" + part) or _SIGNED_PARAM.fullmatch(part):
+            value = part.partition("=")[2]
+            if len(value) >= MIN_PIECE:
+                _HANDED.add(value)
     cut = _authority_userinfo(rest) if sep else 0
     if not cut:
         return
