@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ictal.errors import UsageError
 from ictal.events.formats import SUFFIXES, kind_of, stem_of
+from ictal.io.untrusted import UnreadableInput, read_text
 
 # When one directory holds a recording in several formats (a TUSZ folder holds both .csv and
 # .csv_bi), the first kind here is scored.
@@ -69,9 +70,9 @@ def _expand(entry: str, listing: Path, lineno: int) -> Path:
 def _from_list(listing: Path) -> list[Path]:
     """The paths a list file names, one per line (blank lines and ``#`` comments skipped)."""
     try:
-        text = listing.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UsageError(f"{listing}: not a UTF-8 list file of paths") from None
+        text = read_text(listing, "list file")  # a FIFO or /dev/zero is refused, not read
+    except UnreadableInput as exc:
+        raise UsageError(f"{exc}; name a list file of paths, a directory or an annotation file")
     paths = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
