@@ -72,7 +72,8 @@ def _from_list(listing: Path) -> list[Path]:
     try:
         text = read_text(listing, "list file")  # a FIFO or /dev/zero is refused, not read
     except UnreadableInput as exc:
-        raise UsageError(f"{exc}; name a list file of paths, a directory or an annotation file")
+        fix = "name a list file of paths, a directory or an annotation file"
+        raise UsageError(f"{exc}; {fix}") from None
     paths = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
