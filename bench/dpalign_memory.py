@@ -73,8 +73,10 @@ def main() -> None:
     print(f"{args.events} reference events: {segs[0]} x {segs[1]} segments")
     print(table(["DPALIGN", "peak MiB over timelines", "score s", "process s"], rows, first=36))
     same = results["table"]["counts"] == results["linear"]["counts"]
-    print(f"counts (targets, hits, misses, FAs): {results['linear']['counts']}; "
-          + ("identical" if same else f"DIFFER from the table's {results['table']['counts']}"))
+    print(
+        f"counts (targets, hits, misses, FAs): {results['linear']['counts']}; "
+        + ("identical" if same else f"DIFFER from the table's {results['table']['counts']}")
+    )
     if not same:
         sys.exit(1)
 
