@@ -60,6 +60,7 @@ class Budget:
     memory_gb: float
     gpu_memory_gb: float | None  # None on a machine without CUDA
     parallel: int | None  # None: as many as the budget admits
+    cpus_given: bool = True  # --cpus was given (else: every usable CPU of this machine)
 
 
 @dataclass
@@ -127,6 +128,7 @@ def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
         memory_gb=memory_gb or available * cfg.sweep.memory_fraction,
         gpu_memory_gb=gpu,
         parallel=None if parallel == "auto" else int(parallel),
+        cpus_given=cpus is not None,
     )
 
 
@@ -145,12 +147,15 @@ def split_share(share: int) -> tuple[int, int]:
 
 def run_share(budget: Budget, runs: int) -> int:
     """The CPUs of one run: the budget over the runs at once (``--parallel``, or as many as
-    there are runs and CPUs). A share more than one run's config can take is refused (exit 2)
-    before anything starts: ``train.threads`` and ``loader.num_workers`` have limits."""
+    there are runs and CPUs). ``train.threads`` and ``loader.num_workers`` have limits: a
+    share over what one run can take is refused (exit 2) before anything starts when
+    ``--cpus`` asked for it, and is that most when the budget is the whole machine."""
     targets = budget.parallel or min(runs, budget.cpus)
     share = max(1, budget.cpus // max(1, targets))
     most_threads, most_loader = _largest("train", "threads"), _largest("loader", "num_workers")
     most = min(2 * most_loader + 1, 2 * most_threads)  # the largest share split_share keeps in
+    if share > most and not budget.cpus_given:
+        return most
     if share > most:
         threads, loader = split_share(share)
         raise UsageError(
@@ -194,7 +199,7 @@ class Sweep:
         slot = self.plan.directory / m.name
         slot.mkdir(parents=True, exist_ok=True)
         self._wait_unlocked(slot)
-        if m.name in self.resume and self.finished_alone(m):
+        if m.name in self.resume and self.adopt_finished(m):
             return  # its earlier child finished while being waited for
         args = [sys.executable, "-m", "ictal.cli", "train", *self._args(m)]
         if m.name in self.resume:
@@ -245,11 +250,11 @@ class Sweep:
             return True
         return any(r.get("phase") == "validate" for r in read_metrics(run.metrics))
 
-    def finished_alone(self, m: Member) -> bool:
-        """Whether ``m``'s run finished while sweep.json could not say so (the sweep was
-        killed before it reaped the run, or recorded an exit code other than 0): decided from
-        the run's own directory, its final heartbeat ``done`` and its metrics. Such a run is
-        recorded done, never trained again."""
+    def adopt_finished(self, m: Member) -> bool:
+        """Record ``m`` done when its run finished while sweep.json could not say so (the
+        sweep was killed before it reaped the run, or recorded an exit code other than 0), as
+        the run's own directory says (its final heartbeat ``done``, its metrics); whether it
+        did. Such a run is never trained again."""
         run = self._run_dir(m)
         if run is None or run.locked:
             return False
@@ -528,7 +533,7 @@ def run_sweep(plan: Plan, cfg: Config, *, resume: bool) -> Plan:
             for m in plan.members:
                 if m.status == "done" or (m.status == "failed" and m.started is None):
                     continue  # finished, or its values are invalid: nothing to continue
-                if sweep.finished_alone(m):
+                if sweep.adopt_finished(m):
                     continue
                 sweep.resume.add(m.name)
                 m.status = "queued"
