@@ -434,7 +434,7 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
 # What a config may hold. A real one is a few KB, four levels deep, with short numbers; the
 # limits refuse what only an attacker or a broken generator writes, before it costs memory.
 MAX_CONFIG_BYTES = 1 << 20  # a -c file
-MAX_DEPTH = 32  # nesting of mappings and lists (a file, a --set key plus its value)
+MAX_DEPTH = 32  # nesting of mappings and lists in a file or a --set value; levels of a key
 MAX_KEY_CHARS = 256  # a --set key
 MAX_INT_DIGITS = 100  # an integer written in a config or a --set value
 
@@ -444,6 +444,8 @@ class _Refused(yaml.YAMLError):
 
 
 def _int_within_limit(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """YAML's int, refused past ``MAX_INT_DIGITS`` digits (Python's own limit is 4,300, and
+    converting near it is already slow)."""
     digits = sum(ch.isalnum() for ch in str(node.value))
     if digits > MAX_INT_DIGITS:
         raise _Refused(
