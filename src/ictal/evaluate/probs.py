@@ -59,7 +59,10 @@ def recording_infos(
 
 
 def probs_complete(path: Path, n_out: int) -> bool:
-    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically)."""
+    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically;
+    anything but a regular file is not one, and is never opened: a FIFO would block)."""
+    if not path.is_file():
+        return False
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
