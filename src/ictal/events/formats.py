@@ -28,8 +28,8 @@ TSV_COLUMNS: tuple[str, ...] = ("onset", "duration", "eventType", "recordingDura
 _COMMENT = re.compile(r'^#([a-zA-Z:!?" _-]*)=(.+)$')
 _SHOWN = 40  # characters of a bad field quoted in a message (never a whole line of a file)
 MAX_BYTES = 64 * 2**20  # far above any annotation file; a bigger one is not read into memory
-# One recording per file: 31 days is beyond any EEG file, and EPOCH samples every 0.25 s of it
-# (10.7 million epochs, about 150 MB); a duration of 1e12 s would ask for terabytes.
+# One recording per file: 31 days is beyond any EEG file; EPOCH samples every 0.25 s of it and
+# SzCORE every second (about 120 MB at the limit); a duration of 1e12 s would ask terabytes.
 MAX_DURATION_S = 31 * 86400.0
 
 
