@@ -117,7 +117,7 @@ CASES = [
     ("set-nested-10000", ["verify", "--set", "{deep_value}"], 2, "nested more than 32 levels"),
     ("set-5000-digits", ["verify", "--set", "{int_value}"], 2, "an integer of 5000 digits"),
     ("score-dev-zero", ["score", "/dev/zero", "/dev/zero"], 2, "/dev/zero is not a regular file"),
-    ("score-fifo", ["score", "{fifo_csv}", "{fifo_csv}"], 2, "fifo.csv_bi: is not a regular file"),
+    ("score-fifo", ["score", "{fifo_csv}", "{fifo_csv}"], 2, "fifo.csv_bi is not a regular file"),
     ("score-duration-1e12", ["score", "{long}", "{long}"], 2, "duration 1e+12 s is over 31 days"),
     ("sweep-cpus-10000", ["sweep", "--set", "runs.root={runs}", "--vary", "train.lr=0.1,0.2",
                           "--cpus", "10000"], 2, "give --cpus at most 1026"),

@@ -233,8 +233,8 @@ def read_file(path: str | Path) -> ScoredFile:
         data = read_bytes(path, "annotation file", MAX_BYTES)
     except FileNotFoundError:
         raise FormatError(f"{name}: no such file") from None
-    except UnreadableInput as exc:  # a FIFO, a device, a directory, too large
-        raise FormatError(f"{name}: {_reason(exc, name)}") from None
+    except UnreadableInput as exc:  # a FIFO, a device, a directory, too large: named in it
+        raise FormatError(str(exc)) from None
     except OSError as exc:  # permissions, I/O: this file cannot be scored, the others can
         raise FormatError(f"{name}: cannot read it: {exc.strerror or exc}") from None
     try:
@@ -242,10 +242,3 @@ def read_file(path: str | Path) -> ScoredFile:
     except UnicodeDecodeError as exc:
         raise FormatError(f"{name}: not UTF-8 text (byte {exc.start})") from None
     return parse_file(text, name)
-
-
-def _reason(exc: UnreadableInput, name: str) -> str:
-    """The refusal without the file's name and kind it starts with (the caller names it)."""
-    text = str(exc)
-    prefix = f"annotation file {name} "
-    return text[len(prefix) :] if text.startswith(prefix) else text
