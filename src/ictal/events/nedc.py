@@ -30,7 +30,8 @@ class TimelineError(ValueError):
 
 @dataclass(frozen=True)
 class Timeline:
-    """One file as NEDC scores it: labelled segments tiling ``0..duration_s`` in order."""
+    """One file as NEDC scores it: labelled segments tiling ``0..duration_s`` in order,
+    neighbours of different labels (``build_timeline`` joins the others)."""
 
     segments: tuple[Segment, ...]
 
