@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from ictal.events.counts import pool
+from ictal.events.counts import EventCounts, pool
 from ictal.events.nedc import (
+    Timeline,
     TimelineError,
     build_timeline,
     dpalign,
@@ -204,3 +205,104 @@ def test_pairs_nedc_crashes_on_after_counting_get_nedcs_counts() -> None:
     c = taes(build_timeline([(1.8, 1.9, True)], 2.0),
              build_timeline([(1.0, 1.2, True), (1.4, 2.0, True)], 2.0))  # fmt: skip
     assert (c.hits, c.misses, c.false_alarms) == pytest.approx((-5.0, 6.0, 2.0))
+
+
+# ------------------------------------------------------------- DPALIGN against NEDC's table
+
+_SUB, _INS, _DEL = 0, 1, 2
+
+
+def _dpalign_table(ref: Timeline, hyp: Timeline) -> tuple[int, float, float, float]:
+    """NEDC v6.0.0's DPALIGN as Ictal computed it before (a full cost and step table, unit
+    penalties): the reference the linear-memory traceback must equal, count for count."""
+    a = [None, *(s[2] for s in ref.segments), None]
+    b = [None, *(s[2] for s in hyp.segments), None]
+    m, n = len(a), len(b)
+    cost = [[0.0] * n for _ in range(m)]
+    step = [[_SUB] * n for _ in range(m)]
+    for j in range(1, n):
+        cost[0][j], step[0][j] = cost[0][j - 1] + 1.0, _INS
+    for i in range(1, m):
+        cost[i][0], step[i][0] = cost[i - 1][0] + 1.0, _DEL
+    for i in range(1, m):
+        above, row, kind = cost[i - 1], cost[i], step[i]
+        for j in range(1, n):
+            best = above[j - 1] + (0.0 if a[i] == b[j] else 1.0)
+            how = _SUB
+            if row[j - 1] + 1.0 < best:
+                best, how = row[j - 1] + 1.0, _INS
+            if above[j] + 1.0 < best:
+                best, how = above[j] + 1.0, _DEL
+            row[j], kind[j] = best, how
+    pairs: list[tuple[bool | None, bool | None]] = []
+    i, j = m - 1, n - 1
+    while i >= 0 and j >= 0:
+        how = step[i][j]
+        if how == _DEL:
+            pairs.append((a[i], None))
+            i -= 1
+        elif how == _INS:
+            pairs.append((None, b[j]))
+            j -= 1
+        else:
+            pairs.append((a[i], b[j]))
+            i, j = i - 1, j - 1
+    inner = pairs[::-1][1:-1]
+    n_ref = sum(1 for x, _ in inner if x is True)
+    hits = sum(1 for x, y in inner if x is True and y is True)
+    false_alarms = sum(1 for x, y in inner if x is None and y is True)
+    return n_ref, float(hits), float(n_ref - hits), float(false_alarms)
+
+
+def _counts(c: EventCounts) -> tuple[int, float, float, float]:
+    return c.n_ref, c.hits, c.misses, c.false_alarms
+
+
+def _alternating_file(first: bool, segments: int, duration: float) -> Timeline:
+    """A timeline of ``segments`` alternating segments starting with ``first``."""
+    cuts = np.linspace(0.0, duration, segments + 1)
+    rows = [(float(cuts[k]), float(cuts[k + 1]), first ^ (k % 2 == 1)) for k in range(segments)]
+    tl = build_timeline(rows, duration)
+    assert len(tl.segments) == segments and tl.segments[0][2] is first
+    return tl
+
+
+def test_dpalign_equals_nedcs_table_for_every_pair_of_shapes_up_to_40_segments() -> None:
+    """Every (first label, length) of both files up to 40 segments: all the ties of the
+    table (alternating sequences tie at nearly every cell) and every edge (one segment, an
+    all-seizure file, an empty one, lengths far apart)."""
+    files = [_alternating_file(first, k, 100.0) for first in (False, True) for k in range(1, 41)]
+    for ref in files:
+        for hyp in files:
+            assert _counts(dpalign(ref, hyp)) == _dpalign_table(ref, hyp), (ref, hyp)
+
+
+def test_dpalign_equals_nedcs_table_on_generated_files() -> None:
+    """Thousands of random files through NEDC's reading (overlapping rows, rows past the end,
+    touching and sub-second events, background rows) and a few long ones."""
+    rng = np.random.default_rng(2024)
+    for trial in range(3000):
+        duration = float(rng.integers(1, 200)) + float(rng.choice([0.0, 0.5, 0.12345]))
+        pair = []
+        for _ in range(2):
+            rows = []
+            for _ in range(int(rng.integers(0, 12))):
+                start = float(np.round(rng.uniform(-2, duration + 2), int(rng.integers(0, 5))))
+                length = float(rng.choice([0.00001, 0.25, 1.0, rng.uniform(0.01, 30)]))
+                rows.append((start, start + length, bool(rng.random() < 0.8)))
+            pair.append(build_timeline(rows, duration))
+        ref, hyp = pair
+        assert _counts(dpalign(ref, hyp)) == _dpalign_table(ref, hyp), trial
+    for _ in range(6):
+        ref = _alternating_file(bool(rng.integers(2)), int(rng.integers(100, 400)), 1e4)
+        hyp = _alternating_file(bool(rng.integers(2)), int(rng.integers(1, 400)), 1e4)
+        assert _counts(dpalign(ref, hyp)) == _dpalign_table(ref, hyp)
+
+
+def test_dpalign_of_40000_events_is_counted_in_linear_time() -> None:
+    """A file of 40,000 events (80,001 segments; NEDC's table would hold 6.4e9 cells)."""
+    events = [(10.0 * k + 1, 10.0 * k + 2) for k in range(40_000)]
+    ref = _tl(events, 400_010.0)
+    shifted = _tl([(a + 0.5, b + 0.5) for a, b in events[1:]], 400_010.0)
+    c = dpalign(ref, shifted)
+    assert (c.n_ref, c.hits, c.misses, c.false_alarms) == (40_000, 39_999, 1, 0)

@@ -189,6 +189,40 @@ def test_a_killed_sweep_resumes_without_retraining(built, tmp_path):
     assert len(json.loads((run1 / "run.json").read_text())["resumes"]) == 1
 
 
+def test_a_run_that_finished_while_its_sweep_was_dead_is_not_trained_again(built, tmp_path):
+    """SIGKILL of the sweep after its run finished but before the sweep reaped it (it polls
+    every 600 s here): sweep.json still says running; --resume reads the run's own directory
+    (final heartbeat done, metrics) and records it done without training it again."""
+    runs = tmp_path / "runs"
+    sweep = Sweep([*_sets(built, runs, "train.epochs=1", "sweep.poll_s=600"), "--vary",
+                   "train.lr=0.001", "--name", "alone"])  # fmt: skip
+    deadline = time.monotonic() + 240
+
+    def finished() -> bool:  # the run wrote its final beat and its process has exited
+        beats = list(runs.glob("alone/*/*/heartbeat.json"))
+        if not beats or json.loads(beats[0].read_text() or "{}").get("state") != "done":
+            return False
+        return not sweep.trainers()
+
+    while not finished():
+        assert time.monotonic() < deadline and sweep.proc.poll() is None, sweep.proc.poll()
+        time.sleep(0.05)
+    assert [r["status"] for r in _runs(runs, "alone")] == ["running"], "reaped: no test"
+    sweep.proc.send_signal(signal.SIGKILL)
+    sweep.wait()
+    (slot,) = [p for p in (runs / "alone").iterdir() if p.is_dir()]
+    (run,) = [p for p in slot.iterdir() if p.is_dir()]
+    before = (run / "checkpoints" / "last.pt").stat().st_mtime_ns
+    res = run_ictal("sweep", *_sets(built, runs, "sweep.poll_s=0.2"), "--resume", "alone")
+    assert res.returncode == 0, res.stderr[-3000:]
+    (row,) = _runs(runs, "alone")
+    assert row["status"] == "done" and row["run_dir"] == str(run), row
+    assert row["metrics"] and "best_val_loss" in row["metrics"]
+    assert [p for p in slot.iterdir() if p.is_dir()] == [run], "a second run was started"
+    assert (run / "checkpoints" / "last.pt").stat().st_mtime_ns == before, "retrained"
+    assert json.loads((run / "run.json").read_text())["resumes"] == []
+
+
 def test_sigterm_to_the_sweep_stops_its_runs_resumably(built, tmp_path):
     runs = tmp_path / "runs"
     sweep = Sweep([*_sets(built, runs, "train.epochs=50"), "--vary", "train.lr=0.001,0.002",

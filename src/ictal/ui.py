@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from rich.console import Console
+from rich.highlighter import NullHighlighter
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
@@ -25,6 +26,8 @@ from rich.text import Text
 from ictal.io.redact import RedactingFormatter
 
 log = logging.getLogger("ictal")
+# Every console prints text as it is: no markup, emoji codes or highlighting (make_console).
+PLAIN = {"markup": False, "emoji": False, "highlight": False}
 
 
 def is_terminal() -> bool:
@@ -35,15 +38,14 @@ def is_terminal() -> bool:
 def make_console() -> Console:
     """Console for summaries on stdout; plain and wide (no wrapped paths) when not a terminal.
 
-    Markup and emoji codes are off: labels, paths and messages come from user files and are
-    printed as they are (a label ``[/bold]`` is text, not a style); styles are given as
-    ``rich.text.Text`` objects instead.
+    Markup, emoji codes and highlighting are off: labels, paths and messages come from user
+    files and are printed as they are (a label ``[/bold]`` is text, not a style), and rich's
+    highlighter, whose patterns take quadratic time on some text (40 KB of ``<`` took a
+    minute), never sees them; styles are given as ``rich.text.Text`` objects instead.
     """
     if sys.stdout.isatty():
-        return Console(markup=False, emoji=False)
-    return Console(
-        no_color=True, width=200, soft_wrap=False, force_terminal=False, markup=False, emoji=False
-    )
+        return Console(**PLAIN)
+    return Console(no_color=True, width=200, soft_wrap=False, force_terminal=False, **PLAIN)
 
 
 def styled(text: str, style: str) -> Text:
@@ -59,9 +61,8 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.removeHandler(h)
     handler: logging.Handler
     if is_terminal():
-        handler = RichHandler(
-            console=Console(stderr=True, markup=False, emoji=False), show_path=False, markup=False
-        )
+        handler = RichHandler(console=Console(stderr=True, **PLAIN), show_path=False,
+                              markup=False, highlighter=NullHighlighter(), keywords=[])  # fmt: skip
         handler.setFormatter(RedactingFormatter("%(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -135,7 +136,7 @@ def progress(description: str, total: int | None, every_s: float = 10.0) -> Iter
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        console = Console(stderr=True, emoji=False)
+        console = Console(stderr=True, **PLAIN)
         with Progress(*columns, console=console, transient=False) as prog:
             ticker._progress = prog
             ticker._task = prog.add_task(description, total=total)

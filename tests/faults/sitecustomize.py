@@ -5,6 +5,10 @@ answer happen instead. With ICTAL_FAULT_ERRNO (ENOSPC, EROFS, ...) and ICTAL_FAU
 fnmatch pattern of absolute paths) set, every write-open, mkdir, rename or unlink of a
 matching path raises that OSError, after ICTAL_FAULT_AFTER (default 0) matching writes were
 let through in this process. Spawned workers inherit the environment and the fault.
+
+With ICTAL_FAULT_AT=write (ENOSPC only), a matching write-open succeeds and the disk refuses
+the bytes instead, as when it fills while a file is written: the descriptor is /dev/full's
+(the kernel fails every write with ENOSPC) under the file's name.
 """
 
 from __future__ import annotations
@@ -41,16 +45,40 @@ if _CODE:
 
     _os_open, _open, _mkdir = os.open, builtins.open, os.mkdir
     _rename, _replace, _unlink, _rmdir = os.rename, os.replace, os.unlink, os.rmdir
+    _fchmod = os.fchmod
+    _AT_WRITE = os.environ.get("ICTAL_FAULT_AT") == "write"
+    _full: dict[int, str] = {}  # descriptors turned into /dev/full's, by the file they name
+
+    def _fill(fd: int, path: object) -> None:
+        full = _os_open("/dev/full", os.O_WRONLY)
+        os.dup2(full, fd)
+        os.close(full)
+        _full[fd] = os.fsdecode(path)  # type: ignore[arg-type]
 
     def _fault_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if flags & _WRITE and _hit(path):
+        hit = flags & _WRITE and _hit(path)
+        if hit and not _AT_WRITE:
             _fail(path)
-        return _os_open(path, flags, *args, **kwargs)
+        fd = _os_open(path, flags, *args, **kwargs)
+        _full.pop(fd, None)
+        if hit:
+            _fill(fd, path)
+        return fd
 
     def _fault_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
-        if isinstance(file, str | bytes | os.PathLike) and set(mode) & set("wax+") and _hit(file):
+        hit = isinstance(file, str | bytes | os.PathLike) and set(mode) & set("wax+")
+        hit = hit and _hit(file)
+        if hit and not _AT_WRITE:
             _fail(file)
-        return _open(file, mode, *args, **kwargs)
+        fh = _open(file, mode, *args, **kwargs)
+        if hit:
+            _fill(fh.fileno(), file)
+        return fh
+
+    def _fault_fchmod(fd, mode):  # type: ignore[no-untyped-def]
+        if fd in _full:  # the file's mode, never /dev/full's
+            return os.chmod(_full[fd], mode)
+        return _fchmod(fd, mode)
 
     def _fault_mkdir(path, *args, **kwargs):  # type: ignore[no-untyped-def]
         if _hit(path):
@@ -75,8 +103,11 @@ if _CODE:
 
     os.open = _fault_os_open
     builtins.open = _fault_open
-    os.mkdir = _fault_mkdir
-    os.rename = _fault_move(_rename)
-    os.replace = _fault_move(_replace)
-    os.unlink = os.remove = _fault_remove(_unlink)
-    os.rmdir = _fault_remove(_rmdir)
+    if _AT_WRITE:  # only the bytes are refused: names are made, renamed and removed
+        os.fchmod = _fault_fchmod
+    else:
+        os.mkdir = _fault_mkdir
+        os.rename = _fault_move(_rename)
+        os.replace = _fault_move(_replace)
+        os.unlink = os.remove = _fault_remove(_unlink)
+        os.rmdir = _fault_remove(_rmdir)

@@ -12,6 +12,7 @@ from ictal.cache.layout import MANIFEST, TABLE
 from ictal.config import CACHE_FORMAT_VERSION, PREPROCESSING_VERSION, Config, diff_semantic
 from ictal.errors import ExitCode, IctalError, UnsafePathError
 from ictal.io.paths import check_name, contained_all
+from ictal.io.untrusted import MAX_JSON_BYTES, UnreadableInput, loads_json, read_bytes
 
 SUPPORTED_FORMATS = (CACHE_FORMAT_VERSION,)
 
@@ -24,13 +25,26 @@ class ManifestError(IctalError, ValueError):
 
 
 def read_json(path: Path) -> Any:
-    """Parse a JSON file, raising ManifestError naming the file on any problem."""
+    """Parse a JSON file (regular, at most ``MAX_JSON_BYTES``, nesting and numbers bounded),
+    raising ManifestError naming the file on any problem."""
+    return _parsed(path, _read(path))
+
+
+def _read(path: Path) -> bytes:
+    """A manifest or table's bytes (a regular file within the limit) or a ManifestError."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_bytes(path, "cache file", MAX_JSON_BYTES)
     except FileNotFoundError as exc:
         raise ManifestError(f"{path}: missing") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: unreadable or not JSON ({exc})") from exc
+    except (OSError, UnreadableInput) as exc:
+        raise ManifestError(f"{path}: unreadable ({exc})") from None
+
+
+def _parsed(path: Path, data: bytes) -> Any:
+    try:
+        return loads_json(data, str(path))
+    except UnreadableInput as exc:
+        raise ManifestError(f"{exc}: the cache is refused (rebuild or stage it again)") from None
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
@@ -110,18 +124,12 @@ def open_cache(path: str | Path) -> CacheView:
         if not isinstance(manifest.get(name), kind) or isinstance(manifest.get(name), bool):
             raise ManifestError(f"{base / MANIFEST}: no valid {name!r} (not an ictal manifest)")
     table_path = base / TABLE
-    try:
-        raw = table_path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ManifestError(f"{table_path}: missing") from exc
+    raw = _read(table_path)
     table = manifest.get("table")
     expected = table.get("sha256") if isinstance(table, dict) else None
     if sha256_bytes(raw) != expected:
         raise ManifestError(f"{table_path}: content does not match the manifest's sha256")
-    try:
-        rows = json.loads(raw)
-    except ValueError as exc:
-        raise ManifestError(f"{table_path}: not JSON ({exc})") from exc
+    rows = _parsed(table_path, raw)
     check_rows(base, rows)
     return CacheView(base, manifest, rows)
 

@@ -9,7 +9,6 @@ when ``<key16>.staging`` is renamed to ``<key16>``. Neither ever creates a bucke
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -30,6 +29,7 @@ from ictal.io.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 from ictal.io.paths import contained
 from ictal.io.redact import redact
 from ictal.io.storage import fetch_file, files_to_copy, make_dirs, open_url, storage_errors
+from ictal.io.untrusted import MAX_JSON_BYTES, loads_json
 from ictal.ui import log, progress
 
 _KEY16 = re.compile(r"^[0-9a-f]{16}")
@@ -157,9 +157,11 @@ def _published(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, dict[str, 
         k16 = name.rsplit("/", 2)[-2]
         if not _KEY16.fullmatch(k16):
             continue
-        try:
-            out[k16] = json.loads(fs.cat_file(name))
-        except (ValueError, OSError):
+        try:  # a remote manifest is untrusted: bounded, nesting and numbers checked
+            data = fs.cat_file(name, start=0, end=MAX_JSON_BYTES + 1)
+            if len(data) <= MAX_JSON_BYTES:
+                out[k16] = loads_json(data, name)
+        except (ValueError, OSError):  # UnreadableInput is a ValueError
             continue
     return out
 
@@ -321,7 +323,13 @@ def _fetch_and_commit(
     )
     with _storage(url, "listing"):
         sizes = _remote_sizes(fs, src)
-        manifest = fs.cat_file(f"{src}/{layout.MANIFEST}")
+        manifest = fs.cat_file(f"{src}/{layout.MANIFEST}", start=0, end=MAX_JSON_BYTES + 1)
+    if len(manifest) > MAX_JSON_BYTES:
+        raise PreflightError(
+            f"{redact(url)}/{k16}/{layout.MANIFEST} is over {MAX_JSON_BYTES >> 20} MiB: not an "
+            "ictal manifest",
+            "run `ictal publish --force` where the cache was built",
+        )
     names = _stage_names(sizes, staging, src)
     with _storage(url, "staging from"), progress("stage", total=len(names)) as tick:
         for rel in names:

@@ -95,9 +95,11 @@ def _os_error(exc: OSError) -> int:
     named = f" (under {setting})" if setting else ""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         error(f"disk full writing {where}{named}: {why}")
+        disk = f"{setting}'s disk" if setting else "that disk"
+        larger = f" (or point {setting} at a larger one)" if setting else ""
         typer.echo(
-            "  fix: free space (or point the setting at a larger disk) and run the same "
-            "command again: what was finished is kept",
+            f"  fix: free space on {disk}{larger} and run the same command again: what was "
+            "finished is kept",
             err=True,
         )
         return ExitCode.PREFLIGHT
@@ -151,7 +153,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def main() -> None:
-    """Console-script entry point: SIGTERM unwinds like Ctrl-C; exit codes scripts trust."""
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    """Console-script entry point: exit codes scripts trust, and SIGINT and SIGTERM unwinding
+    every command alike (exit 130), installed here whatever the process inherited: a
+    background job of a script starts with SIGINT ignored, and would run on after
+    ``kill -INT``."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import math
 import re
 from typing import Any
@@ -38,7 +37,8 @@ from ictal.corpus.discovery import (
 )
 from ictal.errors import UsageError
 from ictal.io.redact import redact
-from ictal.io.storage import storage_errors
+from ictal.io.storage import is_local, storage_errors
+from ictal.io.untrusted import UnreadableInput, loads_json, regular_file
 
 DESCRIPTION = "dataset_description.json"
 PARTICIPANTS = "participants.tsv"
@@ -56,6 +56,7 @@ _SKIPPED = ("derivatives/", "sourcedata/", "code/", "stimuli/", ".")
 _INVENTORY = ("_eeg.edf", "_events.tsv", "_eeg.json")
 _FIX = "check corpus.root (the path or URL) and its credentials (environment)"
 MAX_TABLE_BYTES = 64 * 2**20  # far above any events or participants table: never read whole
+MAX_SIDECAR_BYTES = 1 << 20  # an *_eeg.json sidecar is a few KB
 
 
 def _entities(name: str) -> dict[str, str] | None:
@@ -103,15 +104,26 @@ def read_participants(fs: fsspec.AbstractFileSystem, base: str, url: str) -> dic
     or the column is absent. A table that cannot be read is a refusal naming it (a split
     must never change silently)."""
     path = f"{base}/{PARTICIPANTS}"
+    where = f"{redact(url).rstrip('/')}/{PARTICIPANTS}"
     with storage_errors(url, "reading participants.tsv of", _FIX):
         if not fs.exists(path):
             return None
+        try:
+            _local_regular(fs, path, "participants table")
+        except AnnotationError as exc:
+            raise UsageError(f"{where}: {exc.reason}; fix or remove it") from None
         data = fs.cat_file(path, start=0, end=MAX_TABLE_BYTES + 1)
-    where = f"{redact(url).rstrip('/')}/{PARTICIPANTS}"
     if len(data) > MAX_TABLE_BYTES:
         raise UsageError(f"{where}: over {MAX_TABLE_BYTES >> 20} MB, not a participants table")
     try:
-        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter="\t"))
+        reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig")), delimiter="\t")
+        twice = _repeated(reader.fieldnames or [])
+        if twice:
+            raise UsageError(
+                f"{where}: line 1: column {twice[:40]!r} appears twice (which one holds the "
+                "split is ambiguous); keep one"
+            )
+        rows = list(reader)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(
             f"{where}: not a UTF-8 tab-separated table ({exc}); fix or remove it"
@@ -199,6 +211,9 @@ def parse_events(text: str, path: str) -> AnnotationFile:
     try:
         reader = csv.DictReader(io.StringIO(text), delimiter="\t")
         fields = reader.fieldnames or []
+        twice = _repeated(fields)
+        if twice:
+            raise AnnotationError(path, f"line 1: column {twice[:40]!r} appears twice; keep one")
         missing = [c for c in EVENT_COLUMNS if c not in fields]
         if missing:
             raise AnnotationError(path, f"line 1: missing column(s) {', '.join(missing)}")
@@ -233,12 +248,15 @@ def read_events(path: str, fs: Any = None) -> AnnotationFile:
     if fs is None:
         fs, where = fsspec.core.url_to_fs(path)
     try:
+        _local_regular(fs, where, "events table")
         with fs.open(where, "rb") as fh:
             data = fh.read(MAX_TABLE_BYTES + 1)
     except FileNotFoundError:
         raise AnnotationError(path, "missing events file") from None
     except IsADirectoryError:
         raise AnnotationError(path, "is a directory, not an events file") from None
+    except AnnotationError as exc:
+        raise AnnotationError(path, exc.reason) from None
     if len(data) > MAX_TABLE_BYTES:
         raise AnnotationError(path, f"over {MAX_TABLE_BYTES >> 20} MB, not an events table")
     try:
@@ -246,6 +264,28 @@ def read_events(path: str, fs: Any = None) -> AnnotationFile:
     except UnicodeDecodeError as exc:
         raise AnnotationError(path, f"not UTF-8 text (byte {exc.start})") from None
     return parse_events(text, path)
+
+
+def _repeated(columns: list[str]) -> str | None:
+    """The first column name a table header holds twice (csv keeps only the last one's
+    values: a second ``split`` column would move subjects silently), or None."""
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def _local_regular(fs: Any, where: str, what: str) -> None:
+    """A local table or sidecar must be a regular file (a FIFO or a device would block or
+    never end); object stores hold only objects."""
+    if is_local(fs):
+        try:
+            regular_file(where, what)
+        except UnreadableInput as exc:
+            reason = str(exc).removeprefix(f"{what} {where} ")
+            raise AnnotationError(where, reason) from None
 
 
 def sidecar_of(edf_path: str) -> str | None:
@@ -262,15 +302,20 @@ def line_frequency(path: str, fs: Any = None) -> float | None:
     if fs is None:
         fs, where = fsspec.core.url_to_fs(path)
     try:
+        _local_regular(fs, where, "sidecar")
         with fs.open(where, "rb") as fh:
-            data = fh.read(1 << 20)
+            data = fh.read(MAX_SIDECAR_BYTES + 1)
     except FileNotFoundError:
         return None
+    except AnnotationError as exc:
+        raise AnnotationError(path, exc.reason) from None
     except OSError as exc:
         raise AnnotationError(path, f"cannot read the sidecar ({exc})") from None
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise AnnotationError(path, f"over {MAX_SIDECAR_BYTES >> 20} MB, not a sidecar")
     try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except ValueError:
+        doc = loads_json(data.decode("utf-8-sig"), "sidecar")
+    except (UnicodeDecodeError, UnreadableInput):
         raise AnnotationError(path, "not a JSON sidecar") from None
     if not isinstance(doc, dict):
         raise AnnotationError(path, "not a JSON object")

@@ -7,7 +7,6 @@ probabilities of another checkpoint, cache or windowing into the same directory.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ictal.errors import UsageError
 from ictal.events.operating_points import RecordingTrace
 from ictal.events.postprocess import Event
 from ictal.io.atomic import atomic_write_json, atomic_write_with
+from ictal.io.untrusted import UnreadableInput, read_json
 from ictal.models import inference
 from ictal.runs.directory import EvalDir
 from ictal.runs.heartbeat import LiveStatus
@@ -59,7 +59,10 @@ def recording_infos(
 
 
 def probs_complete(path: Path, n_out: int) -> bool:
-    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically)."""
+    """True when ``path`` is a float32 probability file of ``n_out`` steps (written atomically;
+    anything but a regular file is not one, and is never opened: a FIFO would block)."""
+    if not path.is_file():
+        return False
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError):
@@ -72,8 +75,15 @@ def probs_complete(path: Path, n_out: int) -> bool:
 def check_identity(out: EvalDir, identity: dict[str, Any]) -> None:
     """Refuse to mix probabilities of different checkpoints, caches or windowing in one dir."""
     path = out.identity
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
+    if path.exists():
+        try:
+            old = read_json(path, "evaluation identity", 1 << 20)
+        except UnreadableInput as exc:
+            raise UsageError(
+                f"{exc}: pass another --out, or remove {out.path} to redo it"
+            ) from None
+        if not isinstance(old, dict):
+            old = {}
         differ = [k for k in identity if k != "checkpoint" and old.get(k) != identity[k]]
         if differ:
             raise UsageError(

@@ -19,6 +19,7 @@ from pathlib import Path
 from ictal.corpus.annotations import SEIZURE_CODES
 from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, build_timeline
 from ictal.events.postprocess import merge_close
+from ictal.io.untrusted import UnreadableInput, read_bytes
 
 SUFFIXES: tuple[str, ...] = (".csv_bi", ".csv", ".tsv")
 NEDC_VERSION = "csv_v1.0.0"
@@ -27,6 +28,9 @@ TSV_COLUMNS: tuple[str, ...] = ("onset", "duration", "eventType", "recordingDura
 _COMMENT = re.compile(r'^#([a-zA-Z:!?" _-]*)=(.+)$')
 _SHOWN = 40  # characters of a bad field quoted in a message (never a whole line of a file)
 MAX_BYTES = 64 * 2**20  # far above any annotation file; a bigger one is not read into memory
+# One recording per file: 31 days is beyond any EEG file; EPOCH samples every 0.25 s of it and
+# SzCORE every second (about 120 MB at the limit); a duration of 1e12 s would ask terabytes.
+MAX_DURATION_S = 31 * 86400.0
 
 
 class FormatError(ValueError):
@@ -210,6 +214,11 @@ def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
         duration, rows, notes = _tsv_rows(text, path)
     else:
         duration, rows, notes = _nedc_rows(text, path, kind)
+    if duration > MAX_DURATION_S:
+        raise FormatError(
+            f"{path}: duration {duration:g} s is over {MAX_DURATION_S / 86400:g} days, longer than "
+            "any recording (fix the duration; NEDC scores one recording per file)"
+        )
     try:
         timeline = build_timeline(rows, duration)
     except TimelineError as exc:
@@ -218,17 +227,14 @@ def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
 
 
 def read_file(path: str | Path) -> ScoredFile:
-    """Read and parse one local annotation file (UTF-8)."""
+    """Read and parse one local annotation file (a regular UTF-8 file of at most 64 MB)."""
     name = str(path)
     try:
-        size = Path(path).stat().st_size
-        if size > MAX_BYTES:
-            raise FormatError(f"{name}: {size} bytes is not an annotation file")
-        data = Path(path).read_bytes()
+        data = read_bytes(path, "annotation file", MAX_BYTES)
     except FileNotFoundError:
         raise FormatError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise FormatError(f"{name}: is a directory, not an annotation file") from None
+    except UnreadableInput as exc:  # a FIFO, a device, a directory, too large: named in it
+        raise FormatError(str(exc)) from None
     except OSError as exc:  # permissions, I/O: this file cannot be scored, the others can
         raise FormatError(f"{name}: cannot read it: {exc.strerror or exc}") from None
     try:

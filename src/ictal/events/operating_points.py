@@ -6,7 +6,6 @@ memory is bounded by one recording's trace. Eval only ever meets thresholds read
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -21,6 +20,7 @@ from ictal.events.counts import ZERO, EventCounts
 from ictal.events.postprocess import Event, PostProcess, events_from_probs
 from ictal.events.scorers import get_scorer
 from ictal.io.atomic import atomic_write_json
+from ictal.io.untrusted import read_json
 
 DEFAULT_TARGETS: tuple[float, ...] = (10.0, 5.0, 2.5, 1.0)
 DEFAULT_SCORERS: tuple[str, ...] = ("ovlp", "taes", "szcore")
@@ -265,7 +265,9 @@ def save_operating_points(path: str | os.PathLike[str], ops: OperatingPoints) ->
 
 def load_operating_points(path: str | os.PathLike[str]) -> OperatingPoints:
     """Read operating points written by ``save_operating_points``."""
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    doc = read_json(path, "operating points file", 16 << 20)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a JSON object")
     if doc.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported operating-points format {doc.get('format_version')}")
     points = {

@@ -52,13 +52,32 @@ def atomic_write_with(
             if fsync:
                 os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        refused = _os_refusal(exc, tmp)
+        if refused is None:
+            raise
+        raise OSError(refused.errno, refused.strerror, str(target)) from exc
     if fsync:
         fsync_dir(target.parent)
     return target
+
+
+def _os_refusal(exc: BaseException, tmp: str) -> OSError | None:
+    """The operating system's refusal of the temp file behind a failed whole-file write (a
+    full disk, a quota), to re-raise naming the file being written: a write, flush or fsync
+    error names no file, the temp file's name means nothing to a user, and a writer may wrap
+    the error (torch's zip writer turns ENOSPC into ``RuntimeError: unexpected pos``). An
+    error about another file (one a writer reads) is left as it is."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the error itself, then what it was raised from or during
+        if not isinstance(seen, Exception):
+            return None
+        if isinstance(seen, OSError) and seen.errno is not None:
+            return seen if seen.filename in (None, tmp) else None
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:

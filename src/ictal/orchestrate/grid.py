@@ -4,10 +4,18 @@ plain directory name; what a sweep gives each run itself is not a value to vary.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 
 from ictal.config import ROLES
 from ictal.errors import UsageError
+
+# The most runs one sweep plans: each is a training run with its own directory, admitted one
+# machine's share at a time; a larger grid (10^6 from a few --vary flags) is refused before
+# anything is made, naming its size.
+MAX_RUNS = 10_000
+# Every name member_name gives: the run's number, then its values made plain.
+MEMBER_NAME = re.compile(r"r[0-9]{3,}(-[A-Za-z0-9_.=+-]+)?")
 
 
 def split_values(text: str) -> list[str]:
@@ -32,15 +40,16 @@ def split_values(text: str) -> list[str]:
 
 
 def grid(varies: list[str], seeds: int | None) -> list[list[str]]:
-    """The runs: every combination of the ``key=v1,v2`` values, times ``seeds`` seeds."""
+    """The runs: every combination of the ``key=v1,v2`` values, times ``seeds`` seeds; more
+    than ``MAX_RUNS`` is a usage error, said before any combination is made."""
     axes: list[list[str]] = []
     for vary in varies:
         if "=" not in vary:
-            raise UsageError(f"--vary {vary!r} must look like section.key=v1,v2,...")
+            raise UsageError(f"--vary {vary[:80]!r} must look like section.key=v1,v2,...")
         key, values = vary.split("=", 1)
         choices = split_values(values)
         if not key.strip() or not choices:
-            raise UsageError(f"--vary {vary!r}: a key and at least one value are needed")
+            raise UsageError(f"--vary {vary[:80]!r}: a key and at least one value are needed")
         if not ROLES.sweep_may_vary(key.strip()):
             raise UsageError(
                 f"--vary {key.strip()}: a sweep gives each run its own runs.root, train.threads, "
@@ -48,6 +57,13 @@ def grid(varies: list[str], seeds: int | None) -> list[list[str]]:
                 "every run; vary the experiment (model, data, schedule, seed) instead"
             )
         axes.append([f"{key.strip()}={v}" for v in choices])
+    runs = math.prod(len(a) for a in axes) * (seeds or 1)
+    if runs > MAX_RUNS:
+        sizes = " x ".join([str(len(a)) for a in axes] + ([f"{seeds} seeds"] if seeds else []))
+        raise UsageError(
+            f"the sweep would have {runs:,} runs ({sizes}), more than the {MAX_RUNS:,} one sweep "
+            "plans; vary fewer values (or split the grid into several sweeps)"
+        )
     if seeds:
         axes.append([f"train.seed={k}" for k in range(seeds)])
     return [list(combo) for combo in itertools.product(*axes)] if axes else [[]]

@@ -17,7 +17,6 @@ budget so the machine never freezes, each run its own ``ictal train`` child proc
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -31,21 +30,23 @@ from typing import Any
 import psutil
 
 from ictal.config import Config, ConfigError, load_config
-from ictal.errors import Ending, ExitCode, UsageError
+from ictal.errors import Ending, ExitCode, UnsafePathError, UsageError
 from ictal.ids import new_run_id
 from ictal.io.atomic import atomic_write_json
 from ictal.io.lock import FileLock
 from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
+from ictal.io.untrusted import UnreadableInput, read_json
 from ictal.machine import usable_cpus
-from ictal.orchestrate.grid import grid, member_name
+from ictal.orchestrate.grid import MEMBER_NAME, grid, member_name
 from ictal.parallel import supervisor
-from ictal.runs.directory import SWEEP_JSON, RunDir
+from ictal.runs.directory import SWEEP_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
-from ictal.ui import log
+from ictal.ui import log, progress
 
 CHILD_LOG = "train.out"
+LOG_TAIL_BYTES = 64 << 10  # how much of the end of a child's log is searched for its error
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 GB = 1e9
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a sweep's directory name
@@ -59,6 +60,7 @@ class Budget:
     memory_gb: float
     gpu_memory_gb: float | None  # None on a machine without CUDA
     parallel: int | None  # None: as many as the budget admits
+    cpus_given: bool = True  # --cpus was given (else: every usable CPU of this machine)
 
 
 @dataclass
@@ -126,7 +128,43 @@ def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
         memory_gb=memory_gb or available * cfg.sweep.memory_fraction,
         gpu_memory_gb=gpu,
         parallel=None if parallel == "auto" else int(parallel),
+        cpus_given=cpus is not None,
     )
+
+
+def _largest(section: str, name: str) -> int:
+    """The largest value the config allows for ``section.name`` (its ``le`` bound)."""
+    model = Config.model_fields[section].annotation
+    info = model.model_fields[name]  # type: ignore[union-attr]
+    return min(int(m.le) for m in info.metadata if getattr(m, "le", None) is not None)
+
+
+def split_share(share: int) -> tuple[int, int]:
+    """A run's CPUs as (torch threads, loader workers): half each, the odd one to torch."""
+    loader = max(1, share // 2)
+    return max(1, share - loader), loader
+
+
+def run_share(budget: Budget, runs: int) -> int:
+    """The CPUs of one run: the budget over the runs at once (``--parallel``, or as many as
+    there are runs and CPUs). ``train.threads`` and ``loader.num_workers`` have limits: a
+    share over what one run can take is refused (exit 2) before anything starts when
+    ``--cpus`` asked for it, and is that most when the budget is the whole machine."""
+    targets = budget.parallel or min(runs, budget.cpus)
+    share = max(1, budget.cpus // max(1, targets))
+    most_threads, most_loader = _largest("train", "threads"), _largest("loader", "num_workers")
+    most = min(2 * most_loader + 1, 2 * most_threads)  # the largest share split_share keeps in
+    if share > most and not budget.cpus_given:
+        return most
+    if share > most:
+        threads, loader = split_share(share)
+        raise UsageError(
+            f"--cpus {budget.cpus} gives each of {targets} run(s) at once {share} CPUs "
+            f"(train.threads={threads}, loader.num_workers={loader}), more than one run takes "
+            f"(train.threads at most {most_threads}, loader.num_workers at most {most_loader}): "
+            f"give --cpus at most {most * targets}, or a larger --parallel"
+        )
+    return share
 
 
 class Sweep:
@@ -137,16 +175,14 @@ class Sweep:
         self.cfg = cfg
         self.procs: dict[str, subprocess.Popen] = {}
         self.resume: set[str] = set()
-        targets = plan.budget.parallel or min(len(plan.members), plan.budget.cpus)
-        self.share = max(1, plan.budget.cpus // max(1, targets))  # CPUs of one run
+        self.share = run_share(plan.budget, len(plan.members))  # CPUs of one run
         self.floor_said = False
 
     # ----------------------------------------------------------------- child processes
 
     def _args(self, m: Member) -> list[str]:
         slot = self.plan.directory / m.name
-        loader = max(1, self.share // 2)
-        threads = max(1, self.share - loader)
+        threads, loader = split_share(self.share)
         fixed = [f"runs.root={slot}", f"train.threads={threads}", f"loader.num_workers={loader}"]
         gpu = self.plan.budget.gpu_memory_gb
         if gpu:
@@ -163,11 +199,12 @@ class Sweep:
         slot = self.plan.directory / m.name
         slot.mkdir(parents=True, exist_ok=True)
         self._wait_unlocked(slot)
+        if m.name in self.resume and self.adopt_finished(m):
+            return  # its earlier child finished while being waited for
         args = [sys.executable, "-m", "ictal.cli", "train", *self._args(m)]
         if m.name in self.resume:
             args.append("--resume")
-        threads = str(max(1, self.share - max(1, self.share // 2)))
-        env = {**os.environ, **dict.fromkeys(THREAD_ENV, threads)}
+        env = {**os.environ, **dict.fromkeys(THREAD_ENV, str(split_share(self.share)[0]))}
         with open(slot / CHILD_LOG, "ab") as out:  # SIGTERM when the sweep dies: resumable
             proc = supervisor.start(args, stdin=subprocess.DEVNULL, stdout=out,
                                     stderr=subprocess.STDOUT, env=env)  # fmt: skip
@@ -212,6 +249,24 @@ class Sweep:
         if isinstance(step, int) and step >= self.cfg.sweep.ramp_steps:
             return True
         return any(r.get("phase") == "validate" for r in read_metrics(run.metrics))
+
+    def adopt_finished(self, m: Member) -> bool:
+        """Record ``m`` done when its run finished while sweep.json could not say so (the
+        sweep was killed before it reaped the run, or recorded an exit code other than 0), as
+        the run's own directory says (its final heartbeat ``done``, its metrics); whether it
+        did. Such a run is never trained again."""
+        run = self._run_dir(m)
+        if run is None or run.locked:
+            return False
+        beat = read_heartbeat(run.heartbeat) or {}
+        metrics = final_metrics(run.path)
+        if beat.get("state") != RunState.DONE or metrics is None:
+            return False
+        ended = beat.get("time")
+        m.status, m.run_dir, m.metrics, m.error = "done", str(run.path), metrics, None
+        m.ended = float(ended) if isinstance(ended, int | float) else m.ended
+        log.info(f"sweep: {m.name} had finished ({run.path}), not run again")
+        return True
 
     def _gpu_gb(self, m: Member) -> float:
         run = self._run_dir(m)
@@ -343,7 +398,9 @@ def final_metrics(run: Path) -> dict[str, Any] | None:
 def _last_error(path: Path, code: int) -> str:
     """The last error line a child printed, or what its exit code means."""
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with open(path, "rb") as fh:  # the end of the log only: a child may print gigabytes
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - LOG_TAIL_BYTES))
+            lines = fh.read().decode("utf-8", errors="replace").splitlines()
     except OSError:
         lines = []
     errors = [line for line in lines if line.startswith("error:")]
@@ -381,14 +438,18 @@ def plan_sweep(
             f"a sweep named {name} exists in {root}: continue it with `ictal sweep --resume "
             f"{name}`, or give another --name"
         )
+    combos = grid(varies, seeds)
+    run_share(budget, len(combos))
     members = []
-    for k, overrides in enumerate(grid(varies, seeds)):
-        m = Member(member_name(k, overrides), overrides)
-        try:
-            load_config(base_config, [*base_sets, *overrides])
-        except ConfigError as exc:
-            m.status, m.error = "failed", " ".join(str(exc).split())
-        members.append(m)
+    with progress("sweep plan", total=len(combos), every_s=5.0) as tick:
+        for k, overrides in enumerate(combos):
+            m = Member(member_name(k, overrides), overrides)
+            try:
+                load_config(base_config, [*base_sets, *overrides])
+            except ConfigError as exc:
+                m.status, m.error = "failed", " ".join(str(exc).split())
+            members.append(m)
+            tick.advance()
     directory.mkdir(parents=True, exist_ok=True)
     config = str(base_config.resolve()) if base_config is not None else None
     return Plan(directory, config, list(base_sets), members, budget)
@@ -418,19 +479,48 @@ def open_sweep(
     return plan_sweep(cfg, root, label, base_config, base_sets, varies, seeds, budget)
 
 
+MAX_SWEEP_JSON_BYTES = 64 << 20  # MAX_RUNS runs of a few hundred bytes each, many times over
+_STATUSES = ("queued", "running", "done", "failed")
+
+
+def _member(row: Any, where: Path) -> Member:
+    """One run of sweep.json, checked: its name becomes a directory of the sweep."""
+    if not isinstance(row, dict):
+        raise TypeError("a run is not an object")
+    m = Member(**row)
+    if not isinstance(m.name, str) or not MEMBER_NAME.fullmatch(m.name):
+        raise UnsafePathError(
+            f"{where}: run name {str(m.name)[:80]!r} is not one ictal sweep gives",
+            "the file was not written by ictal or was tampered with: start a new sweep",
+        )
+    if m.status not in _STATUSES or not (
+        isinstance(m.overrides, list) and all(isinstance(o, str) for o in m.overrides)
+    ):
+        raise TypeError(f"run {m.name}: status or overrides of the wrong kind")
+    return m
+
+
 def load_plan(root: Path, name: str, budget: Budget) -> Plan:
     """The sweep to resume: its runs as sweep.json last recorded them."""
     path = root / name / SWEEP_JSON
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        members = [Member(**r) for r in doc["runs"]]
+        doc = read_json(path, "sweep.json", MAX_SWEEP_JSON_BYTES)
+        members = [_member(r, path) for r in doc["runs"]]
         base = doc["base"]
+        sets = list(base.get("sets") or [])
+        config = base.get("config")
+        if not all(isinstance(s, str) for s in sets) or not isinstance(config, str | None):
+            raise TypeError("base config or --set values of the wrong kind")
     except FileNotFoundError:
         raise UsageError(f"no sweep named {name} in {root} ({path} does not exist)") from None
-    except (ValueError, KeyError, TypeError) as exc:
+    except UnreadableInput as exc:
+        raise UsageError(f"{exc}; it is not a sweep.json written by ictal") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise UsageError(f"{path} is not a sweep.json written by ictal ({exc})") from exc
-    return Plan(root / name, base.get("config"), list(base.get("sets") or []), members, budget,
-                doc.get("created", time.time()))  # fmt: skip
+    run_share(budget, len(members))
+    created = doc.get("created")
+    return Plan(root / name, config, sets, members, budget,
+                created if isinstance(created, int | float) else time.time())  # fmt: skip
 
 
 def run_sweep(plan: Plan, cfg: Config, *, resume: bool) -> Plan:
@@ -443,6 +533,8 @@ def run_sweep(plan: Plan, cfg: Config, *, resume: bool) -> Plan:
             for m in plan.members:
                 if m.status == "done" or (m.status == "failed" and m.started is None):
                     continue  # finished, or its values are invalid: nothing to continue
+                if sweep.adopt_finished(m):
+                    continue
                 sweep.resume.add(m.name)
                 m.status = "queued"
         todo = [m for m in plan.members if m.status == "queued"]

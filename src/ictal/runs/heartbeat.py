@@ -9,7 +9,6 @@ from cumulative counters between two beats. ``ictal status`` reads the same fiel
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -22,6 +21,7 @@ import psutil
 
 from ictal.io.atomic import atomic_write_json
 from ictal.io.jsonable import jsonable
+from ictal.io.untrusted import UnreadableInput, loads_json, read_bytes
 from ictal.machine import usable_cpus
 from ictal.runs.directory import FINAL_STATES, RunState
 from ictal.ui import log
@@ -254,10 +254,28 @@ class Heartbeat:
         self.beat()
 
 
+# A beat is a few KB; a bigger file or object is not one (it is never read whole).
+MAX_HEARTBEAT_BYTES = 1 << 20
+
+
 def read_heartbeat(path: str | Path) -> dict[str, Any] | None:
-    """The last heartbeat written at ``path``, or None if missing or unreadable."""
+    """The last heartbeat written at ``path``, or None if missing or unreadable (not a
+    regular file, over ``MAX_HEARTBEAT_BYTES``, not a JSON object)."""
     try:
-        beat = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_bytes(path, "heartbeat", MAX_HEARTBEAT_BYTES)
+    except (OSError, UnreadableInput):
+        return None
+    return parse_heartbeat(data, str(path))
+
+
+def parse_heartbeat(data: bytes, where: str) -> dict[str, Any] | None:
+    """A heartbeat from its bytes (a local file or a pushed object fetched with at most
+    ``MAX_HEARTBEAT_BYTES + 1`` bytes), or None when it is not one: too large, not JSON
+    (nesting or numbers the parser cannot take included), not an object."""
+    if len(data) > MAX_HEARTBEAT_BYTES:
+        return None
+    try:
+        beat = loads_json(data, f"heartbeat {where}")
+    except UnreadableInput:
         return None
     return beat if isinstance(beat, dict) else None

@@ -3,7 +3,6 @@ command), and every process that resumed it. Credentials in the command line are
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shlex
@@ -17,6 +16,7 @@ from typing import Any
 from ictal import __version__
 from ictal.io.atomic import atomic_write_json
 from ictal.io.redact import redact
+from ictal.io.untrusted import UnreadableInput, read_json
 
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
@@ -74,11 +74,16 @@ def run_metadata(device: str, **identity: Any) -> dict[str, Any]:
     }
 
 
+# run.json grows by a few hundred bytes per resume: far below this.
+MAX_RUN_JSON_BYTES = 16 << 20
+
+
 def read_run_json(path: Path) -> dict[str, Any]:
-    """The run metadata, or {} when missing or unreadable (a report still renders)."""
+    """The run metadata, or {} when missing or unreadable (not a regular file, over
+    ``MAX_RUN_JSON_BYTES``, not a JSON object): a report still renders."""
     try:
-        meta = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        meta = read_json(path, "run.json", MAX_RUN_JSON_BYTES)
+    except (OSError, UnreadableInput):
         return {}
     return meta if isinstance(meta, dict) else {}
 

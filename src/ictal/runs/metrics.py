@@ -15,11 +15,13 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ictal.io.atomic import atomic_write_bytes
 from ictal.io.jsonable import jsonable
+from ictal.io.untrusted import UnreadableInput, loads_json, regular_file
 from ictal.ui import log
 
 PHASES = ("train", "validate", "epoch")
@@ -75,32 +77,73 @@ class MetricsLog:
         self.close()
 
 
+# A metrics line is a few hundred bytes; a longer one is damage, skipped without reading it
+# into memory whole.
+MAX_LINE_BYTES = 1 << 20
+
+
+def _lines(fh: BinaryIO) -> Iterator[bytes | None]:
+    """Complete lines of ``fh`` (newline kept), None for one over ``MAX_LINE_BYTES``; what
+    follows the last newline (a torn write) is not a line."""
+    while True:
+        line = fh.readline(MAX_LINE_BYTES + 1)
+        if line.endswith(b"\n"):
+            yield line
+        elif len(line) <= MAX_LINE_BYTES:
+            return  # the end, or a torn last line
+        else:
+            while line and not line.endswith(b"\n"):
+                line = fh.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return  # the long line was the torn last one
+            yield None
+
+
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """All complete, valid lines of a metrics file, in order. A torn last line (a kill in
     the middle of a write) is ignored; any other line that is not a JSON object (a damaged
-    file) is skipped and counted in one warning naming the file: every reader (resume,
-    report, status) keeps what can be read."""
+    file, a line over ``MAX_LINE_BYTES``, JSON the parser cannot take) is skipped and counted
+    in one warning naming the file: every reader (resume, report, status) keeps what can be
+    read. A path that is not a regular file reads as no lines, with a warning."""
     p = Path(path)
     try:
-        raw = p.read_bytes()
+        regular_file(p, "metrics file")
+        fh = open(p, "rb")  # noqa: SIM115  (closed below)
     except FileNotFoundError:
+        return []
+    except (OSError, UnreadableInput) as exc:
+        log.warning(f"{p}: not read ({exc})")
         return []
     records: list[dict[str, Any]] = []
     bad: list[int] = []
-    for i, line in enumerate(raw.split(b"\n")[:-1]):  # after the last newline: incomplete
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad.append(i + 1)
+    with fh:
+        for lineno, line in enumerate(_lines(fh), start=1):
+            if line is not None and not line.strip():
+                continue
+            try:
+                record = None if line is None else loads_json(line, f"{p} line {lineno}")
+            except UnreadableInput:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                bad.append(lineno)
     if bad:
         log.warning(f"{p}: skipped {len(bad)} unreadable line(s) (first: line {bad[0]})")
     return records
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """The file's last byte is a newline (an empty or missing file counts as ending well)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return True
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"\n"
+    except FileNotFoundError:
+        return True
 
 
 def _int(value: Any) -> float:
@@ -123,6 +166,6 @@ def keep_until(path: str | os.PathLike[str], step: int, epoch: int) -> int:
         or (r.get("phase") in PHASES[1:] and _int(r.get("epoch")) < epoch)
     ]
     p = Path(path)
-    if len(kept) != len(records) or (p.exists() and not p.read_bytes().endswith(b"\n")):
+    if len(kept) != len(records) or not _ends_with_newline(p):
         atomic_write_bytes(p, b"".join(encode(r) for r in kept))
     return len(records) - len(kept)

@@ -11,7 +11,6 @@ endpoints come from the environment as the libraries define them; nothing here p
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import queue
@@ -25,6 +24,7 @@ from ictal.config import Config, flatten
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_json
 from ictal.io.redact import redact
+from ictal.io.untrusted import UnreadableInput, read_json
 from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import read_metrics
@@ -274,8 +274,8 @@ def check(cfg: Config) -> list[str]:
 def read_ids(run: RunDir) -> dict[str, str]:
     """The tracker run ids a run directory keeps (empty when none or unreadable)."""
     try:
-        doc = json.loads(run.trackers.read_text())
-    except (OSError, ValueError):
+        doc = read_json(run.trackers, "trackers.json", 1 << 20)
+    except (OSError, UnreadableInput):
         return {}
     if not isinstance(doc, dict):
         return {}

@@ -64,9 +64,10 @@ def _entry_path(entry: str, listing: Path, lineno: int) -> Path:
 def _from_list(listing: Path) -> list[Path]:
     """The paths a list file names, one per line (blank lines and ``#`` comments skipped)."""
     try:
-        text = read_text(listing, "list file")
+        text = read_text(listing, "list file")  # a FIFO or /dev/zero is refused, not read
     except UnreadableInput as exc:
-        raise UsageError(f"{exc}; give a list file of paths (one per line)") from None
+        fix = "name a list file of paths, a directory or an annotation file"
+        raise UsageError(f"{exc}; {fix}") from None
     paths = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
