@@ -47,7 +47,7 @@ from common import (
 )
 from ictal.cache.build import BuildReport, Task, build_cache, build_one
 from ictal.cache.plan import corpus_root, plan
-from ictal.config import load_config
+from ictal.config_file import load_config
 
 MB = 1e6
 
@@ -121,7 +121,7 @@ import json, sys
 from pathlib import Path
 from ictal.cache.plan import corpus_root, plan
 from ictal.cache.worker import Task, build_one
-from ictal.config import load_config
+from ictal.config_file import load_config
 cfg = load_config(None, [f"corpus.root={sys.argv[1]}", f"cache.root={sys.argv[2]}"])
 planned = plan(cfg)
 refs = sorted(planned.refs, key=lambda r: r.size)

@@ -39,7 +39,7 @@ from common import machine_line, table
 from ictal.auroc import HistogramAuroc
 from ictal.cache.locate import locate
 from ictal.cache.manifest import CacheView, open_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.data.windows import WindowIndex, index_recordings
 
 PATIENTS = 24

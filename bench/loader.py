@@ -34,7 +34,7 @@ from ictal.cache.build import build_cache
 from ictal.cache.layout import MANIFEST, TABLE
 from ictal.cache.manifest import CacheView, open_cache, sha256_bytes, table_bytes
 from ictal.cache.verify import verify_l0
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.data.dataset import WindowDataset
 from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
 from ictal.train.throughput import run_bench

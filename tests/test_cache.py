@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT, run_ictal
 from ictal.cache.preflight import preflight
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.annotations import format_csv_bi
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
@@ -122,7 +122,7 @@ def test_rerun_of_a_committed_cache_does_nothing(corpus, tmp_path):
 BUILD_SCRIPT = """
 import sys
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 cfg = load_config(None, sys.argv[1:])
 build_cache(cfg, workers=1)
 """

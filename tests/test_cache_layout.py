@@ -12,7 +12,7 @@ import pytest
 
 from ictal.cache.build import BuildReport
 from ictal.cache.layout import CacheRoot, key16
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.census import Census
 from ictal.errors import Ending, ExitCode, PreflightError
 from ictal.io.lock import is_locked

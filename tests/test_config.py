@@ -18,8 +18,8 @@ from ictal.config import (
     canonical_json,
     diff_semantic,
     flatten,
-    load_config,
 )
+from ictal.config_file import load_config
 from ictal.roles import MachineField, PathField, Role, field_roles
 
 DIGEST = "0" * 64

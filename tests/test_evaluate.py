@@ -19,7 +19,8 @@ import ictal.models.inference as inference_mod
 from ictal.cache.build import build_cache
 from ictal.cache.manifest import CacheView
 from ictal.cli import run
-from ictal.config import Config, load_config
+from ictal.config import Config
+from ictal.config_file import load_config
 from ictal.corpus.annotations import parse_annotation_text
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError, UsageError

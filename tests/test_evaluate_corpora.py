@@ -18,7 +18,7 @@ from torch import nn
 import ictal.models.inference as inference_mod
 from conftest import run_ictal
 from ictal.cache.manifest import CacheView
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import UsageError
 from ictal.evaluate.corpora import (

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.runs.heartbeat import Heartbeat, LiveStatus, read_heartbeat
 from ictal.train import loop, trainer

@@ -596,7 +596,7 @@ def test_a_pulled_run_pushes_only_to_the_sink_given_now(world):
     fs.invalidate_cache()
     assert snapshot() == before
     # resume takes the machine's fields from today's config, and the sink only from it
-    from ictal.config import load_config
+    from ictal.config_file import load_config
     from ictal.runs.directory import RunDir
     from ictal.runs.resume import resume_config
 

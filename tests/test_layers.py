@@ -19,6 +19,7 @@ LAYERS: list[set[str]] = [
     {"ui"},
     {"corpus"},
     {"config", "device"},
+    {"config_file"},
     {"signal", "models", "events"},
     {"cache", "runs"},
     {"export"},

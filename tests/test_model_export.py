@@ -16,7 +16,7 @@ import torch
 from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.cache.locate import locate
 from ictal.cache.manifest import open_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.detect.records import LOG_DIR, decode
 from ictal.io.framelog import read_records, segments
 from ictal.models.checkpoint import load_model

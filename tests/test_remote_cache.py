@@ -143,7 +143,7 @@ def test_stage_catches_damage_and_resumes(built, tmp_path, ictal):
 STAGE = """
 import sys
 from ictal.cache import remote
-from ictal.config import load_config
+from ictal.config_file import load_config
 remote.stage(load_config(None, sys.argv[1:]))
 """
 
@@ -292,7 +292,7 @@ def test_a_missing_bucket_or_a_down_host_is_said_as_such(s3, tmp_path, ictal):
 
 def test_staged_files_are_fsynced_before_the_commit(built, tmp_path, monkeypatch):
     from ictal.cache import remote as remote_mod
-    from ictal.config import load_config
+    from ictal.config_file import load_config
     from ictal.io import storage as storage_mod
 
     _, path = built

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ictal.cache.manifest import CacheView
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.errors import UsageError
 from ictal.evaluate.evaluation import evaluate_view
 from ictal.evaluate.report import pick_recordings, read_metrics, write_report

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
 from ictal.models.checkpoint import load_checkpoint
@@ -48,7 +48,7 @@ SETS = [
 SCRIPT = """
 import json, sys
 from pathlib import Path
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.train.loop import train
 args = json.loads(sys.argv[1])
 resume = args["resume"]

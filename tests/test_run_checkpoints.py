@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.events.operating_points import (
     OperatingPoint,
     OperatingPoints,

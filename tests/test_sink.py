@@ -9,7 +9,7 @@ import fsspec
 import pytest
 
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
 from ictal.runs.directory import PUSHED

@@ -241,9 +241,10 @@ def test_sigterm_to_the_sweep_stops_its_runs_resumably(built, tmp_path):
 
 
 def test_a_name_that_is_not_a_plain_directory_name_is_refused(tmp_path):
-    from ictal.config import load_config
+    from ictal.config_file import load_config
     from ictal.errors import UsageError
-    from ictal.orchestrate.sweep import Budget, plan_sweep
+    from ictal.orchestrate.budget import Budget
+    from ictal.orchestrate.sweep import plan_sweep
 
     cfg = load_config()
     budget = Budget(cpus=1, memory_gb=1.0, gpu_memory_gb=None, parallel=1)

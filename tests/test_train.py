@@ -13,7 +13,7 @@ import yaml
 from torch import nn
 
 from ictal.cache.build import build_cache
-from ictal.config import load_config
+from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
 from ictal.errors import PreflightError
 from ictal.models.checkpoint import FORMAT, load_checkpoint, load_model

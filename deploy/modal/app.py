@@ -162,7 +162,7 @@ def _invoke(command: str, config: str, overrides: list[str], args: list[str],
 def _stage_unless_present(sets: list[str]) -> None:
     """Training reads the cache from local disk: stage it when ``cache.remote`` is set and
     cache.root does not hold it yet (never read from a bucket mount)."""
-    from ictal.config import load_config
+    from ictal.config_file import load_config
 
     config = sets[sets.index("-c") + 1]
     cfg = load_config(config, [sets[i + 1] for i, a in enumerate(sets) if a == "--set"])

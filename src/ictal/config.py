@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ictal.corpus.channels import CANONICAL_19
 from ictal.errors import UsageError
-from ictal.io.untrusted import UnreadableInput, read_bytes
 from ictal.roles import FieldRoles, MachineField, PathField, Role, ShareField
 
 # Bump when preprocessing code changes output bytes for the same config: it enters the key.
@@ -358,7 +356,7 @@ class Config(Section):
             value = dumped
             for part in name.split("."):
                 value = value[part]
-            _set_dotted(tree, name, value)
+            set_dotted(tree, name, value)
         return tree
 
     def stored(self) -> dict[str, Any]:
@@ -392,33 +390,7 @@ def cache_key(cfg: Config, source_digest: str, version: str = PREPROCESSING_VERS
     return hashlib.sha256(canonical_json(payload).encode("utf-8")).hexdigest()
 
 
-_SHOWN = 100  # characters of a value quoted in a message
-
-
-def _shown(value: Any) -> str:
-    """A value's repr for a message, cut short: a config value can be a megabyte."""
-    text = repr(value)
-    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
-
-
-def _format_validation_error(err: ValidationError, origin: str) -> str:
-    """One line per problem: field path, bad value, what is allowed."""
-    lines = [f"invalid config ({origin}):"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(root)"
-        value = e.get("input")
-        if e["type"] == "extra_forbidden":
-            lines.append(f"  {loc}: unknown key (value {_shown(value)})")
-            continue
-        allowed = ""
-        ctx = e.get("ctx") or {}
-        if "expected" in ctx and str(ctx["expected"]) not in e["msg"]:
-            allowed = f"; allowed: {ctx['expected']}"
-        lines.append(f"  {loc} = {_shown(value)}: {e['msg']}{allowed}")
-    return "\n".join(lines)
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     """Set tree[a][b][c] = value for 'a.b.c', creating dicts on the way."""
     parts = dotted.split(".")
     node = tree
@@ -429,133 +401,6 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
             node[part] = nxt
         node = nxt
     node[parts[-1]] = value
-
-
-# What a config may hold. A real one is a few KB, four levels deep, with short numbers; the
-# limits refuse what only an attacker or a broken generator writes, before it costs memory.
-MAX_CONFIG_BYTES = 1 << 20  # a -c file
-MAX_DEPTH = 32  # nesting of mappings and lists in a file or a --set value; levels of a key
-MAX_KEY_CHARS = 256  # a --set key
-MAX_INT_DIGITS = 100  # an integer written in a config or a --set value
-
-
-class _Refused(yaml.YAMLError):
-    """YAML that is valid but refused: an alias, too deep, an integer too long."""
-
-
-def _int_within_limit(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
-    """YAML's int, refused past ``MAX_INT_DIGITS`` digits (Python's own limit is 4,300, and
-    converting near it is already slow)."""
-    digits = sum(ch.isalnum() for ch in str(node.value))
-    if digits > MAX_INT_DIGITS:
-        raise _Refused(
-            f"an integer of {digits} digits at line {node.start_mark.line + 1} (at most "
-            f"{MAX_INT_DIGITS})"
-        )
-    return loader.construct_yaml_int(node)
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """``safe_load`` without what a config never needs and an attacker does: aliases (a
-    "billion laughs" expands a few hundred bytes into billions of nodes), nesting deeper than
-    ``MAX_DEPTH`` (the composer recurses), integers over ``MAX_INT_DIGITS`` digits."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _Refused(
-                f"a YAML alias (*{event.anchor}) at line {event.start_mark.line + 1}: aliases "
-                "are refused in a config; write the value out"
-            )
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise _Refused(f"nested more than {MAX_DEPTH} levels deep (a config needs 4)")
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-_ConfigLoader.add_constructor("tag:yaml.org,2002:int", _int_within_limit)
-
-
-def _yaml(text: str) -> Any:
-    """``text`` parsed as config YAML; ``_Refused`` or ``yaml.YAMLError`` when it is not."""
-    loader = _ConfigLoader(text)
-    try:
-        return loader.get_single_data()
-    except RecursionError:
-        raise _Refused(f"nested more than {MAX_DEPTH} levels deep") from None
-    finally:
-        loader.dispose()
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split 'a.b=value'; the value is parsed as YAML so numbers, lists and null work."""
-    shown = _shown(text)
-    if "=" not in text:
-        raise ConfigError(f"override {shown} must look like section.key=value")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not p for p in key.split(".")):
-        raise ConfigError(f"override {shown}: empty key")
-    if len(key) > MAX_KEY_CHARS or key.count(".") >= MAX_DEPTH:
-        raise ConfigError(
-            f"override {shown}: a key of {len(key)} characters and {key.count('.') + 1} levels "
-            f"is not a config field (at most {MAX_KEY_CHARS} characters, {MAX_DEPTH} levels)"
-        )
-    try:
-        value = _yaml(raw) if raw.strip() else ""
-    except _Refused as exc:
-        raise ConfigError(f"override {shown}: refused: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {shown}: value is not valid YAML ({exc})") from exc
-    return key, value
-
-
-def _read_file(p: Path) -> dict[str, Any]:
-    """A -c file's mapping: a regular UTF-8 file of at most ``MAX_CONFIG_BYTES`` of YAML."""
-    try:
-        data = read_bytes(p, "config file", MAX_CONFIG_BYTES)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {p} does not exist") from exc
-    except UnreadableInput as exc:
-        raise ConfigError(f"{exc}; pass a YAML file to -c") from None
-    try:
-        loaded = _yaml(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not text (binary?); pass a YAML file") from exc
-    except _Refused as exc:
-        raise ConfigError(f"config file {p}: refused: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"config file {p} must hold a mapping of sections")
-    return loaded
-
-
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Built-in defaults, then the YAML file, then each --set override in order."""
-    tree: dict[str, Any] = {}
-    origin = "defaults"
-    if path is not None:
-        origin = str(path)
-        tree = _read_file(Path(path))
-    for text in overrides or []:
-        key, value = parse_override(text)
-        _set_dotted(tree, key, value)
-    if overrides:
-        origin = f"{origin} + --set overrides"
-    try:
-        return Config.model_validate(tree)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, origin)) from exc
 
 
 def flatten(tree: dict[str, Any], prefix: str = "", *, keep_empty: bool = True) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ictal import __version__
-from ictal.config import Config, load_config
+from ictal.config import Config
+from ictal.config_file import load_config
 from ictal.errors import EXIT_CODES_HELP
 from ictal.ui import setup_logging
 

@@ -88,7 +88,8 @@ def sweep(
     """Many training runs on one machine inside a resource budget: a grid of ordinary
     `ictal train` runs admitted by measured usage (the capacity ramp), never freezing it."""
     cfg = load(config, set_)
-    from ictal.orchestrate.sweep import default_budget, open_sweep, run_sweep
+    from ictal.orchestrate.budget import default_budget
+    from ictal.orchestrate.sweep import open_sweep, run_sweep
 
     budget = default_budget(cfg, cpus, memory_gb, gpu_memory_gb, parallel)
     plan = open_sweep(cfg, budget, name=name, resume=resume, base_config=config,

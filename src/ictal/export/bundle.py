@@ -14,7 +14,8 @@ import torch
 import yaml
 
 from ictal import __version__
-from ictal.config import Config, load_config
+from ictal.config import Config
+from ictal.config_file import load_config
 from ictal.errors import IctalError, UsageError
 from ictal.export.check import TOLERANCE, check_windows, max_difference
 from ictal.export.formats import WRITERS, load_logits, torch_logits

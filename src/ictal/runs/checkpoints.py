@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ictal.config import Config, load_config
+from ictal.config import Config
+from ictal.config_file import load_config
 from ictal.errors import UnsafePathError
 from ictal.events.operating_points import frozen_postprocess
 from ictal.events.postprocess import PostProcess, postprocess_of

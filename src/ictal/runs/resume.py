@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ictal.config import ROLES, Config, flatten, load_config
+from ictal.config import ROLES, Config, flatten
+from ictal.config_file import load_config
 from ictal.errors import PreflightError, UnsafePathError
 from ictal.io.lock import holder
 from ictal.io.paths import check_name, linked_below, plain_dir, plain_file

@@ -378,7 +378,7 @@ def evaluation_record(split: str, scores: dict[str, Any], step: int) -> dict[str
 def log_evaluation(checkpoint: Path, split: str, scores: dict[str, Any]) -> None:
     """An evaluation of a run's checkpoint to that run's trackers (the same tracker runs, at
     the run's last step). Never fails the evaluation: a problem is a warning."""
-    from ictal.config import load_config
+    from ictal.config_file import load_config
     from ictal.runs.directory import CHECKPOINTS
 
     run = RunDir(checkpoint.parent.parent)
