@@ -22,6 +22,7 @@ from torch import nn
 
 from ictal import __version__
 from ictal.data.sampler import BalancedSampler
+from ictal.errors import UsageError
 from ictal.io.atomic import atomic_write_with
 from ictal.models.checkpoint import FORMAT, ModelSpec, check_format
 
@@ -166,12 +167,12 @@ class TrainState:
         check_format(ckpt)
         trained_on = int(ckpt.get("world_size", 1))
         if trained_on != self.world_size:
-            raise ValueError(
+            raise UsageError(
                 f"this run was trained on {trained_on} process(es); resume it on the same "
                 f"number (now {self.world_size}): exact resume needs the same ranks"
             )
         if ckpt["batch_size"] != self.batch_size:
-            raise ValueError(
+            raise UsageError(
                 f"checkpoint batch size {ckpt['batch_size']} differs from {self.batch_size}"
             )
         self.model.load_state_dict(ckpt["model"])

@@ -23,7 +23,7 @@ from ictal.config import Config
 from ictal.data.dataset import model_input
 from ictal.data.loader import DataWaitMeter
 from ictal.errors import Ending, IctalError, UsageError
-from ictal.models.checkpoint import load_checkpoint
+from ictal.models.checkpoint import CheckpointError, load_checkpoint
 from ictal.parallel.executors import require_visible
 from ictal.runs.directory import RunDir, RunState
 from ictal.runs.heartbeat import LiveStatus
@@ -432,15 +432,22 @@ class Trainer:
         if ranks.broadcast(run.last.exists()):  # rank 0's view decides: none starts afresh alone
             require_visible(run.last, "runs.root")
             ckpt = load_checkpoint(run.last)
-            if ckpt["cache_key"] != state.cache_key:
+            key = ckpt.get("cache_key")
+            if key != state.cache_key:
                 raise UsageError(
-                    f"run {run.run_id} trained on cache {ckpt['cache_key'][:16]}, the config now "
+                    f"run {run.run_id} trained on cache {str(key)[:16]}, the config now "
                     f"opens {state.cache_key[:16]}; resume needs the same cache"
                 )
             try:
                 state.restore(ckpt, ranks.rank)
-            except ValueError as exc:
-                raise UsageError(str(exc)) from exc
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError,
+                    RuntimeError) as exc:  # fmt: skip
+                raise CheckpointError(
+                    f"checkpoint {run.last} does not hold what training writes "
+                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''})",
+                    "restore it from a copy (the sink holds one when sink.url is set), or move "
+                    "it aside: a resumed run without last.pt starts again from step 0",
+                ) from None
             log.info(
                 f"resuming run {run.run_id} at epoch {state.epoch + 1}, step {state.step} "
                 f"({state.step_in_epoch} steps into the epoch)"
