@@ -63,3 +63,25 @@ def test_a_tampered_last_checkpoint_is_refused_in_one_line(trained, tamper, tmp_
     assert f"checkpoint {last} does not hold what training writes" in res.stderr
     assert "move it aside" in res.stderr
     assert last.read_bytes() == before  # nothing rewritten over the evidence
+
+
+def test_a_bare_checkpoint_names_no_directory_to_read(trained, tmp_path):
+    """A checkpoint outside any run keeps its own experiment for ``ictal export`` but never
+    its roots: an embedded ``cache.root`` pointing elsewhere is not read; today's is."""
+    tmp, run = trained
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tmp / "cache", elsewhere)
+    ck = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    ck["config"]["cache"]["root"] = str(elsewhere)
+    bare = tmp_path / "bare.pt"
+    torch.save(ck, bare)
+    work = tmp_path / "work"
+    work.mkdir()
+    res = run_ictal("export", str(bare), "--format", "torchscript", "--out", str(work / "x"),
+                    cwd=work)  # fmt: skip
+    assert res.returncode == 3, (res.returncode, res.stderr[-2000:])
+    assert "no cache for the checkpoint's config under data/cache:" in res.stderr
+    assert str(elsewhere) not in res.stderr
+    res = run_ictal("export", str(bare), "--format", "torchscript", "--out", str(work / "y"),
+                    "--set", f"cache.root={tmp / 'cache'}", cwd=work)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]

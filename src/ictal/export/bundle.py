@@ -4,18 +4,13 @@ sidecar (last: a directory with a sidecar holds a checked model; a failed check 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from ictal import __version__
-from ictal.config import Config
-from ictal.config_file import load_config
 from ictal.errors import IctalError, UsageError
 from ictal.export.check import TOLERANCE, check_windows, max_difference
 from ictal.export.formats import WRITERS, load_logits, torch_logits
@@ -24,7 +19,7 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.models.checkpoint import load_model
 from ictal.models.trust import ModelTrust
-from ictal.runs.checkpoints import deployed_postprocess, frozen_config
+from ictal.runs.checkpoints import checkpoint_config, deployed_postprocess
 from ictal.stitch import default_hop
 
 
@@ -42,17 +37,6 @@ class ExportResult:
     windows: int
     tuned: bool
     operating_point: str
-
-
-def _config(meta: dict[str, Any], checkpoint: Path, path: Path | None, sets: list[str]) -> Config:
-    """``-c`` if given, else the run's frozen config, else the checkpoint's own (with --set)."""
-    path = frozen_config(checkpoint, path)
-    if path is not None or not isinstance(meta.get("config"), dict):
-        return load_config(path, sets)
-    with tempfile.TemporaryDirectory() as tmp:
-        own = Path(tmp) / "config.yaml"
-        own.write_text(yaml.safe_dump(meta["config"]), encoding="utf-8")
-        return load_config(own, sets)
 
 
 def _fresh_out(out: Path) -> None:
@@ -80,7 +64,7 @@ def export_model(
     checkpoint, out = Path(checkpoint), Path(out)
     _fresh_out(out)
     model, meta = load_model(checkpoint, "cpu", trust=trust)
-    cfg = _config(meta, checkpoint, config, sets or [])
+    cfg = checkpoint_config(checkpoint, config, sets or [], embedded=meta.get("config"))
     window, stride = int(meta["window"]), int(meta["output_stride"])
     x = check_windows(cfg, int(meta["n_channels"]), window)  # refuses before writing anything
     batches = [x, np.concatenate([x[:1], x[-1:]], axis=2)]  # also a longer time axis

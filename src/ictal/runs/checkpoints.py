@@ -13,9 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ictal.config import Config
-from ictal.config_file import load_config
-from ictal.errors import UnsafePathError
+from pydantic import ValidationError
+
+from ictal.config import ROLES, Config, flatten, set_dotted
+from ictal.config_file import load_config, parse_override
+from ictal.errors import PreflightError, UnsafePathError
 from ictal.events.operating_points import frozen_postprocess
 from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.paths import plain_file
@@ -58,15 +60,45 @@ def given_now(cfg: Config, today: Config) -> Config:
     return Config.model_validate(tree)
 
 
-def checkpoint_config(checkpoint: Path, given: Path | None, overrides: list[str]) -> Config:
+def checkpoint_config(
+    checkpoint: Path, given: Path | None, overrides: list[str], embedded: object = None
+) -> Config:
     """The config of a command on ``checkpoint`` (evaluate, export): ``-c`` if given, else
-    the frozen config of its run (else the defaults), then ``overrides``; a frozen config
-    pushes only where ``overrides`` say now (``given_now``)."""
+    the frozen config of its run, else the checkpoint's ``embedded`` config when one is passed
+    (else the defaults), then ``overrides``; a frozen config pushes only where ``overrides``
+    say now (``given_now``)."""
     path = frozen_config(checkpoint, given)
+    if given is None and path is None and isinstance(embedded, dict):
+        return _embedded_config(embedded, checkpoint, overrides)
     cfg = load_config(path, overrides)
     if given is None and path is not None:
         cfg = given_now(cfg, load_config(None, overrides))
     return cfg
+
+
+def _embedded_config(embedded: dict, checkpoint: Path, overrides: list[str]) -> Config:
+    """A checkpoint's own config for its experiment (preprocessing, model, windows), with
+    every field that names a place or the machine (``ROLES.resume_fields``: roots, URLs,
+    threads) from today's defaults and ``overrides``: a file names no directory to read."""
+    today = load_config(None, overrides)
+    try:
+        own = Config.model_validate(embedded)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise PreflightError(
+            f"checkpoint {checkpoint}: its embedded config is not valid ({where}: "
+            f"{first['msg']})",
+            "pass -c with the config the model was trained with",
+        ) from None
+    tree = own.model_dump(mode="json")
+    now = flatten(today.model_dump(mode="json"))
+    for key in sorted(ROLES.resume_fields() | set(GIVEN_NOW)):
+        if key in now:
+            set_dotted(tree, key, now[key])
+    for text in overrides:
+        set_dotted(tree, *parse_override(text))
+    return Config.model_validate(tree)
 
 
 def tuned_operating_points(checkpoint: Path, runs_root: str | Path) -> Path | None:
