@@ -732,3 +732,35 @@ def test_detect_inputs_follow_no_link_out_and_expand_nothing(tmp_path, monkeypat
     assert "symbolic link out of its input directory" in reasons[str(archive / "out.edf")]
     assert any("does not expand" in why for why in reasons.values())
     assert not any("verysecretvalue123" in k + v for k, v in found.problems)
+
+
+def test_a_pruned_marker_leads_only_into_the_configured_sink(world, tmp_path):
+    """``log/.pruned`` names where sealed segments went; an output directory is untrusted, so
+    a marker naming a place outside the sink this command uses is said and never opened."""
+    out = tmp_path / "out"
+    shutil.copytree(world.reference, out)
+    (seg, *_) = sorted((out / LOG_DIR).glob("*.seg"))
+    elsewhere = tmp_path / "elsewhere" / "copy"
+    (elsewhere / LOG_DIR).mkdir(parents=True)
+    shutil.move(seg, elsewhere / LOG_DIR / seg.name)
+    (out / LOG_DIR / ".pruned").write_text(f"{elsewhere}\n")
+    res = run_ictal("detect", "--collect", str(out), "--out", str(tmp_path / "merged"))
+    _clean(res)
+    assert res.returncode == 4, res.stderr[-2000:]
+    assert "which is not in the sink.url of this command" in res.stderr
+    # the same marker inside the sink the user configured is read
+    res = run_ictal("detect", "--collect", str(out), "--out", str(tmp_path / "merged2"),
+                    "--set", f"sink.url={elsewhere.parent}")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _events(tmp_path / "merged2") == _events(world.reference)
+    # a marker climbing out of the sink with '..' is refused like any other place
+    (out / LOG_DIR / ".pruned").write_text(f"{elsewhere.parent}/x/../copy\n")
+    res = run_ictal("detect", "--collect", str(out), "--out", str(tmp_path / "merged3"),
+                    "--set", f"sink.url={elsewhere.parent}/x")  # fmt: skip
+    assert res.returncode == 4 and "not in the sink.url" in res.stderr, res.stderr[-2000:]
+    # detect itself does not read the outside copy: those recordings are detected again
+    (out / LOG_DIR / ".pruned").write_text(f"{elsewhere}\n")
+    res = world.detect(str(world.edf), "--out", str(out))
+    _clean(res)
+    assert "which is not in the sink.url of this command" in res.stderr
+    assert _this_run(res)[0] > 0

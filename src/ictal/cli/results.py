@@ -162,7 +162,7 @@ def detect(
     if operating_points is not None and threshold is not None:
         raise UsageError("give --operating-points or --threshold, not both")
     if collect:
-        result = run_collect(paths, out)
+        result = run_collect(paths, out, cfg.sink.url)
     else:
         detector, inputs = (model, paths) if model else (Path(paths[0]), paths[1:])
         if not inputs:

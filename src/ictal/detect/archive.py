@@ -12,8 +12,9 @@ With ``sink.url`` set, the directory (sealed segments included) is pushed as it 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,7 @@ class _Job:
     settings_sha: str
     save_probs: bool
     trust: ModelTrust  # the model code the user accepts, carried to every worker
+    sink_copy: str | None = None  # this output's copy in the sink (pruned segments live there)
 
     @property
     def logset(self) -> LogSettings:
@@ -245,6 +247,7 @@ def detect(
     live = {"command": "detect", "phase": "detect"}
     result = DetectResult(out, Summary(), postprocess=pp_source)
     with RunSession.output(cfg, out, identity, live, lock, exclude=_not_pushed) as session:
+        job = dataclasses.replace(job, sink_copy=session.sink_copy)
         try:
             _detect_pass(job, result, session.live, redo=redo)
             while watch:
@@ -256,10 +259,10 @@ def detect(
             close_writers()
             _recover(out, result)
             with contextlib.suppress(Exception):
-                result.summary = _outputs(out, result)
+                result.summary = _outputs(out, result, job.sink_copy)
     result.push = session.push
     if prune_after_push and session.push is not None and session.push.complete:
-        _prune(out, f"{str(cfg.sink.url).rstrip('/')}/{session.sink_name}")
+        _prune(out, str(session.sink_copy))
     return result
 
 
@@ -271,17 +274,33 @@ def _not_pushed(rel: str) -> bool:
 PRUNED = ".pruned"  # in log/: some sealed segments live only in the sink (--prune-after-push)
 
 
-def _records(out: Path) -> Loaded:
-    """The records of ``out``: its log, and the sink copy of segments pruned locally."""
+def _under(url: str, roots: Sequence[str]) -> bool:
+    """Whether ``url`` is one of ``roots`` or lies under one (whole path parts only, no
+    ``.`` or ``..`` part that would climb out)."""
+    url = url.rstrip("/")
+    if any(part in (".", "..") for part in url.split("://", 1)[-1].split("/")):
+        return False
+    return any(url == r.rstrip("/") or url.startswith(r.rstrip("/") + "/") for r in roots if r)
+
+
+def _records(out: Path, allowed: Sequence[str] = ()) -> Loaded:
+    """The records of ``out``: its log, and the segments pruned locally from its copy in the
+    sink. The marker saying where they are is a file like any other: its URL is read only
+    when it lies in ``allowed`` (the sink the user configured, or a URL the user named)."""
     loaded = load_local(out)
     marker = out / LOG_DIR / PRUNED
-    if marker.exists():
-        try:
-            url = read_text(marker, "the pruned-segments marker", 4096).strip()
-        except UnreadableInput as exc:
-            return loaded + Loaded(warnings=[f"{exc}; pruned records not read"], lost=1)
-        loaded += load_url(url)
-    return loaded
+    if not marker.exists():
+        return loaded
+    try:
+        url = read_text(marker, "the pruned-segments marker", 4096).strip()
+    except UnreadableInput as exc:
+        return loaded + Loaded(warnings=[f"{exc}; pruned records not read"], lost=1)
+    if not _under(url, allowed):
+        why = (f"{marker}: sealed segments were pruned after a push to {redact(url)}, which "
+               "is not in the sink.url of this command; their records are not read (set "
+               "sink.url to that sink, or name the copy in `ictal detect --collect`)")  # fmt: skip
+        return loaded + Loaded(warnings=[why], lost=1)
+    return loaded + load_url(url)
 
 
 def _recover(out: Path, result: DetectResult) -> None:
@@ -296,8 +315,8 @@ def _recover(out: Path, result: DetectResult) -> None:
     result.say(lines)
 
 
-def _outputs(out: Path, result: DetectResult) -> Summary:
-    loaded = _records(out)
+def _outputs(out: Path, result: DetectResult, sink_copy: str | None = None) -> Summary:
+    loaded = _records(out, [sink_copy or ""])
     result.say(loaded.warnings)
     return write_outputs(out, newest(loaded.records), result.warnings)
 
@@ -328,7 +347,7 @@ def _detect_pass(
     out, cfg = job.out, job.cfg
     (out / LOG_DIR).mkdir(parents=True, exist_ok=True)  # workers check they can see it
     _recover(out, result)
-    loaded = _records(out)
+    loaded = _records(out, [job.sink_copy or ""])
     result.say(loaded.warnings)
     results = newest(loaded.records)
     found = find_inputs(job.inputs)
@@ -344,12 +363,12 @@ def _detect_pass(
     if not todo:
         if not settle:
             log.info(f"nothing to detect: {result.skipped} recordings already in {out / LOG_DIR}")
-            result.summary = _outputs(out, result)
+            result.summary = _outputs(out, result, job.sink_copy)
         return
     _run_tasks(job, (job.task(s, names[s.key]) for s in todo), len(todo), result, live)
     close_writers()
     _recover(out, result)
-    result.summary = _outputs(out, result)
+    result.summary = _outputs(out, result, job.sink_copy)
 
 
 def _run_tasks(
@@ -378,9 +397,10 @@ def _run_tasks(
             tick.advance(1)
 
 
-def collect(sources: list[str], out: Path) -> DetectResult:
+def collect(sources: list[str], out: Path, sink_url: str | None = None) -> DetectResult:
     """Merge the record logs of detect output directories and sink URLs into ``out``'s
-    outputs (one result per recording, the newest); the logs are only read."""
+    outputs (one result per recording, the newest); the logs are only read. A directory's
+    segments pruned into a sink are read from ``sink_url`` or a URL among ``sources``."""
     out = writable_dir(out, "--out")
     check_inside(out)
     loaded = Loaded()
@@ -391,7 +411,8 @@ def collect(sources: list[str], out: Path) -> DetectResult:
             why = f"{source}: no {LOG_DIR}/ directory (not a detect output); nothing read"
             loaded += Loaded(warnings=[why], lost=1)
         else:
-            loaded += _records(Path(source))
+            named = [s for s in sources if "://" in s]
+            loaded += _records(Path(source), [*named, sink_url or ""])
     result = DetectResult(out, Summary(), lost=loaded.lost)
     if loaded.lost:
         loaded.warnings.append(f"{loaded.lost} source(s), log stretch(es) or record(s) could "

@@ -87,8 +87,7 @@ def _embedded_config(embedded: dict, checkpoint: Path, overrides: list[str]) -> 
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(root)"
         raise PreflightError(
-            f"checkpoint {checkpoint}: its embedded config is not valid ({where}: "
-            f"{first['msg']})",
+            f"checkpoint {checkpoint}: its embedded config is not valid ({where}: {first['msg']})",
             "pass -c with the config the model was trained with",
         ) from None
     tree = own.model_dump(mode="json")

@@ -89,6 +89,12 @@ class RunSession:
         return cls(cfg, run, LiveStatus(run.run_id, cfg.train.heartbeat_s, **live),
                    sink_name=run.run_id, owner=False)  # fmt: skip
 
+    @property
+    def sink_copy(self) -> str | None:
+        """Where this run's files are pushed (``sink.url/<name>``); None without a sink."""
+        url = self.cfg.sink.url
+        return f"{str(url).rstrip('/')}/{self.sink_name}" if url else None
+
     @classmethod
     def output(
         cls,
