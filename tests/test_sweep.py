@@ -249,7 +249,7 @@ def test_a_name_that_is_not_a_plain_directory_name_is_refused(tmp_path):
     cfg = load_config()
     budget = Budget(cpus=1, memory_gb=1.0, gpu_memory_gb=None, parallel=1)
     for bad in ("../up", "a/b", "", ".hidden", "-x", "x" * 101, "sp ace"):
-        message = f"--name {bad!r}: use letters, digits, '_', '-' and '.'"
+        message = f"--name {bad[:100]!r}: use a plain name of letters, digits, '_', '-' and '.'"
         with pytest.raises(UsageError, match=re.escape(message)):
             plan_sweep(cfg, tmp_path, bad, None, [], [], None, budget)
     assert not any(tmp_path.iterdir()), "a refused name made a directory"
