@@ -23,11 +23,24 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from ictal.io.redact import RedactingFormatter
+from ictal.io.redact import RedactingFormatter, printable, redact
 
 log = logging.getLogger("ictal")
 # Every console prints text as it is: no markup, emoji codes or highlighting (make_console).
 PLAIN = {"markup": False, "emoji": False, "highlight": False}
+
+
+class _Console(Console):
+    """A rich console that shows every string it is given as text: characters a terminal
+    would act on (ESC sequences, CR, bidirectional overrides) are written as escapes."""
+
+    def render_str(self, text: str, **kwargs: object) -> Text:  # type: ignore[override]
+        return super().render_str(printable(text), **kwargs)  # type: ignore[arg-type]
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """A message as it is printed outside rich: credentials masked, nothing a terminal acts on."""
+    print(printable(redact(text)), file=sys.stderr if err else sys.stdout, flush=True)
 
 
 def is_terminal() -> bool:
@@ -44,13 +57,13 @@ def make_console() -> Console:
     minute), never sees them; styles are given as ``rich.text.Text`` objects instead.
     """
     if sys.stdout.isatty():
-        return Console(**PLAIN)
-    return Console(no_color=True, width=200, soft_wrap=False, force_terminal=False, **PLAIN)
+        return _Console(**PLAIN)
+    return _Console(no_color=True, width=200, soft_wrap=False, force_terminal=False, **PLAIN)
 
 
 def styled(text: str, style: str) -> Text:
     """Plain text in a style (never parsed as markup)."""
-    return Text(text, style=style)
+    return Text(printable(text), style=style)
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -61,7 +74,7 @@ def setup_logging(level: int = logging.INFO) -> None:
         root.removeHandler(h)
     handler: logging.Handler
     if is_terminal():
-        handler = RichHandler(console=Console(stderr=True, **PLAIN), show_path=False,
+        handler = RichHandler(console=_Console(stderr=True, **PLAIN), show_path=False,
                               markup=False, highlighter=NullHighlighter(), keywords=[])  # fmt: skip
         handler.setFormatter(RedactingFormatter("%(message)s"))
     else:
@@ -136,7 +149,7 @@ def progress(description: str, total: int | None, every_s: float = 10.0) -> Iter
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        console = Console(stderr=True, **PLAIN)
+        console = _Console(stderr=True, **PLAIN)
         with Progress(*columns, console=console, transient=False) as prog:
             ticker._progress = prog
             ticker._task = prog.add_task(description, total=total)

@@ -22,7 +22,7 @@ import typer
 
 from ictal.cli.app import CURRENT, app
 from ictal.errors import Ending, ExitCode, IctalError
-from ictal.io.redact import redact
+from ictal.ui import echo
 
 # Storage errors that are the user's to fix (a full disk, a path that is not writable...).
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -31,7 +31,7 @@ STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.E
 
 def error(message: str) -> None:
     """One error message on stderr, credentials redacted."""
-    typer.echo(f"error: {redact(message)}", err=True)
+    echo(f"error: {message}", err=True)
 
 
 def conclude(outcome: object) -> int:
@@ -58,7 +58,7 @@ def conclude(outcome: object) -> int:
     if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
         return _os_error(outcome)
     if isinstance(outcome, BaseException):  # a bug: its traceback, credentials redacted
-        typer.echo(redact("".join(traceback.format_exception(outcome))), err=True)
+        echo("".join(traceback.format_exception(outcome)), err=True)
         kind = "storage error" if isinstance(outcome, OSError) else type(outcome).__name__
         error(f"unexpected {kind}: {outcome}")
         return ExitCode.UNEXPECTED
@@ -70,7 +70,7 @@ def _ended(ending: Ending, resume_hint: str | None) -> int:
     """An ending's code; an interrupted one says how to resume."""
     if ending is Ending.INTERRUPTED:
         hint = f"continue with `{resume_hint}`" if resume_hint else "run the same command again"
-        typer.echo(redact(f"interrupted, resumable: {hint}"), err=True)
+        echo(f"interrupted, resumable: {hint}", err=True)
     return int(ending.exit_code)
 
 
@@ -97,14 +97,14 @@ def _os_error(exc: OSError) -> int:
         error(f"disk full writing {where}{named}: {why}")
         disk = f"{setting}'s disk" if setting else "that disk"
         larger = f" (or point {setting} at a larger one)" if setting else ""
-        typer.echo(
+        echo(
             f"  fix: free space on {disk}{larger} and run the same command again: what was "
             "finished is kept",
             err=True,
         )
         return ExitCode.PREFLIGHT
     error(f"cannot use {where}{named}: {why}")
-    typer.echo(
+    echo(
         "  fix: point " + (setting or "the path") + " at a directory this process can read and "
         "write, or fix its permissions",
         err=True,

@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
 from ictal.cli.exits import error
 from ictal.errors import Ending
-from ictal.io.redact import redact
-from ictal.ui import make_console
+from ictal.ui import echo, make_console
 
 if TYPE_CHECKING:
     from ictal.cache.build import BuildReport
@@ -104,7 +102,7 @@ def failures(title: str, failed: list[tuple[str, str]]) -> Table:
 def problems(lines: list[str]) -> None:
     """Problems found by a check, one per line on stderr (credentials redacted)."""
     for line in lines:
-        typer.echo(redact(line), err=True)
+        echo(line, err=True)
 
 
 def verified(path: str, level: str, manifest: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from ictal.cli.app import (
 from ictal.cli.exits import command
 from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
+from ictal.ui import echo
 
 OperatingPointsOpt = Annotated[
     Path | None, typer.Option(help="Frozen operating points (default: the run's dev ones).")
@@ -239,7 +240,7 @@ def score(
     )
     console = render.scored(result, LABELS)
     for note, n in sorted(result.notes.items()):
-        typer.echo(f"note: {n} file(s): {note}", err=True)
+        echo(f"note: {n} file(s): {note}", err=True)
     for path in (json_out, per_file):
         if path is not None:
             console.print(f"wrote {path}")

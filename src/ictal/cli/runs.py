@@ -14,6 +14,7 @@ from ictal.cli import render
 from ictal.cli.app import ConfigOpt, SetOpt, load
 from ictal.cli.exits import command
 from ictal.errors import UsageError
+from ictal.ui import echo
 
 
 @command()
@@ -65,7 +66,7 @@ def status(
     if watch is None:
         shown, errors = once()
         if json_out:
-            typer.echo(shown)
+            echo(shown)
         else:
             console.print(shown)
         if errors:
@@ -82,7 +83,7 @@ def status(
     while True:  # plain periodic output for logs and pipes
         shown, errors = once()
         if json_out:
-            typer.echo(shown)
+            echo(shown)
         else:
             console.print(f"-- {time.strftime('%Y-%m-%dT%H:%M:%S')}")
             console.print(shown)

@@ -192,8 +192,21 @@ def redact_tree(obj: Any) -> Any:
     return obj
 
 
+# Characters a terminal acts on rather than shows: C0/C1 controls but line feed and tab (ESC
+# starts sequences that move the cursor, rewrite the title or clear the screen; CR overwrites
+# a line) and the bidirectional overrides that reorder what is shown.
+_ACTIVE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on written as its escape
+    (``\\x1b``): a file name or label can never rewrite what the user sees."""
+    return _ACTIVE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 class RedactingFormatter(logging.Formatter):
-    """A log formatter whose lines (tracebacks included) carry no credentials."""
+    """A log formatter whose lines (tracebacks included) carry no credentials and nothing a
+    terminal would act on."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return printable(redact(super().format(record)))
