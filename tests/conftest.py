@@ -50,14 +50,20 @@ def tiny_training(*extra: str, model: bool = True) -> list[str]:
     return [*TINY_TRAINING, *([TINY_MODEL] if model else []), *extra]
 
 
+def set_args(*items: str) -> list[str]:
+    """``--set ITEM`` for every item, in order (later ones win)."""
+    return [arg for item in items for arg in ("--set", item)]
+
+
+def roots(corpus: Path, cache: Path, runs: Path, *items: str) -> list[str]:
+    """``--set`` arguments naming the three roots, then ``items``."""
+    return set_args(f"corpus.root={corpus}", f"cache.root={cache}", f"runs.root={runs}", *items)
+
+
 def settings(tmp: Path, runs: str | Path, fast: Iterable[str], *extra: str) -> list[str]:
     """``--set`` arguments: corpus, cache and runs under ``tmp`` (``runs``: a name there, or
     a path), then the test module's ``fast`` settings and ``extra``."""
-    out: list[str] = []
-    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
-              f"runs.root={tmp / runs}", *fast, *extra):  # fmt: skip
-        out += ["--set", s]
-    return out
+    return roots(tmp / "corpus", tmp / "cache", tmp / runs, *fast, *extra)
 
 
 def small_built_corpus(tmp: Path, seed: int, fast: Iterable[str]) -> Path:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_ictal, tiny_training
+from conftest import run_ictal, set_args, tiny_training
 
 FAST = tiny_training(
     "loader.num_workers=1",
@@ -33,10 +33,7 @@ def _ok(res) -> None:
 
 
 def _sets(*items: str) -> list[str]:
-    out: list[str] = []
-    for s in items:
-        out += ["--set", s]
-    return out
+    return set_args(*items)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ictal_env, run_ictal, tiny_training
+from conftest import ictal_env, run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.detect.records import LOG_DIR, decode
 from ictal.events.counts import ZERO
@@ -34,11 +34,7 @@ FAST = tiny_training(
 
 
 def _sets(tmp: Path, *extra: str) -> list[str]:
-    out: list[str] = []
-    for s in (f"corpus.root={tmp / 'corpus'}", f"cache.root={tmp / 'cache'}",
-              f"runs.root={tmp / 'runs'}", *FAST, *extra):  # fmt: skip
-        out += ["--set", s]
-    return out
+    return settings(tmp, "runs", FAST, *extra)
 
 
 @pytest.fixture(scope="module")

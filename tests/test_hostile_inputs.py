@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fault_env, run_ictal, tiny_training
+from conftest import fault_env, roots, run_ictal, tiny_training
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
@@ -34,11 +34,7 @@ class World:
     victims: dict[Path, str]
 
     def sets(self, *extra: str) -> list[str]:
-        out: list[str] = []
-        for s in (f"corpus.root={self.corpus}", f"cache.root={self.cache}",
-                  f"runs.root={self.runs}", *FAST, *extra):  # fmt: skip
-            out += ["--set", s]
-        return out
+        return roots(self.corpus, self.cache, self.runs, *FAST, *extra)
 
     @property
     def key_dir(self) -> Path:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fault_env, ictal_env, run_ictal, tiny_training
+from conftest import fault_env, ictal_env, roots, run_ictal, tiny_training
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
@@ -314,11 +314,7 @@ class World:
     run: Path
 
     def sets(self, *extra: str) -> list[str]:
-        out: list[str] = []
-        for s in (f"corpus.root={self.corpus}", f"cache.root={self.cache}",
-                  f"runs.root={self.runs}", *FAST, *extra):  # fmt: skip
-            out += ["--set", s]
-        return out
+        return roots(self.corpus, self.cache, self.runs, *FAST, *extra)
 
     @property
     def key_dir(self) -> Path:

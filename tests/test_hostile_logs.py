@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ictal_env, run_ictal, tiny_training
+from conftest import ictal_env, run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.detect.outputs import names_of
 from ictal.detect.records import LOG_DIR, InvalidRecord, decode, encode, parse
@@ -417,11 +417,7 @@ class World:
     reference: Path
 
     def sets(self, *extra: str) -> list[str]:
-        out: list[str] = []
-        for s in (f"corpus.root={self.tmp / 'corpus'}", f"cache.root={self.tmp / 'cache'}",
-                  f"runs.root={self.tmp / 'runs'}", *FAST, *extra):  # fmt: skip
-            out += ["--set", s]
-        return out
+        return settings(self.tmp, "runs", FAST, *extra)
 
     def detect(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return run_ictal("detect", str(self.ckpt), *args, "--threshold", "0.3", "--executor",

@@ -18,7 +18,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from conftest import run_ictal, tiny_training
+from conftest import run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.errors import UnsafePathError
 from ictal.io.paths import is_inside, linked_below, literal_entry, own_file
@@ -236,11 +236,7 @@ class World:
     victims: dict[Path, str]
 
     def sets(self, *extra: str) -> list[str]:
-        out: list[str] = []
-        for s in (f"corpus.root={self.tmp / 'corpus'}", f"cache.root={self.tmp / 'cache'}",
-                  f"runs.root={self.tmp / 'runs'}", *FAST, *extra):  # fmt: skip
-            out += ["--set", s]
-        return out
+        return settings(self.tmp, "runs", FAST, *extra)
 
     def case(self, name: str) -> Path:
         path = self.tmp / "cases" / name

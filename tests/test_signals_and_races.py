@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ictal_env, run_ictal, tiny_training
+from conftest import ictal_env, run_ictal, set_args, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.io.lock import is_locked
 
@@ -22,10 +22,7 @@ FAST = tiny_training("train.heartbeat_s=0.5")
 
 
 def _sets(*pairs: str) -> list[str]:
-    out: list[str] = []
-    for p in pairs:
-        out += ["--set", p]
-    return out
+    return set_args(*pairs)
 
 
 def _start(*args: str) -> subprocess.Popen:
