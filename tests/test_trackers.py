@@ -138,7 +138,8 @@ def _start(sets: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 def test_kill_and_resume_is_one_tracker_run(built: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
-    sets = settings(built, tmp_path / "runs", FAST, ALL, "train.epochs=3")
+    # 48 steps: a tiny step takes milliseconds, and the kill must land mid-run, not after it
+    sets = settings(built, tmp_path / "runs", FAST, ALL, "train.epochs=12")
     proc = _start(sets, env)
     deadline = time.monotonic() + 120
     run = None
@@ -156,7 +157,7 @@ def test_kill_and_resume_is_one_tracker_run(built: Path, tmp_path: Path) -> None
     assert res.returncode == 0, res.stderr[-3000:]
     assert _the_run(tmp_path / "runs") == run
     losses = _train_losses(run)
-    assert sorted(losses) == list(range(1, 13))
+    assert sorted(losses) == list(range(1, 49))
 
     client = _mlflow(tmp_path)
     (experiment,) = [e for e in client.search_experiments() if e.name == "ictal"]
