@@ -6,8 +6,10 @@ import hashlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import pytest
@@ -48,6 +50,29 @@ def tiny_training(*extra: str, model: bool = True) -> list[str]:
     """``TINY_TRAINING`` (and the tiny model), then a test module's own ``extra`` settings,
     which win where they name the same field."""
     return [*TINY_TRAINING, *([TINY_MODEL] if model else []), *extra]
+
+
+def poll(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition",
+         every: float = 0.01) -> Any:  # fmt: skip
+    """``condition()``'s first true value, checked every ``every`` seconds; an AssertionError
+    naming ``what`` after ``timeout`` seconds (tests wait for a state, never for a time)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
+        time.sleep(every)
+    return value
+
+
+def plant_victims(tmp: Path) -> dict[Path, str]:
+    """Files an attack must never touch (one beside the roots, one in a directory outside
+    them), with their sha256, for a test to check they are intact."""
+    victims = {}
+    for path in (tmp / "victim.txt", tmp / "outside" / "keep.txt"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(f"precious {path.name}\n")
+        victims[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return victims
 
 
 def set_args(*items: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ictal_env, run_ictal, settings, tiny_training
+from conftest import ictal_env, poll, run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.detect.records import LOG_DIR, decode
 from ictal.events.counts import ZERO
@@ -125,15 +125,6 @@ def _acknowledged(lines: list[str]) -> int:
     return max(found, default=0)
 
 
-def _poll(condition, timeout: float = 120.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
-        time.sleep(0.01)
-    return value
-
-
 @pytest.mark.slow
 def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
     tmp, ckpt = trained
@@ -156,7 +147,7 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
         def started(lines=lines, target=target, proc=proc) -> bool:  # type: ignore[no-untyped-def]
             return _acknowledged(lines) >= target or proc.poll() is not None
 
-        _poll(started, what="acknowledged records")
+        poll(started, what="acknowledged records")
         time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is not None:
             break  # finished before the kill: the log is complete
@@ -231,7 +222,7 @@ def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_p
         def recorded() -> set[str]:
             return {Path(r["recording"]).name for r in _log_records(out)} if out.exists() else set()
 
-        _poll(lambda: edfs[0].name in recorded(), what="the first file")
+        poll(lambda: edfs[0].name in recorded(), what="the first file")
         tmp_copy = inbox / f".{edfs[1].name}.part"
         shutil.copy(edfs[1], tmp_copy)
         tmp_copy.rename(inbox / edfs[1].name)  # copied in later, complete at once
@@ -243,7 +234,7 @@ def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_p
                 fh.flush()
                 time.sleep(0.25)
                 assert growing.name not in recorded(), "a file still being written was taken"
-        _poll(lambda: {edfs[1].name, edfs[2].name} <= recorded(), what="the later files")
+        poll(lambda: {edfs[1].name, edfs[2].name} <= recorded(), what="the later files")
         status = run_ictal("status", str(tmp_path), "--json")
         (row,) = json.loads(status.stdout)
         assert row["status"] == "running" and row["command"] == "detect"

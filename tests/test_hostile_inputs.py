@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fault_env, roots, run_ictal, tiny_training
+from conftest import fault_env, plant_victims, roots, run_ictal, tiny_training
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
@@ -57,11 +57,7 @@ EXPECTED_TOP = {"corpus", "cache", "runs", "victim.txt", "outside", "cases"}
 def world(tmp_path_factory) -> World:
     tmp = tmp_path_factory.mktemp("hostile")
     synthesize(tmp / "corpus", patients=4, hours=0.5, seed=1)
-    victims = {}
-    for path in (tmp / "victim.txt", tmp / "outside" / "keep.txt"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(f"precious {path.name}\n")
-        victims[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    victims = plant_victims(tmp)
     (tmp / "cases").mkdir()
     w = World(tmp, tmp / "corpus", tmp / "cache", tmp / "runs", tmp, victims)
     res = run_ictal("build", "--workers", "1", *w.sets())

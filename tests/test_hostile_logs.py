@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ictal_env, run_ictal, settings, tiny_training
+from conftest import ictal_env, poll, run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.detect.outputs import names_of
 from ictal.detect.records import LOG_DIR, InvalidRecord, decode, encode, parse
@@ -207,7 +207,7 @@ def test_recovery_killed_at_any_moment_loses_no_valid_frame(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", RECOVER, str(log_dir)], env=ictal_env())
         temp = log_dir / f".{path.name}{REPAIR}"
         if attempt == 0:  # exactly while the repaired copy is being written
-            _poll(lambda temp=temp, proc=proc: temp.exists() or proc.poll() is not None,
+            poll(lambda temp=temp, proc=proc: temp.exists() or proc.poll() is not None,
                   what="the repair temp")  # fmt: skip
         else:
             time.sleep(rng.uniform(0.0, 1.0))
@@ -234,15 +234,6 @@ for k in range(int(sys.argv[3])):
     print(k, flush=True)
 w.close()
 """
-
-
-def _poll(condition: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
-        time.sleep(0.001)
-    return value
 
 
 @pytest.mark.slow
@@ -481,7 +472,7 @@ def _acknowledged(lines: list[str]) -> int:
 def test_kill9_then_a_flipped_byte_in_frame_0_recomputes_only_that_recording(world, tmp_path):
     out = tmp_path / "out"
     proc, lines = _start(world, str(world.edf), "--out", str(out), "--executor", "serial")
-    _poll(lambda: _acknowledged(lines) >= 4 or proc.poll() is not None, what="4 records")
+    poll(lambda: _acknowledged(lines) >= 4 or proc.poll() is not None, what="4 records")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "detect finished before the kill"
@@ -685,7 +676,7 @@ def test_watch_refuses_a_fifo_once_and_goes_on(world, tmp_path):
     out = tmp_path / "out"
     proc, lines = _start(world, str(inbox), "--out", str(out), "--watch", "--executor", "serial")
     try:
-        _poll(lambda: (out / "heartbeat.json").exists(), what="the watcher")
+        poll(lambda: (out / "heartbeat.json").exists(), what="the watcher")
         os.mkfifo(inbox / "pipe.edf")
         shutil.copy(edfs[0], inbox / f".{edfs[0].name}.part")
         (inbox / f".{edfs[0].name}.part").rename(inbox / edfs[0].name)
@@ -694,7 +685,7 @@ def test_watch_refuses_a_fifo_once_and_goes_on(world, tmp_path):
             found = read_records(segments(out / LOG_DIR))
             return {Path(r["recording"]).name: r["status"] for p in found if (r := decode(p))}
 
-        _poll(lambda: {"pipe.edf", edfs[0].name} <= set(recorded()), what="both files")
+        poll(lambda: {"pipe.edf", edfs[0].name} <= set(recorded()), what="both files")
         assert recorded() == {"pipe.edf": "failed", edfs[0].name: "done"}
         time.sleep(1.0)  # several more passes: the FIFO is not said again
     finally:

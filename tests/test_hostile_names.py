@@ -18,7 +18,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from conftest import run_ictal, settings, tiny_training
+from conftest import plant_victims, run_ictal, settings, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.errors import UnsafePathError
 from ictal.io.paths import is_inside, linked_below, literal_entry, own_file
@@ -272,11 +272,7 @@ def world(s3, tmp_path_factory) -> World:
 
     tmp = tmp_path_factory.mktemp("names")
     synthesize(tmp / "corpus", patients=3, hours=0.4, seed=3)
-    victims = {}
-    for path in (tmp / "victim.txt", tmp / "outside" / "keep.txt"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(f"precious {path.name}\n")
-        victims[path] = hashlib.sha256(path.read_bytes()).hexdigest()
+    victims = plant_victims(tmp)
     (tmp / "cases").mkdir()
     w = World(tmp, tmp, "s3://results/names/runs", victims)
     _ok(run_ictal("build", "--workers", "1", *w.sets()))

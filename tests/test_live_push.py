@@ -19,7 +19,7 @@ import fsspec
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
+from conftest import ictal_env, poll, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.models.checkpoint import check_format
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.pusher import S3_APPEND_MIN, Pusher
@@ -47,17 +47,6 @@ def _start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Pop
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _poll(condition, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
-        time.sleep(0.02)
 
 
 def _run_dir(runs: Path) -> Path | None:
@@ -88,13 +77,13 @@ def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
     proc = _start(["train", *_sets(built, "runs-a", "train.epochs=500", "train.steps_per_epoch=3",
                                    f"sink.url={sink}")])  # fmt: skip
     try:
-        run = _poll(lambda: _run_dir(runs), what="the run directory")
+        run = poll(lambda: _run_dir(runs), what="the run directory")
         created = time.monotonic()
         fs = _s3()
         base = f"results/live/{run.name}"
-        _poll(lambda: fs.exists(f"{base}/heartbeat.json"), what="the heartbeat in the sink")
+        poll(lambda: fs.exists(f"{base}/heartbeat.json"), what="the heartbeat in the sink")
         assert time.monotonic() - created < 5.0, "the first push waits for nothing"
-        _poll(lambda: fs.exists(f"{base}/checkpoints/last.pt"), what="a checkpoint in the sink")
+        poll(lambda: fs.exists(f"{base}/checkpoints/last.pt"), what="a checkpoint in the sink")
         steps = set()
         for _ in range(5):  # every read of a checkpoint being replaced is a whole checkpoint
             steps.add(_load_remote_checkpoint(fs, f"{base}/checkpoints/last.pt")["step"])
@@ -118,7 +107,7 @@ def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
         (row,) = _status_json(sink)
         return row["status"] == "stale"
 
-    _poll(stale, timeout=30, what="stale after SIGKILL")
+    poll(stale, timeout=30, what="stale after SIGKILL")
 
 
 def _losses(run: Path) -> list[tuple[int, float]]:
@@ -137,7 +126,7 @@ def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
     proc = _start(["train", *_sets(built, "spot-old-vm", *experiment, f"sink.url={sink}")])
     fs = _s3()
     try:
-        run = _poll(lambda: _run_dir(built / "spot-old-vm"), what="the run directory")
+        run = poll(lambda: _run_dir(built / "spot-old-vm"), what="the run directory")
         base = f"results/spot/{run.name}"
 
         def pushed_step() -> int:
@@ -146,7 +135,7 @@ def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
             except FileNotFoundError:
                 return 0
 
-        _poll(lambda: pushed_step() >= 4 and fs.exists(f"{base}/heartbeat.json"),
+        poll(lambda: pushed_step() >= 4 and fs.exists(f"{base}/heartbeat.json"),
               what="a checkpoint at step 4 and a heartbeat in the sink")  # fmt: skip
     finally:
         proc.send_signal(signal.SIGKILL)  # the spot instance is gone, its disk with it
@@ -157,7 +146,7 @@ def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
         beat = json.loads(fs.cat_file(f"{base}/heartbeat.json"))
         return time.time() - beat["time"] > 3 * 0.5
 
-    _poll(dead_in_sink, what="the pushed heartbeat to age")
+    poll(dead_in_sink, what="the pushed heartbeat to age")
     new_vm = built / "spot-new-vm"
     res = run_ictal("train", "--resume", *_sets(built, "spot-new-vm", *experiment,
                                                 f"sink.url={sink}"))  # fmt: skip
@@ -232,21 +221,21 @@ def test_training_never_waits_for_a_sink_that_is_down(built, outage_server):
     proc = _start(["train", *_sets(built, "runs-b", "train.epochs=2000", "train.steps_per_epoch=3",
                                    "sink.url=s3://outage/runs")], env)  # fmt: skip
     try:
-        run = _poll(lambda: _run_dir(runs), what="the run directory")
-        _poll(lambda: fs().exists(f"outage/runs/{run.name}/heartbeat.json"), what="a first push")
+        run = poll(lambda: _run_dir(runs), what="the run directory")
+        poll(lambda: fs().exists(f"outage/runs/{run.name}/heartbeat.json"), what="a first push")
 
         def beat() -> dict:
             return read_heartbeat(run / "heartbeat.json") or {}
 
         stop()
         down_at = beat().get("step", 0)
-        failing = _poll(lambda: (b := beat()).get("push_failures", 0) >= 1 and b, timeout=90,
+        failing = poll(lambda: (b := beat()).get("push_failures", 0) >= 1 and b, timeout=90,
                         what="a push failure in the heartbeat")  # fmt: skip
         assert "failed" in (failing.get("push_error") or "")
-        _poll(lambda: (beat().get("push_lag_s") or 0) > 3, what="a growing push lag")
+        poll(lambda: (beat().get("push_lag_s") or 0) > 3, what="a growing push lag")
         assert beat()["step"] > down_at + 5, "training went on while the sink was down"
         start()
-        _poll(lambda: (b := beat()).get("push_error") is None and (b.get("push_lag_s") or 99) < 2,
+        poll(lambda: (b := beat()).get("push_error") is None and (b.get("push_lag_s") or 99) < 2,
               timeout=90, what="the pusher caught up")  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -334,7 +323,7 @@ def test_status_watch_refreshes_until_stopped(tmp_path):
             [sys.executable, "-m", "ictal.cli", "status", str(tmp_path / "runs"), "--watch",
              "0.5"], env=ictal_env(), stdout=out, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
-        _poll(lambda: out_path.read_text().count("-- ") >= 2, what="two refreshes")
+        poll(lambda: out_path.read_text().count("-- ") >= 2, what="two refreshes")
         watcher.send_signal(signal.SIGTERM)
         watcher.communicate(timeout=30)
     assert watcher.returncode == 130 and "no runs" in out_path.read_text()

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ictal_env, run_ictal
+from conftest import ictal_env, poll, run_ictal
 from ictal.corpus.synth import synthesize
 
 pytest.importorskip("ray")
@@ -68,14 +68,6 @@ def _start(args: list[str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def _poll(condition, timeout: float = 120.0, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
-        time.sleep(0.01)
-
-
 def test_a_ray_build_is_byte_identical_to_the_local_one(corpus, tmp_path):
     root, reference = corpus
     res = run_ictal("build", "--executor", "ray", "--workers", "2", *_sets(root, tmp_path / "c"))
@@ -86,7 +78,7 @@ def test_a_ray_build_is_byte_identical_to_the_local_one(corpus, tmp_path):
 def test_a_killed_ray_worker_is_retried(corpus, tmp_path):
     root, reference = corpus
     proc = _start(["build", "--executor", "ray", "--workers", "2", *_sets(root, tmp_path / "c")])
-    _poll(lambda: bool(_ray_tasks()) or proc.poll() is not None, what="a Ray task running")
+    poll(lambda: bool(_ray_tasks()) or proc.poll() is not None, what="a Ray task running")
     victims = _ray_tasks()
     assert victims, "the build ended before a task could be killed"
     victims[0].send_signal(signal.SIGKILL)
@@ -101,12 +93,12 @@ def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, tmp_path):
                         (["--executor", "process"], ["--executor", "ray"])):  # fmt: skip
         cache = tmp_path / f"c-{first[1]}"
         proc = _start(["build", *first, "--workers", "2", *_sets(root, cache)])
-        _poll(lambda c=cache, p=proc: _records(c) >= 2 or p.poll() is not None,
+        poll(lambda c=cache, p=proc: _records(c) >= 2 or p.poll() is not None,
               what="two recordings built")  # fmt: skip
         assert proc.poll() is None, "the build ended before the kill"
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        _poll(lambda: not _ray_tasks(), timeout=60, what="the Ray tasks gone with the driver")
+        poll(lambda: not _ray_tasks(), timeout=60, what="the Ray tasks gone with the driver")
         done = _records(cache)
         res = run_ictal("build", *then, "--workers", "2", *_sets(root, cache))
         assert res.returncode == 0, res.stderr[-3000:]
@@ -166,7 +158,7 @@ def head(tmp_path_factory):  # type: ignore[no-untyped-def]
             return proc.poll() is not None
 
     try:
-        _poll(listening, timeout=120, what="the Ray head listening")
+        poll(listening, timeout=120, what="the Ray head listening")
         assert proc.poll() is None, "ray start --head failed"
         yield f"127.0.0.1:{port}"
     finally:
