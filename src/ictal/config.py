@@ -327,6 +327,25 @@ class LoggingConfig(Section):
         return self
 
 
+class SzcoreScoring(Section):
+    """SzCORE scoring (``ictal score``, ``ictal evaluate``); the defaults are those of SzCORE's
+    own evaluator (szcore-evaluation 0.0.7, timescoring's ``EventScoring.Parameters``)."""
+
+    fs: int = Field(1, ge=1, le=1000)  # Hz of the masks events are cut into (truncating)
+    tolerance_start_s: float = Field(30.0, ge=0.0)
+    tolerance_end_s: float = Field(60.0, ge=0.0)
+    min_overlap: float = Field(0.0, ge=0.0, lt=1.0)
+    max_event_s: float = Field(300.0, gt=0.0)
+    merge_gap_s: float = Field(90.0, ge=0.0)
+    pooling: Literal["recording", "subject"] = "recording"
+
+
+class ScoringConfig(Section):
+    """How scorers score: SzCORE's parameters and pooling (NEDC's are fixed by v6.0.0)."""
+
+    szcore: SzcoreScoring = SzcoreScoring()
+
+
 class Config(Section):
     """The whole Ictal configuration."""
 
@@ -341,6 +360,7 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    scoring: ScoringConfig = ScoringConfig()
     detect: DetectConfig = DetectConfig()
     sweep: SweepConfig = SweepConfig()
     ray: RayConfig = RayConfig()

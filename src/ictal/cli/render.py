@@ -297,12 +297,12 @@ def scored(result: ScoreResult, labels: dict[str, str]) -> Console:
         return f"{v:.0f}" if float(v).is_integer() else f"{v:.2f}"
 
     for name in result.scorers:
-        c = result.totals[name]
-        fa = "n/a" if math.isnan(c.fa_per_24h) else f"{c.fa_per_24h:.2f}"
-        f1 = "n/a" if math.isnan(c.f1) else f"{c.f1:.4f}"
-        table.add_row(labels[name], pct(c.sensitivity), pct(c.precision), f1, fa,
+        c, r = result.totals[name], result.rates(name)
+        fa = "n/a" if math.isnan(r["fa_per_24h"]) else f"{r['fa_per_24h']:.2f}"
+        f1 = "n/a" if math.isnan(r["f1"]) else f"{r['f1']:.4f}"
+        table.add_row(labels[name], pct(r["sensitivity"]), pct(r["precision"]), f1, fa,
                       num(c.hits), num(c.misses), num(c.false_alarms), str(c.n_ref))  # fmt: skip
     console = show(table)
-    if "epoch" in result.scorers or "szcore_samples" in result.scorers:
-        console.print("EPOCH counts 0.25 s epochs, SzCORE samples count seconds (1 Hz).")
+    for line in result.legend():
+        console.print(line)
     return console

@@ -229,15 +229,35 @@ def score(
             "--missing-hyp", help="error (default), or empty: score a missing hypothesis as empty."
         ),
     ] = "error",
+    subset: Annotated[
+        bool,
+        typer.Option(
+            "--subset", help="Score only the references that have a hypothesis (a partial set)."
+        ),
+    ] = False,
+    pooling: Annotated[
+        str | None,
+        typer.Option(
+            help="SzCORE pooling: recording (summed counts) or subject (mean of each "
+            "subject's rates, SzCORE's default); default scoring.szcore.pooling."
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> object:
     """Score any system's annotations against a reference: NEDC v6.0.0 OVLP, TAES, EPOCH and
-    DPALIGN, SzCORE events and samples, pooled over files (.csv_bi, .csv, .tsv)."""
+    DPALIGN pooled over files, SzCORE events and samples exactly as SzCORE's evaluator scores
+    them (parameters and pooling: scoring.szcore), from .csv_bi, .csv and .tsv files."""
     from ictal.events.scorers import LABELS
+    from ictal.events.szcore import SzcoreParams
     from ictal.score.scoring import score as run_score
 
+    cfg = load(config, set_, {"scoring.szcore.pooling": pooling})
     result = run_score(
-        ref, hyp, scorers=scorers, missing_hyp=missing_hyp, json_out=json_out, per_file=per_file
-    )
+        ref, hyp, scorers=scorers, missing_hyp=missing_hyp, subset=subset, json_out=json_out,
+        per_file=per_file, params=SzcoreParams.of(cfg.scoring.szcore),
+        pooling=cfg.scoring.szcore.pooling,
+    )  # fmt: skip
     console = render.scored(result, LABELS)
     for note, n in sorted(result.notes.items()):
         echo(f"note: {n} file(s): {note}", err=True)

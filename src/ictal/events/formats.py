@@ -37,14 +37,21 @@ class FormatError(ValueError):
     """A file no scorer can use: ``str(e)`` is ``"<path>: <line>: <reason>"``."""
 
 
+class NoRows(FormatError):
+    """A TSV with a header and no rows: no duration, but a hypothesis of no events."""
+
+
 @dataclass(frozen=True)
 class ScoredFile:
-    """One annotation file as the scorers see it: its timeline and what reading noticed."""
+    """One annotation file as the scorers see it: its timeline, its seizures and duration
+    exactly as written (SzCORE's masks are cut from those), and what reading noticed."""
 
     path: str
     kind: str
     timeline: Timeline
     notes: tuple[str, ...] = ()
+    seizures: tuple[tuple[float, float], ...] = ()
+    duration_s: float = 0.0
 
 
 def kind_of(path: str | Path) -> str | None:
@@ -156,25 +163,29 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
     return duration, [(a, b, True) for a, b in united], (note,)
 
 
-def _tsv_rows(text: str, path: str) -> tuple[float, list[Segment], tuple[str, ...]]:
-    """Duration and rows of a SzCORE / BIDS events file (``sz*`` seizure, ``bckg`` not)."""
+Rows = tuple[float, list[Segment], tuple[str, ...], list[tuple[float, float]]]
+NA = "n/a"
+
+
+def _tsv_rows(text: str, path: str) -> Rows:
+    """Duration, rows, notes and seizures as written (onset, onset + duration) of a SzCORE /
+    BIDS events file (``sz*`` seizure, ``bckg`` not; a ``bckg`` row's times may be n/a)."""
     try:
         return _tsv_table(text, path)
     except csv.Error as exc:
         raise FormatError(f"{path}: not a tab-separated table ({exc})") from None
 
 
-def _tsv_table(text: str, path: str) -> tuple[float, list[Segment], tuple[str, ...]]:
+def _tsv_table(text: str, path: str) -> Rows:
     reader = csv.DictReader(io.StringIO(text), delimiter="\t")
     missing = [c for c in TSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise FormatError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
     rows: list[Segment] = []
+    raw: list[tuple[float, float]] = []
     durations: set[float] = set()
     for lineno, rec in enumerate(reader, start=2):
         where = f"line {lineno}"
-        onset = _number(rec["onset"] or "", path, where, "onset")
-        length = _number(rec["duration"] or "", path, where, "duration")
         durations.add(_number(rec["recordingDuration"] or "", path, where, "recordingDuration"))
         kind = (rec["eventType"] or "").strip()
         if kind != "bckg" and not kind.startswith("sz"):
@@ -182,16 +193,22 @@ def _tsv_table(text: str, path: str) -> tuple[float, list[Segment], tuple[str, .
                 f"{path}: {where}: eventType {_shown(kind)} is neither bckg nor a seizure "
                 "(SzCORE seizure types start with 'sz')"
             )
+        if kind == "bckg" and NA in (rec["onset"], rec["duration"]):
+            continue  # background without times: the timeline fills background anyway
+        onset = _number(rec["onset"] or "", path, where, "onset")
+        length = _number(rec["duration"] or "", path, where, "duration")
         stop = round(onset + length, DIGITS)
         _check_row(onset, stop, path, where)
         rows.append((onset, stop, kind != "bckg"))
+        if kind != "bckg":
+            raw.append((onset, onset + length))  # SzCORE's reader adds them unrounded
     if not durations:
-        raise FormatError(
+        raise NoRows(
             f"{path}: no rows, so no recordingDuration (write one bckg row over the recording)"
         )
     if len(durations) > 1:
         raise FormatError(f"{path}: rows disagree on recordingDuration: {sorted(durations)}")
-    return durations.pop(), rows, ()
+    return durations.pop(), rows, (), raw
 
 
 def _overlap_notes(rows: list[Segment], duration: float) -> tuple[str, ...]:
@@ -199,9 +216,11 @@ def _overlap_notes(rows: list[Segment], duration: float) -> tuple[str, ...]:
     notes = []
     ordered = sorted(rows, key=lambda r: (r[0], r[1]))
     if any(round(b[0], DIGITS) < round(a[1], DIGITS) for a, b in itertools.pairwise(ordered)):
-        notes.append("overlapping events, scored as separate events as NEDC does")
+        notes.append("overlapping events: NEDC scores them as separate events, SzCORE as one")
     if any(round(r[1], DIGITS) > round(duration, DIGITS) or r[0] < 0 for r in rows):
-        notes.append("events outside 0..duration, scored as they are as NEDC does")
+        notes.append(
+            "events outside 0..duration: NEDC scores them as they are, SzCORE cuts them there"
+        )
     return tuple(notes)
 
 
@@ -211,9 +230,10 @@ def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
     if kind is None:
         raise FormatError(f"{path}: not an annotation file (need {', '.join(SUFFIXES)})")
     if kind == "tsv":
-        duration, rows, notes = _tsv_rows(text, path)
+        duration, rows, notes, seizures = _tsv_rows(text, path)
     else:
         duration, rows, notes = _nedc_rows(text, path, kind)
+        seizures = [(a, b) for a, b, seiz in rows if seiz]
     if duration > MAX_DURATION_S:
         raise FormatError(
             f"{path}: duration {duration:g} s is over {MAX_DURATION_S / 86400:g} days, longer than "
@@ -223,7 +243,8 @@ def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
         timeline = build_timeline(rows, duration)
     except TimelineError as exc:
         raise FormatError(f"{path}: {exc}") from None
-    return ScoredFile(path, kind, timeline, notes + _overlap_notes(rows, duration))
+    notes += _overlap_notes(rows, duration)
+    return ScoredFile(path, kind, timeline, notes, tuple(seizures), duration)
 
 
 def read_file(path: str | Path) -> ScoredFile:

@@ -1,16 +1,18 @@
 """Every scorer by name, in the two forms Ictal calls them: on event lists (evaluate, the
-operating points) and on NEDC timelines (``ictal score`` on files). One implementation each:
+operating points) and on annotation files (``ictal score``). One implementation each:
 NEDC's four live in ``events.nedc``, SzCORE's two in ``events.szcore``."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from ictal.events import nedc
 from ictal.events.counts import EventCounts
+from ictal.events.formats import ScoredFile
 from ictal.events.nedc import Timeline, timeline_of_events
 from ictal.events.postprocess import Event
-from ictal.events.szcore import score_szcore, score_szcore_sample_events
+from ictal.events.szcore import DEFAULT, SzcoreParams, score_pair
 
 Scorer = Callable[[Sequence[Event], Sequence[Event], float], EventCounts]
 TimelineScorer = Callable[[Timeline, Timeline], EventCounts]
@@ -19,6 +21,7 @@ TimelineScorer = Callable[[Timeline, Timeline], EventCounts]
 # SzCORE scorers.
 ORDER: tuple[str, ...] = ("ovlp", "taes", "epoch", "dpalign", "szcore", "szcore_samples")
 NEDC_NAMES: tuple[str, ...] = ("ovlp", "taes", "epoch", "dpalign")
+SZCORE_NAMES: tuple[str, ...] = ("szcore", "szcore_samples")
 LABELS: dict[str, str] = {
     "ovlp": "OVLP (NEDC)",
     "taes": "TAES (NEDC)",
@@ -28,31 +31,47 @@ LABELS: dict[str, str] = {
     "szcore_samples": "SzCORE samples",
 }
 
-
-def _inside(tl: Timeline, duration_s: float) -> list[Event]:
-    """Seizures clipped to the recording: SzCORE scores masks of the recording's length."""
-    clipped = [(max(a, 0.0), min(b, duration_s)) for a, b in tl.seizures]
-    return [(a, b) for a, b in clipped if b > a]
-
-
-def _szcore(ref: Timeline, hyp: Timeline) -> EventCounts:
-    d = ref.duration_s
-    return score_szcore(_inside(ref, d), _inside(hyp, d), d)
-
-
-def _szcore_samples(ref: Timeline, hyp: Timeline) -> EventCounts:
-    d = ref.duration_s
-    return score_szcore_sample_events(_inside(ref, d), _inside(hyp, d), d)
-
-
 TIMELINE_SCORERS: dict[str, TimelineScorer] = {
     "ovlp": nedc.ovlp,
     "taes": nedc.taes,
     "epoch": nedc.epoch,
     "dpalign": nedc.dpalign,
-    "szcore": _szcore,
-    "szcore_samples": _szcore_samples,
 }
+
+
+def score_szcore_files(
+    ref: ScoredFile, hyp: ScoredFile | None, params: SzcoreParams = DEFAULT
+) -> dict[str, EventCounts]:
+    """Both SzCORE scorers on one pair of files, from the times as written (no hypothesis:
+    an empty one); the reference's duration sizes both masks."""
+    hyp_events = () if hyp is None else hyp.seizures
+    hyp_duration = None if hyp is None else hyp.duration_s
+    events, samples = score_pair(ref.seizures, hyp_events, ref.duration_s, params, hyp_duration)
+    return {"szcore": events, "szcore_samples": samples}
+
+
+def _tsv_times(value: float) -> float:
+    """A time as a SzCORE TSV export writes it (two decimals) and a reader reads it back."""
+    return float(f"{value:.2f}")
+
+
+def as_tsv(events: Sequence[Event], duration_s: float) -> tuple[list[Event], float]:
+    """Events and duration as a SzCORE ``_events.tsv`` export holds them: clipped to the
+    recording, onset and duration at two decimals (stop = onset + duration, as read)."""
+    out = []
+    for a, b in events:
+        start, stop = max(float(a), 0.0), min(float(b), duration_s)
+        if stop > start:
+            onset = _tsv_times(start)
+            out.append((onset, onset + _tsv_times(stop - start)))
+    return out, _tsv_times(duration_s)
+
+
+def _szcore_events(
+    which: int, params: SzcoreParams, ref: Sequence[Event], hyp: Sequence[Event], d: float
+) -> EventCounts:
+    ref_tsv, duration = as_tsv(ref, d)
+    return score_pair(ref_tsv, as_tsv(hyp, d)[0], duration, params)[which]
 
 
 def _on_events(scorer: TimelineScorer) -> Scorer:
@@ -77,13 +96,15 @@ SCORERS: dict[str, Scorer] = {
     "taes": score_taes,
     "epoch": score_epoch,
     "dpalign": score_dpalign,
-    "szcore": score_szcore,
-    "szcore_samples": score_szcore_sample_events,
 }
 
 
-def get_scorer(name: str) -> Scorer:
-    """The scorer registered under ``name``; a clear error listing the known names otherwise."""
+def get_scorer(name: str, szcore: SzcoreParams = DEFAULT) -> Scorer:
+    """The scorer registered under ``name`` (SzCORE's with ``szcore`` parameters, on events
+    as a TSV export holds them, so evaluate equals ``ictal score`` on its exports); a clear
+    error listing the known names otherwise."""
+    if name in SZCORE_NAMES:
+        return functools.partial(_szcore_events, SZCORE_NAMES.index(name), szcore)
     try:
         return SCORERS[name]
     except KeyError:

@@ -125,15 +125,23 @@ def _named(stems: list[str]) -> str:
     return shown + (f" and {len(stems) - _LISTED} more" if len(stems) > _LISTED else "")
 
 
-def pair_inputs(ref: str | Path, hyp: str | Path, *, missing_hyp: str = "error") -> list[Pair]:
+def pair_inputs(
+    ref: str | Path, hyp: str | Path, *, missing_hyp: str = "error", subset: bool = False
+) -> list[Pair]:
     """Pairs of reference and hypothesis files, in the reference's order.
 
     Two single files pair with each other whatever their names; otherwise files pair by
     recording stem. A reference without a hypothesis is an error unless ``missing_hyp`` is
-    ``empty`` (scored against an empty hypothesis); a hypothesis without a reference always is.
+    ``empty`` (scored against an empty hypothesis) or ``subset`` (not scored: the hypotheses
+    cover a subset of the references); a hypothesis without a reference always is.
     """
     if missing_hyp not in ("error", "empty"):
         raise UsageError(f"--missing-hyp must be 'error' or 'empty', not {missing_hyp!r}")
+    if subset and missing_hyp == "empty":
+        raise UsageError(
+            "--subset scores only the references that have a hypothesis and --missing-hyp "
+            "empty scores all of them; give one of the two"
+        )
     ref_files, ref_single = gather(ref)
     hyp_files, hyp_single = gather(hyp)
     if ref_single and hyp_single:
@@ -146,10 +154,12 @@ def pair_inputs(ref: str | Path, hyp: str | Path, *, missing_hyp: str = "error")
             f"{_named(extra)}; score a matching set (a list file names exactly the files)"
         )
     missing = [s for s in refs if s not in hyps]
+    if subset:  # every hypothesis has its reference (checked above), so none is empty
+        return [Pair(stem, path, hyps[stem]) for stem, path in refs.items() if stem in hyps]
     if missing and missing_hyp == "error":
         raise UsageError(
             f"{len(missing)} reference file(s) in {ref} have no hypothesis in {hyp}: "
-            f"{_named(missing)}; add them, or pass --missing-hyp empty to score them as "
-            "recordings where nothing was detected"
+            f"{_named(missing)}; add them, pass --missing-hyp empty to score them as "
+            "recordings where nothing was detected, or --subset to score only the others"
         )
     return [Pair(stem, path, hyps.get(stem)) for stem, path in refs.items()]

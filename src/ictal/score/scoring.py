@@ -1,33 +1,51 @@
-"""``ictal score``: every pair read, scored by each scorer and pooled NEDC-style (counts and
-recording time summed), in memory that does not grow with the number of files."""
+"""``ictal score``: every pair read, scored by each scorer and pooled (NEDC's by summed counts
+and recording time; SzCORE's per recording or per subject, as configured), in memory that
+grows with the number of subjects, not of files."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ictal.errors import UsageError
 from ictal.events.counts import ZERO, EventCounts
-from ictal.events.formats import FormatError, ScoredFile, read_file
+from ictal.events.formats import FormatError, NoRows, ScoredFile, read_file
 from ictal.events.nedc import Timeline, TimelineError, build_timeline
-from ictal.events.scorers import NEDC_NAMES, ORDER, TIMELINE_SCORERS
+from ictal.events.scorers import (
+    NEDC_NAMES,
+    ORDER,
+    SZCORE_NAMES,
+    TIMELINE_SCORERS,
+    score_szcore_files,
+)
+from ictal.events.szcore import (
+    DEFAULT,
+    POOLINGS,
+    SzcoreError,
+    SzcoreParams,
+    subject_of,
+    szcore_doc,
+)
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.cells import text_cell
 from ictal.score.inputs import Pair, pair_inputs
 from ictal.ui import progress
 
-CHOICES: tuple[str, ...] = (*NEDC_NAMES, "szcore")
+CHOICES: tuple[str, ...] = (*NEDC_NAMES, *SZCORE_NAMES)
+HEADER_ONLY = "header-only hypothesis TSV: scored as an empty hypothesis, as SzCORE does"
 COUNT_FIELDS: tuple[str, ...] = ("hits", "misses", "false_alarms", "n_ref")
 _SHOWN_PROBLEMS = 20
 
 
 def parse_scorers(text: str | None) -> list[str]:
-    """Scorer names from ``--scorers`` (all when None); ``szcore`` brings both SzCORE ones."""
+    """Scorer names from ``--scorers`` (all when None); ``szcore`` brings both SzCORE ones,
+    ``szcore_samples`` only the sample one."""
     if text is None:
         return list(ORDER)
     asked = [t.strip().lower() for t in text.split(",") if t.strip()]
@@ -43,19 +61,61 @@ def parse_scorers(text: str | None) -> list[str]:
 
 @dataclass
 class ScoreResult:
-    """Pooled counts per scorer over every scored pair, and what reading noticed."""
+    """Pooled counts per scorer over every scored pair (SzCORE's also per subject), and what
+    reading noticed."""
 
     scorers: list[str]
     totals: dict[str, EventCounts]
+    params: SzcoreParams = DEFAULT
+    pooling: str = "recording"
     files: int = 0
     notes: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    subjects: dict[str, dict[str, EventCounts]] = field(default_factory=dict)
+
+    def scorer_doc(self, name: str) -> dict[str, Any]:
+        """One scorer's JSON object: counts and rates (SzCORE's pooled as configured)."""
+        if name not in SZCORE_NAMES:
+            return self.totals[name].as_dict()
+        doc = szcore_doc(self.totals[name], self.subjects.get(name, {}), self.pooling)
+        return doc | {"parameters": asdict(self.params)}
+
+    def rates(self, name: str) -> dict[str, float]:
+        """Sensitivity, precision, F1 and FA/24h as the table shows them (nan: undefined)."""
+        doc = self.scorer_doc(name)
+        keys = ("sensitivity", "precision", "f1", "fa_per_24h")
+        return {k: math.nan if doc[k] is None else float(doc[k]) for k in keys}
+
+    def legend(self) -> list[str]:
+        """Lines under the table saying what the SzCORE and EPOCH numbers count and how."""
+        lines = []
+        fs = self.params.fs
+        if "epoch" in self.scorers or "szcore_samples" in self.scorers:
+            unit = "seconds" if fs == 1 else f"1/{fs} s"
+            lines.append(f"EPOCH counts 0.25 s epochs, SzCORE samples count {unit} ({fs} Hz).")
+        if not any(n in SZCORE_NAMES for n in self.scorers):
+            return lines
+        lines.append("SzCORE F1 = 2*hits/(2*hits + false alarms + misses): 0, not n/a, "
+                     "with only misses or only false alarms, as SzCORE's evaluator.")  # fmt: skip
+        if self.pooling == "subject":
+            n = len(next(iter(self.subjects.values()), {}))
+            lines.append(f"SzCORE rates: mean over {n} subject(s) of each one's rates "
+                         "(std in --json); its counts are summed.")  # fmt: skip
+        if self.params != DEFAULT:
+            lines.append(f"SzCORE parameters: {_shown_params(self.params)}.")
+        return lines
 
     def document(self) -> dict[str, Any]:
         """The ``--json`` document: one object per scorer, plus the number of files."""
-        doc: dict[str, Any] = {n: self.totals[n].as_dict() for n in self.scorers}
+        doc: dict[str, Any] = {n: self.scorer_doc(n) for n in self.scorers}
         doc["files"] = self.files
         return doc
+
+
+def _shown_params(p: SzcoreParams) -> str:
+    return (f"{p.fs} Hz masks, tolerance -{p.tolerance_start_s:g} s/+{p.tolerance_end_s:g} s, "
+            f"min overlap {p.min_overlap:g}, events split at {p.max_event_s:g} s, merged "
+            f"across gaps under {p.merge_gap_s:g} s")  # fmt: skip
 
 
 def _empty_like(ref: Timeline) -> Timeline:
@@ -63,27 +123,45 @@ def _empty_like(ref: Timeline) -> Timeline:
     return build_timeline([], ref.duration_s)
 
 
-def _read(pair: Pair) -> tuple[ScoredFile, Timeline, tuple[str, ...]]:
+def _read(pair: Pair) -> tuple[ScoredFile, ScoredFile | None, Timeline, tuple[str, ...]]:
+    """Both files of a pair; no hypothesis, or a header-only TSV one, is an empty one."""
     ref = read_file(pair.ref)
     if pair.hyp is None:
-        return ref, _empty_like(ref.timeline), ref.notes
-    hyp = read_file(pair.hyp)
-    return ref, hyp.timeline, ref.notes + hyp.notes
+        return ref, None, _empty_like(ref.timeline), ref.notes
+    try:
+        hyp = read_file(pair.hyp)
+    except NoRows:
+        return ref, None, _empty_like(ref.timeline), (*ref.notes, HEADER_ONLY)
+    return ref, hyp, hyp.timeline, ref.notes + hyp.notes
+
+
+def _score_pair(
+    pair: Pair, scorers: list[str], params: SzcoreParams
+) -> tuple[dict[str, EventCounts], tuple[str, ...]]:
+    """One pair's counts by every scorer asked, and its notes."""
+    ref, hyp, hyp_tl, notes = _read(pair)
+    counts = {n: TIMELINE_SCORERS[n](ref.timeline, hyp_tl) for n in scorers if n in NEDC_NAMES}
+    if any(n in SZCORE_NAMES for n in scorers):
+        both = score_szcore_files(ref, hyp, params)
+        counts |= {n: both[n] for n in scorers if n in SZCORE_NAMES}
+    return counts, notes
 
 
 def _score_all(
-    pairs: list[Pair], scorers: list[str], row: Callable[[Pair, dict[str, EventCounts]], None]
+    pairs: list[Pair],
+    scorers: list[str],
+    row: Callable[[Pair, dict[str, EventCounts]], None],
+    params: SzcoreParams = DEFAULT,
+    pooling: str = "recording",
 ) -> ScoreResult:
     """Score each pair in turn, handing its counts to ``row``; problems are collected."""
-    result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO))
-    fns = [(n, TIMELINE_SCORERS[n]) for n in scorers]
+    result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO), params, pooling)
     with progress("score", total=len(pairs)) as tick:
         for pair in pairs:
             tick.advance()
             try:
-                ref, hyp, notes = _read(pair)
-                counts = {n: fn(ref.timeline, hyp) for n, fn in fns}
-            except (FormatError, TimelineError) as exc:
+                counts, notes = _score_pair(pair, scorers, params)
+            except (FormatError, TimelineError, SzcoreError) as exc:
                 where = "" if isinstance(exc, FormatError) else f"{pair.ref} vs {pair.hyp}: "
                 result.problems.append(f"{where}{exc}")
                 continue
@@ -93,6 +171,9 @@ def _score_all(
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
                 result.totals[n] = result.totals[n] + counts[n]
+                if n in SZCORE_NAMES:
+                    per, who = result.subjects.setdefault(n, {}), subject_of(pair.stem)
+                    per[who] = per.get(who, ZERO) + counts[n]
             result.files += 1
             row(pair, counts)
     return result
@@ -117,19 +198,24 @@ def score(
     *,
     scorers: str | None = None,
     missing_hyp: str = "error",
+    subset: bool = False,
     json_out: Path | None = None,
     per_file: Path | None = None,
+    params: SzcoreParams = DEFAULT,
+    pooling: str = "recording",
 ) -> ScoreResult:
     """Pair, read and score; write ``--json`` and ``--per-file`` only when every pair scored.
 
     Unusable inputs raise ``UsageError`` (exit 2) listing every problem, one line each.
     """
     names = parse_scorers(scorers)
-    pairs = pair_inputs(ref, hyp, missing_hyp=missing_hyp)
+    if pooling not in POOLINGS:
+        raise UsageError(f"--pooling {pooling!r}: choose {' or '.join(POOLINGS)}")
+    pairs = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
     result: ScoreResult | None = None
 
     if per_file is None:
-        result = _score_all(pairs, names, lambda pair, counts: None)
+        result = _score_all(pairs, names, lambda pair, counts: None, params, pooling)
     else:
 
         def write(fh: IO[bytes]) -> None:
@@ -144,7 +230,7 @@ def score(
                     + [_count(getattr(counts[n], f)) for n in names for f in COUNT_FIELDS]
                 )  # fmt: skip
 
-            result = _score_all(pairs, names, row)
+            result = _score_all(pairs, names, row, params, pooling)
             if result.problems:
                 raise _Unusable(result)
             text.flush()
