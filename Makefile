@@ -10,6 +10,10 @@ STAMP := $(VENV)/.installed
 # TORCH_SPEC="torch==2.13.0 --index-url ..." replaces it). A machine that only runs Ictal (a
 # cloud VM) installs the runtime lock: make venv LOCK=requirements/runtime.lock.
 LOCK ?= requirements/dev.lock
+# SzCORE's own evaluator, a test dependency only (dev lock): it declares Python >=3.12 but runs
+# on 3.11, hence --ignore-requires-python (requirements/szcore-evaluation.txt).
+SZCORE_EVALUATOR := $(BIN)/pip install --quiet --require-hashes --no-deps \
+	--ignore-requires-python -r requirements/szcore-evaluation.txt
 TORCH_INDEX ?=
 TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX))
 # `make lock` resolves against the CPU torch build (no CUDA packages in the locks): found in
@@ -23,10 +27,11 @@ DEMO_CFG := configs/demo.yaml
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile $(LOCK) requirements/torch.txt
+$(STAMP): pyproject.toml Makefile $(LOCK) requirements/torch.txt requirements/szcore-evaluation.txt
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(if $(filter requirements/dev.lock,$(LOCK)),$(SZCORE_EVALUATOR))
 	$(BIN)/pip install --quiet $(TORCH_SPEC)
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/pip check

@@ -165,6 +165,7 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
 
 Rows = tuple[float, list[Segment], tuple[str, ...], list[tuple[float, float]]]
 NA = "n/a"
+ZERO_LENGTH = "rows of duration 0 skipped: no time to score (SzCORE marks no sample for them)"
 
 
 def _tsv_rows(text: str, path: str) -> Rows:
@@ -183,6 +184,7 @@ def _tsv_table(text: str, path: str) -> Rows:
         raise FormatError(f"{path}: line 1: missing column(s) {', '.join(missing)}")
     rows: list[Segment] = []
     raw: list[tuple[float, float]] = []
+    notes: tuple[str, ...] = ()
     durations: set[float] = set()
     for lineno, rec in enumerate(reader, start=2):
         where = f"line {lineno}"
@@ -197,6 +199,9 @@ def _tsv_table(text: str, path: str) -> Rows:
             continue  # background without times: the timeline fills background anyway
         onset = _number(rec["onset"] or "", path, where, "onset")
         length = _number(rec["duration"] or "", path, where, "duration")
+        if length == 0:  # a blip written at two decimals: SzCORE marks no sample for it
+            notes = (ZERO_LENGTH,)
+            continue
         stop = round(onset + length, DIGITS)
         _check_row(onset, stop, path, where)
         rows.append((onset, stop, kind != "bckg"))
@@ -208,7 +213,7 @@ def _tsv_table(text: str, path: str) -> Rows:
         )
     if len(durations) > 1:
         raise FormatError(f"{path}: rows disagree on recordingDuration: {sorted(durations)}")
-    return durations.pop(), rows, (), raw
+    return durations.pop(), rows, notes, raw
 
 
 def _overlap_notes(rows: list[Segment], duration: float) -> tuple[str, ...]:
