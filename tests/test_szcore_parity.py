@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import set_args
 from ictal.cli import run
 
 evaluate_mod = pytest.importorskip("szcore_evaluation.evaluate", reason="make venv installs it")
@@ -179,3 +180,42 @@ def test_every_pair_scores_as_the_evaluator_scores_it(dataset, tmp_path: Path) -
     assert mismatches == [], f"{len(mismatches)} (pair, scorer) differ:\n" + "\n".join(
         mismatches[:10]
     )
+
+
+@pytest.mark.parametrize("fs", [1, 2])
+def test_parameters_set_in_the_config_reach_timescoring(dataset, tmp_path: Path, fs: int) -> None:
+    """Non-default tolerances, overlap, split, merge and rate (``--set scoring.szcore.*``)
+    equal timescoring given the same parameters on masks the evaluator's reader cuts."""
+    from epilepsy2bids.annotations import Annotations
+    from timescoring.annotations import Annotation
+    from timescoring.scoring import EventScoring, SampleScoring
+
+    root, names = dataset
+    chosen = {"tolerance_start_s": 5.0, "tolerance_end_s": 12.5, "min_overlap": 0.2,
+              "max_event_s": 120.0, "merge_gap_s": 20.0}  # fmt: skip
+    table = tmp_path / "per-file.csv"
+    sets = set_args(
+        f"scoring.szcore.fs={fs}", *(f"scoring.szcore.{k}={v}" for k, v in chosen.items())
+    )
+    code = run(["score", str(root / "ref"), str(root / "hyp"), "--scorers", "szcore",
+                "--missing-hyp", "empty", "--per-file", str(table), *sets])  # fmt: skip
+    assert code == 0
+    rows = {Path(r["ref"]).name: r for r in csv.DictReader(table.open())}
+    param = EventScoring.Parameters(*chosen.values())
+    mismatches = []
+    for rel in names[:120]:
+        ref = Annotation(Annotations.loadTsv(root / "ref" / rel).getMask(fs), fs)
+        try:
+            hyp = Annotation(Annotations.loadTsv(root / "hyp" / rel).getMask(fs), fs)
+        except (FileNotFoundError, IndexError):  # missing or header-only: empty
+            hyp = Annotation(np.zeros_like(ref.mask), fs)
+        row = rows[Path(rel).name]
+        for name, s in (("szcore", EventScoring(ref, hyp, param)),
+                        ("szcore_samples", SampleScoring(ref, hyp, fs=fs))):  # fmt: skip
+            theirs = (s.tp, s.refTrue - s.tp, s.fp, s.refTrue)
+            ours = tuple(
+                float(row[f"{name}_{f}"]) for f in ("hits", "misses", "false_alarms", "n_ref")
+            )
+            if ours != theirs:
+                mismatches.append(f"{rel} {name}: ictal {ours} timescoring {theirs}")
+    assert mismatches == [], "\n".join(mismatches[:10])
