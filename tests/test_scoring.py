@@ -13,7 +13,15 @@ from ictal.auroc import HistogramAuroc
 from ictal.events.counts import EventCounts, pool
 from ictal.events.masks import events_mask
 from ictal.events.scorers import SCORERS, get_scorer, score_ovlp, score_taes
-from ictal.events.szcore import score_szcore, score_szcore_samples
+from ictal.events.scorers import as_tsv
+from ictal.events.szcore import (
+    SzcoreParams,
+    score_szcore,
+    score_szcore_sample_events,
+    score_szcore_samples,
+    szcore_doc,
+    szcore_f1,
+)
 
 HOUR = 3600.0
 
@@ -240,9 +248,62 @@ def test_szcore_matches_timescoring(ref, hyp, duration, expected) -> None:
 
 def test_szcore_at_higher_fs() -> None:
     ref, hyp = [(10.25, 40.5)], [(12.0, 13.0), (300.0, 301.0)]
-    c = score_szcore(ref, hyp, 500.0, fs=4.0)
+    c = score_szcore(ref, hyp, 500.0, SzcoreParams(fs=4))
     ts = _timescoring(ref, hyp, 500.0, fs=4.0)
     assert (c.hits, c.false_alarms, c.n_ref) == (ts.tp, ts.fp, ts.refTrue) == (1, 1, 1)
+
+
+def test_szcore_cuts_masks_by_truncation_as_the_evaluator() -> None:
+    # (10.7, 13.0) marks seconds 10, 11, 12; 600.9 s of recording are 600 samples
+    c = score_szcore_sample_events([(10.7, 13.0)], [], 600.9)
+    assert (c.n_ref, c.duration_s) == (3, 600.0)
+    # a hypothesis ending at 70.9 s covers seconds up to 69: it stops before the 30 s
+    # tolerance ahead of a seizure at 100 s (rounding would reach 71 and count a hit)
+    late = score_szcore([(100.0, 120.0)], [(60.0, 70.9)], 600.0)
+    assert (late.hits, late.false_alarms) == (0, 1)
+    hit = score_szcore([(100.0, 120.0)], [(60.0, 71.2)], 600.0)
+    assert (hit.hits, hit.false_alarms) == (1, 0)
+    with pytest.raises(ValueError, match="shorter than one SzCORE sample"):
+        score_szcore([], [], 0.9)
+
+
+def test_szcore_parameters_change_the_counts() -> None:
+    ref, hyp = [(100.0, 120.0)], [(80.0, 85.0), (125.0, 130.0)]
+    assert score_szcore(ref, hyp, 600.0).false_alarms == 0  # within 30 s before, 60 s after
+    strict = SzcoreParams(tolerance_start_s=5.0, tolerance_end_s=2.0, merge_gap_s=0.0)
+    c = score_szcore(ref, hyp, 600.0, strict)
+    assert (c.hits, c.false_alarms) == (0, 2)
+    split = score_szcore([(0.0, 700.0)], [(50.0, 60.0)], 1000.0, SzcoreParams(max_event_s=100))
+    assert split.n_ref == 7
+
+
+def test_szcore_f1_is_zero_where_nedc_leaves_it_undefined() -> None:
+    only_fa = EventCounts(hits=0, misses=0, false_alarms=3, n_ref=0, duration_s=60.0)
+    only_miss = EventCounts(hits=0, misses=2, false_alarms=0, n_ref=2, duration_s=60.0)
+    nothing = EventCounts(hits=0, misses=0, false_alarms=0, n_ref=0, duration_s=60.0)
+    some = EventCounts(hits=2, misses=1, false_alarms=1, n_ref=3, duration_s=60.0)
+    assert math.isnan(only_fa.f1) and szcore_f1(only_fa) == 0.0
+    assert szcore_f1(only_miss) == 0.0 and math.isnan(szcore_f1(nothing))
+    assert szcore_f1(some) == pytest.approx(some.f1) == pytest.approx(4 / 6)
+
+
+def test_szcore_subject_pooling_averages_defined_rates() -> None:
+    a = EventCounts(hits=1, misses=1, false_alarms=0, n_ref=2, duration_s=86_400.0)
+    b = EventCounts(hits=0, misses=0, false_alarms=2, n_ref=0, duration_s=86_400.0)
+    doc = szcore_doc(a + b, {"sub-01": a, "sub-02": b}, "subject")
+    assert doc["subjects"] == 2 and doc["sensitivity"] == 0.5  # sub-02's is undefined
+    assert doc["sensitivity_std"] == 0.0
+    assert doc["fa_per_24h"] == 1.0 and doc["fa_per_24h_std"] == 1.0  # 0 and 2 per day
+    assert doc["f1"] == pytest.approx((2 / 3 + 0.0) / 2)
+    pooled = szcore_doc(a + b, {}, "recording")
+    assert pooled["sensitivity"] == 0.5 and pooled["fa_per_24h"] == 1.0
+    assert pooled["f1"] == pytest.approx(2 / 5) and "f1_rule" in pooled
+
+
+def test_evaluate_scores_szcore_on_events_as_a_tsv_export_holds_them() -> None:
+    events, duration = as_tsv([(-1.0, 2.004), (3.456, 7.891), (9.0, 12.0)], 10.0)
+    assert duration == 10.0
+    assert events == [(0.0, 2.0), (3.46, 3.46 + 4.44), (9.0, 10.0)]
 
 
 def test_szcore_samples_matches_sample_scoring() -> None:

@@ -96,6 +96,8 @@ SCORERS: dict[str, Scorer] = {
     "taes": score_taes,
     "epoch": score_epoch,
     "dpalign": score_dpalign,
+    "szcore": functools.partial(_szcore_events, 0, DEFAULT),
+    "szcore_samples": functools.partial(_szcore_events, 1, DEFAULT),
 }
 
 
@@ -103,7 +105,7 @@ def get_scorer(name: str, szcore: SzcoreParams = DEFAULT) -> Scorer:
     """The scorer registered under ``name`` (SzCORE's with ``szcore`` parameters, on events
     as a TSV export holds them, so evaluate equals ``ictal score`` on its exports); a clear
     error listing the known names otherwise."""
-    if name in SZCORE_NAMES:
+    if name in SZCORE_NAMES and szcore != DEFAULT:
         return functools.partial(_szcore_events, SZCORE_NAMES.index(name), szcore)
     try:
         return SCORERS[name]
