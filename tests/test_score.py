@@ -186,6 +186,107 @@ def test_missing_and_extra_hypotheses(tmp_path: Path, capsys) -> None:
     assert "zzzzzzzz_s001_t000" in capsys.readouterr().err
 
 
+def test_subset_scores_only_the_references_with_a_hypothesis(tmp_path: Path, capsys) -> None:
+    corpus(tmp_path)
+    (tmp_path / "hyp" / "aaaaaaab_s001_t000.csv_bi").unlink()
+    out, table = tmp_path / "s.json", tmp_path / "s.csv"
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--subset", "--json", out,
+                 "--per-file", table) == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    # files a and c only: a's 3 refs (2 hits, 1 miss), 3 FAs in all; b is not scored
+    assert (doc["files"], doc["ovlp"]["n_ref"], doc["ovlp"]["hits"]) == (2, 3, 2)
+    assert doc["ovlp"]["duration_s"] == 900.0
+    assert [r["recording"] for r in csv.DictReader(table.open())] == [
+        "aaaaaaaa_s001_t000", "aaaaaaac_s002_t001"]  # fmt: skip
+    assert score(tmp_path / "ref", tmp_path / "hyp") == 2  # without it: the clear error
+    assert "--subset to score only the others" in capsys.readouterr().err
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--subset", "--missing-hyp", "empty") == 2
+    assert "give one of the two" in capsys.readouterr().err
+    csv_bi(tmp_path / "hyp" / "zzzzzzzz_s001_t000.csv_bi", 60.0, [])
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--subset") == 2  # extra: still an error
+    assert "zzzzzzzz_s001_t000" in capsys.readouterr().err
+
+
+def _bids(root: Path, stem: str, duration: float, events: list[tuple[float, float]]) -> Path:
+    return tsv(root / stem.split("_")[0] / "eeg" / f"{stem}_events.tsv", duration, events)
+
+
+def test_szcore_pooling_parameters_and_scorer_names(tmp_path: Path, capsys) -> None:
+    """--pooling subject averages subjects' rates; -c/--set reach the SzCORE scorers only;
+    szcore_samples alone is a scorer name; the JSON says how F1 and pooling were done."""
+    for root, evs in ((tmp_path / "ref", [(100.0, 120.0)]), (tmp_path / "hyp", [(125.5, 130.0)])):
+        _bids(root, "sub-01_run-01", 600.0, evs)
+        _bids(root, "sub-01_run-02", 600.0, [])
+        _bids(root, "sub-02_run-01", 600.0, evs if root.name == "ref" else [])
+    out = tmp_path / "p.json"
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--json", out) == 0
+    rec = json.loads(out.read_text())["szcore"]
+    # sub-01: hit (within 60 s after); sub-02: missed. Summed: 1 of 2
+    assert (rec["pooling"], rec["hits"], rec["n_ref"], rec["sensitivity"]) == (
+        "recording",
+        1,
+        2,
+        0.5,
+    )
+    assert rec["parameters"]["tolerance_end_s"] == 60.0 and "f1_rule" in rec
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--json", out, "--pooling", "subject",
+                 "--scorers", "szcore_samples") == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert set(doc) == {"szcore_samples", "files"}
+    smp = doc["szcore_samples"]
+    # sub-01 samples: 20 ref, none hit -> sensitivity 0, F1 0; sub-02: 20 missed -> 0
+    assert (smp["pooling"], smp["subjects"], smp["sensitivity"], smp["f1"]) == (
+        "subject",
+        2,
+        0.0,
+        0.0,
+    )
+    assert smp["fa_per_24h"] == pytest.approx((5 / 1200 + 0) / 2 * 86400)
+    shown = capsys.readouterr().out
+    assert "mean over 2 subject(s)" in shown and "0, not n/a" in shown
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("scoring:\n  szcore:\n    tolerance_end_s: 2.0\n    pooling: subject\n")
+    assert score(tmp_path / "ref", tmp_path / "hyp", "-c", cfg, "--json", out,
+                 "--set", "scoring.szcore.merge_gap_s=0") == 0  # fmt: skip
+    doc = json.loads(out.read_text())
+    assert (doc["szcore"]["hits"], doc["szcore"]["false_alarms"]) == (0, 1)  # 2 s: too late
+    assert doc["szcore"]["pooling"] == "subject" and doc["ovlp"]["hits"] == 0
+    assert "tolerance -30 s/+2 s" in capsys.readouterr().out
+    assert score(tmp_path / "ref", tmp_path / "hyp", "--pooling", "file") == 2
+    assert "scoring.szcore.pooling" in capsys.readouterr().err
+
+
+def test_header_only_and_na_rows_as_szcore_reads_them(tmp_path: Path, capsys) -> None:
+    head = "onset\tduration\teventType\tconfidence\tchannels\tdateTime\trecordingDuration\n"
+    ref = tmp_path / "ref" / "sub-01_run-01_events.tsv"
+    ref.parent.mkdir()
+    ref.write_text(
+        head + "n/a\tn/a\tbckg\tn/a\tn/a\tn/a\t300.00\n10.7\t2.3\tsz\tn/a\tn/a\tn/a\t300.00\n"
+    )
+    hyp = tmp_path / "hyp" / "sub-01_run-01_events.tsv"
+    hyp.parent.mkdir()
+    hyp.write_text(head)
+    out = tmp_path / "h.json"
+    assert score(ref, hyp, "--json", out) == 0
+    doc = json.loads(out.read_text())
+    assert (doc["szcore"]["misses"], doc["szcore_samples"]["misses"]) == (1, 3)
+    assert doc["szcore"]["f1"] == 0.0 and doc["ovlp"]["f1"] is None
+    assert "header-only hypothesis TSV: scored as an empty hypothesis" in capsys.readouterr().err
+    assert score(hyp, ref) == 2  # a header-only reference has no duration: refused
+    assert "no rows, so no recordingDuration" in capsys.readouterr().err
+    ref.write_text(head + "n/a\t2.3\tsz\tn/a\tn/a\tn/a\t300.00\n")  # a seizure needs times
+    assert score(ref, hyp) == 2
+    assert "onset 'n/a' is not a number" in capsys.readouterr().err
+
+
+def test_szcore_refuses_hypotheses_of_another_length(tmp_path: Path, capsys) -> None:
+    ref = tsv(tmp_path / "r" / "sub-01_run-01_events.tsv", 300.0, [(10.0, 20.0)])
+    hyp = tsv(tmp_path / "h" / "sub-01_run-01_events.tsv", 301.0, [(10.0, 20.0)])
+    assert score(ref, hyp, "--scorers", "szcore") == 2
+    err = capsys.readouterr().err
+    assert "durations differ" in err and "300 and 301 samples" in err and "Traceback" not in err
+
+
 def test_unusable_inputs_exit_2_naming_every_file_and_write_nothing(tmp_path: Path, capsys):
     corpus(tmp_path)
     out = tmp_path / "s.json"

@@ -12,8 +12,7 @@ from timescoring.scoring import EventScoring, SampleScoring
 from ictal.auroc import HistogramAuroc
 from ictal.events.counts import EventCounts, pool
 from ictal.events.masks import events_mask
-from ictal.events.scorers import SCORERS, get_scorer, score_ovlp, score_taes
-from ictal.events.scorers import as_tsv
+from ictal.events.scorers import SCORERS, as_tsv, get_scorer, score_ovlp, score_taes
 from ictal.events.szcore import (
     SzcoreParams,
     score_szcore,
