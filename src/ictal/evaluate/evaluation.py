@@ -49,6 +49,7 @@ from ictal.events.operating_points import (
     sweep,
 )
 from ictal.events.postprocess import postprocess_of
+from ictal.events.szcore import SzcoreParams
 from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
@@ -201,6 +202,7 @@ class Evaluation:
             else self.rows_all
         )
         self.pp_default = postprocess_of(self.cfg.evaluate)
+        self.szcore = SzcoreParams.of(self.cfg.scoring.szcore)
 
     def run(self) -> EvaluationResult:
         """Infer what is missing, then choose or apply the operating points, score, write."""
@@ -208,7 +210,7 @@ class Evaluation:
         inferred, resumed, failed = self._infer(sha256)
         all_infos, infos = self._infos(failed)
         pp_sweep = self.frozen.postprocess if self.frozen else self.pp_default
-        curve = sweep(self._traces(all_infos, "sweep"), pp_sweep)
+        curve = sweep(self._traces(all_infos, "sweep"), pp_sweep, szcore=self.szcore)
         if self.frozen is None:
             ops, counts, source, curve = self._choose(curve, all_infos, infos)
         else:
@@ -216,8 +218,9 @@ class Evaluation:
             counts, source = self._apply(ops, infos)
         export_t, export_basis = export_threshold(ops, self.cfg.evaluate.threshold)
         scored = ScoringPass(
-            infos, self.pp_default, ops, export_t, self.out.hypotheses, corpus_by_id(self.rows)
-        ).run(self._traces(infos, "scoring"))
+            infos, self.pp_default, ops, export_t, self.out.hypotheses, corpus_by_id(self.rows),
+            szcore=self.szcore,
+        ).run(self._traces(infos, "scoring"))  # fmt: skip
         scores = Scores(
             subject=Subject(self.split, self.checkpoint, sha256, self.meta, self.view.key,
                             self.view.path),
@@ -225,6 +228,7 @@ class Evaluation:
             source=source, counts=counts, curve=curve, export_threshold=export_t,
             export_basis=export_basis, scored=scored, corpus_selection=self.corpora,
             corpus_order=cache_corpora(self.view),
+            szcore_pooling=self.cfg.scoring.szcore.pooling,
         ).document()  # fmt: skip
         return EvaluationResult(
             out=self.out.path,
@@ -301,7 +305,7 @@ class Evaluation:
         if len(infos) < len(all_infos):  # only some corpora scored: their own curve and counts
             ids = corpus_by_id(self.rows_all)
             chosen_on = sorted({ids[i.id] for i in all_infos})
-            curve = sweep(self._traces(infos, "sweep"), self.pp_default)
+            curve = sweep(self._traces(infos, "sweep"), self.pp_default, szcore=self.szcore)
             counts = counts_on_curve(curve, ops)
         source = PointsSource("chosen", self.split, self.out.operating_points, chosen_on)
         return ops, counts, source, curve
@@ -313,6 +317,6 @@ class Evaluation:
         assert self.frozen_file is not None
         if ops.postprocess != self.pp_default:
             log.warning("the operating points carry their own post-processing; it is applied")
-        applied = apply_operating_points(self._traces(infos, "apply"), ops)
+        applied = apply_operating_points(self._traces(infos, "apply"), ops, self.szcore)
         counts = {n: {t: a.counts for t, a in per.items()} for n, per in applied.items()}
         return counts, PointsSource("applied", ops.split, Path(self.frozen_file))

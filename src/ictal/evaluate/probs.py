@@ -20,6 +20,7 @@ from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
 from ictal.events.operating_points import RecordingTrace
 from ictal.events.postprocess import Event
+from ictal.events.szcore import subject_of
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.untrusted import UnreadableInput, read_json
 from ictal.models import inference
@@ -37,6 +38,7 @@ class RecordingInfo:
     export_duration_s: float
     n_out: int
     ref_events: list[Event]
+    subject: str = ""  # the patient, for SzCORE's per-subject pooling
 
 
 def recording_infos(
@@ -53,6 +55,7 @@ def recording_infos(
                 export_duration_s=float(r.get("source_duration_s") or n / fs),
                 n_out=math.ceil(n / stride),
                 ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
+                subject=str(r.get("patient") or subject_of(r["id"])),
             )
         )
     return infos

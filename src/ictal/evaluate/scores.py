@@ -11,6 +11,8 @@ from ictal.evaluate.scoring import Scored, Totals
 from ictal.events.counts import EventCounts
 from ictal.events.operating_points import OperatingCurve, OperatingPoints, scorer_order
 from ictal.events.postprocess import PostProcess
+from ictal.events.scorers import SZCORE_NAMES
+from ictal.events.szcore import szcore_doc
 from ictal.io.jsonable import jsonable
 
 SCORES_FORMAT = 1
@@ -21,6 +23,14 @@ POOLING = (
     "event and sample scores (timescoring) are pooled the same way (summed counts), which "
     "differs from SzCORE's default per-subject averaging. Sample-level AUROC pools all "
     "output steps of all recordings."
+)
+POOLING_SUBJECT = (
+    "NEDC OVLP and TAES, and every score at an operating point, are pooled over files: counts "
+    "and recording time summed. SzCORE event and sample scores at the default threshold are "
+    "averaged per subject as SzCORE's evaluator does by default (scoring.szcore.pooling = "
+    "subject): each subject's rates from its summed counts, then the mean (and std) over "
+    "subjects, ignoring undefined ones. Sample-level AUROC pools all output steps of all "
+    "recordings."
 )
 STITCHING = "overlap-add of sigmoid outputs, tent weights min(j+1, m-j) per step; tail zero-padded"
 
@@ -139,8 +149,19 @@ def _points_rows(ops: OperatingPoints, counts: PointCounts) -> dict[str, list[di
     }
 
 
+def _default_doc(name: str, c: EventCounts, t: Totals, pooling: str) -> dict[str, Any] | None:
+    """A scorer's counts at the default threshold; SzCORE's pooled as configured."""
+    if name not in SZCORE_NAMES:
+        return counts_doc(c)
+    return szcore_doc(c, t.subjects.get(name, {}), pooling)
+
+
 def result_block(
-    t: Totals, pp_default: PostProcess, ops: OperatingPoints, counts: PointCounts
+    t: Totals,
+    pp_default: PostProcess,
+    ops: OperatingPoints,
+    counts: PointCounts,
+    pooling: str = "recording",
 ) -> dict[str, Any]:
     """The scores of a set of recordings (all evaluated, or one corpus's): size, AUROC, the
     default threshold and every operating point; one shape for the pooled and per-corpus."""
@@ -156,8 +177,10 @@ def result_block(
         "auroc": t.auroc.value(),
         "default": {
             "postprocess": asdict(pp_default),
-            "scores": {n: counts_doc(c) for n, c in t.default.items()}
-            | {"szcore_samples": counts_doc(t.samples_default)},
+            "scores": {
+                n: _default_doc(n, c, t, pooling)
+                for n, c in (*t.default.items(), ("szcore_samples", t.samples_default))
+            },
         },
         "operating_points": {"points": points},
     }
@@ -196,12 +219,16 @@ class Scores:
     scored: Scored
     corpus_selection: list[str] = field(default_factory=list)
     corpus_order: list[str] = field(default_factory=list)  # a mixture's, for tables
+    szcore_pooling: str = "recording"  # scoring.szcore.pooling
 
     def document(self) -> dict[str, Any]:
         """The scores document, JSON-ready (nan as null, tuples as lists)."""
-        pooled = result_block(self.scored.pooled, self.pp_default, self.ops, self.counts)
+        pooled = result_block(
+            self.scored.pooled, self.pp_default, self.ops, self.counts, self.szcore_pooling
+        )
         doc = {
             **self.subject.doc(),
+            "pooling": POOLING_SUBJECT if self.szcore_pooling == "subject" else POOLING,
             "n_recordings": pooled["n_recordings"],
             "n_failed": len(self.failed),
             "failed": [{"id": i, "reason": r} for i, r in self.failed],
@@ -234,7 +261,9 @@ class Scores:
         corpora = self.scored.corpora
         return {
             "per_corpus": {
-                name: result_block(t, self.pp_default, self.ops, counts_at_points(t, self.ops))
+                name: result_block(
+                    t, self.pp_default, self.ops, counts_at_points(t, self.ops), self.szcore_pooling
+                )
                 for name, t in sorted(corpora.items())
             },
             "corpora": [n for n in self.corpus_order if n in corpora],

@@ -26,8 +26,8 @@ from ictal.events.operating_points import (
     at_threshold,
 )
 from ictal.events.postprocess import Event, PostProcess, events_from_probs
-from ictal.events.scorers import Scorer, get_scorer
-from ictal.events.szcore import score_szcore_samples
+from ictal.events.scorers import SZCORE_NAMES, Scorer, get_scorer
+from ictal.events.szcore import DEFAULT, SzcoreParams
 
 # A recording's OVLP F1 counts a rate with nothing to divide by as perfect: 1.0 for nothing
 # to find and nothing found, 0.0 for only misses or only false alarms.
@@ -58,6 +58,8 @@ class Totals:
     n_recordings: int = 0
     duration_s: float = 0.0
     n_ref: int = 0
+    # SzCORE's counts at the default threshold per subject (its per-subject pooling)
+    subjects: dict[str, dict[str, EventCounts]] = field(default_factory=dict)
 
     @classmethod
     def empty(
@@ -70,9 +72,16 @@ class Totals:
             events_ops={n: dict.fromkeys(op_thresholds, ZERO) for n in event_scorers},
         )
 
-    def add(self, rec: RecordingCounts, ref_mask: np.ndarray, probs: np.ndarray) -> None:
-        """Pool one recording's counts (by addition) and its samples into the AUROC."""
+    def add(
+        self, rec: RecordingCounts, ref_mask: np.ndarray, probs: np.ndarray, subject: str = ""
+    ) -> None:
+        """Pool one recording's counts (by addition, SzCORE's also per subject) and its
+        samples into the AUROC."""
         self.auroc.update(ref_mask, probs)
+        for name, c in (*rec.default.items(), ("szcore_samples", rec.samples_default)):
+            if name in SZCORE_NAMES:
+                per = self.subjects.setdefault(name, {})
+                per[subject] = per.get(subject, ZERO) + c
         for name, c in rec.default.items():
             self.default[name] += c
         self.samples_default += rec.samples_default
@@ -109,6 +118,7 @@ class ScoringPass:
         export_threshold: float,
         hyp_dir: Path,
         corpus_of: dict[str, str] | None = None,
+        szcore: SzcoreParams = DEFAULT,
     ) -> None:
         self.by_id = {i.id: i for i in infos}
         self.pp_default = pp_default
@@ -116,12 +126,13 @@ class ScoringPass:
         self.pp_export = at_threshold(ops.postprocess, export_threshold)
         self.hyp_dir = hyp_dir
         self.corpus_of = corpus_of or {}
-        self.fns = {name: get_scorer(name) for name in DEFAULT_SCORERS}
+        self.fns = {name: get_scorer(name, szcore) for name in DEFAULT_SCORERS}
+        self.samples = get_scorer("szcore_samples", szcore)
         self.op_thresholds = sorted(
             {p.threshold for per in ops.points.values() for p in per.values()} - {None}
         )
         self.op_fns: dict[str, Scorer] = (
-            {name: get_scorer(name) for name in ops.points} if self.corpus_of else {}
+            {name: get_scorer(name, szcore) for name in ops.points} if self.corpus_of else {}
         )
         self.scored = Scored(Totals.empty(self.fns, self.op_thresholds, []), {}, [])
 
@@ -136,15 +147,15 @@ class ScoringPass:
         info = self.by_id[tr.recording_id]
         ref_mask = events_mask(info.ref_events, tr.fs_out, info.n_out)
         hyp_default = events_from_probs(tr.probs, tr.fs_out, self.pp_default)
-        rec = self._counts(tr, info, ref_mask, hyp_default)
-        self.scored.pooled.add(rec, ref_mask, tr.probs)
+        rec = self._counts(tr, info, hyp_default)
+        self.scored.pooled.add(rec, ref_mask, tr.probs, info.subject)
         corpus = self.corpus_of.get(info.id)
         if corpus is not None:
             if corpus not in self.scored.corpora:
                 self.scored.corpora[corpus] = Totals.empty(
                     self.fns, self.op_thresholds, self.op_fns
                 )
-            self.scored.corpora[corpus].add(rec, ref_mask, tr.probs)
+            self.scored.corpora[corpus].add(rec, ref_mask, tr.probs, info.subject)
         hyp_export = events_from_probs(tr.probs, tr.fs_out, self.pp_export)
         write_exports(self.hyp_dir, info.id, info.id, info.export_duration_s, hyp_export)
         self.scored.recordings.append(self._row(info, corpus, tr, rec, hyp_export))
@@ -153,7 +164,6 @@ class ScoringPass:
         self,
         tr: RecordingTrace,
         info: RecordingInfo,
-        ref_mask: np.ndarray,
         hyp_default: list[Event],
     ) -> RecordingCounts:
         """The recording's counts at the default threshold and at every operating threshold."""
@@ -162,15 +172,12 @@ class ScoringPass:
             duration_s=duration,
             n_ref=len(ref),
             default={n: fn(ref, hyp_default, duration) for n, fn in self.fns.items()},
-            samples_default=score_szcore_samples(
-                ref_mask, events_mask(hyp_default, tr.fs_out, info.n_out), tr.fs_out
-            ),
+            samples_default=self.samples(ref, hyp_default, duration),
             events_ops={n: {} for n in self.op_fns},
         )
         for t in self.op_thresholds:
             hyp = events_from_probs(tr.probs, tr.fs_out, at_threshold(self.ops.postprocess, t))
-            hyp_mask = events_mask(hyp, tr.fs_out, info.n_out)
-            rec.samples_ops[t] = score_szcore_samples(ref_mask, hyp_mask, tr.fs_out)
+            rec.samples_ops[t] = self.samples(ref, hyp, duration)
             for name in rec.events_ops:
                 rec.events_ops[name][t] = self.op_fns[name](ref, hyp, duration)
         return rec

@@ -19,6 +19,8 @@ from ictal.errors import UsageError
 from ictal.events.counts import ZERO, EventCounts
 from ictal.events.postprocess import Event, PostProcess, events_from_probs
 from ictal.events.scorers import get_scorer
+from ictal.events.szcore import DEFAULT as DEFAULT_SZCORE
+from ictal.events.szcore import SzcoreParams
 from ictal.io.atomic import atomic_write_json
 from ictal.io.untrusted import read_json
 
@@ -112,9 +114,10 @@ def _score_records(
     pp: PostProcess,
     thresholds: Sequence[float],
     scorers: Sequence[str],
+    szcore: SzcoreParams = DEFAULT_SZCORE,
 ) -> tuple[dict[str, list[EventCounts]], int]:
     """Pooled counts per scorer and threshold, one record in memory at a time."""
-    fns = {name: get_scorer(name) for name in scorers}
+    fns = {name: get_scorer(name, szcore) for name in scorers}
     settings = [at_threshold(pp, t) for t in thresholds]
     totals = {name: [ZERO] * len(thresholds) for name in scorers}
     n = 0
@@ -132,10 +135,12 @@ def sweep(
     pp: PostProcess,
     thresholds: Sequence[float] | None = None,
     scorers: Sequence[str] = DEFAULT_SCORERS,
+    szcore: SzcoreParams = DEFAULT_SZCORE,
 ) -> OperatingCurve:
-    """Pooled (sensitivity, FA/24h) per scorer over a threshold grid, streaming the records."""
+    """Pooled (sensitivity, FA/24h) per scorer over a threshold grid, streaming the records;
+    SzCORE's with the ``szcore`` parameters."""
     grid = tuple(sorted({float(t) for t in (thresholds or default_thresholds())}))
-    totals, n = _score_records(records, pp, grid, scorers)
+    totals, n = _score_records(records, pp, grid, scorers, szcore)
     return OperatingCurve(
         postprocess=pp,
         thresholds=grid,
@@ -187,7 +192,7 @@ def _rank(c: EventCounts) -> float:
 
 
 def apply_operating_points(
-    records: Iterable[RecordingTrace], ops: OperatingPoints
+    records: Iterable[RecordingTrace], ops: OperatingPoints, szcore: SzcoreParams = DEFAULT_SZCORE
 ) -> dict[str, dict[float, AppliedPoint]]:
     """Score ``records`` at the frozen thresholds of ``ops``; nothing is re-chosen."""
     wanted = sorted(
@@ -198,7 +203,7 @@ def apply_operating_points(
             if p.threshold is not None
         }
     )
-    totals, _ = _score_records(records, ops.postprocess, wanted, tuple(ops.points))
+    totals, _ = _score_records(records, ops.postprocess, wanted, tuple(ops.points), szcore)
     index = {t: k for k, t in enumerate(wanted)}
     return {
         name: {
