@@ -219,3 +219,65 @@ def test_parameters_set_in_the_config_reach_timescoring(dataset, tmp_path: Path,
             if ours != theirs:
                 mismatches.append(f"{rel} {name}: ictal {ours} timescoring {theirs}")
     assert mismatches == [], "\n".join(mismatches[:10])
+
+
+def _evaluator_tree(corpus: Path, hyp_dir: Path, ids: list[str], out: Path) -> Path:
+    """The split's reference TSVs and evaluate's exports laid out as the evaluator reads them
+    (the hypothesis at the reference's relative path)."""
+    for ref in corpus.rglob("*_events.tsv"):
+        rid = ref.name[: -len("_events.tsv")]
+        if rid in ids:
+            rel = ref.relative_to(corpus)
+            for side, src in (("ref", ref), ("hyp", hyp_dir / ref.name)):
+                (out / side / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, out / side / rel)
+    return out
+
+
+@pytest.mark.slow
+def test_evaluate_scores_szcore_as_the_evaluator_scores_its_exports(tmp_path: Path) -> None:
+    """``ictal evaluate`` on a synthetic BIDS corpus (several subjects): its SzCORE scores,
+    per subject at the default threshold and pooled at an operating point, equal the
+    evaluator's on the reference events.tsv files and the hypotheses evaluate exported."""
+    from ictal.cache.build import build_cache
+    from ictal.config_file import load_config
+    from ictal.corpus.synth import synthesize
+    from ictal.evaluate.evaluation import evaluate
+    from ictal.events.operating_points import (
+        OperatingPoint,
+        OperatingPoints,
+        save_operating_points,
+    )
+    from ictal.events.postprocess import postprocess_of
+    from test_evaluate import write_checkpoint
+
+    synthesize(tmp_path / "corpus", patients=6, hours=0.6, seed=3, format="bids")
+    roots = [f"{k}.root={tmp_path / k}" for k in ("corpus", "cache", "runs")]
+    cfg = load_config(None, [*roots, "cache.executor=serial", "scoring.szcore.pooling=subject"])
+    build_cache(cfg, workers=1)
+    # frozen points at the default threshold and post-processing: the exports are the
+    # default hypotheses, so both poolings can be checked on the same files
+    pp = postprocess_of(cfg.evaluate)
+    ops = OperatingPoints(
+        postprocess=pp,
+        points={
+            n: {10.0: OperatingPoint(n, 10.0, pp.threshold, None)}
+            for n in ("ovlp", "taes", "szcore")
+        },
+        split="dev",
+    )
+    frozen = save_operating_points(tmp_path / "ops.json", ops)
+    ckpt = write_checkpoint(tmp_path / "m" / "model.pt")
+    res = evaluate(cfg, ckpt, split="train", out=tmp_path / "ev", operating_points=frozen)
+    ids = [r["id"] for r in res.scores["recordings"]]
+    tree = _evaluator_tree(tmp_path / "corpus", res.out / "hyp" / "szcore", ids, tmp_path / "t")
+    assert len(list((tree / "hyp").rglob("*.tsv"))) == len(ids) >= 4
+    default = res.scores["default"]["scores"]
+    point = res.scores["operating_points"]["points"]["szcore"][0]
+    by_subject = _evaluator(tree, per_subject=True)
+    pooled = _evaluator(tree, per_subject=False)
+    assert default["szcore"]["subjects"] >= 3
+    bad = _mismatches(default, by_subject, stds=True)
+    bad += _mismatches({"szcore": point["counts"], "szcore_samples": point["szcore_samples"]},
+                       pooled, stds=False)  # fmt: skip
+    assert bad == []

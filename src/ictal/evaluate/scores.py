@@ -38,9 +38,12 @@ STITCHING = "overlap-add of sigmoid outputs, tent weights min(j+1, m-j) per step
 PointCounts = dict[str, dict[float, EventCounts | None]]
 
 
-def counts_doc(c: EventCounts | None) -> dict[str, Any] | None:
-    """Counts with every rate derived from them, for scores.json."""
-    return None if c is None else c.as_dict()
+def counts_doc(c: EventCounts | None, name: str = "") -> dict[str, Any] | None:
+    """Counts with every rate derived from them, for scores.json (a SzCORE scorer's with
+    SzCORE's F1, pooled over recordings as every operating point is)."""
+    if c is None:
+        return None
+    return szcore_doc(c, {}, "recording") if name in SZCORE_NAMES else c.as_dict()
 
 
 def counts_at_points(t: Totals, ops: OperatingPoints) -> PointCounts:
@@ -141,7 +144,7 @@ def _points_rows(ops: OperatingPoints, counts: PointCounts) -> dict[str, list[di
             {
                 "target_fa_per_24h": target,
                 "threshold": p.threshold,
-                "counts": counts_doc(counts[name][target]),
+                "counts": counts_doc(counts[name][target], name),
             }
             for target, p in sorted(ops.points[name].items(), reverse=True)
         ]
@@ -151,8 +154,8 @@ def _points_rows(ops: OperatingPoints, counts: PointCounts) -> dict[str, list[di
 
 def _default_doc(name: str, c: EventCounts, t: Totals, pooling: str) -> dict[str, Any] | None:
     """A scorer's counts at the default threshold; SzCORE's pooled as configured."""
-    if name not in SZCORE_NAMES:
-        return counts_doc(c)
+    if name not in SZCORE_NAMES or pooling == "recording":
+        return counts_doc(c, name)
     return szcore_doc(c, t.subjects.get(name, {}), pooling)
 
 
@@ -169,7 +172,8 @@ def result_block(
     for per in points.values():
         for row in per:
             th = row["threshold"]
-            row["szcore_samples"] = None if th is None else counts_doc(t.samples_ops[th])
+            samples = None if th is None else t.samples_ops[th]
+            row["szcore_samples"] = counts_doc(samples, "szcore_samples")
     return {
         "n_recordings": t.n_recordings,
         "total_duration_s": t.duration_s,
