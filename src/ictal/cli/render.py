@@ -283,7 +283,7 @@ def scored(result: ScoreResult, labels: dict[str, str]) -> Console:
     """The pooled scores of ``ictal score``: one row per scorer, counts and rates."""
     hours = next(iter(result.totals.values())).duration_s / 3600.0
     table = Table(
-        title=f"ictal score: {result.files} files, {hours:.2f} h, pooled over files",
+        title=f"ictal score: {result.files} files, {hours:.2f} h, {result.pooled_how()}",
         title_justify="left",
     )
     for column in ("scorer", "sensitivity", "precision", "F1", "FA/24h", "hits", "misses",

@@ -86,6 +86,12 @@ class ScoreResult:
         keys = ("sensitivity", "precision", "f1", "fa_per_24h")
         return {k: math.nan if doc[k] is None else float(doc[k]) for k in keys}
 
+    def pooled_how(self) -> str:
+        """How the table's rates are pooled, for its title."""
+        if self.pooling == "subject" and any(n in SZCORE_NAMES for n in self.scorers):
+            return "SzCORE averaged over subjects, the others pooled over files"
+        return "pooled over files"
+
     def legend(self) -> list[str]:
         """Lines under the table saying what the SzCORE and EPOCH numbers count and how."""
         lines = []
