@@ -387,3 +387,12 @@ def test_histogram_auroc_same_bin_counts_half() -> None:
     assert math.isnan(HistogramAuroc().value())
     with pytest.raises(ValueError):
         h.update(np.array([1]), np.array([1.5]))
+
+
+def test_szcore_defaults_are_the_evaluators_in_code_and_config() -> None:
+    from ictal.config import Config
+    from ictal.events.szcore import DEFAULT
+
+    assert SzcoreParams.of(Config().scoring.szcore) == DEFAULT
+    ours, theirs = DEFAULT.event_parameters(), EventScoring.Parameters()
+    assert vars(ours) == vars(theirs)
