@@ -96,9 +96,12 @@ class ScoreResult:
         """Lines under the table saying what the SzCORE and EPOCH numbers count and how."""
         lines = []
         fs = self.params.fs
-        if "epoch" in self.scorers or "szcore_samples" in self.scorers:
-            unit = "seconds" if fs == 1 else f"1/{fs} s"
-            lines.append(f"EPOCH counts 0.25 s epochs, SzCORE samples count {unit} ({fs} Hz).")
+        unit = "seconds" if fs == 1 else f"1/{fs} s"
+        counted = [text for name, text in (("epoch", "EPOCH counts 0.25 s epochs"),
+                   ("szcore_samples", f"SzCORE samples count {unit} ({fs} Hz)"))
+                   if name in self.scorers]  # fmt: skip
+        if counted:
+            lines.append(", ".join(counted) + ".")
         if not any(n in SZCORE_NAMES for n in self.scorers):
             return lines
         lines.append("SzCORE F1 = 2*hits/(2*hits + false alarms + misses): 0, not n/a, "
