@@ -30,6 +30,14 @@ def _fa(c: dict[str, Any]) -> str:
     return "n/a" if v is None else f"{v:.1f} FA"
 
 
+def _pooled(s: dict[str, Any]) -> str:
+    """How the table's numbers are pooled (SzCORE's default column may be per subject)."""
+    szcore = s["default"]["scores"].get("szcore") or {}
+    if szcore.get("pooling") == "subject":
+        return "pooled over files; SzCORE at the default threshold: mean over subjects"
+    return "pooled over files (NEDC-style; SzCORE counts pooled too)"
+
+
 def summary_table(result: EvaluationResult) -> Table:
     """Per scorer: sensitivity, FA/24h and precision at the default threshold and each target."""
     s = result.scores
@@ -49,7 +57,7 @@ def summary_table(result: EvaluationResult) -> Table:
     table = Table(
         title=f"{split}: {s['n_recordings']} recordings, {hours:.1f} h, "
         f"{s['n_reference_events']} seizures; AUROC {auroc}",
-        caption=f"pooled over files (NEDC-style; SzCORE counts pooled too); operating points {how}",
+        caption=f"{_pooled(s)}; operating points {how}",
     )
     table.add_column("scorer")
     thr = s["default"]["postprocess"]["threshold"]
