@@ -243,6 +243,7 @@ def test_evaluate_scores_szcore_as_the_evaluator_scores_its_exports(tmp_path: Pa
     from ictal.config_file import load_config
     from ictal.corpus.synth import synthesize
     from ictal.evaluate.evaluation import evaluate
+    from ictal.evaluate.summary import summary_table
     from ictal.events.operating_points import (
         OperatingPoint,
         OperatingPoints,
@@ -281,3 +282,4 @@ def test_evaluate_scores_szcore_as_the_evaluator_scores_its_exports(tmp_path: Pa
     bad += _mismatches({"szcore": point["counts"], "szcore_samples": point["szcore_samples"]},
                        pooled, stds=False)  # fmt: skip
     assert bad == []
+    assert "mean over subjects" in str(summary_table(res).caption)
