@@ -45,8 +45,8 @@ def _events(rng: np.random.Generator, duration: float, near: list[tuple[float, f
     for a, b in near:
         if rng.random() < 0.5:  # ends just inside or outside the 30 s before a seizure
             edge = a - 30 + float(rng.choice([-1.0, -0.5, -0.01, 0.0, 0.01, 0.5, 1.0]))
-            out.append((max(edge - float(rng.uniform(0.1, 20)), 0.0), 0.0))
-            out[-1] = (out[-1][0], edge - out[-1][0])
+            start = max(edge - float(rng.uniform(0.1, 20)), 0.0)
+            out.append((start, edge - start))
         if rng.random() < 0.5:  # starts just inside or outside the 60 s after it
             edge = b + 60 + float(rng.choice([-1.0, -0.5, -0.01, 0.0, 0.01, 0.5, 1.0]))
             out.append((edge, float(rng.uniform(0.1, 20))))
