@@ -41,6 +41,12 @@ class RecordingInfo:
     subject: str = ""  # the patient, for SzCORE's per-subject pooling
 
 
+def _subject(row: dict[str, Any]) -> str:
+    """The recording's patient, named with its corpus in a mixture (names may repeat)."""
+    patient = str(row.get("patient") or subject_of(str(row["id"]).split(".")[-1]))
+    return f"{row['corpus']}.{patient}" if row.get("corpus") else patient
+
+
 def recording_infos(
     view: CacheView, rows: list[dict[str, Any]], stride: int
 ) -> list[RecordingInfo]:
@@ -55,7 +61,7 @@ def recording_infos(
                 export_duration_s=float(r.get("source_duration_s") or n / fs),
                 n_out=math.ceil(n / stride),
                 ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
-                subject=str(r.get("patient") or subject_of(r["id"])),
+                subject=_subject(r),
             )
         )
     return infos
