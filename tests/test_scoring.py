@@ -15,9 +15,9 @@ from ictal.events.masks import events_mask
 from ictal.events.scorers import SCORERS, as_tsv, get_scorer, score_ovlp, score_taes
 from ictal.events.szcore import (
     SzcoreParams,
+    score_masks,
     score_szcore,
     score_szcore_sample_events,
-    score_szcore_samples,
     szcore_doc,
     szcore_f1,
 )
@@ -310,13 +310,13 @@ def test_szcore_samples_matches_sample_scoring() -> None:
     hyp = np.zeros(10, dtype=bool)
     ref[2:6] = True  # samples 2..5
     hyp[4:8] = True  # samples 4..7: overlap 4,5 -> tp 2; 6,7 -> fp 2; refTrue 4
-    c = score_szcore_samples(ref, hyp, fs=1.0)
+    c = score_masks(ref, hyp)[1]
     ts = SampleScoring(Annotation(ref, 1), Annotation(hyp, 1), fs=1)
     assert (c.hits, c.false_alarms, c.n_ref) == (2, 2, 4)
     assert (c.hits, c.false_alarms, c.n_ref) == (ts.tp, ts.fp, ts.refTrue)
     assert c.duration_s == 10.0
-    with pytest.raises(ValueError):
-        score_szcore_samples(ref, hyp[:5], fs=1.0)
+    with pytest.raises(ValueError, match="same length"):
+        score_masks(ref, hyp[:5])
 
 
 def test_scorer_registry() -> None:

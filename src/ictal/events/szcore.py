@@ -21,7 +21,10 @@ from ictal.events.counts import EventCounts
 from ictal.events.postprocess import Event
 
 POOLINGS: tuple[str, ...] = ("recording", "subject")
-F1_RULE = "2*hits / (2*hits + false_alarms + misses), 0 when nothing is found, as SzCORE"
+F1_RULE = (
+    "SzCORE's: 2*hits / (2*hits + false_alarms + misses); 0, not null, with only misses or "
+    "only false alarms; null with neither"
+)
 
 
 class SzcoreError(ValueError):
@@ -138,17 +141,6 @@ def score_szcore_sample_events(
 ) -> EventCounts:
     """SzCORE sample scoring of one recording (the evaluator's ``sample_results``)."""
     return score_pair(ref, hyp, duration_s, params)[1]
-
-
-def score_szcore_samples(ref_mask: np.ndarray, hyp_mask: np.ndarray, fs: float) -> EventCounts:
-    """Sample scoring of two masks already on a grid of ``fs`` (counts are samples)."""
-    ref_mask = np.asarray(ref_mask, dtype=bool)
-    hyp_mask = np.asarray(hyp_mask, dtype=bool)
-    if ref_mask.ndim != 1 or ref_mask.shape != hyp_mask.shape or ref_mask.size == 0:
-        raise SzcoreError(
-            f"masks must be 1-D, non-empty, same length: {ref_mask.shape}, {hyp_mask.shape}"
-        )
-    return _counts(SampleScoring(Annotation(ref_mask, fs), Annotation(hyp_mask, fs), fs=fs))
 
 
 def szcore_f1(c: EventCounts) -> float:
