@@ -198,6 +198,7 @@ def test_subset_scores_only_the_references_with_a_hypothesis(tmp_path: Path, cap
     assert doc["ovlp"]["duration_s"] == 900.0
     assert [r["recording"] for r in csv.DictReader(table.open())] == [
         "aaaaaaaa_s001_t000", "aaaaaaac_s002_t001"]  # fmt: skip
+    assert "1 file(s): references without a hypothesis, not scored" in capsys.readouterr().err
     assert score(tmp_path / "ref", tmp_path / "hyp") == 2  # without it: the clear error
     assert "--subset to score only the others" in capsys.readouterr().err
     assert score(tmp_path / "ref", tmp_path / "hyp", "--subset", "--missing-hyp", "empty") == 2

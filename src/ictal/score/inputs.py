@@ -127,8 +127,9 @@ def _named(stems: list[str]) -> str:
 
 def pair_inputs(
     ref: str | Path, hyp: str | Path, *, missing_hyp: str = "error", subset: bool = False
-) -> list[Pair]:
-    """Pairs of reference and hypothesis files, in the reference's order.
+) -> tuple[list[Pair], list[str]]:
+    """Pairs of reference and hypothesis files, in the reference's order, and the references
+    left out (``subset``).
 
     Two single files pair with each other whatever their names; otherwise files pair by
     recording stem. A reference without a hypothesis is an error unless ``missing_hyp`` is
@@ -145,7 +146,7 @@ def pair_inputs(
     ref_files, ref_single = gather(ref)
     hyp_files, hyp_single = gather(hyp)
     if ref_single and hyp_single:
-        return [Pair(stem_of(ref_files[0]), ref_files[0], hyp_files[0])]
+        return [Pair(stem_of(ref_files[0]), ref_files[0], hyp_files[0])], []
     refs, hyps = by_stem(ref_files, ref), by_stem(hyp_files, hyp)
     extra = sorted(set(hyps) - set(refs))
     if extra:
@@ -155,11 +156,13 @@ def pair_inputs(
         )
     missing = [s for s in refs if s not in hyps]
     if subset:  # every hypothesis has its reference (checked above), so none is empty
-        return [Pair(stem, path, hyps[stem]) for stem, path in refs.items() if stem in hyps]
+        return [
+            Pair(stem, path, hyps[stem]) for stem, path in refs.items() if stem in hyps
+        ], missing
     if missing and missing_hyp == "error":
         raise UsageError(
             f"{len(missing)} reference file(s) in {ref} have no hypothesis in {hyp}: "
             f"{_named(missing)}; add them, pass --missing-hyp empty to score them as "
             "recordings where nothing was detected, or --subset to score only the others"
         )
-    return [Pair(stem, path, hyps.get(stem)) for stem, path in refs.items()]
+    return [Pair(stem, path, hyps.get(stem)) for stem, path in refs.items()], []

@@ -39,6 +39,7 @@ from ictal.ui import progress
 
 CHOICES: tuple[str, ...] = (*NEDC_NAMES, *SZCORE_NAMES)
 HEADER_ONLY = "header-only hypothesis TSV: scored as an empty hypothesis, as SzCORE does"
+LEFT_OUT = "references without a hypothesis, not scored (--subset)"
 COUNT_FIELDS: tuple[str, ...] = ("hits", "misses", "false_alarms", "n_ref")
 _SHOWN_PROBLEMS = 20
 
@@ -220,7 +221,7 @@ def score(
     names = parse_scorers(scorers)
     if pooling not in POOLINGS:
         raise UsageError(f"--pooling {pooling!r}: choose {' or '.join(POOLINGS)}")
-    pairs = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
+    pairs, left_out = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
     result: ScoreResult | None = None
 
     if per_file is None:
@@ -248,6 +249,8 @@ def score(
         with contextlib.suppress(_Unusable):
             atomic_write_with(per_file, write)
     assert result is not None
+    if left_out:
+        result.notes[LEFT_OUT] = len(left_out)
     if result.problems:
         shown = result.problems[:_SHOWN_PROBLEMS]
         more = len(result.problems) - len(shown)
