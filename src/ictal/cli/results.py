@@ -221,7 +221,10 @@ def score(
     ] = None,
     scorers: Annotated[
         str | None,
-        typer.Option(help="Comma-separated: ovlp,taes,epoch,dpalign,szcore (default: all)."),
+        typer.Option(
+            help="Comma-separated: ovlp,taes,epoch,dpalign,szcore (both SzCORE ones), "
+            "szcore_samples (default: all)."
+        ),
     ] = None,
     missing_hyp: Annotated[
         str,
