@@ -37,6 +37,7 @@ class RecordingInfo:
     export_duration_s: float
     n_out: int
     ref_events: list[Event]
+    patient: str = ""  # the cache row's patient (a TUSZ id's first part when it has none)
 
 
 def recording_infos(
@@ -53,6 +54,7 @@ def recording_infos(
                 export_duration_s=float(r.get("source_duration_s") or n / fs),
                 n_out=math.ceil(n / stride),
                 ref_events=[(s / fs, e / fs) for s, e in r["seizures"]],
+                patient=str(r.get("patient") or str(r["id"]).split("_")[0]),
             )
         )
     return infos
