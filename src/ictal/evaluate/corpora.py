@@ -14,6 +14,7 @@ from typing import Any
 
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
+from ictal.evaluate.cells import cell_ci, fa_text, sens_text
 
 # The scorers the side-by-side table shows at every operating point (the pooled table and
 # scores.json carry all of them): NEDC's any-overlap and SzCORE's event score.
@@ -103,10 +104,12 @@ class CorpusRow:
 
 
 def _points_at(doc: dict[str, Any], scorer: str, target: float) -> dict[str, Any] | None:
-    """Counts of ``scorer`` at the operating point for ``target``; None without a threshold."""
+    """Counts of ``scorer`` at the operating point for ``target`` with their ``ci95`` (when
+    scores.json has them); None without a threshold."""
     for row in ((doc.get("operating_points") or {}).get("points") or {}).get(scorer, []):
         if row["target_fa_per_24h"] == target and row["threshold"] is not None:
-            return row.get("counts")
+            c = row.get("counts")
+            return None if c is None else {**c, "ci95": row.get("ci95")}
     return None
 
 
@@ -147,11 +150,11 @@ def column_label(scorer: str, target: float) -> str:
 
 
 def cell_lines(c: dict[str, Any] | None) -> tuple[str, ...]:
-    """A cell's lines: the sensitivity, then the FA/24h (one '-' without a threshold)."""
+    """A cell's lines: the sensitivity, then the FA/24h, each with its 95 % interval when the
+    cell has one (one '-' without a threshold)."""
     if c is None:
         return ("-",)
-    sens, fa = c.get("sensitivity"), c.get("fa_per_24h")
     return (
-        "n/a" if sens is None else f"{100 * sens:.1f}%",
-        "n/a FA" if fa is None else f"{fa:.1f} FA",
+        sens_text(c.get("sensitivity"), cell_ci(c, "sensitivity")),
+        fa_text(c.get("fa_per_24h"), cell_ci(c, "fa_per_24h")),
     )
