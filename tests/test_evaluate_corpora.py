@@ -138,7 +138,7 @@ def comparable(scores: dict[str, Any]) -> dict[str, Any]:
     doc.pop("per_corpus", None)
     doc.pop("corpora", None)
     doc["operating_points"].pop("file")
-    for r in doc["recordings"]:
+    for r in doc["recordings"] + doc["per_patient"]:
         r.pop("corpus", None)
     return doc
 

@@ -20,17 +20,18 @@ def _num(v: float, decimals: int = 1) -> str:
     return f"{v:.{decimals if abs(v) < 100 else 0}f}"
 
 
-def _span(ci: Sequence[float] | None, scale: float = 1.0) -> str:
-    """' [low, high]' of an interval (scaled), or nothing without one; a comma, not a dash,
-    so negative bounds read right."""
+def _span(ci: Sequence[float] | None, percent: bool = False) -> str:
+    """' [low, high]' of an interval (percentages at one decimal), or nothing without one; a
+    comma, not a dash, so negative bounds read right."""
     if not ci:
         return ""
-    return f" [{_num(scale * float(ci[0]))}, {_num(scale * float(ci[1]))}]"
+    low, high = (f"{100 * float(v):.1f}" if percent else _num(float(v)) for v in ci)
+    return f" [{low}, {high}]"
 
 
 def sens_text(v: float | None, ci: Sequence[float] | None = None) -> str:
     """'80.9% [66.7, 91.0]': a sensitivity and its 95 % interval, both in percent."""
-    return pct(v) if v is None else pct(v) + _span(ci, 100.0)
+    return pct(v) if v is None else pct(v) + _span(ci, percent=True)
 
 
 def fa_text(v: float | None, ci: Sequence[float] | None = None, unit: str = EVENTS) -> str:

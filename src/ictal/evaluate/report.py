@@ -274,10 +274,18 @@ def patient_table(scores: dict[str, Any]) -> str | None:
 
 def patients_side_by_side(evals: list[tuple[EvalDir, dict[str, Any]]]) -> str | None:
     """Every evaluation's per-patient table side by side (dev beside eval); None without."""
-    tables = [(s, t) for _, s in evals if (t := patient_table(s))]
+    order = {"train": 0, "dev": 1, "eval": 2}
+    tables = sorted(
+        ((order.get(str(s.get("split")), 3), d.path.name, s, t)
+         for d, s in evals if (t := patient_table(s))),
+        key=lambda x: x[:2],
+    )  # fmt: skip
     if not tables:
         return None
-    cells = "".join(f"<div><h3>{_esc(s.get('split'))}</h3>{t}</div>" for s, t in tables)
+    cells = "".join(
+        f"<div><h3>{_esc(s.get('split'))} <small>(<code>{_esc(name)}</code>)</small></h3>{t}</div>"
+        for _, name, s, t in tables
+    )
     return (
         f'<h2>Per patient</h2><div class="side">{cells}</div><p class="note">Each patient\'s '
         "recordings pooled; sensitivity and false alarms per 24 h at the loosest operating point "
