@@ -237,7 +237,7 @@ def _num(v: float | None, fmt: str = ".2f") -> str:
 def _html_table(cls: str, heads: list[str] | tuple[str, ...], rows: list[tuple[str, ...]],
                 ends: list[bool] | None = None) -> str:  # fmt: skip
     """An escaped HTML table; ``ends`` marks rows that close a group (a heavier rule)."""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in heads)
+    head = "".join(f"<th>{_esc(h.replace(chr(10), ' '))}</th>" for h in heads)
     body = "".join(
         ('<tr class="end">' if ends and ends[k] else "<tr>")
         + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"

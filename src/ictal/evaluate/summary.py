@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
@@ -31,6 +32,8 @@ def summary_table(result: EvaluationResult) -> Table:
         split += f" ({', '.join(s['corpus_selection'])})"
     n = len(s.get("per_patient") or [])
     table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
         title=f"{split}: {s['n_recordings']} recordings, {n} patient{'s' * (n != 1)}, "
         f"{hours:.1f} h, {s['n_reference_events']} seizures; AUROC {auroc}; operating points {how}",
         caption=f"pooled over files (NEDC-style; SzCORE counts pooled too). {CAPTION}",
