@@ -20,13 +20,17 @@ def _num(v: float, decimals: int = 1) -> str:
     return f"{v:.{decimals if abs(v) < 100 else 0}f}"
 
 
-def _span(ci: Sequence[float] | None, percent: bool = False) -> str:
-    """' [low, high]' of an interval (percentages at one decimal), or nothing without one; a
-    comma, not a dash, so negative bounds read right."""
+def interval_text(ci: Sequence[float] | None, percent: bool = False) -> str:
+    """'[low, high]' of an interval (percentages at one decimal), '' without one; a comma,
+    not a dash, so negative bounds read right."""
     if not ci:
         return ""
     low, high = (f"{100 * float(v):.1f}" if percent else _num(float(v)) for v in ci)
-    return f" [{low}, {high}]"
+    return f"[{low}, {high}]"
+
+
+def _span(ci: Sequence[float] | None, percent: bool = False) -> str:
+    return f" {interval_text(ci, percent)}" if ci else ""
 
 
 def sens_text(v: float | None, ci: Sequence[float] | None = None) -> str:

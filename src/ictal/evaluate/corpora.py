@@ -14,7 +14,7 @@ from typing import Any
 
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
-from ictal.evaluate.cells import cell_ci, fa_text, sens_text
+from ictal.evaluate.cells import cell_ci, fa_text, interval_text, sens_text
 
 # The scorers the side-by-side table shows at every operating point (the pooled table and
 # scores.json carry all of them): NEDC's any-overlap and SzCORE's event score.
@@ -150,11 +150,15 @@ def column_label(scorer: str, target: float) -> str:
 
 
 def cell_lines(c: dict[str, Any] | None) -> tuple[str, ...]:
-    """A cell's lines: the sensitivity, then the FA/24h, each with its 95 % interval when the
-    cell has one (one '-' without a threshold)."""
+    """A cell's lines: the sensitivity, then the FA/24h, each followed by its 95 % interval
+    on a line of its own when the cell has one (narrow columns); one '-' without a threshold."""
     if c is None:
         return ("-",)
-    return (
-        sens_text(c.get("sensitivity"), cell_ci(c, "sensitivity")),
-        fa_text(c.get("fa_per_24h"), cell_ci(c, "fa_per_24h")),
+    sens, fa = c.get("sensitivity"), c.get("fa_per_24h")
+    lines = (
+        sens_text(sens),
+        interval_text(cell_ci(c, "sensitivity"), percent=True) if sens is not None else "",
+        fa_text(fa),
+        interval_text(cell_ci(c, "fa_per_24h")) if fa is not None else "",
     )
+    return tuple(line for line in lines if line)
