@@ -252,6 +252,18 @@ def test_per_corpus_results_add_up_to_the_pooled_ones(
     assert cells[0] == ["beta", "alpha", POOLED_ROW] and cells[1][0] == "3 rec, 6.0 h\n6 seizures"
     html = write_report(res.out).read_text()
     assert "By corpus" in html and "alpha" in html and POOLED_ROW in html
+    # each corpus's intervals, latencies and patients come from its own recordings
+    assert sorted(q["patient"] for p in per.values() for q in p["per_patient"]) == sorted(
+        q["patient"] for q in s["per_patient"]
+    )
+    for name, p in per.items():
+        assert {q["corpus"] for q in p["per_patient"]} == {name}
+        for row in p["operating_points"]["points"]["ovlp"]:
+            if row["threshold"] is not None:
+                assert row["ci95"]["bootstrap"]["n_patients"] == len(p["per_patient"])
+                assert row["latency_s"]["n"] == row["counts"]["hits"]  # OVLP's own rule
+    with_ci = [c for c in cells[3] if c != "-"]
+    assert with_ci and all(len(c.split("\n")) == 4 for c in with_ci)  # rate, [CI], rate, [CI]
 
 
 def test_corpus_option_gives_that_corpus_entry(mixture: tuple[CacheView, Path]) -> None:
