@@ -40,6 +40,7 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .note{color:#666}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}
 tr.end td{border-bottom:2px solid #888}.side{display:flex;gap:2em;flex-wrap:wrap}
+.ops td,.patients td{white-space:nowrap}
 """
 
 
@@ -147,7 +148,7 @@ def _budget(ax: Any, row: dict[str, Any]) -> None:
     threshold and 95 % intervals as error bars) where a threshold met it."""
     target = row["target_fa_per_24h"]
     ax.axvline(target, color="0.75", lw=0.8, ls="--")
-    ax.text(target, 106, f"<={target:g}", fontsize=7, ha="center", va="top", color="0.4")
+    ax.text(target, 107, f"<={target:g}", fontsize=8, ha="center", va="top", color="0.35")
     c, ci = row.get("counts") or {}, row.get("ci95") or {}
     if row.get("threshold") is None or c.get("fa_per_24h") is None or c.get("sensitivity") is None:
         return
