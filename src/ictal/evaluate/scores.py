@@ -142,7 +142,7 @@ def _points_rows(ops: OperatingPoints, counts: PointCounts) -> dict[str, list[di
     }
 
 
-def _spread(row: dict[str, Any], name: str, tallies: list[RecordingTally]) -> None:
+def _add_intervals(row: dict[str, Any], name: str, tallies: list[RecordingTally]) -> None:
     """Add a point row's 95 % intervals (``ci95``, ``szcore_samples_ci95``) and the onset
     latencies of the seizures it detects (``latency_s``); None where it has no threshold."""
     th, c, smp = row["threshold"], row["counts"], row["szcore_samples"]
@@ -162,7 +162,7 @@ def _counts(doc: dict[str, Any]) -> EventCounts:
     return EventCounts(**{k: doc[k] for k in keys})
 
 
-def _default_spread(t: Totals, tallies: list[RecordingTally]) -> dict[str, Any]:
+def _default_intervals(t: Totals, tallies: list[RecordingTally]) -> dict[str, Any]:
     """The default threshold's intervals per scorer and its onset latencies."""
     ci = {n: interval_doc(c, patient_counts(tallies, lambda r, n=n: r.default[n]))
           for n, c in t.default.items()}  # fmt: skip
@@ -188,7 +188,7 @@ def result_block(
         for row in per:
             th = row["threshold"]
             row["szcore_samples"] = None if th is None else counts_doc(t.samples_ops[th])
-            _spread(row, name, tallies)
+            _add_intervals(row, name, tallies)
     return {
         "n_recordings": t.n_recordings,
         "total_duration_s": t.duration_s,
@@ -198,7 +198,7 @@ def result_block(
             "postprocess": asdict(pp_default),
             "scores": {n: counts_doc(c) for n, c in t.default.items()}
             | {"szcore_samples": counts_doc(t.samples_default)},
-            **_default_spread(t, tallies),
+            **_default_intervals(t, tallies),
         },
         "operating_points": {"points": points},
         "per_patient": per_patient_doc(tallies, points),
