@@ -61,6 +61,7 @@ def patient_bootstrap(
     draw = rng.integers(0, len(patients), size=(resamples, len(patients)))
 
     def total(attr: str) -> np.ndarray:
+        """Each draw's sum of one count over its patients."""
         return np.asarray([getattr(c, attr) for c in patients], dtype=float)[draw].sum(1)
 
     hits, misses, fas, dur = (total(a) for a in ("hits", "misses", "false_alarms", "duration_s"))
