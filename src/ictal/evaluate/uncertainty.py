@@ -10,6 +10,7 @@ envelope (lowest low, highest high) is what is reported, both are kept beside it
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,26 +26,29 @@ SEED = 30  # fixed: the same scores give the same intervals on every run
 Interval = tuple[float, float]
 
 
-def _whole(*values: float) -> bool:
-    return all(float(v).is_integer() for v in values)
-
-
 def clopper_pearson(hits: float, n: float) -> Interval | None:
-    """Exact binomial interval of hits / n; None without seizures or for fractional counts."""
-    if n <= 0 or not _whole(hits, n):
+    """Exact binomial interval of hits / n; None without seizures. Fractional counts (TAES)
+    take the low bound at the whole count below and the high bound at the one above, which
+    contains the interval of any count between them (conservative)."""
+    if n <= 0:
         return None
-    ci = binomtest(int(hits), int(n)).proportion_ci(CONFIDENCE, method="exact")
-    return float(ci.low), float(ci.high)
+    whole_n = math.ceil(n - 1e-9)
+    below, above = math.floor(hits + 1e-9), min(math.ceil(hits - 1e-9), whole_n)
+    low = binomtest(max(below, 0), whole_n).proportion_ci(CONFIDENCE, method="exact").low
+    high = binomtest(max(above, 0), whole_n).proportion_ci(CONFIDENCE, method="exact").high
+    return float(low), float(high)
 
 
 def garwood(false_alarms: float, duration_s: float, fa_seconds: float = 1.0) -> Interval | None:
     """Exact Poisson (Garwood) interval of a false-alarm count, as FA/24h over ``duration_s``;
-    None without recording time or for a fractional count."""
-    if duration_s <= 0 or not _whole(false_alarms):
+    None without recording time. A fractional count (TAES) takes the low bound at the whole
+    count below and the high bound at the one above (conservative)."""
+    if duration_s <= 0:
         return None
-    alpha, k = 1.0 - CONFIDENCE, float(false_alarms)
-    low = chi2.ppf(alpha / 2, 2 * k) / 2 if k > 0 else 0.0
-    high = chi2.ppf(1 - alpha / 2, 2 * k + 2) / 2
+    alpha = 1.0 - CONFIDENCE
+    below, above = math.floor(false_alarms + 1e-9), math.ceil(false_alarms - 1e-9)
+    low = chi2.ppf(alpha / 2, 2 * below) / 2 if below > 0 else 0.0
+    high = chi2.ppf(1 - alpha / 2, 2 * above + 2) / 2
     scale = fa_seconds * SECONDS_PER_DAY / duration_s
     return float(low * scale), float(high * scale)
 
@@ -103,5 +107,5 @@ def interval_doc(
         "fa_per_24h": _envelope(ex["fa_per_24h"], boot["fa_per_24h"]),
         "exact": ex,
         "bootstrap": {**boot, "resamples": RESAMPLES, "seed": SEED, "n_patients": len(patients)},
-        "method": " and ".join(used) or "none (exact: whole counts; bootstrap: 2+ patients)",
+        "method": " and ".join(used) or "none (no seizures or time; bootstrap: 2+ patients)",
     }
