@@ -39,8 +39,8 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#22
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .note{color:#666}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}
-tr.end td{border-bottom:2px solid #888}.side{display:flex;gap:2em;flex-wrap:wrap}
-.ops td,.patients td{white-space:nowrap}
+tr.end td{border-bottom:2px solid #888}.side{display:flex;gap:1.5em;flex-wrap:wrap}
+.ops td,.patients td{white-space:nowrap}.patients{font-size:.85em}
 """
 
 
@@ -238,7 +238,7 @@ def _num(v: float | None, fmt: str = ".2f") -> str:
 def _html_table(cls: str, heads: list[str] | tuple[str, ...], rows: list[tuple[str, ...]],
                 ends: list[bool] | None = None) -> str:  # fmt: skip
     """An escaped HTML table; ``ends`` marks rows that close a group (a heavier rule)."""
-    head = "".join(f"<th>{_esc(h.replace(chr(10), ' '))}</th>" for h in heads)
+    head = "".join("<th>" + "<br>".join(map(_esc, h.split("\n"))) + "</th>" for h in heads)
     body = "".join(
         ('<tr class="end">' if ends and ends[k] else "<tr>")
         + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
@@ -290,8 +290,8 @@ def patients_side_by_side(evals: list[tuple[EvalDir, dict[str, Any]]]) -> str | 
     return (
         f'<h2>Per patient</h2><div class="side">{cells}</div><p class="note">Each patient\'s '
         "recordings pooled; sensitivity and false alarms per 24 h at the loosest operating point "
-        "of each scorer (its threshold in the header). A patient's rate rests on a few hours: one "
-        "false alarm in 3.6 h is 6.7 FA/24h.</p>"
+        "of each scorer (its threshold in the header). A patient's rate rests on a few hours (one "
+        "false alarm in 1 h is 24 FA/24h): read it as where the errors are.</p>"
     )
 
 

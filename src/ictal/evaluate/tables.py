@@ -102,12 +102,12 @@ def patient_point(block: dict[str, Any]) -> float | None:
 def patient_headers(block: dict[str, Any]) -> list[str]:
     """Headers of the per-patient table: size, then each key scorer at the loosest budget."""
     target, points = patient_point(block), (block.get("operating_points") or {}).get("points")
-    heads = ["patient", "recordings", "hours", "seizures"]
+    heads = ["patient", "record-\nings", "hours", "seiz-\nures"]
     for name in KEY_SCORERS:
         th = next((p["threshold"] for p in (points or {}).get(name, [])
                    if p["target_fa_per_24h"] == target), None)  # fmt: skip
         t = "none" if th is None else f"{th:.3g}"
-        heads.append(f"{SHORT.get(name, name)} <={target:g} FA/24h (t={t})")
+        heads.append(f"{SHORT.get(name, name)}\n<={target:g} FA/24h\nt={t}")
     return heads
 
 
