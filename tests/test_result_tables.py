@@ -178,7 +178,8 @@ def test_console_rows_are_one_detector_each_with_units(evaluated: tuple) -> None
 def test_report_shows_intervals_latency_and_dev_beside_eval(evaluated: tuple) -> None:
     run, _, _, _ = evaluated
     html = write_report(run).read_text()
-    assert "sensitivity [95% CI]" in html and "onset latency median [IQR]" in html
+    assert "sensitivity<br>[95% CI]" in html and "onset latency<br>median [IQR]" in html
+    assert "4 recordings, 3 patients" in html
     assert "<h2>Per patient</h2>" in html
     side = html[html.index('<div class="side">') :]
     assert side.index("<h3>dev <small>") < side.index("<h3>eval <small>")

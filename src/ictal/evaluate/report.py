@@ -327,7 +327,8 @@ def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
         where += f" ({_esc(', '.join(map(str, scores['corpus_selection'])))})"
     parts = [
         f"<h2>Evaluation on {where} <small>(<code>{_esc(eval_dir.path.name)}</code>)</small></h2>",
-        f"<p>{_esc(scores.get('n_recordings'))} recordings, {_num(hours)} h, "
+        f"<p>{_esc(scores.get('n_recordings'))} recordings, "
+        f"{len(scores.get('per_patient') or [])} patients, {_num(hours)} h, "
         f"{_esc(scores.get('n_reference_events'))} reference seizures; sample-level AUROC "
         f"{_num(scores.get('auroc'), '.3f')}."
         + (f" {_esc(scores['n_failed'])} recordings failed." if scores.get("n_failed") else "")
