@@ -144,9 +144,19 @@ def side_by_side(scores: dict[str, Any]) -> tuple[list[tuple[str, float]], list[
     return columns, rows
 
 
-def column_label(scorer: str, target: float) -> str:
-    """A short two-line column header: the scorer, the FA/24h budget of its operating point."""
-    return f"{SHORT.get(scorer, scorer)}\n<={target:g}"
+def threshold_of(scores: dict[str, Any], scorer: str, target: float) -> float | None:
+    """The threshold of ``scorer``'s operating point for ``target`` (None: none met it)."""
+    for row in ((scores.get("operating_points") or {}).get("points") or {}).get(scorer, []):
+        if row["target_fa_per_24h"] == target:
+            return row["threshold"]
+    return None
+
+
+def column_label(scorer: str, target: float, threshold: float | None = None) -> str:
+    """A short column header: the scorer, the FA/24h budget of its operating point and, when
+    given, the threshold that point is (every corpus is scored at it)."""
+    label = f"{SHORT.get(scorer, scorer)}\n<={target:g}"
+    return label if threshold is None else f"{label}\nt={threshold:.3g}"
 
 
 def cell_lines(c: dict[str, Any] | None) -> tuple[str, ...]:

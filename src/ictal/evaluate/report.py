@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
-from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side, threshold_of
 from ictal.evaluate.tables import CAPTION, HEADERS, patient_headers, patient_rows, result_rows
 from ictal.events.operating_points import DEFAULT_SCORERS
 from ictal.events.scorers import LABELS
@@ -303,7 +303,7 @@ def corpus_table(scores: dict[str, Any]) -> str | None:
         return None
     with_auroc = any(r.auroc is not None for r in rows)
     heads = ["corpus", "recordings", "hours", "seizures", *(["AUROC"] if with_auroc else []),
-             *(column_label(s, t) for s, t in columns)]  # fmt: skip
+             *(column_label(s, t, threshold_of(scores, s, t)) for s, t in columns)]  # fmt: skip
     body = []
     for r in rows:
         cells = [_esc(v) for v in (r.name, r.n_recordings, f"{r.hours:.1f}", r.n_seizures)]
@@ -314,10 +314,20 @@ def corpus_table(scores: dict[str, Any]) -> str | None:
     head = "".join("<th>" + "<br>".join(map(_esc, h.split("\n"))) + "</th>" for h in heads)
     return (
         f'<table class="corpora"><tr>{head}</tr>{"".join(body)}</table>'
-        '<p class="note">Sensitivity and FA/24h at the operating points above (&lt;=N: the '
-        "point chosen for N FA/24h); each corpus pooled over its own files, every corpus at "
-        "the same thresholds.</p>"
+        '<p class="note">Sensitivity and FA/24h [95% CI] at the operating points above (&lt;=N: '
+        "the point chosen for N FA/24h, t its threshold); each corpus pooled over its own files "
+        "and patients, every corpus at the same thresholds.</p>" + _corpus_details(scores)
     )
+
+
+def _corpus_details(scores: dict[str, Any]) -> str:
+    """Each corpus's full result table (the rows of the pooled one), folded."""
+    parts = []
+    for name in scores.get("corpora") or sorted(scores.get("per_corpus") or {}):
+        rows = result_rows(scores["per_corpus"][name])
+        table = _html_table("ops", HEADERS, [r.cells() for r in rows], [r.last for r in rows])
+        parts.append(f"<details><summary>{_esc(name)}: every detector</summary>{table}</details>")
+    return "".join(parts)
 
 
 def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:

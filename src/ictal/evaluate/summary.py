@@ -8,7 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
-from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side, threshold_of
 from ictal.evaluate.evaluation import EvaluationResult
 from ictal.evaluate.tables import CAPTION, HEADERS, result_rows
 
@@ -63,7 +63,7 @@ def corpus_table(result: EvaluationResult) -> Table | None:
     if with_auroc:
         table.add_column("AUROC")
     for scorer, target in columns:
-        table.add_column(column_label(scorer, target))
+        table.add_column(column_label(scorer, target, threshold_of(result.scores, scorer, target)))
     for r in rows:
         size = f"{r.n_recordings} rec, {r.hours:.1f} h\n{r.n_seizures} seizures"
         auroc = ["n/a" if r.auroc is None else f"{r.auroc:.3f}"] if with_auroc else []
