@@ -54,6 +54,8 @@ def corpus_table(result: EvaluationResult) -> Table | None:
         return None
     with_auroc = any(r.auroc is not None for r in rows)
     table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
         title=f"{result.scores['split']} by corpus: sensitivity and FA/24h [95% CI] at the "
         "operating points (<=N: the point chosen for N FA/24h)",
         caption="each corpus pooled over its own files; the same thresholds for every corpus",
