@@ -40,7 +40,8 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .note{color:#666}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}
 tr.end td{border-bottom:2px solid #888}.side{display:flex;gap:1.5em;flex-wrap:wrap}
-.ops td,.patients td{white-space:nowrap}.patients{font-size:.85em}
+.ops td,.patients td,.corpora td{white-space:nowrap}
+.patients{font-size:.85em}.corpora{font-size:.78em}
 """
 
 
@@ -302,7 +303,7 @@ def corpus_table(scores: dict[str, Any]) -> str | None:
     if not rows:
         return None
     with_auroc = any(r.auroc is not None for r in rows)
-    heads = ["corpus", "recordings", "hours", "seizures", *(["AUROC"] if with_auroc else []),
+    heads = ["corpus", "record-\nings", "hours", "seiz-\nures", *(["AUROC"] if with_auroc else []),
              *(column_label(s, t, threshold_of(scores, s, t)) for s, t in columns)]  # fmt: skip
     body = []
     for r in rows:
