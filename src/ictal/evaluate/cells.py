@@ -10,6 +10,11 @@ EVENTS = "FA"  # false-alarm events per 24 h
 SAMPLES = "FP-s"  # SzCORE samples: false-positive seconds (1 Hz samples) per 24 h
 
 
+def threshold_text(t: float) -> str:
+    """A probability threshold with every digit the grid has (0.9975 is not 0.998)."""
+    return f"{float(t):.6g}"
+
+
 def pct(v: float | None) -> str:
     """A fraction as a percentage with one decimal; 'n/a' when undefined."""
     return "n/a" if v is None else f"{100 * float(v):.1f}%"

@@ -14,7 +14,7 @@ from typing import Any
 
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
-from ictal.evaluate.cells import cell_ci, fa_text, interval_text, sens_text
+from ictal.evaluate.cells import cell_ci, fa_text, interval_text, sens_text, threshold_text
 
 # The scorers the side-by-side table shows at every operating point (the pooled table and
 # scores.json carry all of them): NEDC's any-overlap and SzCORE's event score.
@@ -156,7 +156,7 @@ def column_label(scorer: str, target: float, threshold: float | None = None) -> 
     """A short column header: the scorer, the FA/24h budget of its operating point and, when
     given, the threshold that point is (every corpus is scored at it)."""
     label = f"{SHORT.get(scorer, scorer)}\n<={target:g}"
-    return label if threshold is None else f"{label}\nt={threshold:.3g}"
+    return label if threshold is None else f"{label}\nt={threshold_text(threshold)}"
 
 
 def cell_lines(c: dict[str, Any] | None) -> tuple[str, ...]:

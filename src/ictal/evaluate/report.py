@@ -22,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
+from ictal.evaluate.cells import threshold_text
 from ictal.evaluate.corpora import cell_lines, column_label, side_by_side, threshold_of
 from ictal.evaluate.tables import CAPTION, HEADERS, patient_headers, patient_rows, result_rows
 from ictal.events.operating_points import DEFAULT_SCORERS
@@ -162,8 +163,8 @@ def _budget(ax: Any, row: dict[str, Any]) -> None:
         yerr=None if not ye else [[max(0.0, y - 100 * ye[0])], [max(0.0, 100 * ye[1] - y)]],
         label="chosen point, 95% CI",
     )  # fmt: skip
-    ax.annotate(f"t={row['threshold']:.3g}", (x, y), xytext=(4, -10), textcoords="offset points",
-                fontsize=7, color="C3")  # fmt: skip
+    ax.annotate(f"t={threshold_text(row['threshold'])}", (x, y), xytext=(4, -10),
+                textcoords="offset points", fontsize=7, color="C3")  # fmt: skip
 
 
 def pick_recordings(recs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -214,7 +215,7 @@ def trace_figure(eval_dir: EvalDir, scores: dict[str, Any]) -> str | None:
         ax.plot(idx / fs_out, val, lw=0.8, color="C0")
         if threshold is not None:
             ax.axhline(threshold, color="C3", lw=0.7, ls="--")
-            ax.text(r["duration_s"], threshold, f" export threshold t={threshold:.3g}",
+            ax.text(r["duration_s"], threshold, f" export threshold t={threshold_text(threshold)}",
                     fontsize=7, color="C3", va="bottom", ha="right")  # fmt: skip
         ax.set_ylim(-0.02, 1.1)
         ax.set_xlim(0, r["duration_s"])

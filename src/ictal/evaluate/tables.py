@@ -7,7 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ictal.evaluate.cells import SAMPLES, cell_ci, fa_text, latency_text, pct, sens_text
+from ictal.evaluate.cells import (
+    SAMPLES,
+    cell_ci,
+    fa_text,
+    latency_text,
+    pct,
+    sens_text,
+    threshold_text,
+)
 from ictal.evaluate.corpora import KEY_SCORERS, SHORT
 from ictal.events.operating_points import scorer_order
 from ictal.events.scorers import LABELS
@@ -53,7 +61,7 @@ def _row(
     ci: dict[str, Any] | None, lat: dict[str, Any] | None, samples: bool,
 ) -> ResultRow:  # fmt: skip
     """A row from counts (None: no threshold met the budget), their interval and latencies."""
-    t = "none met it" if th is None else f"{th:.3g}"
+    t = "none met it" if th is None else threshold_text(th)
     if c is None:
         return ResultRow(scorer, point, t, "-", "-", "-", "-")
     c = {**c, "ci95": ci}
@@ -106,7 +114,7 @@ def patient_headers(block: dict[str, Any]) -> list[str]:
     for name in KEY_SCORERS:
         th = next((p["threshold"] for p in (points or {}).get(name, [])
                    if p["target_fa_per_24h"] == target), None)  # fmt: skip
-        t = "none" if th is None else f"{th:.3g}"
+        t = "none" if th is None else threshold_text(th)
         heads.append(f"{SHORT.get(name, name)}\n<={target:g} FA/24h\nt={t}")
     return heads
 
