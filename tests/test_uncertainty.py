@@ -93,7 +93,7 @@ def test_onset_latency_keeps_early_detections_negative() -> None:
     # first overlapping start minus onset; the third seizure is only touched (a miss)
     assert onset_latencies(ref, hyp) == [-5.0, 7.5]
     assert onset_latencies(ref, []) == []
+    # linear quartiles of (-5, 2, 7.5, 10): -5 + 0.75 * 7 and 7.5 + 0.25 * 2.5
     s = latency_summary([-5.0, 7.5, 2.0, 10.0])
     assert s == {"n": 4, "median": 4.75, "q1": 0.25, "q3": 8.125, "min": -5.0, "max": 10.0}
-    # numpy's linear quartiles of (-5, 2, 7.5, 10): -5 + 0.75 * 7 and 7.5 + 0.25 * 2.5
     assert latency_summary([])["median"] is None
