@@ -119,7 +119,8 @@ def test_dev_then_eval_with_frozen_points(setup: tuple[Config, Path]) -> None:
     dev_ops = load_operating_points(dev.out / "operating_points.json")
     assert dev_ops.split == "dev"
     table = summary_table(dev)
-    assert table.row_count == 4 and len(table.columns) == 6
+    # a row per scorer (SzCORE samples too) and detector: the default threshold, 4 budgets
+    assert table.row_count == 4 * 5 and len(table.columns) == 7
 
     ev = evaluate(cfg, ckpt, split="eval", operating_points=dev.operating_points_path)
     assert ev.out == tmp / "runs" / "r1" / "eval-best-eval"

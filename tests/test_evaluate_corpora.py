@@ -122,6 +122,10 @@ def point_counts(doc: dict[str, Any]) -> dict[tuple[str, float], Any]:
     }
 
 
+def thresholds_of(doc: dict[str, Any]) -> dict[tuple[str, float], float | None]:
+    return {k: v[0] for k, v in point_counts(doc).items()}
+
+
 def block(doc: dict[str, Any]) -> dict[str, Any]:
     """What a per-corpus entry and a --corpus evaluation share."""
     return {
@@ -138,7 +142,7 @@ def comparable(scores: dict[str, Any]) -> dict[str, Any]:
     doc.pop("per_corpus", None)
     doc.pop("corpora", None)
     doc["operating_points"].pop("file")
-    for r in doc["recordings"]:
+    for r in doc["recordings"] + doc["per_patient"]:
         r.pop("corpus", None)
     return doc
 
@@ -244,14 +248,33 @@ def test_per_corpus_results_add_up_to_the_pooled_ones(
     assert at10["alpha"][2] < at10["beta"][2]  # beta's look-alikes: the corpora differ
     table = corpus_table(res)
     assert table is not None and table.row_count == 3
-    assert [c.header for c in table.columns] == ["corpus", "size", "AUROC"] + [
+    heads = [str(c.header).split("\nt=")[0] for c in table.columns]
+    assert heads == ["corpus", "size", "AUROC"] + [
         f"{s}\n<={t:g}" for s in ("OVLP", "SzCORE") for t in (10, 5, 2.5, 1)
     ]
+    for column in table.columns[3:]:  # each column one detector: its threshold in the header
+        scorer, target = str(column.header).split("\n")[:2]
+        name = {"OVLP": "ovlp", "SzCORE": "szcore"}[scorer]
+        threshold = thresholds_of(s)[(name, float(target[2:]))]
+        assert threshold is None or float(str(column.header).split("t=")[1]) == threshold
     cells = [list(c.cells) for c in table.columns]
     assert s["corpora"] == ["beta", "alpha"]  # the manifest's order, as the config lists them
     assert cells[0] == ["beta", "alpha", POOLED_ROW] and cells[1][0] == "3 rec, 6.0 h\n6 seizures"
     html = write_report(res.out).read_text()
     assert "By corpus" in html and "alpha" in html and POOLED_ROW in html
+    assert "<summary>alpha: every detector</summary>" in html  # each corpus's full table
+    # each corpus's intervals, latencies and patients come from its own recordings
+    assert sorted(q["patient"] for p in per.values() for q in p["per_patient"]) == sorted(
+        q["patient"] for q in s["per_patient"]
+    )
+    for name, p in per.items():
+        assert {q["corpus"] for q in p["per_patient"]} == {name}
+        for row in p["operating_points"]["points"]["ovlp"]:
+            if row["threshold"] is not None:
+                assert row["ci95"]["bootstrap"]["n_patients"] == len(p["per_patient"])
+                assert row["latency_s"]["n"] == row["counts"]["hits"]  # OVLP's own rule
+    with_ci = [c for c in cells[3] if c != "-"]
+    assert with_ci and all(len(c.split("\n")) == 4 for c in with_ci)  # rate, [CI], rate, [CI]
 
 
 def test_corpus_option_gives_that_corpus_entry(mixture: tuple[CacheView, Path]) -> None:

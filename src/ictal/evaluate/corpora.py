@@ -14,6 +14,7 @@ from typing import Any
 
 from ictal.cache.manifest import CacheView
 from ictal.errors import UsageError
+from ictal.evaluate.cells import cell_ci, fa_text, interval_text, sens_text, threshold_text
 
 # The scorers the side-by-side table shows at every operating point (the pooled table and
 # scores.json carry all of them): NEDC's any-overlap and SzCORE's event score.
@@ -103,10 +104,12 @@ class CorpusRow:
 
 
 def _points_at(doc: dict[str, Any], scorer: str, target: float) -> dict[str, Any] | None:
-    """Counts of ``scorer`` at the operating point for ``target``; None without a threshold."""
+    """Counts of ``scorer`` at the operating point for ``target`` with their ``ci95`` (when
+    scores.json has them); None without a threshold."""
     for row in ((doc.get("operating_points") or {}).get("points") or {}).get(scorer, []):
         if row["target_fa_per_24h"] == target and row["threshold"] is not None:
-            return row.get("counts")
+            c = row.get("counts")
+            return None if c is None else {**c, "ci95": row.get("ci95")}
     return None
 
 
@@ -141,17 +144,31 @@ def side_by_side(scores: dict[str, Any]) -> tuple[list[tuple[str, float]], list[
     return columns, rows
 
 
-def column_label(scorer: str, target: float) -> str:
-    """A short two-line column header: the scorer, the FA/24h budget of its operating point."""
-    return f"{SHORT.get(scorer, scorer)}\n<={target:g}"
+def threshold_of(scores: dict[str, Any], scorer: str, target: float) -> float | None:
+    """The threshold of ``scorer``'s operating point for ``target`` (None: none met it)."""
+    for row in ((scores.get("operating_points") or {}).get("points") or {}).get(scorer, []):
+        if row["target_fa_per_24h"] == target:
+            return row["threshold"]
+    return None
+
+
+def column_label(scorer: str, target: float, threshold: float | None = None) -> str:
+    """A short column header: the scorer, the FA/24h budget of its operating point and, when
+    given, the threshold that point is (every corpus is scored at it)."""
+    label = f"{SHORT.get(scorer, scorer)}\n<={target:g}"
+    return label if threshold is None else f"{label}\nt={threshold_text(threshold)}"
 
 
 def cell_lines(c: dict[str, Any] | None) -> tuple[str, ...]:
-    """A cell's lines: the sensitivity, then the FA/24h (one '-' without a threshold)."""
+    """A cell's lines: the sensitivity, then the FA/24h, each followed by its 95 % interval
+    on a line of its own when the cell has one (narrow columns); one '-' without a threshold."""
     if c is None:
         return ("-",)
     sens, fa = c.get("sensitivity"), c.get("fa_per_24h")
-    return (
-        "n/a" if sens is None else f"{100 * sens:.1f}%",
-        "n/a FA" if fa is None else f"{fa:.1f} FA",
+    lines = (
+        sens_text(sens),
+        interval_text(cell_ci(c, "sensitivity"), percent=True) if sens is not None else "",
+        fa_text(fa),
+        interval_text(cell_ci(c, "fa_per_24h")) if fa is not None else "",
     )
+    return tuple(line for line in lines if line)

@@ -42,8 +42,11 @@ class RecordingInfo:
 
 
 def _subject(row: dict[str, Any]) -> str:
-    """The recording's patient, named with its corpus in a mixture (names may repeat)."""
-    patient = str(row.get("patient") or subject_of(str(row["id"]).split(".")[-1]))
+    """The recording's patient: the cache row's (unique across a mixture's corpora), else
+    taken from the recording id and named with its corpus (names may repeat across corpora)."""
+    if row.get("patient"):
+        return str(row["patient"])
+    patient = subject_of(str(row["id"]).split(".")[-1])
     return f"{row['corpus']}.{patient}" if row.get("corpus") else patient
 
 

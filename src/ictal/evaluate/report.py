@@ -22,7 +22,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ictal.errors import UsageError
-from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
+from ictal.evaluate.cells import threshold_text
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side, threshold_of
+from ictal.evaluate.tables import CAPTION, HEADERS, patient_headers, patient_rows, result_rows
 from ictal.events.operating_points import DEFAULT_SCORERS
 from ictal.events.scorers import LABELS
 from ictal.io.atomic import atomic_write_text
@@ -38,6 +40,9 @@ body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#22
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 .note{color:#666}img{max-width:100%}code{background:#f4f4f4;padding:0 3px}
+tr.end td{border-bottom:2px solid #888}.side{display:flex;gap:1.5em;flex-wrap:wrap}
+.ops td,.patients td,.corpora td{white-space:nowrap}
+.patients{font-size:.85em}.corpora{font-size:.78em}
 """
 
 
@@ -109,33 +114,57 @@ def training_curves(rows: list[dict[str, Any]]) -> str | None:
 
 
 def operating_curves(scores: dict[str, Any]) -> str | None:
-    """Sensitivity against FA/24h per scorer from the threshold sweep, with chosen points."""
+    """Sensitivity against FA/24h per scorer from the threshold sweep, drawn in FA order;
+    each budget's line labelled and its chosen point marked with its threshold and 95 %
+    intervals."""
     sw = scores.get("sweep") or {}
     scorers = sw.get("scorers") or {}
     if not scorers:
         return None
     points = (scores.get("operating_points") or {}).get("points") or {}
-    fig = Figure(figsize=(5.5 * len(scorers), 4.2))
+    fig = Figure(figsize=(5.5 * len(scorers), 4.4))
     for k, (name, cur) in enumerate(_ordered(scorers)):
         ax = fig.add_subplot(1, len(scorers), k + 1)
         pairs = [(f, s) for f, s in zip(cur["fa_per_24h"], cur["sensitivity"], strict=True)
                  if f is not None and s is not None]  # fmt: skip
         if pairs:
             fa, sens = zip(*sorted(pairs), strict=True)
-            ax.plot(fa, np.asarray(sens) * 100, "-o", ms=2.5, lw=1.2, label="sweep")
+            ax.plot(fa, np.asarray(sens) * 100, "-o", ms=2.5, lw=1.2, label="every threshold")
         for row in points.get(name, []):
-            ax.axvline(row["target_fa_per_24h"], color="0.8", lw=0.8, ls="--")
-            c = row.get("counts")
-            if c and c.get("fa_per_24h") is not None and c.get("sensitivity") is not None:
-                ax.plot(c["fa_per_24h"], 100 * c["sensitivity"], "o", color="C3")
+            _budget(ax, row)
         ax.set_xscale("symlog", linthresh=1.0)
-        ax.set_ylim(-2, 102)
-        ax.set_xlabel("FA / 24 h (pooled)")
+        ax.set_ylim(-2, 108)
+        ax.set_xlabel("false alarms per 24 h (pooled)")
         ax.set_ylabel("sensitivity %")
         ax.set_title(LABELS.get(name, name))
         ax.grid(alpha=0.3)
+        by_label = dict(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+        if by_label:
+            ax.legend(by_label.values(), by_label.keys(), loc="lower right", fontsize=7)
     fig.tight_layout()
     return _png(fig)
+
+
+def _budget(ax: Any, row: dict[str, Any]) -> None:
+    """One FA/24h budget on a curve: its labelled line, and the point chosen for it (with its
+    threshold and 95 % intervals as error bars) where a threshold met it."""
+    target = row["target_fa_per_24h"]
+    ax.axvline(target, color="0.75", lw=0.8, ls="--")
+    ax.text(target, 107, f"<={target:g}", fontsize=8, ha="center", va="top", color="0.35")
+    c, ci = row.get("counts") or {}, row.get("ci95") or {}
+    if row.get("threshold") is None or c.get("fa_per_24h") is None or c.get("sensitivity") is None:
+        return
+    x, y = c["fa_per_24h"], 100 * c["sensitivity"]
+    xe = ci.get("fa_per_24h")
+    ye = ci.get("sensitivity")
+    ax.errorbar(
+        x, y, fmt="o", color="C3", ms=4, lw=0.8, capsize=2,
+        xerr=None if not xe else [[max(0.0, x - xe[0])], [max(0.0, xe[1] - x)]],
+        yerr=None if not ye else [[max(0.0, y - 100 * ye[0])], [max(0.0, 100 * ye[1] - y)]],
+        label="chosen point, 95% CI",
+    )  # fmt: skip
+    ax.annotate(f"t={threshold_text(row['threshold'])}", (x, y), xytext=(4, -10),
+                textcoords="offset points", fontsize=7, color="C3")  # fmt: skip
 
 
 def pick_recordings(recs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -186,6 +215,8 @@ def trace_figure(eval_dir: EvalDir, scores: dict[str, Any]) -> str | None:
         ax.plot(idx / fs_out, val, lw=0.8, color="C0")
         if threshold is not None:
             ax.axhline(threshold, color="C3", lw=0.7, ls="--")
+            ax.text(r["duration_s"], threshold, f" export threshold t={threshold_text(threshold)}",
+                    fontsize=7, color="C3", va="bottom", ha="right")  # fmt: skip
         ax.set_ylim(-0.02, 1.1)
         ax.set_xlim(0, r["duration_s"])
         f1 = r.get("ovlp_f1_export")
@@ -201,43 +232,29 @@ def trace_figure(eval_dir: EvalDir, scores: dict[str, Any]) -> str | None:
     return _png(fig)
 
 
-def _pct(v: float | None) -> str:
-    """A fraction as an escaped percentage ('n/a' when missing)."""
-    return "n/a" if v is None else _esc(f"{100 * float(v):.1f}")
-
-
 def _num(v: float | None, fmt: str = ".2f") -> str:
     """A number formatted and escaped ('n/a' when missing)."""
     return "n/a" if v is None else _esc(format(float(v), fmt))
 
 
+def _html_table(cls: str, heads: list[str] | tuple[str, ...], rows: list[tuple[str, ...]],
+                ends: list[bool] | None = None) -> str:  # fmt: skip
+    """An escaped HTML table; ``ends`` marks rows that close a group (a heavier rule)."""
+    head = "".join("<th>" + "<br>".join(map(_esc, h.split("\n"))) + "</th>" for h in heads)
+    body = "".join(
+        ('<tr class="end">' if ends and ends[k] else "<tr>")
+        + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>"
+        for k, row in enumerate(rows)
+    )  # fmt: skip
+    return f'<table class="{cls}"><tr>{head}</tr>{body}</table>'
+
+
 def operating_point_table(scores: dict[str, Any]) -> str:
-    """HTML table: per scorer and FA/24h target, threshold, sensitivity, FA/24h, precision."""
+    """HTML table: one row per detector and scorer (the console's rows): threshold,
+    sensitivity and false alarms per 24 h with 95 % intervals, precision, onset latency."""
     opsd = scores.get("operating_points") or {}
-    head = ("<tr><th>scorer</th><th>target FA/24h</th><th>threshold</th><th>sensitivity %</th>"
-            "<th>FA/24h</th><th>precision %</th><th>SzCORE sample sens. %</th></tr>")  # fmt: skip
-    body = []
-    default = scores.get("default") or {}
-    thr = (default.get("postprocess") or {}).get("threshold")
-    for name, c in _ordered(default.get("scores") or {}):
-        if c is None:
-            continue
-        body.append(
-            f"<tr><td>{_esc(LABELS.get(name, name))}</td><td>default</td>"
-            f"<td>{_num(thr, '.3g')}</td><td>{_pct(c['sensitivity'])}</td>"
-            f"<td>{_num(c['fa_per_24h'])}</td><td>{_pct(c['precision'])}</td><td></td></tr>"
-        )
-    for name, rows in _ordered(opsd.get("points") or {}):
-        for row in rows:
-            c = row.get("counts") or {}
-            smp = row.get("szcore_samples") or {}
-            body.append(
-                f"<tr><td>{_esc(LABELS.get(name, name))}</td>"
-                f"<td>{_num(row['target_fa_per_24h'], 'g')}</td>"
-                f"<td>{_num(row['threshold'], '.4g')}</td>"
-                f"<td>{_pct(c.get('sensitivity'))}</td><td>{_num(c.get('fa_per_24h'))}</td>"
-                f"<td>{_pct(c.get('precision'))}</td><td>{_pct(smp.get('sensitivity'))}</td></tr>"
-            )
+    rows = result_rows(scores)
+    table = _html_table("ops", HEADERS, [r.cells() for r in rows], [r.last for r in rows])
     how = (
         f"chosen on {_esc(opsd.get('chosen_on'))}"
         if opsd.get("mode") == "chosen"
@@ -245,8 +262,38 @@ def operating_point_table(scores: dict[str, Any]) -> str:
         f"<code>{_esc(opsd.get('file'))}</code>) and applied unchanged"
     )
     return (
-        f'<table class="ops">{head}{"".join(body)}</table>'
-        f'<p class="note">Operating points {how}. No threshold met a target: "n/a".</p>'
+        f'{table}<p class="note">Operating points {how}; "none met it": no threshold met the '
+        f"budget. {_esc(CAPTION)}</p>"
+    )
+
+
+def patient_table(scores: dict[str, Any]) -> str | None:
+    """HTML table of one evaluation's patients (None when scores.json has none)."""
+    rows = patient_rows(scores)
+    if not rows:
+        return None
+    return _html_table("patients", patient_headers(scores), rows)
+
+
+def patients_side_by_side(evals: list[tuple[EvalDir, dict[str, Any]]]) -> str | None:
+    """Every evaluation's per-patient table side by side (dev beside eval); None without."""
+    order = {"train": 0, "dev": 1, "eval": 2}
+    tables = sorted(
+        ((order.get(str(s.get("split")), 3), d.path.name, s, t)
+         for d, s in evals if (t := patient_table(s))),
+        key=lambda x: x[:2],
+    )  # fmt: skip
+    if not tables:
+        return None
+    cells = "".join(
+        f"<div><h3>{_esc(s.get('split'))} <small>(<code>{_esc(name)}</code>)</small></h3>{t}</div>"
+        for _, name, s, t in tables
+    )
+    return (
+        f'<h2>Per patient</h2><div class="side">{cells}</div><p class="note">Each patient\'s '
+        "recordings pooled; sensitivity and false alarms per 24 h at the loosest operating point "
+        "of each scorer (its threshold in the header). A patient's rate rests on a few hours (one "
+        "false alarm in 1 h is 24 FA/24h): read it as where the errors are.</p>"
     )
 
 
@@ -257,8 +304,8 @@ def corpus_table(scores: dict[str, Any]) -> str | None:
     if not rows:
         return None
     with_auroc = any(r.auroc is not None for r in rows)
-    heads = ["corpus", "recordings", "hours", "seizures", *(["AUROC"] if with_auroc else []),
-             *(column_label(s, t) for s, t in columns)]  # fmt: skip
+    heads = ["corpus", "record-\nings", "hours", "seiz-\nures", *(["AUROC"] if with_auroc else []),
+             *(column_label(s, t, threshold_of(scores, s, t)) for s, t in columns)]  # fmt: skip
     body = []
     for r in rows:
         cells = [_esc(v) for v in (r.name, r.n_recordings, f"{r.hours:.1f}", r.n_seizures)]
@@ -269,10 +316,20 @@ def corpus_table(scores: dict[str, Any]) -> str | None:
     head = "".join("<th>" + "<br>".join(map(_esc, h.split("\n"))) + "</th>" for h in heads)
     return (
         f'<table class="corpora"><tr>{head}</tr>{"".join(body)}</table>'
-        '<p class="note">Sensitivity and FA/24h at the operating points above (&lt;=N: the '
-        "point chosen for N FA/24h); each corpus pooled over its own files, every corpus at "
-        "the same thresholds.</p>"
+        '<p class="note">Sensitivity and FA/24h [95% CI] at the operating points above (&lt;=N: '
+        "the point chosen for N FA/24h, t its threshold); each corpus pooled over its own files "
+        "and patients, every corpus at the same thresholds.</p>" + _corpus_details(scores)
     )
+
+
+def _corpus_details(scores: dict[str, Any]) -> str:
+    """Each corpus's full result table (the rows of the pooled one), folded."""
+    parts = []
+    for name in scores.get("corpora") or sorted(scores.get("per_corpus") or {}):
+        rows = result_rows(scores["per_corpus"][name])
+        table = _html_table("ops", HEADERS, [r.cells() for r in rows], [r.last for r in rows])
+        parts.append(f"<details><summary>{_esc(name)}: every detector</summary>{table}</details>")
+    return "".join(parts)
 
 
 def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
@@ -282,7 +339,8 @@ def _eval_section(eval_dir: EvalDir, scores: dict[str, Any]) -> str:
         where += f" ({_esc(', '.join(map(str, scores['corpus_selection'])))})"
     parts = [
         f"<h2>Evaluation on {where} <small>(<code>{_esc(eval_dir.path.name)}</code>)</small></h2>",
-        f"<p>{_esc(scores.get('n_recordings'))} recordings, {_num(hours)} h, "
+        f"<p>{_esc(scores.get('n_recordings'))} recordings, "
+        f"{len(scores.get('per_patient') or [])} patients, {_num(hours)} h, "
         f"{_esc(scores.get('n_reference_events'))} reference seizures; sample-level AUROC "
         f"{_num(scores.get('auroc'), '.3f')}."
         + (f" {_esc(scores['n_failed'])} recordings failed." if scores.get("n_failed") else "")
@@ -368,6 +426,7 @@ def _parts(run: RunDir | None, evals: list[tuple[EvalDir, dict[str, Any]]]) -> l
         parts.append(f'<p class="note">No training metrics in {_esc(run.metrics)}.</p>')
     if evals:
         parts.extend(_eval_section(d, s) for d, s in evals)
+        parts.append(patients_side_by_side(evals) or "")
     else:
         target = run.best if run is not None else "CKPT"
         parts.append(

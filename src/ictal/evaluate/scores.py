@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ictal.evaluate.scoring import Scored, Totals
+from ictal.evaluate.latency import latency_summary
+from ictal.evaluate.per_patient import patient_counts, per_patient_doc
+from ictal.evaluate.scoring import RecordingTally, Scored, Totals
+from ictal.evaluate.uncertainty import interval_doc
 from ictal.events.counts import EventCounts
 from ictal.events.operating_points import OperatingCurve, OperatingPoints, scorer_order
 from ictal.events.postprocess import PostProcess
@@ -159,21 +162,55 @@ def _default_doc(name: str, c: EventCounts, t: Totals, pooling: str) -> dict[str
     return szcore_doc(c, t.subjects.get(name, {}), pooling)
 
 
+def _add_intervals(row: dict[str, Any], name: str, tallies: list[RecordingTally]) -> None:
+    """Add a point row's 95 % intervals (``ci95``, ``szcore_samples_ci95``) and the onset
+    latencies of the seizures it detects (``latency_s``); None where it has no threshold."""
+    th, c, smp = row["threshold"], row["counts"], row["szcore_samples"]
+    if th is None or c is None:
+        row.update(ci95=None, szcore_samples_ci95=None, latency_s=None)
+        return
+    events = patient_counts(tallies, lambda r: r.events_ops[name][th])
+    samples = patient_counts(tallies, lambda r: r.samples_ops[th])
+    row["ci95"] = interval_doc(_counts(c), events)
+    row["szcore_samples_ci95"] = interval_doc(_counts(smp), samples, exact=False)
+    row["latency_s"] = latency_summary(x for t in tallies for x in t.counts.latency_ops[th])
+
+
+def _counts(doc: dict[str, Any]) -> EventCounts:
+    """The counts of a counts document (its derived rates dropped)."""
+    keys = ("hits", "misses", "false_alarms", "n_ref", "duration_s", "fa_seconds")
+    return EventCounts(**{k: doc[k] for k in keys})
+
+
+def _default_intervals(t: Totals, tallies: list[RecordingTally]) -> dict[str, Any]:
+    """The default threshold's intervals per scorer and its onset latencies."""
+    ci = {n: interval_doc(c, patient_counts(tallies, lambda r, n=n: r.default[n]))
+          for n, c in t.default.items()}  # fmt: skip
+    ci["szcore_samples"] = interval_doc(
+        t.samples_default, patient_counts(tallies, lambda r: r.samples_default), exact=False
+    )
+    lat = latency_summary(x for tl in tallies for x in tl.counts.latency_default)
+    return {"ci95": ci, "latency_s": lat}
+
+
 def result_block(
     t: Totals,
     pp_default: PostProcess,
     ops: OperatingPoints,
     counts: PointCounts,
+    tallies: list[RecordingTally],
     pooling: str = "recording",
 ) -> dict[str, Any]:
     """The scores of a set of recordings (all evaluated, or one corpus's): size, AUROC, the
-    default threshold and every operating point; one shape for the pooled and per-corpus."""
+    default threshold and every operating point with their 95 % intervals and onset
+    latencies, and the per-patient rows; one shape for the pooled and per-corpus."""
     points = _points_rows(ops, counts)
-    for per in points.values():
+    for name, per in points.items():
         for row in per:
             th = row["threshold"]
             samples = None if th is None else t.samples_ops[th]
             row["szcore_samples"] = counts_doc(samples, "szcore_samples")
+            _add_intervals(row, name, tallies)
     return {
         "n_recordings": t.n_recordings,
         "total_duration_s": t.duration_s,
@@ -185,8 +222,10 @@ def result_block(
                 n: _default_doc(n, c, t, pooling)
                 for n, c in (*t.default.items(), ("szcore_samples", t.samples_default))
             },
+            **_default_intervals(t, tallies),
         },
         "operating_points": {"points": points},
+        "per_patient": per_patient_doc(tallies, points),
     }
 
 
@@ -227,8 +266,14 @@ class Scores:
 
     def document(self) -> dict[str, Any]:
         """The scores document, JSON-ready (nan as null, tuples as lists)."""
+        scored = self.scored
         pooled = result_block(
-            self.scored.pooled, self.pp_default, self.ops, self.counts, self.szcore_pooling
+            scored.pooled,
+            self.pp_default,
+            self.ops,
+            self.counts,
+            scored.tallies,
+            self.szcore_pooling,
         )
         doc = {
             **self.subject.doc(),
@@ -249,6 +294,7 @@ class Scores:
             "sweep": sweep_doc(self.curve),
             "exports": self._exports(),
             "recordings": self.scored.recordings,
+            "per_patient": pooled["per_patient"],
         }
         if self.corpus_selection:
             doc["corpus_selection"] = list(self.corpus_selection)
@@ -266,7 +312,12 @@ class Scores:
         return {
             "per_corpus": {
                 name: result_block(
-                    t, self.pp_default, self.ops, counts_at_points(t, self.ops), self.szcore_pooling
+                    t,
+                    self.pp_default,
+                    self.ops,
+                    counts_at_points(t, self.ops),
+                    [tl for tl in self.scored.tallies if tl.corpus == name],
+                    self.szcore_pooling,
                 )
                 for name, t in sorted(corpora.items())
             },

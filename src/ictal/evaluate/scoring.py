@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ictal.auroc import HistogramAuroc
+from ictal.evaluate.latency import onset_latencies
 from ictal.evaluate.probs import RecordingInfo
 from ictal.events.counts import ZERO, EventCounts
 from ictal.events.hypotheses import write_exports
@@ -44,6 +45,19 @@ class RecordingCounts:
     samples_default: EventCounts
     samples_ops: dict[float, EventCounts] = field(default_factory=dict)
     events_ops: dict[str, dict[float, EventCounts]] = field(default_factory=dict)
+    latency_default: list[float] = field(default_factory=list)  # s, per detected seizure
+    latency_ops: dict[float, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordingTally:
+    """A recording's counts with the patient (and corpus) they belong to: what the patient
+    bootstrap, the per-patient rows and the onset latencies are computed from."""
+
+    id: str
+    patient: str
+    corpus: str | None
+    counts: RecordingCounts
 
 
 @dataclass
@@ -103,12 +117,14 @@ class Scored:
     pooled: Totals
     corpora: dict[str, Totals]
     recordings: list[dict[str, Any]]
+    tallies: list[RecordingTally] = field(default_factory=list)
 
 
 class ScoringPass:
     """Scores recordings one trace at a time at the default threshold, at every operating
     threshold and at the export threshold; with ``corpus_of`` (a mixture) it also keeps the
-    totals of each corpus, with the event counts at every operating threshold."""
+    totals of each corpus, with the event counts at every operating threshold. Each
+    recording's counts (every scorer at every operating threshold) stay as a tally."""
 
     def __init__(
         self,
@@ -131,9 +147,7 @@ class ScoringPass:
         self.op_thresholds = sorted(
             {p.threshold for per in ops.points.values() for p in per.values()} - {None}
         )
-        self.op_fns: dict[str, Scorer] = (
-            {name: get_scorer(name, szcore) for name in ops.points} if self.corpus_of else {}
-        )
+        self.op_fns: dict[str, Scorer] = {name: get_scorer(name, szcore) for name in ops.points}
         self.scored = Scored(Totals.empty(self.fns, self.op_thresholds, []), {}, [])
 
     def run(self, traces: Iterable[RecordingTrace]) -> Scored:
@@ -159,6 +173,7 @@ class ScoringPass:
         hyp_export = events_from_probs(tr.probs, tr.fs_out, self.pp_export)
         write_exports(self.hyp_dir, info.id, info.id, info.export_duration_s, hyp_export)
         self.scored.recordings.append(self._row(info, corpus, tr, rec, hyp_export))
+        self.scored.tallies.append(RecordingTally(info.id, info.subject, corpus, rec))
 
     def _counts(
         self,
@@ -174,10 +189,12 @@ class ScoringPass:
             default={n: fn(ref, hyp_default, duration) for n, fn in self.fns.items()},
             samples_default=self.samples(ref, hyp_default, duration),
             events_ops={n: {} for n in self.op_fns},
+            latency_default=onset_latencies(ref, hyp_default),
         )
         for t in self.op_thresholds:
             hyp = events_from_probs(tr.probs, tr.fs_out, at_threshold(self.ops.postprocess, t))
             rec.samples_ops[t] = self.samples(ref, hyp, duration)
+            rec.latency_ops[t] = onset_latencies(ref, hyp)
             for name in rec.events_ops:
                 rec.events_ops[name][t] = self.op_fns[name](ref, hyp, duration)
         return rec

@@ -1,33 +1,17 @@
-"""The console summary of an evaluation: one row per scorer, one column per operating point,
-readable in five seconds; for a mixture cache, its corpora side by side."""
+"""The console summary of an evaluation: one row per detector (threshold) and scorer, with
+95 % intervals and onset latency, readable in five seconds; a mixture's corpora side by side."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.table import Table
 
-from ictal.evaluate.corpora import cell_lines, column_label, side_by_side
+from ictal.evaluate.corpora import cell_lines, column_label, side_by_side, threshold_of
 from ictal.evaluate.evaluation import EvaluationResult
-from ictal.events.scorers import LABELS
-
-
-def _cell(c: dict[str, Any] | None, threshold: float | None, samples: bool = False) -> str:
-    """One table cell: sensitivity, FA/24h (events only), precision, threshold."""
-    if c is None or threshold is None:
-        return "-"
-
-    def pct(v: float | None) -> str:
-        return "n/a" if v is None else f"{100 * v:.1f}%"
-
-    first = pct(c["sensitivity"]) if samples else f"{pct(c['sensitivity'])} @ {_fa(c)}"
-    return f"{first}\nP {pct(c['precision'])}  t={threshold:.3g}"
-
-
-def _fa(c: dict[str, Any]) -> str:
-    v = c["fa_per_24h"]
-    return "n/a" if v is None else f"{v:.1f} FA"
+from ictal.evaluate.tables import CAPTION, HEADERS, result_rows
 
 
 def _pooled(s: dict[str, Any]) -> str:
@@ -39,7 +23,8 @@ def _pooled(s: dict[str, Any]) -> str:
 
 
 def summary_table(result: EvaluationResult) -> Table:
-    """Per scorer: sensitivity, FA/24h and precision at the default threshold and each target."""
+    """One row per detector (the default threshold, then each scorer's budgets): threshold,
+    sensitivity and false alarms per 24 h with 95 % intervals, precision, onset latency."""
     s = result.scores
     opsd = s["operating_points"]
     hours = s["total_duration_s"] / 3600.0
@@ -54,25 +39,18 @@ def summary_table(result: EvaluationResult) -> Table:
     split = s["split"]
     if s.get("corpus_selection"):
         split += f" ({', '.join(s['corpus_selection'])})"
+    n = len(s.get("per_patient") or [])
     table = Table(
-        title=f"{split}: {s['n_recordings']} recordings, {hours:.1f} h, "
-        f"{s['n_reference_events']} seizures; AUROC {auroc}",
-        caption=f"{_pooled(s)}; operating points {how}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"{split}: {s['n_recordings']} recordings, {n} patient{'s' * (n != 1)}, "
+        f"{hours:.1f} h, {s['n_reference_events']} seizures; AUROC {auroc}; operating points {how}",
+        caption=f"{_pooled(s)}. {CAPTION}",
     )
-    table.add_column("scorer")
-    thr = s["default"]["postprocess"]["threshold"]
-    table.add_column(f"default t={thr:g}")
-    targets = [row["target_fa_per_24h"] for row in next(iter(opsd["points"].values()))]
-    for t in targets:
-        table.add_column(f"<= {t:g} FA/24h")
-    for name in [*opsd["points"], "szcore_samples"]:
-        samples = name == "szcore_samples"
-        base = "szcore" if samples else name
-        cells = [_cell(s["default"]["scores"].get(name), thr, samples)]
-        for row in opsd["points"].get(base, []):
-            c = row["szcore_samples"] if samples else row["counts"]
-            cells.append(_cell(c, row["threshold"], samples))
-        table.add_row(LABELS.get(name, name), *cells)
+    for k, head in enumerate(HEADERS):
+        table.add_column(head, justify="left" if k < 2 else "right")
+    for row in result_rows(s):
+        table.add_row(*row.cells(), end_section=row.last)
     return table
 
 
@@ -85,8 +63,10 @@ def corpus_table(result: EvaluationResult) -> Table | None:
         return None
     with_auroc = any(r.auroc is not None for r in rows)
     table = Table(
-        title=f"{result.scores['split']} by corpus: sensitivity and FA/24h at the operating "
-        "points (<=N: the point chosen for N FA/24h)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        title=f"{result.scores['split']} by corpus: sensitivity and FA/24h [95% CI] at the "
+        "operating points (<=N: the point chosen for N FA/24h)",
         caption="each corpus pooled over its own files; the same thresholds for every corpus",
     )
     table.add_column("corpus", no_wrap=True)
@@ -94,7 +74,7 @@ def corpus_table(result: EvaluationResult) -> Table | None:
     if with_auroc:
         table.add_column("AUROC")
     for scorer, target in columns:
-        table.add_column(column_label(scorer, target))
+        table.add_column(column_label(scorer, target, threshold_of(result.scores, scorer, target)))
     for r in rows:
         size = f"{r.n_recordings} rec, {r.hours:.1f} h\n{r.n_seizures} seizures"
         auroc = ["n/a" if r.auroc is None else f"{r.auroc:.3f}"] if with_auroc else []
