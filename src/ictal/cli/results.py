@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,8 +26,20 @@ from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
 from ictal.ui import echo
 
+if TYPE_CHECKING:
+    from ictal.events.deployed import Wanted
+
 OperatingPointsOpt = Annotated[
     Path | None, typer.Option(help="Frozen operating points (default: the run's dev ones).")
+]
+PointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--operating-point",
+        metavar="SCORER@BUDGET",
+        help="The dev-tuned point to use, e.g. ovlp@10: OVLP's threshold for at most 10 "
+        "FA/24h (default detect.operating_point).",
+    ),
 ]
 DetectPaths = Annotated[
     list[str],
@@ -47,6 +59,20 @@ ModelOpt = Annotated[
 ThresholdOpt = Annotated[
     float | None, typer.Option(min=0.0, max=1.0, help="Threshold instead of an operating point.")
 ]
+
+
+def wanted_point(point: str | None, threshold: float | None, points_file: Path | None) -> Wanted:
+    """What the user asked for; ``--threshold`` excludes the other two."""
+    from ictal.events.deployed import Wanted, parse_point
+
+    if threshold is not None and (point is not None or points_file is not None):
+        raise UsageError("give --threshold or an operating point (--operating-point, "
+                         "--operating-points), not both")  # fmt: skip
+    if point is not None:
+        parse_point(point, "--operating-point")
+    return Wanted(point, threshold, points_file)
+
+
 DetectWorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="Parallel worker processes (detect.workers).")
 ]
@@ -138,6 +164,7 @@ def detect(
     paths: DetectPaths,
     out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
     model: ModelOpt = None,
+    operating_point: PointOpt = None,
     operating_points: OperatingPointsOpt = None,
     threshold: ThresholdOpt = None,
     workers: DetectWorkersOpt = None,
@@ -160,8 +187,7 @@ def detect(
     from ictal.detect.archive import collect as run_collect
     from ictal.detect.archive import detect as run_detect
 
-    if operating_points is not None and threshold is not None:
-        raise UsageError("give --operating-points or --threshold, not both")
+    wanted = wanted_point(operating_point, threshold, operating_points)
     if collect:
         result = run_collect(paths, out, cfg.sink.url)
     else:
@@ -171,8 +197,8 @@ def detect(
                 "detect needs CKPT (or --model DIR) and at least one INPUT (or --collect)"
             )
         result = run_detect(
-            cfg, detector, inputs, out, operating_points=operating_points, threshold=threshold,
-            watch=watch, save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
+            cfg, detector, inputs, out, wanted=wanted, watch=watch, save_probs=save_probs,
+            redo=redo, prune_after_push=prune_after_push,
             trust=model_trust(config, set_, trust_code=trust_model_code,
                               allow_mismatch=allow_version_mismatch),
         )  # fmt: skip
@@ -189,6 +215,9 @@ def export(
     format_: Annotated[
         str, typer.Option("--format", help="onnx (runs in `ictal detect --model`) or torchscript.")
     ] = "onnx",
+    operating_point: PointOpt = None,
+    operating_points: OperatingPointsOpt = None,
+    threshold: ThresholdOpt = None,
     allow_version_mismatch: AllowMismatchOpt = False,
     trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
@@ -204,7 +233,10 @@ def export(
 
     trust = model_trust(config, set_, trust_code=trust_model_code,
                         allow_mismatch=allow_version_mismatch)  # fmt: skip
-    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust)
+    wanted = wanted_point(operating_point, threshold, operating_points)
+    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust,
+                          point=wanted.point, threshold=wanted.threshold,
+                          points_file=wanted.file)  # fmt: skip
     render.exported(result)
     return result
 
