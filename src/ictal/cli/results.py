@@ -115,6 +115,14 @@ def evaluate(
             "operating points are still chosen over every corpus."
         ),
     ] = None,
+    export_point: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SCORER[@BUDGET]",
+            help="Export hypotheses at this operating point (repeatable, or a comma list; "
+            "SCORER alone: all its budgets); default evaluate.export_points (ovlp).",
+        ),
+    ] = None,
     allow_version_mismatch: AllowMismatchOpt = False,
     trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
@@ -131,9 +139,11 @@ def evaluate(
 
     trust = model_trust(config, set_, trust_code=trust_model_code,
                         allow_mismatch=allow_version_mismatch)  # fmt: skip
-    options = {"evaluate.split": split.value if split else None}
-    cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.corpora import parse_corpus_names
+
+    points = parse_corpus_names(export_point) if export_point is not None else None
+    options = {"evaluate.split": split.value if split else None, "evaluate.export_points": points}
+    cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.evaluation import evaluate as run_evaluate
     from ictal.evaluate.summary import corpus_table, summary_table
 
@@ -149,6 +159,8 @@ def evaluate(
                            f"scores: {result.scores_path}"]  # fmt: skip
     if result.operating_points_path is not None:
         lines.append(f"operating points: {result.operating_points_path}")
+    folders = [p["dir"] for p in result.scores["exports"]["points"]]
+    lines.append(f"hypotheses: {', '.join(folders) or 'none'} (in {result.out})")
     if result.push is not None and result.push.complete:
         lines.append(f"pushed to: {result.push.url}")
     render.show(*lines)  # type: ignore[arg-type]

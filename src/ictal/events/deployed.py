@@ -198,3 +198,39 @@ def same_point(point: Point, asked: str) -> bool:
     """Whether ``point`` is the one ``asked`` (``SCORER@BUDGET``) names."""
     scorer, budget = parse_point(asked, "--operating-point")
     return (point.scorer, point.budget_fa24h) == (scorer, budget)
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    """Where ``evaluate`` writes hypotheses: each of ``points`` in ``hyp/<label>/``; the
+    ``deployed`` point (detect's default, ``detect.operating_point``) gives the events of the
+    per-recording rows of scores.json; ``skipped`` says budgets without a threshold."""
+
+    deployed: Point
+    basis: str
+    points: list[Point]
+    skipped: list[str]
+
+
+def check_plan(
+    default: str, specs: Sequence[str], scorers: Iterable[str], budgets: Iterable[float]
+) -> None:
+    """Refuse, before inference, export points or a default scorer that will not be tuned."""
+    scorers, budgets = list(scorers), list(budgets)
+    check_export_specs(specs, scorers, budgets, "--export-point (evaluate.export_points)")
+    scorer, _ = parse_point(default, "detect.operating_point")
+    check_export_specs([scorer], scorers, budgets, "detect.operating_point")
+
+
+def export_plan(
+    ops: OperatingPoints, default: str, specs: Sequence[str], threshold: float
+) -> ExportPlan:
+    """The export points of ``specs`` and the deployed point (``default`` by
+    ``FALLBACK_RULE``, else the bare ``threshold`` of the config)."""
+    deployed, note = default_point(ops, default, "detect.operating_point")
+    if deployed is None:
+        deployed, basis = Point(threshold), f"evaluate.threshold={threshold:g} ({note})"
+    else:
+        basis = deployed.describe() + (f"; {note}" if note else "")
+    points, skipped = export_points(ops, specs, "--export-point (evaluate.export_points)")
+    return ExportPlan(deployed, basis, points, skipped)
