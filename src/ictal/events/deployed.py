@@ -202,9 +202,10 @@ def same_point(point: Point, asked: str) -> bool:
 
 @dataclass(frozen=True)
 class ExportPlan:
-    """Where ``evaluate`` writes hypotheses: each of ``points`` in ``hyp/<label>/``; the
-    ``deployed`` point (detect's default, ``detect.operating_point``) gives the events of the
-    per-recording rows of scores.json; ``skipped`` says budgets without a threshold."""
+    """Where ``evaluate`` writes hypotheses: each of ``points`` in ``hyp/<label>/``, the
+    ``deployed`` point (detect's default, ``detect.operating_point``) always among them: it
+    gives the events of the per-recording rows of scores.json; ``skipped`` says budgets
+    without a threshold."""
 
     deployed: Point
     basis: str
@@ -225,12 +226,14 @@ def check_plan(
 def export_plan(
     ops: OperatingPoints, default: str, specs: Sequence[str], threshold: float
 ) -> ExportPlan:
-    """The export points of ``specs`` and the deployed point (``default`` by
-    ``FALLBACK_RULE``, else the bare ``threshold`` of the config)."""
+    """The export points of ``specs``, then the deployed point (``default`` by
+    ``FALLBACK_RULE``, else the bare ``threshold`` of the config) unless among them."""
     deployed, note = default_point(ops, default, "detect.operating_point")
     if deployed is None:
         deployed, basis = Point(threshold), f"evaluate.threshold={threshold:g} ({note})"
     else:
         basis = deployed.describe() + (f"; {note}" if note else "")
     points, skipped = export_points(ops, specs, "--export-point (evaluate.export_points)")
+    if deployed.label not in {p.label for p in points}:
+        points.append(deployed)
     return ExportPlan(deployed, basis, points, skipped)
