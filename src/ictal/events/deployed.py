@@ -152,7 +152,7 @@ def check_export_specs(
     specs: Sequence[str], scorers: Iterable[str], budgets: Iterable[float], where: str
 ) -> None:
     """Refuse, before any work, an export point that names a scorer or budget not tuned."""
-    scorers, budgets = list(scorers), sorted({float(b) for b in budgets}, reverse=True)
+    scorers, budgets = scorer_order(scorers), sorted({float(b) for b in budgets}, reverse=True)
     have = f"scorers {', '.join(scorers)}; budgets {', '.join(f'{b:g}' for b in budgets)} FA/24h"
     for spec in specs:
         scorer, _, budget = spec.strip().partition("@")
