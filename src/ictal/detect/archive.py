@@ -40,8 +40,8 @@ from ictal.detect.task import (
     writer,
 )
 from ictal.errors import Ending, UsageError
-from ictal.events.deployed import Point, Wanted, bare_threshold, choose, same_point
-from ictal.events.operating_points import at_threshold, read_operating_points
+from ictal.events.deployed import Point, Wanted, bare_threshold, same_point, tuned_point
+from ictal.events.operating_points import at_threshold
 from ictal.events.postprocess import PostProcess
 from ictal.io.digest import file_sha256, url_sha256
 from ictal.io.framelog import OPEN, SEALED, recover
@@ -143,13 +143,9 @@ def exported_postprocess(
         pp = at_threshold(exported.postprocess, wanted.threshold)
         return pp, f"--threshold {wanted.threshold:g}", point
     if wanted.file is not None:
-        ops = read_operating_points(wanted.file)
-        point, note = choose(ops, wanted.point, cfg.detect.operating_point)
-        if note:
-            log.warning(note)
-        if point is not None:
-            pp = at_threshold(ops.postprocess, point.threshold)
-            return pp, f"{point.describe()} ({wanted.file})", point
+        tuned = tuned_point(wanted.file, wanted.point, cfg.detect.operating_point)
+        if tuned is not None:
+            return tuned
     own = exported.point
     if wanted.point is not None and not same_point(own, wanted.point):
         raise UsageError(

@@ -16,7 +16,14 @@ from pathlib import Path
 
 from ictal.config import DEFAULT_POINT, EXPORT_PATTERN, POINT_PATTERN
 from ictal.errors import UsageError
-from ictal.events.operating_points import OperatingPoints, scorer_order
+from ictal.events.operating_points import (
+    OperatingPoints,
+    at_threshold,
+    read_operating_points,
+    scorer_order,
+)
+from ictal.events.postprocess import PostProcess
+from ictal.ui import log
 
 FALLBACK_RULE = (
     "the same scorer's largest tuned budget below the one asked for that has a threshold "
@@ -192,6 +199,21 @@ def choose(ops: OperatingPoints, asked: str | None, default: str) -> tuple[Point
     if asked is not None:
         return exact_point(ops, asked, "--operating-point"), ""
     return default_point(ops, default, "detect.operating_point")
+
+
+def tuned_point(
+    path: Path, asked: str | None, default: str
+) -> tuple[PostProcess, str, Point] | None:
+    """From the operating-points file ``path``: the post-processing at the point ``choose``
+    picks, a line saying it and the file, and that point; None when the default's scorer has
+    no threshold at all. A fallback, or nothing to use, is one warning."""
+    ops = read_operating_points(path)
+    point, note = choose(ops, asked, default)
+    if note:
+        log.warning(note)
+    if point is None:
+        return None
+    return at_threshold(ops.postprocess, point.threshold), f"{point.describe()} ({path})", point
 
 
 def same_point(point: Point, asked: str) -> bool:

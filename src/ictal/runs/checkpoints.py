@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from ictal.config import ROLES, Config, flatten, set_dotted
 from ictal.config_file import load_config, parse_override
 from ictal.errors import PreflightError, UnsafePathError, UsageError
-from ictal.events.deployed import Point, bare_threshold, choose
-from ictal.events.operating_points import at_threshold, read_operating_points
+from ictal.events.deployed import Point, bare_threshold, tuned_point
+from ictal.events.operating_points import at_threshold
 from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.paths import plain_file
 from ictal.runs.directory import eval_dir_for, run_of_checkpoint
@@ -147,14 +147,12 @@ def deployed_postprocess(
         log.warning("no dev-tuned operating points for this checkpoint (run `ictal evaluate "
                     f"CKPT --split dev`): {instead}")  # fmt: skip
         return _untuned(cfg)
-    ops = read_operating_points(path)
-    chosen, note = choose(ops, point, cfg.detect.operating_point)
-    if note:
-        log.warning(note if chosen is not None else f"{note}: {instead}")
-    if chosen is None:
+    tuned = tuned_point(path, point, cfg.detect.operating_point)
+    if tuned is None:
+        log.warning(f"no tuned threshold to use in {path}: {instead}")
         return _untuned(cfg)
-    pp = at_threshold(ops.postprocess, chosen.threshold)
-    return Deployed(pp, f"{chosen.describe()} ({path})", True, chosen)
+    pp, source, chosen = tuned
+    return Deployed(pp, source, True, chosen)
 
 
 def _untuned(cfg: Config) -> Deployed:
