@@ -133,13 +133,25 @@ def test_detect_records_the_point_it_used_default_named_or_threshold(trained):
         "default": [],
         "named": ["--operating-point", "taes@100"],
         "threshold": ["--threshold", "0.37"],
+        "configured": ["--set", "detect.operating_point=ovlp@50"],  # never tuned: fallback
     }
-    summaries = {}
+    summaries, stderr = {}, {}
     for key, extra in runs.items():
         res = _ok(run_ictal("detect", str(ckpt), edf, "--out", str(tmp / f"det-{key}"),
                             "--workers", "1", *extra, *_sets(tmp)))  # fmt: skip
         summaries[key] = json.loads((tmp / f"det-{key}" / "summary.json").read_text())
+        stderr[key] = res.stderr
         assert "operating point" in res.stdout
+    # the fallback rule: the largest tuned budget below 50 with a threshold, said once
+    below = max(b for b, t in points["ovlp"].items() if b < 50 and t is not None)
+    fallback = summaries["configured"]["operating_point"]
+    assert (fallback["scorer"], fallback["budget_fa24h"]) == ("ovlp", below)
+    assert (
+        stderr["configured"].count(
+            f"detect.operating_point ovlp@50 has no threshold here; using ovlp@{below:g} instead"
+        )
+        == 1
+    )
     default = summaries["default"]["operating_point"]
     assert (default["scorer"], default["budget_fa24h"]) == ("ovlp", 10.0) or points["ovlp"][
         10.0
