@@ -25,11 +25,6 @@ from ictal.events.operating_points import (
 from ictal.events.postprocess import PostProcess
 from ictal.ui import log
 
-FALLBACK_RULE = (
-    "the same scorer's largest tuned budget below the one asked for that has a threshold "
-    "(fewer false alarms), else its smallest budget above it"
-)
-
 
 def _number(x: float | None) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
@@ -139,8 +134,10 @@ def exact_point(ops: OperatingPoints, text: str, where: str) -> Point:
 
 
 def default_point(ops: OperatingPoints, text: str, where: str) -> tuple[Point | None, str]:
-    """The configured default point, else by ``FALLBACK_RULE``; None when the scorer has no
-    threshold at all (the caller then says what it uses). The note says any fallback."""
+    """The configured default point; when it has no threshold (budget not tuned, or nothing
+    met it), the fallback rule: the same scorer's largest tuned budget below it that has a
+    threshold (fewer false alarms), else its smallest budget above it. None when the scorer
+    has no threshold at all (the caller says what it uses); the note says any fallback."""
     scorer, budget = parse_point(text, where)
     if scorer not in ops.points:
         raise UsageError(f"{where} {text}: no scorer {scorer!r} was tuned; the points that "
@@ -183,10 +180,10 @@ def export_points(
         scorer, _, budget = spec.strip().partition("@")
         budgets = [float(budget)] if budget else sorted(ops.points[scorer], reverse=True)
         for b in budgets:
+            point = point_at(ops, scorer, b) if b in ops.points[scorer] else None
             if b not in ops.points[scorer]:
-                continue
-            point = point_at(ops, scorer, b)
-            if point is None:
+                skipped.append(f"{scorer}@{b:g}: {scorer} was not tuned for {b:g} FA/24h")
+            elif point is None:
                 skipped.append(f"{scorer}@{b:g}: no threshold met it on {ops.split}")
             elif point.label not in {p.label for p in points}:
                 points.append(point)
@@ -195,7 +192,7 @@ def export_points(
 
 def choose(ops: OperatingPoints, asked: str | None, default: str) -> tuple[Point | None, str]:
     """``--operating-point`` exactly when given, else the configured default
-    (``detect.operating_point``) by ``FALLBACK_RULE``; the note says a fallback."""
+    (``detect.operating_point``) with its fallback (``default_point``); the note says one."""
     if asked is not None:
         return exact_point(ops, asked, "--operating-point"), ""
     return default_point(ops, default, "detect.operating_point")
@@ -248,8 +245,8 @@ def check_plan(
 def export_plan(
     ops: OperatingPoints, default: str, specs: Sequence[str], threshold: float
 ) -> ExportPlan:
-    """The export points of ``specs``, then the deployed point (``default`` by
-    ``FALLBACK_RULE``, else the bare ``threshold`` of the config) unless among them."""
+    """The export points of ``specs``, then the deployed point (``default`` with its fallback,
+    ``default_point``; else the bare ``threshold`` of the config) unless among them."""
     deployed, note = default_point(ops, default, "detect.operating_point")
     if deployed is None:
         deployed, basis = Point(threshold), f"evaluate.threshold={threshold:g} ({note})"

@@ -130,9 +130,9 @@ def deployed_postprocess(
     points_file: Path | None = None,
 ) -> Deployed:
     """``--threshold`` (with the config's post-processing); else ``point`` (exactly) or the
-    configured default (``events.deployed.FALLBACK_RULE``) among the operating points of
-    ``points_file``, else those the run's dev evaluation tuned; else the config's evaluate
-    settings, with one warning ending with ``instead`` (what the caller does then)."""
+    configured default (with its fallback, ``events.deployed.default_point``) among the
+    operating points of ``points_file``, else those the run's dev evaluation tuned; else the
+    config's evaluate settings, with a warning ending with ``instead`` (what the caller does)."""
     if threshold is not None:
         pp = at_threshold(postprocess_of(cfg.evaluate), threshold)
         return Deployed(pp, f"--threshold {threshold:g}", False, bare_threshold(threshold))
