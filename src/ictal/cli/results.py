@@ -141,6 +141,7 @@ def evaluate(
                         allow_mismatch=allow_version_mismatch)  # fmt: skip
     from ictal.evaluate.corpora import parse_corpus_names
 
+    # --export-point takes the list syntax of --corpus: repeated, or comma lists
     points = parse_corpus_names(export_point) if export_point is not None else None
     options = {"evaluate.split": split.value if split else None, "evaluate.export_points": points}
     cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
