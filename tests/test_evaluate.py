@@ -98,11 +98,14 @@ def test_dev_then_eval_with_frozen_points(setup: tuple[Config, Path]) -> None:
     assert dev.out == tmp / "runs" / "r1" / "eval-best-dev"
     dev_ids = [r["id"] for r in json.loads(dev.scores_path.read_text())["recordings"]]
     assert len(dev_ids) == 2 and dev.inferred == 2
+    scores = json.loads((dev.out / "scores.json").read_text())
+    exported = [dev.out / p["dir"] for p in scores["exports"]["points"]]
+    assert exported
     for rid in dev_ids:
         assert (dev.out / "probs" / f"{rid}.npy").is_file()
-        assert (dev.out / "hyp" / "csv_bi" / f"{rid}.csv_bi").is_file()
-        assert (dev.out / "hyp" / "szcore" / f"{rid}_events.tsv").is_file()
-    scores = json.loads((dev.out / "scores.json").read_text())
+        for folder in exported:
+            assert (folder / "csv_bi" / f"{rid}.csv_bi").is_file()
+            assert (folder / "szcore" / f"{rid}_events.tsv").is_file()
     assert "pooled" in scores["pooling"] and "SzCORE" in scores["pooling"]
     assert set(scores["default"]["scores"]) == {"ovlp", "taes", "szcore", "szcore_samples"}
     assert scores["operating_points"]["mode"] == "chosen"
@@ -152,7 +155,11 @@ def test_hand_made_frozen_thresholds_are_applied_unchanged(setup: tuple[Config, 
     assert got == {(n, t): thr for n in ("ovlp", "taes", "szcore") for t, thr in odd.items()}
     rows = res.scores["operating_points"]["points"]["ovlp"]
     assert rows[-1]["counts"] is None and rows[0]["counts"]["duration_s"] > 0
-    assert res.scores["exports"]["threshold"] == 0.123
+    assert res.scores["exports"]["threshold"] == 0.123  # ovlp@10, the default point
+    assert [p["dir"] for p in res.scores["exports"]["points"]] == [
+        "hyp/ovlp@10_t0.123", "hyp/ovlp@5_t0.4567",
+    ]  # fmt: skip
+    assert res.scores["exports"]["skipped"] == ["ovlp@1: no threshold met it on dev"]
     assert frozen.read_bytes() == before
     assert res.scores["operating_points"]["postprocess"]["min_duration_s"] == 1.0
     with pytest.raises(UsageError, match="does not exist"):
@@ -163,7 +170,11 @@ def test_exports_parse_with_reference_duration(setup: tuple[Config, Path]) -> No
     cfg, tmp = setup
     ckpt = write_checkpoint(tmp / "exp" / "model.pt")
     res = evaluate(cfg, ckpt, split="eval", out=tmp / "ev-exp")
-    files = sorted((res.out / "hyp" / "csv_bi").glob("*.csv_bi"))
+    exports = res.scores["exports"]
+    (rows_dir,) = [p["dir"] for p in exports["points"]
+                   if p["operating_point"] == exports["operating_point"]]  # fmt: skip
+    folder = res.out / rows_dir  # the deployed point's folder: the rows' events
+    files = sorted((folder / "csv_bi").glob("*.csv_bi"))
     assert len(files) == res.scores["n_recordings"] == 2
     for f in files:
         hyp = parse_annotation_text(f.read_text(), str(f))
@@ -176,7 +187,7 @@ def test_exports_parse_with_reference_duration(setup: tuple[Config, Path]) -> No
     expected = pool(per_recording)
     for fmt in ("csv_bi", "szcore"):
         out = tmp / f"score-{fmt}.json"
-        assert run(["score", str(tmp / "corpus" / "edf" / "eval"), str(res.out / "hyp" / fmt),
+        assert run(["score", str(tmp / "corpus" / "edf" / "eval"), str(folder / fmt),
                     "--json", str(out), "--scorers", "ovlp"]) == 0  # fmt: skip
         got = json.loads(out.read_text())["ovlp"]
         assert (got["hits"], got["misses"], got["false_alarms"], got["n_ref"]) == (

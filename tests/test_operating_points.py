@@ -9,14 +9,20 @@ import pytest
 
 import ictal.events.operating_points as op
 from ictal.errors import UsageError
+from ictal.events.deployed import (
+    Point,
+    bare_threshold,
+    default_point,
+    exact_point,
+    export_plan,
+    export_points,
+)
 from ictal.events.operating_points import (
     RecordingTrace,
     apply_operating_points,
     at_threshold,
     choose_operating_points,
     default_thresholds,
-    export_threshold,
-    frozen_postprocess,
     load_operating_points,
     read_operating_points,
     save_operating_points,
@@ -161,17 +167,88 @@ def test_a_named_file_is_read_or_refused_naming_it(tmp_path) -> None:
     dev_ops = choose_operating_points(sweep(_dev(), PP, GRID))
     path = save_operating_points(tmp_path / "operating_points.json", dev_ops)
     assert read_operating_points(path) == dev_ops
-    pp, source = frozen_postprocess(path)
-    threshold, why = export_threshold(dev_ops, dev_ops.postprocess.threshold)
-    assert pp == at_threshold(dev_ops.postprocess, threshold)
-    assert source == f"{why} ({path})"
     missing = tmp_path / "nope.json"
     with pytest.raises(UsageError, match=f"operating points file {missing} does not exist"):
         read_operating_points(missing)
     broken = tmp_path / "broken.json"
     broken.write_text("{")
     with pytest.raises(UsageError, match=f"operating points file {broken} is not usable"):
-        frozen_postprocess(broken)
+        read_operating_points(broken)
+
+
+def _dev_points(grid=GRID, targets=(10, 5, 2.5, 1, 0.5)) -> op.OperatingPoints:
+    return choose_operating_points(sweep(_dev(), PP, grid), targets=targets)
+
+
+def test_a_named_point_is_exact_and_records_where_it_was_tuned() -> None:
+    ops = _dev_points()
+    point = exact_point(ops, "ovlp@1", "--operating-point")
+    assert point == Point(0.7, "ovlp", 1.0, pytest.approx(2 / 3), pytest.approx(1.0), "dev")
+    assert point.doc() == {"scorer": "ovlp", "budget_fa24h": 1.0, "threshold": 0.7,
+                           "dev_sensitivity": pytest.approx(2 / 3),
+                           "dev_fa24h": pytest.approx(1.0)}  # fmt: skip
+    assert point.label == "ovlp@1_t0.7" and point.name == "ovlp@1"
+    assert exact_point(ops, "taes@2.5", "x").label == "taes@2.5_t0.5"
+    assert bare_threshold(0.42).doc() == {"scorer": None, "budget_fa24h": None,
+                                          "threshold": 0.42, "dev_sensitivity": None,
+                                          "dev_fa24h": None}  # fmt: skip
+    assert bare_threshold(0.42).label == "t0.42"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ovlp10", "'ovlp10' is not SCORER@BUDGET; give e.g. ovlp@10"),
+        ("epoch@10", "epoch@10: no scorer 'epoch' was tuned; the points that exist: ovlp@10 "
+                     "(t=0.5), ovlp@5 (t=0.5)"),
+        ("ovlp@20", "ovlp@20: ovlp was never tuned for 20 FA/24h; the points that exist:"),
+        ("ovlp@0.5", "ovlp@0.5: no threshold kept ovlp within 0.5 FA/24h on dev; the points "
+                     "that exist: ovlp@10 (t=0.5), ovlp@5 (t=0.5), ovlp@1 (t=0.7), ovlp@0.5 "
+                     "(none met it), taes@10"),
+    ],
+)  # fmt: skip
+def test_a_point_the_run_does_not_have_is_one_line_listing_those_it_has(text, message) -> None:
+    ops = _dev_points(grid=(0.3, 0.5, 0.7), targets=(10, 5, 1, 0.5))
+    with pytest.raises(UsageError) as err:
+        exact_point(ops, text, "--operating-point")
+    assert str(err.value).startswith(f"--operating-point {message}")
+    assert "\n" not in str(err.value)
+
+
+def test_the_default_point_falls_back_to_a_tighter_budget_first() -> None:
+    ops = _dev_points()
+    assert default_point(ops, "ovlp@10", "detect.operating_point") == (
+        exact_point(ops, "ovlp@10", "x"), "")  # fmt: skip
+    # never tuned for 2 FA/24h: the largest budget below it with a threshold (1), not 2.5
+    point, note = default_point(ops, "ovlp@2", "detect.operating_point")
+    assert point is not None and point.name == "ovlp@1" and point.threshold == 0.7
+    assert note == "detect.operating_point ovlp@2 has no threshold here; using ovlp@1 instead"
+    # nothing below has a threshold: the smallest budget above it
+    sparse = _dev_points(grid=(0.3, 0.5), targets=(10, 1, 0.5))
+    point, _ = default_point(sparse, "ovlp@1", "detect.operating_point")
+    assert point is not None and point.name == "ovlp@10"
+    # no budget has a threshold at all: None, said
+    none = _dev_points(grid=(0.3,), targets=(1,))
+    point, note = default_point(none, "ovlp@1", "detect.operating_point")
+    assert point is None and "no ovlp budget has a threshold" in note
+    with pytest.raises(UsageError, match="no scorer 'epoch' was tuned"):
+        default_point(ops, "epoch@10", "detect.operating_point")
+
+
+def test_export_points_every_budget_of_a_scorer_or_one_and_the_deployed_one() -> None:
+    ops = _dev_points(grid=(0.3, 0.5, 0.7), targets=(10, 5, 1, 0.5))
+    points, skipped = export_points(ops, ["ovlp", "taes@1", "ovlp@10"], "x")
+    assert [p.label for p in points] == ["ovlp@10_t0.5", "ovlp@5_t0.5", "ovlp@1_t0.7",
+                                         "taes@1_t0.7"]  # fmt: skip
+    assert skipped == ["ovlp@0.5: no threshold met it on dev"]
+    with pytest.raises(UsageError, match="x taes@2: that point is never tuned"):
+        export_points(ops, ["taes@2"], "x")
+    plan = export_plan(ops, "ovlp@10", ["taes@1"], 0.5)
+    assert plan.deployed.name == "ovlp@10" and plan.deployed.threshold == 0.5
+    assert [p.label for p in plan.points] == ["taes@1_t0.7", "ovlp@10_t0.5"]
+    assert plan.basis == "ovlp@10: threshold 0.5 (dev: sensitivity 100.0 %, 2.0 FA/24h)"
+    untuned = export_plan(_dev_points(grid=(0.3,), targets=(1,)), "ovlp@10", ["ovlp"], 0.25)
+    assert untuned.deployed == Point(0.25) and [p.label for p in untuned.points] == ["t0.25"]
 
 
 def test_scorers_in_canonical_order_then_by_name() -> None:

@@ -63,4 +63,6 @@ def test_deployed_postprocess_tuned_or_the_config_with_one_warning(
         tuned = deployed_postprocess(cfg, ckpt, "doing without")
     assert WARNING not in caplog.text
     assert tuned.tuned and tuned.postprocess == at_threshold(pp, 0.8)
-    assert tuned.source == f"ovlp operating point at 10 FA/24h ({path})"
+    assert tuned.source == f"ovlp@10: threshold 0.8 (dev: n/a) ({path})"
+    assert tuned.point.doc() == {"scorer": "ovlp", "budget_fa24h": 10.0, "threshold": 0.8,
+                                 "dev_sensitivity": None, "dev_fa24h": None}  # fmt: skip

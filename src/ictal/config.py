@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, ClassVar, Literal, get_args
+import re
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ictal.corpus.channels import CANONICAL_19
 from ictal.errors import UsageError
@@ -241,6 +242,27 @@ class TrainConfig(Section):
 
 
 EvaluateSplit = Literal["dev", "eval", "train"]
+# An operating point by name: SCORER@BUDGET (the threshold tuned on dev for that scorer within
+# BUDGET false alarms per 24 h); an export point may also be a bare SCORER (all its budgets).
+DEFAULT_POINT = "ovlp@10"
+POINT_PATTERN = r"^[a-z_]+@[0-9]+(\.[0-9]+)?$"
+EXPORT_PATTERN = r"^[a-z_]+(@[0-9]+(\.[0-9]+)?)?$"
+
+
+def _point_name(text: str) -> str:
+    if not re.fullmatch(POINT_PATTERN, text):
+        raise ValueError("give SCORER@BUDGET, e.g. ovlp@10 (OVLP's dev point for 10 FA/24h)")
+    return text
+
+
+def _export_name(text: str) -> str:
+    if not re.fullmatch(EXPORT_PATTERN, text):
+        raise ValueError("give SCORER (all its tuned budgets) or SCORER@BUDGET, e.g. ovlp@10")
+    return text
+
+
+PointName = Annotated[str, AfterValidator(_point_name)]
+ExportName = Annotated[str, AfterValidator(_export_name)]
 EVALUATE_SPLITS: tuple[str, ...] = get_args(EvaluateSplit)  # `ictal evaluate --split` choices
 
 
@@ -255,6 +277,8 @@ class EvaluateConfig(Section):
     max_event_s: float | None = Field(None, gt=0.0)
     targets_fa_per_24h: tuple[float, ...] = (10.0, 5.0, 2.5, 1.0)
     batch_size: int = Field(16, ge=1)
+    # hypotheses are exported at these points, each in hyp/<point>_t<threshold>/
+    export_points: tuple[ExportName, ...] = ("ovlp",)
 
 
 class DetectConfig(Section):
@@ -262,6 +286,8 @@ class DetectConfig(Section):
 
     workers: int | None = Field(None, ge=1, le=512)  # None: one per usable CPU
     executor: Literal["process", "serial", "ray"] = "process"
+    # the operating point detect and export use unless told (docs/detect.md, the fallback)
+    operating_point: PointName = DEFAULT_POINT
     fsync_s: float = Field(1.0, gt=0.0, le=3600.0)  # group commit of the record log
     segment_mb: float = Field(16.0, gt=0.0, le=4096.0)  # a segment is sealed at this size
     segment_age_s: float = Field(600.0, gt=0.0)  # ... or this age

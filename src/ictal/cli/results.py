@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,8 +26,20 @@ from ictal.config import EVALUATE_SPLITS
 from ictal.errors import UsageError
 from ictal.ui import echo
 
+if TYPE_CHECKING:
+    from ictal.events.deployed import Wanted
+
 OperatingPointsOpt = Annotated[
     Path | None, typer.Option(help="Frozen operating points (default: the run's dev ones).")
+]
+PointOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--operating-point",
+        metavar="SCORER@BUDGET",
+        help="The dev-tuned point to use, e.g. ovlp@10: OVLP's threshold for at most 10 "
+        "FA/24h (default detect.operating_point).",
+    ),
 ]
 DetectPaths = Annotated[
     list[str],
@@ -47,6 +59,20 @@ ModelOpt = Annotated[
 ThresholdOpt = Annotated[
     float | None, typer.Option(min=0.0, max=1.0, help="Threshold instead of an operating point.")
 ]
+
+
+def wanted_point(point: str | None, threshold: float | None, points_file: Path | None) -> Wanted:
+    """What the user asked for; ``--threshold`` excludes the other two."""
+    from ictal.events.deployed import Wanted, parse_point
+
+    if threshold is not None and (point is not None or points_file is not None):
+        raise UsageError("give --threshold or an operating point (--operating-point, "
+                         "--operating-points), not both")  # fmt: skip
+    if point is not None:
+        parse_point(point, "--operating-point")
+    return Wanted(point, threshold, points_file)
+
+
 DetectWorkersOpt = Annotated[
     int | None, typer.Option(min=1, help="Parallel worker processes (detect.workers).")
 ]
@@ -89,6 +115,14 @@ def evaluate(
             "operating points are still chosen over every corpus."
         ),
     ] = None,
+    export_point: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SCORER[@BUDGET]",
+            help="Export hypotheses at this operating point (repeatable, or a comma list; "
+            "SCORER alone: all its budgets); default evaluate.export_points (ovlp).",
+        ),
+    ] = None,
     allow_version_mismatch: AllowMismatchOpt = False,
     trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
@@ -105,9 +139,12 @@ def evaluate(
 
     trust = model_trust(config, set_, trust_code=trust_model_code,
                         allow_mismatch=allow_version_mismatch)  # fmt: skip
-    options = {"evaluate.split": split.value if split else None}
-    cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.corpora import parse_corpus_names
+
+    # --export-point takes the list syntax of --corpus: repeated, or comma lists
+    points = parse_corpus_names(export_point) if export_point is not None else None
+    options = {"evaluate.split": split.value if split else None, "evaluate.export_points": points}
+    cfg = remember(checkpoint_config(checkpoint, config, [*(set_ or []), *overrides(options)]))
     from ictal.evaluate.evaluation import evaluate as run_evaluate
     from ictal.evaluate.summary import corpus_table, summary_table
 
@@ -123,6 +160,8 @@ def evaluate(
                            f"scores: {result.scores_path}"]  # fmt: skip
     if result.operating_points_path is not None:
         lines.append(f"operating points: {result.operating_points_path}")
+    folders = [p["dir"] for p in result.scores["exports"]["points"]]
+    lines.append(f"hypotheses: {', '.join(folders) or 'none'} (in {result.out})")
     if result.push is not None and result.push.complete:
         lines.append(f"pushed to: {result.push.url}")
     render.show(*lines)  # type: ignore[arg-type]
@@ -138,6 +177,7 @@ def detect(
     paths: DetectPaths,
     out: Annotated[Path, typer.Option("--out", help="Output directory (resumable).")],
     model: ModelOpt = None,
+    operating_point: PointOpt = None,
     operating_points: OperatingPointsOpt = None,
     threshold: ThresholdOpt = None,
     workers: DetectWorkersOpt = None,
@@ -160,8 +200,7 @@ def detect(
     from ictal.detect.archive import collect as run_collect
     from ictal.detect.archive import detect as run_detect
 
-    if operating_points is not None and threshold is not None:
-        raise UsageError("give --operating-points or --threshold, not both")
+    wanted = wanted_point(operating_point, threshold, operating_points)
     if collect:
         result = run_collect(paths, out, cfg.sink.url)
     else:
@@ -171,8 +210,8 @@ def detect(
                 "detect needs CKPT (or --model DIR) and at least one INPUT (or --collect)"
             )
         result = run_detect(
-            cfg, detector, inputs, out, operating_points=operating_points, threshold=threshold,
-            watch=watch, save_probs=save_probs, redo=redo, prune_after_push=prune_after_push,
+            cfg, detector, inputs, out, wanted=wanted, watch=watch, save_probs=save_probs,
+            redo=redo, prune_after_push=prune_after_push,
             trust=model_trust(config, set_, trust_code=trust_model_code,
                               allow_mismatch=allow_version_mismatch),
         )  # fmt: skip
@@ -189,6 +228,9 @@ def export(
     format_: Annotated[
         str, typer.Option("--format", help="onnx (runs in `ictal detect --model`) or torchscript.")
     ] = "onnx",
+    operating_point: PointOpt = None,
+    operating_points: OperatingPointsOpt = None,
+    threshold: ThresholdOpt = None,
     allow_version_mismatch: AllowMismatchOpt = False,
     trust_model_code: TrustOpt = False,
     config: ConfigOpt = None,
@@ -204,7 +246,10 @@ def export(
 
     trust = model_trust(config, set_, trust_code=trust_model_code,
                         allow_mismatch=allow_version_mismatch)  # fmt: skip
-    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust)
+    wanted = wanted_point(operating_point, threshold, operating_points)
+    result = export_model(checkpoint, format_, out, config=config, sets=set_ or [], trust=trust,
+                          point=wanted.point, threshold=wanted.threshold,
+                          points_file=wanted.file)  # fmt: skip
     render.exported(result)
     return result
 

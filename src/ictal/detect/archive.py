@@ -40,8 +40,9 @@ from ictal.detect.task import (
     writer,
 )
 from ictal.errors import Ending, UsageError
-from ictal.events.operating_points import at_threshold, frozen_postprocess
-from ictal.events.postprocess import PostProcess, postprocess_of
+from ictal.events.deployed import Point, Wanted, bare_threshold, same_point, tuned_point
+from ictal.events.operating_points import at_threshold
+from ictal.events.postprocess import PostProcess
 from ictal.io.digest import file_sha256, url_sha256
 from ictal.io.framelog import OPEN, SEALED, recover
 from ictal.io.lock import FileLock
@@ -73,6 +74,7 @@ class DetectResult:
     warnings: list[str] = field(default_factory=list)
     push: PushOutcome | None = None  # the final push, with a sink
     postprocess: str = ""  # where the operating point came from
+    point: Point | None = None  # the operating point (None: --collect, which merges outputs)
     lost: int = 0  # --collect: sources, log stretches or records it could not use
 
     @property
@@ -118,32 +120,42 @@ class _Job:
 
 
 def resolve_postprocess(
-    cfg: Config, checkpoint: Path, operating_points: Path | None, threshold: float | None
-) -> tuple[PostProcess, str]:
-    """The post-processing to apply and where it came from: ``--threshold`` with the config's
-    evaluate settings; a frozen operating-points file; else the dev-tuned one saved with the
-    checkpoint's run; else the config's evaluate settings."""
-    if threshold is not None:
-        return at_threshold(postprocess_of(cfg.evaluate), threshold), f"--threshold {threshold}"
-    if operating_points is not None:
-        return frozen_postprocess(operating_points)
+    cfg: Config, checkpoint: Path, wanted: Wanted
+) -> tuple[PostProcess, str, Point]:
+    """The post-processing to apply, where it came from and its operating point
+    (``runs.checkpoints.deployed_postprocess``: --threshold, --operating-point, the default)."""
     instead = f"using evaluate.threshold={cfg.evaluate.threshold}"
-    deployed = deployed_postprocess(cfg, checkpoint, instead)
-    return deployed.postprocess, deployed.source
+    deployed = deployed_postprocess(
+        cfg, checkpoint, instead, point=wanted.point, threshold=wanted.threshold,
+        points_file=wanted.file,
+    )  # fmt: skip
+    return deployed.postprocess, deployed.source, deployed.point
 
 
 def exported_postprocess(
-    exported: Exported, operating_points: Path | None, threshold: float | None
-) -> tuple[PostProcess, str]:
+    cfg: Config, exported: Exported, wanted: Wanted
+) -> tuple[PostProcess, str, Point]:
     """An export's post-processing: its sidecar's operating point, unless ``--threshold``
-    (with the sidecar's other settings) or ``--operating-points`` replace it."""
-    if threshold is not None:
-        return at_threshold(exported.postprocess, threshold), f"--threshold {threshold}"
-    if operating_points is not None:
-        return frozen_postprocess(operating_points)
+    (with the sidecar's other settings) or an operating-points file replace it; a point other
+    than the sidecar's needs that file."""
+    if wanted.threshold is not None:
+        point = bare_threshold(wanted.threshold)
+        pp = at_threshold(exported.postprocess, wanted.threshold)
+        return pp, f"--threshold {wanted.threshold:g}", point
+    if wanted.file is not None:
+        tuned = tuned_point(wanted.file, wanted.point, cfg.detect.operating_point)
+        if tuned is not None:
+            return tuned
+    own = exported.point
+    if wanted.point is not None and not same_point(own, wanted.point):
+        raise UsageError(
+            f"--operating-point {wanted.point}: the export {exported.path} holds {own.name} "
+            "only; pass --operating-points FILE (the run's dev operating_points.json) too, "
+            "or --threshold T"
+        )
     op = exported.sidecar["operating_point"]
     tuned = "dev-tuned" if op.get("tuned") else "NOT tuned"
-    return exported.postprocess, f"{op.get('source')} ({tuned}, from {exported.path})"
+    return exported.postprocess, f"{op.get('source')} ({tuned}, from {exported.path})", own
 
 
 def detection_settings(meta: dict[str, Any], pp: PostProcess) -> dict[str, Any]:
@@ -210,8 +222,7 @@ def detect(
     inputs: list[str],
     out: Path,
     *,
-    operating_points: Path | None = None,
-    threshold: float | None = None,
+    wanted: Wanted | None = None,
     watch: bool = False,
     save_probs: bool = False,
     redo: bool = False,
@@ -226,14 +237,14 @@ def detect(
 
         exported = load_exported(checkpoint)
         model, meta, model_file = exported.predict, exported.meta, exported.model_file
-        pp, pp_source = exported_postprocess(exported, operating_points, threshold)
+        pp, pp_source, point = exported_postprocess(cfg, exported, wanted or Wanted())
     else:
         from ictal.models.checkpoint import load_model
 
         # A bad checkpoint, model code the user did not name, or code missing or of another
         # version, stops everything now; the workers load it again under the same trust.
         model, meta = load_model(checkpoint, "cpu", trust=trust)
-        pp, pp_source = resolve_postprocess(cfg, checkpoint, operating_points, threshold)
+        pp, pp_source, point = resolve_postprocess(cfg, checkpoint, wanted or Wanted())
         model_file = checkpoint
     settings = detection_settings(meta, pp)
     job = _Job(cfg, checkpoint, inputs, Path(out), file_sha256(model_file), settings,
@@ -245,7 +256,7 @@ def detect(
                     "wait for that detect to finish, or give another --out")  # fmt: skip
     identity = {"checkpoint": checkpoint.resolve(), "kind": "detect"}
     live = {"command": "detect", "phase": "detect"}
-    result = DetectResult(out, Summary(), postprocess=pp_source)
+    result = DetectResult(out, Summary(), postprocess=pp_source, point=point)
     with RunSession.output(cfg, out, identity, live, lock, exclude=_not_pushed) as session:
         job = dataclasses.replace(job, sink_copy=session.sink_copy)
         try:
@@ -318,7 +329,8 @@ def _recover(out: Path, result: DetectResult) -> None:
 def _outputs(out: Path, result: DetectResult, sink_copy: str | None = None) -> Summary:
     loaded = _records(out, [sink_copy or ""])
     result.say(loaded.warnings)
-    return write_outputs(out, newest(loaded.records), result.warnings)
+    point = None if result.point is None else result.point.doc()
+    return write_outputs(out, newest(loaded.records), result.warnings, point)
 
 
 # Files seen growing by --watch: key -> (size, mtime, first time seen at that size).

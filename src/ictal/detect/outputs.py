@@ -71,10 +71,14 @@ def names_of(results: dict[str, dict[str, Any]]) -> dict[str, str]:
 
 
 def write_outputs(
-    out: Path, results: dict[str, dict[str, Any]], warnings: list[str] | None = None
+    out: Path,
+    results: dict[str, dict[str, Any]],
+    warnings: list[str] | None = None,
+    operating_point: dict[str, Any] | None = None,
 ) -> Summary:
     """Write every output of ``out`` from one record per recording (validated on read); the
-    ``warnings`` of the command (log damage, records skipped) go into ``summary.json``."""
+    ``warnings`` of the command (log damage, records skipped) and its ``operating_point``
+    (``Point.doc``; None for ``--collect``, which merges outputs) go into ``summary.json``."""
     names = names_of(results)
     summary = Summary(recordings=len(results))
     buf = io.StringIO()
@@ -104,6 +108,7 @@ def write_outputs(
             "failures": [{"recording": k, "error": e} for k, e in summary.failed],
             "hours": round(summary.hours, 6),
             "events": summary.events,
+            "operating_point": operating_point,
             "warnings": list(warnings or []),
             "written": time.time(),
         },

@@ -37,13 +37,14 @@ from ictal.evaluate.scores import (
     counts_on_curve,
 )
 from ictal.evaluate.scoring import ScoringPass
+from ictal.events.deployed import check_plan, export_plan
 from ictal.events.operating_points import (
+    DEFAULT_SCORERS,
     OperatingCurve,
     OperatingPoints,
     RecordingTrace,
     apply_operating_points,
     choose_operating_points,
-    export_threshold,
     read_operating_points,
     save_operating_points,
     sweep,
@@ -153,6 +154,13 @@ def evaluate_view(
     """Evaluate a loaded model on an opened cache (``evaluate`` without preflight and loading);
     heartbeat in ``<out>/heartbeat.json``, marked done or failed at the end."""
     ops_frozen = read_operating_points(operating_points) if operating_points else None
+    scorers = ops_frozen.points if ops_frozen else DEFAULT_SCORERS
+    budgets = (
+        {b for per in ops_frozen.points.values() for b in per}
+        if ops_frozen
+        else cfg.evaluate.targets_fa_per_24h
+    )
+    check_plan(cfg.detect.operating_point, cfg.evaluate.export_points, scorers, budgets)
     where = EvalDir(writable_dir(out, "--out"))
     live = {"command": "evaluate", "phase": "evaluate"}
     session = RunSession.evaluation(cfg, where.path, where.heartbeat,
@@ -216,18 +224,20 @@ class Evaluation:
         else:
             ops = self.frozen
             counts, source = self._apply(ops, infos)
-        export_t, export_basis = export_threshold(ops, self.cfg.evaluate.threshold)
+        ev = self.cfg.evaluate
+        plan = export_plan(ops, self.cfg.detect.operating_point, ev.export_points, ev.threshold)
+        for line in plan.skipped:
+            log.warning(f"not exported: {line}")
         scored = ScoringPass(
-            infos, self.pp_default, ops, export_t, self.out.hypotheses, corpus_by_id(self.rows),
+            infos, self.pp_default, ops, plan, self.out.hypotheses, corpus_by_id(self.rows),
             szcore=self.szcore,
         ).run(self._traces(infos, "scoring"))  # fmt: skip
         scores = Scores(
             subject=Subject(self.split, self.checkpoint, sha256, self.meta, self.view.key,
                             self.view.path),
             windowing=self.windowing, failed=failed, pp_default=self.pp_default, ops=ops,
-            source=source, counts=counts, curve=curve, export_threshold=export_t,
-            export_basis=export_basis, scored=scored, corpus_selection=self.corpora,
-            corpus_order=cache_corpora(self.view),
+            source=source, counts=counts, curve=curve, plan=plan, scored=scored,
+            corpus_selection=self.corpora, corpus_order=cache_corpora(self.view),
             szcore_pooling=self.cfg.scoring.szcore.pooling,
         ).document()  # fmt: skip
         return EvaluationResult(

@@ -12,6 +12,7 @@ from ictal.evaluate.per_patient import patient_counts, per_patient_doc
 from ictal.evaluate.scoring import RecordingTally, Scored, Totals
 from ictal.evaluate.uncertainty import interval_doc
 from ictal.events.counts import EventCounts
+from ictal.events.deployed import ExportPlan
 from ictal.events.operating_points import OperatingCurve, OperatingPoints, scorer_order
 from ictal.events.postprocess import PostProcess
 from ictal.events.scorers import SZCORE_NAMES
@@ -257,8 +258,7 @@ class Scores:
     source: PointsSource
     counts: PointCounts  # the pooled counts at each operating point
     curve: OperatingCurve
-    export_threshold: float
-    export_basis: str
+    plan: ExportPlan
     scored: Scored
     corpus_selection: list[str] = field(default_factory=list)
     corpus_order: list[str] = field(default_factory=list)  # a mixture's, for tables
@@ -303,8 +303,24 @@ class Scores:
         return jsonable(doc)
 
     def _exports(self) -> dict[str, Any]:
-        """Where the hypotheses went and the threshold they were written at, and why."""
-        return {"dir": "hyp", "threshold": self.export_threshold, "basis": self.export_basis}
+        """Where the hypotheses went: one folder per export point, with every scorer's counts
+        of exactly those files; the threshold of the rows' events, and why."""
+        plan = self.plan
+        return {
+            "dir": "hyp",
+            "threshold": plan.deployed.threshold,
+            "basis": plan.basis,
+            "operating_point": plan.deployed.doc(),
+            "points": [
+                {
+                    "dir": f"hyp/{p.label}",
+                    "operating_point": p.doc(),
+                    "scores": {n: counts_doc(c) for n, c in self.scored.exports[p.label].items()},
+                }
+                for p in plan.points
+            ],
+            "skipped": plan.skipped,
+        }
 
     def _per_corpus(self) -> dict[str, Any]:
         """Each corpus's block (keys sorted) and the corpora in the config's order."""

@@ -1,6 +1,7 @@
 """The scoring pass of an evaluation: each recording's trace scored once (default threshold,
-every operating threshold, the export), its counts added to the pooled totals and, in a
-mixture, to its corpus's; its hypotheses exported and its row of scores.json written.
+every operating threshold, each export point), its counts added to the pooled totals and, in
+a mixture, to its corpus's; its hypotheses exported at each export point (``hyp/<label>/``,
+scored there as ``ictal score`` scores those files) and its row of scores.json written.
 
 One trace is in memory at a time; only counts, AUROC histograms and per-recording rows stay.
 """
@@ -18,6 +19,7 @@ from ictal.auroc import HistogramAuroc
 from ictal.evaluate.latency import onset_latencies
 from ictal.evaluate.probs import RecordingInfo
 from ictal.events.counts import ZERO, EventCounts
+from ictal.events.deployed import ExportPlan
 from ictal.events.hypotheses import write_exports
 from ictal.events.masks import events_mask
 from ictal.events.operating_points import (
@@ -118,12 +120,13 @@ class Scored:
     corpora: dict[str, Totals]
     recordings: list[dict[str, Any]]
     tallies: list[RecordingTally] = field(default_factory=list)
+    exports: dict[str, dict[str, EventCounts]] = field(default_factory=dict)  # label -> scorer
 
 
 class ScoringPass:
     """Scores recordings one trace at a time at the default threshold, at every operating
-    threshold and at the export threshold; with ``corpus_of`` (a mixture) it also keeps the
-    totals of each corpus, with the event counts at every operating threshold. Each
+    threshold and at each export point of ``plan``; with ``corpus_of`` (a mixture) it also
+    keeps the totals of each corpus, with the event counts at every operating threshold. Each
     recording's counts (every scorer at every operating threshold) stay as a tally."""
 
     def __init__(
@@ -131,7 +134,7 @@ class ScoringPass:
         infos: list[RecordingInfo],
         pp_default: PostProcess,
         ops: OperatingPoints,
-        export_threshold: float,
+        plan: ExportPlan,
         hyp_dir: Path,
         corpus_of: dict[str, str] | None = None,
         szcore: SzcoreParams = DEFAULT,
@@ -139,7 +142,8 @@ class ScoringPass:
         self.by_id = {i.id: i for i in infos}
         self.pp_default = pp_default
         self.ops = ops
-        self.pp_export = at_threshold(ops.postprocess, export_threshold)
+        self.plan = plan
+        self.pp_export = at_threshold(ops.postprocess, plan.deployed.threshold)
         self.hyp_dir = hyp_dir
         self.corpus_of = corpus_of or {}
         self.fns = {name: get_scorer(name, szcore) for name in DEFAULT_SCORERS}
@@ -149,6 +153,7 @@ class ScoringPass:
         )
         self.op_fns: dict[str, Scorer] = {name: get_scorer(name, szcore) for name in ops.points}
         self.scored = Scored(Totals.empty(self.fns, self.op_thresholds, []), {}, [])
+        self.scored.exports = {p.label: dict.fromkeys(self.fns, ZERO) for p in plan.points}
 
     def run(self, traces: Iterable[RecordingTrace]) -> Scored:
         """Score every trace, in order; the totals and rows of all of them."""
@@ -170,10 +175,22 @@ class ScoringPass:
                     self.fns, self.op_thresholds, self.op_fns
                 )
             self.scored.corpora[corpus].add(rec, ref_mask, tr.probs, info.subject)
+        self._export(tr, info)
         hyp_export = events_from_probs(tr.probs, tr.fs_out, self.pp_export)
-        write_exports(self.hyp_dir, info.id, info.id, info.export_duration_s, hyp_export)
         self.scored.recordings.append(self._row(info, corpus, tr, rec, hyp_export))
         self.scored.tallies.append(RecordingTally(info.id, info.subject, corpus, rec))
+
+    def _export(self, tr: RecordingTrace, info: RecordingInfo) -> None:
+        """Write the recording's hypotheses at each export point and pool every scorer's
+        counts of exactly those events (what ``ictal score`` finds in that folder)."""
+        for point in self.plan.points:
+            pp = at_threshold(self.ops.postprocess, point.threshold)
+            hyp = events_from_probs(tr.probs, tr.fs_out, pp)
+            write_exports(self.hyp_dir / point.label, info.id, info.id, info.export_duration_s,
+                          hyp)  # fmt: skip
+            totals = self.scored.exports[point.label]
+            for name, fn in self.fns.items():
+                totals[name] += fn(info.ref_events, hyp, info.duration_s)
 
     def _counts(
         self,

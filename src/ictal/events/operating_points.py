@@ -225,19 +225,6 @@ def scorer_order(names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: (known.index(n) if n in known else len(known), n))
 
 
-def export_threshold(ops: OperatingPoints, default: float) -> tuple[float, str]:
-    """The threshold hypotheses are written at: the first scorer's (OVLP's) loosest operating
-    point that has a threshold, else ``default``; and why (evaluate and detect alike)."""
-    order = scorer_order(ops.points)
-    if not order:
-        return default, "default threshold (the operating points file holds no scorer)"
-    name = order[0]
-    for target, p in sorted(ops.points[name].items(), reverse=True):
-        if p.threshold is not None:
-            return p.threshold, f"{name} operating point at {target:g} FA/24h"
-    return default, "default threshold (no operating point met its target)"
-
-
 def _counts_to_json(c: EventCounts | None) -> dict[str, float] | None:
     return None if c is None else asdict(c)
 
@@ -303,11 +290,3 @@ def read_operating_points(path: Path) -> OperatingPoints:
         raise UsageError(f"operating points file {path} does not exist") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"operating points file {path} is not usable: {exc}") from exc
-
-
-def frozen_postprocess(path: Path) -> tuple[PostProcess, str]:
-    """The post-processing a frozen operating-points file deploys (at its export threshold)
-    and where it came from: the threshold's basis, then the file."""
-    ops = read_operating_points(path)
-    t, why = export_threshold(ops, ops.postprocess.threshold)
-    return at_threshold(ops.postprocess, t), f"{why} ({path})"

@@ -12,6 +12,7 @@ import torch
 
 from ictal import __version__
 from ictal.errors import IctalError, UsageError
+from ictal.events.deployed import Point
 from ictal.export.check import TOLERANCE, check_windows, max_difference
 from ictal.export.formats import WRITERS, load_logits, torch_logits
 from ictal.export.sidecar import MODEL_FILES, SIDECAR, build_sidecar
@@ -37,6 +38,7 @@ class ExportResult:
     windows: int
     tuned: bool
     operating_point: str
+    point: Point
 
 
 def _fresh_out(out: Path) -> None:
@@ -56,9 +58,13 @@ def export_model(
     sets: list[str] | None = None,
     tolerance: float = TOLERANCE,
     trust: ModelTrust | None = None,
+    point: str | None = None,
+    threshold: float | None = None,
+    points_file: Path | None = None,
 ) -> ExportResult:
     """Export ``checkpoint`` as ``fmt`` into ``out`` with its sidecar, checked on real windows;
-    ``trust``: the model code the user accepts (default: registered models, entry points)."""
+    ``trust``: the model code the user accepts (default: registered models, entry points);
+    ``point``, ``threshold``, ``points_file``: the operating point (``deployed_postprocess``)."""
     if fmt not in MODEL_FILES:
         raise UsageError(f"--format {fmt}: use onnx or torchscript")
     checkpoint, out = Path(checkpoint), Path(out)
@@ -69,7 +75,8 @@ def export_model(
     x = check_windows(cfg, int(meta["n_channels"]), window)  # refuses before writing anything
     batches = [x, np.concatenate([x[:1], x[-1:]], axis=2)]  # also a longer time axis
     instead = f"the sidecar holds evaluate.threshold={cfg.evaluate.threshold}, not tuned"
-    deployed = deployed_postprocess(cfg, checkpoint, instead)
+    deployed = deployed_postprocess(cfg, checkpoint, instead, point=point, threshold=threshold,
+                                    points_file=points_file)  # fmt: skip
     pp, why, tuned = deployed.postprocess, deployed.source, deployed.tuned
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
@@ -94,7 +101,9 @@ def export_model(
     identity = {"path": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint),
                 "run_id": meta.get("run_id"), "cache_key": meta.get("cache_key"),
                 "ictal_version": __version__}  # fmt: skip
-    doc = build_sidecar(meta, fmt=fmt, hop=default_hop(window, stride), pp=pp, tuned=tuned,
-                        pp_source=why, check=check, checkpoint=identity)  # fmt: skip
+    doc = build_sidecar(
+        meta, fmt=fmt, hop=default_hop(window, stride), pp=pp, tuned=tuned, pp_source=why,
+        point=deployed.point, check=check, checkpoint=identity,
+    )  # fmt: skip
     sidecar = atomic_write_json(out / SIDECAR, doc)
-    return ExportResult(target, sidecar, diff, len(x), tuned, why)
+    return ExportResult(target, sidecar, diff, len(x), tuned, why, deployed.point)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ictal.errors import UsageError
+from ictal.events.deployed import Point
 from ictal.events.postprocess import PostProcess
 from ictal.export.sidecar import EXPORT_AGAIN, SIDECAR, Sidecar, SidecarError, read_sidecar
 from ictal.io.paths import contained
@@ -29,6 +30,7 @@ class Exported:
     meta: dict[str, Any]  # what detect reads from a checkpoint: config subset, window, stride
     postprocess: PostProcess
     predict: Predict
+    point: Point  # the operating point the sidecar holds
 
 
 def onnx_session(path: Path, threads: int = 1) -> Any:
@@ -108,5 +110,6 @@ def load_exported(model_dir: str | Path, threads: int = 1) -> Exported:
         raise UsageError(f"--model {path}: {exc}; export the model again") from None
     logits = logits_predict(onnx_session(model_file, threads))
     _trial(logits, sidecar, path)
-    pp = sidecar.operating_point.postprocess()
-    return Exported(path, model_file, doc, sidecar.meta(), pp, lambda x: sigmoid(logits(x)))
+    op = sidecar.operating_point
+    return Exported(path, model_file, doc, sidecar.meta(), op.postprocess(),
+                    lambda x: sigmoid(logits(x)), op.point())  # fmt: skip

@@ -14,6 +14,7 @@ from pydantic import AfterValidator, Field, StrictBool, ValidationError, model_v
 
 from ictal.config import PREPROCESSING_VERSION, SignalConfig
 from ictal.errors import PreflightError, UsageError
+from ictal.events.deployed import Point
 from ictal.events.postprocess import PostProcess
 from ictal.io.paths import is_safe_name
 from ictal.io.untrusted import UnreadableInput, read_json
@@ -52,6 +53,7 @@ def build_sidecar(
     pp: PostProcess,
     tuned: bool,
     pp_source: str,
+    point: Point,
     check: dict[str, Any],
     checkpoint: dict[str, Any],
 ) -> dict[str, Any]:
@@ -104,7 +106,7 @@ def build_sidecar(
             "stitching": "overlap-add of sigmoid probabilities with tent weights",
         },
         "output": {"stride": stride, "rate_hz": fs / stride},
-        "operating_point": {"tuned": tuned, "source": pp_source, **_pp_dict(pp)},
+        "operating_point": {"tuned": tuned, "source": pp_source, **_pp_dict(pp), **point.doc()},
         "checkpoint": checkpoint,
         "check": check,
     }
@@ -166,11 +168,22 @@ class _OperatingPoint(Part):
     min_duration_s: Seconds
     merge_gap_s: Seconds
     max_event_s: Annotated[float, Field(strict=True, gt=0.0, allow_inf_nan=False)] | None = None
+    scorer: ShortText | None = None  # None: a bare threshold (older sidecars: no key)
+    budget_fa24h: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    dev_sensitivity: Probability | None = None
+    dev_fa24h: Seconds | None = None  # a rate >= 0, bounded like a duration
 
     @model_validator(mode="after")
     def _postprocess(self) -> _OperatingPoint:
         self.postprocess()  # its own rules (hysteresis below the threshold)
+        if (self.scorer is None) != (self.budget_fa24h is None):
+            raise ValueError("scorer and budget_fa24h come together (or are both null)")
         return self
+
+    def point(self) -> Point:
+        """The operating point this sidecar records."""
+        return Point(self.threshold, self.scorer, self.budget_fa24h, self.dev_sensitivity,
+                     self.dev_fa24h)  # fmt: skip
 
     def postprocess(self) -> PostProcess:
         return PostProcess(self.threshold, self.hysteresis_low, self.min_duration_s,

@@ -17,8 +17,9 @@ from pydantic import ValidationError
 
 from ictal.config import ROLES, Config, flatten, set_dotted
 from ictal.config_file import load_config, parse_override
-from ictal.errors import PreflightError, UnsafePathError
-from ictal.events.operating_points import frozen_postprocess
+from ictal.errors import PreflightError, UnsafePathError, UsageError
+from ictal.events.deployed import Point, bare_threshold, tuned_point
+from ictal.events.operating_points import at_threshold
 from ictal.events.postprocess import PostProcess, postprocess_of
 from ictal.io.paths import plain_file
 from ictal.runs.directory import eval_dir_for, run_of_checkpoint
@@ -111,24 +112,50 @@ def tuned_operating_points(checkpoint: Path, runs_root: str | Path) -> Path | No
 
 @dataclass(frozen=True)
 class Deployed:
-    """The post-processing a checkpoint is deployed with and where it came from."""
+    """The post-processing a checkpoint is deployed with, where it came from, and the point."""
 
     postprocess: PostProcess
     source: str
-    tuned: bool  # from the run's dev-tuned operating points, not the config's threshold
+    tuned: bool  # from the run's dev-tuned operating points, not a threshold
+    point: Point
 
 
-def deployed_postprocess(cfg: Config, checkpoint: Path, instead: str) -> Deployed:
-    """The run's dev-tuned operating point for ``checkpoint`` at its export threshold; else the
-    config's evaluate settings, with one warning that ends with ``instead`` (what the caller
-    does without tuned points)."""
-    tuned = tuned_operating_points(checkpoint, cfg.runs.root)
+def deployed_postprocess(
+    cfg: Config,
+    checkpoint: Path,
+    instead: str,
+    *,
+    point: str | None = None,
+    threshold: float | None = None,
+    points_file: Path | None = None,
+) -> Deployed:
+    """``--threshold`` (with the config's post-processing); else ``point`` (exactly) or the
+    configured default (with its fallback, ``events.deployed.default_point``) among the
+    operating points of ``points_file``, else those the run's dev evaluation tuned; else the
+    config's evaluate settings, with a warning ending with ``instead`` (what the caller does)."""
+    if threshold is not None:
+        pp = at_threshold(postprocess_of(cfg.evaluate), threshold)
+        return Deployed(pp, f"--threshold {threshold:g}", False, bare_threshold(threshold))
+    path = points_file or tuned_operating_points(checkpoint, cfg.runs.root)
+    if path is None:
+        if point is not None:
+            raise UsageError(
+                f"--operating-point {point}: {checkpoint} has no dev-tuned operating points; "
+                "run `ictal evaluate CKPT --split dev`, or pass --operating-points FILE or "
+                "--threshold T"
+            )
+        log.warning("no dev-tuned operating points for this checkpoint (run `ictal evaluate "
+                    f"CKPT --split dev`): {instead}")  # fmt: skip
+        return _untuned(cfg)
+    tuned = tuned_point(path, point, cfg.detect.operating_point)
     if tuned is None:
-        log.warning(
-            "no dev-tuned operating points for this checkpoint (run `ictal evaluate CKPT --split "
-            f"dev`): {instead}"
-        )
-        threshold = cfg.evaluate.threshold
-        return Deployed(postprocess_of(cfg.evaluate), f"evaluate.threshold={threshold}", False)
-    pp, source = frozen_postprocess(tuned)
-    return Deployed(pp, source, True)
+        log.warning(f"no tuned threshold to use in {path}: {instead}")
+        return _untuned(cfg)
+    pp, source, chosen = tuned
+    return Deployed(pp, source, True, chosen)
+
+
+def _untuned(cfg: Config) -> Deployed:
+    """The config's evaluate settings: a threshold nobody tuned."""
+    t = cfg.evaluate.threshold
+    return Deployed(postprocess_of(cfg.evaluate), f"evaluate.threshold={t}", False, Point(t))
