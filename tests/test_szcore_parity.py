@@ -271,7 +271,10 @@ def test_evaluate_scores_szcore_as_the_evaluator_scores_its_exports(tmp_path: Pa
     ckpt = write_checkpoint(tmp_path / "m" / "model.pt")
     res = evaluate(cfg, ckpt, split="train", out=tmp_path / "ev", operating_points=frozen)
     ids = [r["id"] for r in res.scores["recordings"]]
-    tree = _evaluator_tree(tmp_path / "corpus", res.out / "hyp" / "szcore", ids, tmp_path / "t")
+    (export,) = res.scores["exports"]["points"]  # ovlp@10, at the default threshold
+    assert export["operating_point"]["threshold"] == pp.threshold
+    hyp_dir = res.out / export["dir"] / "szcore"
+    tree = _evaluator_tree(tmp_path / "corpus", hyp_dir, ids, tmp_path / "t")
     assert len(list((tree / "hyp").rglob("*.tsv"))) == len(ids) >= 4
     default = res.scores["default"]["scores"]
     point = res.scores["operating_points"]["points"]["szcore"][0]

@@ -315,7 +315,9 @@ class Scores:
                 {
                     "dir": f"hyp/{p.label}",
                     "operating_point": p.doc(),
-                    "scores": {n: counts_doc(c) for n, c in self.scored.exports[p.label].items()},
+                    "scores": {
+                        n: counts_doc(c, n) for n, c in self.scored.exports[p.label].items()
+                    },
                 }
                 for p in plan.points
             ],
