@@ -68,18 +68,23 @@ def pushed_row(push: PushOutcome | None, where_failed: str) -> list[tuple[str, s
 
 
 def build(report: BuildReport, max_failed_fraction: float, retry_failed: bool) -> None:
-    rate = report.built_hours / report.wall_s if report.wall_s > 0 else 0.0
+    # A rate of what this build preprocessed: none when it built nothing (not 0.00).
+    rate = (
+        f"{report.built_hours / report.wall_s:.2f} EEG-h/s"
+        if report.built and report.wall_s > 0
+        else "- (nothing built)"
+    )
     state = "already built (nothing to do)" if report.up_to_date else "built"
     rows = [
         ("cache", str(report.path)),
         ("state", state),
         ("recordings", f"{report.built} built, {report.reused} reused, {report.skipped} "
                        f"skipped, {len(report.failed)} failed of {report.planned}"),
-        ("EEG hours", f"{report.hours:.2f}"),
+        ("EEG hours", f"{report.hours:.2f} h"),
         ("size on disk", f"{report.bytes_on_disk / 1e6:.1f} MB"),
         ("seizure events", str(report.seizure_events)),
         ("wall time", f"{report.wall_s:.1f} s"),
-        ("EEG-hours per second", f"{rate:.2f}"),
+        ("build rate", rate),
     ]  # fmt: skip
     console = show(pairs("ictal build", rows))
     if report.failed:

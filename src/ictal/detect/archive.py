@@ -384,7 +384,7 @@ def _run_tasks(
     )
     plain = not is_terminal()
     with (
-        progress("detect", total=n) as tick,
+        progress("detect", total=n, unit="recordings") as tick,
         contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
     ):
         for k, ack in enumerate(acks, start=1):

@@ -111,7 +111,7 @@ def infer_split(
     inferred = resumed = 0
     failed: list[tuple[str, str]] = []
     total = len(rows)
-    with progress("inference", total) as tick:
+    with progress("inference", total, unit="recordings") as tick:
         for k, r in enumerate(rows):
             n_out = math.ceil(int(r["n_samples"]) / stride)
             target = out.probs_of(r["id"])
@@ -142,7 +142,7 @@ def stream_traces(
     infos: list[RecordingInfo], out: EvalDir, fs_out: float, live: LiveStatus, stage: str
 ) -> Iterator[RecordingTrace]:
     """Stream the recordings' traces back from disk, one at a time."""
-    with progress(stage, len(infos)) as tick:
+    with progress(stage, len(infos), unit="recordings") as tick:
         for k, info in enumerate(infos):
             live.stage(stage, k, len(infos))
             probs = np.load(out.probs_of(info.id), allow_pickle=False)

@@ -43,7 +43,7 @@ from ictal.parallel import supervisor
 from ictal.runs.directory import SWEEP_JSON, RunDir, RunState
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
-from ictal.ui import log, progress
+from ictal.ui import log, pairs_text, progress
 
 CHILD_LOG = "train.out"
 LOG_TAIL_BYTES = 64 << 10  # how much of the end of a child's log is searched for its error
@@ -277,7 +277,7 @@ class Sweep:
                 m.error = _last_error(self.plan.directory / m.name / CHILD_LOG, code)
                 log.warning(f"sweep: {m.name} failed (exit {code}): {m.error}")
             else:
-                log.info(f"sweep: {m.name} done ({m.metrics})")
+                log.info(f"sweep: {m.name} done ({pairs_text(m.metrics or {})})")
             changed = True
         return changed
 
