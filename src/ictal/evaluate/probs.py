@@ -135,6 +135,7 @@ def infer_split(
             atomic_write_with(target, lambda fh, p=probs: np.save(fh, p, allow_pickle=False))
             inferred += 1
             tick.advance(note=r["id"])
+        live.stage("inference", total, total)
     return inferred, resumed, failed
 
 
@@ -148,3 +149,4 @@ def stream_traces(
             probs = np.load(out.probs_of(info.id), allow_pickle=False)
             yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
             tick.advance()
+        live.stage(stage, len(infos), len(infos))
