@@ -129,7 +129,11 @@ def verified(path: str, level: str, manifest: dict[str, Any]) -> None:
 
 def explained(result: Explanation, root: str, build_cmd: str, stage_cmd: str | None) -> None:
     lines: list[Table | str | None] = [result.verdict]
-    if not result.located.committed:
+    if result.located.key is None and not result.located.committed:
+        # Without the corpus there is no key: neither build nor stage can work yet.
+        lines.append("to fix: make the corpus readable here (corpus.root or corpus.roots, the "
+                     "mount or the storage credentials), then `ictal explain` again")  # fmt: skip
+    elif not result.located.committed:
         lines.append(f"to build it: {build_cmd}")
         if stage_cmd:
             lines.append(stage_cmd)
