@@ -116,7 +116,7 @@ def verified(path: str, level: str, manifest: dict[str, Any]) -> None:
         ("cache", path),
         ("checks", f"{level} passed"),
         ("recordings", f"{totals['recordings']} ({totals['failed']} failed at build)"),
-        ("hours", f"{totals['hours']:.2f}"),
+        ("EEG hours", f"{totals['hours']:.2f} h"),
         ("size on disk", f"{totals['bytes'] / 1e6:.1f} MB"),
     ]
     failed = manifest.get("failed", [])
@@ -262,7 +262,7 @@ def detected(result: DetectResult, collect: bool) -> None:
         ("output", str(result.out)),
         ("recordings", f"{summary.recordings} ({summary.done} done, {len(summary.failed)} failed)"),
         ("this run", f"{result.detected} detected, {result.skipped} already in the log"),
-        ("hours", f"{summary.hours:.2f}"),
+        ("EEG hours", f"{summary.hours:.2f} h"),
         ("events", str(summary.events)),
     ]
     if result.postprocess:

@@ -89,7 +89,8 @@ class LiveStatus:
             detail["items_total"] = counts["total_steps"] = total
         if done is not None:
             detail["items_done"] = counts["step"] = done
-        self.update(phase=f"{self.command} {name}", detail=detail, **counts)
+        phase = name if name == self.command else f"{self.command} {name}"
+        self.update(phase=phase, detail=detail, **counts)
         self.touch()
 
     def snapshot(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 from rich import box
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -311,17 +312,19 @@ COLUMNS = (("run", False), ("host:pid", False), ("status", False), ("phase", Fal
            ("beat", True), ("ckpt", True), ("push", True), ("note", False))  # fmt: skip
 WRAPS = {"phase", "note"}  # the columns that may wrap on a narrow screen; the others never do
 ALWAYS = {"run", "status"}
-LEGEND = ("step: training steps, or recordings of evaluate and detect; win/s: training windows "
-          "per second; wait: share of the time spent waiting for data; beat, ckpt, push: age of "
-          "the last heartbeat, checkpoint and push")  # fmt: skip
+# What the terse columns mean, printed under the table for the columns it shows.
+LEGEND = {"step": "training steps, or recordings of evaluate and detect",
+          "win/s": "training windows per second",
+          "wait": "share of the time spent waiting for data",
+          "beat": "age of the last heartbeat", "ckpt": "age of the last checkpoint",
+          "push": "age of the last push to the sink"}  # fmt: skip
 
 
-def _cells(s: RunStatus, parent: str | None) -> tuple[str | Text, ...]:
-    """One run's cells, in the order of ``COLUMNS``; an evaluation listed under its
-    ``parent`` run (the row above) is named by its directory only."""
-    name = s.run
-    if parent is not None and name.startswith(parent + "/"):
-        name = "└ " + name.removeprefix(parent + "/")
+def _cells(s: RunStatus, listed: set[str]) -> tuple[str | Text, ...]:
+    """One run's cells, in the order of ``COLUMNS``; an evaluation whose run is ``listed``
+    above it is named by its directory only, under that run."""
+    parent, _, own = s.run.rpartition("/")
+    name = f"└ {own}" if parent in listed else s.run
     push = "-" if s.push_lag_s is None else _age(s.push_lag_s)
     push += f" ({s.push_failures} failed)" if s.push_failures else ""
     return (
@@ -341,17 +344,18 @@ def _cells(s: RunStatus, parent: str | None) -> tuple[str | Text, ...]:
     )
 
 
-def status_table(statuses: list[RunStatus]) -> Table:
+def status_table(statuses: list[RunStatus]) -> Group:
     """A table of runs: status, phase, progress, loss, speed, and the ages that matter. Run
     ids and hosts are never cut; columns no run has a value for are left out, and the table
     has no vertical rules, so a screen of 100 columns holds a training run's row."""
-    rows = [_cells(s, prev.run if prev else None)
-            for prev, s in zip([None, *statuses], statuses, strict=False)]  # fmt: skip
+    rows, listed = [], set()
+    for s in statuses:
+        rows.append(_cells(s, listed))
+        listed.add(s.run)
     keep = [i for i, (name, _) in enumerate(COLUMNS)
             if name in ALWAYS or any(str(r[i]) not in ("-", "") for r in rows)]  # fmt: skip
     table = Table(title=f"runs ({len(statuses)})", title_justify="left", box=box.SIMPLE_HEAD,
-                  show_edge=False, padding=(0, 1, 0, 0), caption=LEGEND,
-                  caption_justify="left")  # fmt: skip
+                  show_edge=False, padding=(0, 1, 0, 0))  # fmt: skip
     for i in keep:
         name, right = COLUMNS[i]
         wide = max(len(name), *(len(str(r[i])) for r in rows))
@@ -359,9 +363,11 @@ def status_table(statuses: list[RunStatus]) -> Table:
                          min_width=None if name in WRAPS else wide, overflow="fold")  # fmt: skip
     for r in rows:
         table.add_row(*(r[i] for i in keep))
-    return table
+    shown = [COLUMNS[i][0] for i in keep]
+    legend = "; ".join(f"{name}: {LEGEND[name]}" for name in shown if name in LEGEND)
+    return Group(table, Text(legend, style="dim"))
 
 
-def status_view(statuses: list[RunStatus]) -> Table | str:
+def status_view(statuses: list[RunStatus]) -> Group | str:
     """The table of runs, or one line when there are none."""
     return status_table(statuses) if statuses else "no runs"
