@@ -212,8 +212,9 @@ def swept(plan: Plan) -> None:
     """The sweep's runs by validation loss, best first."""
     table = Table(title=f"sweep {plan.directory.name}: runs by validation loss",
                   title_justify="left")  # fmt: skip
+    noted = any(m.error for m in plan.members)  # no empty note column
     for col in ("rank", "run", "values", "status", "best val loss", "AUROC", "steps",
-                "peak RSS", "note"):  # fmt: skip
+                "peak RSS", *(["note"] if noted else [])):  # fmt: skip
         table.add_column(col)
 
     def key(m: Any) -> tuple[int, float]:
@@ -227,7 +228,8 @@ def swept(plan: Plan) -> None:
             str(rank), m.name, " ".join(m.overrides) or "(base)", m.status,
             "-" if loss is None else f"{loss:.4f}", "-" if auroc is None else f"{auroc:.3f}",
             str(metrics.get("steps", "-")),
-            "-" if m.peak_rss_gb is None else f"{m.peak_rss_gb:.2f} GB", (m.error or "")[:70],
+            "-" if m.peak_rss_gb is None else f"{m.peak_rss_gb:.2f} GB",
+            *([(m.error or "")[:70]] if noted else []),
         )  # fmt: skip
     show(table, f"sweep.json: {plan.directory / 'sweep.json'}")
     failed = [m for m in plan.members if m.status != "done"]

@@ -348,7 +348,8 @@ def status_table(statuses: list[RunStatus]) -> Group:
     """A table of runs: status, phase, progress, loss, speed, and the ages that matter. Run
     ids and hosts are never cut; columns no run has a value for are left out, and the table
     has no vertical rules, so a screen of 100 columns holds a training run's row."""
-    rows, listed = [], set()
+    rows: list[tuple[str | Text, ...]] = []
+    listed: set[str] = set()
     for s in statuses:
         rows.append(_cells(s, listed))
         listed.add(s.run)
