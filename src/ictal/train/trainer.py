@@ -413,7 +413,8 @@ class Trainer:
         state.nonfinite_total += 1
         state.nonfinite_in_a_row += 1
         log.warning(
-            f"step {state.step}: non-finite loss/gradient (loss {loss}, grad norm {grad_norm}); "
+            f"step {state.step}: non-finite loss/gradient (loss {loss:.4g}, grad norm "
+            f"{'-' if grad_norm is None else format(grad_norm, '.4g')}); "
             f"update skipped ({state.nonfinite_in_a_row} in a row, {state.nonfinite_total} total)"
         )
         limit = self.cfg.train.max_nonfinite_in_a_row
