@@ -82,7 +82,7 @@ class LiveStatus:
     def stage(self, name: str, done: int | None = None, total: int | None = None) -> None:
         """A pass of a long command (``inference``, ``scoring``...) and the items it has done:
         the phase becomes ``<command> <name>``, the step counts the items. A stage without
-        counts (``done``) keeps the last pass's, so a finished command shows what it did."""
+        counts (the final ``done``) keeps the last pass's: a finished command shows its work."""
         detail = {**self.snapshot()["detail"], "stage": name}
         counts: dict[str, int] = {}
         if total is not None:
