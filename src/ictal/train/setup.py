@@ -6,7 +6,6 @@ Shared by ``ictal train`` and ``ictal bench`` so both measure the same thing.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import random
 from collections.abc import Callable, Iterator
@@ -24,8 +23,7 @@ from ictal.models.registry import Builder, ModelSource, construct, resolve
 from ictal.models.trust import ModelTrust
 from ictal.train.feed import TrainData
 from ictal.train.state import TrainState
-
-log = logging.getLogger(__name__)
+from ictal.ui import log
 
 
 def _resolve(cfg: Config) -> tuple[Builder, ModelSource]:
