@@ -4,6 +4,7 @@ changed without a rebuild, the non-finite loss policy."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -303,6 +304,8 @@ def test_early_stopping_is_on_by_default(built, monkeypatch, caplog):
     """The default patience (3 validations) ends a run whose dev loss stopped improving."""
     from ictal.models import registry
 
+    monkeypatch.setattr(logging.getLogger("ictal"), "propagate", True)  # to caplog
+
     monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
     register("test_constant_model")(ConstantModel)
     cfg = make_cfg(
@@ -322,9 +325,10 @@ def _lrs(run: Path) -> list[float]:
 
 
 @pytest.mark.slow
-def test_warmup_is_a_fraction_of_the_run(built, caplog):
+def test_warmup_is_a_fraction_of_the_run(built, monkeypatch, caplog):
     """Warm-up by default spans 5 % of the run's steps whatever its length, so a short run
     reaches its learning rate; an explicit warm-up longer than the run is warned about."""
+    monkeypatch.setattr(logging.getLogger("ictal"), "propagate", True)  # to caplog
     base = ["train.warmup_steps=null", "train.steps_per_epoch=10", "train.lr=0.001"]
     cfg = make_cfg(built, built / "corpus", f"runs.root={built / 'runs_warm'}", *base)
     lrs = _lrs(loop.train(cfg).run_dir)
