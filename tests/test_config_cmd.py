@@ -67,5 +67,5 @@ def test_the_configuration_doc_is_current():
     assert res.returncode == 0, res.stderr
     generated = doc.split(MARKER, 1)[1].strip()
     assert generated == res.stdout.strip(), (
-        "docs/configuration.md is stale: run `python scripts/config_doc.py` and commit it"
+        "docs/configuration.md is stale: run `.venv/bin/python scripts/config_doc.py` and commit it"
     )

@@ -1,6 +1,6 @@
 """The reference of every config key, its default, role and meaning, as Markdown: made from
 the models' field docstrings, so docs/configuration.md cannot drift from the code (a test
-compares them; ``python scripts/config_doc.py`` regenerates the file)."""
+compares them; ``.venv/bin/python scripts/config_doc.py`` regenerates the file)."""
 
 from __future__ import annotations
 
