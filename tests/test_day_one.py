@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conftest import run_ictal, settings, small_built_corpus, tiny_training
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.runs.status import run_statuses, status_view
 
 FAST = tiny_training("train.epochs=2", "train.steps_per_epoch=3", "train.heartbeat_s=1")
@@ -131,6 +131,9 @@ def test_no_op_build_explain_and_census_read_plainly(trained, tmp_path):
     assert "rate" not in header and header.count("files") == 1, header
 
 
-def test_config_command_is_on_the_help_page():
-    res = run_ictal("--help")
+def test_the_command_list_reads_as_sentences():
+    """Each command's summary is its docstring's first paragraph on one line, wrapped by the
+    screen only (not cut where the source line ended); ``config`` is listed."""
+    res = run_ictal("--help", env=ictal_env({"COLUMNS": "250"}))
     assert res.returncode == 0 and re.search(r"│ config\s", res.stdout), res.stdout
+    assert "(preprocessing, windows, output rate, operating point)" in res.stdout, res.stdout

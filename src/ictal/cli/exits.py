@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
 import signal
 import sys
@@ -127,7 +128,10 @@ def command(**options: Any) -> Callable[[Callable[..., object]], Callable[..., o
             if code != ExitCode.OK:
                 raise typer.Exit(code)
 
-        app.command(**options)(body)
+        # The command list shows the docstring's first paragraph as one line (typer keeps the
+        # source's line breaks there, which cut sentences mid-way on any screen).
+        first = inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0]
+        app.command(**{"short_help": " ".join(first.split()), **options})(body)
         return fn
 
     return register
