@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -137,3 +139,13 @@ def test_the_command_list_reads_as_sentences():
     res = run_ictal("--help", env=ictal_env({"COLUMNS": "250"}))
     assert res.returncode == 0 and re.search(r"│ config\s", res.stdout), res.stdout
     assert "(preprocessing, windows, output rate, operating point)" in res.stdout, res.stdout
+
+
+def test_output_cut_short_by_its_reader_is_no_error():
+    """``ictal config | head``: the reader closes the pipe; the command ends quietly with 0."""
+    argv = [sys.executable, "-m", "ictal.cli", "config", "--markdown"]
+    proc = subprocess.Popen(argv, env=ictal_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and err == "", err

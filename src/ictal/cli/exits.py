@@ -56,6 +56,9 @@ def conclude(outcome: object) -> int:
         return int(outcome.exit_code)
     if isinstance(outcome, KeyboardInterrupt):
         return _ended(Ending.INTERRUPTED, None)
+    if isinstance(outcome, BrokenPipeError):  # `ictal config | head`: the reader had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return ExitCode.OK
     if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
         return _os_error(outcome)
     if isinstance(outcome, BaseException):  # a bug: its traceback, credentials redacted
