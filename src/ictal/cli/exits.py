@@ -12,6 +12,7 @@ import errno
 import functools
 import inspect
 import os
+import select
 import signal
 import sys
 import traceback
@@ -56,7 +57,7 @@ def conclude(outcome: object) -> int:
         return int(outcome.exit_code)
     if isinstance(outcome, KeyboardInterrupt):
         return _ended(Ending.INTERRUPTED, None)
-    if isinstance(outcome, BrokenPipeError):  # `ictal config | head`: the reader had enough
+    if isinstance(outcome, BrokenPipeError) and _reader_gone():  # `ictal config | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return ExitCode.OK
     if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
@@ -68,6 +69,17 @@ def conclude(outcome: object) -> int:
         return ExitCode.UNEXPECTED
     ending = getattr(outcome, "ending", Ending.DONE)
     return _ended(ending, getattr(outcome, "resume_hint", None))
+
+
+def _reader_gone() -> bool:
+    """True when stdout is a pipe whose reader closed it (the reader had enough), so a broken
+    pipe elsewhere (a socket to storage) is never taken for it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _ended(ending: Ending, resume_hint: str | None) -> int:
