@@ -97,7 +97,7 @@ class TrainConfig(Section):
     checkpoint_every_s: MachineField[float] = Field(600.0, gt=0.0)
     """Seconds between checkpoints of `last.pt` within an epoch."""
     heartbeat_s: MachineField[float] = Field(60.0, gt=0.0)
-    """Seconds between heartbeats (progress lines and `status.json`)."""
+    """Seconds between heartbeats (`heartbeat.json`, what `ictal status` reads)."""
     max_nonfinite_in_a_row: int = Field(10, ge=1)
     """Steps with a non-finite loss in a row before the run stops with an error."""
     patience: int | None = Field(3, ge=1)
