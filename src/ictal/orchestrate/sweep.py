@@ -383,7 +383,7 @@ def plan_sweep(
     combos = grid(varies, seeds)
     run_share(budget, len(combos))
     members = []
-    with progress("sweep plan", total=len(combos), every_s=5.0, unit="runs") as tick:
+    with progress("sweep plan", total=len(combos), every_s=5.0, unit="combinations") as tick:
         for k, overrides in enumerate(combos):
             m = Member(member_name(k, overrides), overrides)
             try:
