@@ -37,3 +37,4 @@ $ICTAL evaluate "$RUN/checkpoints/best.pt" --split eval \
 $ICTAL report "$RUN"
 $ICTAL status -c $CFG
 echo "demo finished: report in $RUN/report.html"
+echo "ictal is installed in .venv, not on your PATH: source .venv/bin/activate (or run .venv/bin/ictal)"

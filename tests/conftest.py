@@ -35,13 +35,14 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
 
 
 # A training that takes seconds and still goes through everything: 8 s windows, batches of 4,
-# reads inline, two warm-up steps, and (unless ``model=False``) a tiny detector.
+# reads inline, every epoch trained (no early stopping) and (unless ``model=False``) a tiny
+# detector.
 TINY_TRAINING = (
     "windows.length_s=8",
     "windows.stride_s=4",
     "loader.batch_size=4",
     "loader.num_workers=0",
-    "train.warmup_steps=2",
+    "train.patience=null",
 )
 TINY_MODEL = "model.params={width: 8, gru_hidden: 8}"
 

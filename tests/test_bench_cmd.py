@@ -60,5 +60,6 @@ def test_bench_prints_speed_and_projection(tmp_path):
     assert result.epoch_batches == math.ceil(draw / 8) > 3
     assert result.epoch_s == pytest.approx(result.epoch_batches * result.s_per_batch)
     assert result.epoch_cost == pytest.approx(result.epoch_s / 3600 * 2.5)
+    assert f"{result.epoch_cost:.4g} per epoch at 2.5 per machine-hour" in text  # its unit
     assert f"{result.s_per_batch:.4f}" in text
     assert not (tmp_path / "runs").exists(), "bench must not create a run"

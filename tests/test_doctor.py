@@ -38,6 +38,7 @@ def test_all_good_for_train_and_build(built):
         rows = _rows(res.stdout)
         assert rows["python"] == "ok" and rows["torch"] == "ok" and rows["device"] == "ok"
         assert rows["corpus"] == "ok" and rows["cache.root"] == "ok", res.stdout
+        assert res.stdout.startswith(f"ictal doctor: ready for `ictal {command}`"), res.stdout
         assert rows["cache"] == ("ok" if command == "train" else "skip"), res.stdout
 
 
@@ -46,6 +47,8 @@ def test_a_missing_cache_fails_with_the_fix(built, tmp_path):
     assert res.returncode == 3, res.stdout + res.stderr
     assert _rows(res.stdout)["cache"] == "fail"
     assert "ictal build" in res.stdout and "Traceback" not in res.stderr
+    title = res.stdout.splitlines()[0]  # never "ready" above a failed check
+    assert title.startswith("ictal doctor: NOT ready for `ictal train`: 1 check(s) failed"), title
     assert not (tmp_path / "empty").exists(), "doctor made the directory it checked"
 
 

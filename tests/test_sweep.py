@@ -24,6 +24,7 @@ FAST = [
     "model.params={width: 8, gru_hidden: 8}",
     "loader.batch_size=4",
     "train.warmup_steps=2",
+    "train.patience=null",  # runs train every epoch they are given (no early stopping)
     "train.epochs=2",
     "train.steps_per_epoch=6",
     "train.heartbeat_s=0.3",

@@ -4,6 +4,7 @@ changed without a rebuild, the non-finite loss policy."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -282,3 +283,61 @@ def test_resume_uses_frozen_config_with_new_paths(trained, tmp_path):
     assert resumed.train.lr == cfg.train.lr  # experiment fields stay frozen
     assert resumed.corpus.root == cfg.corpus.root  # default given now: frozen value kept
     assert yaml.safe_load(resumed.to_yaml())["windows"]["length_s"] == 8
+
+
+class ConstantModel(nn.Module):
+    """A detector whose output ignores its one parameter: the dev loss never improves after
+    the first validation, so early stopping must end the run."""
+
+    def __init__(self, *, n_channels: int, fs: float) -> None:
+        super().__init__()
+        self.output_stride = 256
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        steps = x.shape[-1] // self.output_stride
+        return 0.0 * self.w + torch.zeros((x.shape[0], steps))
+
+
+@pytest.mark.slow
+def test_early_stopping_is_on_by_default(built, monkeypatch, caplog):
+    """The default patience (3 validations) ends a run whose dev loss stopped improving."""
+    from ictal.models import registry
+
+    monkeypatch.setattr(logging.getLogger("ictal"), "propagate", True)  # to caplog
+
+    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    register("test_constant_model")(ConstantModel)
+    cfg = make_cfg(
+        built, built / "corpus", f"runs.root={built / 'runs_patience'}",
+        "model.name=test_constant_model", "model.params={}", "train.epochs=8",
+        "train.steps_per_epoch=2",
+    )  # fmt: skip
+    assert cfg.train.patience == 3
+    with caplog.at_level("INFO"):
+        result = loop.train(cfg)
+    assert result.stopped_early and result.epochs_done == 4 and result.best_epoch == 0
+    assert "no validation gain for 3 epochs (train.patience=3)" in caplog.text
+
+
+def _lrs(run: Path) -> list[float]:
+    return [r["lr"] for r in read_metrics(run / "metrics.jsonl") if r["phase"] == "train"]
+
+
+@pytest.mark.slow
+def test_warmup_is_a_fraction_of_the_run(built, monkeypatch, caplog):
+    """Warm-up by default spans 5 % of the run's steps whatever its length, so a short run
+    reaches its learning rate; an explicit warm-up longer than the run is warned about."""
+    monkeypatch.setattr(logging.getLogger("ictal"), "propagate", True)  # to caplog
+    base = ["train.warmup_steps=null", "train.steps_per_epoch=10", "train.lr=0.001"]
+    cfg = make_cfg(built, built / "corpus", f"runs.root={built / 'runs_warm'}", *base)
+    lrs = _lrs(loop.train(cfg).run_dir)
+    assert len(lrs) == 20 and max(lrs) == pytest.approx(0.001)  # 1 warm-up step of 20
+    long = make_cfg(
+        built, built / "corpus", f"runs.root={built / 'runs_long'}", *base,
+        "train.warmup_steps=1000",
+    )  # fmt: skip
+    with caplog.at_level("WARNING"):
+        lrs = _lrs(loop.train(long).run_dir)
+    assert max(lrs) <= 0.001 * 20 / 1000 + 1e-12
+    assert "train.warmup_steps=1000 exceeds the run's 20 steps" in caplog.text

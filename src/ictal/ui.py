@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from rich.console import Console
 from rich.highlighter import NullHighlighter
@@ -41,6 +42,14 @@ class _Console(Console):
 def echo(text: str, *, err: bool = False) -> None:
     """A message as it is printed outside rich: credentials masked, nothing a terminal acts on."""
     print(printable(redact(text)), file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def pairs_text(values: Mapping[str, Any]) -> str:
+    """``{'background': 162, 'loss': 0.59708...}`` as ``background 162, loss 0.5971`` for a log
+    line: no braces or quotes, floats to four significant digits."""
+    return ", ".join(
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+    )
 
 
 def is_terminal() -> bool:
@@ -102,6 +111,7 @@ class Ticker:
     description: str
     total: int | None
     every_s: float
+    unit: str = "items"  # what is counted, for the rate of the plain line
     _progress: Progress | None = None
     _task: int | None = None
     done: int = 0
@@ -133,14 +143,18 @@ class Ticker:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         extra = f" {note}" if note else ""
         log.info(
-            f"{self.description}: {self.done}{total} done, {elapsed:.0f}s, {rate:.2f}/s{extra}"
+            f"{self.description}: {self.done}{total} {self.unit} done, {elapsed:.0f} s, "
+            f"{rate:.2f} {self.unit}/s{extra}"
         )
 
 
 @contextmanager
-def progress(description: str, total: int | None, every_s: float = 10.0) -> Iterator[Ticker]:
-    """A progress bar on a terminal; plain periodic log lines (and a final one) otherwise."""
-    ticker = Ticker(description, total, every_s)
+def progress(
+    description: str, total: int | None, every_s: float = 10.0, unit: str = "items"
+) -> Iterator[Ticker]:
+    """A progress bar on a terminal; plain periodic log lines (and a final one) otherwise,
+    counting ``unit``."""
+    ticker = Ticker(description, total, every_s, unit)
     if is_terminal():
         columns = (
             TextColumn("{task.description}", style="bold", markup=False),

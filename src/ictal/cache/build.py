@@ -131,7 +131,7 @@ def _run(writer: CacheWriter, executor: Executor, reuse: Reuse, report: BuildRep
         for r in reuse.left
     )  # fmt: skip
     results = contextlib.closing(executor.map_unordered(build_one, tasks))
-    with progress("build", total=len(reuse.left)) as tick, results as done:
+    with progress("build", total=len(reuse.left), unit="recordings") as tick, results as done:
         for rec in done:
             outcome = writer.add(rec)
             if outcome == "reused":

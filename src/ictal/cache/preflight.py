@@ -11,7 +11,7 @@ from ictal.cache.manifest import CacheView, open_cache
 from ictal.cache.verify import verify_l0
 from ictal.config import Config
 from ictal.errors import PreflightError
-from ictal.ui import log
+from ictal.ui import log, pairs_text
 
 
 @dataclass
@@ -116,8 +116,8 @@ def preflight(cfg: Config, *, split: str = "train", fix: str = "ictal build") ->
     rows = [
         ("cache", str(located.path)),
         ("recordings", f"{man['totals']['recordings']} ({failed} failed)"),
-        ("hours", f"{man['totals']['hours']:.1f}"),
-        (f"{split} windows", ", ".join(f"{k} {v}" for k, v in counts.items())),
+        ("hours", f"{man['totals']['hours']:.1f} h of EEG"),
+        (f"{split} windows", pairs_text(counts)),
         ("size on disk", f"{man['totals']['bytes'] / 1e9:.2f} GB"),
     ]
     return Preflight(view, located, rows)

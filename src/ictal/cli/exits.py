@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import os
+import select
 import signal
 import sys
 import traceback
@@ -55,6 +57,9 @@ def conclude(outcome: object) -> int:
         return int(outcome.exit_code)
     if isinstance(outcome, KeyboardInterrupt):
         return _ended(Ending.INTERRUPTED, None)
+    if isinstance(outcome, BrokenPipeError) and _reader_gone():  # `ictal config | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return ExitCode.OK
     if isinstance(outcome, OSError) and outcome.errno in STORAGE_ERRNOS:
         return _os_error(outcome)
     if isinstance(outcome, BaseException):  # a bug: its traceback, credentials redacted
@@ -64,6 +69,17 @@ def conclude(outcome: object) -> int:
         return ExitCode.UNEXPECTED
     ending = getattr(outcome, "ending", Ending.DONE)
     return _ended(ending, getattr(outcome, "resume_hint", None))
+
+
+def _reader_gone() -> bool:
+    """True when stdout is a pipe whose reader closed it (the reader had enough), so a broken
+    pipe elsewhere (a socket to storage) is never taken for it."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLERR)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _ended(ending: Ending, resume_hint: str | None) -> int:
@@ -127,7 +143,10 @@ def command(**options: Any) -> Callable[[Callable[..., object]], Callable[..., o
             if code != ExitCode.OK:
                 raise typer.Exit(code)
 
-        app.command(**options)(body)
+        # The command list shows the docstring's first paragraph as one line (typer keeps the
+        # source's line breaks there, which cut sentences mid-way on any screen).
+        first = inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0]
+        app.command(**{"short_help": " ".join(first.split()), **options})(body)
         return fn
 
     return register

@@ -68,18 +68,23 @@ def pushed_row(push: PushOutcome | None, where_failed: str) -> list[tuple[str, s
 
 
 def build(report: BuildReport, max_failed_fraction: float, retry_failed: bool) -> None:
-    rate = report.built_hours / report.wall_s if report.wall_s > 0 else 0.0
+    # A rate of what this build preprocessed: none when it built nothing (not 0.00).
+    rate = (
+        f"{report.built_hours / report.wall_s:.2f} EEG-h/s"
+        if report.built and report.wall_s > 0
+        else "- (nothing built)"
+    )
     state = "already built (nothing to do)" if report.up_to_date else "built"
     rows = [
         ("cache", str(report.path)),
         ("state", state),
         ("recordings", f"{report.built} built, {report.reused} reused, {report.skipped} "
                        f"skipped, {len(report.failed)} failed of {report.planned}"),
-        ("EEG hours", f"{report.hours:.2f}"),
+        ("EEG hours", f"{report.hours:.2f} h"),
         ("size on disk", f"{report.bytes_on_disk / 1e6:.1f} MB"),
         ("seizure events", str(report.seizure_events)),
         ("wall time", f"{report.wall_s:.1f} s"),
-        ("EEG-hours per second", f"{rate:.2f}"),
+        ("build rate", rate),
     ]  # fmt: skip
     console = show(pairs("ictal build", rows))
     if report.failed:
@@ -111,7 +116,7 @@ def verified(path: str, level: str, manifest: dict[str, Any]) -> None:
         ("cache", path),
         ("checks", f"{level} passed"),
         ("recordings", f"{totals['recordings']} ({totals['failed']} failed at build)"),
-        ("hours", f"{totals['hours']:.2f}"),
+        ("EEG hours", f"{totals['hours']:.2f} h"),
         ("size on disk", f"{totals['bytes'] / 1e6:.1f} MB"),
     ]
     failed = manifest.get("failed", [])
@@ -124,7 +129,11 @@ def verified(path: str, level: str, manifest: dict[str, Any]) -> None:
 
 def explained(result: Explanation, root: str, build_cmd: str, stage_cmd: str | None) -> None:
     lines: list[Table | str | None] = [result.verdict]
-    if not result.located.committed:
+    if result.located.key is None and not result.located.committed:
+        # Without the corpus there is no key: neither build nor stage can work yet.
+        lines.append("to fix: make the corpus readable here (corpus.root or corpus.roots, the "
+                     "mount or the storage credentials), then `ictal explain` again")  # fmt: skip
+    elif not result.located.committed:
         lines.append(f"to build it: {build_cmd}")
         if stage_cmd:
             lines.append(stage_cmd)
@@ -203,8 +212,9 @@ def swept(plan: Plan) -> None:
     """The sweep's runs by validation loss, best first."""
     table = Table(title=f"sweep {plan.directory.name}: runs by validation loss",
                   title_justify="left")  # fmt: skip
+    noted = any(m.error for m in plan.members)  # no empty note column
     for col in ("rank", "run", "values", "status", "best val loss", "AUROC", "steps",
-                "peak RSS", "note"):  # fmt: skip
+                "peak RSS", *(["note"] if noted else [])):  # fmt: skip
         table.add_column(col)
 
     def key(m: Any) -> tuple[int, float]:
@@ -218,7 +228,8 @@ def swept(plan: Plan) -> None:
             str(rank), m.name, " ".join(m.overrides) or "(base)", m.status,
             "-" if loss is None else f"{loss:.4f}", "-" if auroc is None else f"{auroc:.3f}",
             str(metrics.get("steps", "-")),
-            "-" if m.peak_rss_gb is None else f"{m.peak_rss_gb:.2f} GB", (m.error or "")[:70],
+            "-" if m.peak_rss_gb is None else f"{m.peak_rss_gb:.2f} GB",
+            *([(m.error or "")[:70]] if noted else []),
         )  # fmt: skip
     show(table, f"sweep.json: {plan.directory / 'sweep.json'}")
     failed = [m for m in plan.members if m.status != "done"]
@@ -253,7 +264,7 @@ def detected(result: DetectResult, collect: bool) -> None:
         ("output", str(result.out)),
         ("recordings", f"{summary.recordings} ({summary.done} done, {len(summary.failed)} failed)"),
         ("this run", f"{result.detected} detected, {result.skipped} already in the log"),
-        ("hours", f"{summary.hours:.2f}"),
+        ("EEG hours", f"{summary.hours:.2f} h"),
         ("events", str(summary.events)),
     ]
     if result.postprocess:

@@ -64,7 +64,9 @@ def synth(
     from ictal.corpus.synth import check_target, synthesize
 
     check_target(out, format=format_.value, quirks=quirks, force=force)
-    with progress(f"synth ({difficulty.value}, {format_.value})", total=None) as tick:
+    with progress(
+        f"synth ({difficulty.value}, {format_.value})", total=None, unit="recordings"
+    ) as tick:
 
         def advance(done: int, total: int) -> None:
             tick.set_total(total)
@@ -102,7 +104,7 @@ def census(
     results = []
     console = make_console()
     for source in found:
-        with progress(f"census {source.name}".strip(), total=None) as tick:
+        with progress(f"census {source.name}".strip(), total=None, unit="files") as tick:
 
             def advance(done: int, total: int) -> None:
                 tick.set_total(total)

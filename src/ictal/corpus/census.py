@@ -317,7 +317,8 @@ def census_document(results: list[Census]) -> dict[str, Any]:
 def print_census(c: Census, console: Console) -> None:
     """Rich tables: splits, montages and rates, vocabulary, channel coverage, problems."""
     console.print(_splits_table(c))
-    console.print(_shape_table(c))
+    for table in _shape_tables(c):
+        console.print(table)
     _print_vocabulary(c, console)
     _print_coverage(c, console)
     _print_problems(c, console)
@@ -348,22 +349,19 @@ def _splits_table(c: Census) -> Table:
     return splits
 
 
-def _shape_table(c: Census) -> Table:
-    """Files per montage beside files per sample rate."""
-    shape = Table(title="Montages and sample rates", title_justify="left")
-    shape.add_column("montage")
-    shape.add_column("files", justify="right")
-    shape.add_column("rate (Hz)", justify="right")
-    shape.add_column("files", justify="right")
-    montage_rows = list(c.files_by_montage.items())
-    rate_rows = [(f"{k:g}", v) for k, v in c.files_by_rate.items()]
-    for i in range(max(len(montage_rows), len(rate_rows))):
-        m = montage_rows[i] if i < len(montage_rows) else ("", "")
-        r = rate_rows[i] if i < len(rate_rows) else ("", "")
-        shape.add_row(
-            m[0], f"{m[1]:,}" if m[1] != "" else "", r[0], f"{r[1]:,}" if r[1] != "" else ""
-        )
-    return shape
+def _shape_tables(c: Census) -> tuple[Table, Table]:
+    """Files per montage, and files per sample rate: two lists, two tables."""
+    montages = Table(title="Files per montage", title_justify="left")
+    montages.add_column("montage")
+    montages.add_column("files", justify="right")
+    for name, n in c.files_by_montage.items():
+        montages.add_row(name, f"{n:,}")
+    rates = Table(title="Files per sample rate", title_justify="left")
+    rates.add_column("rate (Hz)", justify="right")
+    rates.add_column("files", justify="right")
+    for rate, n in c.files_by_rate.items():
+        rates.add_row(f"{rate:g}", f"{n:,}")
+    return montages, rates
 
 
 def _print_vocabulary(c: Census, console: Console) -> None:

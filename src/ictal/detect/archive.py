@@ -395,13 +395,15 @@ def _run_tasks(
         f"{execu.workers} worker(s) into {job.out}"
     )
     plain = not is_terminal()
+    done = result.skipped  # the status counts the recordings a resumed run had already done
+    live.stage("detect", done, done + n)
     with (
-        progress("detect", total=n) as tick,
+        progress("detect", total=n, unit="recordings") as tick,
         contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
     ):
         for k, ack in enumerate(acks, start=1):
             result.detected += 1
-            live.stage("detect", k, n)
+            live.stage("detect", done + k, done + n)
             note = (f"{ack['status']}, {ack['events']} events" if ack["status"] == "done"
                     else f"failed: {ack['error']}")  # fmt: skip
             if plain:  # one line per acknowledged record: a log says exactly what is safe

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.table import Table
 
 from ictal.config import Config
-from ictal.doctor import Check
+from ictal.doctor import Check, failed
 from ictal.doctor.environment import device, environment
 from ictal.doctor.storage import storage
 from ictal.ui import styled
@@ -26,12 +26,22 @@ def diagnose(
     return checks
 
 
+def verdict(checks: list[Check], command: str, env_only: bool) -> str:
+    """The title: what was checked and what the checks say (never "ready" above a failure)."""
+    what = "the environment" if env_only else f"`ictal {command}`"
+    bad = failed(checks)
+    warned = sum(c.status == "warn" for c in checks)
+    if bad:
+        return f"ictal doctor: NOT ready for {what}: {len(bad)} check(s) failed"
+    note = f" ({warned} warning(s))" if warned else ""
+    return f"ictal doctor: ready for {what}{note}"
+
+
 def table(checks: list[Check], command: str, env_only: bool) -> Table:
-    """One row per check; the fixes of what is not ok follow the table."""
-    title = "ictal doctor: " + ("the environment" if env_only else f"ready for `ictal {command}`")
-    t = Table(title=title, title_justify="left")
-    t.add_column("check")
-    t.add_column("status")
+    """One row per check under the verdict; the fixes of what is not ok follow the table."""
+    t = Table(title=verdict(checks, command, env_only), title_justify="left")
+    t.add_column("check", no_wrap=True)
+    t.add_column("status", no_wrap=True)
     t.add_column("found")
     for c in checks:
         t.add_row(c.name, styled(c.status, STYLE[c.status]), c.detail)

@@ -123,7 +123,7 @@ def infer_split(
     inferred = resumed = 0
     failed: list[tuple[str, str]] = []
     total = len(rows)
-    with progress("inference", total) as tick:
+    with progress("inference", total, unit="recordings") as tick:
         for k, r in enumerate(rows):
             n_out = math.ceil(int(r["n_samples"]) / stride)
             target = out.probs_of(r["id"])
@@ -147,6 +147,7 @@ def infer_split(
             atomic_write_with(target, lambda fh, p=probs: np.save(fh, p, allow_pickle=False))
             inferred += 1
             tick.advance(note=r["id"])
+        live.stage("inference", total, total)
     return inferred, resumed, failed
 
 
@@ -154,9 +155,10 @@ def stream_traces(
     infos: list[RecordingInfo], out: EvalDir, fs_out: float, live: LiveStatus, stage: str
 ) -> Iterator[RecordingTrace]:
     """Stream the recordings' traces back from disk, one at a time."""
-    with progress(stage, len(infos)) as tick:
+    with progress(stage, len(infos), unit="recordings") as tick:
         for k, info in enumerate(infos):
             live.stage(stage, k, len(infos))
             probs = np.load(out.probs_of(info.id), allow_pickle=False)
             yield RecordingTrace(info.id, probs, fs_out, info.ref_events, info.duration_s)
             tick.advance()
+        live.stage(stage, len(infos), len(infos))

@@ -210,10 +210,10 @@ class Sweep:
 
     def _usage_text(self) -> str:
         est = self._estimate()
+        measured = f"one run measured at {est:.2f} GB" if est else "no run measured yet"
         return (
-            f"{len(self.procs)} running, one run measured at "
-            + (f"{est:.2f} GB" if est else "? GB (not yet)")
-            + f", budget {self.plan.budget.memory_gb:.1f} GB, {self.plan.budget.cpus} CPUs"
+            f"{len(self.procs)} running, {measured}, budget {self.plan.budget.memory_gb:.1f} GB, "
+            f"{self.plan.budget.cpus} CPUs"
         )
 
     def _may_admit(self) -> bool:
@@ -277,7 +277,7 @@ class Sweep:
                 m.error = _last_error(self.plan.directory / m.name / CHILD_LOG, code)
                 log.warning(f"sweep: {m.name} failed (exit {code}): {m.error}")
             else:
-                log.info(f"sweep: {m.name} done ({m.metrics})")
+                log.info(f"sweep: {m.name} done ({_outcome(m.metrics or {})})")
             changed = True
         return changed
 
@@ -320,6 +320,20 @@ def final_metrics(run: Path) -> dict[str, Any] | None:
     best = min(vals, key=lambda r: r["val_loss"])
     return {"best_val_loss": best["val_loss"], "best_epoch": best.get("epoch"),
             "val_auroc": best.get("val_auroc"), "steps": max(steps, default=0)}  # fmt: skip
+
+
+def _outcome(metrics: dict[str, Any]) -> str:
+    """A finished run's metrics for the log: its best dev loss with its epoch counted from 1
+    (as ``ictal train`` says it), AUROC and steps."""
+    parts = []
+    if isinstance(metrics.get("best_val_loss"), float):
+        epoch = metrics.get("best_epoch")
+        at = f" at epoch {epoch + 1}" if isinstance(epoch, int) else ""
+        parts.append(f"best val loss {metrics['best_val_loss']:.4f}{at}")
+    if isinstance(metrics.get("val_auroc"), float):
+        parts.append(f"AUROC {metrics['val_auroc']:.3f}")
+    parts.append(f"{metrics.get('steps', 0)} steps")
+    return ", ".join(parts)
 
 
 def _last_error(path: Path, code: int) -> str:
@@ -369,7 +383,7 @@ def plan_sweep(
     combos = grid(varies, seeds)
     run_share(budget, len(combos))
     members = []
-    with progress("sweep plan", total=len(combos), every_s=5.0) as tick:
+    with progress("sweep plan", total=len(combos), every_s=5.0, unit="combinations") as tick:
         for k, overrides in enumerate(combos):
             m = Member(member_name(k, overrides), overrides)
             try:

@@ -81,15 +81,16 @@ class LiveStatus:
 
     def stage(self, name: str, done: int | None = None, total: int | None = None) -> None:
         """A pass of a long command (``inference``, ``scoring``...) and the items it has done:
-        the phase becomes ``<command> <name>``, the step counts the items."""
+        the phase becomes ``<command> <name>``, the step counts the items. A stage without
+        counts (the final ``done``) keeps the last pass's: a finished command shows its work."""
         detail = {**self.snapshot()["detail"], "stage": name}
+        counts: dict[str, int] = {}
         if total is not None:
-            detail["items_total"] = total
+            detail["items_total"] = counts["total_steps"] = total
         if done is not None:
-            detail["items_done"] = done
-        self.update(
-            phase=f"{self.command} {name}", detail=detail, step=done or 0, total_steps=total or 0
-        )
+            detail["items_done"] = counts["step"] = done
+        phase = name if name == self.command else f"{self.command} {name}"
+        self.update(phase=phase, detail=detail, **counts)
         self.touch()
 
     def snapshot(self) -> dict[str, Any]:
@@ -193,7 +194,9 @@ class Heartbeat:
         ckpt = s.pop("last_checkpoint_time")
         pushed = s.pop("push_ok_at")
         started = s.pop("started_at")
-        if s["state"] != RunState.RUNNING and s["samples"] and now > started:
+        if not s["samples"]:  # a command that trains nothing (evaluate, detect): no rate
+            samples_per_s = data_wait = None
+        elif s["state"] != RunState.RUNNING and now > started:
             # The final beat: "since the last beat" would often be 0 (the work ended just
             # after it); this process's average says what the run did.
             samples_per_s = s["samples"] / (now - started)

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from rich import box
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from ictal.errors import IctalError
 from ictal.io.paths import plain_dir, plain_file
@@ -42,7 +45,7 @@ class RunStatus:
     detail: str
     command: str | None = None
     phase: str | None = None
-    epoch: int | None = None
+    epoch: int | None = None  # the epoch it is in or ended in, counted from 1 (as shown)
     epochs: int | None = None
     step: int | None = None
     total_steps: int | None = None
@@ -73,6 +76,13 @@ def _int(value: Any) -> int | None:
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _epoch_of(beat: dict[str, Any]) -> int | None:
+    """The epoch a heartbeat's run is in, counted from 1 (a heartbeat counts from 0); None
+    for a command that trains nothing."""
+    epoch, epochs = _int(beat.get("epoch")), _int(beat.get("epochs"))
+    return None if epoch is None or not epochs else epoch + 1
 
 
 def _process_alive(pid: int, started: float | None) -> bool:
@@ -133,7 +143,7 @@ def from_beat(
         detail=detail,
         command=_str(beat.get("command")),
         phase=_str(beat.get("phase")),
-        epoch=_int(beat.get("epoch")),
+        epoch=_epoch_of(beat),
         epochs=_int(beat.get("epochs")),
         step=_int(beat.get("step")),
         total_steps=_int(beat.get("total_steps")),
@@ -281,43 +291,84 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def _progress(s: RunStatus) -> str:
-    """epoch e/E step n for training; done/total items for a pass of another command."""
-    if s.command not in (None, "train"):
-        total = f"/{s.total_steps}" if s.total_steps else ""
-        return "-" if s.step is None else f"{s.step}{total}"
-    epoch = "-" if s.epoch is None else f"{s.epoch + 1}/{s.epochs or '?'}"
-    return epoch if s.step is None else f"{epoch} step {s.step}"
+def _epoch(s: RunStatus) -> str:
+    """``e/E`` of a training run (the epoch it is in or ended in, counted from 1)."""
+    return "-" if s.epoch is None or not s.epochs else f"{s.epoch}/{s.epochs}"
+
+
+def _steps(s: RunStatus) -> str:
+    """Steps of a training run, or items (recordings) of a pass of another command, as
+    ``done/total``; ``-`` when nothing was counted."""
+    if s.step is None or not (s.step or s.total_steps):
+        return "-"
+    return f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step)
 
 
 STYLES = {"running": "green", "stalled": "yellow", "stale": "red", "failed": "red"}
 
+# (header, right-aligned) of every column, in order; a column with nothing to show is left out.
+COLUMNS = (("run", False), ("host:pid", False), ("status", False), ("phase", False),
+           ("epoch", True), ("step", True), ("loss", True), ("win/s", True), ("wait", True),
+           ("beat", True), ("ckpt", True), ("push", True), ("note", False))  # fmt: skip
+WRAPS = {"phase", "note"}  # the columns that may wrap on a narrow screen; the others never do
+ALWAYS = {"run", "status"}
+# What the terse columns mean, printed under the table for the columns it shows.
+LEGEND = {"step": "training steps, or recordings of evaluate and detect",
+          "win/s": "training windows per second",
+          "wait": "share of the time spent waiting for data",
+          "beat": "age of the last heartbeat", "ckpt": "age of the last checkpoint",
+          "push": "age of the last push to the sink"}  # fmt: skip
 
-def status_table(statuses: list[RunStatus]) -> Table:
-    """A table of runs: status, phase, progress, loss, speed, and the ages that matter."""
-    table = Table(title=f"runs ({len(statuses)})", title_justify="left")
-    for col in ("run", "host:pid", "status", "phase", "progress", "loss", "samples/s",
-                "data wait", "heartbeat", "checkpoint", "push lag", "note"):  # fmt: skip
-        table.add_column(col, justify="right" if col in ("loss", "samples/s") else "left")
+
+def _cells(s: RunStatus, listed: set[str]) -> tuple[str | Text, ...]:
+    """One run's cells, in the order of ``COLUMNS``; an evaluation whose run is ``listed``
+    above it is named by its directory only, under that run."""
+    parent, _, own = s.run.rpartition("/")
+    name = f"└ {own}" if parent in listed else s.run
+    push = "-" if s.push_lag_s is None else _age(s.push_lag_s)
+    push += f" ({s.push_failures} failed)" if s.push_failures else ""
+    return (
+        name,
+        f"{s.host}:{s.pid}" if s.host else "-",
+        styled(s.status, STYLES.get(s.status, "")),
+        "-" if s.status == "done" else s.phase or "-",  # a finished run has no phase to show
+        _epoch(s),
+        _steps(s),
+        _fmt(s.loss, ".4f"),
+        _fmt(s.samples_per_s, ".1f"),
+        "-" if s.data_wait is None else f"{s.data_wait:.0%}",
+        _age(s.heartbeat_age_s),
+        _age(s.checkpoint_age_s),
+        push,
+        s.detail,
+    )
+
+
+def status_table(statuses: list[RunStatus]) -> Group:
+    """A table of runs: status, phase, progress, loss, speed, and the ages that matter. Run
+    ids and hosts are never cut; columns no run has a value for are left out, and the table
+    has no vertical rules, so a screen of 100 columns holds a training run's row."""
+    rows: list[tuple[str | Text, ...]] = []
+    listed: set[str] = set()
     for s in statuses:
-        push = _age(s.push_lag_s) + (f" ({s.push_failures} failed)" if s.push_failures else "")
-        table.add_row(
-            s.run,
-            f"{s.host}:{s.pid}" if s.host else "-",
-            styled(s.status, STYLES.get(s.status, "")),
-            s.phase or "-",
-            _progress(s),
-            _fmt(s.loss, ".4f"),
-            _fmt(s.samples_per_s, ".1f"),
-            "-" if s.data_wait is None else f"{s.data_wait:.0%}",
-            _age(s.heartbeat_age_s),
-            _age(s.checkpoint_age_s),
-            push if s.push_lag_s is not None else "-",
-            s.detail,
-        )
-    return table
+        rows.append(_cells(s, listed))
+        listed.add(s.run)
+    keep = [i for i, (name, _) in enumerate(COLUMNS)
+            if name in ALWAYS or any(str(r[i]) not in ("-", "") for r in rows)]  # fmt: skip
+    table = Table(title=f"runs ({len(statuses)})", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False, padding=(0, 1, 0, 0))  # fmt: skip
+    for i in keep:
+        name, right = COLUMNS[i]
+        wide = max(len(name), *(len(str(r[i])) for r in rows))
+        table.add_column(name, justify="right" if right else "left", no_wrap=name not in WRAPS,
+                         min_width=None if name in WRAPS else wide, overflow="fold")  # fmt: skip
+    for r in rows:
+        table.add_row(*(r[i] for i in keep))
+    shown = [COLUMNS[i][0] for i in keep]
+    legend = "; ".join(f"{name}: {LEGEND[name]}" for name in shown if name in LEGEND)
+    return Group(table, Text(legend, style="dim"))
 
 
-def status_view(statuses: list[RunStatus]) -> Table | str:
+def status_view(statuses: list[RunStatus]) -> Group | str:
     """The table of runs, or one line when there are none."""
     return status_table(statuses) if statuses else "no runs"

@@ -17,7 +17,7 @@ from ictal.data.dataset import WindowDataset
 from ictal.data.loader import make_loader
 from ictal.data.sampler import BalancedSampler
 from ictal.data.windows import CLASS_NAMES, WindowIndex, index_recordings, window_samples
-from ictal.ui import log
+from ictal.ui import log, pairs_text
 
 
 @dataclass
@@ -242,10 +242,11 @@ def describe(data: TrainData) -> str:
     an epoch."""
     index = data.index
     line = (
-        f"windows of {data.window} samples at stride {data.stride}: train {index.counts()} "
-        f"({index.n_short} recordings shorter than a window); {len(data.sampler)} drawn per "
-        f"epoch, {data.steps_per_epoch} steps of {data.batch_size}; loader: {data.workers} "
-        f"{data.backend}; validation {'on' if data.val_loader is not None else 'off'}"
+        f"windows of {data.window} samples at stride {data.stride}: train "
+        f"({pairs_text(index.counts())}; {index.n_short} recordings shorter than a window); "
+        f"{len(data.sampler)} drawn per epoch, {data.steps_per_epoch} steps of "
+        f"{data.batch_size}; loader: {data.workers} {data.backend}; "
+        f"validation {'on' if data.val_loader is not None else 'off'}"
     )
     corpora = describe_corpora(data.sampler, data.corpora)
     return f"{line}; {corpora}" if corpora else line

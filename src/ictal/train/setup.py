@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ictal.cache.manifest import CacheView
-from ictal.config import Config
+from ictal.config import Config, TrainConfig
 from ictal.data.windows import window_samples
 from ictal.models.checkpoint import ModelSpec
 from ictal.models.contract import check_contract
@@ -23,6 +23,7 @@ from ictal.models.registry import Builder, ModelSource, construct, resolve
 from ictal.models.trust import ModelTrust
 from ictal.train.feed import TrainData
 from ictal.train.state import TrainState
+from ictal.ui import log
 
 
 def _resolve(cfg: Config) -> tuple[Builder, ModelSource]:
@@ -45,6 +46,21 @@ def make_model(cfg: Config, view: CacheView) -> nn.Module:
 def data_stride(model: nn.Module) -> int:
     """Input samples per output step of a model."""
     return int(model.output_stride)  # type: ignore[arg-type]
+
+
+def warmup_length(train: TrainConfig, total: int) -> int:
+    """Warm-up steps of a run of ``total`` steps: ``train.warmup_steps`` when set, else
+    ``train.warmup_fraction`` of the run; a warm-up longer than the run is warned about (its
+    peak learning rate is never reached)."""
+    if train.warmup_steps is None:
+        return round(train.warmup_fraction * total)
+    if train.warmup_steps > total:
+        log.warning(
+            f"train.warmup_steps={train.warmup_steps} exceeds the run's {total} steps: the "
+            f"learning rate reaches {total / train.warmup_steps:.0%} of train.lr; lower it or "
+            f"set it to null to warm up over train.warmup_fraction={train.warmup_fraction:g}"
+        )
+    return train.warmup_steps
 
 
 def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
@@ -72,7 +88,7 @@ def make_state(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(cfg.train.warmup_steps, data.total_steps)
+        optimizer, warmup_cosine(warmup_length(cfg.train, data.total_steps), data.total_steps)
     )
     amp = device.type == "cuda" and cfg.train.amp
     scaler = torch.amp.GradScaler(device.type, enabled=amp)

@@ -60,6 +60,7 @@ class BenchResult:
     epoch_batches: int
     epoch_s: float
     epoch_cost: float | None
+    price_per_hour: float | None  # the --price-per-hour the cost was projected at
     device: str
     workers: int
     ranks: list[RankSpeed] = field(default_factory=list)
@@ -147,6 +148,7 @@ def _timed(
         epoch_batches=epoch_batches,
         epoch_s=epoch_s,
         epoch_cost=None if price_per_hour is None else epoch_s / 3600 * price_per_hour,
+        price_per_hour=price_per_hour,
         device=str(device) if not ranks.active else f"{ranks.world} x {device.type}",
         workers=data.workers,
         ranks=speeds if ranks.active else [],
@@ -223,7 +225,10 @@ def print_bench(result: BenchResult, cfg: Config, console: Console) -> None:
         capped = cfg.train.steps_per_epoch * result.s_per_batch
         table.add_row(f"epoch capped at {cfg.train.steps_per_epoch} steps", _duration(capped))
     if result.epoch_cost is not None:
-        table.add_row("projected epoch cost", f"{result.epoch_cost:.4g}")
+        # The price's currency is the user's: the cost is in it, per epoch, at that price.
+        table.add_row("projected epoch cost",
+                      f"{result.epoch_cost:.4g} per epoch at {result.price_per_hour:g} per "
+                      "machine-hour")  # fmt: skip
     console.print(table)
     if result.ranks:
         per = Table(title="per rank", title_justify="left")

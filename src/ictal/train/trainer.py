@@ -38,7 +38,7 @@ from ictal.train.monitor import QuietRecorder, Recorder, StopRequest, WaitWatch
 from ictal.train.setup import data_stride
 from ictal.train.state import TrainState, capture_rng, is_better
 from ictal.train.validate import Validation, validate
-from ictal.ui import log, progress
+from ictal.ui import log, pairs_text, progress
 
 RANK_REPORT_STEPS = 20  # how often the ranks tell rank 0's heartbeat where they are
 
@@ -150,6 +150,11 @@ def _fresh_sums() -> dict[str, float]:
     return {"loss": 0.0, "loss_samples": 0, "pos": 0.0, "samples": 0}
 
 
+def _loss(value: float | None) -> str:
+    """A validation loss for a log line: four decimals, ``-`` before the first validation."""
+    return "-" if value is None else f"{value:.4f}"
+
+
 class Trainer:
     """One run's training: ``fit`` runs the remaining epochs; everything it needs is here."""
 
@@ -223,7 +228,7 @@ class Trainer:
                 log.info(
                     f"early stopping after epoch {state.epoch}: no validation gain for "
                     f"{state.bad_epochs} epochs (train.patience={patience}); best epoch "
-                    f"{(state.best_epoch or 0) + 1}, loss {state.best_metric}"
+                    f"{(state.best_epoch or 0) + 1}, val loss {_loss(state.best_metric)}"
                 )
                 return RunState.DONE, True
             state.sampler.set_epoch(state.epoch)
@@ -238,7 +243,8 @@ class Trainer:
             self.end_epoch(val)
         stopped_early = patience is not None and state.bad_epochs >= patience
         log.info(
-            f"training done: {state.epoch} epochs, {state.step} steps, best {state.best_metric}"
+            f"training done: {state.epoch} epochs, {state.step} steps, best val loss "
+            f"{_loss(state.best_metric)}"
         )
         return RunState.DONE, stopped_early
 
@@ -253,8 +259,8 @@ class Trainer:
         pos_weight = torch.tensor(data.sampler.pos_weight(epoch), device=self.device)
         if state.step_in_epoch == 0:
             log.info(
-                f"epoch {epoch + 1}/{self.cfg.train.epochs}: {data.steps_per_epoch} steps, draw "
-                f"{data.sampler.class_counts(epoch)}, expected positive fraction "
+                f"epoch {epoch + 1}/{self.cfg.train.epochs}: {data.steps_per_epoch} steps, draw ("
+                f"{pairs_text(data.sampler.class_counts(epoch))}), expected positive fraction "
                 f"{data.sampler.expected_positive_fraction(epoch):.4f}, "
                 f"pos_weight {pos_weight.item():.3f}"
             )
@@ -267,7 +273,7 @@ class Trainer:
             batches = iter(data.train_loader)
         self.pos_weight, self.meter, self.clock = pos_weight, meter, _StepClock()
         desc = f"epoch {epoch + 1}/{self.cfg.train.epochs}"
-        with progress(desc, data.steps_per_epoch - state.step_in_epoch) as ticker:
+        with progress(desc, data.steps_per_epoch - state.step_in_epoch, unit="steps") as ticker:
             try:
                 for x, y in meter.wrap(batches):
                     loss, stopping, saving = self.step(x, y)
@@ -407,7 +413,8 @@ class Trainer:
         state.nonfinite_total += 1
         state.nonfinite_in_a_row += 1
         log.warning(
-            f"step {state.step}: non-finite loss/gradient (loss {loss}, grad norm {grad_norm}); "
+            f"step {state.step}: non-finite loss/gradient (loss {loss:.4g}, grad norm "
+            f"{'-' if grad_norm is None else format(grad_norm, '.4g')}); "
             f"update skipped ({state.nonfinite_in_a_row} in a row, {state.nonfinite_total} total)"
         )
         limit = self.cfg.train.max_nonfinite_in_a_row
