@@ -173,6 +173,9 @@ class WindowsConfig(Section):
     length_s: float = Field(60.0, gt=0.0)
     stride_s: float = Field(10.0, gt=0.0)
     full_threshold: float = Field(1.0, gt=0.0, le=1.0)
+    # reflect: windows also hang half a window over each end of a recording, mirrored, in
+    # training and inference alike (docs/training.md, "Recording edges"); none: the old way.
+    edges: Literal["reflect", "none"] = "reflect"
 
 
 class SamplerConfig(Section):
