@@ -1,0 +1,214 @@
+"""False alarms at recording edges: the old windowing (windows.edges=none) against the mirrored
+ends (windows.edges=reflect), both arms trained and evaluated in the same run.
+
+Through the real CLI: `ictal synth --difficulty realistic`, `ictal build` (configs/demo.yaml; the
+cache is the same for both arms), then per arm `ictal train --set windows.edges=ARM`, `ictal
+evaluate` on dev, and on eval with dev's operating points, as scripts/demo.sh does. On eval, at
+each OVLP operating point: the false alarms (hypothesis events overlapping no reference event)
+and how many lie within EDGE_S of a recording's start or end, against the share of recording
+time those edges make up; the scorer's own FA/24h and sensitivity; and the mean probability on
+background output steps near the edges and elsewhere. Target (issue 30): the edge share of the
+false alarms, pooled over the operating points, at most twice the edges' share of time.
+
+Run: .venv/bin/python bench/edge_alarms.py [--patients 30 --hours 30 --seed 11] [--epochs 12]
+     [--work DIR] [--keep] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common import machine_line, table
+from difficulty import CONFIG, CommandFailed, point_at, run
+from ictal.cache.locate import locate
+from ictal.cache.manifest import CacheView, open_cache
+from ictal.config_file import load_config
+from ictal.events.postprocess import PostProcess, events_from_probs
+
+PATIENTS, HOURS, SEED = 30, 30.0, 11
+ARMS = ("none", "reflect")  # windows.edges: the old behaviour first
+EDGE_S = 5.0
+TARGET_RATIO = 2.0  # edge share of the false alarms <= this x the edges' share of time
+SCORER = "ovlp"
+
+
+@dataclass
+class Arm:
+    """What one arm measured on eval: per target, (threshold, FA, edge FA, FA/24h, sens)."""
+
+    edges: str
+    run: str = ""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    p_edge: float = float("nan")  # mean probability of background steps within EDGE_S
+    p_inner: float = float("nan")  # ... and of the other background steps
+    train_s: float = 0.0
+
+
+def overlaps(ev: tuple[float, float], refs: list[tuple[float, float]]) -> bool:
+    """True when the event shares any time with a reference event."""
+    return any(ev[0] < b and a < ev[1] for a, b in refs)
+
+
+def near_edge(ev: tuple[float, float], duration_s: float) -> bool:
+    """True when the event comes within EDGE_S of the recording's start or end."""
+    return ev[0] < EDGE_S or ev[1] > duration_s - EDGE_S
+
+
+def edge_time_share(view: CacheView) -> float:
+    """The share of eval recording time within EDGE_S of a start or end."""
+    durations = [int(r["n_samples"]) / view.fs for r in view.split("eval")]
+    return sum(min(2 * EDGE_S, d) for d in durations) / sum(durations)
+
+
+def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
+    """False alarms (all and near an edge) at each OVLP operating point, and mean probabilities."""
+    scores = json.loads((eval_dir / "scores.json").read_text(encoding="utf-8"))
+    fs_out = float(scores["inference"]["fs_out"])
+    pp = scores["operating_points"]["postprocess"]
+    recs = []
+    p_edge: list[np.ndarray] = []
+    p_inner: list[np.ndarray] = []
+    for r in view.split("eval"):
+        probs = np.load(eval_dir / "probs" / f"{r['id']}.npy")
+        refs = [(a / view.fs, b / view.fs) for a, b in r["seizures"]]
+        duration = int(r["n_samples"]) / view.fs
+        recs.append((probs, refs, duration))
+        t = (np.arange(len(probs)) + 0.5) / fs_out
+        background = np.ones(len(probs), dtype=bool)
+        for a, b in refs:
+            background &= (t < a) | (t >= b)
+        edge = (t < EDGE_S) | (t > duration - EDGE_S)
+        p_edge.append(probs[background & edge])
+        p_inner.append(probs[background & ~edge])
+    arm.p_edge = float(np.concatenate(p_edge).mean())
+    arm.p_inner = float(np.concatenate(p_inner).mean())
+    for target in (
+        float(p["target_fa_per_24h"]) for p in scores["operating_points"]["points"][SCORER]
+    ):
+        point = point_at(scores, SCORER, target)
+        if point is None or point["threshold"] is None:
+            arm.rows.append({"target": target, "threshold": None})
+            continue
+        post = PostProcess(**(pp | {"threshold": float(point["threshold"])}))
+        fa = edge = 0
+        for probs, refs, duration in recs:
+            for ev in events_from_probs(probs, fs_out, post):
+                if not overlaps(ev, refs):
+                    fa += 1
+                    edge += near_edge(ev, duration)
+        counts = point["counts"]
+        arm.rows.append({"target": target, "threshold": float(point["threshold"]), "fa": fa,
+                         "edge_fa": edge, "fa_per_24h": counts["fa_per_24h"],
+                         "sensitivity": counts["sensitivity"]})  # fmt: skip
+
+
+def train_and_evaluate(arm: Arm, cfg_args: list[str], runs: Path, logs: Path, t0: float) -> Path:
+    """Train one arm, evaluate it on dev then on eval at dev's points; its eval directory."""
+    sets = ["--set", f"windows.edges={arm.edges}"]
+    before = set(runs.glob("*/checkpoints/best.pt"))
+    arm.train_s = run(["train", *cfg_args, *sets], logs, f"{arm.edges} train", t0)
+    new = sorted(set(runs.glob("*/checkpoints/best.pt")) - before)
+    if len(new) != 1:
+        raise CommandFailed(["ictal", "train", *cfg_args, *sets], 0, f"no new best.pt in {runs}")
+    best = new[0]
+    run_dir = best.parent.parent
+    arm.run = str(run_dir)
+    run(["evaluate", str(best), "--split", "dev", *cfg_args], logs, f"{arm.edges} eval dev", t0)
+    ops = run_dir / "eval-best-dev" / "operating_points.json"
+    run(["evaluate", str(best), "--split", "eval", "--operating-points", str(ops), *cfg_args],
+        logs, f"{arm.edges} eval eval", t0)  # fmt: skip
+    return run_dir / "eval-best-eval"
+
+
+def _share(edge: int, fa: int) -> str:
+    return f"{edge}/{fa} = {100 * edge / fa:.0f} %" if fa else "0/0"
+
+
+def report(arms: list[Arm], time_share: float) -> bool:
+    """Print the per-point table, the mean probabilities and the target check; True if met."""
+    print(f"\neval, OVLP operating points chosen on dev; edge = within {EDGE_S:g} s of a "
+          f"recording's start or end ({100 * time_share:.2f} % of eval time)")  # fmt: skip
+    rows = []
+    for arm in arms:
+        for r in arm.rows:
+            if r["threshold"] is None:
+                rows.append([f"{arm.edges} @ {r['target']:g} FA/24h", "-", "-", "-", "-"])
+                continue
+            rows.append([f"{arm.edges} @ {r['target']:g} FA/24h", f"{r['threshold']:.3f}",
+                         _share(r["edge_fa"], r["fa"]), f"{r['fa_per_24h']:.1f}",
+                         f"{r['sensitivity']:.3f}"])  # fmt: skip
+    heads = ["arm @ dev target", "threshold", "edge FA / all FA", "eval FA/24h", "eval sens"]
+    print(table(heads, rows))
+    print("\nmean probability of background output steps (no seizure):")
+    print(table(["arm", f"within {EDGE_S:g} s of an edge", "elsewhere"],
+                [[a.edges, f"{a.p_edge:.4f}", f"{a.p_inner:.4f}"] for a in arms]))  # fmt: skip
+    met = True
+    print(
+        f"\ntarget: edge share of false alarms (pooled over the points) <= "
+        f"{TARGET_RATIO:g} x {100 * time_share:.2f} % = {100 * TARGET_RATIO * time_share:.1f} %"
+    )
+    for arm in arms:
+        fa = sum(r.get("fa", 0) for r in arm.rows)
+        edge = sum(r.get("edge_fa", 0) for r in arm.rows)
+        ok = fa == 0 or edge / fa <= TARGET_RATIO * time_share
+        met = ok if arm.edges == "reflect" else met
+        print(f"  {arm.edges:8s} {_share(edge, fa):>18s}  {'met' if ok else 'NOT MET'}")
+    return met
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patients", type=int, default=PATIENTS)
+    ap.add_argument("--hours", type=float, default=HOURS)
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--epochs", type=int, default=12, help="train.epochs of each arm")
+    ap.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the working directory")
+    ap.add_argument("--json", type=Path, help="also write the measurements here")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ictal-edges-"))
+    corpus, cache, runs, logs = (work / n for n in ("corpus", "cache", "runs", "logs"))
+    sets = [f"corpus.root={corpus}", f"cache.root={cache}", f"runs.root={runs}",
+            f"train.epochs={args.epochs}"]  # fmt: skip
+    cfg_args = ["-c", str(CONFIG)] + [a for s in sets for a in ("--set", s)]
+    t0 = time.perf_counter()
+    print(machine_line())
+    try:
+        if not corpus.exists():
+            run(["synth", str(corpus), "--patients", str(args.patients), "--hours",
+                 f"{args.hours:g}", "--seed", str(args.seed), "--difficulty", "realistic"],
+                logs, "synth", t0)  # fmt: skip
+        run(["build", *cfg_args], logs, "build", t0)
+        view = open_cache(locate(load_config(CONFIG, sets)).path)
+        arms = [Arm(edges) for edges in ARMS]
+        for arm in arms:
+            measure_arm(arm, view, train_and_evaluate(arm, cfg_args, runs, logs, t0))
+    except CommandFailed as exc:
+        sys.exit(f"{exc}\n{exc.tail}")
+    rows = view.split("eval")
+    hours = sum(int(r["n_samples"]) for r in rows) / view.fs / 3600
+    seizures = sum(len(r["seizures"]) for r in rows)
+    print(f"\ncorpus: {args.patients} patients, {args.hours:g} h, seed {args.seed}, realistic; "
+          f"eval {len(rows)} recordings, {hours:.1f} h, {seizures} seizures; "
+          f"{args.epochs} epochs of 40 steps per arm "
+          f"(train {', '.join(f'{a.edges} {a.train_s:.0f} s' for a in arms)})")  # fmt: skip
+    met = report(arms, edge_time_share(view))
+    if args.json:
+        args.json.write_text(json.dumps([a.__dict__ for a in arms], indent=1), encoding="utf-8")
+    if not args.keep and args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nreflect arm: target {'met' if met else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()
