@@ -10,8 +10,11 @@ time those edges make up; the scorer's own FA/24h and sensitivity; and the mean 
 background output steps near the edges and elsewhere. Target (issue 30): the edge share of the
 false alarms, pooled over the operating points, at most twice the edges' share of time.
 
+The two arms train and evaluate side by side (on a shared machine two processes get more of
+it than one). With --measure-only the runs already in --work are measured again.
+
 Run: .venv/bin/python bench/edge_alarms.py [--patients 30 --hours 30 --seed 11] [--epochs 12]
-     [--work DIR] [--keep] [--json FILE]
+     [--work DIR] [--keep] [--json FILE] [--measure-only]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,8 +53,8 @@ class Arm:
     edges: str
     run: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list)
-    p_edge: float = float("nan")  # mean probability of background steps within EDGE_S
-    p_inner: float = float("nan")  # ... and of the other background steps
+    profile: list[float] = field(default_factory=list)  # mean background probability per
+    # second from the nearest edge (0-1 s, .., EDGE_S - 1 to EDGE_S s), then elsewhere
     train_s: float = 0.0
 
 
@@ -76,8 +80,8 @@ def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
     fs_out = float(scores["inference"]["fs_out"])
     pp = scores["operating_points"]["postprocess"]
     recs = []
-    p_edge: list[np.ndarray] = []
-    p_inner: list[np.ndarray] = []
+    bins = int(EDGE_S)
+    sums, counts = np.zeros(bins + 1), np.zeros(bins + 1)
     for r in view.split("eval"):
         probs = np.load(eval_dir / "probs" / f"{r['id']}.npy")
         refs = [(a / view.fs, b / view.fs) for a, b in r["seizures"]]
@@ -87,11 +91,10 @@ def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
         background = np.ones(len(probs), dtype=bool)
         for a, b in refs:
             background &= (t < a) | (t >= b)
-        edge = (t < EDGE_S) | (t > duration - EDGE_S)
-        p_edge.append(probs[background & edge])
-        p_inner.append(probs[background & ~edge])
-    arm.p_edge = float(np.concatenate(p_edge).mean())
-    arm.p_inner = float(np.concatenate(p_inner).mean())
+        which = np.minimum(np.minimum(t, duration - t), bins).astype(int)[background]
+        sums += np.bincount(which, probs[background], minlength=bins + 1)
+        counts += np.bincount(which, minlength=bins + 1)
+    arm.profile = [float(x) for x in sums / np.maximum(counts, 1)]
     for target in (
         float(p["target_fa_per_24h"]) for p in scores["operating_points"]["points"][SCORER]
     ):
@@ -114,20 +117,26 @@ def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
 
 def train_and_evaluate(arm: Arm, cfg_args: list[str], runs: Path, logs: Path, t0: float) -> Path:
     """Train one arm, evaluate it on dev then on eval at dev's points; its eval directory."""
-    sets = ["--set", f"windows.edges={arm.edges}"]
-    before = set(runs.glob("*/checkpoints/best.pt"))
+    arm_runs = runs / arm.edges  # each arm its own runs root: the runs cannot be confused
+    sets = ["--set", f"windows.edges={arm.edges}", "--set", f"runs.root={arm_runs}"]
     arm.train_s = run(["train", *cfg_args, *sets], logs, f"{arm.edges} train", t0)
-    new = sorted(set(runs.glob("*/checkpoints/best.pt")) - before)
-    if len(new) != 1:
-        raise CommandFailed(["ictal", "train", *cfg_args, *sets], 0, f"no new best.pt in {runs}")
-    best = new[0]
+    best = latest_best(arm_runs)
     run_dir = best.parent.parent
     arm.run = str(run_dir)
-    run(["evaluate", str(best), "--split", "dev", *cfg_args], logs, f"{arm.edges} eval dev", t0)
+    ev = [*cfg_args, *sets]
+    run(["evaluate", str(best), "--split", "dev", *ev], logs, f"{arm.edges} eval dev", t0)
     ops = run_dir / "eval-best-dev" / "operating_points.json"
-    run(["evaluate", str(best), "--split", "eval", "--operating-points", str(ops), *cfg_args],
+    run(["evaluate", str(best), "--split", "eval", "--operating-points", str(ops), *ev],
         logs, f"{arm.edges} eval eval", t0)  # fmt: skip
     return run_dir / "eval-best-eval"
+
+
+def latest_best(arm_runs: Path) -> Path:
+    """The best checkpoint of the newest run under an arm's runs root."""
+    found = sorted(arm_runs.glob("*/checkpoints/best.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CommandFailed(["ictal", "train"], 0, f"no best.pt under {arm_runs}")
+    return found[-1]
 
 
 def _share(edge: int, fa: int) -> str:
@@ -149,9 +158,10 @@ def report(arms: list[Arm], time_share: float) -> bool:
                          f"{r['sensitivity']:.3f}"])  # fmt: skip
     heads = ["arm @ dev target", "threshold", "edge FA / all FA", "eval FA/24h", "eval sens"]
     print(table(heads, rows))
-    print("\nmean probability of background output steps (no seizure):")
-    print(table(["arm", f"within {EDGE_S:g} s of an edge", "elsewhere"],
-                [[a.edges, f"{a.p_edge:.4f}", f"{a.p_inner:.4f}"] for a in arms]))  # fmt: skip
+    print("\nmean probability of background output steps (no seizure), by distance from the "
+          "nearest edge of the recording")  # fmt: skip
+    heads = ["arm", *(f"{k}-{k + 1} s" for k in range(int(EDGE_S))), f">= {EDGE_S:g} s"]
+    print(table(heads, [[a.edges, *(f"{x:.3f}" for x in a.profile)] for a in arms], first=10))
     met = True
     print(
         f"\ntarget: edge share of false alarms (pooled over the points) <= "
@@ -175,6 +185,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
+    ap.add_argument("--measure-only", action="store_true", help="measure the runs in --work")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="ictal-edges-"))
     corpus, cache, runs, logs = (work / n for n in ("corpus", "cache", "runs", "logs"))
@@ -183,18 +194,34 @@ def main() -> None:
     cfg_args = ["-c", str(CONFIG)] + [a for s in sets for a in ("--set", s)]
     t0 = time.perf_counter()
     print(machine_line())
+    arms = [Arm(edges) for edges in ARMS]
     try:
+        if args.measure_only:
+            view = open_cache(locate(load_config(CONFIG, sets)).path)
+            for arm in arms:
+                arm.run = str(latest_best(runs / arm.edges).parent.parent)
+                measure_arm(arm, view, Path(arm.run) / "eval-best-eval")
+            report_all(arms, view, args)
+            return
         if not corpus.exists():
             run(["synth", str(corpus), "--patients", str(args.patients), "--hours",
                  f"{args.hours:g}", "--seed", str(args.seed), "--difficulty", "realistic"],
                 logs, "synth", t0)  # fmt: skip
         run(["build", *cfg_args], logs, "build", t0)
         view = open_cache(locate(load_config(CONFIG, sets)).path)
-        arms = [Arm(edges) for edges in ARMS]
-        for arm in arms:
-            measure_arm(arm, view, train_and_evaluate(arm, cfg_args, runs, logs, t0))
+        with ThreadPoolExecutor(len(arms)) as pool:
+            done = list(pool.map(lambda a: train_and_evaluate(a, cfg_args, runs, logs, t0), arms))
+        for arm, eval_dir in zip(arms, done, strict=True):
+            measure_arm(arm, view, eval_dir)
     except CommandFailed as exc:
         sys.exit(f"{exc}\n{exc.tail}")
+    report_all(arms, view, args)
+    if not args.keep and args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report_all(arms: list[Arm], view: CacheView, args: argparse.Namespace) -> None:
+    """The corpus line, the tables and the target line; the JSON file when asked."""
     rows = view.split("eval")
     hours = sum(int(r["n_samples"]) for r in rows) / view.fs / 3600
     seizures = sum(len(r["seizures"]) for r in rows)
@@ -205,8 +232,6 @@ def main() -> None:
     met = report(arms, edge_time_share(view))
     if args.json:
         args.json.write_text(json.dumps([a.__dict__ for a in arms], indent=1), encoding="utf-8")
-    if not args.keep and args.work is None:
-        shutil.rmtree(work, ignore_errors=True)
     print(f"\nreflect arm: target {'met' if met else 'NOT MET'}")
 
 
