@@ -44,6 +44,9 @@ ARMS = ("none", "reflect")  # windows.edges: the old behaviour first
 EDGE_S = 5.0
 TARGET_RATIO = 2.0  # edge share of the false alarms <= this x the edges' share of time
 SCORER = "ovlp"
+SPLITS = ("train", "dev", "eval")
+HOLDOUT_PATIENTS, HOLDOUT_HOURS = 24, 20.0
+Recording = tuple[np.ndarray, list[tuple[float, float]], float]  # probs, reference, seconds
 
 
 @dataclass
@@ -68,25 +71,28 @@ def near_edge(ev: tuple[float, float], duration_s: float) -> bool:
     return ev[0] < EDGE_S or ev[1] > duration_s - EDGE_S
 
 
-def edge_time_share(view: CacheView) -> float:
-    """The share of eval recording time within EDGE_S of a start or end."""
-    durations = [int(r["n_samples"]) / view.fs for r in view.split("eval")]
+def edge_time_share(parts: list[tuple[CacheView, str, Path]]) -> float:
+    """The share of the measured recording time within EDGE_S of a start or end."""
+    durations = [int(r["n_samples"]) / view.fs for view, split, _ in parts
+                 for r in view.split(split)]  # fmt: skip
     return sum(min(2 * EDGE_S, d) for d in durations) / sum(durations)
 
 
-def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
-    """False alarms (all and near an edge) at each OVLP operating point, and mean probabilities."""
-    scores = json.loads((eval_dir / "scores.json").read_text(encoding="utf-8"))
-    fs_out = float(scores["inference"]["fs_out"])
-    pp = scores["operating_points"]["postprocess"]
-    recs = []
-    bins = int(EDGE_S)
-    sums, counts = np.zeros(bins + 1), np.zeros(bins + 1)
-    for r in view.split("eval"):
+def _recordings(view: CacheView, split: str, eval_dir: Path) -> list[Recording]:
+    """Probabilities, reference events and duration of each recording an evaluation scored."""
+    out = []
+    for r in view.split(split):
         probs = np.load(eval_dir / "probs" / f"{r['id']}.npy")
         refs = [(a / view.fs, b / view.fs) for a, b in r["seizures"]]
-        duration = int(r["n_samples"]) / view.fs
-        recs.append((probs, refs, duration))
+        out.append((probs, refs, int(r["n_samples"]) / view.fs))
+    return out
+
+
+def _profile(recs: list[Recording], fs_out: float) -> list[float]:
+    """Mean probability of background steps per second from the nearest edge, then beyond."""
+    bins = int(EDGE_S)
+    sums, counts = np.zeros(bins + 1), np.zeros(bins + 1)
+    for probs, refs, duration in recs:
         t = (np.arange(len(probs)) + 0.5) / fs_out
         background = np.ones(len(probs), dtype=bool)
         for a, b in refs:
@@ -94,25 +100,49 @@ def measure_arm(arm: Arm, view: CacheView, eval_dir: Path) -> None:
         which = np.minimum(np.minimum(t, duration - t), bins).astype(int)[background]
         sums += np.bincount(which, probs[background], minlength=bins + 1)
         counts += np.bincount(which, minlength=bins + 1)
-    arm.profile = [float(x) for x in sums / np.maximum(counts, 1)]
-    for target in (
-        float(p["target_fa_per_24h"]) for p in scores["operating_points"]["points"][SCORER]
-    ):
-        point = point_at(scores, SCORER, target)
-        if point is None or point["threshold"] is None:
+    return [float(x) for x in sums / np.maximum(counts, 1)]
+
+
+def measure_arm(arm: Arm, parts: list[tuple[CacheView, str, Path]]) -> None:
+    """False alarms (all and near an edge) at each OVLP operating point, pooled over the
+    evaluations ``parts`` (view, split, directory), with the scorer's pooled FA/24h and
+    sensitivity; and the probability profile at the edges."""
+    docs = [json.loads((d / "scores.json").read_text(encoding="utf-8")) for _, _, d in parts]
+    fs_out = float(docs[0]["inference"]["fs_out"])
+    pp = docs[0]["operating_points"]["postprocess"]
+    recs = [rec for view, split, d in parts for rec in _recordings(view, split, d)]
+    arm.profile = _profile(recs, fs_out)
+    for row in docs[0]["operating_points"]["points"][SCORER]:
+        target, threshold = float(row["target_fa_per_24h"]), row["threshold"]
+        if threshold is None:
             arm.rows.append({"target": target, "threshold": None})
             continue
-        post = PostProcess(**(pp | {"threshold": float(point["threshold"])}))
+        post = PostProcess(**(pp | {"threshold": float(threshold)}))
         fa = edge = 0
         for probs, refs, duration in recs:
             for ev in events_from_probs(probs, fs_out, post):
                 if not overlaps(ev, refs):
                     fa += 1
                     edge += near_edge(ev, duration)
-        counts = point["counts"]
-        arm.rows.append({"target": target, "threshold": float(point["threshold"]), "fa": fa,
-                         "edge_fa": edge, "fa_per_24h": counts["fa_per_24h"],
-                         "sensitivity": counts["sensitivity"]})  # fmt: skip
+        counts = [point_at(doc, SCORER, target)["counts"] for doc in docs]  # same thresholds
+        total = {k: sum(float(c[k]) for c in counts)
+                 for k in ("false_alarms", "duration_s", "hits", "n_ref")}  # fmt: skip
+        arm.rows.append({"target": target, "threshold": float(threshold), "fa": fa,
+                         "edge_fa": edge, "scorer_fa": total["false_alarms"],
+                         "fa_per_24h": 86400.0 * total["false_alarms"] / total["duration_s"],
+                         "sensitivity": total["hits"] / max(total["n_ref"], 1.0)})  # fmt: skip
+
+
+def evaluate_holdout(arm: Arm, hold_args: list[str], logs: Path, t0: float) -> None:
+    """Evaluate the arm's best checkpoint on every split of the held-out corpus at the
+    operating points chosen on its own dev split."""
+    run_dir = Path(arm.run)
+    best = run_dir / "checkpoints" / "best.pt"
+    ops = run_dir / "eval-best-dev" / "operating_points.json"
+    for split in SPLITS:
+        run(["evaluate", str(best), "--split", split, "--operating-points", str(ops),
+             "--out", str(run_dir / f"holdout-{split}"), *hold_args],
+            logs, f"{arm.edges} holdout {split}", t0)  # fmt: skip
 
 
 def train_and_evaluate(arm: Arm, cfg_args: list[str], runs: Path, logs: Path, t0: float) -> Path:
@@ -176,12 +206,26 @@ def report(arms: list[Arm], time_share: float) -> bool:
     return met
 
 
+def measured_parts(
+    arm: Arm, view: CacheView, holdout: CacheView | None
+) -> list[tuple[CacheView, str, Path]]:
+    """The evaluations an arm is measured on: eval of its corpus, every split of the holdout."""
+    run_dir = Path(arm.run)
+    parts = [(view, "eval", run_dir / "eval-best-eval")]
+    if holdout is not None:
+        parts += [(holdout, split, run_dir / f"holdout-{split}") for split in SPLITS]
+    return parts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=PATIENTS)
     ap.add_argument("--hours", type=float, default=HOURS)
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--epochs", type=int, default=12, help="train.epochs of each arm")
+    ap.add_argument("--holdout-patients", type=int, default=HOLDOUT_PATIENTS)
+    ap.add_argument("--holdout-hours", type=float, default=HOLDOUT_HOURS,
+                    help="a second corpus (seed + 1), every split evaluated; 0: none")  # fmt: skip
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
     ap.add_argument("--json", type=Path, help="also write the measurements here")
@@ -191,45 +235,60 @@ def main() -> None:
     corpus, cache, runs, logs = (work / n for n in ("corpus", "cache", "runs", "logs"))
     sets = [f"corpus.root={corpus}", f"cache.root={cache}", f"runs.root={runs}",
             f"train.epochs={args.epochs}"]  # fmt: skip
+    hold = [f"corpus.root={work / 'holdout'}", f"cache.root={work / 'holdout-cache'}",
+            f"runs.root={runs}"]  # fmt: skip
     cfg_args = ["-c", str(CONFIG)] + [a for s in sets for a in ("--set", s)]
+    hold_args = ["-c", str(CONFIG)] + [a for s in hold for a in ("--set", s)]
     t0 = time.perf_counter()
     print(machine_line())
     arms = [Arm(edges) for edges in ARMS]
     try:
-        if args.measure_only:
-            view = open_cache(locate(load_config(CONFIG, sets)).path)
-            for arm in arms:
-                arm.run = str(latest_best(runs / arm.edges).parent.parent)
-                measure_arm(arm, view, Path(arm.run) / "eval-best-eval")
-            report_all(arms, view, args)
-            return
-        if not corpus.exists():
-            run(["synth", str(corpus), "--patients", str(args.patients), "--hours",
-                 f"{args.hours:g}", "--seed", str(args.seed), "--difficulty", "realistic"],
-                logs, "synth", t0)  # fmt: skip
-        run(["build", *cfg_args], logs, "build", t0)
+        if not args.measure_only:
+            prepare(args, corpus, work / "holdout", cfg_args, hold_args, logs, t0)
+            with ThreadPoolExecutor(len(arms)) as pool:
+                list(pool.map(lambda a: train_and_evaluate(a, cfg_args, runs, logs, t0), arms))
+                if args.holdout_hours > 0:
+                    list(pool.map(lambda a: evaluate_holdout(a, hold_args, logs, t0), arms))
         view = open_cache(locate(load_config(CONFIG, sets)).path)
-        with ThreadPoolExecutor(len(arms)) as pool:
-            done = list(pool.map(lambda a: train_and_evaluate(a, cfg_args, runs, logs, t0), arms))
-        for arm, eval_dir in zip(arms, done, strict=True):
-            measure_arm(arm, view, eval_dir)
+        holdout = open_cache(locate(load_config(CONFIG, hold)).path) if args.holdout_hours else None
+        for arm in arms:
+            arm.run = str(latest_best(runs / arm.edges).parent.parent)
+            measure_arm(arm, measured_parts(arm, view, holdout))
     except CommandFailed as exc:
         sys.exit(f"{exc}\n{exc.tail}")
-    report_all(arms, view, args)
+    report_all(arms, measured_parts(arms[0], view, holdout), args)
     if not args.keep and args.work is None:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def report_all(arms: list[Arm], view: CacheView, args: argparse.Namespace) -> None:
+def prepare(args: argparse.Namespace, corpus: Path, holdout: Path, cfg_args: list[str],
+            hold_args: list[str], logs: Path, t0: float) -> None:  # fmt: skip
+    """Synthesize (unless there) and build the training corpus and the held-out one."""
+    pairs = [(corpus, args.patients, args.hours, args.seed, cfg_args)]
+    if args.holdout_hours > 0:
+        pairs.append((holdout, args.holdout_patients, args.holdout_hours, args.seed + 1, hold_args))
+    for root, patients, hours, seed, cfg in pairs:
+        if not root.exists():
+            synth = ["synth", str(root), "--patients", str(patients), "--hours", f"{hours:g}",
+                     "--seed", str(seed), "--difficulty", "realistic"]  # fmt: skip
+            run(synth, logs, f"synth {root.name}", t0)
+        run(["build", *cfg], logs, f"build {root.name}", t0)
+
+
+def report_all(
+    arms: list[Arm], parts: list[tuple[CacheView, str, Path]], args: argparse.Namespace
+) -> None:
     """The corpus line, the tables and the target line; the JSON file when asked."""
-    rows = view.split("eval")
-    hours = sum(int(r["n_samples"]) for r in rows) / view.fs / 3600
+    rows = [r for view, split, _ in parts for r in view.split(split)]
+    hours = sum(int(r["n_samples"]) / view.fs for view, split, _ in parts
+                for r in view.split(split)) / 3600  # fmt: skip
     seizures = sum(len(r["seizures"]) for r in rows)
-    print(f"\ncorpus: {args.patients} patients, {args.hours:g} h, seed {args.seed}, realistic; "
-          f"eval {len(rows)} recordings, {hours:.1f} h, {seizures} seizures; "
-          f"{args.epochs} epochs of 40 steps per arm "
-          f"(train {', '.join(f'{a.edges} {a.train_s:.0f} s' for a in arms)})")  # fmt: skip
-    met = report(arms, edge_time_share(view))
+    print(f"\ntrained on: {args.patients} patients, {args.hours:g} h, seed {args.seed}, "
+          f"realistic, {args.epochs} epochs of 40 steps per arm; measured on: eval of that "
+          f"corpus and every split of a held-out one ({args.holdout_patients} patients, "
+          f"{args.holdout_hours:g} h, seed {args.seed + 1}): {len(rows)} recordings, "
+          f"{hours:.1f} h, {seizures} seizures")  # fmt: skip
+    met = report(arms, edge_time_share(parts))
     if args.json:
         args.json.write_text(json.dumps([a.__dict__ for a in arms], indent=1), encoding="utf-8")
     print(f"\nreflect arm: target {'met' if met else 'NOT MET'}")
