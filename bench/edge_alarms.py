@@ -1,20 +1,22 @@
 """False alarms at recording edges: the old windowing (windows.edges=none) against the mirrored
 ends (windows.edges=reflect), both arms trained and evaluated in the same run.
 
-Through the real CLI: `ictal synth --difficulty realistic`, `ictal build` (configs/demo.yaml; the
-cache is the same for both arms), then per arm `ictal train --set windows.edges=ARM`, `ictal
-evaluate` on dev, and on eval with dev's operating points, as scripts/demo.sh does. On eval, at
-each OVLP operating point: the false alarms (hypothesis events overlapping no reference event)
-and how many lie within EDGE_S of a recording's start or end, against the share of recording
-time those edges make up; the scorer's own FA/24h and sensitivity; and the mean probability on
-background output steps near the edges and elsewhere. Target (issue 30): the edge share of the
-false alarms, pooled over the operating points, at most twice the edges' share of time.
-
-The two arms train and evaluate side by side (on a shared machine two processes get more of
-it than one). With --measure-only the runs already in --work are measured again.
+Through the real CLI: `ictal synth --difficulty realistic` twice (the training corpus, and a
+held-out one with the next seed), `ictal build` of both (configs/demo.yaml; the caches are the
+same for both arms), then per arm, side by side: `ictal train --set windows.edges=ARM`,
+`ictal evaluate` on dev, on eval with dev's operating points (as scripts/demo.sh does), and on
+every split of the held-out corpus at the same points, so the false-alarm counts mean
+something. Pooled over those evaluations, at each OVLP operating point: the false alarms
+(hypothesis events overlapping no reference event) and how many lie within EDGE_S of a
+recording's start or end, against the share of recording time those edges make up; the
+scorer's FA/24h and sensitivity; and the mean probability of background steps by distance
+from the nearest edge. Target (issue 30): the edge share of the false alarms, pooled over the
+operating points, at most twice the edges' share of time. With --measure-only the runs
+already in --work are measured again.
 
 Run: .venv/bin/python bench/edge_alarms.py [--patients 30 --hours 30 --seed 11] [--epochs 12]
-     [--work DIR] [--keep] [--json FILE] [--measure-only]
+     [--holdout-patients 24 --holdout-hours 20] [--work DIR] [--keep] [--json FILE]
+     [--measure-only]
 """
 
 from __future__ import annotations
@@ -175,8 +177,8 @@ def _share(edge: int, fa: int) -> str:
 
 def report(arms: list[Arm], time_share: float) -> bool:
     """Print the per-point table, the mean probabilities and the target check; True if met."""
-    print(f"\neval, OVLP operating points chosen on dev; edge = within {EDGE_S:g} s of a "
-          f"recording's start or end ({100 * time_share:.2f} % of eval time)")  # fmt: skip
+    print(f"\nOVLP operating points chosen on dev; edge = within {EDGE_S:g} s of a recording's "
+          f"start or end ({100 * time_share:.2f} % of the measured time)")  # fmt: skip
     rows = []
     for arm in arms:
         for r in arm.rows:
@@ -186,7 +188,7 @@ def report(arms: list[Arm], time_share: float) -> bool:
             rows.append([f"{arm.edges} @ {r['target']:g} FA/24h", f"{r['threshold']:.3f}",
                          _share(r["edge_fa"], r["fa"]), f"{r['fa_per_24h']:.1f}",
                          f"{r['sensitivity']:.3f}"])  # fmt: skip
-    heads = ["arm @ dev target", "threshold", "edge FA / all FA", "eval FA/24h", "eval sens"]
+    heads = ["arm @ dev target", "threshold", "edge FA / all FA", "FA/24h", "sensitivity"]
     print(table(heads, rows))
     print("\nmean probability of background output steps (no seizure), by distance from the "
           "nearest edge of the recording")  # fmt: skip
