@@ -63,7 +63,9 @@ def windows_per_class(cfg: Config, view: CacheView, split: str) -> dict[str, int
     from ictal.data.windows import index_recordings
 
     w = cfg.windows
-    index = index_recordings(view.split(split), view.fs, w.length_s, w.stride_s, w.full_threshold)
+    index = index_recordings(
+        view.split(split), view.fs, w.length_s, w.stride_s, w.full_threshold, w.edges
+    )
     return index.counts()
 
 

@@ -20,6 +20,10 @@ class WindowsConfig(Section):
     """Seconds between the starts of consecutive windows."""
     full_threshold: float = Field(1.0, gt=0.0, le=1.0)
     """Seizure fraction of a window from which it counts as a full-seizure window."""
+    edges: Literal["reflect", "none"] = "reflect"
+    """`reflect`: a recording is mirrored by half a window at both ends, so its first and last
+    seconds sit inside windows, in training and inference alike (docs/training.md, "Recording
+    edges"); `none`: the old windowing (ends seen only at a window's edge, tail zero-padded)."""
 
 
 class SamplerConfig(Section):

@@ -19,6 +19,7 @@ import torch
 import torch.utils.data
 
 from ictal.data.windows import WindowIndex, label_mask
+from ictal.stitch import read_rows
 
 
 def model_input(x: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -110,16 +111,23 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
         return arr
 
     def _read(self, i: int, out: np.ndarray) -> int:
-        """Copy window ``i`` into ``out`` (window, channels); returns its recording number."""
+        """Copy window ``i`` into ``out`` (window, channels), mirrored where it hangs over an
+        end of its recording; returns its recording number."""
         rec, start = int(self.index.rec[i]), int(self.index.start[i])
         arr = self._array(rec)
-        if start + self.window > arr.shape[0]:
+        pad = self.index.pad
+        if start < -pad or start + self.window > arr.shape[0] + pad:
             raise IndexError(
                 f"window {i} [{start}, {start + self.window}) runs past the end of "
                 f"{self.array_paths[rec]} ({arr.shape[0]} samples): index and cache disagree"
             )
-        out[...] = arr[start : start + self.window]  # one contiguous read and dtype conversion
+        read_rows(arr, start, self.window, out)  # a contiguous read and dtype conversion
         return rec
+
+    def _labels(self, i: int, rec: int) -> np.ndarray:
+        """Per-sample seizure labels of window ``i`` (mirrored samples as what they mirror)."""
+        n = int(self._array(rec).shape[0])
+        return label_mask(self.intervals[rec], int(self.index.start[i]), self.window, n)
 
     def _channels(self, i: int) -> int:
         """Channel count of window ``i``'s recording (every cached array has the same)."""
@@ -128,7 +136,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = np.empty((self.window, self._channels(i)), dtype=self.dtype)
         rec = self._read(i, x)
-        y = label_mask(self.intervals[rec], int(self.index.start[i]), self.window)
+        y = self._labels(i, rec)
         return torch.from_numpy(x), torch.from_numpy(y)
 
     def __getitems__(self, ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,7 +151,7 @@ class WindowDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor]])
         x, y = x_t.numpy(), y_t.numpy()
         for b, i in enumerate(ids):
             rec = self._read(int(i), x[b])
-            y[b] = label_mask(self.intervals[rec], int(self.index.start[i]), self.window)
+            y[b] = self._labels(int(i), rec)
         return x_t, y_t
 
     def __getstate__(self) -> dict[str, Any]:

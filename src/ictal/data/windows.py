@@ -2,6 +2,9 @@
 
 Windows are never stored (docs/design.md, "The cache"): they are computed at open from recording
 lengths and seizure intervals, so window length, stride and class counts need no data reads.
+With an edge ``pad`` windows also start up to ``pad`` samples before a recording and end up to
+``pad`` after it; those samples are the recording mirrored (``ictal.stitch.reflect``), as at
+inference, so the model learns the first and last seconds with context on both sides.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from ictal.stitch import reflect
 
 BACKGROUND, PARTIAL, FULL = 0, 1, 2
 CLASS_NAMES = ("background", "partial", "full")
@@ -20,12 +25,13 @@ class WindowIndex:
     """All training windows of a corpus: one row per window, grouped by recording."""
 
     rec: np.ndarray  # int32, recording number (position in the recordings table)
-    start: np.ndarray  # int64, first sample of the window
+    start: np.ndarray  # int64, first sample of the window (negative: mirrored before the start)
     seizure_fraction: np.ndarray  # float32, fraction of the window's samples in seizure
     cls: np.ndarray  # uint8: BACKGROUND, PARTIAL or FULL
     window: int
     stride: int
     n_short: int  # recordings shorter than one window (no windows, counted)
+    pad: int = 0  # samples a window may hang over each end of its recording (mirrored)
 
     def __len__(self) -> int:
         return int(self.rec.shape[0])
@@ -86,15 +92,19 @@ def build_window_index(
     window: int,
     stride: int,
     full_threshold: float = 1.0,
+    pad: int = 0,
 ) -> WindowIndex:
     """Index every window of every recording and classify it by its seizure fraction.
 
     ``intervals[r]`` holds half-open ``[start, stop)`` sample pairs of recording ``r``
-    (overlaps are merged). Windows never run past a recording's end; recordings shorter than
-    one window get none and are counted in ``n_short``. Vectorised over the whole corpus.
+    (overlaps are merged). Windows start at ``-pad`` and run at most ``pad`` past a
+    recording's end (mirrored samples count as what they mirror); recordings shorter than one
+    window get none and are counted in ``n_short``. Vectorised over the whole corpus.
     """
     if window <= 0 or stride <= 0:
         raise ValueError(f"window and stride must be positive, got {window} and {stride}")
+    if not 0 <= pad <= window // 2:
+        raise ValueError(f"edge pad must be between 0 and half a window, got {pad}")
     if not 0.0 < full_threshold <= 1.0:
         raise ValueError(f"full_threshold must be in (0, 1], got {full_threshold}")
     n = np.asarray(n_samples, dtype=np.int64)
@@ -105,14 +115,24 @@ def build_window_index(
     offsets = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
     a, b = _global_intervals(n, intervals, offsets)
 
-    per_rec = np.where(n >= window, (n - window) // stride + 1, 0)
+    per_rec = np.where(n >= window, (n + 2 * pad - window) // stride + 1, 0)
     total = int(per_rec.sum())
     rec = np.repeat(np.arange(len(n), dtype=np.int32), per_rec)
     first_row = np.concatenate([[0], np.cumsum(per_rec)[:-1]])
-    start = (np.arange(total, dtype=np.int64) - np.repeat(first_row, per_rec)) * stride
+    start = (np.arange(total, dtype=np.int64) - np.repeat(first_row, per_rec)) * stride - pad
 
-    g0 = offsets[rec] + start
-    seized = _seizure_samples_before(g0 + window, a, b) - _seizure_samples_before(g0, a, b)
+    def seized_in(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Seizure samples in ``[lo, hi)`` of each window's recording (inside it)."""
+        g = offsets[rec]
+        return _seizure_samples_before(g + hi, a, b) - _seizure_samples_before(g + lo, a, b)
+
+    # A window is its inside part plus mirrors of [1, 1 + before) and [n - 1 - after, n - 1):
+    # pad <= window / 2 <= n / 2 keeps each mirror a single reflection inside the recording.
+    n_rec = n[rec]
+    before, after = np.maximum(-start, 0), np.maximum(start + window - n_rec, 0)
+    seized = seized_in(np.maximum(start, 0), np.minimum(start + window, n_rec))
+    seized += seized_in(np.ones_like(before), 1 + before)
+    seized += seized_in(n_rec - 1 - after, n_rec - 1)
     cls = np.full(total, BACKGROUND, dtype=np.uint8)
     cls[seized > 0] = PARTIAL
     cls[seized >= full_threshold * window] = FULL
@@ -124,11 +144,18 @@ def build_window_index(
         window=int(window),
         stride=int(stride),
         n_short=int((n < window).sum()),
+        pad=int(pad),
     )
 
 
-def label_mask(intervals_of_rec: np.ndarray, start: int, length: int) -> np.ndarray:
-    """Per-sample seizure labels (1.0 in seizure) of ``[start, start + length)``."""
+def label_mask(
+    intervals_of_rec: np.ndarray, start: int, length: int, n_samples: int | None = None
+) -> np.ndarray:
+    """Per-sample seizure labels (1.0 in seizure) of ``[start, start + length)``; samples
+    outside a recording of ``n_samples`` take the label of the sample they mirror."""
+    if n_samples is not None and (start < 0 or start + length > n_samples):
+        inside = label_mask(intervals_of_rec, 0, n_samples)
+        return inside[reflect(np.arange(start, start + length), n_samples)]
     mask = np.zeros(length, dtype=np.float32)
     for lo, hi in np.asarray(intervals_of_rec, dtype=np.int64).reshape(-1, 2):
         lo, hi = max(int(lo) - start, 0), min(int(hi) - start, length)
@@ -143,8 +170,20 @@ def window_samples(length_s: float, stride_s: float, fs: float) -> tuple[int, in
     return round(length_s * fs), round(stride_s * fs)
 
 
+def train_pad(window: int, edges: str) -> int:
+    """Samples a training window may hang over each end: half a window when ``windows.edges``
+    is reflect (the recording's edges then fall anywhere in the first or last half of a
+    window, and inference puts them mid-window), 0 for none."""
+    return window // 2 if edges == "reflect" else 0
+
+
 def index_recordings(
-    recs: Sequence[dict], fs: float, length_s: float, stride_s: float, full_threshold: float = 1.0
+    recs: Sequence[dict],
+    fs: float,
+    length_s: float,
+    stride_s: float,
+    full_threshold: float = 1.0,
+    edges: str = "none",
 ) -> WindowIndex:
     """Window index of cache-table rows (``n_samples``, ``seizures``) at the cache rate."""
     window, stride = window_samples(length_s, stride_s, fs)
@@ -154,4 +193,5 @@ def index_recordings(
         window=window,
         stride=stride,
         full_threshold=full_threshold,
+        pad=train_pad(window, edges),
     )

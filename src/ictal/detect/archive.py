@@ -49,6 +49,7 @@ from ictal.io.lock import FileLock
 from ictal.io.paths import writable_dir
 from ictal.io.redact import redact
 from ictal.io.untrusted import UnreadableInput, read_text
+from ictal.models.metadata import trained_edges
 from ictal.models.trust import ModelTrust
 from ictal.parallel.engines import make_executor
 from ictal.runs.checkpoints import deployed_postprocess
@@ -56,7 +57,7 @@ from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.pusher import PushOutcome
 from ictal.runs.session import RunSession
-from ictal.stitch import default_hop
+from ictal.stitch import default_hop, pad_for
 from ictal.ui import is_terminal, log, progress
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ def detection_settings(meta: dict[str, Any], pp: PostProcess) -> dict[str, Any]:
         "window": window,
         "stride": stride,
         "hop": default_hop(window, stride),
+        "pad": pad_for(trained_edges(meta), window, stride),
         "postprocess": {
             "threshold": pp.threshold,
             "hysteresis_low": pp.hysteresis_low,

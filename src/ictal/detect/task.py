@@ -188,7 +188,13 @@ def _detect(task: Task) -> dict[str, Any]:
     model, _ = _model(task)
     t = time.monotonic()
     probs = stitch(
-        _predict(task, model), pre.data, s["window"], s["stride"], s["hop"], task.batch_size
+        _predict(task, model),
+        pre.data,
+        s["window"],
+        s["stride"],
+        s["hop"],
+        task.batch_size,
+        pad=int(s.get("pad", 0)),
     )
     t_infer = time.monotonic() - t
     fs_out = pre.fs / s["stride"]

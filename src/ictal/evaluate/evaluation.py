@@ -55,13 +55,14 @@ from ictal.io.atomic import atomic_write_json
 from ictal.io.digest import file_sha256
 from ictal.io.paths import writable_dir
 from ictal.models.checkpoint import load_model
+from ictal.models.metadata import trained_edges
 from ictal.models.trust import ModelTrust
 from ictal.runs.directory import EvalDir, eval_dir_for
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.pusher import PushOutcome
 from ictal.runs.session import RunSession
 from ictal.runs.trackers import log_evaluation
-from ictal.stitch import default_hop
+from ictal.stitch import default_hop, pad_for
 from ictal.ui import log
 
 
@@ -202,7 +203,8 @@ class Evaluation:
         configured post-processing."""
         stride, window = int(self.meta["output_stride"]), int(self.meta["window"])
         fs_out = self.view.fs / stride
-        self.windowing = Windowing(window, default_hop(window, stride), stride, fs_out)
+        pad = pad_for(trained_edges(self.meta), window, stride)
+        self.windowing = Windowing(window, default_hop(window, stride), stride, fs_out, pad)
         self.rows_all = self.view.split(self.split)
         self.rows = (
             select_corpora(self.view, self.rows_all, self.corpora, self.split)
@@ -262,12 +264,13 @@ class Evaluation:
             "split": self.split,
             "window": w.window,
             "hop": w.hop,
+            "edge_pad": w.pad,
             "output_stride": w.stride,
         }
         check_identity(self.out, identity)
         return infer_split(
             self.view, self._infer_rows(), self.model, window=w.window, stride=w.stride,
-            hop=w.hop, out=self.out, batch_size=self.cfg.evaluate.batch_size,
+            hop=w.hop, pad=w.pad, out=self.out, batch_size=self.cfg.evaluate.batch_size,
             device=self.device, live=self.live,
         )  # fmt: skip
 

@@ -114,6 +114,7 @@ def infer_split(
     window: int,
     stride: int,
     hop: int,
+    pad: int,
     out: EvalDir,
     batch_size: int,
     device: str,
@@ -136,7 +137,7 @@ def infer_split(
                 array = np.load(view.array_path(r), mmap_mode="r", allow_pickle=False)
                 probs = inference.infer_recording(
                     model, array, window, stride, hop, batch_size, device,
-                    on_batch=live.touch,
+                    on_batch=live.touch, pad=pad,
                 )  # fmt: skip
                 del array
             except (OSError, ValueError) as exc:

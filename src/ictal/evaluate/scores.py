@@ -36,7 +36,11 @@ POOLING_SUBJECT = (
     "subjects, ignoring undefined ones. Sample-level AUROC pools all output steps of all "
     "recordings."
 )
-STITCHING = "overlap-add of sigmoid outputs, tent weights min(j+1, m-j) per step; tail zero-padded"
+STITCHING = "overlap-add of sigmoid outputs, tent weights min(j+1, m-j) per step"
+EDGE_HANDLING = {  # the inference block's words for edge_pad_samples > 0 and == 0
+    True: "ends mirrored by edge_pad_samples",
+    False: "tail zero-padded",
+}
 
 # scorer -> FA/24h target -> the counts at that operating point (None: no threshold met it)
 PointCounts = dict[str, dict[float, EventCounts | None]]
@@ -110,15 +114,17 @@ class Windowing:
     hop: int
     stride: int
     fs_out: float
+    pad: int = 0  # samples mirrored beyond each end (ictal.stitch.edge_pad), 0: none
 
     def doc(self) -> dict[str, Any]:
         """The ``inference`` block: windows, hop, stride, output rate and how they stitch."""
         return {
             "window_samples": self.window,
             "hop_samples": self.hop,
+            "edge_pad_samples": self.pad,
             "output_stride": self.stride,
             "fs_out": self.fs_out,
-            "stitching": STITCHING,
+            "stitching": f"{STITCHING}; {EDGE_HANDLING[self.pad > 0]}",
         }
 
 

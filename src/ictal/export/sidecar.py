@@ -29,8 +29,10 @@ from ictal.models.metadata import (
     check_rate,
     check_windowing,
     invalid,
+    trained_edges,
 )
 from ictal.signal.montage import montage_channels as montage_names
+from ictal.stitch import pad_for
 
 SIDECAR = "ictal-model.json"
 FORMAT = "ictal-model-1"
@@ -104,6 +106,9 @@ def build_sidecar(
             "hop_samples": hop,
             "hop_s": hop / fs,
             "stitching": "overlap-add of sigmoid probabilities with tent weights",
+            # reflect: the recording mirrored by edge_pad_samples at both ends (as trained)
+            "edges": trained_edges(meta),
+            "edge_pad_samples": pad_for(trained_edges(meta), window, stride),
         },
         "output": {"stride": stride, "rate_hz": fs / stride},
         "operating_point": {"tuned": tuned, "source": pp_source, **_pp_dict(pp), **point.doc()},
@@ -154,6 +159,7 @@ class _Preprocessing(Part):
 
 class _Windowing(Part):
     window_samples: Samples
+    edges: Literal["reflect", "none"] = "none"  # a sidecar from before the setting: none
 
 
 class _Output(Part):
@@ -218,6 +224,7 @@ class Sidecar(Part):
             "config": {
                 "signal": pre.signal.model_dump(mode="json"),
                 "corpus": {"policy": {"missing_channels": pre.missing_channels}},
+                "windows": {"edges": self.windowing.edges},
             },
             "window": self.windowing.window_samples,
             "output_stride": self.output.stride,

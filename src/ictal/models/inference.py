@@ -33,7 +33,9 @@ def infer_recording(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     on_batch: Callable[[], None] | None = None,
+    pad: int = 0,
 ) -> np.ndarray:
     """Probabilities (float32) per output step for a whole ``(n_samples, C)`` recording
-    (``ictal.stitch.stitch`` with ``model`` on ``device``)."""
-    return stitch(torch_predict(model, device), array, window, stride, hop, batch_size, on_batch)
+    (``ictal.stitch.stitch`` with ``model`` on ``device``, ends mirrored by ``pad``)."""
+    predict = torch_predict(model, device)
+    return stitch(predict, array, window, stride, hop, batch_size, on_batch, pad)

@@ -78,6 +78,17 @@ Params = Annotated[
 Preprocessing = Annotated[SignalConfig, AfterValidator(_bounded_signal)]
 
 
+def trained_edges(meta: dict[str, Any]) -> str:
+    """The ``windows.edges`` a checkpoint was trained with: its inference mirrors the ends
+    alike. A checkpoint from before the setting existed says none (it never saw mirrors)."""
+    trained = meta.get("config")
+    windows = trained.get("windows") if isinstance(trained, dict) else None
+    edges = windows.get("edges", "none") if isinstance(windows, dict) else "none"
+    if edges not in ("reflect", "none"):
+        raise ValueError(f"the checkpoint's windows.edges must be reflect or none, got {edges!r}")
+    return str(edges)
+
+
 def check_windowing(n_channels: int, window: int, stride: int) -> None:
     """The bounds that tie channels, window and output stride together: a ValueError."""
     if stride > window:

@@ -42,7 +42,7 @@ class TrainData:
 def window_index(cfg: Config, recs: list[dict[str, Any]], fs: float, stride: int) -> WindowIndex:
     """Window index of some recordings from their lengths and seizure intervals only."""
     w = cfg.windows
-    return index_recordings(recs, fs, w.length_s, stride / fs, w.full_threshold)
+    return index_recordings(recs, fs, w.length_s, stride / fs, w.full_threshold, w.edges)
 
 
 def window_dataset(

@@ -262,13 +262,18 @@ def _lookalike(
 
 
 def _gate(n: int, fs: int, spans: Sequence[tuple[float, float]]) -> np.ndarray:
-    """1 outside the spans, 0 inside, with 2 s ramps (alpha and blinks stop there)."""
+    """1 outside the spans, 0 inside, with 2 s ramps (alpha and blinks stop there). The ends
+    hold their value: a recording starts and stops mid-activity, so alpha must not fade out
+    there (smoothing with zeros beyond the ends did, a seizure-like cue at every edge)."""
     gate = np.ones(n)
     for a, b in spans:
         i, j = max(0, round(a * fs)), min(n, round(b * fs))
         gate[i:j] = 0.0
     k = 2 * fs
-    return np.convolve(gate, np.ones(k) / k, mode="same") if n > k else gate
+    if n <= k:
+        return gate
+    held = np.pad(gate, k, mode="edge")  # the same sums as mode="same" inside, ends held
+    return np.convolve(held, np.ones(k) / k, mode="full")[k + (k - 1) // 2 : k + (k - 1) // 2 + n]
 
 
 def eeg_signals(
