@@ -84,11 +84,13 @@ def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
         poll(lambda: fs.exists(f"{base}/heartbeat.json"), what="the heartbeat in the sink")
         assert time.monotonic() - created < 5.0, "the first push waits for nothing"
         poll(lambda: fs.exists(f"{base}/checkpoints/last.pt"), what="a checkpoint in the sink")
-        steps = set()
-        for _ in range(5):  # every read of a checkpoint being replaced is a whole checkpoint
+        steps: set[int] = set()
+
+        def two_steps() -> bool:  # every read of a checkpoint being replaced is a whole one
             steps.add(_load_remote_checkpoint(fs, f"{base}/checkpoints/last.pt")["step"])
-            time.sleep(0.3)
-        assert len(steps) >= 2, "checkpoints are pushed after each save"
+            return len(steps) >= 2
+
+        poll(two_steps, every=0.3, what="checkpoints pushed after each save")
         (row,) = _status_json(sink)
         assert row["run"] == run.name and row["status"] == "running"
         assert {"run", "status", "phase", "epoch", "step", "heartbeat_age_s", "host", "pid",
@@ -233,7 +235,7 @@ def test_training_never_waits_for_a_sink_that_is_down(built, outage_server):
                         what="a push failure in the heartbeat")  # fmt: skip
         assert "failed" in (failing.get("push_error") or "")
         poll(lambda: (beat().get("push_lag_s") or 0) > 3, what="a growing push lag")
-        assert beat()["step"] > down_at + 5, "training went on while the sink was down"
+        poll(lambda: beat()["step"] > down_at + 5, what="training going on while the sink is down")
         start()
         poll(lambda: (b := beat()).get("push_error") is None and (b.get("push_lag_s") or 99) < 2,
               timeout=90, what="the pusher caught up")  # fmt: skip
