@@ -22,6 +22,10 @@ TORCH_SPEC ?= $(shell grep -v '^\#' requirements/torch.txt)$(if $(TORCH_INDEX), 
 LOCK_SOURCES ?= --find-links /opt/wheels
 UV ?= $(BIN)/uv
 DEMO_CFG := configs/demo.yaml
+# The tests spread over TEST_WORKERS processes (pytest-xdist), each test file whole on one
+# worker so the file's shared setup is made once; TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+PYTEST_SPREAD := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: venv lock demo test test-fast lint clean-demo
 
@@ -57,12 +61,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy
 	$(BIN)/ruff format --check src tests bench deploy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_SPREAD)
 
 # The edit-test loop: everything but the tests marked slow (CI runs them all with `make test`).
 test-fast: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_SPREAD)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench deploy

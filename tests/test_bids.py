@@ -62,6 +62,7 @@ def _census(root: Path, tmp: Path, *extra: str) -> dict:
     return doc
 
 
+@pytest.mark.slow
 def test_census_of_tusz_and_its_bids_copy_agree(corpora, tmp_path: Path) -> None:
     tusz, bids = corpora
     a, b = _census(tusz, tmp_path), _census(bids, tmp_path)
@@ -78,6 +79,7 @@ def test_census_of_tusz_and_its_bids_copy_agree(corpora, tmp_path: Path) -> None
     assert set(b["vocabulary"]) == {"tsv"} and "sz" in b["vocabulary"]["tsv"]
 
 
+@pytest.mark.slow
 def test_bids_builds_and_trains_and_a_mixture_names_both(corpora, tmp_path: Path) -> None:
     tusz, bids = corpora
     cache, runs = tmp_path / "cache", tmp_path / "runs"
@@ -188,6 +190,7 @@ def test_edge_cases_without_sessions_or_participants(corpora, tmp_path: Path) ->
     assert digest(0, bids) == digest(1, bids)  # ... unless participants.tsv gives the splits
 
 
+@pytest.mark.slow
 def test_events_outside_unknown_types_and_a_non_eeg_channel(corpora, tmp_path: Path) -> None:
     _, bids = corpora
     root = _copy(bids, tmp_path)
@@ -310,6 +313,7 @@ def _store_bipolar(edf_path: Path) -> None:
     edfio.Edf(out, starttime=edf.starttime).write(edf_path)
 
 
+@pytest.mark.slow
 def test_a_bipolar_dataset_gives_the_bipolar_montage(corpora, tmp_path: Path) -> None:
     """A dataset stored as bipolar pairs (CHB-MIT) is refused for a referential montage with
     the reason and the fix, and with signal.montage: bipolar gives the same cache as the

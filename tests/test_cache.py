@@ -66,6 +66,7 @@ def reference_build(corpus, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_build_summary_and_layout(reference_build):
     man = json.loads((reference_build / "manifest.json").read_text())
     assert man["totals"]["recordings"] == man["totals"]["planned"] == 12
@@ -218,6 +219,7 @@ def test_failure_budget_gives_exit_3(quirk_corpus, tmp_path):
     assert "max_failed_fraction" in res.stderr
 
 
+@pytest.mark.slow
 def test_resume_does_not_retry_known_bad_unless_asked(quirk_corpus, tmp_path):
     corpus, _ = quirk_corpus
     cache = tmp_path / "cache"
@@ -250,6 +252,7 @@ def test_resume_does_not_retry_known_bad_unless_asked(quirk_corpus, tmp_path):
     assert all(after[n] == stamp[n] for n in done)
 
 
+@pytest.mark.slow
 def test_semantic_change_builds_a_new_key_and_explain_names_it(corpus, reference_build, tmp_path):
     cache = tmp_path / "cache"
     shutil.copytree(reference_build, cache / reference_build.name)
@@ -358,6 +361,7 @@ def test_preflight_finds_a_staged_cache_when_the_corpus_is_unreachable(reference
     assert not result.located.corpus_reachable
 
 
+@pytest.mark.slow
 def test_a_corpus_copied_without_timestamps_is_linked_not_rebuilt(
     corpus, reference_build, tmp_path
 ):
@@ -379,6 +383,7 @@ def test_a_corpus_copied_without_timestamps_is_linked_not_rebuilt(
     assert _tree_digest(new) == _tree_digest(fresh_dir)  # as if built from the copy
 
 
+@pytest.mark.slow
 def test_new_key_reuses_unchanged_recordings_byte_identically(corpus, reference_build, tmp_path):
     edited = tmp_path / "corpus"
     shutil.copytree(corpus, edited)  # same names, sizes and mtimes: same key as the reference

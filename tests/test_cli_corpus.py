@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def test_synth_then_census_agree_with_ground_truth(ictal, tmp_path):
     out = tmp_path / "corpus"
@@ -37,6 +39,7 @@ def test_census_of_a_missing_corpus_is_clear(ictal, tmp_path):
     assert "nope" in res.stderr and "TUSZ-layout" in res.stderr
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_refuse_without_cache_exit_3_naming_the_fix(ictal, tmp_path):
     corpus = tmp_path / "corpus"
     assert ictal("synth", str(corpus), "--patients", "3", "--hours", "0.2").returncode == 0

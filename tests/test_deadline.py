@@ -9,6 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
+
 from ictal.orchestrate.deadline import continue_argv, run_within, until_done
 
 # A child that says when its SIGTERM handler is armed, then ignores SIGTERM (or obeys it).
@@ -40,6 +42,7 @@ def test_the_next_attempt_of_train_continues_its_run():
     assert continue_argv(["train"], None) == ["train"]  # no run yet: start it afresh
 
 
+@pytest.mark.slow
 def test_sigterm_before_the_limit_then_sigkill_at_it():
     # SIGTERM 3 s in: the child (a bare interpreter) has long armed its handler
     obeys = run_within(["obey"], limit_s=30.0, grace_s=27.0, program=_program())
@@ -49,6 +52,7 @@ def test_sigterm_before_the_limit_then_sigkill_at_it():
     assert 4.9 < ignores.elapsed_s < 25
 
 
+@pytest.mark.slow
 def test_attempts_are_bounded_and_an_ending_other_than_the_limit_stops_the_loop():
     seen = []
     out = until_done(["--version"], limit_s=60.0, grace_s=1.0, max_attempts=5,
@@ -62,6 +66,7 @@ def test_attempts_are_bounded_and_an_ending_other_than_the_limit_stops_the_loop(
     assert not out.done and not out.interrupted
 
 
+@pytest.mark.slow
 def test_an_interrupt_from_outside_stops_the_attempt_and_the_loop():
     stop = threading.Event()
     timer = threading.Timer(3.0, stop.set)

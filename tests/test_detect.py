@@ -186,6 +186,7 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
     assert again.returncode == 0 and "0 detected, 20 already in the log" in again.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_edf_is_an_error_record_and_exit_4(trained, tmp_path):
     tmp, ckpt = trained
     inputs = tmp_path / "in"

@@ -298,6 +298,7 @@ def run_fake(tmp: Path, name: str, n: int) -> run_mod.EvaluationResult:
                          out=tmp / name)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_recordings(tmp_path: Path) -> None:
     warm = run_fake(tmp_path, "warm", 3)
     ovlp = warm.scores["default"]["scores"]["ovlp"]

@@ -277,6 +277,7 @@ def test_per_corpus_results_add_up_to_the_pooled_ones(
     assert with_ci and all(len(c.split("\n")) == 4 for c in with_ci)  # rate, [CI], rate, [CI]
 
 
+@pytest.mark.slow
 def test_corpus_option_gives_that_corpus_entry(mixture: tuple[CacheView, Path]) -> None:
     view, root = mixture
     dev = run_eval(view, root / "dev")

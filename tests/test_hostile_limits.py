@@ -143,6 +143,7 @@ def test_hostile_limits_table(tmp_path, name, template, code, fragment):
     assert time.monotonic() - start < HANG
 
 
+@pytest.mark.slow
 def test_dpalign_of_40000_events_scores_in_bounded_memory(tmp_path):
     """NEDC's DPALIGN table for 40,000 events would hold 6.4e9 cells (a MemoryError); under a
     2 GiB data limit `ictal score` gives every scorer's counts in seconds."""
@@ -237,6 +238,7 @@ def _write_sweep(runs: Path, name: str, doc: object) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_tampered_sweep_json_is_refused_not_followed(tmp_path):
     """sweep.json names directories: a run name that climbs out is refused (exit 3) and
     nothing is made outside; a file nested 10,000 deep is a usage error (exit 2)."""

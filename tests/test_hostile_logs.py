@@ -721,6 +721,7 @@ def test_detect_inputs_follow_no_link_out_and_expand_nothing(tmp_path, monkeypat
     assert not any("verysecretvalue123" in k + v for k, v in found.problems)
 
 
+@pytest.mark.slow
 def test_a_pruned_marker_leads_only_into_the_configured_sink(world, tmp_path):
     """``log/.pruned`` names where sealed segments went; an output directory is untrusted, so
     a marker naming a place outside the sink this command uses is said and never opened."""

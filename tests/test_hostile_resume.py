@@ -48,6 +48,7 @@ def _epoch_text(ck: dict) -> None:
     [_drop_optimizer, _reshape_a_weight, _foreign_rng, _epoch_text],
     ids=lambda f: f.__name__,
 )
+@pytest.mark.slow
 def test_a_tampered_last_checkpoint_is_refused_in_one_line(trained, tamper, tmp_path):
     tmp, run = trained
     copy = tmp_path / "runs" / run.name
@@ -65,6 +66,7 @@ def test_a_tampered_last_checkpoint_is_refused_in_one_line(trained, tamper, tmp_
     assert last.read_bytes() == before  # nothing rewritten over the evidence
 
 
+@pytest.mark.slow
 def test_a_bare_checkpoint_names_no_directory_to_read(trained, tmp_path):
     """A checkpoint outside any run keeps its own experiment for ``ictal export`` but never
     its roots: an embedded ``cache.root`` pointing elsewhere is not read; today's is."""

@@ -302,6 +302,7 @@ def test_the_pusher_appends_only_new_bytes(s3, tmp_path):
     assert _s3().cat_file("results/append/run/metrics.jsonl") == b'{"step": 1}\n'
 
 
+@pytest.mark.slow
 def test_a_local_sink_never_shows_half_a_file(built, tmp_path):
     sink = tmp_path / "sink"
     res = run_ictal("train", *_sets(built, "runs-local", "train.epochs=2",

@@ -64,6 +64,7 @@ def _torch_logits(ckpt: Path, x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x)).numpy()
 
 
+@pytest.mark.slow
 def test_onnx_export_matches_torch_and_says_how_to_use_it(trained, tmp_path):
     import onnxruntime as ort
 
@@ -89,6 +90,7 @@ def test_onnx_export_matches_torch_and_says_how_to_use_it(trained, tmp_path):
         np.testing.assert_allclose(got, _torch_logits(ckpt, batch), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_export_matches_torch(trained, tmp_path):
     tmp, ckpt = trained
@@ -109,6 +111,7 @@ def _events(out: Path) -> dict[str, list]:
     return {r["name"]: r["events"] for r in recs if r is not None and r["status"] == "done"}
 
 
+@pytest.mark.slow
 def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned, tmp_path):
     tmp, _ = trained
     out = tmp_path / "onnx"
@@ -144,6 +147,7 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
         np.testing.assert_allclose(probs[0], probs[1], atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_one_clear_line(trained, tmp_path):
     _, ckpt = trained
     bad = tmp_path / "bad.pt"

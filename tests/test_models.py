@@ -133,6 +133,7 @@ def test_even_trusted_code_must_be_a_model_factory(name: str) -> None:
         resolve(name, ModelTrust(any_code=True, any_version=True))
 
 
+@pytest.mark.slow
 def test_an_import_path_is_imported_only_when_trusted(tmp_path, monkeypatch) -> None:
     """A module that acts when imported: a checkpoint naming it is refused (exit 3) before
     the import; the user naming it, or --trust-model-code, lets it load; a marked function

@@ -211,6 +211,7 @@ def _publish_to_s3(built, ictal, prefix: str) -> tuple[Path, str]:
     return path, remote
 
 
+@pytest.mark.slow
 def test_stage_refuses_a_remote_name_that_climbs_out(s3, built, tmp_path, ictal):
     path, remote = _publish_to_s3(built, ictal, "escape")
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
@@ -249,6 +250,7 @@ def test_stage_of_a_table_pointing_outside_deletes_nothing_of_the_user(s3, built
     assert not _committed(tmp_path / "local" / "cache")
 
 
+@pytest.mark.slow
 def test_publish_force_repairs_a_damaged_remote_copy(s3, built, tmp_path, ictal):
     path, remote = _publish_to_s3(built, ictal, "repair")
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
@@ -271,6 +273,7 @@ def test_publish_force_repairs_a_damaged_remote_copy(s3, built, tmp_path, ictal)
     assert _tree(staged) == _tree(path)
 
 
+@pytest.mark.slow
 def test_a_missing_bucket_or_a_down_host_is_said_as_such(s3, tmp_path, ictal):
     res = ictal("census", "s3://no-such-bucket/corpus")
     assert res.returncode == 3 and "bucket does not exist" in res.stderr, res.stderr

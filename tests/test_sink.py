@@ -81,6 +81,7 @@ def test_train_and_evaluate_push_their_directories(s3, tmp_path, ictal):
     assert fs.exists(f"{base}/eval-last-dev/{PUSHED}")
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_bad_sink_with_exit_3(s3, tmp_path, ictal):
     synthesize(tmp_path / "corpus", patients=3, hours=0.3, seed=2)
     sets = [f"corpus.root={tmp_path / 'corpus'}", f"cache.root={tmp_path / 'cache'}",

@@ -15,7 +15,12 @@ import yaml
 
 from conftest import ROOT, ictal_env
 
-sky = pytest.importorskip("sky")
+
+@pytest.fixture(scope="module")
+def sky():
+    """SkyPilot (dev extra), imported when its tests run rather than at collection (1.9 s)."""
+    return pytest.importorskip("sky")
+
 
 TASKS = ROOT / "deploy" / "skypilot"
 # Shell lines a run section may hold besides `ictal ...` commands.
@@ -50,7 +55,7 @@ def _commands(name: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("name", ["build", "train", "detect"])
-def test_task_files_validate_with_skypilot(name, tmp_path):
+def test_task_files_validate_with_skypilot(sky, name, tmp_path):
     task = _task(name)
     required = [k for k, v in task["envs"].items() if v is None]
     assert required, "the buckets are required settings"
@@ -81,7 +86,7 @@ def _run(name: str, tmp: Path, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_the_run_sections_build_train_and_detect_here(s3, tmp_path):
+def test_the_run_sections_build_train_and_detect_here(sky, s3, tmp_path):
     from ictal.corpus.synth import synthesize
 
     synthesize(tmp_path / "corpus", patients=3, hours=0.4, seed=8)

@@ -214,6 +214,7 @@ def test_synthesize_refuses_what_it_cannot_write(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_cli_format_and_line_freq(ictal: Any, tmp_path: Path) -> None:
     from ictal.cli import CorpusFormat, LineFreq
 

@@ -51,6 +51,7 @@ def test_easy_is_byte_identical_to_the_original_generator(
     assert "difficulty" not in truth and "difficulty" not in truth["args"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_bytes_at_every_difficulty(tmp_path: Path) -> None:
     for d in ("realistic", "hard"):
         a = synthesize(tmp_path / f"{d}a", patients=3, hours=0.3, seed=4, difficulty=d)
@@ -59,6 +60,7 @@ def test_same_seed_same_bytes_at_every_difficulty(tmp_path: Path) -> None:
     assert tree_digest(tmp_path / "realistica") != tree_digest(tmp_path / "harda")
 
 
+@pytest.mark.slow
 def test_ground_truth_keeps_its_keys_and_events_are_seizures_only(
     realistic: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -155,6 +157,7 @@ def test_what_the_ground_truth_places_is_in_the_signal(
         assert statistics.median(values) > 1.5, (kind, values)
 
 
+@pytest.mark.slow
 def test_hard_is_fainter_and_busier_than_realistic(
     realistic: tuple[Path, dict[str, Any]], hard: tuple[Path, dict[str, Any]]
 ) -> None:

@@ -151,6 +151,7 @@ def _rates(hits: float, misses: float, fas: float, n_ref: float, duration: float
     }
 
 
+@pytest.mark.slow
 def test_every_pair_scores_as_the_evaluator_scores_it(dataset, tmp_path: Path) -> None:
     """Each pair alone: the evaluator on a one-recording dataset, Ictal's --per-file row."""
     root, names = dataset

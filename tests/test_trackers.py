@@ -20,8 +20,13 @@ import pytest
 from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.runs.metrics import read_metrics
 
-pytest.importorskip("wandb")
-pytest.importorskip("mlflow")
+
+@pytest.fixture(autouse=True)
+def _trackers_installed() -> None:
+    """W&B and MLflow (dev extra), imported when a test runs rather than at collection."""
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+
 
 FAST = tiny_training(
     "loader.num_workers=1",
@@ -90,6 +95,7 @@ def _train_losses(run: Path) -> dict[int, float]:
             if r["phase"] == "train"}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_tracker_gets_the_values_of_metrics_jsonl(built: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     res = run_ictal("train", *settings(built, tmp_path / "runs", FAST, ALL), env=env)
@@ -136,6 +142,7 @@ def _start(sets: list[str], env: dict[str, str]) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_kill_and_resume_is_one_tracker_run(built: Path, tmp_path: Path) -> None:
     env = _env(tmp_path)
     # 48 steps: a tiny step takes milliseconds, and the kill must land mid-run, not after it
@@ -170,6 +177,7 @@ def test_kill_and_resume_is_one_tracker_run(built: Path, tmp_path: Path) -> None
     assert max(history) == max(losses)
 
 
+@pytest.mark.slow
 def test_a_tracker_that_cannot_start_is_exit_3_before_training(built: Path, tmp_path) -> None:
     shim = tmp_path / "shim" / "wandb"
     shim.mkdir(parents=True)
@@ -195,6 +203,7 @@ def test_a_tracker_that_cannot_start_is_exit_3_before_training(built: Path, tmp_
     assert not runs.exists() or not any(runs.iterdir())
 
 
+@pytest.mark.slow
 def test_a_tracker_that_fails_never_stops_training(built: Path, tmp_path: Path) -> None:
     env = _env(tmp_path, MLFLOW_TRACKING_URI="sqlite:////proc/ictal-nope/mlflow.db")
     sets = settings(built, tmp_path / "runs", FAST, "logging.loggers=[tensorboard,mlflow]",
