@@ -575,14 +575,14 @@ def test_a_hostile_sink_breaks_no_collect(s3, world, tmp_path):
     out, _ = _tampered(world, tmp_path)
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     for seg in segments(out / LOG_DIR):
-        fs.put_file(str(seg), f"results/hostile/run-1/{LOG_DIR}/{seg.name}")
+        fs.put_file(str(seg), f"results/logs-hostile/run-1/{LOG_DIR}/{seg.name}")
     garbage = bytes(range(256)) * 64
-    fs.pipe_file(f"results/hostile/run-2/{LOG_DIR}/x-000000{SEALED}", garbage)
+    fs.pipe_file(f"results/logs-hostile/run-2/{LOG_DIR}/x-000000{SEALED}", garbage)
     honest = [p for p in segments(out / LOG_DIR) if not p.name.startswith("evil")]
     for seg in honest:
-        fs.pipe_file(f"results/hostile/run-3/{LOG_DIR}/{seg.name}", seg.read_bytes()[:-7])
+        fs.pipe_file(f"results/logs-hostile/run-3/{LOG_DIR}/{seg.name}", seg.read_bytes()[:-7])
     merged = tmp_path / "merged"
-    res = run_ictal("detect", "--collect", "s3://results/hostile", "--out", str(merged))
+    res = run_ictal("detect", "--collect", "s3://results/logs-hostile", "--out", str(merged))
     assert res.returncode == 4, res.stderr[-3000:]
     _clean(res)
     assert "run-2/log/x-000000.seg: dropped 16384 bytes at byte 0" in res.stderr
@@ -606,7 +606,7 @@ def test_no_credential_is_stored_or_printed(s3, world, tmp_path):
     res = world.detect(
         f"s3://user:{secret}@results/in", "s3://results/in/a.edf",
         f"s3://results/in?token={secret}", str(listing), "--out", str(out),
-        "--set", "sink.url=s3://results/detect",
+        "--set", "sink.url=s3://results/logs-detect",
     )  # fmt: skip
     assert res.returncode == 4, res.stderr[-3000:]
     _clean(res)
@@ -616,7 +616,7 @@ def test_no_credential_is_stored_or_printed(s3, world, tmp_path):
     for path in out.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
-    pushed = fs.find("results/detect")
+    pushed = fs.find("results/logs-detect")
     assert any(p.endswith(SEALED) for p in pushed), "the log was pushed"
     for path in pushed:
         assert secret.encode() not in fs.cat_file(path), path

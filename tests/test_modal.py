@@ -131,14 +131,15 @@ def test_build_and_train_run_the_cli_and_cross_the_time_limit(monkeypatch, tmp_p
     started = time.monotonic()
     reference = run_ictal("train", "-c", "configs/demo.yaml", *here, *cli)
     assert reference.returncode == 0, reference.stderr[-2000:]
-    # Half of what the whole training took here just now: the first attempt cannot finish
-    # unless the machine gets twice as fast, and each attempt keeps time for steps.
-    limit_s = max(6.0, 0.5 * (time.monotonic() - started))
+    # A third of what the whole training took here just now: the first attempt (which also
+    # stages the cache) cannot finish unless the machine gets three times as fast, and as the
+    # steps outweigh a start-up several times, each attempt keeps time for some of them.
+    limit_s = max(6.0, 0.35 * (time.monotonic() - started))
     fresh = _load(monkeypatch, "ictal_modal_train", ICTAL_MODAL_SECRET="",
                   ICTAL_MODAL_CACHE_DIR=str(tmp_path / "fresh-cache"),
                   ICTAL_MODAL_RUNS_DIR=str(tmp_path / "fresh-runs"),
                   ICTAL_MODAL_TIME_LIMIT_S=f"{limit_s:.1f}", ICTAL_MODAL_GRACE_S="1.5",
-                  ICTAL_MODAL_MAX_ATTEMPTS="40")  # fmt: skip
+                  ICTAL_MODAL_MAX_ATTEMPTS="60")  # fmt: skip
     capfd.readouterr()
     result = fresh.train.local(
         "configs/demo.yaml", [*sets, "cache.remote=s3://results/modal-cache"]
