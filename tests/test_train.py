@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import ictal_env
 from ictal.cache.build import build_cache
 from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
@@ -341,3 +344,23 @@ def test_warmup_is_a_fraction_of_the_run(built, monkeypatch, caplog):
         lrs = _lrs(loop.train(long).run_dir)
     assert max(lrs) <= 0.001 * 20 / 1000 + 1e-12
     assert "train.warmup_steps=1000 exceeds the run's 20 steps" in caplog.text
+
+
+def test_deterministic_kernels_without_loading_the_compiler():
+    # A fresh interpreter: deterministic kernels on, then restored, and torch's compiler
+    # (seconds of start-up for every training) never imported for it.
+    code = (
+        "import sys, torch\n"
+        "from ictal.train.setup import deterministic\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "with deterministic(torch.device('cpu')):\n"
+        "    assert torch.are_deterministic_algorithms_enabled()\n"
+        "    assert torch.is_deterministic_algorithms_warn_only_enabled()\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "print(sorted(m for m in sys.modules\n"
+        "             if m.startswith(('torch._inductor', 'torch._dynamo'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

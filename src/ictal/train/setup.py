@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -131,14 +132,25 @@ def apply_share(cfg: Config, device: torch.device) -> None:
         torch.cuda.set_per_process_memory_fraction(cfg.train.gpu_memory_fraction, device)
 
 
+def _set_deterministic(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without loading torch's compiler for its own
+    flag (``torch._inductor``: 1.5-4 s of every training's start-up, for code Ictal never
+    compiles); torch's own call once the compiler is loaded anyway, or if the hook is gone."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        setter(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def deterministic(device: torch.device) -> Iterator[None]:
     """Deterministic kernels on the CPU (exact resume); restored afterwards."""
     enabled = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _set_deterministic(True, warn_only=True)
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        _set_deterministic(enabled, warn_only=warn_only)
