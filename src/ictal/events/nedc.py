@@ -18,6 +18,7 @@ import numpy as np
 
 from ictal.events.counts import EventCounts
 from ictal.events.postprocess import Event, merge_close
+from ictal.events.runs import Run, of_mask, overlap, total, union
 
 Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
 DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
@@ -220,26 +221,74 @@ def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
     return labels
 
 
-def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
-    """Epoch centres ``epoch/2 + i * epoch`` up to and including ``stop``, computed like NEDC."""
+def _epoch_count(stop: float, epoch_s: float) -> int:
+    """How many epoch centres ``epoch/2 + i * epoch`` lie at or before ``stop``, as NEDC."""
     half = epoch_s / 2.0
     n = max(0, int((stop - half) // epoch_s) + 1) if stop >= half else 0
     while half + n * epoch_s <= stop:
         n += 1
     while n and half + (n - 1) * epoch_s > stop:
         n -= 1
-    return half + np.arange(n, dtype=np.float64) * epoch_s
+    return n
+
+
+def _centres(n: int, epoch_s: float) -> np.ndarray:
+    return epoch_s / 2.0 + np.arange(n, dtype=np.float64) * epoch_s
+
+
+def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Epoch centres ``epoch/2 + i * epoch`` up to and including ``stop``, computed like NEDC."""
+    return _centres(_epoch_count(stop, epoch_s), epoch_s)
+
+
+def _centres_before(x: float, n: int, epoch_s: float, inclusive: bool) -> int:
+    """``np.searchsorted(epoch_times(...), x, "right" if inclusive else "left")`` for ``n``
+    centres, without the array: an estimate corrected by the centres' own float values."""
+    half = epoch_s / 2.0
+
+    def before(i: int) -> bool:
+        centre = half + i * epoch_s
+        return centre <= x if inclusive else centre < x
+
+    k = min(max(math.ceil((x - half) / epoch_s), 0), n)
+    while k > 0 and not before(k - 1):
+        k -= 1
+    while k < n and before(k):
+        k += 1
+    return k
+
+
+def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
+    """The seizure epochs of ``_epoch_labels`` as runs of epoch indexes. Segments in time
+    order (every timeline of non-overlapping rows) own the centres no earlier one holds;
+    others are painted on the array as NEDC's loop does."""
+    bounds = [(_centres_before(a, n, epoch_s, False), _centres_before(b, n, epoch_s, True), seiz)
+              for a, b, seiz in tl.segments]  # fmt: skip
+    if any(x[0] > y[0] or x[1] > y[1] for x, y in pairwise(bounds)):
+        return of_mask(_epoch_labels(tl, _centres(n, epoch_s)))
+    default = tl.segments[-1][2]
+    runs: list[Run] = []
+    covered = 0
+    for lo, hi, seiz in bounds:
+        if lo > covered and default:  # held by no segment: the last segment's label
+            runs.append((covered, lo))
+        if seiz and hi > max(lo, covered):
+            runs.append((max(lo, covered), hi))
+        covered = max(covered, hi)
+    if covered < n and default:
+        runs.append((covered, n))
+    return union(runs, n)
 
 
 def epoch(ref: Timeline, hyp: Timeline, epoch_s: float = EPOCH_S) -> EventCounts:
     """NEDC epoch scoring: both files sampled at epoch centres up to the reference's end;
     hits, misses and false alarms are counts of epochs, FA/24h weighs each by ``epoch_s``."""
     _check_pair(ref, hyp)
-    times = epoch_times(ref.duration_s, epoch_s)
-    r, h = _epoch_labels(ref, times), _epoch_labels(hyp, times)
-    hits = int(np.count_nonzero(r & h))
-    n_ref = int(np.count_nonzero(r))
-    false_alarms = int(np.count_nonzero(~r & h))
+    n = _epoch_count(ref.duration_s, epoch_s)
+    r, h = _epoch_runs(ref, n, epoch_s), _epoch_runs(hyp, n, epoch_s)
+    hits = overlap(r, h)
+    n_ref = total(r)
+    false_alarms = total(h) - hits
     return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
                        ref.duration_s, fa_seconds=epoch_s)  # fmt: skip
 
