@@ -245,16 +245,17 @@ def _centres_before(x: float, n: int, epoch_s: float, inclusive: bool) -> int:
     """``np.searchsorted(epoch_times(...), x, "right" if inclusive else "left")`` for ``n``
     centres, without the array: an estimate corrected by the centres' own float values."""
     half = epoch_s / 2.0
-
-    def before(i: int) -> bool:
-        centre = half + i * epoch_s
-        return centre <= x if inclusive else centre < x
-
     k = min(max(math.ceil((x - half) / epoch_s), 0), n)
-    while k > 0 and not before(k - 1):
-        k -= 1
-    while k < n and before(k):
-        k += 1
+    if inclusive:
+        while k > 0 and half + (k - 1) * epoch_s > x:
+            k -= 1
+        while k < n and half + k * epoch_s <= x:
+            k += 1
+    else:
+        while k > 0 and half + (k - 1) * epoch_s >= x:
+            k -= 1
+        while k < n and half + k * epoch_s < x:
+            k += 1
     return k
 
 
