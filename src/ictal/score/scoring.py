@@ -8,7 +8,7 @@ import contextlib
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -34,6 +34,7 @@ from ictal.events.szcore import (
 )
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.cells import text_cell
+from ictal.machine import usable_cpus
 from ictal.score.inputs import Pair, pair_inputs
 from ictal.ui import progress
 
@@ -157,26 +158,71 @@ def _score_pair(
     return counts, notes
 
 
+# Fewer pairs score in less time than a worker process takes to start; more are scored in
+# chunks of CHUNK pairs by worker processes, this one among them, and put back in order.
+POOL_MIN_PAIRS = 1000
+CHUNK = 100
+
+Outcome = tuple[dict[str, EventCounts], tuple[str, ...]] | str  # counts and notes, or a problem
+
+
+def _outcome(pair: Pair, scorers: list[str], params: SzcoreParams) -> Outcome:
+    """One pair's counts and notes, or the line saying why it cannot be scored."""
+    try:
+        return _score_pair(pair, scorers, params)
+    except (FormatError, TimelineError, SzcoreError) as exc:
+        where = "" if isinstance(exc, FormatError) else f"{pair.ref} vs {pair.hyp}: "
+        return f"{where}{exc}"
+
+
+def _chunk(task: tuple[int, list[Pair], list[str], SzcoreParams]) -> tuple[int, list[Outcome]]:
+    """A worker's task: the outcomes of one chunk of pairs, with the chunk's number."""
+    k, pairs, scorers, params = task
+    return k, [_outcome(pair, scorers, params) for pair in pairs]
+
+
+def _outcomes(
+    pairs: list[Pair], scorers: list[str], params: SzcoreParams, workers: int
+) -> Iterator[Outcome]:
+    """Every pair's outcome in the pairs' order, whichever process scored it."""
+    if workers <= 1 or len(pairs) < POOL_MIN_PAIRS:
+        for pair in pairs:
+            yield _outcome(pair, scorers, params)
+        return
+    from ictal.parallel.executors import ProcessExecutor
+
+    tasks = ((k, pairs[i : i + CHUNK], scorers, params)
+             for k, i in enumerate(range(0, len(pairs), CHUNK)))  # fmt: skip
+    done: dict[int, list[Outcome]] = {}
+    first = 0
+    pool = ProcessExecutor(workers, coordinator_works=True)
+    for k, outcomes in pool.map_unordered(_chunk, tasks):
+        done[k] = outcomes
+        while first in done:
+            yield from done.pop(first)
+            first += 1
+
+
 def _score_all(
     pairs: list[Pair],
     scorers: list[str],
     row: Callable[[Pair, dict[str, EventCounts]], None],
     params: SzcoreParams = DEFAULT,
     pooling: str = "recording",
+    workers: int = 1,
 ) -> ScoreResult:
-    """Score each pair in turn, handing its counts to ``row``; problems are collected."""
+    """Score each pair, handing its counts to ``row`` in the pairs' order; problems are
+    collected."""
     result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO), params, pooling)
     with progress("score", total=len(pairs)) as tick:
-        for pair in pairs:
+        for pair, outcome in zip(pairs, _outcomes(pairs, scorers, params, workers), strict=True):
             tick.advance()
-            try:
-                counts, notes = _score_pair(pair, scorers, params)
-            except (FormatError, TimelineError, SzcoreError) as exc:
-                where = "" if isinstance(exc, FormatError) else f"{pair.ref} vs {pair.hyp}: "
-                result.problems.append(f"{where}{exc}")
+            if isinstance(outcome, str):
+                result.problems.append(outcome)
                 continue
             if result.problems:
                 continue
+            counts, notes = outcome
             for note in notes:
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
@@ -213,8 +259,12 @@ def score(
     per_file: Path | None = None,
     params: SzcoreParams = DEFAULT,
     pooling: str = "recording",
+    workers: int | None = None,
 ) -> ScoreResult:
     """Pair, read and score; write ``--json`` and ``--per-file`` only when every pair scored.
+
+    ``workers`` processes score many pairs (None: one per usable CPU); the outputs do not
+    depend on how many.
 
     Unusable inputs raise ``UsageError`` (exit 2) listing every problem, one line each.
     """
@@ -223,9 +273,10 @@ def score(
         raise UsageError(f"--pooling {pooling!r}: choose {' or '.join(POOLINGS)}")
     pairs, left_out = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
     result: ScoreResult | None = None
+    workers = usable_cpus() if workers is None else max(1, workers)
 
     if per_file is None:
-        result = _score_all(pairs, names, lambda pair, counts: None, params, pooling)
+        result = _score_all(pairs, names, lambda pair, counts: None, params, pooling, workers)
     else:
 
         def write(fh: IO[bytes]) -> None:
@@ -240,7 +291,7 @@ def score(
                     + [_count(getattr(counts[n], f)) for n in names for f in COUNT_FIELDS]
                 )  # fmt: skip
 
-            result = _score_all(pairs, names, row, params, pooling)
+            result = _score_all(pairs, names, row, params, pooling, workers)
             if result.problems:
                 raise _Unusable(result)
             text.flush()
