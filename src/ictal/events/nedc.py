@@ -56,19 +56,28 @@ def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
     start, last stop). Overlapping rows or rows past the end make backward background
     segments that cover no time, exactly as in NEDC. Rows must have start < stop.
     """
+    return fill_timeline(rows, duration_s)[0]
+
+
+def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline, bool, bool]:
+    """``build_timeline``'s timeline, and what the walk saw that NEDC scores without a word:
+    a row starting (at 4 decimals) before the previous one stops, a row outside 0..duration."""
     if not (math.isfinite(duration_s) and round(duration_s, DIGITS) > 0):
         raise TimelineError(f"duration {duration_s} is not a positive number of seconds")
     end = round(duration_s, DIGITS)
     cursor = 0.0
+    overlapping = outside = False
     filled: list[Segment] = []
     for start, stop, seiz in sorted(rows, key=lambda r: (r[0], r[1])):
         if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
         first = round(start, DIGITS)
         if first != cursor:
+            overlapping = overlapping or (first < cursor and bool(filled))
             filled.append((cursor, first, False))
         filled.append((start, stop, seiz))
         cursor = round(stop, DIGITS)
+        outside = outside or cursor > end or start < 0
     if cursor != end:
         filled.append((cursor, end, False))
     joined: list[Segment] = []
@@ -77,7 +86,7 @@ def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
             joined[-1] = (joined[-1][0], seg[1], seg[2])
         else:
             joined.append(seg)
-    return Timeline(tuple(joined))
+    return Timeline(tuple(joined)), overlapping, outside
 
 
 def timeline_of_events(events: Sequence[Event], duration_s: float) -> Timeline:
