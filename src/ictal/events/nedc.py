@@ -9,6 +9,7 @@ filled with background (times compared at 4 decimals), neighbours of one label j
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ictal.events.runs import Run, of_mask, overlap, total, union
 Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
 DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
 EPOCH_S = 0.25  # NEDC EPOCH's default epoch (parameter file v00)
+
+
+_START_STOP = operator.itemgetter(0, 1)  # rows sort by (start, stop), labels keep their order
 
 
 class TimelineError(ValueError):
@@ -68,7 +72,7 @@ def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline,
     cursor = 0.0
     overlapping = outside = False
     filled: list[Segment] = []
-    for start, stop, seiz in sorted(rows, key=lambda r: (r[0], r[1])):
+    for start, stop, seiz in sorted(rows, key=_START_STOP):
         if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
         first = round(start, DIGITS)
@@ -250,30 +254,26 @@ def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
     return _centres(_epoch_count(stop, epoch_s), epoch_s)
 
 
-def _centres_before(x: float, n: int, epoch_s: float, inclusive: bool) -> int:
-    """``np.searchsorted(epoch_times(...), x, "right" if inclusive else "left")`` for ``n``
-    centres, without the array: an estimate corrected by the centres' own float values."""
+def _epoch_bounds(tl: Timeline, n: int, epoch_s: float) -> list[tuple[int, int, bool]]:
+    """Each segment's ``np.searchsorted`` of its start (left) and stop (right) among the first
+    ``n`` centres, without the array: the centres at or before a time, less one when a centre
+    lies exactly on a start (a start equal to the previous stop reuses its count)."""
     half = epoch_s / 2.0
-    k = min(max(math.ceil((x - half) / epoch_s), 0), n)
-    if inclusive:
-        while k > 0 and half + (k - 1) * epoch_s > x:
-            k -= 1
-        while k < n and half + k * epoch_s <= x:
-            k += 1
-    else:
-        while k > 0 and half + (k - 1) * epoch_s >= x:
-            k -= 1
-        while k < n and half + k * epoch_s < x:
-            k += 1
-    return k
+    bounds = []
+    last, last_upto = math.nan, 0
+    for start, stop, seiz in tl.segments:
+        upto = last_upto if start == last else min(_epoch_count(start, epoch_s), n)
+        lo = upto - 1 if upto and half + (upto - 1) * epoch_s == start else upto
+        last, last_upto = stop, min(_epoch_count(stop, epoch_s), n)
+        bounds.append((lo, last_upto, seiz))
+    return bounds
 
 
 def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
     """The seizure epochs of ``_epoch_labels`` as runs of epoch indexes. Segments in time
     order (every timeline of non-overlapping rows) own the centres no earlier one holds;
     others are painted on the array as NEDC's loop does."""
-    bounds = [(_centres_before(a, n, epoch_s, False), _centres_before(b, n, epoch_s, True), seiz)
-              for a, b, seiz in tl.segments]  # fmt: skip
+    bounds = _epoch_bounds(tl, n, epoch_s)
     if any(x[0] > y[0] or x[1] > y[1] for x, y in pairwise(bounds)):
         return of_mask(_epoch_labels(tl, _centres(n, epoch_s)))
     default = tl.segments[-1][2]
