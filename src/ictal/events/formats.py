@@ -64,7 +64,7 @@ def kind_of(path: str | Path) -> str | None:
 
 def stem_of(path: str | Path) -> str:
     """The recording a file belongs to: its name without the suffix (and ``_events``)."""
-    name = Path(path).name
+    name = path.name if isinstance(path, Path) else Path(path).name
     kind = kind_of(name)
     if kind is not None:
         name = name[: -len(kind) - 1]

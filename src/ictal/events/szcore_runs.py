@@ -100,10 +100,11 @@ def event_counts(ref: list[Run], hyp: list[Run], n: int, p: Params) -> EventCoun
 
 
 def sample_counts(ref: list[Run], hyp: list[Run], n: int, fs: int) -> EventCounts:
-    """``SampleScoring(Annotation(ref mask, fs), Annotation(hyp mask, fs), fs)``'s counts."""
-    size = round(n / fs * fs)
-    ref_s = _grid(_seconds(ref, fs), fs, size)
-    hyp_s = _grid(_seconds(hyp, fs), fs, size)
-    tp, ref_true = overlap(ref_s, hyp_s), total(ref_s)
-    fp = total(hyp_s) - tp
-    return EventCounts(float(tp), float(ref_true - tp), float(fp), ref_true, size / fs)
+    """``SampleScoring(Annotation(ref mask, fs), Annotation(hyp mask, fs), fs)``'s counts.
+
+    SampleScoring rebuilds each mask from its events at ``round(k / fs * fs)``, which is ``k``
+    for every sample index below 2**51 (the quotient's rounding error times ``fs`` stays under
+    half a sample), so the masks' own runs are what it compares."""
+    tp, ref_true = overlap(ref, hyp), total(ref)
+    fp = total(hyp) - tp
+    return EventCounts(float(tp), float(ref_true - tp), float(fp), ref_true, n / fs)

@@ -4,6 +4,7 @@ recursively), NEDC-style list files or single files, paired by recording stem.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,22 +32,44 @@ class Pair:
     hyp: Path | None
 
 
+def _walk(here: str) -> Iterator[os.DirEntry[str]]:
+    """The files under ``here`` in ``os.walk``'s order (a directory's own files by name, then
+    its subdirectories by name; links to directories are not entered), without a stat per
+    file: the directory entries say what each one is."""
+    try:
+        with os.scandir(here) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError:  # os.walk skips a directory it cannot list
+        return
+    dirs = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            yield entry
+        elif not entry.is_symlink():
+            dirs.append(entry)
+    for entry in dirs:
+        yield from _walk(entry.path)
+
+
 def _from_dir(root: Path) -> list[Path]:
     """Annotation files under ``root`` (symbolic links are not followed out of it)."""
     found: list[Path] = []
     top = root.resolve()
-    for here, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(here) / name
-            if kind_of(name) is None or name.endswith(BIDS_TABLES):
-                continue
-            if path.is_symlink() and not path.resolve().is_relative_to(top):
-                raise UsageError(
-                    f"{path}: a link to a file outside {root}; copy the file in or list it "
-                    "in a list file"
-                )
-            found.append(path)
+    for entry in _walk(str(root)):
+        name = entry.name
+        if kind_of(name) is None or name.endswith(BIDS_TABLES):
+            continue
+        path = Path(entry.path)
+        if entry.is_symlink() and not path.resolve().is_relative_to(top):
+            raise UsageError(
+                f"{path}: a link to a file outside {root}; copy the file in or list it "
+                "in a list file"
+            )
+        found.append(path)
     return found
 
 
