@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ictal.config import EvaluateConfig
+if TYPE_CHECKING:  # a type only: the scorers import this module without the config's weight
+    from ictal.config import EvaluateConfig
 
 Event = tuple[float, float]
 

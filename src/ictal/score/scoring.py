@@ -15,31 +15,16 @@ from typing import IO, Any
 
 from ictal.errors import UsageError
 from ictal.events.counts import ZERO, EventCounts
-from ictal.events.formats import FormatError, NoRows, ScoredFile, read_file
-from ictal.events.nedc import Timeline, TimelineError, build_timeline
-from ictal.events.scorers import (
-    NEDC_NAMES,
-    ORDER,
-    SZCORE_NAMES,
-    TIMELINE_SCORERS,
-    score_szcore_files,
-)
-from ictal.events.szcore import (
-    DEFAULT,
-    POOLINGS,
-    SzcoreError,
-    SzcoreParams,
-    subject_of,
-    szcore_doc,
-)
+from ictal.events.scorers import NEDC_NAMES, ORDER, SZCORE_NAMES
+from ictal.events.szcore import DEFAULT, POOLINGS, SzcoreParams, subject_of, szcore_doc
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.cells import text_cell
 from ictal.machine import usable_cpus
 from ictal.score.inputs import Pair, pair_inputs
+from ictal.score.pairs import Outcome, outcome, score_chunk
 from ictal.ui import progress
 
 CHOICES: tuple[str, ...] = (*NEDC_NAMES, *SZCORE_NAMES)
-HEADER_ONLY = "header-only hypothesis TSV: scored as an empty hypothesis, as SzCORE does"
 LEFT_OUT = "references without a hypothesis, not scored (--subset)"
 COUNT_FIELDS: tuple[str, ...] = ("hits", "misses", "false_alarms", "n_ref")
 _SHOWN_PROBLEMS = 20
@@ -129,56 +114,10 @@ def _shown_params(p: SzcoreParams) -> str:
             f"across gaps under {p.merge_gap_s:g} s")  # fmt: skip
 
 
-def _empty_like(ref: Timeline) -> Timeline:
-    """The hypothesis of a recording where nothing was detected (``--missing-hyp empty``)."""
-    return build_timeline([], ref.duration_s)
-
-
-def _read(pair: Pair) -> tuple[ScoredFile, ScoredFile | None, Timeline, tuple[str, ...]]:
-    """Both files of a pair; no hypothesis, or a header-only TSV one, is an empty one."""
-    ref = read_file(pair.ref)
-    if pair.hyp is None:
-        return ref, None, _empty_like(ref.timeline), ref.notes
-    try:
-        hyp = read_file(pair.hyp)
-    except NoRows:
-        return ref, None, _empty_like(ref.timeline), (*ref.notes, HEADER_ONLY)
-    return ref, hyp, hyp.timeline, ref.notes + hyp.notes
-
-
-def _score_pair(
-    pair: Pair, scorers: list[str], params: SzcoreParams
-) -> tuple[dict[str, EventCounts], tuple[str, ...]]:
-    """One pair's counts by every scorer asked, and its notes."""
-    ref, hyp, hyp_tl, notes = _read(pair)
-    counts = {n: TIMELINE_SCORERS[n](ref.timeline, hyp_tl) for n in scorers if n in NEDC_NAMES}
-    if any(n in SZCORE_NAMES for n in scorers):
-        both = score_szcore_files(ref, hyp, params)
-        counts |= {n: both[n] for n in scorers if n in SZCORE_NAMES}
-    return counts, notes
-
-
 # Fewer pairs score in less time than a worker process takes to start; more are scored in
 # chunks of CHUNK pairs by worker processes, this one among them, and put back in order.
 POOL_MIN_PAIRS = 1000
 CHUNK = 100
-
-Outcome = tuple[dict[str, EventCounts], tuple[str, ...]] | str  # counts and notes, or a problem
-
-
-def _outcome(pair: Pair, scorers: list[str], params: SzcoreParams) -> Outcome:
-    """One pair's counts and notes, or the line saying why it cannot be scored."""
-    try:
-        return _score_pair(pair, scorers, params)
-    except (FormatError, TimelineError, SzcoreError) as exc:
-        where = "" if isinstance(exc, FormatError) else f"{pair.ref} vs {pair.hyp}: "
-        return f"{where}{exc}"
-
-
-def _chunk(task: tuple[int, list[Pair], list[str], SzcoreParams]) -> tuple[int, list[Outcome]]:
-    """A worker's task: the outcomes of one chunk of pairs, with the chunk's number."""
-    k, pairs, scorers, params = task
-    return k, [_outcome(pair, scorers, params) for pair in pairs]
 
 
 def _outcomes(
@@ -187,7 +126,7 @@ def _outcomes(
     """Every pair's outcome in the pairs' order, whichever process scored it."""
     if workers <= 1 or len(pairs) < POOL_MIN_PAIRS:
         for pair in pairs:
-            yield _outcome(pair, scorers, params)
+            yield outcome(pair, scorers, params)
         return
     from ictal.parallel.executors import ProcessExecutor
 
@@ -196,7 +135,7 @@ def _outcomes(
     done: dict[int, list[Outcome]] = {}
     first = 0
     pool = ProcessExecutor(workers, coordinator_works=True)
-    for k, outcomes in pool.map_unordered(_chunk, tasks):
+    for k, outcomes in pool.map_unordered(score_chunk, tasks):
         done[k] = outcomes
         while first in done:
             yield from done.pop(first)
