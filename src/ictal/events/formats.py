@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.corpus.annotations import SEIZURE_CODES
+from ictal.events.intervals import merge_close
 from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, fill_timeline
-from ictal.events.postprocess import merge_close
 from ictal.io.untrusted import UnreadableInput, read_bytes
 
 SUFFIXES: tuple[str, ...] = (".csv_bi", ".csv", ".tsv")

@@ -14,12 +14,14 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ictal.events.counts import EventCounts
-from ictal.events.postprocess import Event, merge_close
+from ictal.events.intervals import Event, merge_close
 from ictal.events.runs import Run, of_mask, overlap, total, union
+
+if TYPE_CHECKING:  # numpy is imported where arrays are built: the scorers walk runs
+    import numpy as np
 
 Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
 DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
@@ -227,6 +229,8 @@ def taes(ref: Timeline, hyp: Timeline) -> EventCounts:
 def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
     """Seizure or not at each time: the first segment holding it (both ends inclusive), or
     the last segment when none does (NEDC's index -1)."""
+    import numpy as np
+
     labels = np.full(times.shape, tl.segments[-1][2], dtype=bool)
     for start, stop, seiz in reversed(tl.segments):
         lo, hi = np.searchsorted(times, start, "left"), np.searchsorted(times, stop, "right")
@@ -246,6 +250,8 @@ def _epoch_count(stop: float, epoch_s: float) -> int:
 
 
 def _centres(n: int, epoch_s: float) -> np.ndarray:
+    import numpy as np
+
     return epoch_s / 2.0 + np.arange(n, dtype=np.float64) * epoch_s
 
 

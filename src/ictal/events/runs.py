@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # numpy only for a mask handed in: ``ictal score`` never imports it
+    import numpy as np
 
 Run = tuple[int, int]
 
@@ -33,6 +35,8 @@ def union(ranges: Iterable[Run], n: int) -> list[Run]:
 
 def of_mask(mask: np.ndarray) -> list[Run]:
     """The runs of a 1-D boolean mask."""
+    import numpy as np
+
     edges = np.flatnonzero(np.diff(mask.astype(np.int8), prepend=0, append=0))
     return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 

@@ -14,14 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ictal.events.counts import EventCounts
-from ictal.events.postprocess import Event
+from ictal.events.intervals import Event
 from ictal.events.runs import Run, of_mask, union
 from ictal.events.szcore_runs import event_counts, sample_counts
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy is imported where masks are built: the scorers walk runs
+    import numpy as np
     from timescoring.scoring import EventScoring
 
 POOLINGS: tuple[str, ...] = ("recording", "subject")
@@ -76,6 +75,8 @@ def mask_of(events: Iterable[Event], duration_s: float, fs: int) -> np.ndarray:
     """The evaluator's mask of events in seconds: ``[int(start*fs), int(stop*fs))`` each,
     cut at the recording's end; times before 0 count from 0 (the evaluator's slice would
     wrap them to the end of the recording)."""
+    import numpy as np
+
     mask = np.zeros(n_samples(duration_s, fs), dtype=bool)
     for lo, hi in runs_of(events, duration_s, fs):
         mask[lo:hi] = True
@@ -92,6 +93,8 @@ def score_masks(
     ref_mask: np.ndarray, hyp_mask: np.ndarray, params: SzcoreParams = DEFAULT
 ) -> tuple[EventCounts, EventCounts]:
     """SzCORE event and sample counts of two masks at ``params.fs``."""
+    import numpy as np
+
     ref_mask = np.asarray(ref_mask, dtype=bool)
     hyp_mask = np.asarray(hyp_mask, dtype=bool)
     if ref_mask.ndim != 1 or ref_mask.shape != hyp_mask.shape or ref_mask.size == 0:
@@ -178,6 +181,8 @@ def szcore_doc(
     doc: dict[str, Any] = {**asdict(total), "pooling": pooling, "f1_rule": F1_RULE}
     if pooling == "recording":
         return doc | {k: _json(v) for k, v in _rates(total).items()}
+    import numpy as np
+
     per = [_rates(c) for c in by_subject.values()]
     doc["subjects"] = len(per)
     for key in ("sensitivity", "precision", "f1", "fa_per_24h"):
