@@ -48,6 +48,7 @@ HEADER = (
     "channel,start_time,stop_time,label,confidence\n"
 )
 TARGET_PAIRS_PER_S = 5000.0
+SUBJECTS = 50  # recordings belong to 50 patients, as a corpus does (SzCORE pools by subject)
 
 
 def _rows(duration: float, events: list[tuple[float, float]]) -> str:
@@ -80,7 +81,7 @@ def _write_pair(
     hyps: list[tuple[float, float]],
 ) -> None:
     """One pair: the reference in a TUSZ-like tree, the hypothesis flat."""  # fmt: skip
-    stem = f"aa{k:06d}_s001_t000"
+    stem = f"aa{k % SUBJECTS:06d}_s{k // SUBJECTS:03d}_t000"  # SUBJECTS patients, many sessions
     sub = ref_dir / f"p{k % 100:02d}" / "s001"
     sub.mkdir(parents=True, exist_ok=True)
     (sub / f"{stem}.csv_bi").write_text(HEADER.format(b=stem, d=duration) + _rows(duration, refs))
@@ -268,7 +269,7 @@ def main() -> int:
     n = args.pairs or default_n
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ictal-bench-score-"))
     big = make(work / "big", n)
-    small = make(work / "small", max(1, n // 10))
+    small = make(work / "small", max(1, n // 5))
     rates = best_rates(contenders(*big, work), n, args.repeats)
     small_files, small_mb = peak_rss_mb(*small)
     big_files, big_mb = peak_rss_mb(*big)
