@@ -8,6 +8,7 @@ filled with background (times compared at 4 decimals), neighbours of one label j
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 from bisect import bisect_left, bisect_right
@@ -47,10 +48,16 @@ class Timeline:
         """The recording time NEDC adds up for FA/24h: where the last segment stops."""
         return self.segments[-1][1]
 
-    @property
+    @functools.cached_property
     def seizures(self) -> list[Event]:
-        """The seizure segments (each already joined with touching ones)."""
+        """The seizure segments (each already joined with touching ones); computed once, as
+        every scorer asks (callers must not change the list)."""
         return [(a, b) for a, b, seiz in self.segments if seiz]
+
+    @functools.cached_property
+    def index(self) -> _Index:
+        """The seizures indexed for range lookups (OVLP and TAES share it)."""
+        return _Index(self.seizures)
 
 
 def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
@@ -132,6 +139,13 @@ class _Index:
             return range(len(self.events))
         return range(bisect_right(self.stops, start), bisect_left(self.starts, stop))
 
+    def overlaps(self, start: float, stop: float) -> bool:
+        """Whether some event overlaps (start, stop) strictly: when monotone, every index of
+        ``overlapping`` does (its stop is after ``start``, its start before ``stop``)."""
+        if self.monotone:
+            return bisect_right(self.stops, start) < bisect_left(self.starts, stop)
+        return any(_strict((start, stop), event) for event in self.events)
+
     def same_second(self, start: float, stop: float) -> range:
         """Indexes that may share a whole second with (start, stop); callers test each."""
         if not self.monotone:
@@ -158,9 +172,9 @@ def ovlp(ref: Timeline, hyp: Timeline) -> EventCounts:
     hit, else a miss; a hypothesis seizure overlapping no reference seizure is a false alarm."""
     _check_pair(ref, hyp)
     r, h = ref.seizures, hyp.seizures
-    hi, ri = _Index(h), _Index(r)
-    hits = sum(any(_strict(x, h[j]) for j in hi.overlapping(*x)) for x in r)
-    false_alarms = sum(not any(_strict(y, r[i]) for i in ri.overlapping(*y)) for y in h)
+    hi, ri = hyp.index, ref.index
+    hits = sum(hi.overlaps(a, b) for a, b in r)
+    false_alarms = sum(not ri.overlaps(a, b) for a, b in h)
     return EventCounts(float(hits), float(len(r) - hits), float(false_alarms), len(r),
                        ref.duration_s)  # fmt: skip
 
@@ -196,7 +210,7 @@ def taes(ref: Timeline, hyp: Timeline) -> EventCounts:
     """
     _check_pair(ref, hyp)
     r, h = ref.seizures, hyp.seizures
-    ri, hi = _Index(r), _Index(h)
+    ri, hi = ref.index, hyp.index
     ref_free = [True] * len(r)
     hyp_free = [True] * len(h)
     hits = misses = false_alarms = 0.0
