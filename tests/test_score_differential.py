@@ -186,3 +186,50 @@ def test_one_process_and_many_write_the_same_table(tmp_path: Path) -> None:
         assert result.files == 1200
         tables.append(table.read_bytes())
     assert tables[0] == tables[1]
+
+
+def _random_params(rng: random.Random) -> SzcoreParams:
+    return SzcoreParams(
+        fs=rng.choice([1, 1, 2, 3, 4, 10, 256]),
+        tolerance_start_s=rng.choice([30.0, 0.0, 5.0, 0.35]),
+        tolerance_end_s=rng.choice([60.0, 0.0, 12.5, 0.05]),
+        min_overlap=rng.choice([0.0, 0.0, 0.2, 0.5]),
+        max_event_s=rng.choice([300.0, 120.0, 0.3, 1.0, 7.0]),
+        merge_gap_s=rng.choice([90.0, 20.0, 0.0, 0.5]),
+    )
+
+
+def _loose_events(rng: random.Random, duration: float) -> list[tuple[float, float]]:
+    """Events as any caller may hand them: overlapping, touching, outside the recording,
+    of zero length."""
+    out = []
+    for _ in range(rng.choice([0, 1, 2, 5, 9])):
+        start = rng.choice([rng.uniform(-2, duration + 2), round(rng.uniform(0, duration), 1)])
+        out.append((start, start + rng.choice([0.0, rng.uniform(0, 2), rng.uniform(0, 99), 1.0])))
+    if out and rng.random() < 0.3:
+        out.append((out[-1][1], out[-1][1] + rng.uniform(0, 5)))
+    return out
+
+
+def test_szcore_on_runs_equals_timescoring_for_any_parameters() -> None:
+    """Rates, tolerances, overlaps, splits and merges as configurable, on loose events."""
+    from ictal.events.szcore import score_pair
+
+    rng = random.Random(5)
+    differ = []
+    for _ in range(1500):
+        p = _random_params(rng)
+        duration = rng.uniform(0.5, 60) if p.fs > 10 else rng.choice([rng.uniform(1, 700), 3600.0])
+        ref, hyp = _loose_events(rng, duration), _loose_events(rng, duration)
+        ours = score_pair(ref, hyp, duration, p)
+        masks = [Annotation(old_mask(e, duration, p.fs), p.fs) for e in (ref, hyp)]
+        theirs = (EventScoring(*masks, p.event_parameters()), SampleScoring(*masks, fs=p.fs))
+        for c, s in zip(ours, theirs, strict=True):
+            if (c.hits, c.n_ref, c.false_alarms, c.duration_s) != (
+                s.tp,
+                s.refTrue,
+                s.fp,
+                s.numSamples / s.fs,
+            ):
+                differ.append(f"{ref} {hyp} {duration} {p}")
+    assert differ == [], f"{len(differ)} differ:\n" + "\n".join(differ[:5])
