@@ -382,24 +382,17 @@ class _Lattice:
 
 def _alternating(tl: Timeline) -> tuple[bool, int]:
     """A timeline's first label and length; its labels must alternate (a built timeline)."""
-    labels = [seiz for _, _, seiz in tl.segments]
-    if any(x == y for x, y in pairwise(labels)):
+    segments = tl.segments
+    if any(x[2] == y[2] for x, y in pairwise(segments)):
         raise TimelineError("DPALIGN needs a timeline whose neighbouring segments differ")
-    return labels[0], len(labels)
+    return segments[0][2], len(segments)
 
 
-def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
-    """NEDC DP alignment of the two label sequences (segments, background included).
-
-    Unit penalties; ties prefer a substitution, then an insertion. A reference seizure
-    aligned with a hypothesis seizure is a hit, with background or nothing a miss; a
-    hypothesis seizure aligned with nothing is a false alarm (one aligned with reference
-    background is not). The traceback walks NEDC's table from its corner reading each cell
-    from ``_Lattice``: time linear in the number of segments, memory constant beside the
-    timelines (NEDC's table is quadratic: 3 GB for a file of 4,000 events).
-    """
-    _check_pair(ref, hyp)
-    grid = _Lattice(*_alternating(ref), *_alternating(hyp))
+@functools.lru_cache(maxsize=4096)
+def _aligned(first_a: bool, p: int, first_b: bool, q: int) -> tuple[int, int]:
+    """Hits and false alarms of the traceback through ``_Lattice(first_a, p, first_b, q)``:
+    the four numbers fix the whole table, so pairs of the same shape share one walk."""
+    grid = _Lattice(first_a, p, first_b, q)
     i, j = grid.p + 1, grid.q + 1
     hits = false_alarms = 0
     while i >= 0 and j >= 0:  # the pairs at both ends hold the None sentinels: never counted
@@ -412,6 +405,22 @@ def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
         else:
             hits += grid.label_a(i) is True and grid.label_b(j) is True
             i, j = i - 1, j - 1
+    return hits, false_alarms
+
+
+def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
+    """NEDC DP alignment of the two label sequences (segments, background included).
+
+    Unit penalties; ties prefer a substitution, then an insertion. A reference seizure
+    aligned with a hypothesis seizure is a hit, with background or nothing a miss; a
+    hypothesis seizure aligned with nothing is a false alarm (one aligned with reference
+    background is not). The traceback walks NEDC's table from its corner reading each cell
+    from ``_Lattice``: time linear in the number of segments, memory constant beside the
+    timelines (NEDC's table is quadratic: 3 GB for a file of 4,000 events). A table depends
+    only on each timeline's first label and length, so its walk is memoised by them.
+    """
+    _check_pair(ref, hyp)
+    hits, false_alarms = _aligned(*_alternating(ref), *_alternating(hyp))
     n_ref = len(ref.seizures)
     return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
                        ref.duration_s)  # fmt: skip
