@@ -81,22 +81,24 @@ def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline,
     cursor = 0.0
     overlapping = outside = False
     filled: list[Segment] = []
+    put, finite = filled.append, math.isfinite
     for start, stop, seiz in sorted(rows, key=_START_STOP):
-        if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
+        if not (finite(start) and finite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
         first = round(start, DIGITS)
         if first != cursor:
             overlapping = overlapping or (first < cursor and bool(filled))
-            filled.append((cursor, first, False))
-        filled.append((start, stop, seiz))
+            put((cursor, first, False))
+        put((start, stop, seiz))
         cursor = round(stop, DIGITS)
         outside = outside or cursor > end or start < 0
     if cursor != end:
-        filled.append((cursor, end, False))
-    joined: list[Segment] = []
-    for seg in filled:
-        if joined and joined[-1][2] == seg[2]:
-            joined[-1] = (joined[-1][0], seg[1], seg[2])
+        put((cursor, end, False))
+    joined: list[Segment] = [filled[0]]
+    for seg in filled[1:]:
+        last = joined[-1]
+        if last[2] == seg[2]:
+            joined[-1] = (last[0], seg[1], seg[2])
         else:
             joined.append(seg)
     return Timeline(tuple(joined)), overlapping, outside
