@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def kind_of(path: str | Path) -> str | None:
 
 def stem_of(path: str | Path) -> str:
     """The recording a file belongs to: its name without the suffix (and ``_events``)."""
-    name = path.name if isinstance(path, Path) else Path(path).name
+    name = path.name if isinstance(path, Path) else os.path.basename(path)
     kind = kind_of(name)
     if kind is not None:
         name = name[: -len(kind) - 1]
