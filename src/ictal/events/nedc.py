@@ -82,15 +82,16 @@ def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline,
     overlapping = outside = False
     filled: list[Segment] = []
     put, finite = filled.append, math.isfinite
+    last = math.nan
     for start, stop, seiz in sorted(rows, key=_START_STOP):
         if not (finite(start) and finite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
-        first = round(start, DIGITS)
+        first = cursor if start == last else round(start, DIGITS)  # a row tiling the last
         if first != cursor:
             overlapping = overlapping or (first < cursor and bool(filled))
             put((cursor, first, False))
         put((start, stop, seiz))
-        cursor = round(stop, DIGITS)
+        cursor, last = round(stop, DIGITS), stop
         outside = outside or cursor > end or start < 0
     if cursor != end:
         put((cursor, end, False))
