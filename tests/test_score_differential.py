@@ -159,7 +159,7 @@ def test_every_count_equals_the_per_pair_scorers(tmp_path: Path) -> None:
     ref_dir, hyp_dir = make_pairs(tmp_path, PAIRS)
     table = tmp_path / "per-file.csv"
     code = run(["score", str(ref_dir), str(hyp_dir), "--missing-hyp", "empty",
-                "--per-file", str(table)])  # fmt: skip
+                "--per-file", str(table), "--workers", "2"])  # fmt: skip
     assert code == 0
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == PAIRS
@@ -233,3 +233,13 @@ def test_szcore_on_runs_equals_timescoring_for_any_parameters() -> None:
             ):
                 differ.append(f"{ref} {hyp} {duration} {p}")
     assert differ == [], f"{len(differ)} differ:\n" + "\n".join(differ[:5])
+
+
+def test_idle_cpus_takes_the_load_off_the_usable_cpus(monkeypatch) -> None:
+    """A busy machine gets one scoring process, an idle one a process per CPU."""
+    from ictal import machine
+
+    monkeypatch.setattr(machine, "usable_cpus", lambda: 4)
+    for load, want in ((0.0, 4), (0.4, 4), (1.2, 3), (3.6, 1), (40.0, 1)):
+        monkeypatch.setattr(machine.os, "getloadavg", lambda load=load: (load, load, load))
+        assert machine.idle_cpus() == want, load

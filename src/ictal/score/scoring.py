@@ -19,7 +19,7 @@ from ictal.events.scorers import NEDC_NAMES, ORDER, SZCORE_NAMES
 from ictal.events.szcore import DEFAULT, POOLINGS, SzcoreParams, subject_of, szcore_doc
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.cells import text_cell
-from ictal.machine import usable_cpus
+from ictal.machine import idle_cpus
 from ictal.score.inputs import Pair, pair_inputs
 from ictal.score.pairs import Outcome, outcome, score_chunk
 from ictal.ui import progress
@@ -202,8 +202,8 @@ def score(
 ) -> ScoreResult:
     """Pair, read and score; write ``--json`` and ``--per-file`` only when every pair scored.
 
-    ``workers`` processes score many pairs (None: one per usable CPU); the outputs do not
-    depend on how many.
+    ``workers`` processes score many pairs (None: one per CPU the machine's load leaves idle);
+    the outputs do not depend on how many.
 
     Unusable inputs raise ``UsageError`` (exit 2) listing every problem, one line each.
     """
@@ -212,7 +212,7 @@ def score(
         raise UsageError(f"--pooling {pooling!r}: choose {' or '.join(POOLINGS)}")
     pairs, left_out = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
     result: ScoreResult | None = None
-    workers = usable_cpus() if workers is None else max(1, workers)
+    workers = idle_cpus() if workers is None else max(1, workers)
 
     if per_file is None:
         result = _score_all(pairs, names, lambda pair, counts: None, params, pooling, workers)
