@@ -13,9 +13,12 @@ pairing and reading included, best of `--repeats` (the contenders take turns in 
 - peak memory (max RSS of the scoring processes) for a tenth of the pairs and for all of
   them: flat in the number of files (within 10 % and 10 MB).
 
-`ictal score` scores many pairs in chunks on every usable CPU (worker processes, this one
-among them, results put back in order: the same output as one process); the table says how
-many. `--workload tusz` is the older mix (10,000 pairs of 5 min to 1 h, 0-4 seizures).
+`ictal score` scores 1,000 pairs or more in chunks on as many processes as the machine's
+load leaves CPUs idle (this one among them, results put back in order: the same output as
+one process); each run decides for itself, so a busy machine gets one process. Each row also
+gives the CPU time (user + system, workers included): on a shared machine it moves less
+than the wall time. `--workload tusz` is the older mix (10,000 pairs of 5 min to 1 h, 0-4
+seizures).
 
 With `--nedc DIR` (an unpacked NEDC `nedc_eeg_eval/v6.0.0` and `--nedc-python` a Python that
 runs it), the official tool scores the same lists as one process too: its time, and whether
@@ -210,7 +213,7 @@ def best_runs(commands: dict[str, list[str]], repeats: int) -> dict[str, tuple[f
 
 PEAK = (
     "import json, resource, sys; from ictal.score.scoring import score; "
-    "r = score(sys.argv[1], sys.argv[2]); "
+    "r = score(sys.argv[1], sys.argv[2], workers=2); "
     "kb = max(resource.getrusage(w).ru_maxrss for w in "
     "(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)); "
     "print(json.dumps([r.files, kb]))"
@@ -218,7 +221,8 @@ PEAK = (
 
 
 def peak_rss_mb(ref: Path, hyp: Path) -> tuple[int, float]:
-    """Files scored (all six scorers) and the max RSS (MB) of the processes scoring them."""
+    """Files scored (all six scorers, two processes) and the max RSS (MB) of the processes
+    scoring them."""
     out = subprocess.run(
         [sys.executable, "-c", PEAK, str(ref), str(hyp)], check=True, capture_output=True,
         text=True, env=_env(),
@@ -295,8 +299,8 @@ def main() -> int:
     ]  # fmt: skip
     print(machine_line())
     print(f"{n:,} pairs ({args.workload} workload), whole process each, best of {args.repeats}; "
-          f"ictal score uses {usable_cpus()} CPU(s): chunks of pairs in worker processes, "
-          "results in order (the same output as one process); CPU time: user + system of "
+          f"ictal score: up to {usable_cpus()} processes, as many as the load leaves CPUs idle "
+          "(results in order, the same output as one process); CPU time: user + system of "
           "the process and its workers")  # fmt: skip
     same = True
     if args.nedc is not None:
