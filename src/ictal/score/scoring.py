@@ -48,7 +48,7 @@ def parse_scorers(text: str | None) -> list[str]:
 
 @dataclass
 class ScoreResult:
-    """Pooled counts per scorer over every scored pair (SzCORE's also per subject), and what
+XX
     reading noticed."""
 
     scorers: list[str]
@@ -166,7 +166,7 @@ def _score_all(
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
                 result.totals[n] = result.totals[n] + counts[n]
-                if n in SZCORE_NAMES:
+                if n in SZCORE_NAMES and pooling == "subject":  # only this pooling reads them
                     per, who = result.subjects.setdefault(n, {}), subject_of(pair.stem)
                     per[who] = per.get(who, ZERO) + counts[n]
             result.files += 1
