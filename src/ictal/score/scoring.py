@@ -48,8 +48,8 @@ def parse_scorers(text: str | None) -> list[str]:
 
 @dataclass
 class ScoreResult:
-XX
-    reading noticed."""
+    """Pooled counts per scorer over every scored pair (SzCORE's also per subject when pooled
+    by subject), and what reading noticed."""
 
     scorers: list[str]
     totals: dict[str, EventCounts]
