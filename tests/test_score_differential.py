@@ -243,3 +243,20 @@ def test_idle_cpus_takes_the_load_off_the_usable_cpus(monkeypatch) -> None:
     for load, want in ((0.0, 4), (0.4, 4), (1.2, 3), (3.6, 1), (40.0, 1)):
         monkeypatch.setattr(machine.os, "getloadavg", lambda load=load: (load, load, load))
         assert machine.idle_cpus() == want, load
+
+
+def test_unusable_files_among_many_are_all_named_in_order(tmp_path: Path, capsys) -> None:
+    """Worker processes report the files they cannot score as one process does: every one,
+    in the pairs' order, exit 2, and no table written."""
+    ref_dir, hyp_dir = make_pairs(tmp_path, 1200, seed=3)
+    bad = sorted(hyp_dir.glob("*.csv_bi"))[::500]
+    for path in bad:
+        path.write_text(path.read_text().replace("seiz,1.0000", "seiz,one", 1) + "TERM,x\n")
+    table = tmp_path / "per-file.csv"
+    code = run(["score", str(ref_dir), str(hyp_dir), "--missing-hyp", "empty",
+                "--per-file", str(table), "--workers", "2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and not table.exists()
+    assert f"{len(bad)} of 1200 pairs cannot be scored" in err
+    named = [line.split(":")[0] for line in err.splitlines() if line.startswith(str(hyp_dir))]
+    assert named == [str(p) for p in bad]
