@@ -117,6 +117,7 @@ def _shown_params(p: SzcoreParams) -> str:
 # Fewer pairs score in less time than a worker process takes to start; more are scored in
 # chunks of CHUNK pairs by worker processes, this one among them, and put back in order.
 POOL_MIN_PAIRS = 1000
+PAIRS_PER_WORKER = 500  # a worker's start-up (0.1 s of CPU) pays off over this many pairs
 CHUNK = 100
 
 
@@ -124,6 +125,7 @@ def _outcomes(
     pairs: list[Pair], scorers: list[str], params: SzcoreParams, workers: int
 ) -> Iterator[Outcome]:
     """Every pair's outcome in the pairs' order, whichever process scored it."""
+    workers = min(workers, len(pairs) // PAIRS_PER_WORKER)
     if workers <= 1 or len(pairs) < POOL_MIN_PAIRS:
         for pair in pairs:
             yield outcome(pair, scorers, params)
