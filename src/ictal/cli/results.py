@@ -290,6 +290,14 @@ def score(
             "subject's rates, SzCORE's default); default scoring.szcore.pooling."
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes scoring 1,000 pairs or more (default: the CPUs the load "
+            "leaves idle); same output either way.",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -304,7 +312,7 @@ def score(
     result = run_score(
         ref, hyp, scorers=scorers, missing_hyp=missing_hyp, subset=subset, json_out=json_out,
         per_file=per_file, params=SzcoreParams.of(cfg.scoring.szcore),
-        pooling=cfg.scoring.szcore.pooling,
+        pooling=cfg.scoring.szcore.pooling, workers=workers,
     )  # fmt: skip
     console = render.scored(result, LABELS)
     for note, n in sorted(result.notes.items()):

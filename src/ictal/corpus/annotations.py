@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import fsspec
-
 SEIZURE_CODES: tuple[str, ...] = (
     "fnsz",
     "gnsz",
@@ -211,6 +209,8 @@ def read_annotation(path: str, fs: Any = None) -> AnnotationFile:
     path = str(path)
     where = path
     if fs is None:
+        import fsspec  # when a file is read: the scorers import this module for its labels
+
         fs, where = fsspec.core.url_to_fs(path)
     try:
         with fs.open(where, "rb") as fh:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import csv
 import io
-import itertools
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from ictal.corpus.annotations import SEIZURE_CODES
-from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, build_timeline
-from ictal.events.postprocess import merge_close
+from ictal.events.intervals import merge_close
+from ictal.events.nedc import DIGITS, Segment, Timeline, TimelineError, fill_timeline
 from ictal.io.untrusted import UnreadableInput, read_bytes
 
 SUFFIXES: tuple[str, ...] = (".csv_bi", ".csv", ".tsv")
@@ -65,7 +65,7 @@ def kind_of(path: str | Path) -> str | None:
 
 def stem_of(path: str | Path) -> str:
     """The recording a file belongs to: its name without the suffix (and ``_events``)."""
-    name = Path(path).name
+    name = path.name if isinstance(path, Path) else os.path.basename(path)
     kind = kind_of(name)
     if kind is not None:
         name = name[: -len(kind) - 1]
@@ -105,18 +105,74 @@ def _check_row(start: float, stop: float, path: str, where: str) -> None:
         )
 
 
+def _row(row: str, path: str, lineno: int) -> tuple[str, float, float, str]:
+    """A data row's channel, start, stop and label, its numbers checked (the first bad field
+    is named, as ``_number`` and ``_check_row`` name it)."""
+    fields = row.split(",")
+    if len(fields) != 5:
+        raise FormatError(
+            f"{path}: line {lineno}: {len(fields)} fields, NEDC needs 5 ({COLUMN_LINE})"
+        )
+    channel, start_s, stop_s, label, conf_s = fields
+    try:
+        start, stop, conf = float(start_s), float(stop_s), float(conf_s)
+        plain = math.isfinite(start) and math.isfinite(stop) and math.isfinite(conf)
+    except ValueError:
+        plain = False
+    if not (plain and stop > start):
+        where = f"line {lineno}"
+        start = _number(start_s, path, where, "start time")
+        stop = _number(stop_s, path, where, "stop time")
+        _number(conf_s, path, where, "confidence")
+        _check_row(start, stop, path, where)
+    return channel, start, stop, label
+
+
+def _term_rows(lines: list[str]) -> list[Segment] | None:
+    """The rows of a file whose every data line is a plain TERM row (no space, five fields,
+    ``seiz`` or ``bckg``, finite times that stop after they start), read in one tight pass;
+    None for any other file, which the line-by-line reader reads and, if need be, refuses
+    naming the line."""
+    rows: list[Segment] = []
+    put, finite = rows.append, math.isfinite
+    for line in lines:
+        if not line or line[0] == "#":
+            continue
+        if " " in line:
+            return None
+        if COLUMN_LINE in line:
+            continue
+        fields = line.split(",")
+        if len(fields) != 5 or fields[0] != "TERM" or fields[3] not in ("seiz", "bckg"):
+            return None
+        try:
+            start, stop, conf = float(fields[1]), float(fields[2]), float(fields[4])
+        except ValueError:
+            return None
+        if not (finite(start) and finite(stop) and finite(conf) and stop > start):
+            return None
+        put((start, stop, fields[3] == "seiz"))
+    return rows
+
+
 def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], tuple[str, ...]]:
     """Duration, timeline rows and notes of a NEDC csv file, by NEDC's own reading rules."""
     version: str | None = None
     duration_text: str | None = None
     term: list[Segment] = []
     channels: list[tuple[str, float, float, str, str]] = []
-    for lineno, raw in enumerate(text.split("\n"), start=1):
-        line = raw.replace("\r", "")
-        low = line.lower()
-        if version is None and (low.startswith("version") or low.startswith("# version")):
-            token = low.split("version", 1)[-1].replace("=", "").strip().split()
-            version = token[0].replace('"', "") if token else ""
+    if "\r" in text:  # removed from every line, as NEDC does
+        text = text.replace("\r", "")
+    lines = text.split("\n")
+    term_only = _term_rows(lines)
+    for lineno, line in enumerate(lines, start=1):
+        if term_only is not None and not line.startswith("#"):
+            continue  # read by _term_rows already: only the comments are left to read
+        if version is None:
+            low = line.lower()
+            if low.startswith("version") or low.startswith("# version"):
+                token = low.split("version", 1)[-1].replace("=", "").strip().split()
+                version = token[0].replace('"', "") if token else ""
         if line.startswith("#"):
             match = _COMMENT.match(line)
             if match and match.group(1).strip() == "duration":
@@ -125,21 +181,15 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
         row = line.replace(" ", "")
         if not row or COLUMN_LINE in row:
             continue
-        where = f"line {lineno}"
-        fields = row.split(",")
-        if len(fields) != 5:
-            raise FormatError(
-                f"{path}: {where}: {len(fields)} fields, NEDC needs 5 ({COLUMN_LINE})"
-            )
-        channel, start_s, stop_s, label, conf_s = fields
-        start = _number(start_s, path, where, "start time")
-        stop = _number(stop_s, path, where, "stop time")
-        _number(conf_s, path, where, "confidence")
-        _check_row(start, stop, path, where)
-        if channel == "TERM":
-            term.append((start, stop, _is_seizure(label, path, where, ("seiz",))))
+        channel, start, stop, label = _row(row, path, lineno)
+        if channel != "TERM":
+            channels.append((channel, start, stop, label, f"line {lineno}"))
+        elif label in ("seiz", "bckg"):
+            term.append((start, stop, label == "seiz"))
         else:
-            channels.append((channel, start, stop, label, where))
+            _is_seizure(label, path, f"line {lineno}", ("seiz",))  # raises: names the label
+    if term_only is not None:
+        term = term_only
     if version != NEDC_VERSION:
         found = "no version line" if version is None else f"version {_shown(version)}"
         raise FormatError(
@@ -216,13 +266,12 @@ def _tsv_table(text: str, path: str) -> Rows:
     return durations.pop(), rows, notes, raw
 
 
-def _overlap_notes(rows: list[Segment], duration: float) -> tuple[str, ...]:
+def _overlap_notes(overlapping: bool, outside: bool) -> tuple[str, ...]:
     """What NEDC scores without a word: overlapping rows, rows past the recording's end."""
     notes = []
-    ordered = sorted(rows, key=lambda r: (r[0], r[1]))
-    if any(round(b[0], DIGITS) < round(a[1], DIGITS) for a, b in itertools.pairwise(ordered)):
+    if overlapping:
         notes.append("overlapping events: NEDC scores them as separate events, SzCORE as one")
-    if any(round(r[1], DIGITS) > round(duration, DIGITS) or r[0] < 0 for r in rows):
+    if outside:
         notes.append(
             "events outside 0..duration: NEDC scores them as they are, SzCORE cuts them there"
         )
@@ -245,10 +294,10 @@ def parse_file(text: str, path: str, kind: str | None = None) -> ScoredFile:
             "any recording (fix the duration; NEDC scores one recording per file)"
         )
     try:
-        timeline = build_timeline(rows, duration)
+        timeline, overlapping, outside = fill_timeline(rows, duration)
     except TimelineError as exc:
         raise FormatError(f"{path}: {exc}") from None
-    notes += _overlap_notes(rows, duration)
+    notes += _overlap_notes(overlapping, outside)
     return ScoredFile(path, kind, timeline, notes, tuple(seizures), duration)
 
 

@@ -8,20 +8,28 @@ filled with background (times compared at 4 decimals), neighbours of one label j
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ictal.events.counts import EventCounts
-from ictal.events.postprocess import Event, merge_close
+from ictal.events.intervals import Event, merge_close
+from ictal.events.runs import Run, of_mask, overlap, total, union
+
+if TYPE_CHECKING:  # numpy is imported where arrays are built: the scorers walk runs
+    import numpy as np
 
 Segment = tuple[float, float, bool]  # (start, stop, is_seizure)
 DIGITS = 4  # NEDC's MIN_PRECISION: gap filling and the duration check compare at 4 decimals
 EPOCH_S = 0.25  # NEDC EPOCH's default epoch (parameter file v00)
+
+
+_START_STOP = operator.itemgetter(0, 1)  # rows sort by (start, stop), labels keep their order
 
 
 class TimelineError(ValueError):
@@ -40,10 +48,16 @@ class Timeline:
         """The recording time NEDC adds up for FA/24h: where the last segment stops."""
         return self.segments[-1][1]
 
-    @property
+    @functools.cached_property
     def seizures(self) -> list[Event]:
-        """The seizure segments (each already joined with touching ones)."""
+        """The seizure segments (each already joined with touching ones); computed once, as
+        every scorer asks (callers must not change the list)."""
         return [(a, b) for a, b, seiz in self.segments if seiz]
+
+    @functools.cached_property
+    def index(self) -> _Index:
+        """The seizures indexed for range lookups (OVLP and TAES share it)."""
+        return _Index(self.seizures)
 
 
 def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
@@ -55,28 +69,40 @@ def build_timeline(rows: Sequence[Segment], duration_s: float) -> Timeline:
     start, last stop). Overlapping rows or rows past the end make backward background
     segments that cover no time, exactly as in NEDC. Rows must have start < stop.
     """
+    return fill_timeline(rows, duration_s)[0]
+
+
+def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline, bool, bool]:
+    """``build_timeline``'s timeline, and what the walk saw that NEDC scores without a word:
+    a row starting (at 4 decimals) before the previous one stops, a row outside 0..duration."""
     if not (math.isfinite(duration_s) and round(duration_s, DIGITS) > 0):
         raise TimelineError(f"duration {duration_s} is not a positive number of seconds")
     end = round(duration_s, DIGITS)
     cursor = 0.0
+    overlapping = outside = False
     filled: list[Segment] = []
-    for start, stop, seiz in sorted(rows, key=lambda r: (r[0], r[1])):
-        if not (math.isfinite(start) and math.isfinite(stop) and start < stop):
+    put, finite = filled.append, math.isfinite
+    last = math.nan
+    for start, stop, seiz in sorted(rows, key=_START_STOP):
+        if not (finite(start) and finite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
-        first = round(start, DIGITS)
+        first = cursor if start == last else round(start, DIGITS)  # a row tiling the last
         if first != cursor:
-            filled.append((cursor, first, False))
-        filled.append((start, stop, seiz))
-        cursor = round(stop, DIGITS)
+            overlapping = overlapping or (first < cursor and bool(filled))
+            put((cursor, first, False))
+        put((start, stop, seiz))
+        cursor, last = round(stop, DIGITS), stop
+        outside = outside or cursor > end or start < 0
     if cursor != end:
-        filled.append((cursor, end, False))
-    joined: list[Segment] = []
-    for seg in filled:
-        if joined and joined[-1][2] == seg[2]:
-            joined[-1] = (joined[-1][0], seg[1], seg[2])
+        put((cursor, end, False))
+    joined: list[Segment] = [filled[0]]
+    for seg in filled[1:]:
+        last = joined[-1]
+        if last[2] == seg[2]:
+            joined[-1] = (last[0], seg[1], seg[2])
         else:
             joined.append(seg)
-    return Timeline(tuple(joined))
+    return Timeline(tuple(joined)), overlapping, outside
 
 
 def timeline_of_events(events: Sequence[Event], duration_s: float) -> Timeline:
@@ -116,6 +142,13 @@ class _Index:
             return range(len(self.events))
         return range(bisect_right(self.stops, start), bisect_left(self.starts, stop))
 
+    def overlaps(self, start: float, stop: float) -> bool:
+        """Whether some event overlaps (start, stop) strictly: when monotone, every index of
+        ``overlapping`` does (its stop is after ``start``, its start before ``stop``)."""
+        if self.monotone:
+            return bisect_right(self.stops, start) < bisect_left(self.starts, stop)
+        return any(_strict((start, stop), event) for event in self.events)
+
     def same_second(self, start: float, stop: float) -> range:
         """Indexes that may share a whole second with (start, stop); callers test each."""
         if not self.monotone:
@@ -142,9 +175,9 @@ def ovlp(ref: Timeline, hyp: Timeline) -> EventCounts:
     hit, else a miss; a hypothesis seizure overlapping no reference seizure is a false alarm."""
     _check_pair(ref, hyp)
     r, h = ref.seizures, hyp.seizures
-    hi, ri = _Index(h), _Index(r)
-    hits = sum(any(_strict(x, h[j]) for j in hi.overlapping(*x)) for x in r)
-    false_alarms = sum(not any(_strict(y, r[i]) for i in ri.overlapping(*y)) for y in h)
+    hi, ri = hyp.index, ref.index
+    hits = sum(hi.overlaps(a, b) for a, b in r)
+    false_alarms = sum(not ri.overlaps(a, b) for a, b in h)
     return EventCounts(float(hits), float(len(r) - hits), float(false_alarms), len(r),
                        ref.duration_s)  # fmt: skip
 
@@ -180,7 +213,7 @@ def taes(ref: Timeline, hyp: Timeline) -> EventCounts:
     """
     _check_pair(ref, hyp)
     r, h = ref.seizures, hyp.seizures
-    ri, hi = _Index(r), _Index(h)
+    ri, hi = ref.index, hyp.index
     ref_free = [True] * len(r)
     hyp_free = [True] * len(h)
     hits = misses = false_alarms = 0.0
@@ -213,6 +246,8 @@ def taes(ref: Timeline, hyp: Timeline) -> EventCounts:
 def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
     """Seizure or not at each time: the first segment holding it (both ends inclusive), or
     the last segment when none does (NEDC's index -1)."""
+    import numpy as np
+
     labels = np.full(times.shape, tl.segments[-1][2], dtype=bool)
     for start, stop, seiz in reversed(tl.segments):
         lo, hi = np.searchsorted(times, start, "left"), np.searchsorted(times, stop, "right")
@@ -220,26 +255,73 @@ def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
     return labels
 
 
-def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
-    """Epoch centres ``epoch/2 + i * epoch`` up to and including ``stop``, computed like NEDC."""
+def _epoch_count(stop: float, epoch_s: float) -> int:
+    """How many epoch centres ``epoch/2 + i * epoch`` lie at or before ``stop``, as NEDC."""
     half = epoch_s / 2.0
     n = max(0, int((stop - half) // epoch_s) + 1) if stop >= half else 0
     while half + n * epoch_s <= stop:
         n += 1
     while n and half + (n - 1) * epoch_s > stop:
         n -= 1
-    return half + np.arange(n, dtype=np.float64) * epoch_s
+    return n
+
+
+def _centres(n: int, epoch_s: float) -> np.ndarray:
+    import numpy as np
+
+    return epoch_s / 2.0 + np.arange(n, dtype=np.float64) * epoch_s
+
+
+def epoch_times(stop: float, epoch_s: float = EPOCH_S) -> np.ndarray:
+    """Epoch centres ``epoch/2 + i * epoch`` up to and including ``stop``, computed like NEDC."""
+    return _centres(_epoch_count(stop, epoch_s), epoch_s)
+
+
+def _epoch_bounds(tl: Timeline, n: int, epoch_s: float) -> list[tuple[int, int, bool]]:
+    """Each segment's ``np.searchsorted`` of its start (left) and stop (right) among the first
+    ``n`` centres, without the array: the centres at or before a time, less one when a centre
+    lies exactly on a start (a start equal to the previous stop reuses its count)."""
+    half = epoch_s / 2.0
+    bounds = []
+    last, last_upto = math.nan, 0
+    for start, stop, seiz in tl.segments:
+        upto = last_upto if start == last else min(_epoch_count(start, epoch_s), n)
+        lo = upto - 1 if upto and half + (upto - 1) * epoch_s == start else upto
+        last, last_upto = stop, min(_epoch_count(stop, epoch_s), n)
+        bounds.append((lo, last_upto, seiz))
+    return bounds
+
+
+def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
+    """The seizure epochs of ``_epoch_labels`` as runs of epoch indexes. Segments in time
+    order (every timeline of non-overlapping rows) own the centres no earlier one holds;
+    others are painted on the array as NEDC's loop does."""
+    bounds = _epoch_bounds(tl, n, epoch_s)
+    if any(x[0] > y[0] or x[1] > y[1] for x, y in pairwise(bounds)):
+        return of_mask(_epoch_labels(tl, _centres(n, epoch_s)))
+    default = tl.segments[-1][2]
+    runs: list[Run] = []
+    covered = 0
+    for lo, hi, seiz in bounds:
+        if lo > covered and default:  # held by no segment: the last segment's label
+            runs.append((covered, lo))
+        if seiz and hi > max(lo, covered):
+            runs.append((max(lo, covered), hi))
+        covered = max(covered, hi)
+    if covered < n and default:
+        runs.append((covered, n))
+    return union(runs, n)
 
 
 def epoch(ref: Timeline, hyp: Timeline, epoch_s: float = EPOCH_S) -> EventCounts:
     """NEDC epoch scoring: both files sampled at epoch centres up to the reference's end;
     hits, misses and false alarms are counts of epochs, FA/24h weighs each by ``epoch_s``."""
     _check_pair(ref, hyp)
-    times = epoch_times(ref.duration_s, epoch_s)
-    r, h = _epoch_labels(ref, times), _epoch_labels(hyp, times)
-    hits = int(np.count_nonzero(r & h))
-    n_ref = int(np.count_nonzero(r))
-    false_alarms = int(np.count_nonzero(~r & h))
+    n = _epoch_count(ref.duration_s, epoch_s)
+    r, h = _epoch_runs(ref, n, epoch_s), _epoch_runs(hyp, n, epoch_s)
+    hits = overlap(r, h)
+    n_ref = total(r)
+    false_alarms = total(h) - hits
     return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
                        ref.duration_s, fa_seconds=epoch_s)  # fmt: skip
 
@@ -303,24 +385,17 @@ class _Lattice:
 
 def _alternating(tl: Timeline) -> tuple[bool, int]:
     """A timeline's first label and length; its labels must alternate (a built timeline)."""
-    labels = [seiz for _, _, seiz in tl.segments]
-    if any(x == y for x, y in pairwise(labels)):
+    segments = tl.segments
+    if any(x[2] == y[2] for x, y in pairwise(segments)):
         raise TimelineError("DPALIGN needs a timeline whose neighbouring segments differ")
-    return labels[0], len(labels)
+    return segments[0][2], len(segments)
 
 
-def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
-    """NEDC DP alignment of the two label sequences (segments, background included).
-
-    Unit penalties; ties prefer a substitution, then an insertion. A reference seizure
-    aligned with a hypothesis seizure is a hit, with background or nothing a miss; a
-    hypothesis seizure aligned with nothing is a false alarm (one aligned with reference
-    background is not). The traceback walks NEDC's table from its corner reading each cell
-    from ``_Lattice``: time linear in the number of segments, memory constant beside the
-    timelines (NEDC's table is quadratic: 3 GB for a file of 4,000 events).
-    """
-    _check_pair(ref, hyp)
-    grid = _Lattice(*_alternating(ref), *_alternating(hyp))
+@functools.lru_cache(maxsize=4096)
+def _aligned(first_a: bool, p: int, first_b: bool, q: int) -> tuple[int, int]:
+    """Hits and false alarms of the traceback through ``_Lattice(first_a, p, first_b, q)``:
+    the four numbers fix the whole table, so pairs of the same shape share one walk."""
+    grid = _Lattice(first_a, p, first_b, q)
     i, j = grid.p + 1, grid.q + 1
     hits = false_alarms = 0
     while i >= 0 and j >= 0:  # the pairs at both ends hold the None sentinels: never counted
@@ -333,6 +408,22 @@ def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
         else:
             hits += grid.label_a(i) is True and grid.label_b(j) is True
             i, j = i - 1, j - 1
+    return hits, false_alarms
+
+
+def dpalign(ref: Timeline, hyp: Timeline) -> EventCounts:
+    """NEDC DP alignment of the two label sequences (segments, background included).
+
+    Unit penalties; ties prefer a substitution, then an insertion. A reference seizure
+    aligned with a hypothesis seizure is a hit, with background or nothing a miss; a
+    hypothesis seizure aligned with nothing is a false alarm (one aligned with reference
+    background is not). The traceback walks NEDC's table from its corner reading each cell
+    from ``_Lattice``: time linear in the number of segments, memory constant beside the
+    timelines (NEDC's table is quadratic: 3 GB for a file of 4,000 events). A table depends
+    only on each timeline's first label and length, so its walk is memoised by them.
+    """
+    _check_pair(ref, hyp)
+    hits, false_alarms = _aligned(*_alternating(ref), *_alternating(hyp))
     n_ref = len(ref.seizures)
     return EventCounts(float(hits), float(n_ref - hits), float(false_alarms), n_ref,
                        ref.duration_s)  # fmt: skip

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ictal.config import EvaluateConfig
+from ictal.events.intervals import Event, merge_close
 
-Event = tuple[float, float]
+if TYPE_CHECKING:  # a type only: importing the config costs a tenth of a second
+    from ictal.config import EvaluateConfig
 
 
 @dataclass(frozen=True)
@@ -93,17 +95,6 @@ def _true_runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Start and stop (exclusive) indices of the runs of True in a boolean mask."""
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
     return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
-def merge_close(events: list[Event], gap_s: float) -> list[Event]:
-    """Join consecutive events whose gap (next start - previous stop) is below ``gap_s``."""
-    merged: list[Event] = []
-    for start, stop in events:
-        if merged and start - merged[-1][1] < gap_s:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
-        else:
-            merged.append((start, stop))
-    return merged
 
 
 def split_long(events: list[Event], max_s: float) -> list[Event]:

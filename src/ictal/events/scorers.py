@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 from ictal.events import nedc
 from ictal.events.counts import EventCounts
 from ictal.events.formats import ScoredFile
+from ictal.events.intervals import Event
 from ictal.events.nedc import Timeline, timeline_of_events
-from ictal.events.postprocess import Event
 from ictal.events.szcore import DEFAULT, SzcoreParams, score_pair
 
 Scorer = Callable[[Sequence[Event], Sequence[Event], float], EventCounts]

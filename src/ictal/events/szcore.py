@@ -3,7 +3,8 @@
 Events become a mask of ``int(duration * fs)`` samples in which each event sets samples
 ``int(start * fs)`` up to ``int(stop * fs)`` (truncation, as epilepsy2bids builds masks), and
 ``timescoring`` scores those masks: ``EventScoring`` with the parameters below, and
-``SampleScoring``. docs/evaluation.md ("SzCORE rules") lists each rule.
+``SampleScoring``, here computed on the masks' runs (``events.szcore_runs``: the same counts
+without a sample-by-sample pass). docs/evaluation.md ("SzCORE rules") lists each rule.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
-
-import numpy as np
-from timescoring.annotations import Annotation
-from timescoring.scoring import EventScoring, SampleScoring
+from typing import TYPE_CHECKING, Any
 
 from ictal.events.counts import EventCounts
-from ictal.events.postprocess import Event
+from ictal.events.intervals import Event
+from ictal.events.runs import Run, of_mask, union
+from ictal.events.szcore_runs import event_counts, sample_counts
+
+if TYPE_CHECKING:  # numpy is imported where masks are built: the scorers walk runs
+    import numpy as np
+    from timescoring.scoring import EventScoring
 
 POOLINGS: tuple[str, ...] = ("recording", "subject")
 F1_RULE = (
@@ -49,6 +52,8 @@ class SzcoreParams:
 
     def event_parameters(self) -> EventScoring.Parameters:
         """The same parameters as ``timescoring`` names them."""
+        from timescoring.scoring import EventScoring
+
         return EventScoring.Parameters(
             toleranceStart=self.tolerance_start_s,
             toleranceEnd=self.tolerance_end_s,
@@ -70,36 +75,40 @@ def mask_of(events: Iterable[Event], duration_s: float, fs: int) -> np.ndarray:
     """The evaluator's mask of events in seconds: ``[int(start*fs), int(stop*fs))`` each,
     cut at the recording's end; times before 0 count from 0 (the evaluator's slice would
     wrap them to the end of the recording)."""
+    import numpy as np
+
     mask = np.zeros(n_samples(duration_s, fs), dtype=bool)
-    for start, stop in events:
-        mask[max(int(start * fs), 0) : max(int(stop * fs), 0)] = True
+    for lo, hi in runs_of(events, duration_s, fs):
+        mask[lo:hi] = True
     return mask
 
 
-def _counts(s: EventScoring | SampleScoring) -> EventCounts:
-    """EventCounts from a timescoring result (its own duration, so rates match fpRate)."""
-    return EventCounts(
-        hits=float(s.tp),
-        misses=float(s.refTrue - s.tp),
-        false_alarms=float(s.fp),
-        n_ref=int(s.refTrue),
-        duration_s=s.numSamples / s.fs,
-    )
+def runs_of(events: Iterable[Event], duration_s: float, fs: int) -> list[Run]:
+    """``mask_of``'s mask as its runs (what the scorers below walk)."""
+    cut = [(max(int(start * fs), 0), max(int(stop * fs), 0)) for start, stop in events]
+    return union(cut, n_samples(duration_s, fs))
 
 
 def score_masks(
     ref_mask: np.ndarray, hyp_mask: np.ndarray, params: SzcoreParams = DEFAULT
 ) -> tuple[EventCounts, EventCounts]:
     """SzCORE event and sample counts of two masks at ``params.fs``."""
+    import numpy as np
+
     ref_mask = np.asarray(ref_mask, dtype=bool)
     hyp_mask = np.asarray(hyp_mask, dtype=bool)
     if ref_mask.ndim != 1 or ref_mask.shape != hyp_mask.shape or ref_mask.size == 0:
         raise SzcoreError(
             f"masks must be 1-D, non-empty, same length: {ref_mask.shape}, {hyp_mask.shape}"
         )
-    ref, hyp = Annotation(ref_mask, params.fs), Annotation(hyp_mask, params.fs)
-    events = EventScoring(ref, hyp, params.event_parameters())
-    return _counts(events), _counts(SampleScoring(ref, hyp, fs=params.fs))
+    return _score_runs(of_mask(ref_mask), of_mask(hyp_mask), ref_mask.size, params)
+
+
+def _score_runs(
+    ref: list[Run], hyp: list[Run], n: int, params: SzcoreParams
+) -> tuple[EventCounts, EventCounts]:
+    """Timescoring's event and sample counts of two masks of ``n`` samples given as runs."""
+    return event_counts(ref, hyp, n, params), sample_counts(ref, hyp, n, params.fs)
 
 
 def score_pair(
@@ -124,9 +133,8 @@ def score_pair(
             f"durations differ: reference {duration_s} s, hypothesis {hyp_duration_s} s "
             f"({n} and {n_samples(hyp_duration_s, params.fs)} samples at {params.fs} Hz)"
         )
-    return score_masks(
-        mask_of(ref, duration_s, params.fs), mask_of(hyp, duration_s, params.fs), params
-    )
+    fs = params.fs
+    return _score_runs(runs_of(ref, duration_s, fs), runs_of(hyp, duration_s, fs), n, params)
 
 
 def score_szcore(
@@ -173,6 +181,8 @@ def szcore_doc(
     doc: dict[str, Any] = {**asdict(total), "pooling": pooling, "f1_rule": F1_RULE}
     if pooling == "recording":
         return doc | {k: _json(v) for k, v in _rates(total).items()}
+    import numpy as np
+
     per = [_rates(c) for c in by_subject.values()]
     doc["subjects"] = len(per)
     for key in ("sensitivity", "precision", "f1", "fa_per_24h"):

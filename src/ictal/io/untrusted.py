@@ -43,7 +43,9 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BY
             "Ictal reads for it"
         )
     with open(path, "rb") as fh:
-        data = fh.read(limit + 1)
+        data = fh.read(st.st_size + 1)  # read(limit + 1) would allocate the whole limit
+        if len(data) > st.st_size:  # it grew since the stat: read on, up to the limit
+            data += fh.read(limit + 1 - len(data))
     if len(data) > limit:  # it grew while being read
         raise UnreadableInput(f"{what} {path} is larger than the {limit >> 20} MiB Ictal reads")
     return data

@@ -4,6 +4,7 @@ recursively), NEDC-style list files or single files, paired by recording stem.""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,31 +23,53 @@ BIDS_TABLES = ("participants.tsv", "_channels.tsv", "_electrodes.tsv", "_scans.t
                "_sessions.tsv")  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pair:
-    """One recording to score: its reference and its hypothesis (None: an empty one)."""
+    """One recording to score: its reference and its hypothesis (None: an empty one), paths
+    as text (a corpus holds many thousands: a Path object weighs three times more)."""
 
     stem: str
-    ref: Path
-    hyp: Path | None
+    ref: str
+    hyp: str | None
 
 
-def _from_dir(root: Path) -> list[Path]:
+def _walk(here: str) -> Iterator[os.DirEntry[str]]:
+    """The files under ``here`` in ``os.walk``'s order (a directory's own files by name, then
+    its subdirectories by name; links to directories are not entered), without a stat per
+    file: the directory entries say what each one is."""
+    try:
+        with os.scandir(here) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+    except OSError:  # os.walk skips a directory it cannot list
+        return
+    dirs = []
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if not is_dir:
+            yield entry
+        elif not entry.is_symlink():
+            dirs.append(entry)
+    for entry in dirs:
+        yield from _walk(entry.path)
+
+
+def _from_dir(root: Path) -> list[str]:
     """Annotation files under ``root`` (symbolic links are not followed out of it)."""
-    found: list[Path] = []
+    found: list[str] = []
     top = root.resolve()
-    for here, dirs, names in os.walk(root):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(here) / name
-            if kind_of(name) is None or name.endswith(BIDS_TABLES):
-                continue
-            if path.is_symlink() and not path.resolve().is_relative_to(top):
-                raise UsageError(
-                    f"{path}: a link to a file outside {root}; copy the file in or list it "
-                    "in a list file"
-                )
-            found.append(path)
+    for entry in _walk(str(root)):
+        name = entry.name
+        if kind_of(name) is None or name.endswith(BIDS_TABLES):
+            continue
+        if entry.is_symlink() and not Path(entry.path).resolve().is_relative_to(top):
+            raise UsageError(
+                f"{entry.path}: a link to a file outside {root}; copy the file in or list it "
+                "in a list file"
+            )
+        found.append(entry.path)
     return found
 
 
@@ -61,7 +84,7 @@ def _entry_path(entry: str, listing: Path, lineno: int) -> Path:
     return path if path.is_absolute() else listing.parent / path
 
 
-def _from_list(listing: Path) -> list[Path]:
+def _from_list(listing: Path) -> list[str]:
     """The paths a list file names, one per line (blank lines and ``#`` comments skipped)."""
     try:
         text = read_text(listing, "list file")  # a FIFO or /dev/zero is refused, not read
@@ -79,13 +102,13 @@ def _from_list(listing: Path) -> list[Path]:
                 f"{listing}: line {lineno}: not an annotation file (need "
                 f"{', '.join(SUFFIXES)}): {entry[:80]!r}"
             )
-        paths.append(path)
+        paths.append(str(path))
     if not paths:
         raise UsageError(f"{listing}: the list names no files")
     return paths
 
 
-def gather(arg: str | Path) -> tuple[list[Path], bool]:
+def gather(arg: str | Path) -> tuple[list[str], bool]:
     """The files one argument names, and whether it was a single annotation file."""
     path = Path(arg)
     if path.is_dir():
@@ -96,13 +119,13 @@ def gather(arg: str | Path) -> tuple[list[Path], bool]:
     if not path.exists():
         raise UsageError(f"{path}: no such file or directory")
     if kind_of(path) is not None:
-        return [path], True
+        return [str(path)], True
     return _from_list(path), False
 
 
-def by_stem(files: list[Path], where: str | Path) -> dict[str, Path]:
+def by_stem(files: list[str], where: str | Path) -> dict[str, str]:
     """One file per recording stem; the preferred kind wins, two of one kind are an error."""
-    chosen: dict[str, Path] = {}
+    chosen: dict[str, str] = {}
     for path in files:
         stem = stem_of(path)
         old = chosen.get(stem)

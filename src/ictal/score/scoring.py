@@ -8,37 +8,23 @@ import contextlib
 import csv
 import io
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ictal.errors import UsageError
 from ictal.events.counts import ZERO, EventCounts
-from ictal.events.formats import FormatError, NoRows, ScoredFile, read_file
-from ictal.events.nedc import Timeline, TimelineError, build_timeline
-from ictal.events.scorers import (
-    NEDC_NAMES,
-    ORDER,
-    SZCORE_NAMES,
-    TIMELINE_SCORERS,
-    score_szcore_files,
-)
-from ictal.events.szcore import (
-    DEFAULT,
-    POOLINGS,
-    SzcoreError,
-    SzcoreParams,
-    subject_of,
-    szcore_doc,
-)
+from ictal.events.scorers import NEDC_NAMES, ORDER, SZCORE_NAMES
+from ictal.events.szcore import DEFAULT, POOLINGS, SzcoreParams, subject_of, szcore_doc
 from ictal.io.atomic import atomic_write_json, atomic_write_with
 from ictal.io.cells import text_cell
+from ictal.machine import idle_cpus
 from ictal.score.inputs import Pair, pair_inputs
+from ictal.score.pairs import Outcome, outcome, score_chunk
 from ictal.ui import progress
 
 CHOICES: tuple[str, ...] = (*NEDC_NAMES, *SZCORE_NAMES)
-HEADER_ONLY = "header-only hypothesis TSV: scored as an empty hypothesis, as SzCORE does"
 LEFT_OUT = "references without a hypothesis, not scored (--subset)"
 COUNT_FIELDS: tuple[str, ...] = ("hits", "misses", "false_alarms", "n_ref")
 _SHOWN_PROBLEMS = 20
@@ -62,8 +48,8 @@ def parse_scorers(text: str | None) -> list[str]:
 
 @dataclass
 class ScoreResult:
-    """Pooled counts per scorer over every scored pair (SzCORE's also per subject), and what
-    reading noticed."""
+    """Pooled counts per scorer over every scored pair (SzCORE's also per subject when pooled
+    by subject), and what reading noticed."""
 
     scorers: list[str]
     totals: dict[str, EventCounts]
@@ -128,33 +114,34 @@ def _shown_params(p: SzcoreParams) -> str:
             f"across gaps under {p.merge_gap_s:g} s")  # fmt: skip
 
 
-def _empty_like(ref: Timeline) -> Timeline:
-    """The hypothesis of a recording where nothing was detected (``--missing-hyp empty``)."""
-    return build_timeline([], ref.duration_s)
+# Fewer pairs score in less time than a worker process takes to start; more are scored in
+# chunks of CHUNK pairs by worker processes, this one among them, and put back in order.
+POOL_MIN_PAIRS = 1000
+PAIRS_PER_WORKER = 500  # a worker's start-up (0.1 s of CPU) pays off over this many pairs
+CHUNK = 100
 
 
-def _read(pair: Pair) -> tuple[ScoredFile, ScoredFile | None, Timeline, tuple[str, ...]]:
-    """Both files of a pair; no hypothesis, or a header-only TSV one, is an empty one."""
-    ref = read_file(pair.ref)
-    if pair.hyp is None:
-        return ref, None, _empty_like(ref.timeline), ref.notes
-    try:
-        hyp = read_file(pair.hyp)
-    except NoRows:
-        return ref, None, _empty_like(ref.timeline), (*ref.notes, HEADER_ONLY)
-    return ref, hyp, hyp.timeline, ref.notes + hyp.notes
+def _outcomes(
+    pairs: list[Pair], scorers: list[str], params: SzcoreParams, workers: int
+) -> Iterator[Outcome]:
+    """Every pair's outcome in the pairs' order, whichever process scored it."""
+    workers = min(workers, len(pairs) // PAIRS_PER_WORKER)
+    if workers <= 1 or len(pairs) < POOL_MIN_PAIRS:
+        for pair in pairs:
+            yield outcome(pair, scorers, params)
+        return
+    from ictal.parallel.executors import ProcessExecutor
 
-
-def _score_pair(
-    pair: Pair, scorers: list[str], params: SzcoreParams
-) -> tuple[dict[str, EventCounts], tuple[str, ...]]:
-    """One pair's counts by every scorer asked, and its notes."""
-    ref, hyp, hyp_tl, notes = _read(pair)
-    counts = {n: TIMELINE_SCORERS[n](ref.timeline, hyp_tl) for n in scorers if n in NEDC_NAMES}
-    if any(n in SZCORE_NAMES for n in scorers):
-        both = score_szcore_files(ref, hyp, params)
-        counts |= {n: both[n] for n in scorers if n in SZCORE_NAMES}
-    return counts, notes
+    tasks = ((k, pairs[i : i + CHUNK], scorers, params)
+             for k, i in enumerate(range(0, len(pairs), CHUNK)))  # fmt: skip
+    done: dict[int, list[Outcome]] = {}
+    first = 0
+    pool = ProcessExecutor(workers, coordinator_works=True)
+    for k, outcomes in pool.map_unordered(score_chunk, tasks):
+        done[k] = outcomes
+        while first in done:
+            yield from done.pop(first)
+            first += 1
 
 
 def _score_all(
@@ -163,25 +150,25 @@ def _score_all(
     row: Callable[[Pair, dict[str, EventCounts]], None],
     params: SzcoreParams = DEFAULT,
     pooling: str = "recording",
+    workers: int = 1,
 ) -> ScoreResult:
-    """Score each pair in turn, handing its counts to ``row``; problems are collected."""
+    """Score each pair, handing its counts to ``row`` in the pairs' order; problems are
+    collected."""
     result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO), params, pooling)
     with progress("score", total=len(pairs)) as tick:
-        for pair in pairs:
+        for pair, outcome in zip(pairs, _outcomes(pairs, scorers, params, workers), strict=True):
             tick.advance()
-            try:
-                counts, notes = _score_pair(pair, scorers, params)
-            except (FormatError, TimelineError, SzcoreError) as exc:
-                where = "" if isinstance(exc, FormatError) else f"{pair.ref} vs {pair.hyp}: "
-                result.problems.append(f"{where}{exc}")
+            if isinstance(outcome, str):
+                result.problems.append(outcome)
                 continue
             if result.problems:
                 continue
+            counts, notes = outcome
             for note in notes:
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
                 result.totals[n] = result.totals[n] + counts[n]
-                if n in SZCORE_NAMES:
+                if n in SZCORE_NAMES and pooling == "subject":  # only this pooling reads them
                     per, who = result.subjects.setdefault(n, {}), subject_of(pair.stem)
                     per[who] = per.get(who, ZERO) + counts[n]
             result.files += 1
@@ -213,8 +200,12 @@ def score(
     per_file: Path | None = None,
     params: SzcoreParams = DEFAULT,
     pooling: str = "recording",
+    workers: int | None = None,
 ) -> ScoreResult:
     """Pair, read and score; write ``--json`` and ``--per-file`` only when every pair scored.
+
+    ``workers`` processes score many pairs (None: one per CPU the machine's load leaves idle);
+    the outputs do not depend on how many.
 
     Unusable inputs raise ``UsageError`` (exit 2) listing every problem, one line each.
     """
@@ -223,9 +214,10 @@ def score(
         raise UsageError(f"--pooling {pooling!r}: choose {' or '.join(POOLINGS)}")
     pairs, left_out = pair_inputs(ref, hyp, missing_hyp=missing_hyp, subset=subset)
     result: ScoreResult | None = None
+    workers = idle_cpus() if workers is None else max(1, workers)
 
     if per_file is None:
-        result = _score_all(pairs, names, lambda pair, counts: None, params, pooling)
+        result = _score_all(pairs, names, lambda pair, counts: None, params, pooling, workers)
     else:
 
         def write(fh: IO[bytes]) -> None:
@@ -240,7 +232,7 @@ def score(
                     + [_count(getattr(counts[n], f)) for n in names for f in COUNT_FIELDS]
                 )  # fmt: skip
 
-            result = _score_all(pairs, names, row, params, pooling)
+            result = _score_all(pairs, names, row, params, pooling, workers)
             if result.problems:
                 raise _Unusable(result)
             text.flush()
