@@ -36,6 +36,7 @@ from ictal.detect.task import (
     Task,
     close_writers,
     detect_one,
+    one_thread,
     remember_model,
     writer,
 )
@@ -400,6 +401,7 @@ def _run_tasks(
     done = result.skipped  # the status counts the recordings a resumed run had already done
     live.stage("detect", done, done + n)
     with (
+        one_thread() if local_one or kind == "serial" else contextlib.nullcontext(),
         progress("detect", total=n, unit="recordings") as tick,
         contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
     ):
