@@ -6,7 +6,9 @@ alternately, best of `--repeats`; wall seconds and the CPU seconds the process u
 system: the work done, whatever the load). Targets (issue 31): detect at least 1.0x the
 build's EEG-hours per second, and one log append (a framed write, group-commit fsync) under
 1 % of a recording's detection time. Where a detect spends its time is printed from its
-records (read, preprocess, infer per recording) against the whole process.
+records (read, preprocess, infer per recording) against the whole process. The checkpoint's
+ONNX export (`ictal export`, run by `ictal detect --model` on onnxruntime, without
+importing torch) is timed beside it.
 
 Run: PYTHONPATH=src python bench/detect.py [--patients 8 --hours 6] [--repeats 3] [--workdir D]
 """
@@ -98,7 +100,13 @@ def main() -> None:
         ictal(["train", *base, "--set", f"cache.root={work / 'cache-train'}", "--set",
                "train.epochs=1", "--set", "train.steps_per_epoch=2"])  # fmt: skip
         ckpt = next((work / "runs").glob("*/checkpoints/last.pt"))
-    builds, detects = [], []
+    onnx = work / "onnx"
+    if not (onnx / "model.onnx").exists():
+        shutil.rmtree(onnx, ignore_errors=True)
+        ictal(["export", str(ckpt), "--out", str(onnx), "--threshold", "0.5", *base, "--set",
+               f"cache.root={work / 'cache-train'}"])  # fmt: skip
+    builds, detects, exported = [], [], []
+    detect = ["--workers", "1", "--threshold", "0.5", *base]
     for k in range(args.repeats):
         cache = work / f"cache-{k}"
         shutil.rmtree(cache, ignore_errors=True)
@@ -106,7 +114,14 @@ def main() -> None:
         out = work / f"detect-{k}"
         shutil.rmtree(out, ignore_errors=True)
         detects.append(ictal(["detect", str(ckpt), str(corpus / "edf"), "--out", str(out),
-                              "--workers", "1", "--threshold", "0.5", *base]))  # fmt: skip
+                              *detect]))  # fmt: skip
+        out = work / f"detect-onnx-{k}"
+        shutil.rmtree(out, ignore_errors=True)
+        exported.append(ictal(["detect", "--model", str(onnx), str(corpus / "edf"), "--out",
+                               str(out), *detect]))  # fmt: skip
+    same = (work / "detect-0" / "events.csv").read_bytes() == (
+        work / "detect-onnx-0" / "events.csv"
+    ).read_bytes()
     summary = json.loads((work / "detect-0" / "summary.json").read_text())
     hours, n = summary["hours"], summary["recordings"]
     (b_wall, b_cpu), (d_wall, d_cpu) = min(builds), min(detects)
@@ -121,6 +136,8 @@ def main() -> None:
         ["ictal build --workers 1", b_wall, b_cpu, hours / b_wall, 1.0],
         ["ictal detect --workers 1", d_wall, d_cpu, hours / d_wall, b_wall / d_wall],
     ]
+    (o_wall, o_cpu) = min(exported)
+    rows.append(["  the same, ONNX export", o_wall, o_cpu, hours / o_wall, b_wall / o_wall])
     print(table(["command", "wall s", "CPU s", "EEG-h/s", "x build"], rows, first=30))
     inside = ", ".join(
         f"{k.removesuffix('_s')} {v:.2f} s" for k, v in spent.items() if k != "total_s"
@@ -128,6 +145,8 @@ def main() -> None:
     rest = d_wall - spent.get("total_s", 0.0)
     print(f"detect's recordings: {inside}; outside them (start-up, imports, model, log, "
           f"outputs) {rest:.2f} s")  # fmt: skip
+    print(f"the ONNX export (onnxruntime, no torch) gives {'the same' if same else 'OTHER'} "
+          "events.csv as the checkpoint")  # fmt: skip
     share = append / per_record
     print(f"record log: {append * 1e6:.1f} us per append = {share:.4%} of a recording's "
           f"{per_record:.2f} s")  # fmt: skip
