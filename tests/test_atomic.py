@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from ictal.io.atomic import atomic_write_bytes, atomic_write_json
+from ictal.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_many
 
 WRITER = textwrap.dedent(
     """
@@ -41,6 +41,35 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert os.listdir(target.parent) == ["f.json"]
+
+
+def test_atomic_write_many_replaces_changed_files_and_leaves_same_ones(tmp_path):
+    same, changed, new = tmp_path / "a" / "same", tmp_path / "a" / "changed", tmp_path / "b" / "n"
+    atomic_write_bytes(same, b"keep")
+    atomic_write_bytes(changed, b"old")
+    kept = same.stat()
+    files = {same: b"keep", changed: b"new!", new: b"fresh"}
+    assert atomic_write_many(files, skip_same=True) == 2
+    assert {p: p.read_bytes() for p in files} == files
+    assert (same.stat().st_ino, same.stat().st_mtime_ns) == (kept.st_ino, kept.st_mtime_ns)
+    assert atomic_write_many(files) == 3  # without skip_same every file is replaced
+    assert same.stat().st_ino != kept.st_ino
+    assert sorted(os.listdir(tmp_path / "a")) == ["changed", "same"]
+
+
+def test_atomic_write_many_never_opens_a_fifo_in_a_files_place(tmp_path):
+    fifo = tmp_path / "f.tsv"
+    os.mkfifo(fifo)  # opening it to compare would block until a writer came
+    assert atomic_write_many({fifo: b"text"}, skip_same=True) == 1
+    assert fifo.is_file() and fifo.read_bytes() == b"text"
+
+
+def test_atomic_write_many_that_fails_leaves_no_temp_file(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x").mkdir()  # a directory where a file goes: the rename fails
+    with pytest.raises(OSError):
+        atomic_write_many({tmp_path / "d" / "a": b"1", tmp_path / "d" / "x": b"2"})
+    assert sorted(os.listdir(tmp_path / "d")) in (["x"], ["a", "x"])  # no .tmp left
 
 
 @pytest.mark.slow

@@ -208,6 +208,28 @@ def test_a_bad_edf_is_an_error_record_and_exit_4(trained, tmp_path):
     assert again.returncode == 4 and "already in the log" in again.stdout
 
 
+def test_a_rerun_rewrites_no_unchanged_output_file(trained, tmp_path):
+    # outputs are rebuilt from the log by every run; a file that would get the same bytes
+    # is left alone (same inode and mtime), so a --watch pass or a rerun costs what changed
+    tmp, ckpt = trained
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for edf in sorted((tmp / "corpus" / "edf" / "eval").rglob("*.edf"))[:2]:
+        shutil.copy(edf, inputs / edf.name)
+    out = tmp_path / "out"
+    args = ("detect", str(ckpt), str(inputs), "--out", str(out), *_sets(tmp))
+    assert run_ictal(*args).returncode == 0
+    files = [*sorted(p for p in (out / "hyp").rglob("*") if p.is_file()), out / "events.csv"]
+    assert len(files) == 5  # .csv_bi and SzCORE .tsv per recording, events.csv
+    before = {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    written = json.loads((out / "summary.json").read_text())["written"]
+    again = run_ictal(*args)
+    assert again.returncode == 0 and "already in the log" in again.stdout
+    assert {p: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+    assert json.loads((out / "summary.json").read_text())["written"] > written
+    assert not [p for p in out.rglob("*.tmp")]
+
+
 @pytest.mark.slow
 def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_path):
     tmp, ckpt = trained

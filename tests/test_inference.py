@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ictal.models.inference import infer_recording
-from ictal.stitch import default_hop, window_starts
+from ictal.stitch import default_hop, window_starts, windows
 
 
 class ConstantModel(nn.Module):
@@ -128,3 +128,27 @@ def test_bad_arguments() -> None:
 
     with pytest.raises(ValueError, match="expected"):
         infer_recording(WrongModel(8, 0.0), np.zeros((100, 1), np.float32), 64, 8, 32)
+
+
+@pytest.mark.parametrize("mirror", [False, True])
+def test_windows_into_a_dirty_buffer_equal_fresh_ones(mirror: bool) -> None:
+    # stitch reuses one batch buffer: what an earlier batch left must never leak (the zero
+    # tail of the old windowing included)
+    x = np.random.default_rng(5).standard_normal((1000, 3)).astype(np.float32)
+    starts = window_starts(1000, 64, 8, 32, 32 if mirror else 0)[-4:]
+    buffer = np.full((6, 3, 64), 7.0, np.float32)
+    got = windows(x, starts, 64, mirror=mirror, buffer=buffer)
+    assert got.base is buffer or got is buffer
+    np.testing.assert_array_equal(got, windows(x, starts, 64, mirror=mirror))
+    if not mirror:
+        assert np.all(got[-1, :, 1000 - starts[-1] :] == 0.0)
+
+
+def test_one_worker_in_the_caller_runs_torch_on_one_thread() -> None:
+    # the caller running detect's tasks itself computes as a worker process does
+    from ictal.detect.task import one_thread
+
+    torch.set_num_threads(2)
+    with one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2

@@ -91,11 +91,20 @@ def tent_weights(m: int) -> np.ndarray:
     return np.minimum(j + 1, m - j).astype(np.float64)
 
 
-def windows(array: np.ndarray, starts: list[int], window: int, mirror: bool = False) -> np.ndarray:
+def windows(
+    array: np.ndarray,
+    starts: list[int],
+    window: int,
+    mirror: bool = False,
+    buffer: np.ndarray | None = None,
+) -> np.ndarray:
     """Windows ``(B, C, window)`` float32 read from a time-major array: beyond the ends
-    mirrored (``mirror``) or zero-padded at the end (the old behaviour)."""
+    mirrored (``mirror``) or zero-padded at the end (the old behaviour). Written into the
+    first ``B`` rows of ``buffer`` when given (a batch's memory reused, not faulted in anew)."""
     n, c = array.shape
-    out = np.zeros((len(starts), c, window), dtype=np.float32)
+    if buffer is None:
+        buffer = np.empty((len(starts), c, window), dtype=np.float32)
+    out = buffer[: len(starts)]
     rows = np.empty((window, c), dtype=np.float32)
     for b, s in enumerate(starts):
         if mirror:
@@ -105,6 +114,7 @@ def windows(array: np.ndarray, starts: list[int], window: int, mirror: bool = Fa
         stop = min(s + window, n)
         if stop > s:
             out[b, :, : stop - s] = np.asarray(array[s:stop], dtype=np.float32).T
+        out[b, :, max(stop - s, 0) :] = 0.0
     return out
 
 
@@ -136,9 +146,10 @@ def stitch(
     acc = np.zeros(length, dtype=np.float64)
     wsum = np.zeros(length, dtype=np.float64)
     weights = tent_weights(m)
+    buffer = np.empty((min(batch_size, len(starts)), array.shape[1], window), dtype=np.float32)
     for k in range(0, len(starts), batch_size):
         chunk = starts[k : k + batch_size]
-        batch = windows(array, chunk, window, mirror=pad > 0)
+        batch = windows(array, chunk, window, mirror=pad > 0, buffer=buffer)
         probs = np.asarray(predict(batch), dtype=np.float64)
         if probs.shape != (len(chunk), m):
             raise ValueError(

@@ -36,6 +36,7 @@ from ictal.detect.task import (
     Task,
     close_writers,
     detect_one,
+    one_thread,
     remember_model,
     writer,
 )
@@ -77,6 +78,7 @@ class DetectResult:
     postprocess: str = ""  # where the operating point came from
     point: Point | None = None  # the operating point (None: --collect, which merges outputs)
     lost: int = 0  # --collect: sources, log stretches or records it could not use
+    written: tuple[Any, ...] | None = field(default=None, repr=False)  # what outputs hold
 
     @property
     def ending(self) -> Ending:
@@ -329,10 +331,18 @@ def _recover(out: Path, result: DetectResult) -> None:
 
 
 def _outputs(out: Path, result: DetectResult, sink_copy: str | None = None) -> Summary:
+    """The outputs rebuilt from the log; not rewritten when they already hold exactly these
+    results, warnings and operating point (the end of a command after its last pass)."""
     loaded = _records(out, [sink_copy or ""])
     result.say(loaded.warnings)
     point = None if result.point is None else result.point.doc()
-    return write_outputs(out, newest(loaded.records), result.warnings, point)
+    results = newest(loaded.records)
+    state = (results, list(result.warnings), point)
+    if result.written is not None and result.written == state:
+        return result.summary
+    summary = write_outputs(out, results, result.warnings, point)
+    result.written = state
+    return summary
 
 
 # Files seen growing by --watch: key -> (size, mtime, first time seen at that size).
@@ -400,6 +410,7 @@ def _run_tasks(
     done = result.skipped  # the status counts the recordings a resumed run had already done
     live.stage("detect", done, done + n)
     with (
+        one_thread() if local_one or kind == "serial" else contextlib.nullcontext(),
         progress("detect", total=n, unit="recordings") as tick,
         contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
     ):

@@ -15,8 +15,8 @@ from typing import Any
 
 from ictal.detect.inputs import assign_names
 from ictal.detect.records import LOG_DIR
-from ictal.events.hypotheses import write_exports
-from ictal.io.atomic import atomic_write_json, atomic_write_text
+from ictal.events.hypotheses import export_files
+from ictal.io.atomic import atomic_write_json, atomic_write_many
 from ictal.io.cells import text_cell
 from ictal.io.paths import contained, is_safe_name
 
@@ -84,6 +84,7 @@ def write_outputs(
     buf = io.StringIO()
     table = csv.writer(buf, lineterminator="\n")
     table.writerow(EVENT_COLUMNS)
+    files: dict[Path, bytes] = {}
     for key in sorted(results):
         rec = results[key]
         if rec["status"] != "done":
@@ -96,9 +97,10 @@ def write_outputs(
         for a, b, p in events:
             table.writerow([text_cell(key), f"{a:.6f}", f"{b:.6f}", f"{p:.4f}",
                             text_cell(names[key])])  # fmt: skip
-        write_exports(out / HYP, names[key], names[key], rec["duration_s"],
-                      [(a, b) for a, b, _ in events])  # fmt: skip
-    atomic_write_text(out / EVENTS_CSV, buf.getvalue())
+        files.update(export_files(out / HYP, names[key], names[key], rec["duration_s"],
+                                  [(a, b) for a, b, _ in events]))  # fmt: skip
+    files[out / EVENTS_CSV] = buf.getvalue().encode()
+    atomic_write_many(files, skip_same=True)  # one flush; a --watch pass writes what changed
     atomic_write_json(
         out / SUMMARY,
         {

@@ -8,10 +8,13 @@ failure of one recording becomes an error record and never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +111,23 @@ def writer(log: LogSettings) -> SegmentWriter:
         )
         _WRITERS[log.out_dir] = w
     return w
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread while the caller runs tasks itself, as a worker process does
+    (``SINGLE_THREAD_ENV``): the same bytes whatever the executor, one worker on one core (two
+    threads on a busy 2-core machine made inference 3x slower). Restored afterwards."""
+    torch = sys.modules.get("torch")  # an export runs on onnxruntime, one thread already
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def close_writers() -> None:

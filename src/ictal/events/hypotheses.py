@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ictal.corpus.annotations import format_csv_bi
 from ictal.events.postprocess import Event
-from ictal.io.atomic import atomic_write_text
+from ictal.io.atomic import atomic_write_many
 from ictal.io.cells import text_cell
 from ictal.io.paths import check_name
 
@@ -90,6 +90,26 @@ def szcore_tsv(
     return "\n".join(lines) + "\n"
 
 
+def export_files(
+    out_dir: str | os.PathLike[str],
+    recording_id: str,
+    bname: str,
+    duration_s: float,
+    events: Sequence[Event],
+) -> dict[Path, bytes]:
+    """The bytes of ``csv_bi/<bname>.csv_bi`` and ``szcore/<recording_id>_events.tsv`` under
+    ``out_dir`` (names are checked: a recording id never makes a file land outside it)."""
+    root = Path(out_dir)
+    check_name(recording_id, "recording id")
+    check_name(bname, "recording name")
+    return {
+        root / "csv_bi" / f"{bname}.csv_bi": hypothesis_csv_bi(bname, duration_s, events).encode(),
+        root / "szcore" / f"{recording_id}_events.tsv": szcore_tsv(
+            recording_id, duration_s, events
+        ).encode(),
+    }
+
+
 def write_exports(
     out_dir: str | os.PathLike[str],
     recording_id: str,
@@ -97,15 +117,8 @@ def write_exports(
     duration_s: float,
     events: Sequence[Event],
 ) -> dict[str, Path]:
-    """Write ``csv_bi/<bname>.csv_bi`` and ``szcore/<recording_id>_events.tsv`` atomically
-    (names are checked: a recording id never makes a file land outside ``out_dir``)."""
-    root = Path(out_dir)
-    check_name(recording_id, "recording id")
-    check_name(bname, "recording name")
-    csv_bi = atomic_write_text(
-        root / "csv_bi" / f"{bname}.csv_bi", hypothesis_csv_bi(bname, duration_s, events)
-    )
-    tsv = atomic_write_text(
-        root / "szcore" / f"{recording_id}_events.tsv", szcore_tsv(recording_id, duration_s, events)
-    )
+    """Write ``export_files`` atomically; the paths by format (``csv_bi``, ``szcore``)."""
+    files = export_files(out_dir, recording_id, bname, duration_s, events)
+    atomic_write_many(files)
+    csv_bi, tsv = files
     return {"csv_bi": csv_bi, "szcore": tsv}

@@ -9,8 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,6 +95,53 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = T
     """Replace ``path`` with indented, key-sorted JSON atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
     return atomic_write_text(path, text, fsync=fsync)
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file holding exactly ``data`` (never opens anything else,
+    so a FIFO or device put in its place cannot block or be read)."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+        return False
+    try:
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def atomic_write_many(files: Mapping[Path, bytes], *, skip_same: bool = False) -> int:
+    """Replace several files, each atomically as ``atomic_write_bytes`` does, with one flush
+    for all: every temp file written and fsynced, then all renamed, then each directory
+    fsynced once (not once per file). With ``skip_same`` a file already holding its bytes is
+    left alone. Returns how many files were written."""
+    todo = {Path(p): d for p, d in files.items() if not (skip_same and _same_bytes(Path(p), d))}
+    temps: list[tuple[str, Path]] = []
+    try:
+        for target, data in todo.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            temps.append((tmp, target))
+            os.fchmod(fd, _FILE_MODE)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, target in temps:
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for tmp, _ in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        refused = _os_refusal(exc, temps[-1][0]) if temps else None
+        if refused is None:
+            raise
+        raise OSError(refused.errno, refused.strerror, str(temps[-1][1])) from exc
+    for directory in sorted({target.parent for target in todo}):
+        fsync_dir(directory)
+    return len(todo)
 
 
 def fsync_file(path: str | os.PathLike[str]) -> None:

@@ -160,9 +160,15 @@ def note_url(url: str) -> None:
     _HANDED.update(p for p in pieces if len(p) >= MIN_PIECE and p != MASK)
 
 
-def redact(text: str) -> str:
-    """``text`` with every credential it holds replaced by ``***`` (see the module doc)."""
-    for secret in (*_env_secrets(), *sorted(_HANDED, key=len, reverse=True)):
+def _secrets() -> tuple[str, ...]:
+    """Every exact value to mask: the environment's credentials, then those handed in URLs."""
+    return (*_env_secrets(), *sorted(_HANDED, key=len, reverse=True))
+
+
+def redact(text: str, secrets: tuple[str, ...] | None = None) -> str:
+    """``text`` with every credential it holds replaced by ``***`` (see the module doc);
+    ``secrets`` is ``_secrets()`` taken once by a caller that redacts many strings."""
+    for secret in _secrets() if secrets is None else secrets:
         if secret in text:
             text = text.replace(secret, MASK)
     if "://" in text:
@@ -181,14 +187,17 @@ def redact(text: str) -> str:
     return _AWS_SECRET_SHAPE.sub(_looks_like_aws_secret, text)
 
 
-def redact_tree(obj: Any) -> Any:
-    """Every string inside nested dicts, lists and tuples redacted (for stored JSON/YAML)."""
+def redact_tree(obj: Any, secrets: tuple[str, ...] | None = None) -> Any:
+    """Every string inside nested dicts, lists and tuples redacted (for stored JSON/YAML);
+    the secrets to mask are looked up once for the whole tree."""
+    if secrets is None:
+        secrets = _secrets()
     if isinstance(obj, str):
-        return redact(obj)
+        return redact(obj, secrets)
     if isinstance(obj, dict):
-        return {k: redact_tree(v) for k, v in obj.items()}
+        return {k: redact_tree(v, secrets) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(redact_tree(v) for v in obj)
+        return type(obj)(redact_tree(v, secrets) for v in obj)
     return obj
 
 
