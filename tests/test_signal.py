@@ -12,7 +12,7 @@ from ictal.config import SignalConfig
 from ictal.corpus.channels import CANONICAL_19
 from ictal.signal.filters import effective_band, notch_frequencies, squared_response
 from ictal.signal.montage import apply_montage, montage_channels
-from ictal.signal.normalise import FLAT_SCALE, clip, normalise
+from ictal.signal.normalise import FLAT_SCALE, clip, normalise, row_quantiles
 from ictal.signal.pipeline import preprocess
 from ictal.signal.resample import resampled_length
 from ictal.signal.spectral import filter_resample
@@ -235,6 +235,41 @@ def test_robust_stats_ignore_outliers() -> None:
     assert abs(float(np.median(y))) < 0.05 and y.dtype == np.float32
     _, z = normalise(x, "zscore")
     assert z.scale[0] > 100.0  # the contrast that motivates the robust default
+
+
+def _hostile_rows(n: int, seed: int) -> np.ndarray:
+    """Rows a selection can get wrong: random, heavy ties, all equal, signed zeros, sorted,
+    reversed, spikes at both ends, and float32 extremes (no NaN: the pipeline refuses it)."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        rng.standard_normal(n),
+        rng.integers(-3, 4, n).astype(np.float64),  # a handful of values, each tied many times
+        np.full(n, 7.25),
+        rng.choice([0.0, -0.0, 1.0, -1.0], n),
+        np.sort(rng.standard_normal(n)),
+        np.sort(rng.standard_normal(n))[::-1],
+        np.where(rng.random(n) < 0.3, 1e6, rng.standard_normal(n)),
+        rng.choice([np.finfo(np.float32).max, np.finfo(np.float32).min, 0.0], n),
+    ]
+    return np.stack(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 100, 101, 1_000, 1_001, 65_537])
+@pytest.mark.parametrize("qs", [(0.25, 0.5, 0.75), (0.0, 1.0), (0.5,), (0.1, 0.33, 0.999)])
+def test_row_quantiles_by_selection_equal_numpy(n: int, qs: tuple[float, ...]) -> None:
+    x = _hostile_rows(n, seed=n)
+    before = x.copy()
+    got = row_quantiles(x, qs)
+    np.testing.assert_array_equal(x, before)  # the caller's rows are left in order
+    # np.quantile interpolates from the upper value above a fraction of 0.5: within an ulp
+    np.testing.assert_allclose(got, np.quantile(x.astype(np.float64), qs, axis=1), rtol=1e-14)
+    s = np.sort(x, axis=1).astype(np.float64)  # bit for bit as the sorted rows interpolate
+    for j, q in enumerate(qs):
+        pos = q * (n - 1)
+        i = min(int(np.floor(pos)), n - 1)
+        lo, hi = s[:, i], s[:, min(i + 1, n - 1)]
+        np.testing.assert_array_equal(got[j], lo + (hi - lo) * (pos - i))
+    assert not np.signbit(got[got == 0.0]).any()  # a zero quantile is +0.0 either way
 
 
 def test_flat_channel_scale_one_and_counted() -> None:
