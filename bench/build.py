@@ -46,7 +46,7 @@ from common import (
     warm_files,
 )
 from ictal.cache.build import BuildReport, Task, build_cache, build_one
-from ictal.cache.plan import corpus_root, plan
+from ictal.cache.plan import plan
 from ictal.config_file import load_config
 
 MB = 1e6
@@ -119,7 +119,7 @@ def whole_processes(corpus: Path, tmp: Path, repeats: int) -> tuple[float, float
 PEAK = """
 import json, sys
 from pathlib import Path
-from ictal.cache.plan import corpus_root, plan
+from ictal.cache.plan import plan
 from ictal.cache.worker import Task, build_one
 from ictal.config_file import load_config
 cfg = load_config(None, [f"corpus.root={sys.argv[1]}", f"cache.root={sys.argv[2]}"])
@@ -129,7 +129,7 @@ out = Path(sys.argv[2]) / "one"
 (out / "arrays").mkdir(parents=True, exist_ok=True)
 (out / "records").mkdir(parents=True, exist_ok=True)
 def task(ref):
-    return Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"),
+    return Task(planned.discovery.root_of(ref), ref, str(out), cfg.model_dump(mode="json"),
                 planned.discovery.signature(ref))
 def status(key):
     line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
@@ -161,7 +161,7 @@ def profile_one(corpus: Path, tmp: Path, top: int) -> None:
     out = tmp / "profile" / "build"
     (out / "arrays").mkdir(parents=True, exist_ok=True)
     (out / "records").mkdir(parents=True, exist_ok=True)
-    task = Task(corpus_root(cfg), ref, str(out), cfg.model_dump(mode="json"),
+    task = Task(planned.discovery.root_of(ref), ref, str(out), cfg.model_dump(mode="json"),
                 planned.discovery.signature(ref))  # fmt: skip
     build_one(task)  # warm imports and the file's pages
     prof = cProfile.Profile()
