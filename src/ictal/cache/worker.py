@@ -29,6 +29,16 @@ if TYPE_CHECKING:
     from ictal.signal.pipeline import Preprocessed
 
 
+# What build_one imports when it first runs: a spawned worker imports it while it starts.
+WORKER_IMPORTS = (
+    "ictal.corpus.annotations",
+    "ictal.corpus.bids",
+    "ictal.corpus.edf",
+    "ictal.corpus.labels",
+    "ictal.signal.pipeline",
+)
+
+
 @dataclass(frozen=True)
 class Task:
     """One recording to build; everything a worker needs, picklable."""

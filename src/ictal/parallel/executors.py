@@ -7,6 +7,7 @@ ran it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing as mp
 import os
@@ -14,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
@@ -87,7 +88,8 @@ class ProcessExecutor:
     whenever the children's queue is full, so start-up is paid once (a spawned child needs
     about a second to import before its first task) and one worker never spawns at all. Only
     for tasks whose bytes do not depend on the process's thread settings (the cache build
-    uses no BLAS).
+    uses no BLAS). ``start`` spawns the children early, so their imports overlap whatever
+    the caller does before it maps (a build's planning).
 
     If the coordinator stops early (an error, SIGINT or SIGTERM raised in it), pending tasks
     are cancelled and the workers terminated at once: nothing keeps running after it.
@@ -96,32 +98,100 @@ class ProcessExecutor:
     def __init__(self, workers: int, *, coordinator_works: bool = False) -> None:
         self.workers = max(1, int(workers))
         self.coordinator_works = coordinator_works
+        self._early: _Pool | None = None
+
+    @property
+    def children(self) -> int:
+        """Worker processes this executor spawns (the coordinator may be one more worker)."""
+        return self.workers - 1 if self.coordinator_works else self.workers
+
+    def start(self, fn: Callable[..., Any], imports: Sequence[str] = ()) -> None:
+        """Spawn the children now and have each import ``fn``'s module and ``imports`` (what
+        its tasks import lazily); the next ``map_unordered`` uses them. ``close`` ends them
+        if no map does."""
+        if self._early is None and self.children > 0:
+            self._early = _Pool.spawn(self.children, (fn.__module__, *imports))
+
+    def close(self) -> None:
+        """End children that ``start`` spawned and no map used (the caller stopped first)."""
+        early, self._early = self._early, None
+        if early is not None:
+            early.end(finished=False)
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
-        children = self.workers - 1 if self.coordinator_works else self.workers
+        children = self.children
         if children == 0:
             for item in items:
                 yield fn(item)
             return
+        inline = fn if self.coordinator_works else None
+        early, self._early = self._early, None
+        pool = early or _Pool.spawn(children, (fn.__module__,) if inline else ())
+        finished = False
+        try:
+            yield from _bounded(pool.pool, fn, iter(items), 2 * children, inline, pool.warming)
+            finished = True
+        finally:
+            pool.end(finished)
+
+
+@contextlib.contextmanager
+def started(
+    executor: Executor, fn: Callable[..., Any], imports: Sequence[str] = ()
+) -> Iterator[Executor]:
+    """The executor with its local workers spawned now (``ProcessExecutor.start``), so their
+    imports overlap what the caller does before it maps; those no map used end on leaving."""
+    if not isinstance(executor, ProcessExecutor):
+        yield executor
+        return
+    executor.start(fn, imports)
+    try:
+        yield executor
+    finally:
+        executor.close()
+
+
+class _Pool:
+    """A pool of spawned children with the single-thread settings in their environment, and
+    the warm-up tasks that report each child up once it has done its imports."""
+
+    def __init__(
+        self, pool: ProcessPoolExecutor, warming: set[Future[int]], saved: dict[str, str | None]
+    ) -> None:
+        self.pool = pool
+        self.warming = warming
+        self._saved = saved
+
+    @classmethod
+    def spawn(cls, children: int, warm: Sequence[str]) -> _Pool:
+        """The pool, its children spawned by one warm-up task each when ``warm`` names the
+        modules to import (else spawned as tasks come)."""
         saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
         os.environ.update(SINGLE_THREAD_ENV)  # inherited by spawned children
+        ctx = mp.get_context("spawn")
+        pool = ProcessPoolExecutor(
+            children, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        made = cls(pool, set(), saved)
         try:
-            ctx = mp.get_context("spawn")
-            pool = ProcessPoolExecutor(
-                children, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
-            )
-            finished = False
-            try:
-                inline = fn if self.coordinator_works else None
-                yield from _bounded(pool, fn, iter(items), 2 * children, inline)
-                finished = True
-            finally:
-                if finished:
-                    pool.shutdown(wait=True)
-                else:
-                    _terminate(pool)
+            if warm:
+                made.warming = {_submit(pool, _warm, tuple(warm)) for _ in range(children)}
+        except BaseException:
+            made.end(finished=False)
+            raise
+        return made
+
+    def end(self, finished: bool) -> None:
+        """Shut the pool down and restore the environment: wait for the children when every
+        task finished and they are up, else end them now (one still importing when the
+        coordinator has done all the work would only be waited for)."""
+        try:
+            if finished and all(f.done() for f in self.warming):
+                self.pool.shutdown(wait=True)
+            else:
+                _terminate(self.pool)
         finally:
-            for k, v in saved.items():
+            for k, v in self._saved.items():
                 if v is None:
                     os.environ.pop(k, None)
                 else:
@@ -183,9 +253,10 @@ def _submit(pool: ProcessPoolExecutor, fn: Callable[..., R], *args: Any) -> Futu
         raise _died(exc) from exc
 
 
-def _warm(module: str) -> int:
-    """Run in a new worker: import the task's module now; the worker's pid says it is up."""
-    importlib.import_module(module)
+def _warm(modules: tuple[str, ...]) -> int:
+    """Run in a new worker: import the task's modules now; the worker's pid says it is up."""
+    for module in modules:
+        importlib.import_module(module)
     return os.getpid()
 
 
@@ -195,18 +266,17 @@ def _bounded(
     items: Iterator[T],
     limit: int,
     inline: Callable[[T], R] | None = None,
+    warming: set[Future[int]] | None = None,
 ) -> Iterator[R]:
     """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat.
 
-    With `inline`, the workers are first warmed up (their imports done) and get tasks only
-    as they come up, two each; every other task runs here at once, so no task waits for a
+    With `inline`, the workers get tasks only once their `warming` tasks say they are up
+    (imports done), two each; every other task runs here at once, so no task waits for a
     worker that is still starting.
     """
     pending: set[Future[R]] = set()
-    warming: set[Future[int]] = set()
+    warming = set(warming or ())
     up: set[int] = set()
-    if inline is not None:
-        warming = {_submit(pool, _warm, fn.__module__) for _ in range(limit // 2)}
     for item in items:
         if inline is not None:
             for f in [f for f in warming if f.done()]:
