@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import multiprocessing as mp
 import os
+import queue
 import signal
 import socket
 import threading
@@ -129,7 +130,10 @@ class ProcessExecutor:
         pool = early or _Pool.spawn(children, (fn.__module__,) if inline else ())
         finished = False
         try:
-            yield from _bounded(pool.pool, fn, iter(items), 2 * children, inline, pool.warming)
+            if inline is None:
+                yield from _bounded(pool.pool, fn, iter(items), 2 * children)
+            else:
+                yield from _shared(pool.pool, fn, iter(items), 2, pool.warming)
             finished = True
         finally:
             pool.end(finished)
@@ -261,41 +265,121 @@ def _warm(modules: tuple[str, ...]) -> int:
 
 
 def _bounded(
-    pool: ProcessPoolExecutor,
-    fn: Callable[[T], R],
-    items: Iterator[T],
-    limit: int,
-    inline: Callable[[T], R] | None = None,
-    warming: set[Future[int]] | None = None,
+    pool: ProcessPoolExecutor, fn: Callable[[T], R], items: Iterator[T], limit: int
 ) -> Iterator[R]:
-    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat.
-
-    With `inline`, the workers get tasks only once their `warming` tasks say they are up
-    (imports done), two each; every other task runs here at once, so no task waits for a
-    worker that is still starting.
-    """
+    """Keep at most `limit` tasks in flight so a kill loses little and memory stays flat."""
     pending: set[Future[R]] = set()
-    warming = set(warming or ())
-    up: set[int] = set()
     for item in items:
-        if inline is not None:
-            for f in [f for f in warming if f.done()]:
-                warming.discard(f)
-                up.add(_result(f))
-            room = min(limit, 2 * len(up))
-            if len(pending) >= room:
-                yield inline(item)
-            else:
-                pending.add(_submit(pool, fn, item))
-            done, pending = wait(pending, timeout=0, return_when=FIRST_COMPLETED)
-        else:
-            pending.add(_submit(pool, fn, item))
-            if len(pending) < limit:
-                continue
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        pending.add(_submit(pool, fn, item))
+        if len(pending) < limit:
+            continue
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
             yield _result(f)
     while pending:
         done, pending = wait(pending, return_when=FIRST_COMPLETED)
         for f in done:
             yield _result(f)
+
+
+_END = object()  # the shared items are used up
+_FED = object()  # the feeder thread has nothing left in flight
+
+
+def _shared(
+    pool: ProcessPoolExecutor,
+    fn: Callable[[T], R],
+    items: Iterator[T],
+    per_child: int,
+    warming: set[Future[int]],
+) -> Iterator[R]:
+    """Tasks shared by this process and the children: this process runs the next task
+    itself, again and again, while a feeder thread keeps ``per_child`` tasks in flight on
+    each child once its warm-up says it is up, refilling the moment one finishes (not when
+    this process is between two tasks). Results come back here, in the order they finish."""
+    feeder = _Feeder(pool, fn, items, per_child, set(warming))
+    thread = threading.Thread(target=feeder.run, name="ictal-feeder", daemon=True)
+    thread.start()
+    try:
+        fed = False
+        while (item := feeder.take()) is not _END:
+            yield fn(item)
+            while not feeder.results.empty():
+                got = feeder.results.get()
+                fed = fed or got is _FED
+                yield from _arrived(got)
+        while not fed:
+            got = feeder.results.get()
+            fed = got is _FED
+            yield from _arrived(got)
+    finally:
+        feeder.stop.set()
+        thread.join(timeout=WORKER_GRACE_S)
+
+
+def _arrived(got: Any) -> Iterator[Any]:
+    """A child's result as the feeder passed it on, or the error that stopped it."""
+    if isinstance(got, BaseException):
+        raise got
+    if got is not _FED:
+        yield got
+
+
+class _Feeder:
+    """The feeder thread of ``_shared`` and the items both threads take from, one at a time."""
+
+    def __init__(
+        self,
+        pool: ProcessPoolExecutor,
+        fn: Callable[..., Any],
+        items: Iterator[Any],
+        per_child: int,
+        warming: set[Future[int]],
+    ) -> None:
+        self.pool, self.fn, self.items = pool, fn, items
+        self.per_child, self.warming = per_child, warming
+        self.results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.stop, self.used_up = threading.Event(), threading.Event()
+        self._lock = threading.Lock()
+
+    def take(self) -> Any:
+        """The next item, or ``_END`` once they are used up."""
+        with self._lock:
+            item = next(self.items, _END)
+        if item is _END:
+            self.used_up.set()
+        return item
+
+    def run(self) -> None:
+        """Feed the children until the items are used up and nothing is in flight (children
+        still starting then are not waited for), or until stopped; ends with ``_FED``."""
+        try:
+            self._feed()
+        except BaseException as exc:  # a worker's death: raised in the coordinator
+            self.results.put(exc)
+        finally:
+            self.results.put(_FED)
+
+    def _feed(self) -> None:
+        waiting, pending = self.warming, set[Future[Any]]()
+        up = 0
+        while not self.stop.is_set():
+            while not self.used_up.is_set() and len(pending) < self.per_child * up:
+                item = self.take()
+                if item is _END:
+                    break
+                pending.add(_submit(self.pool, self.fn, item))
+            if self.used_up.is_set() and not pending:
+                return
+            if not waiting and not pending:
+                self.stop.wait(0.05)
+                continue
+            done, _ = wait(waiting | pending, timeout=0.05, return_when=FIRST_COMPLETED)
+            for f in done:
+                if f in waiting:
+                    waiting.discard(f)
+                    _result(f)
+                    up += 1
+                else:
+                    pending.discard(f)
+                    self.results.put(_result(f))
