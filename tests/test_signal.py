@@ -12,8 +12,9 @@ from ictal.config import SignalConfig
 from ictal.corpus.channels import CANONICAL_19
 from ictal.signal.filters import effective_band, notch_frequencies, squared_response
 from ictal.signal.montage import apply_montage, montage_channels
-from ictal.signal.normalise import FLAT_SCALE, clip, normalise, row_quantiles
+from ictal.signal.normalise import FLAT_SCALE, clip, normalise
 from ictal.signal.pipeline import preprocess
+from ictal.signal.quantiles import BRACKETED, SAMPLE, _bracketed, row_quantiles
 from ictal.signal.resample import resampled_length
 from ictal.signal.spectral import filter_resample
 
@@ -250,11 +251,14 @@ def _hostile_rows(n: int, seed: int) -> np.ndarray:
         np.sort(rng.standard_normal(n))[::-1],
         np.where(rng.random(n) < 0.3, 1e6, rng.standard_normal(n)),
         rng.choice([np.finfo(np.float32).max, np.finfo(np.float32).min, 0.0], n),
+        np.where(np.arange(n) % max(1, n // SAMPLE) == 0, 1e6, rng.standard_normal(n)),
     ]
     return np.stack(rows).astype(np.float32)
 
 
-@pytest.mark.parametrize("n", [2, 3, 4, 5, 8, 9, 100, 101, 1_000, 1_001, 65_537])
+@pytest.mark.parametrize(
+    "n", [2, 3, 4, 5, 8, 9, 100, 101, 1_000, 1_001, BRACKETED - 1, BRACKETED, 65_537, 100_002]
+)
 @pytest.mark.parametrize("qs", [(0.25, 0.5, 0.75), (0.0, 1.0), (0.5,), (0.1, 0.33, 0.999)])
 def test_row_quantiles_by_selection_equal_numpy(n: int, qs: tuple[float, ...]) -> None:
     x = _hostile_rows(n, seed=n)
@@ -270,6 +274,23 @@ def test_row_quantiles_by_selection_equal_numpy(n: int, qs: tuple[float, ...]) -
         lo, hi = s[:, i], s[:, min(i + 1, n - 1)]
         np.testing.assert_array_equal(got[j], lo + (hi - lo) * (pos - i))
     assert not np.signbit(got[got == 0.0]).any()  # a zero quantile is +0.0 either way
+
+
+def test_a_bracket_that_misses_falls_back_to_the_whole_row() -> None:
+    """A row whose every subsampled value is an outlier places its brackets wrongly, as a
+    non-finite row cannot be bracketed: both are partitioned whole, with the same result."""
+    n = 4 * BRACKETED
+    rng = np.random.default_rng(3)
+    row = rng.standard_normal(n).astype(np.float32)
+    row[:: n // SAMPLE] = 1e6
+    ranks = [n // 4, n // 4 + 1, n // 2, n // 2 + 1]
+    assert _bracketed(row, ranks) is None
+    assert _bracketed(np.where(row > 3, np.inf, row).astype(np.float32), ranks) is None
+    good = rng.standard_normal(n).astype(np.float32)
+    assert _bracketed(good, ranks) is not None
+    x = np.stack([row, good])
+    want = np.quantile(np.sort(x, axis=1).astype(np.float64), (0.25, 0.5), axis=1)
+    np.testing.assert_allclose(row_quantiles(x, (0.25, 0.5)), want, rtol=1e-14)
 
 
 def test_flat_channel_scale_one_and_counted() -> None:

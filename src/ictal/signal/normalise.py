@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from ictal.signal.quantiles import row_quantiles
+
 NormalisationKind = Literal["robust", "zscore", "none"]
 
 # IQR of a standard normal distribution: IQR / 1.349 estimates sigma for Gaussian data.
@@ -32,51 +34,6 @@ class NormStats:
     def as_dict(self) -> dict[str, list[float]]:
         """The JSON-ready statistics stored with the recording in the cache."""
         return {"center": self.center, "scale": self.scale}
-
-
-def _order_stats(y: np.ndarray, ranks: list[int]) -> dict[int, np.ndarray]:
-    """The value of each (ascending, distinct) rank in every row of ``y``, by selection: one
-    row partition per rank, each on the part the previous ones left (about two passes
-    over the data for the three quartiles, against a full sort); ``y`` is reordered."""
-    found: dict[int, np.ndarray] = {}
-    segments = [(0, y.shape[1], ranks)]
-    while segments:
-        lo, hi, rs = segments.pop()
-        part = y[:, lo:hi]
-        if rs == [lo]:  # the segment's smallest: a scan, no partition
-            found[lo] = part.min(axis=1)
-        elif rs == [hi - 1]:  # its largest
-            found[hi - 1] = part.max(axis=1)
-        else:
-            k = rs[len(rs) // 2]
-            part.partition(k - lo, axis=1)
-            found[k] = y[:, k].copy()
-            segments.append((lo, k, [r for r in rs if r < k]))
-            segments.append((k + 1, hi, [r for r in rs if r > k]))
-        segments = [seg for seg in segments if seg[2]]
-    return found
-
-
-def row_quantiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """Quantiles of each row, as np.percentile's default (linear) method; (len(qs), n_rows).
-
-    Exact order statistics by selection (``np.partition``), not a sort: the same values as
-    sorting (ties and signed zeros interpolate alike), in about half the time.
-    """
-    n = x.shape[1]
-    spans = []
-    for q in qs:
-        pos = q * (n - 1)
-        i = min(int(np.floor(pos)), n - 1)
-        spans.append((i, min(i + 1, n - 1), pos - i))
-    ranks = sorted({r for i, j, _ in spans for r in (i, j)})
-    stats = _order_stats(np.array(x, copy=True), ranks)
-    out = np.empty((len(qs), x.shape[0]), dtype=np.float64)
-    for j, (i, i1, frac) in enumerate(spans):
-        lo = stats[i].astype(np.float64)
-        hi = stats[i1].astype(np.float64)
-        out[j] = lo + (hi - lo) * frac
-    return out
 
 
 def channel_stats(x: np.ndarray, method: NormalisationKind) -> NormStats:
