@@ -396,7 +396,8 @@ def main() -> None:
         base_rate = print_throughput(m, workers, args.repeats)
         startup, _ = best_of(worker_startup_s, 2)
         print(f"fixed cost: a spawned worker needs {startup:.2f} s to start and import "
-              "(python, numpy, scipy.fft, edfio, ictal); it starts before planning\n")  # fmt: skip
+              "(python, numpy, pocketfft, edfio, ictal and its config); it starts before "
+              "planning\n")  # fmt: skip
         print_sizes(m, raw_bytes)
         proc = whole_processes(corpus, tmp, args.repeats)
         scale, scale_hours = scaling(six, tmp, args.repeats)
