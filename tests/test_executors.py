@@ -105,3 +105,51 @@ def test_workers_are_ended_at_once_when_the_coordinator_stops() -> None:
     for p in workers:
         with contextlib.suppress(psutil.NoSuchProcess):
             assert p.status() == psutil.STATUS_ZOMBIE or not p.is_running()
+
+
+def _workers_of_this_process() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if _is_worker(p)}
+
+
+def test_started_workers_import_before_the_map_and_end_when_unused() -> None:
+    """`start` spawns the children at once (a build's planning then overlaps their imports);
+    `close` ends them when no map used them (an up-to-date cache, a refusal in planning)."""
+    before = _workers_of_this_process()
+    executor = ProcessExecutor(3, coordinator_works=True)
+    executor.start(pid_of, ("json",))
+    spawned = _workers_of_this_process() - before
+    assert len(spawned) == 2, "start spawns every child before any task"
+    executor.close()
+    for pid in spawned:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc = psutil.Process(pid)
+            assert proc.status() == psutil.STATUS_ZOMBIE or not proc.is_running()
+
+
+def test_started_workers_take_tasks_of_the_next_map() -> None:
+    executor = ProcessExecutor(2, coordinator_works=True)
+    executor.start(pid_of)
+    spawned = _workers_of_this_process()
+    done = list(executor.map_unordered(pid_of, range(200)))
+    assert sorted(item for item, _ in done) == list(range(200)), "each task exactly once"
+    children = {pid for _, pid in done} - {os.getpid()}
+    assert children and children <= spawned, "the started child, not a new one, took tasks"
+    executor.close()  # nothing left to end
+
+
+def die_in_any_child(item: int) -> int:
+    """A task whose worker process dies whenever a child runs it; the coordinator lives."""
+    if multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.05)
+    return item
+
+
+def test_a_worker_that_dies_while_the_coordinator_works_is_worker_died() -> None:
+    """With the coordinator taking tasks too, a child's death still surfaces in it as
+    WorkerDied, however many tasks are left."""
+    with pytest.raises(WorkerDied, match="a worker process died"):
+        for _ in ProcessExecutor(2, coordinator_works=True).map_unordered(
+            die_in_any_child, range(10_000)
+        ):
+            pass

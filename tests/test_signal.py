@@ -14,6 +14,7 @@ from ictal.signal.filters import effective_band, notch_frequencies, squared_resp
 from ictal.signal.montage import apply_montage, montage_channels
 from ictal.signal.normalise import FLAT_SCALE, clip, normalise
 from ictal.signal.pipeline import preprocess
+from ictal.signal.quantiles import BRACKETED, SAMPLE, _bracketed, row_quantiles
 from ictal.signal.resample import resampled_length
 from ictal.signal.spectral import filter_resample
 
@@ -237,6 +238,61 @@ def test_robust_stats_ignore_outliers() -> None:
     assert z.scale[0] > 100.0  # the contrast that motivates the robust default
 
 
+def _hostile_rows(n: int, seed: int) -> np.ndarray:
+    """Rows a selection can get wrong: random, heavy ties, all equal, signed zeros, sorted,
+    reversed, spikes at both ends, and float32 extremes (no NaN: the pipeline refuses it)."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        rng.standard_normal(n),
+        rng.integers(-3, 4, n).astype(np.float64),  # a handful of values, each tied many times
+        np.full(n, 7.25),
+        rng.choice([0.0, -0.0, 1.0, -1.0], n),
+        np.sort(rng.standard_normal(n)),
+        np.sort(rng.standard_normal(n))[::-1],
+        np.where(rng.random(n) < 0.3, 1e6, rng.standard_normal(n)),
+        rng.choice([np.finfo(np.float32).max, np.finfo(np.float32).min, 0.0], n),
+        np.where(np.arange(n) % max(1, n // SAMPLE) == 0, 1e6, rng.standard_normal(n)),
+    ]
+    return np.stack(rows).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "n", [2, 3, 4, 5, 8, 9, 100, 101, 1_000, 1_001, BRACKETED - 1, BRACKETED, 65_537, 100_002]
+)
+@pytest.mark.parametrize("qs", [(0.25, 0.5, 0.75), (0.0, 1.0), (0.5,), (0.1, 0.33, 0.999)])
+def test_row_quantiles_by_selection_equal_numpy(n: int, qs: tuple[float, ...]) -> None:
+    x = _hostile_rows(n, seed=n)
+    before = x.copy()
+    got = row_quantiles(x, qs)
+    np.testing.assert_array_equal(x, before)  # the caller's rows are left in order
+    # np.quantile interpolates from the upper value above a fraction of 0.5: within an ulp
+    np.testing.assert_allclose(got, np.quantile(x.astype(np.float64), qs, axis=1), rtol=1e-14)
+    s = np.sort(x, axis=1).astype(np.float64)  # bit for bit as the sorted rows interpolate
+    for j, q in enumerate(qs):
+        pos = q * (n - 1)
+        i = min(int(np.floor(pos)), n - 1)
+        lo, hi = s[:, i], s[:, min(i + 1, n - 1)]
+        np.testing.assert_array_equal(got[j], lo + (hi - lo) * (pos - i))
+    assert not np.signbit(got[got == 0.0]).any()  # a zero quantile is +0.0 either way
+
+
+def test_a_bracket_that_misses_falls_back_to_the_whole_row() -> None:
+    """A row whose every subsampled value is an outlier places its brackets wrongly, as a
+    non-finite row cannot be bracketed: both are partitioned whole, with the same result."""
+    n = 4 * BRACKETED
+    rng = np.random.default_rng(3)
+    row = rng.standard_normal(n).astype(np.float32)
+    row[:: n // SAMPLE] = 1e6
+    ranks = [n // 4, n // 4 + 1, n // 2, n // 2 + 1]
+    assert _bracketed(row, ranks) is None
+    assert _bracketed(np.where(row > 3, np.inf, row).astype(np.float32), ranks) is None
+    good = rng.standard_normal(n).astype(np.float32)
+    assert _bracketed(good, ranks) is not None
+    x = np.stack([row, good])
+    want = np.quantile(np.sort(x, axis=1).astype(np.float64), (0.25, 0.5), axis=1)
+    np.testing.assert_allclose(row_quantiles(x, (0.25, 0.5)), want, rtol=1e-14)
+
+
 def test_flat_channel_scale_one_and_counted() -> None:
     x = _eeg(256, 4)
     x[5] = 42.0
@@ -327,3 +383,48 @@ def test_pipeline_rejects_bad_input() -> None:
     big[0, 100] = 1e9  # one channel: the average reference must not cancel it
     with pytest.raises(ValueError, match="float16"):
         preprocess(big, 256, SignalConfig(dtype="float16", normalisation="none"))
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 250, 1_000, 4_097, 46_080])
+def test_pocketfft_rows_are_scipy_fft_bit_for_bit(n: int) -> None:
+    """The transforms loaded without `import scipy.fft` are scipy.fft's, byte for byte."""
+    import scipy.fft
+
+    from ictal.signal import pocketfft
+
+    assert pocketfft._PFFT is not None, "scipy's pocketfft module was not found"
+    rng = np.random.default_rng(n)
+    for dtype in (np.float32, np.float64):
+        x = (40.0 * rng.standard_normal((8, n))).astype(dtype)
+        spectrum = pocketfft.rfft_rows(x)
+        want = scipy.fft.rfft(x, axis=1)
+        assert spectrum.dtype == want.dtype
+        np.testing.assert_array_equal(spectrum.view(np.uint8), want.view(np.uint8))
+        for m in (n, n + 1):
+            bins = (
+                np.ascontiguousarray(spectrum[:, : m // 2 + 1])
+                if m == n
+                else np.hstack(
+                    [spectrum, np.zeros((8, m // 2 + 1 - spectrum.shape[1]), spectrum.dtype)]
+                )
+            )
+            got = pocketfft.irfft_rows(bins, m)
+            np.testing.assert_array_equal(
+                got.view(np.uint8), scipy.fft.irfft(bins, n=m, axis=1).view(np.uint8)
+            )
+    for target in (1, 2, 7, 97, 1_009, 123_457, 1_000_003):
+        assert pocketfft.next_fast_len(target) == scipy.fft.next_fast_len(target, real=True)
+
+
+def test_preprocessing_never_imports_scipy_fft() -> None:
+    """The pipeline's imports stay light (a build worker's start-up): no scipy.fft, whose
+    import costs about 0.2 s of CPU per process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ictal.signal.pipeline, ictal.cache.build; "
+        "print(sorted(m for m in sys.modules if m in ('scipy.fft', 'scipy.special')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

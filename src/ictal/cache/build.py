@@ -22,12 +22,12 @@ from ictal.cache import layout
 from ictal.cache.manifest import ManifestError, read_json
 from ictal.cache.plan import plan
 from ictal.cache.reuse import Reuse
-from ictal.cache.worker import Task, build_one
+from ictal.cache.worker import WORKER_IMPORTS, Task, build_one
 from ictal.cache.writer import CacheWriter
 from ictal.config import Config, cache_key
 from ictal.errors import Ending, PreflightError
 from ictal.parallel.engines import make_executor
-from ictal.parallel.executors import Executor
+from ictal.parallel.executors import Executor, started
 from ictal.ui import log, progress
 
 
@@ -69,6 +69,16 @@ def build_cache(
 ) -> BuildReport:
     """Build (or resume, or confirm) the cache of this config; never touches other keys."""
     t0 = time.monotonic()
+    executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers, cfg.ray,
+                             coordinator_works=True)  # fmt: skip
+    with started(executor, build_one, WORKER_IMPORTS):  # children import while this plans
+        return _plan_and_build(cfg, executor, retry_failed, t0)
+
+
+def _plan_and_build(
+    cfg: Config, executor: Executor, retry_failed: bool | None, t0: float
+) -> BuildReport:
+    """Plan, then confirm the committed cache or build into the locked building directory."""
     planned = plan(cfg)
     key = cache_key(cfg, planned.digest)
     root = layout.CacheRoot.of(cfg)
@@ -91,13 +101,13 @@ def build_cache(
         _refuse_broken_commit(final)
         retry = cfg.cache.retry_failed if retry_failed is None else retry_failed
         with CacheWriter.open(cfg, planned, key) as writer:
-            manifest = _build_into(writer, report, workers, retry, t0)
+            manifest = _build_into(writer, report, executor, retry, t0)
     _fill_from(report, manifest)
     return report
 
 
 def _build_into(
-    writer: CacheWriter, report: BuildReport, workers: int | None, retry: bool, t0: float
+    writer: CacheWriter, report: BuildReport, executor: Executor, retry: bool, t0: float
 ) -> dict[str, Any]:
     """The build proper, in the locked building directory: link what earlier caches hold,
     build what is missing, finalize, and commit by rename; returns the manifest."""
@@ -106,8 +116,6 @@ def _build_into(
     report.skipped = len(writer.planned.refs) - len(todo)
     reuse = writer.link_unchanged(todo)
     report.reused += len(reuse.linked)
-    executor = make_executor(cfg.cache.executor, workers or cfg.cache.workers, cfg.ray,
-                             coordinator_works=True)  # fmt: skip
     linking = len(reuse.by_content)
     log.info(
         f"building {len(reuse.left)} recordings ({report.skipped} already done"

@@ -4,6 +4,9 @@ Runs in a worker process; a failure becomes a 'failed' record naming the file an
 so one bad recording never stops the build (docs/design.md, invariant 10). Every record keeps the
 sha256 of its source files, so a recording whose files only got new timestamps (a copied or
 restored corpus) is linked from an earlier cache instead of being preprocessed again.
+Arrays and records are fsynced before their rename; their directories are fsynced once, by
+the writer before the manifest (a rename lost to a power cut only means that recording is
+found missing by the ledger and built again).
 """
 
 from __future__ import annotations
@@ -27,6 +30,16 @@ from ictal.parallel.executors import require_visible
 if TYPE_CHECKING:
     from ictal.corpus.edf import EegRecording
     from ictal.signal.pipeline import Preprocessed
+
+
+# What build_one imports when it first runs: a spawned worker imports it while it starts.
+WORKER_IMPORTS = (
+    "ictal.corpus.annotations",
+    "ictal.corpus.bids",
+    "ictal.corpus.edf",
+    "ictal.corpus.labels",
+    "ictal.signal.pipeline",
+)
 
 
 @dataclass(frozen=True)
@@ -187,7 +200,8 @@ def _write_done(
     n = int(pre.data.shape[0])
     head, samples = _npy_parts(pre.data)
     array_rel = f"{layout.ARRAYS}/{base['id']}.npy"
-    atomic_write_with(out / array_rel, lambda fh: (fh.write(head), fh.write(samples)))
+    atomic_write_with(out / array_rel, lambda fh: (fh.write(head), fh.write(samples)),
+                      sync_dir=False)  # fmt: skip
     digest = hashlib.sha256(head)
     digest.update(samples)
     seizures, labels = _intervals(made.events, pre.fs, n)
@@ -209,7 +223,7 @@ def _write_done(
         "source_sha256": hashes,
         **({"line_frequency_hz": made.mains} if made.mains is not None else {}),
     }
-    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record)
+    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record, sync_dir=False)
     return record
 
 
@@ -260,5 +274,5 @@ def _reuse_by_content(
 
 def _fail(out: Path, base: dict[str, Any], reason: str) -> dict[str, Any]:
     record = {**base, "status": "failed", "reason": reason}
-    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record)
+    atomic_write_json(out / layout.RECORDS / f"{base['id']}.json", record, sync_dir=False)
     return record

@@ -158,6 +158,8 @@ class CacheWriter:
     def finish(self) -> dict[str, Any]:
         """Write the recordings table, then the manifest; returns the manifest. A mixture's
         manifest names its corpora (name, format, root, split, planned recordings)."""
+        for sub in (layout.ARRAYS, layout.RECORDS):  # the workers' renames, durable at once
+            fsync_dir(self.directory / sub)
         records = self.records.values()
         done = sorted((r for r in records if r["status"] == "done"), key=lambda r: r["id"])
         failed = sorted(

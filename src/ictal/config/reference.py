@@ -4,8 +4,12 @@ compares them; ``.venv/bin/python scripts/config_doc.py`` regenerates the file).
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
+import textwrap
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,6 +38,24 @@ def _cell(text: str | None) -> str:
     return " ".join((text or "").split()).replace("``", "`").replace("|", "\\|")
 
 
+@cache
+def _docstrings(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's docstring (the string right under its annotated assignment, cleaned as
+    pydantic's ``use_attribute_docstrings`` does), over the model's classes, nearest last."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0]
+        assert isinstance(body, ast.ClassDef)
+        for first, second in zip(body.body, body.body[1:], strict=False):
+            doc = second.value if isinstance(second, ast.Expr) else None
+            if (isinstance(first, ast.AnnAssign) and isinstance(first.target, ast.Name)
+                    and isinstance(doc, ast.Constant) and isinstance(doc.value, str)):  # fmt: skip
+                found[first.target.id] = inspect.cleandoc(doc.value)
+    return found
+
+
 def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, str]]:
     """(key, default, role, meaning) of every leaf field under ``model``, in declaration
     order; a nested section's fields follow under its dotted name."""
@@ -44,7 +66,7 @@ def _rows(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, str, str, 
             yield from _rows(nested, key + ".")
             continue
         role = ROLES.of(key) or Role.EXPERIMENT
-        yield key, _default(info), role.value, _cell(info.description)
+        yield key, _default(info), role.value, _cell(_docstrings(model).get(name))
         members = getattr(nested, "__args__", ())
         if members and isinstance(members[0], type) and issubclass(members[0], BaseModel):
             yield from _rows(members[0], key + "[].")

@@ -40,8 +40,11 @@ def atomic_write_with(
     writer: Callable[[IO[bytes]], None],
     *,
     fsync: bool = True,
+    sync_dir: bool = True,
 ) -> Path:
-    """Write a file by calling ``writer(fileobj)`` on a temp file, then rename into place."""
+    """Write a file by calling ``writer(fileobj)`` on a temp file, then rename into place.
+    With ``sync_dir=False`` the directory is left for the caller to fsync once after many
+    files (a lost rename must then be harmless: the cache ledger redoes that recording)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -60,7 +63,7 @@ def atomic_write_with(
         if refused is None:
             raise
         raise OSError(refused.errno, refused.strerror, str(target)) from exc
-    if fsync:
+    if fsync and sync_dir:
         fsync_dir(target.parent)
     return target
 
@@ -81,20 +84,26 @@ def _os_refusal(exc: BaseException, tmp: str) -> OSError | None:
     return None
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, fsync: bool = True) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, fsync: bool = True, sync_dir: bool = True
+) -> Path:
     """Replace ``path`` with ``data`` atomically."""
-    return atomic_write_with(path, lambda fh: fh.write(data), fsync=fsync)
+    return atomic_write_with(path, lambda fh: fh.write(data), fsync=fsync, sync_dir=sync_dir)
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> Path:
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, fsync: bool = True, sync_dir: bool = True
+) -> Path:
     """Replace ``path`` with UTF-8 ``text`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, sync_dir=sync_dir)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, fsync: bool = True) -> Path:
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: Any, *, fsync: bool = True, sync_dir: bool = True
+) -> Path:
     """Replace ``path`` with indented, key-sorted JSON atomically."""
     text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    return atomic_write_text(path, text, fsync=fsync)
+    return atomic_write_text(path, text, fsync=fsync, sync_dir=sync_dir)
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:

@@ -11,6 +11,8 @@ from typing import Literal
 
 import numpy as np
 
+from ictal.signal.quantiles import row_quantiles
+
 NormalisationKind = Literal["robust", "zscore", "none"]
 
 # IQR of a standard normal distribution: IQR / 1.349 estimates sigma for Gaussian data.
@@ -32,25 +34,6 @@ class NormStats:
     def as_dict(self) -> dict[str, list[float]]:
         """The JSON-ready statistics stored with the recording in the cache."""
         return {"center": self.center, "scale": self.scale}
-
-
-def row_quantiles(x: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
-    """Quantiles of each row, as np.percentile's default (linear) method; (len(qs), n_rows).
-
-    Sorts instead of partitioning: numpy's vectorised sort is several times faster than the
-    multi-kth selection np.percentile does on long rows.
-    """
-    s = np.sort(x, axis=1)
-    n = s.shape[1]
-    out = np.empty((len(qs), s.shape[0]), dtype=np.float64)
-    for j, q in enumerate(qs):
-        pos = q * (n - 1)
-        i = min(int(np.floor(pos)), n - 1)
-        frac = pos - i
-        lo = s[:, i].astype(np.float64)
-        hi = s[:, min(i + 1, n - 1)].astype(np.float64)
-        out[j] = lo + (hi - lo) * frac
-    return out
 
 
 def channel_stats(x: np.ndarray, method: NormalisationKind) -> NormStats:

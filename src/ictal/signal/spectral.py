@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.fft
 
 from ictal.signal.filters import effective_band, squared_response
+from ictal.signal.pocketfft import irfft_rows, next_fast_len, rfft_rows
 from ictal.signal.resample import resample_ratio, resampled_length
 
 # Channels transformed together: pocketfft runs several rows at once in SIMD lanes (8 float32
@@ -71,7 +71,7 @@ def filter_resample(
     band = (float(bandpass[0]), float(bandpass[1]))
     low, _ = effective_band(fs_out, band)
     pad = _pad_for(n, fs_in, low, down)
-    blocks = scipy.fft.next_fast_len(-(-(n + 2 * pad) // down), real=True)
+    blocks = next_fast_len(-(-(n + 2 * pad) // down))
     n_fft_in, n_fft_out = blocks * down, blocks * up
     bins = min(n_fft_in, n_fft_out) // 2 + 1
     freqs = np.arange(bins) * (fs_out / n_fft_out)
@@ -91,8 +91,8 @@ def filter_resample(
         k = min(block, rows - first)
         for i in range(k):
             _fill(buf[i], x[first + i], pad)
-        full = scipy.fft.rfft(buf[:k], axis=1)
+        full = rfft_rows(buf[:k])
         np.multiply(full[:, :bins], gain32, out=spectrum[:k, :bins])
-        y = scipy.fft.irfft(spectrum[:k], n=n_fft_out, axis=1)
+        y = irfft_rows(spectrum[:k], n_fft_out)
         out[first : first + k] = y[:, start : start + n_out]
     return out
