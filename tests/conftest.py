@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import subprocess
@@ -13,6 +14,8 @@ from typing import Any
 
 import fsspec
 import pytest
+
+from zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,11 +105,34 @@ def small_built_corpus(tmp: Path, seed: int, fast: Iterable[str]) -> Path:
     return tmp
 
 
+_ZYGOTE: list[Zygote] = []
+
+
+def _zygote() -> Zygote | None:
+    """This test process's zygote (tests/zygote.py), started on first use; None when
+    ICTAL_TEST_ZYGOTE=0 asks for a fresh interpreter per command."""
+    if os.environ.get("ICTAL_TEST_ZYGOTE", "1") == "0":
+        return None
+    if not _ZYGOTE:
+        _ZYGOTE.append(Zygote(ictal_env()))
+        atexit.register(_ZYGOTE[0].close)
+    return _ZYGOTE[0]
+
+
 def run_ictal(
-    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run `ictal ARGS` as a user would (same interpreter), capturing output, no stdin."""
+    """Run `ictal ARGS` as a user would (same interpreter), capturing output, no stdin: a
+    process forked from the pre-imported zygote (tests/zygote.py) when it starts exactly as
+    a fresh one would, else (or with ``fresh``) a new interpreter."""
     env = env if env is not None else ictal_env()
+    zygote = None if fresh else _zygote()
+    if zygote is not None and zygote.eligible(env):
+        return zygote.run(args, cwd, env, timeout)
     return subprocess.run(
         [sys.executable, "-m", "ictal.cli", *args],
         cwd=cwd,
