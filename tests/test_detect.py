@@ -41,7 +41,7 @@ def _sets(tmp: Path, *extra: str) -> list[str]:
 def trained(tmp_path_factory) -> tuple[Path, Path]:
     """A corpus of 20 recordings, a trained run, and its dev operating points."""
     tmp = tmp_path_factory.mktemp("detect")
-    synthesize(tmp / "corpus", patients=10, hours=1.5, seed=21)
+    synthesize(tmp / "corpus", patients=10, hours=0.75, seed=21)
     for cmd in (["build", "--workers", "2"], ["train"]):
         res = run_ictal(*cmd, *_sets(tmp))
         assert res.returncode == 0, res.stderr[-2000:]

@@ -21,7 +21,7 @@ def test_pipeline_finds_seizures_on_eval(tmp_path: Path) -> None:
     corpus, cache, runs = tmp_path / "corpus", tmp_path / "cache", tmp_path / "runs"
     sets: list[str] = []
     for s in (f"corpus.root={corpus}", f"cache.root={cache}", f"runs.root={runs}",
-              "train.epochs=8", "train.steps_per_epoch=9", "train.heartbeat_s=5"):  # fmt: skip
+              "train.epochs=4", "train.steps_per_epoch=9", "train.heartbeat_s=5"):  # fmt: skip
         sets += ["--set", s]
     # A different seed than the demo's: the result must not hinge on one corpus.
     _ok(run_ictal("synth", str(corpus), "--patients", "20", "--hours", "4", "--seed", "11"))

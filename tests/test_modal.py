@@ -25,14 +25,14 @@ from modal._utils.async_utils import synchronizer  # noqa: E402
 APP = ROOT / "deploy" / "modal" / "app.py"
 COMMANDS = ("build", "stage", "train", "evaluate", "detect")
 
-# A tiny experiment whose steps (about 18 s on an idle machine) outweigh a training's start-up
+# A tiny experiment whose steps (a few seconds on an idle machine) outweigh a training's start-up
 # several times, so a time limit of half the whole training is crossed and still leaves each
 # attempt room to make progress, however loaded the machine is (the limit scales with it).
 FAST = tiny_training(
     "model.params={width: 48, gru_hidden: 48}",
     "loader.num_workers=1",
-    "train.epochs=40",
-    "train.steps_per_epoch=24",
+    "train.epochs=20",
+    "train.steps_per_epoch=12",
     "train.seed=3",
     "train.heartbeat_s=0.3",
     "train.checkpoint_every_s=0.001",
