@@ -7,7 +7,7 @@ import pytest
 COMMANDS = [
     "synth", "census", "build", "verify", "explain", "gc",
     "publish", "stage", "train", "sweep", "bench", "evaluate", "detect", "report", "status",
-    "pull", "doctor", "score",
+    "pull", "doctor", "score", "models",
 ]  # fmt: skip
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ictal.cache.remote import Transfer
     from ictal.detect.archive import DetectResult
     from ictal.export.bundle import ExportResult
+    from ictal.models.catalog import ModelInfo
     from ictal.orchestrate.sweep import Plan
     from ictal.runs.pusher import PushOutcome
     from ictal.runs.sink import Pulled
@@ -317,3 +318,27 @@ def scored(result: ScoreResult, labels: dict[str, str]) -> Console:
     for line in result.legend():
         console.print(line)
     return console
+
+
+def _count(n: int) -> str:
+    """A parameter count people read: 41.1 M, 18.5 k."""
+    return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
+
+
+def model_catalog(infos: list[ModelInfo]) -> Table:
+    """``ictal models``: one row per model, built at the config's shape."""
+    rows = []
+    for i in infos:
+        if i.error is not None:
+            rows.append((i.name, "-", "-", "-", i.source, f"cannot be built: {i.error}"))
+            continue
+        assert i.output_stride is not None and i.output_hz is not None
+        assert i.receptive_field_s is not None and i.parameters is not None
+        field = f"{i.receptive_field_s:g} s" + (" (whole window)" if i.whole_window else "")
+        rows.append((i.name, _count(i.parameters),
+                     f"{i.output_stride} samples ({i.output_hz:g} Hz)", field, i.source,
+                     i.description))  # fmt: skip
+    window = next((i.window_s for i in infos if i.window_s is not None), None)
+    title = "models" + (f" (built for one {window:g} s window of the config)" if window else "")
+    return listing(title, ("model", "parameters", "output stride", "receptive field",
+                           "source", "description"), rows)  # fmt: skip

@@ -162,3 +162,26 @@ def doctor(
             f"not ready: {len(bad)} check(s) failed ({', '.join(c.name for c in bad)})"
         )
     return None
+
+
+@command()
+def models(
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array of objects instead of a table.")
+    ] = False,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> object:
+    """Every model this installation can train (registered, entry points, braindecode's when
+    installed), each built at the config's channels, rate and window: parameters, output
+    stride, receptive field, source. Exit 0; a model that cannot be built is its row."""
+    import json
+
+    from ictal.models.catalog import catalog
+
+    infos = catalog(load(config, set_))
+    if json_out:
+        print(json.dumps([i.as_dict() for i in infos], indent=2))
+        return None
+    render.show(render.model_catalog(infos))
+    return None

@@ -1,0 +1,91 @@
+"""`ictal models`: every model built at the config's shape, measured, one row each; a model
+that cannot be built is its own row and the listing still exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import ictal_env, run_ictal
+from ictal.models import build_model
+from ictal.models.catalog import receptive_field
+
+CONV_MODULE = '''
+from torch import nn
+
+
+class Conv(nn.Module):
+    """Two convolutions, kernels 5 and 3: a receptive field of 7 samples."""
+
+    def __init__(self, n_channels, fs, width=4):
+        super().__init__()
+        self.output_stride = 1
+        self.net = nn.Sequential(nn.Conv1d(n_channels, width, 5, padding=2), nn.Tanh(),
+                                 nn.Conv1d(width, 1, 3, padding=1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+'''
+
+
+def _models(tmp_path: Path, *sets: str) -> list[dict]:
+    (tmp_path / "site").mkdir(exist_ok=True)
+    (tmp_path / "site" / "catalog_user.py").write_text(CONV_MODULE)
+    env = ictal_env()
+    env["PYTHONPATH"] += os.pathsep + str(tmp_path / "site")
+    args = [a for s in sets for a in ("--set", s)]
+    res = run_ictal("models", "--json", *args, env=env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = run_ictal("models", *args, env=env)
+    assert table.returncode == 0 and "conv_bigru" in table.stdout, table.stderr[-2000:]
+    return json.loads(res.stdout)
+
+
+@pytest.mark.slow
+def test_the_default_model_is_measured_at_the_configs_shape(tmp_path):
+    rows = {r["name"]: r for r in _models(tmp_path, "windows.length_s=20", "signal.fs=128")}
+    row = rows["conv_bigru"]
+    model = build_model("conv_bigru", n_channels=19, fs=128)
+    assert row["parameters"] == sum(p.numel() for p in model.parameters())
+    assert row["output_stride"] == 128 and row["output_hz"] == 1.0
+    assert row["whole_window"] and row["receptive_field_s"] == 20.0  # a BiGRU sees it all
+    assert row["source"] == "ictal" and row["description"] and row["error"] is None
+
+
+@pytest.mark.slow
+def test_a_convolution_has_the_receptive_field_of_its_kernels(tmp_path):
+    rows = {r["name"]: r for r in _models(tmp_path, "model.name=catalog_user:Conv")}
+    row = rows["catalog_user:Conv"]
+    assert row["receptive_field_s"] * 256 == pytest.approx(7) and not row["whole_window"]
+    assert row["parameters"] == 19 * 4 * 5 + 4 + 4 * 3 + 1
+    assert row["description"].startswith("Two convolutions")
+    assert row["source"].startswith("import")
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_be_built_is_its_row(tmp_path):
+    rows = {r["name"]: r for r in _models(tmp_path, "model.name=catalog_user:Conv",
+                                          "model.params={width: 0}")}  # fmt: skip
+    assert "cannot" not in rows["conv_bigru"]["description"] and rows["conv_bigru"]["parameters"]
+    bad = rows["catalog_user:Conv"]
+    assert bad["parameters"] is None and bad["error"], bad
+
+
+def test_receptive_field_counts_dilations():
+    net = nn.Conv1d(2, 1, 3, dilation=4, padding=4)
+    net.output_stride = 1  # type: ignore[assignment]
+    model = nn.Sequential(net)
+    model.output_stride = 1  # type: ignore[assignment]
+
+    class Squeeze(nn.Module):
+        output_stride = 1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return model(x).squeeze(1)
+
+    assert receptive_field(Squeeze(), 2, 101) == (9, False)
