@@ -14,6 +14,8 @@ from ictal.errors import Ending
 from ictal.ui import echo, make_console
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ictal.cache.build import BuildReport
     from ictal.cache.explain import Explanation
     from ictal.cache.gc import GcPlan
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from ictal.detect.archive import DetectResult
     from ictal.export.bundle import ExportResult
     from ictal.models.catalog import ModelInfo
+    from ictal.orchestrate.compare import Detector
     from ictal.orchestrate.sweep import Plan
     from ictal.runs.pusher import PushOutcome
     from ictal.runs.sink import Pulled
@@ -342,3 +345,37 @@ def model_catalog(infos: list[ModelInfo]) -> Table:
     title = "models" + (f" (built for one {window:g} s window of the config)" if window else "")
     return listing(title, ("model", "parameters", "output stride", "receptive field",
                            "source", "description"), rows)  # fmt: skip
+
+
+def compared(rows: list[Detector], problems: list[str], where: Path) -> None:
+    """``ictal sweep --evaluate``: one row per detector (a run at one dev-tuned false-alarm
+    budget), dev and eval side by side, each number with its unit and 95 % interval."""
+    from ictal.evaluate.cells import fa_text, sens_text
+
+    def cell(c: dict[str, Any], unit: str = "FA") -> str:
+        counts, ci = c.get("counts") or {}, c.get("ci95") or {}
+        if not counts:
+            return "-"
+        return (f"{sens_text(counts.get('sensitivity'), ci.get('sensitivity'))} @ "
+                f"{fa_text(counts.get('fa_per_24h'), ci.get('fa_per_24h'), unit)}")  # fmt: skip
+
+    table = Table(title="sweep comparison: one row per detector (threshold chosen on dev for "
+                  "a budget, applied unchanged on eval)", title_justify="left")  # fmt: skip
+    for col in ("run", "budget", "dev OVLP", "eval OVLP", "eval SzCORE events",
+                "AUROC dev/eval", "parameters", "samples/s", "peak RSS"):  # fmt: skip
+        table.add_column(col)
+    for r in rows:
+        auroc = "/".join("-" if a is None else f"{a:.3f}" for a in (r.auroc_dev, r.auroc_eval))
+        table.add_row(
+            r.run, f"<= {r.budget_fa24h:g} FA/24h", cell(r.dev["ovlp"]),
+            cell(r.eval["ovlp"]), cell(r.eval["szcore"]), auroc,
+            "-" if r.parameters is None else _count(r.parameters),
+            "-" if r.samples_per_s is None else f"{r.samples_per_s:.0f}",
+            "-" if r.peak_rss_gb is None else f"{r.peak_rss_gb:.2f} GB",
+        )  # fmt: skip
+    notes = ["sensitivity @ FA: false-alarm events per 24 h, 95 % intervals in brackets; "
+             "samples/s: training, median step; peak RSS: the run's process tree.",
+             f"comparison.json: {where / 'comparison.json'}"]  # fmt: skip
+    show(table, *notes)
+    for line in problems:
+        error(line)

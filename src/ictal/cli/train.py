@@ -11,6 +11,7 @@ import typer
 from ictal.cli import render
 from ictal.cli.app import ConfigOpt, SetOpt, TrustOpt, fix_command, load
 from ictal.cli.exits import command
+from ictal.errors import Ending
 
 NprocOpt = Annotated[
     int | None,
@@ -82,6 +83,13 @@ def sweep(
     resume: Annotated[
         str | None, typer.Option("--resume", help="Continue the sweep NAME (finished runs kept).")
     ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate",
+            help="Then score each run on dev and on eval (dev's points) and compare them.",
+        ),
+    ] = False,
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> object:
@@ -95,6 +103,15 @@ def sweep(
     plan = open_sweep(cfg, budget, name=name, resume=resume, base_config=config,
                       base_sets=list(set_ or []), varies=list(vary or []), seeds=seeds)  # fmt: skip
     plan = run_sweep(plan, cfg, resume=resume is not None)
+    if evaluate:
+        from ictal.orchestrate.compare import compare
+
+        rows, problems = compare(plan)
+        render.swept(plan)
+        render.compared(rows, problems, plan.directory)
+        if problems:
+            return Ending.PARTIAL  # a run without its scores: the table says which and why
+        return plan
     render.swept(plan)
     return plan
 

@@ -88,7 +88,7 @@ def _train(
             seed_everything(cfg.train.seed + 7919 * ranks.rank)  # each rank its own dropout
         data = make_train_data(cfg, pre.view, device, data_stride(model),
                                rank=ranks.rank, world=ranks.world)  # fmt: skip
-        session = _session(cfg, previous, pre.view, device, ranks)
+        session = _session(cfg, previous, pre.view, device, ranks, parameters(model))
         state = make_state(cfg, model, data, session.run.run_id, pre.view, device)
         state.world_size = ranks.world
         state.ddp = wrap(model, device, ranks)
@@ -109,8 +109,18 @@ def _train(
     return result
 
 
+def parameters(model: torch.nn.Module) -> int:
+    """The model's parameter count, as run.json records it (sweep comparisons read it)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def _session(
-    cfg: Config, previous: RunDir | None, view: CacheView, device: torch.device, ranks: Ranks
+    cfg: Config,
+    previous: RunDir | None,
+    view: CacheView,
+    device: torch.device,
+    ranks: Ranks,
+    n_parameters: int,
 ) -> RunSession:
     """Rank 0 opens the run (new, or the one resumed) and tells the others where it is."""
     live = {"epochs": cfg.train.epochs}
@@ -120,7 +130,8 @@ def _session(
             session = RunSession.resume(cfg, previous, str(device), live)
         else:
             meta = run_metadata(str(device), cache_key=view.key, cache_path=view.path,
-                                world_size=ranks.world)  # fmt: skip
+                                world_size=ranks.world, model_name=cfg.model.name,
+                                model_parameters=n_parameters)  # fmt: skip
             session = RunSession.new(cfg, meta, live)
     run = RunDir(Path(ranks.broadcast(str(session.run.path) if session is not None else None)))
     return session if session is not None else RunSession.follower(cfg, run, live)
