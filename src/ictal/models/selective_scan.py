@@ -44,30 +44,31 @@ def fused_kernel() -> tuple[Callable[..., Any] | None, str]:
 
 def scan_path(kernel: str, device: torch.device | str) -> tuple[str, str]:
     """Which scan runs for ``model.params.kernel`` on ``device``: ("fused" | "reference" |
-    "unusable", why). "unusable" is only for ``kernel=fused`` when the fused kernel cannot run
-    on this machine (the model refuses to build then, doctor fails)."""
+    "unusable", why). "unusable": a kernel value that is not one of KERNELS, or ``fused``
+    when the fused kernel cannot run on this machine (the model refuses to build, doctor
+    fails). ``auto`` on a CPU device is decided without importing mamba_ssm."""
     if kernel not in KERNELS:
-        return "unusable", f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}"
+        return (
+            "unusable",
+            f"model.params.kernel must be one of {', '.join(KERNELS)}, got {kernel!r}",
+        )
     if kernel == "reference":
         return "reference", "model.params.kernel=reference"
     on_cuda = torch.device(device).type == "cuda"
+    if kernel == "auto" and not on_cuda:  # decided without importing mamba_ssm
+        return "reference", "auto: the fused kernel is CUDA-only"
     fn, why = fused_kernel()
-    if kernel == "fused":
+    if kernel == "auto":
         if fn is None:
-            return "unusable", f"model.params.kernel=fused but {why}"
-        if not on_cuda and not torch.cuda.is_available():
-            return (
-                "unusable",
-                "model.params.kernel=fused but no CUDA device (the kernel is CUDA-only)",
-            )
-        if not on_cuda:
-            return "reference", "input on the CPU (the fused kernel is CUDA-only)"
-        return "fused", "model.params.kernel=fused: mamba_ssm's CUDA kernel"
-    if not on_cuda:
-        return "reference", f"auto: {torch.device(device).type} (the fused kernel is CUDA-only)"
+            return "reference", f"auto: {why}"
+        return "fused", "auto: mamba_ssm's CUDA kernel on a CUDA device"
     if fn is None:
-        return "reference", f"auto: {why}"
-    return "fused", "auto: mamba_ssm's CUDA kernel on a CUDA device"
+        return "unusable", f"model.params.kernel=fused but {why}"
+    if not on_cuda and not torch.cuda.is_available():
+        return "unusable", "model.params.kernel=fused but no CUDA device (the kernel is CUDA-only)"
+    if not on_cuda:
+        return "reference", "input on the CPU (the fused kernel is CUDA-only)"
+    return "fused", "model.params.kernel=fused: mamba_ssm's CUDA kernel"
 
 
 def _shift(x: torch.Tensor, by: int) -> torch.Tensor:

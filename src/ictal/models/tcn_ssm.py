@@ -137,9 +137,8 @@ class TCNSSM(nn.Module):
         path, why = scan_path(kernel, "cuda" if torch.cuda.is_available() else "cpu")
         if path == "unusable":
             raise ConfigError(
-                f"model.params.kernel={kernel!r} cannot be used here: {why}; fix: set "
-                "model.params.kernel=auto (the fused kernel when it loads, else the reference) "
-                "or install mamba-ssm for this torch and CUDA"
+                f"{why}; fix: set model.params.kernel=auto (the fused kernel when it loads, "
+                "else the reference), or install mamba-ssm for this torch and CUDA"
             )
         self.n_channels, self.fs, self.out_hz, self.kernel = n_channels, fs, out_hz, kernel
         self.output_stride = output_stride(fs, out_hz)
