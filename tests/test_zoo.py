@@ -92,6 +92,26 @@ def test_published_defaults_build_with_their_parameter_counts() -> None:
         assert isinstance(cls.DESCRIPTION, str) and 0 < len(cls.DESCRIPTION) <= 100
 
 
+def test_positions_are_computed_for_any_length_up_to_the_longest_window() -> None:
+    from ictal.models.metadata import MAX_WINDOW
+    from ictal.models.seizure_transformer import sinusoid
+
+    length, d = MAX_WINDOW // 32, 8
+    pe = sinusoid(length, d, torch.zeros(1, dtype=torch.float16))
+    assert pe.shape == (length, d) and pe.dtype == torch.float16
+    p = torch.tensor([0.0, 1.0, 777.0, length - 1.0])
+    for i in range(d // 2):
+        freq = 10000.0 ** (-2 * i / d)
+        torch.testing.assert_close(
+            pe[p.long(), 2 * i].float(), torch.sin(p * freq), atol=2e-3, rtol=0
+        )
+        torch.testing.assert_close(
+            pe[p.long(), 2 * i + 1].float(), torch.cos(p * freq), atol=2e-3, rtol=0
+        )
+    buffers = [b.numel() for b in small("seizure_transformer").buffers()]
+    assert max(buffers) <= 16  # BatchNorm statistics (at most 16 channels): no position table
+
+
 @pytest.mark.parametrize(
     ("name", "params", "said"),
     [

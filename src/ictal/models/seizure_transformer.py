@@ -69,13 +69,14 @@ class ResBlock(nn.Module):
 
 
 def sinusoid(length: int, d_model: int, like: torch.Tensor) -> torch.Tensor:
-    """The sinusoidal positional encoding ``(length, d_model)``, computed for this length
-    (no table to cap, and a dynamic time axis in ONNX)."""
-    position = torch.arange(length, device=like.device, dtype=like.dtype).unsqueeze(1)
-    half = torch.arange(0, d_model, 2, device=like.device, dtype=like.dtype)
+    """The sinusoidal positional encoding ``(length, d_model)`` in ``like``'s dtype, computed
+    in float32 for this length (no table to cap, a dynamic time axis in ONNX, and positions
+    past 2048 stay exact under float16 autocast)."""
+    position = torch.arange(length, device=like.device, dtype=torch.float32).unsqueeze(1)
+    half = torch.arange(0, d_model, 2, device=like.device, dtype=torch.float32)
     angle = position * torch.exp(half * (-math.log(10000.0) / d_model))
     pe = torch.stack([torch.sin(angle), torch.cos(angle)], dim=-1).flatten(1)  # sin, cos, ...
-    return pe[:, :d_model]
+    return pe[:, :d_model].to(like.dtype)
 
 
 class EncoderLayer(nn.Module):
