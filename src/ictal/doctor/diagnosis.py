@@ -9,6 +9,7 @@ from rich.table import Table
 from ictal.config import Config
 from ictal.doctor import Check, failed
 from ictal.doctor.environment import device, environment
+from ictal.doctor.model import model
 from ictal.doctor.storage import storage
 from ictal.ui import styled
 
@@ -18,9 +19,12 @@ STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 def diagnose(
     cfg: Config, command: str, *, env_only: bool = False, lock: Path | None = None
 ) -> list[Check]:
-    """Environment and device checks, then (unless ``env_only``) what ``command`` needs."""
+    """Environment and device checks (for training, the model's path on that device), then
+    (unless ``env_only``) what ``command`` needs."""
     wanted = cfg.train.device if command in ("train", "evaluate") else "auto"
     checks = [*environment(lock), device(wanted)]
+    if command == "train":
+        checks += model(cfg)
     if not env_only:
         checks += storage(cfg, command)
     return checks

@@ -83,6 +83,8 @@ class ConvBlock(nn.Sequential):
 class ConvBiGRU(nn.Module):
     """Input ``(B, channels, W)`` -> seizure logits ``(B, W // output_stride)``."""
 
+    DESCRIPTION = "strided conv encoder down to out_hz, bidirectional GRU, 1 logit per step"
+
     def __init__(
         self,
         *,

@@ -23,13 +23,19 @@ from torch import nn
 
 from ictal.config import ConfigError
 from ictal.models.detector import ConvBiGRU
+from ictal.models.seizure_transformer import SeizureTransformer
+from ictal.models.tcn_ssm import TCNSSM
 from ictal.models.trust import ModelTrust, require_trusted
 
 Builder = Callable[..., nn.Module]
 F = TypeVar("F", bound=Callable[..., Any])
 ENTRY_POINT_GROUP = "ictal.models"
 MARK = "__ictal_model_factory__"  # set on a function by @factory and @register
-_BUILDERS: dict[str, Builder] = {"conv_bigru": ConvBiGRU}
+_BUILDERS: dict[str, Builder] = {
+    "conv_bigru": ConvBiGRU,
+    "seizure_transformer": SeizureTransformer,
+    "tcn_ssm": TCNSSM,
+}
 _DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*"
 IMPORT_PATH = re.compile(rf"^({_DOTTED}):({_DOTTED})$")
 
