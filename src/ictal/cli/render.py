@@ -328,6 +328,11 @@ def _count(n: int) -> str:
     return f"{n / 1e6:.1f} M" if n >= 1e6 else f"{n / 1e3:.1f} k" if n >= 1e3 else str(n)
 
 
+def stride_text(stride: int, hz: float) -> str:
+    """'256 samples (1 Hz)': input samples per output step and the output rate."""
+    return f"{stride} sample{'s' if stride != 1 else ''} ({hz:g} Hz)"
+
+
 def model_catalog(infos: list[ModelInfo]) -> Table:
     """``ictal models``: one row per model, built at the config's shape."""
     rows = []
@@ -339,7 +344,7 @@ def model_catalog(infos: list[ModelInfo]) -> Table:
         assert i.receptive_field_s is not None and i.parameters is not None
         field = f"{i.receptive_field_s:g} s" + (" (whole window)" if i.whole_window else "")
         rows.append((i.name, _count(i.parameters),
-                     f"{i.output_stride} samples ({i.output_hz:g} Hz)", field, i.source,
+                     stride_text(i.output_stride, i.output_hz), field, i.source,
                      i.description))  # fmt: skip
     window = next((i.window_s for i in infos if i.window_s is not None), None)
     title = "models" + (f" (built for one {window:g} s window of the config)" if window else "")
