@@ -205,7 +205,13 @@ def builder(name: str) -> Callable[..., nn.Module]:
         if "input_window_seconds" in own:
             given["input_window_seconds"] = given["n_times"] / fs
         given.update({k: "auto" for k in AUTO if k in own and k not in params})
-        return BraindecodeWindows(cls(**given, **params), stride, context, source)
+        try:
+            model = cls(**given, **params)
+        except Exception as exc:  # any failure of braindecode's code: the params do not fit
+            first = (str(exc).strip().splitlines() or [""])[0][:160]
+            failed = f"{type(exc).__name__}: {first}"
+            raise ValueError(f"braindecode's {cls.__name__}: {failed}") from exc
+        return BraindecodeWindows(model, stride, context, source)
 
     shown = [
         p.replace(kind=p.KEYWORD_ONLY)
