@@ -6,6 +6,7 @@ take and a missing braindecode are refused in one line (exit 2)."""
 from __future__ import annotations
 
 import importlib.metadata as metadata
+import warnings
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,13 @@ def test_a_braindecode_model_keeps_the_contract_and_learns(installed: str, cls: 
         y[..., -256:] += 5.0
         moved = (model(y) - model(x)).abs()[0] > 1e-6
     assert moved.tolist() == [False] * 5 + [True] * 3
+    # traced (braindecode's signal properties all set: tracing reads every attribute), the
+    # trace runs at another length and batch
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes, as ictal export ignores them
+        traced = torch.jit.trace(model, (x[:1],), check_trace=False)
+        longer = torch.randn(3, 19, 3072)
+        assert torch.allclose(traced(longer), model(longer), atol=1e-5)
     # half-second steps with one second of context
     half = _build(name, step_s=0.5, context_s=1.0)
     assert half.output_stride == 128 and check_contract(half, name, 19, 2048) == 128
@@ -99,6 +107,8 @@ def test_train_evaluate_export_and_refusals(installed: str, tmp_path: Path) -> N
     exported = run_ictal("export", str(best), "--format", "onnx", "--out", str(tmp_path / "x"))
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert (tmp_path / "x" / "ictal-model.json").is_file()
+    traced = run_ictal("export", str(best), "--format", "torchscript", "--out", str(tmp_path / "t"))
+    assert traced.returncode == 0, traced.stderr[-3000:]
 
     # rebuilt from the installed braindecode only at the recorded version
     assert rebuild(ckpt, best).output_stride == 256

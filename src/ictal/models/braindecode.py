@@ -11,8 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import inspect
+import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -148,6 +149,28 @@ def _check_sizes(params: dict[str, Any]) -> None:
                 raise ValueError(f"{key}={item} is larger than {MAX_SIZE} allowed for a size")
 
 
+def _given(
+    takes: Mapping[str, inspect.Parameter],
+    n_chans: int,
+    fs: float,
+    n_times: int,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What Ictal gives a braindecode class of those it ``takes``: the window's shape with one
+    output, every signal property it can ask for (braindecode's raise when unset, which
+    breaks ``torch.jit.trace``; the channels get placeholder names, Ictal's montage is not the
+    class's business), no log-softmax, and final layers sized to the window."""
+    seconds = n_times / fs
+    if int(seconds * fs) != n_times:  # braindecode checks n_times == int(seconds * sfreq)
+        seconds = math.nextafter(seconds, math.inf)
+    offered = {"n_chans": n_chans, "n_outputs": 1, "n_times": n_times, "sfreq": fs,
+               "input_window_seconds": seconds, "add_log_softmax": False,
+               "chs_info": [{"ch_name": f"ch{i}"} for i in range(n_chans)]}  # fmt: skip
+    given = {k: v for k, v in offered.items() if k in takes}
+    given.update({k: "auto" for k in AUTO if k in takes and k not in params})
+    return given
+
+
 class BraindecodeWindows(nn.Module):
     """A braindecode window classifier slid over ``(batch, channels, samples)``: step ``t``
     is classified from its own ``output_stride`` samples and ``context`` samples either side
@@ -196,15 +219,7 @@ def builder(name: str) -> Callable[..., nn.Module]:
         context = _samples(context_s, fs, "context_s", 0)
         check_windowing(n_channels, stride + 2 * context, stride)  # a window's bounds
         _check_sizes(params)
-        given: dict[str, Any] = {"n_chans": n_channels, "n_outputs": 1,
-                                 "n_times": stride + 2 * context}  # fmt: skip
-        if "add_log_softmax" in own:
-            given["add_log_softmax"] = False
-        if "sfreq" in own:
-            given["sfreq"] = fs
-        if "input_window_seconds" in own:
-            given["input_window_seconds"] = given["n_times"] / fs
-        given.update({k: "auto" for k in AUTO if k in own and k not in params})
+        given = _given(own, n_channels, fs, stride + 2 * context, params)
         try:
             model = cls(**given, **params)
         except Exception as exc:  # any failure of braindecode's code: the params do not fit
