@@ -27,8 +27,8 @@ PREFIX = "braindecode/"
 PACKAGE = "braindecode"
 INSTALL = "pip install 'ictal[braindecode]'"
 SHAPE = ("n_chans", "n_outputs", "n_times")  # what a usable class must take
-# Given by the adapter from the data (or older spellings of it), never by model.params; the
-# log-softmax is off because one output under a softmax is a constant.
+# What ``_given`` sets from the data, and braindecode 0.8's older spellings of it: never
+# model.params.
 GIVEN = frozenset(
     {*SHAPE, "sfreq", "input_window_seconds", "chs_info", "add_log_softmax", "in_chans",
      "n_classes", "input_window_samples", "n_channels", "fs"}
