@@ -47,7 +47,7 @@ lock:
 	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \
 	  --extra dev --extra s3 --extra gpu --extra ray --extra modal --extra skypilot --extra onnx \
-	  --extra wandb --extra mlflow \
+	  --extra wandb --extra mlflow --extra braindecode \
 	  --no-emit-package torch -o requirements/dev.lock
 	$(UV) pip compile pyproject.toml --quiet --generate-hashes --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 $(LOCK_SOURCES) --constraint requirements/.torch-cpu \

@@ -69,7 +69,8 @@ class ModelConfig(Section):
     """Model name from the registry and its keyword parameters."""
 
     name: str = "conv_bigru"
-    """A registered model name, or an import path `package.module:factory` (docs/models.md)."""
+    """A registered model name, an import path `package.module:factory`, an entry point or a
+    braindecode model `braindecode/<Class>` (docs/models.md)."""
     params: dict[str, Any] = Field(default_factory=dict)
     """Keyword parameters of the model's factory."""
 

@@ -33,7 +33,7 @@ Channels = Annotated[int, Field(strict=True, ge=1, le=MAX_CHANNELS)]
 Rate = Annotated[float, Field(strict=True, gt=0.0, le=MAX_FS, allow_inf_nan=False)]
 Samples = Annotated[int, Field(strict=True, ge=1, le=MAX_WINDOW)]
 ModelName = Annotated[str, Field(strict=True, min_length=1, max_length=300,
-                                 pattern=r"^[A-Za-z0-9_.:\-]+$")]  # fmt: skip
+                                 pattern=r"^(braindecode/)?[A-Za-z0-9_.:\-]+$")]  # fmt: skip
 ShortText = Annotated[str, Field(strict=True, max_length=300)]
 MissingChannels = Literal["error", "interpolate"]
 
@@ -48,7 +48,7 @@ class SourceRecord(Part):
     """Where a checkpoint's model code came from (``ModelSource.as_dict()``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: Literal["builtin", "import", "entry_point"]
+    kind: Literal["builtin", "import", "entry_point", "braindecode"]
     target: ShortText
     package: ShortText | None = None
     version: ShortText | None = None

@@ -79,7 +79,7 @@ class ModelSource:
     """Where a model's code came from: Ictal itself, an import path or an entry point, and
     the installed distribution (name and version) that provides it, when there is one."""
 
-    kind: str  # "builtin", "import" or "entry_point"
+    kind: str  # "builtin", "import", "entry_point" or "braindecode"
     target: str  # the registered name, or "module:factory"
     package: str | None = None
     version: str | None = None
@@ -193,8 +193,13 @@ def _entry_point(name: str) -> Found | None:
 
 
 def find(name: str) -> Found:
-    """Where ``model.name`` stands for code, without importing any of it: a registered name,
-    an import path (checked, its distribution from the installed metadata) or an entry point."""
+    """Where ``model.name`` stands for code, without importing any of it: a braindecode class
+    (``braindecode/<Class>``), a registered name, an import path (checked, its distribution
+    from the installed metadata) or an entry point."""
+    if name.startswith("braindecode/"):  # installed code, like an entry point
+        from ictal.models import braindecode
+
+        return braindecode.find(name)
     if name in _BUILDERS:
         builder = _BUILDERS[name]
         return Found(ModelSource("builtin", name), lambda: builder)
@@ -208,7 +213,8 @@ def find(name: str) -> Found:
         return found
     raise ModelNotFound(
         f"model.name={name!r} is not a known model; available: "
-        f"{', '.join(available()) or '(none)'}; or give an import path 'package.module:factory'"
+        f"{', '.join(available()) or '(none)'}; or give an import path 'package.module:factory' "
+        "or a braindecode model, braindecode/<Class>"
     )
 
 
