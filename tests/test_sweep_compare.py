@@ -24,8 +24,10 @@ FAST = [
     "sweep.ramp_steps=2",
     "sweep.poll_s=0.2",
 ]
-MODELS = ("{name: conv_bigru, params: {width: 8, gru_hidden: 8}},"
-          "{name: tcn_ssm, params: {width: 8, tcn_depth: 1, ssm_layers: 1, d_state: 4}}")  # fmt: skip
+MODELS = (
+    "{name: conv_bigru, params: {width: 8, gru_hidden: 8}},"
+    "{name: tcn_ssm, params: {width: 8, tcn_depth: 1, ssm_layers: 1, d_state: 4}}"
+)
 
 pytestmark = pytest.mark.slow
 
