@@ -89,3 +89,13 @@ def test_receptive_field_counts_dilations():
             return model(x).squeeze(1)
 
     assert receptive_field(Squeeze(), 2, 101) == (9, False)
+
+
+@pytest.mark.slow
+def test_braindecode_models_are_listed_with_their_exact_reach(tmp_path):
+    pytest.importorskip("braindecode")
+    rows = {r["name"]: r for r in _models(tmp_path)}
+    row = rows["braindecode/EEGNetv4"]
+    assert row["source"].startswith("braindecode ") and row["receptive_field_s"] == 5.0
+    assert row["output_stride"] == 256 and not row["whole_window"] and row["description"]
+    assert {"conv_bigru", "seizure_transformer", "tcn_ssm"} <= set(rows)

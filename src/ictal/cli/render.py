@@ -342,7 +342,7 @@ def model_catalog(infos: list[ModelInfo]) -> Table:
             continue
         assert i.output_stride is not None and i.output_hz is not None
         assert i.receptive_field_s is not None and i.parameters is not None
-        field = f"{i.receptive_field_s:g} s" + (" (whole window)" if i.whole_window else "")
+        field = f"{i.receptive_field_s:.3g} s" + (" (whole window)" if i.whole_window else "")
         rows.append((i.name, _count(i.parameters),
                      stride_text(i.output_stride, i.output_hz), field, i.source,
                      i.description))  # fmt: skip

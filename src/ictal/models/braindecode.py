@@ -185,6 +185,7 @@ class BraindecodeWindows(nn.Module):
         self.output_stride = stride
         self.context = context
         self.n_times = stride + 2 * context
+        self.receptive_field = self.n_times  # input samples each output step sees, exactly
         self.source = source  # e.g. "braindecode 0.8.1"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,4 +237,5 @@ def builder(name: str) -> Callable[..., nn.Module]:
     fixed = list(inspect.signature(build).parameters.values())[:4]
     build.__signature__ = inspect.Signature([*fixed, *shown])  # type: ignore[attr-defined]
     build.__name__ = cls.__name__
+    build.__doc__ = inspect.getdoc(cls)  # ``ictal models`` describes it by its first line
     return build

@@ -5,6 +5,7 @@ rather than what its documentation claims."""
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,8 +51,9 @@ def description(builder: object) -> str:
 def _source(source: ModelSource) -> str:
     if source.kind == "builtin":
         return "ictal"
-    pkg = f"{source.package} {source.version or ''}".strip() if source.package else ""
-    return f"{source.kind}: {pkg or source.target}"
+    if source.package:
+        return f"{source.package} {source.version or ''}".strip()
+    return f"{source.kind}: {source.target}"
 
 
 def receptive_field(model: nn.Module, n_channels: int, samples: int) -> tuple[int, bool]:
@@ -89,11 +91,16 @@ def describe(
         permit(found, ModelTrust(named=name), "model.name")
         builder = found.load()
         text = description(builder)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a library's advice on its own defaults: not here
             torch.manual_seed(0)
             model = construct(builder, name, n_channels, fs, params)
         stride = int(model.output_stride)  # type: ignore[arg-type]
-        span, whole = receptive_field(model, n_channels, window)
+        declared = getattr(model, "receptive_field", None)  # exact by construction
+        if isinstance(declared, int) and not isinstance(declared, bool) and declared > 0:
+            span, whole = min(declared, window), declared >= window
+        else:
+            span, whole = receptive_field(model, n_channels, window)
     except Exception as exc:  # one model that cannot be built is its row, not the end
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return ModelInfo(name, source, "", error=first[:200])
