@@ -361,3 +361,21 @@ def test_tcn_ssm_trains_and_resumes_exactly(corpus: Path) -> None:
     for key in mine:
         assert torch.equal(mine[key], theirs[key]), key
     assert json.loads((run / "run.json").read_text())["resumes"], "not a resumed run"
+
+
+def test_a_checkpoint_trained_on_the_fused_kernel_is_evaluated_here(corpus: Path, tmp_path):
+    """The kernel says how the scan runs, not what it computes: a checkpoint whose model was
+    built with ``kernel: fused`` (a GPU run) rebuilds here on the reference, same outputs."""
+    runs = corpus / "runs-ssm-a"
+    if not runs.is_dir():
+        res = run_ictal("train", *settings(corpus, "runs-ssm-a", FAST, *SSM_TRAIN))
+        assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = runs.iterdir()
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["model_params"] = {**ckpt["model_params"], "kernel": "fused"}
+    torch.save(ckpt, tmp_path / "fused.pt")
+    trained, _ = load_model(run / "checkpoints" / "last.pt")
+    moved, _ = load_model(tmp_path / "fused.pt")
+    x = torch.randn(2, 19, 8 * 256, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(trained(x), moved(x))

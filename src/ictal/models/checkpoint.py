@@ -225,10 +225,20 @@ def _shapes(tensors: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in tensors.items()}
 
 
+def inference_params(builder: Any, meta: InferenceMeta) -> dict[str, Any]:
+    """The checkpoint's model_params with the model's ``INFERENCE_PARAMS`` (how it runs, not
+    what it computes, e.g. tcn_ssm's scan kernel) in place of those it trained with."""
+    params = dict(meta.model_params)
+    given = getattr(builder, "INFERENCE_PARAMS", None)
+    if isinstance(given, dict):
+        params.update({k: v for k, v in given.items() if k in params})
+    return params
+
+
 def _build(meta: InferenceMeta, builder: Any, path: str | Path, weights: dict) -> nn.Module:
     """The model, first on the meta device: weights that do not fit its parameters refuse
     before anything is allocated (a model that cannot be built there is built directly)."""
-    name, shape = meta.model_name, (meta.n_channels, meta.fs, meta.model_params)
+    name, shape = meta.model_name, (meta.n_channels, meta.fs, inference_params(builder, meta))
     try:
         with torch.device("meta"):
             probe: nn.Module | None = construct(builder, name, *shape)

@@ -10,6 +10,7 @@ fused CUDA kernel when it can, else on the PyTorch reference (``ictal.models.sel
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +108,10 @@ class TCNSSM(nn.Module):
     """Input ``(B, channels, S)`` -> seizure logits ``(B, S // output_stride)``."""
 
     DESCRIPTION = "dilated TCN down to out_hz, then bidirectional Mamba-style selective SSM blocks"
+    # How the model runs, not what it computes: a checkpoint trained on the fused kernel is
+    # rebuilt for evaluation or detection with these (the same weights, the reference scan
+    # where the kernel cannot load).
+    INFERENCE_PARAMS: ClassVar[dict[str, str]] = {"kernel": "auto"}
 
     def __init__(
         self,
