@@ -73,5 +73,6 @@ def member_name(k: int, overrides: list[str]) -> str:
     """A plain, unique directory name for run ``k``: its number and its values."""
     values = "-".join(o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1]
                       for o in overrides)  # fmt: skip
-    slug = re.sub(r"[^A-Za-z0-9_.=+-]", "_", values)[:80].strip("_")
+    slug = re.sub(r"[^A-Za-z0-9_.=+-]+", "_", values)  # a YAML mapping: its words, once
+    slug = re.sub(r"_*([=-])_*", r"\1", slug)[:80].strip("_")
     return f"r{k:03d}" + (f"-{slug}" if slug else "")
