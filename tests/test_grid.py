@@ -18,7 +18,7 @@ def test_a_mapping_or_list_value_stays_one_value():
 def test_every_combination_and_the_seeds():
     runs = grid(["train.lr=1,2", "model.name=a,b,c"], seeds=2)
     assert len(runs) == 12 and runs[0] == ["train.lr=1", "model.name=a", "train.seed=0"]
-    with pytest.raises(UsageError, match="runs.root"):
+    with pytest.raises(UsageError, match=r"runs\.root"):
         grid(["runs.root=a,b"], None)
 
 
