@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -379,3 +380,32 @@ def test_a_checkpoint_trained_on_the_fused_kernel_is_evaluated_here(corpus: Path
     x = torch.randn(2, 19, 8 * 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(trained(x), moved(x))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runs, sets", [("runs-st", ["model.name=seizure_transformer", ST_TRAIN]),
+                                        ("runs-ssm-a", SSM_TRAIN)])  # fmt: skip
+def test_each_exports_to_onnx_and_detect_runs_the_export(corpus: Path, tmp_path, runs, sets):
+    """`ictal export` checks the ONNX file against torch on real windows (one twice as long);
+    `ictal detect --model` then runs it over the corpus and finds what the checkpoint finds."""
+    pytest.importorskip("onnxruntime")
+    if not (corpus / runs).is_dir():
+        res = run_ictal("train", *settings(corpus, runs, FAST, *sets))
+        assert res.returncode == 0, res.stderr[-2000:]
+    (run,) = (corpus / runs).iterdir()
+    ckpt = run / "checkpoints" / "last.pt"
+    out = tmp_path / "onnx"
+    res = run_ictal("export", str(ckpt), "--format", "onnx", "--out", str(out),
+                    *settings(corpus, runs, FAST, *sets))  # fmt: skip
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert (out / "model.onnx").is_file() and (out / "ictal-model.json").is_file()
+    edf = str(corpus / "corpus" / "edf")
+    found = {}
+    for kind, model in (("ckpt", [str(ckpt)]), ("onnx", ["--model", str(out)])):
+        res = run_ictal("detect", *model, edf, "--out", str(tmp_path / kind), "--workers", "1",
+                        "--threshold", "0.5", "--save-probs")  # fmt: skip
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        found[kind] = sorted((tmp_path / kind / "probs").glob("*.npy"))
+    assert [p.name for p in found["ckpt"]] == [p.name for p in found["onnx"]] != []
+    for a, b in zip(found["ckpt"], found["onnx"], strict=True):
+        np.testing.assert_allclose(np.load(a), np.load(b), atol=1e-4, rtol=0)
