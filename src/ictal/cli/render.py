@@ -366,13 +366,14 @@ def compared(rows: list[Detector], problems: list[str], where: Path) -> None:
 
     table = Table(title="sweep comparison: one row per detector (threshold chosen on dev for "
                   "a budget, applied unchanged on eval)", title_justify="left")  # fmt: skip
-    for col in ("run", "budget", "dev OVLP", "eval OVLP", "eval SzCORE events",
+    for col in ("run and model", "budget", "dev OVLP", "eval OVLP", "eval SzCORE events",
                 "AUROC dev/eval", "parameters", "samples/s", "peak RSS"):  # fmt: skip
         table.add_column(col)
     for r in rows:
         auroc = "/".join("-" if a is None else f"{a:.3f}" for a in (r.auroc_dev, r.auroc_eval))
         table.add_row(
-            r.run, f"<= {r.budget_fa24h:g} FA/24h", cell(r.dev["ovlp"]),
+            f"{r.run.split('-', 1)[0]} {r.model}", f"<= {r.budget_fa24h:g} FA/24h",
+            cell(r.dev["ovlp"]),
             cell(r.eval["ovlp"]), cell(r.eval["szcore"]), auroc,
             "-" if r.parameters is None else _count(r.parameters),
             "-" if r.samples_per_s is None else f"{r.samples_per_s:.0f}",
