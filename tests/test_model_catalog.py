@@ -13,7 +13,7 @@ from torch import nn
 
 from conftest import ictal_env, run_ictal
 from ictal.models import build_model
-from ictal.models.catalog import receptive_field
+from ictal.train.catalog import receptive_field
 
 CONV_MODULE = '''
 from torch import nn
@@ -33,22 +33,26 @@ class Conv(nn.Module):
 '''
 
 
-def _models(tmp_path: Path, *sets: str) -> list[dict]:
+def _models(tmp_path: Path, *sets: str, names: tuple[str, ...] = (), table: bool = False
+            ) -> list[dict]:  # fmt: skip
     (tmp_path / "site").mkdir(exist_ok=True)
     (tmp_path / "site" / "catalog_user.py").write_text(CONV_MODULE)
     env = ictal_env()
     env["PYTHONPATH"] += os.pathsep + str(tmp_path / "site")
-    args = [a for s in sets for a in ("--set", s)]
+    args = [*names, *(a for s in sets for a in ("--set", s))]
     res = run_ictal("models", "--json", *args, env=env)
     assert res.returncode == 0, res.stderr[-2000:]
-    table = run_ictal("models", *args, env=env)
-    assert table.returncode == 0 and "conv_bigru" in table.stdout, table.stderr[-2000:]
+    if table:
+        shown = run_ictal("models", *args, env=env)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        assert all(n in shown.stdout for n in names), shown.stdout
     return json.loads(res.stdout)
 
 
 @pytest.mark.slow
 def test_the_default_model_is_measured_at_the_configs_shape(tmp_path):
-    rows = {r["name"]: r for r in _models(tmp_path, "windows.length_s=20", "signal.fs=128")}
+    rows = {r["name"]: r for r in _models(tmp_path, "windows.length_s=20", "signal.fs=128",
+                                          names=("conv_bigru", "tcn_ssm"), table=True)}  # fmt: skip
     row = rows["conv_bigru"]
     model = build_model("conv_bigru", n_channels=19, fs=128)
     assert row["parameters"] == sum(p.numel() for p in model.parameters())
@@ -59,7 +63,8 @@ def test_the_default_model_is_measured_at_the_configs_shape(tmp_path):
 
 @pytest.mark.slow
 def test_a_convolution_has_the_receptive_field_of_its_kernels(tmp_path):
-    rows = {r["name"]: r for r in _models(tmp_path, "model.name=catalog_user:Conv")}
+    rows = {r["name"]: r for r in _models(tmp_path, "model.name=catalog_user:Conv",
+                                          names=("catalog_user:Conv",))}  # fmt: skip
     row = rows["catalog_user:Conv"]
     assert row["receptive_field_s"] * 256 == pytest.approx(7) and not row["whole_window"]
     assert row["parameters"] == 19 * 4 * 5 + 4 + 4 * 3 + 1
@@ -69,9 +74,11 @@ def test_a_convolution_has_the_receptive_field_of_its_kernels(tmp_path):
 
 @pytest.mark.slow
 def test_a_model_that_cannot_be_built_is_its_row(tmp_path):
+    names = ("conv_bigru", "catalog_user:Conv", "nope")
     rows = {r["name"]: r for r in _models(tmp_path, "model.name=catalog_user:Conv",
-                                          "model.params={width: 0}")}  # fmt: skip
-    assert "cannot" not in rows["conv_bigru"]["description"] and rows["conv_bigru"]["parameters"]
+                                          "model.params={width: 0}", names=names)}  # fmt: skip
+    assert rows["conv_bigru"]["parameters"] and rows["conv_bigru"]["error"] is None
+    assert "not a known model" in rows["nope"]["error"]
     bad = rows["catalog_user:Conv"]
     assert bad["parameters"] is None and bad["error"], bad
 
@@ -94,7 +101,7 @@ def test_receptive_field_counts_dilations():
 @pytest.mark.slow
 def test_braindecode_models_are_listed_with_their_exact_reach(tmp_path):
     pytest.importorskip("braindecode")
-    rows = {r["name"]: r for r in _models(tmp_path)}
+    rows = {r["name"]: r for r in _models(tmp_path, "windows.length_s=10")}
     row = rows["braindecode/EEGNetv4"]
     assert row["source"].startswith("braindecode ") and row["receptive_field_s"] == 5.0
     assert row["output_stride"] == 256 and not row["whole_window"] and row["description"]

@@ -22,12 +22,12 @@ if TYPE_CHECKING:
     from ictal.cache.remote import Transfer
     from ictal.detect.archive import DetectResult
     from ictal.export.bundle import ExportResult
-    from ictal.models.catalog import ModelInfo
     from ictal.orchestrate.compare import Detector
     from ictal.orchestrate.sweep import Plan
     from ictal.runs.pusher import PushOutcome
     from ictal.runs.sink import Pulled
     from ictal.score.scoring import ScoreResult
+    from ictal.train.catalog import ModelInfo
     from ictal.train.loop import TrainResult
 
 

@@ -166,6 +166,9 @@ def doctor(
 
 @command()
 def models(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Only these models (default: every one).")
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print a JSON array of objects instead of a table.")
     ] = False,
@@ -177,9 +180,9 @@ def models(
     stride, receptive field, source. Exit 0; a model that cannot be built is its row."""
     import json
 
-    from ictal.models.catalog import catalog
+    from ictal.train.catalog import catalog
 
-    infos = catalog(load(config, set_))
+    infos = catalog(load(config, set_), names)
     if json_out:
         print(json.dumps([i.as_dict() for i in infos], indent=2))
         return None

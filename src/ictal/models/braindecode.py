@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ictal.models.metadata import check_windowing
-from ictal.models.registry import Found, ModelNotFound, ModelSource, NotAModel
+from ictal.models.source import Found, ModelNotFound, ModelSource, NotAModel
 
 PREFIX = "braindecode/"
 PACKAGE = "braindecode"

@@ -16,7 +16,6 @@ import keyword
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from torch import nn
@@ -24,10 +23,10 @@ from torch import nn
 from ictal.config import ConfigError
 from ictal.models.detector import ConvBiGRU
 from ictal.models.seizure_transformer import SeizureTransformer
+from ictal.models.source import Builder, Found, ModelNotFound, ModelSource, NotAModel
 from ictal.models.tcn_ssm import TCNSSM
 from ictal.models.trust import ModelTrust, require_trusted
 
-Builder = Callable[..., nn.Module]
 F = TypeVar("F", bound=Callable[..., Any])
 ENTRY_POINT_GROUP = "ictal.models"
 MARK = "__ictal_model_factory__"  # set on a function by @factory and @register
@@ -72,43 +71,6 @@ def available() -> list[str]:
     """Registered model names and installed entry points, sorted."""
     points = {ep.name for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
     return sorted(set(_BUILDERS) | points)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model's code came from: Ictal itself, an import path or an entry point, and
-    the installed distribution (name and version) that provides it, when there is one."""
-
-    kind: str  # "builtin", "import", "entry_point" or "braindecode"
-    target: str  # the registered name, or "module:factory"
-    package: str | None = None
-    version: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "target": self.target, "package": self.package,
-                "version": self.version}  # fmt: skip
-
-    def describe(self) -> str:
-        pkg = f" from {self.package} {self.version}" if self.package else ""
-        return f"{self.target!r}{pkg}"
-
-
-class ModelNotFound(ConfigError):
-    """``model.name`` names nothing importable here (exit 2; readers of a checkpoint turn
-    it into a preflight refusal naming the package to install)."""
-
-
-class NotAModel(ModelNotFound):
-    """``model.name`` names something that is not a model factory (exit 2; from a checkpoint,
-    a refusal, exit 3)."""
-
-
-@dataclass(frozen=True)
-class Found:
-    """A model name found, nothing imported yet: where its code is, and how to load it."""
-
-    source: ModelSource
-    load: Callable[[], Builder]
 
 
 def _distribution(module: str) -> tuple[str | None, str | None]:

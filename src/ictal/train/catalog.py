@@ -130,15 +130,18 @@ def names() -> list[str]:
     return [*available(), *sorted(set(extra) - set(available()))]
 
 
-def catalog(cfg: Config) -> list[ModelInfo]:
-    """Every model at the config's shape (its montage's channels, its rate, one training
-    window); the config's own model with its ``model.params``, the others at their defaults."""
+def catalog(cfg: Config, only: list[str] | None = None) -> list[ModelInfo]:
+    """Every model (or those ``only`` names) at the config's shape (its montage's channels,
+    its rate, one training window); the config's own model with its ``model.params``, the
+    others at their defaults."""
     fs = cfg.signal.fs
     n_channels = len(montage_channels(cfg.signal.montage))
     window, _ = window_samples(cfg.windows.length_s, cfg.windows.stride_s, fs)
     listed = names()
     if cfg.model.name not in listed:
         listed.append(cfg.model.name)  # the config's own import path
+    if only:
+        listed = list(dict.fromkeys(only))  # a name not known is its row, saying so
     return [
         describe(n, n_channels, fs, window, cfg.model.params if n == cfg.model.name else {})
         for n in listed
