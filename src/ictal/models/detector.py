@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ictal.models.metadata import MAX_WINDOW
+from ictal.models.metadata import MAX_WINDOW, bounded
 
 MAX_STRIDE = 4  # largest stride built from small factors (a prime factor may exceed it)
 MAX_PRIME = 7  # larger prime factors would need one huge strided kernel
@@ -101,8 +101,7 @@ class ConvBiGRU(nn.Module):
         sizes = {"width": width, "gru_hidden": gru_hidden, "gru_layers": gru_layers,
                  "stages": len(strides) if strides is not None else 1}  # fmt: skip
         for key, value in sizes.items():
-            if not 1 <= value <= LIMITS[key]:
-                raise ValueError(f"{key} must be between 1 and {LIMITS[key]}, got {value}")
+            bounded(key, value, LIMITS[key])
         self.n_channels = n_channels
         self.fs = fs
         self.out_hz = out_hz

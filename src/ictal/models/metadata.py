@@ -89,6 +89,14 @@ def trained_edges(meta: dict[str, Any]) -> str:
     return str(edges)
 
 
+def bounded(name: str, value: object, high: int, low: int = 1) -> int:
+    """A model's size parameter checked against its bound (sizes come from untrusted
+    checkpoints too): an integer from ``low`` to ``high``, else ValueError naming it."""
+    if type(value) is not int or not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high} (an integer), got {value!r}")
+    return value
+
+
 def check_windowing(n_channels: int, window: int, stride: int) -> None:
     """The bounds that tie channels, window and output stride together: a ValueError."""
     if stride > window:

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ictal.models.metadata import bounded
+
 FILTERS = (32, 64, 128, 256, 512)
 ENCODER_KERNELS = (11, 9, 7, 7, 5)
 DECODER_KERNELS = (3, 5, 5, 7, 7)
@@ -27,9 +29,7 @@ LIMITS = {"filters": 4096, "stages": 8, "kernel": 63, "res_blocks": 32, "layers"
 
 
 def _bounded(key: str, value: int, low: int = 1) -> int:
-    if type(value) is not int or not low <= value <= LIMITS[key]:
-        raise ValueError(f"{key} must be an integer between {low} and {LIMITS[key]}, got {value!r}")
-    return value
+    return bounded(key, value, LIMITS[key], low)
 
 
 def same_conv(c_in: int, c_out: int, kernel: int) -> nn.Conv1d:

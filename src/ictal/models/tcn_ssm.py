@@ -18,6 +18,7 @@ from torch import nn
 
 from ictal.config import ConfigError
 from ictal.models.detector import ConvBlock, output_stride, split_stride
+from ictal.models.metadata import bounded
 from ictal.models.selective_scan import scan_path, selective_scan
 
 # Sizes a checkpoint's model.params may ask of this model (they come from untrusted files).
@@ -132,11 +133,7 @@ class TCNSSM(nn.Module):
         sizes = {"width": width, "tcn_depth": tcn_depth, "ssm_layers": ssm_layers,
                  "d_state": d_state, "d_conv": d_conv, "expand": expand}  # fmt: skip
         for key, value in sizes.items():
-            low = 0 if key == "tcn_depth" else 1
-            if type(value) is not int or not low <= value <= LIMITS[key]:
-                raise ValueError(
-                    f"{key} must be an integer between {low} and {LIMITS[key]}, got {value!r}"
-                )
+            bounded(key, value, LIMITS[key], low=0 if key == "tcn_depth" else 1)
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         path, why = scan_path(kernel, "cuda" if torch.cuda.is_available() else "cpu")
