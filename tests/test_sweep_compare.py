@@ -81,6 +81,28 @@ def test_a_resumed_sweep_scores_nothing_twice(swept):
     assert _rows(sweep) and "sweep comparison" in res.stdout
 
 
+def test_a_scores_file_of_the_wrong_kind_is_left_out_not_crashed_on(swept):
+    """The scores a table shows are files too: values of the wrong kind (the checkpoint's
+    sha256 kept, so they are not scored again) are not shown, and nothing crashes."""
+    tmp, sweep = swept
+    slot = next(p for p in sweep.iterdir() if p.name.startswith("r001"))
+    (run,) = [p for p in slot.iterdir() if (p / "config.yaml").is_file()]
+    path = run / "eval-best-eval" / "scores.json"
+    doc = json.loads(path.read_text())
+    doc["auroc"] = "0.99"
+    for point in doc["operating_points"]["points"]["ovlp"]:
+        point["counts"]["sensitivity"] = "all of them"
+        point["ci95"]["sensitivity"] = [0.1, "x"]
+    path.write_text(json.dumps(doc))
+    res = run_ictal("sweep", "--resume", "zoo", "--evaluate", *settings(tmp, "runs", FAST))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Traceback" not in res.stderr and "all of them" not in res.stdout
+    rows = [r for r in _rows(sweep) if r["model"] == "tcn_ssm"]
+    assert rows and all(r["auroc_eval"] is None for r in rows)
+    assert all("sensitivity" not in r["eval"]["ovlp"]["counts"] for r in rows)
+    assert all("sensitivity" not in r["eval"]["ovlp"]["ci95"] for r in rows)
+
+
 def test_a_linked_run_directory_is_never_scored(swept, tmp_path):
     tmp, sweep = swept
     slot = next(p for p in sweep.iterdir() if p.name.startswith("r000"))

@@ -9,6 +9,7 @@ link, or whose files cannot be read, is left out with its reason."""
 from __future__ import annotations
 
 import hashlib
+import math
 import statistics
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from ictal.io.atomic import atomic_write_json
 from ictal.io.untrusted import UnreadableInput, read_json
+from ictal.parallel import supervisor
 from ictal.runs.directory import RunDir
 from ictal.runs.meta import read_run_json
 from ictal.runs.metrics import read_metrics
@@ -98,9 +100,14 @@ def evaluate_run(run: RunDir, log_path: Path) -> str | None:
         log.info(f"sweep: evaluating {run.path.parent.name} on {split}")
         argv = [sys.executable, "-m", "ictal.cli", "evaluate", str(ckpt), "--split", split,
                 *extra]  # fmt: skip
-        with open(log_path, "ab") as out:
-            code = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, check=False).returncode  # fmt: skip
+        with open(log_path, "ab") as out:  # the one way children start (and stop with us)
+            proc = supervisor.start(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            code = proc.wait()
+        except BaseException:
+            supervisor.stop(proc)
+            raise
         if code != 0:
             return f"ictal evaluate --split {split} exited {code} (see {log_path})"
     return None
@@ -111,16 +118,27 @@ def _throughput(run: RunDir) -> float | None:
     carries the loader's start)."""
     rates = [
         r["samples_per_s"] for r in read_metrics(run.metrics)
-        if r.get("phase") == "train" and r.get("step_in_epoch", 1) > 1
-        and isinstance(r.get("samples_per_s"), int | float)
+        if r.get("phase") == "train" and _number(r.get("step_in_epoch")) and r["step_in_epoch"] > 1
+        and _number(r.get("samples_per_s"))
     ]  # fmt: skip
     return float(statistics.median(rates)) if rates else None
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _cell(point: dict[str, Any] | None, counts: str, ci: str) -> dict[str, Any]:
+    """A scorer's counts and 95 % intervals at one point, numbers only (a scores.json is a
+    file like any other: what is not a number is left out, never shown or crashed on)."""
     if not isinstance(point, dict):
         return {}
-    return {"counts": point.get(counts) or {}, "ci95": point.get(ci) or {}}
+    got, spans = point.get(counts), point.get(ci)
+    got = {k: v for k, v in got.items() if _number(v)} if isinstance(got, dict) else {}
+    spans = {k: v for k, v in spans.items()
+             if isinstance(v, list) and len(v) == 2 and all(map(_number, v))
+             } if isinstance(spans, dict) else {}  # fmt: skip
+    return {"counts": got, "ci95": spans}
 
 
 def _by_budget(scores: dict[str, Any], scorer: str) -> dict[float, dict[str, Any]]:
@@ -151,13 +169,15 @@ def detectors(name: str, values: str, slot: Path, peak_rss_gb: float | None) -> 
         point = dev_ovlp[budget]
         rows.append(Detector(
             run=name, values=values, model=str(model)[:80], budget_fa24h=budget,
-            threshold=point.get("threshold"),
+            threshold=point.get("threshold") if _number(point.get("threshold")) else None,
             dev={"ovlp": _cell(point, "counts", "ci95")},
             eval={"ovlp": _cell(ev_ovlp.get(budget), "counts", "ci95"),
                   "szcore": _cell(ev_sz.get(budget), "counts", "ci95")},
-            auroc_dev=dev.get("auroc"), auroc_eval=ev.get("auroc"),
-            parameters=params if isinstance(params, int) else None,
-            samples_per_s=_throughput(run), peak_rss_gb=peak_rss_gb,
+            auroc_dev=dev.get("auroc") if _number(dev.get("auroc")) else None,
+            auroc_eval=ev.get("auroc") if _number(ev.get("auroc")) else None,
+            parameters=params if _number(params) and isinstance(params, int) else None,
+            samples_per_s=_throughput(run),
+            peak_rss_gb=peak_rss_gb if _number(peak_rss_gb) else None,
         ))  # fmt: skip
     return rows
 
