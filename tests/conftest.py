@@ -19,6 +19,12 @@ from zygote import Zygote
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Two test processes share the machine's cores (pytest-xdist), and each starts commands that
+# run torch: with torch's default of one OpenMP thread per core every command's pool competes
+# with the others' (about 15 % of the suite's CPU went to that). Every command the suite runs
+# gets one intra-op thread unless the user (or a test, through its own environment) sets it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def ictal_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an ictal subprocess: this checkout's sources first, plus ``extra``."""
