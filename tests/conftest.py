@@ -45,8 +45,11 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
 
 # The files that take longest (measured with --junitxml): run first, so that with whole files
 # per worker (--dist loadfile) no long file starts last while the other worker sits idle.
-HEAVY_FIRST = ("test_end_to_end", "test_detect", "test_ddp", "test_trackers", "test_live_push",
-               "test_sweep", "test_ray", "test_modal", "test_user_models")  # fmt: skip
+HEAVY_FIRST = ("test_detect", "test_ddp", "test_trackers", "test_sweep", "test_ray",
+               "test_live_push", "test_modal", "test_end_to_end", "test_braindecode",
+               "test_user_models", "test_sweep_compare", "test_hostile_models",
+               "test_evaluate_corpora", "test_zoo", "test_remote_cache",
+               "test_hostile_logs")  # fmt: skip
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
