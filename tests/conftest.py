@@ -26,9 +26,26 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# The environment the suite started with, and the start-up variables that libraries imported
+# inside the test process set in it (scikit-learn, joblib and threadpoolctl set KMP_*, torch's
+# inductor TORCHINDUCTOR_*): a user's shell has none of them, a fresh `ictal` sets its own, and
+# passing them on would make every later command start a new interpreter (tests/zygote.py).
+_START_ENV = dict(os.environ)
+_IMPORT_SET = ("KMP_", "TORCHINDUCTOR_")
+
+
+def _without_import_leaks(env: dict[str, str]) -> dict[str, str]:
+    """``env`` less the variables an in-process import added to this process's environment."""
+    return {
+        k: v
+        for k, v in env.items()
+        if not (k.startswith(_IMPORT_SET) and k not in _START_ENV and os.environ.get(k) == v)
+    }
+
+
 def ictal_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of an ictal subprocess: this checkout's sources first, plus ``extra``."""
-    env = dict(os.environ)
+    env = _without_import_leaks(dict(os.environ))
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra or {})
     return env
@@ -150,7 +167,7 @@ def run_ictal(
     """Run `ictal ARGS` as a user would (same interpreter), capturing output, no stdin: a
     process forked from the pre-imported zygote (tests/zygote.py) when it starts exactly as
     a fresh one would, else (or with ``fresh``) a new interpreter."""
-    env = env if env is not None else ictal_env()
+    env = _without_import_leaks(env) if env is not None else ictal_env()
     zygote = None if fresh else _zygote()
     if zygote is not None and zygote.eligible(env):
         return zygote.run(args, cwd, env, timeout)
