@@ -50,10 +50,18 @@ def _env(tmp: Path, **extra: str) -> dict[str, str]:
             "WANDB_MODE": "offline",
             "WANDB_DIR": str(tmp / "wandb-dir"),
             "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-            "HOME": str(tmp),  # no netrc, no W&B settings of the machine
+            # no netrc and no W&B settings of the machine, named variable by variable: a
+            # different HOME would make every command start a new interpreter (conftest)
+            "NETRC": str(tmp / "no.netrc"),
+            "WANDB_CONFIG_DIR": str(tmp / "wandb-config"),
+            "WANDB_CACHE_DIR": str(tmp / "wandb-cache"),
+            "WANDB_DATA_DIR": str(tmp / "wandb-data"),
+            "WANDB_ARTIFACT_DIR": str(tmp / "wandb-artifacts"),
             **extra,
         }
     )
+    env.pop("WANDB_API_KEY", None)
+    env.pop("WANDB_IDENTITY_TOKEN_FILE", None)
     (tmp / "wandb-dir").mkdir(exist_ok=True)
     return env
 
@@ -182,7 +190,9 @@ def test_a_tracker_that_cannot_start_is_exit_3_before_training(built: Path, tmp_
     shim = tmp_path / "shim" / "wandb"
     shim.mkdir(parents=True)
     (shim / "__init__.py").write_text("raise ImportError('No module named wandb')\n")
-    env = _env(tmp_path, PYTHONPATH=f"{shim.parent}{os.pathsep}{ictal_env()['PYTHONPATH']}")
+    # after this checkout's sources, still before site-packages
+    ours = ictal_env()["PYTHONPATH"].rstrip(os.pathsep)
+    env = _env(tmp_path, PYTHONPATH=f"{ours}{os.pathsep}{shim.parent}")
     runs = tmp_path / "runs"
     res = run_ictal("train", *settings(built, runs, FAST, ALL), env=env)
     assert res.returncode == 3 and "Traceback" not in res.stderr, res.stderr[-3000:]
@@ -197,7 +207,6 @@ def test_a_tracker_that_cannot_start_is_exit_3_before_training(built: Path, tmp_
     assert "mlflow cannot start" in res.stderr and "MLFLOW_TRACKING_URI" in res.stderr
 
     env = _env(tmp_path, WANDB_MODE="online")  # online, and no key anywhere
-    env.pop("WANDB_API_KEY", None)
     res = run_ictal("train", *settings(built, runs, FAST, "logging.loggers=[wandb]"), env=env)
     assert res.returncode == 3 and "W&B has no credentials" in res.stderr, res.stderr[-3000:]
     assert not runs.exists() or not any(runs.iterdir())
