@@ -28,10 +28,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The environment the suite started with, and the start-up variables that libraries imported
 # inside the test process set in it (scikit-learn, joblib and threadpoolctl set KMP_*, torch's
-# inductor TORCHINDUCTOR_*): a user's shell has none of them, a fresh `ictal` sets its own, and
-# passing them on would make every later command start a new interpreter (tests/zygote.py).
+# inductor TORCHINDUCTOR_*, a Ray driver PYTHONBREAKPOINT): a user's shell has none of them, a
+# fresh `ictal` sets its own, and passing them on would make every later command of the test
+# process start a new interpreter (tests/zygote.py).
 _START_ENV = dict(os.environ)
-_IMPORT_SET = ("KMP_", "TORCHINDUCTOR_")
+_IMPORT_SET = ("KMP_", "TORCHINDUCTOR_", "PYTHONBREAKPOINT")
 
 
 def _without_import_leaks(env: dict[str, str]) -> dict[str, str]:
