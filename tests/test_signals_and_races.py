@@ -145,6 +145,8 @@ def test_a_busy_run_is_refused_and_sigterm_exits_130(small, tmp_path):
     assert second.returncode == 3, second.stderr[-2000:]
     assert f"{socket.gethostname()}:{proc.pid}" in second.stderr
     assert len(list(runs.iterdir())) == 1, "no second run was started beside the busy one"
+    (busy,) = runs.iterdir()
+    _poll(lambda: (busy / "checkpoints" / "last.pt").is_file(), proc=proc)  # under way
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]

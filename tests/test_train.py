@@ -364,3 +364,28 @@ def test_deterministic_kernels_without_loading_the_compiler():
                          text=True, timeout=120)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_an_interrupt_before_the_first_step_names_the_run_to_resume(built, monkeypatch, capsys):
+    """SIGTERM between the run's creation and its first step: exit 130 and a hint naming the
+    run (``ictal train`` again would start a new one beside it), which then resumes."""
+    from ictal.cli.exits import Interrupted, conclude
+
+    runs = built / "runs_early_stop"
+    cfg = make_cfg(built, built / "corpus", f"runs.root={runs}", "train.steps_per_epoch=2")
+
+    def stop(*args, **kwargs):
+        raise Interrupted("received SIGTERM")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "describe", stop)  # the log line just before training starts
+        with pytest.raises(Interrupted) as info:
+            loop.train(cfg)
+    (run,) = runs.iterdir()
+    assert read_heartbeat(run / "heartbeat.json")["state"] == "stopped"  # resumable
+    capsys.readouterr()
+    assert conclude(info.value) == 130
+    assert f"continue with `ictal train --run {run}`" in capsys.readouterr().err
+    result = loop.train(cfg, resume=run)
+    assert result.run_dir == run and read_heartbeat(run / "heartbeat.json")["state"] == "done"

@@ -55,8 +55,8 @@ def conclude(outcome: object) -> int:
     if isinstance(outcome, IctalError):
         error(str(outcome))
         return int(outcome.exit_code)
-    if isinstance(outcome, KeyboardInterrupt):
-        return _ended(Ending.INTERRUPTED, None)
+    if isinstance(outcome, KeyboardInterrupt):  # a command may name how to resume on it
+        return _ended(Ending.INTERRUPTED, getattr(outcome, "resume_hint", None))
     if isinstance(outcome, BrokenPipeError) and _reader_gone():  # `ictal config | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return ExitCode.OK

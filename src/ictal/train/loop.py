@@ -89,22 +89,27 @@ def _train(
         data = make_train_data(cfg, pre.view, device, data_stride(model),
                                rank=ranks.rank, world=ranks.world)  # fmt: skip
         session = _session(cfg, previous, pre.view, device, ranks, parameters(model))
-        state = make_state(cfg, model, data, session.run.run_id, pre.view, device)
-        state.world_size = ranks.world
-        state.ddp = wrap(model, device, ranks)
-        with session:
-            trainer = Trainer(cfg, state, data, session, device, ranks, trackers)
-            try:
-                for name, value in pre.rows:
-                    log.info(f"{name}: {value}")
-                log.info(describe(data) + (f"; {ranks.world} ranks" if ranks.active else ""))
-                if previous is not None:
-                    trainer.restore()
-                log.info(f"run {session.run.run_id} in {session.run.path} on {device}")
-                result = trainer.fit(f"{command} --run {session.run.path}")
-                session.ended(result.state)
-            finally:
-                session.live.update(phase="finished")
+        hint = f"{command} --run {session.run.path}"
+        try:
+            state = make_state(cfg, model, data, session.run.run_id, pre.view, device)
+            state.world_size = ranks.world
+            state.ddp = wrap(model, device, ranks)
+            with session:
+                trainer = Trainer(cfg, state, data, session, device, ranks, trackers)
+                try:
+                    for name, value in pre.rows:
+                        log.info(f"{name}: {value}")
+                    log.info(describe(data) + (f"; {ranks.world} ranks" if ranks.active else ""))
+                    if previous is not None:
+                        trainer.restore()
+                    log.info(f"run {session.run.run_id} in {session.run.path} on {device}")
+                    result = trainer.fit(hint)
+                    session.ended(result.state)
+                finally:
+                    session.live.update(phase="finished")
+        except KeyboardInterrupt as stop:  # before fit's own ending: the run exists, name it
+            stop.resume_hint = hint  # type: ignore[attr-defined]
+            raise
     result.push = session.push
     return result
 
