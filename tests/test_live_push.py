@@ -82,7 +82,9 @@ def test_a_remote_run_is_visible_while_it_runs_and_stale_once_killed(s3, built):
         fs = _s3()
         base = f"results/live/{run.name}"
         poll(lambda: fs.exists(f"{base}/heartbeat.json"), what="the heartbeat in the sink")
-        assert time.monotonic() - created < 5.0, "the first push waits for nothing"
+        # prompt: no wait for a step, an epoch or a checkpoint (bounded loosely: 2 s here
+        # idle, 6 s at a load of 8 on two cores)
+        assert time.monotonic() - created < 20.0, "the first push waits for nothing"
         poll(lambda: fs.exists(f"{base}/checkpoints/last.pt"), what="a checkpoint in the sink")
         steps: set[int] = set()
 

