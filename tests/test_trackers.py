@@ -257,3 +257,75 @@ def test_failures_while_training_are_counted_not_raised(tmp_path: Path) -> None:
     fan.close("done")
     assert fan.errors == 21 and "still away" in (fan.last_error or "")
     assert live.tracker_errors == 21
+
+
+class _Taker:
+    """A tracker (named like a real kind) that keeps the steps it was given."""
+
+    name = "mlflow"
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def start(self, run, params, resume, step):  # type: ignore[no-untyped-def]
+        return "id-1"
+
+    def log(self, step, values, flush):  # type: ignore[no-untyped-def]
+        self.steps.append(step)
+
+    def close(self, state):  # type: ignore[no-untyped-def]
+        pass
+
+
+def _fan(run_path: Path, taker: _Taker):  # type: ignore[no-untyped-def]
+    from ictal.config import Config
+    from ictal.runs import trackers
+    from ictal.runs.heartbeat import LiveStatus
+
+    fan = trackers.Trackers([], Config(), LiveStatus("r", 1.0))
+    fan.active = [taker]
+    return fan
+
+
+def test_a_resume_resends_what_a_kill_left_in_the_queue(tmp_path: Path) -> None:
+    """The events a tracker took are noted beside the run; a resume from step 4 resends, from
+    metrics.jsonl, the ones after the last it took and no others; hostile notes are skipped."""
+    from ictal.runs.directory import RunDir
+    from ictal.runs.trackers import delivered_steps
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    rows = [{"phase": "train", "step": s, "loss": 1.0 / s} for s in range(1, 7)]
+    run.metrics.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    first = _Taker()
+    fan = _fan(run.path, first)
+    fan.start(run, {}, 0)
+    for record in rows[:2]:
+        fan.log(record)
+    fan.close("stopped")
+    assert first.steps == [1, 2] and delivered_steps(run) == {"mlflow": 2}
+    with open(run.delivered, "a") as f:  # a torn line, a stranger, an absurd step
+        f.write("mlflow 99999999999999999999\nevil 9\nmlflow\nml")
+    assert delivered_steps(run) == {"mlflow": 2}
+
+    later = _Taker()
+    fan = _fan(run.path, later)
+    fan.start(run, {}, 4)
+    assert fan.resend(run, 4) == 2
+    fan.close("done")
+    assert later.steps == [3, 4]  # 5 and 6 come again from the resumed training itself
+
+
+def test_the_delivery_notes_never_follow_a_planted_link(tmp_path: Path) -> None:
+    from ictal.runs.directory import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run.delivered.symlink_to(victim)
+    fan = _fan(run.path, (taker := _Taker()))
+    fan.start(run, {}, 0)
+    fan.log({"phase": "train", "step": 1, "loss": 0.5})
+    fan.close("done")
+    assert taker.steps == [1] and victim.read_text() == "precious\n"

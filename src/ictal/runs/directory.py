@@ -34,6 +34,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 TB = "tb"
 TRACKERS = "trackers.json"  # the W&B / MLflow run ids of this run: a resume continues them
+DELIVERED = "trackers.delivered"  # "<tracker> <step>" per event a tracker took: a resume resends
 LOCK = ".lock"
 # In a pushed copy: written last by the final push (every file with its size and sha256), and
 # first by the sink check; in a pulled copy: what the last pull fetched.
@@ -108,6 +109,10 @@ class RunDir:
     @property
     def trackers(self) -> Path:
         return self.path / TRACKERS
+
+    @property
+    def delivered(self) -> Path:
+        return self.path / DELIVERED
 
     @property
     def lock(self) -> Path:

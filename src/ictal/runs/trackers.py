@@ -5,12 +5,15 @@ A tracker that cannot start is found before training (`check`, at most 30 s each
 a warning with ``logging.required=false``). While training, events go through a queue to one
 background thread: a tracker that fails or hangs never stops or slows a step; its failures
 are counted in the heartbeat and the summary. The trackers' run ids are kept in the run
-directory (trackers.json), so a resumed run continues the same tracker run. Credentials and
-endpoints come from the environment as the libraries define them; nothing here prints them.
+directory (trackers.json), so a resumed run continues the same tracker run, and each event a
+tracker took is noted (trackers.delivered): a resume after a kill resends from metrics.jsonl
+what the queue held when the process died. Credentials and endpoints come from the
+environment as the libraries define them; nothing here prints them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import queue
@@ -24,7 +27,7 @@ from ictal.config import Config, flatten
 from ictal.errors import PreflightError
 from ictal.io.atomic import atomic_write_json
 from ictal.io.redact import redact
-from ictal.io.untrusted import UnreadableInput, read_json
+from ictal.io.untrusted import UnreadableInput, read_json, regular_file
 from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
 from ictal.runs.metrics import read_metrics
@@ -291,8 +294,9 @@ class Trackers:
         self.active = [KINDS[n](cfg) for n in names]
         self.errors = 0
         self.last_error: str | None = None
-        self._queue: queue.Queue[tuple[int, dict[str, float], bool] | None] = queue.Queue(10_000)
+        self._queue: queue.Queue[_Event | None] = queue.Queue(10_000)
         self._thread: threading.Thread | None = None
+        self._delivered: Path | None = None
 
     def _failed(self, tracker: Any, exc: BaseException) -> None:
         self.errors += 1
@@ -319,32 +323,59 @@ class Trackers:
             log.warning(f"{refusal.problem} (logging.required=false: training without it)")
         self.active = started
         atomic_write_json(run.trackers, {k: v for k, v in ids.items() if v})
+        self._delivered = run.delivered
         self._thread = threading.Thread(target=self._deliver, daemon=True, name="ictal-trackers")
         self._thread.start()
+
+    def resend(self, run: RunDir, upto: int) -> int:
+        """Queue again, tracker by tracker, the metrics.jsonl records up to step ``upto`` (the
+        checkpoint a resume starts from) after the last step each tracker took: the events a
+        kill left in the queue. Returns how many were queued."""
+        took = delivered_steps(run)
+        records = [r for r in read_metrics(run.metrics) if isinstance(r.get("step"), int)]
+        count = 0
+        for tracker in self.active:
+            after = took.get(tracker.name, 0)
+            for record in records:
+                if after < record["step"] <= upto and isinstance(record.get("phase"), str):
+                    self._put((record["step"], scalars(record), False, tracker.name))
+                    count += 1
+        return count
 
     def log(self, record: dict[str, Any]) -> None:
         """Queue one metrics record for every tracker (dropped and counted when full)."""
         if not self.active:
             return
+        self._put((int(record["step"]), scalars(record), record["phase"] != "train", None))
+
+    def _put(self, event: _Event) -> None:
         try:
-            item = (int(record["step"]), scalars(record), record["phase"] != "train")
-            self._queue.put_nowait(item)
+            self._queue.put_nowait(event)
         except queue.Full:
             self.errors += 1
             self.last_error = "the trackers fell behind: an event was dropped"
             self.live.update(tracker_errors=self.errors, tracker_error=self.last_error)
 
     def _deliver(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            step, values, flush = item
-            for tracker in self.active:
-                try:
-                    tracker.log(step, values, flush)
-                except Exception as exc:  # a tracker's failure is counted, never raised
-                    self._failed(tracker, exc)
+        notes = _open_notes(self._delivered)
+        try:
+            while (item := self._queue.get()) is not None:
+                step, values, flush, only = item
+                for tracker in self.active:
+                    if only is not None and tracker.name != only:
+                        continue
+                    try:
+                        tracker.log(step, values, flush)
+                    except Exception as exc:  # a tracker's failure is counted, never raised
+                        self._failed(tracker, exc)
+                        continue
+                    if notes is not None:  # no fsync: it is a kill of this process it outlives
+                        with contextlib.suppress(OSError):
+                            notes.write(f"{tracker.name} {step}\n")
+                            notes.flush()
+        finally:
+            if notes is not None:
+                notes.close()
 
     def close(self, state: str, wait_s: float = CHECK_TIMEOUT_S) -> None:
         """Deliver what is queued (at most `wait_s`), then close every tracker."""
@@ -355,6 +386,42 @@ class Trackers:
             problem = _within(lambda t=tracker: t.close(state), wait_s)
             if problem is not None:
                 self._failed(tracker, problem)
+
+
+_Event = tuple[int, dict[str, float], bool, str | None]  # step, values, flush, one tracker
+
+
+def _open_notes(path: Path | None) -> Any:
+    """The delivered-events file, opened for appending (None without one, or when it cannot
+    be opened: a resume then resends nothing, as before)."""
+    if path is None:
+        return None
+    try:  # a link planted in its place is refused, never followed
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8")
+    except OSError as exc:
+        log.warning(f"{path}: not written ({exc}); a resume will not resend lost events")
+        return None
+
+
+def delivered_steps(run: RunDir) -> dict[str, int]:
+    """The last step each tracker took, from trackers.delivered (a torn or foreign line is
+    skipped: the file is the run's own, but it is read as untrusted like every other)."""
+    took: dict[str, int] = {}
+    try:
+        regular_file(run.delivered, "trackers' delivery notes")
+        with open(run.delivered, "rb") as fh:
+            text = fh.read(50_000_000).decode("utf-8", "replace")
+    except FileNotFoundError:
+        return took
+    except (OSError, UnreadableInput) as exc:
+        log.warning(f"{run.delivered}: not read ({exc}); nothing is resent to the trackers")
+        return took
+    for line in text.splitlines():
+        name, _, step = line.partition(" ")
+        if name in KINDS and step.isdigit() and len(step) < 19:
+            took[name] = max(took.get(name, 0), int(step))
+    return took
 
 
 def evaluation_record(split: str, scores: dict[str, Any], step: int) -> dict[str, Any]:

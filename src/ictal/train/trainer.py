@@ -197,6 +197,8 @@ class Trainer:
         if self.session.owner:  # rank 0 records the run; the others keep a live status
             self.fan = Trackers(self.trackers, self.cfg, self.live)
             self.fan.start(self.run, run_params(self.cfg, self.run.run_id), state.step)
+            if state.step and (resent := self.fan.resend(self.run, state.step)):
+                log.info(f"trackers: {resent} event(s) a kill left undelivered, sent again")
             self.rec = self.ckpt.rec = Recorder(self.run, self.live, self.fan)
         final = RunState.FAILED
         try:
