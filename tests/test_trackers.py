@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
+from conftest import ictal_env, poll, run_ictal, settings, small_built_corpus, tiny_training
 from ictal.runs.metrics import read_metrics
 
 
@@ -314,6 +314,37 @@ def test_a_resume_resends_what_a_kill_left_in_the_queue(tmp_path: Path) -> None:
     assert fan.resend(run, 4) == 2
     fan.close("done")
     assert later.steps == [3, 4]  # 5 and 6 come again from the resumed training itself
+
+    run.delivered.unlink()  # a run from before the notes: what its trackers got is unknown
+    fan = _fan(run.path, _Taker())
+    fan.start(run, {}, 4)
+    assert fan.resend(run, 4) == 0
+    fan.close("done")
+
+
+class _Buffered(_Taker):
+    """A tracker whose events reach disk only at a flush, as TensorBoard's do."""
+
+    name = "tensorboard"
+    buffered = True
+
+
+def test_a_buffered_tracker_counts_as_holding_a_step_once_flushed(tmp_path: Path) -> None:
+    from ictal.runs.directory import RunDir
+    from ictal.runs.trackers import delivered_steps
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    fan = _fan(run.path, _Buffered())
+    fan.start(run, {}, 0)
+    for step in (1, 2):
+        fan.log({"phase": "train", "step": step, "loss": 0.5})
+    fan.log({"phase": "val", "step": 2, "loss": 0.4})  # a validation is flushed
+    fan.log({"phase": "train", "step": 3, "loss": 0.5})
+    poll(lambda: run.delivered.read_text().endswith("tensorboard 2\n"), what="the flush noted")
+    assert delivered_steps(run) == {"tensorboard": 2}  # step 3 may die in its buffer
+    fan.close("stopped")
+    assert delivered_steps(run) == {"tensorboard": 3}  # the close flushed it
 
 
 def test_the_delivery_notes_never_follow_a_planted_link(tmp_path: Path) -> None:

@@ -67,6 +67,7 @@ class TensorBoard:
     """TensorBoard event files in the run directory (``tb/``)."""
 
     name = "tensorboard"
+    buffered = True  # an event is on disk only after a flush (each validation, the close)
 
     def __init__(self, cfg: Config) -> None:
         self.writer: Any = None
@@ -296,7 +297,9 @@ class Trackers:
         self.last_error: str | None = None
         self._queue: queue.Queue[_Event | None] = queue.Queue(10_000)
         self._thread: threading.Thread | None = None
-        self._delivered: Path | None = None
+        self._notes: Any = None  # trackers.delivered, appended to by the delivery thread
+        self._last: dict[str, int] = {}  # each tracker's last step handed to it
+        self._took: dict[str, int] | None = None  # the notes as the start found them
 
     def _failed(self, tracker: Any, exc: BaseException) -> None:
         self.errors += 1
@@ -323,22 +326,25 @@ class Trackers:
             log.warning(f"{refusal.problem} (logging.required=false: training without it)")
         self.active = started
         atomic_write_json(run.trackers, {k: v for k, v in ids.items() if v})
-        self._delivered = run.delivered
+        self._took = delivered_steps(run)  # before the notes are opened (and so created)
+        self._notes = _open_notes(run.delivered)
         self._thread = threading.Thread(target=self._deliver, daemon=True, name="ictal-trackers")
         self._thread.start()
 
     def resend(self, run: RunDir, upto: int) -> int:
-        """Queue again, tracker by tracker, the metrics.jsonl records up to step ``upto`` (the
-        checkpoint a resume starts from) after the last step each tracker took: the events a
-        kill left in the queue. Returns how many were queued."""
-        took = delivered_steps(run)
+        """After ``start``: queue again, tracker by tracker, the metrics.jsonl records up to
+        step ``upto`` (the checkpoint a resume starts from) after the last step each tracker
+        took: the events a kill left in the queue. Returns how many were queued."""
+        took = self._took
+        if took is None:  # a run from before the notes: what its trackers got is unknown
+            return 0
         records = [r for r in read_metrics(run.metrics) if isinstance(r.get("step"), int)]
         count = 0
         for tracker in self.active:
             after = took.get(tracker.name, 0)
             for record in records:
                 if after < record["step"] <= upto and isinstance(record.get("phase"), str):
-                    self._put((record["step"], scalars(record), False, tracker.name))
+                    self._put(_event(record, tracker.name))
                     count += 1
         return count
 
@@ -346,7 +352,7 @@ class Trackers:
         """Queue one metrics record for every tracker (dropped and counted when full)."""
         if not self.active:
             return
-        self._put((int(record["step"]), scalars(record), record["phase"] != "train", None))
+        self._put(_event(record, None))
 
     def _put(self, event: _Event) -> None:
         try:
@@ -357,45 +363,58 @@ class Trackers:
             self.live.update(tracker_errors=self.errors, tracker_error=self.last_error)
 
     def _deliver(self) -> None:
-        notes = _open_notes(self._delivered)
-        try:
-            while (item := self._queue.get()) is not None:
-                step, values, flush, only = item
-                for tracker in self.active:
-                    if only is not None and tracker.name != only:
-                        continue
-                    try:
-                        tracker.log(step, values, flush)
-                    except Exception as exc:  # a tracker's failure is counted, never raised
-                        self._failed(tracker, exc)
-                        continue
-                    if notes is not None:  # no fsync: it is a kill of this process it outlives
-                        with contextlib.suppress(OSError):
-                            notes.write(f"{tracker.name} {step}\n")
-                            notes.flush()
-        finally:
-            if notes is not None:
-                notes.close()
+        while (item := self._queue.get()) is not None:
+            step, values, flush, only = item
+            for tracker in self.active:
+                if only is not None and tracker.name != only:
+                    continue
+                try:
+                    tracker.log(step, values, flush)
+                except Exception as exc:  # a tracker's failure is counted, never raised
+                    self._failed(tracker, exc)
+                    continue
+                self._last[tracker.name] = step
+                if flush or not getattr(tracker, "buffered", False):
+                    self._note(tracker.name, step)
+
+    def _note(self, name: str, step: int) -> None:
+        """Note that tracker ``name`` holds step ``step`` (no fsync: the line outlives a kill
+        of this process, which is what it is for)."""
+        if self._notes is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._notes.write(f"{name} {step}\n")
+                self._notes.flush()
 
     def close(self, state: str, wait_s: float = CHECK_TIMEOUT_S) -> None:
-        """Deliver what is queued (at most `wait_s`), then close every tracker."""
+        """Deliver what is queued (at most `wait_s`), then close every tracker; a buffered
+        tracker closed cleanly holds every step it was given."""
+        drained = True
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(wait_s)
+            drained = not self._thread.is_alive()
         for tracker in self.active:
             problem = _within(lambda t=tracker: t.close(state), wait_s)
             if problem is not None:
                 self._failed(tracker, problem)
+            elif drained and tracker.name in self._last:
+                self._note(tracker.name, self._last[tracker.name])
+        if drained and self._notes is not None:
+            self._notes.close()
 
 
 _Event = tuple[int, dict[str, float], bool, str | None]  # step, values, flush, one tracker
 
 
-def _open_notes(path: Path | None) -> Any:
-    """The delivered-events file, opened for appending (None without one, or when it cannot
-    be opened: a resume then resends nothing, as before)."""
-    if path is None:
-        return None
+def _event(record: dict[str, Any], only: str | None) -> _Event:
+    """A metrics record as a queued event (for every tracker, or ``only`` that one); an
+    evaluation or validation record is flushed at once."""
+    return int(record["step"]), scalars(record), record["phase"] != "train", only
+
+
+def _open_notes(path: Path) -> Any:
+    """The delivered-events file, opened for appending (None when it cannot be opened: a
+    resume then resends what the notes it has leave out)."""
     try:  # a link planted in its place is refused, never followed
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         return os.fdopen(os.open(path, flags, 0o644), "a", encoding="utf-8")
@@ -404,19 +423,27 @@ def _open_notes(path: Path | None) -> Any:
         return None
 
 
-def delivered_steps(run: RunDir) -> dict[str, int]:
-    """The last step each tracker took, from trackers.delivered (a torn or foreign line is
-    skipped: the file is the run's own, but it is read as untrusted like every other)."""
+_NOTES_TAIL = 16 << 20  # the notes' last 16 MiB (a million events) hold every latest step
+
+
+def delivered_steps(run: RunDir) -> dict[str, int] | None:
+    """The last step each tracker took, from the end of trackers.delivered; None when the
+    run has no notes. A torn or foreign line is skipped: the file is the run's own, but it
+    is read as untrusted like every other."""
     took: dict[str, int] = {}
     try:
-        regular_file(run.delivered, "trackers' delivery notes")
+        size = regular_file(run.delivered, "trackers' delivery notes").st_size
         with open(run.delivered, "rb") as fh:
-            text = fh.read(50_000_000).decode("utf-8", "replace")
+            fh.seek(max(0, size - _NOTES_TAIL))
+            data = fh.read(_NOTES_TAIL)
+        if size > _NOTES_TAIL:  # the first line read is a part of one
+            data = data.partition(b"\n")[2]
+        text = data.decode("utf-8", "replace")
     except FileNotFoundError:
-        return took
+        return None
     except (OSError, UnreadableInput) as exc:
         log.warning(f"{run.delivered}: not read ({exc}); nothing is resent to the trackers")
-        return took
+        return None
     for line in text.splitlines():
         name, _, step = line.partition(" ")
         if name in KINDS and step.isdigit() and len(step) < 19:
