@@ -206,6 +206,26 @@ def test_a_bad_edf_is_an_error_record_and_exit_4(trained, tmp_path):
     assert summary["recordings"] == 3 and summary["done"] == 1 and summary["failed"] == 2
     again = run_ictal("detect", str(ckpt), str(listing), "--out", str(out), *_sets(tmp))
     assert again.returncode == 4 and "already in the log" in again.stdout
+    # one worker reads the next recording in a thread while the model runs on this one: the
+    # same records, failures included, and byte-identical outputs
+    ahead = tmp_path / "ahead"
+    res = run_ictal("detect", str(ckpt), str(listing), "--out", str(ahead), "--workers", "1",
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 4 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert (ahead / "events.csv").read_bytes() == (out / "events.csv").read_bytes()
+    counts = ("recordings", "done", "failed")
+    got, want = (json.loads((d / "summary.json").read_text()) for d in (ahead, out))
+    assert [got[k] for k in counts] == [want[k] for k in counts] == [3, 1, 2]
+    assert _outputs_of(ahead / "hyp") == _outputs_of(out / "hyp")
+    timing = [r["timing"] for r in _log_records(ahead) if r["status"] == "done"]
+    assert timing and all({"read_s", "preprocess_s", "infer_s", "total_s"} <= set(t)
+                          for t in timing)  # fmt: skip
+
+
+def _outputs_of(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_a_rerun_rewrites_no_unchanged_output_file(trained, tmp_path):

@@ -35,6 +35,7 @@ from ictal.detect.task import (
     LogSettings,
     Task,
     close_writers,
+    detect_ahead,
     detect_one,
     one_thread,
     remember_model,
@@ -402,6 +403,8 @@ def _run_tasks(
     workers, kind = job.cfg.detect.workers, job.cfg.detect.executor
     local_one = workers == 1 and kind == "process"  # one worker: this process, no spawn
     execu = make_executor("serial" if local_one else kind, workers, job.cfg.ray)
+    # One worker reads the next recording in a thread while the model runs on this one.
+    acks = detect_ahead(tasks) if local_one else execu.map_unordered(detect_one, tasks)
     log.info(
         f"detecting on {n} recordings ({result.skipped} already done) with "
         f"{execu.workers} worker(s) into {job.out}"
@@ -412,7 +415,7 @@ def _run_tasks(
     with (
         one_thread() if local_one or kind == "serial" else contextlib.nullcontext(),
         progress("detect", total=n, unit="recordings") as tick,
-        contextlib.closing(execu.map_unordered(detect_one, tasks)) as acks,
+        contextlib.closing(acks),
     ):
         for k, ack in enumerate(acks, start=1):
             result.detected += 1

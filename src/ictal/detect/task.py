@@ -14,7 +14,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ictal.detect.records import LOG_DIR, encode
 from ictal.io.framelog import SegmentWriter
 from ictal.io.redact import note_url, redact
 from ictal.models.trust import ModelTrust
+from ictal.parallel.ahead import read_ahead
 from ictal.parallel.executors import require_visible
 from ictal.stitch import Predict
 
@@ -137,14 +138,45 @@ def close_writers() -> None:
         w.close()
 
 
-def detect_one(task: Task) -> dict[str, Any]:
-    """Detect on one recording and append its record; returns a small acknowledgement,
-    sent only after the record's write returned (so every acknowledged record is in the
-    log). Any failure becomes an error record; a log or checkpoint this worker cannot see
-    (a cluster node without the shared file system) stops the command instead."""
-    note_url(task.url)  # this worker masks the input's credentials wherever they are quoted
+@dataclass
+class Read:
+    """A task's first stage: its recording read and preprocessed, or the record saying why it
+    could not be (``failed``); what it took, in seconds."""
+
+    seconds: float = 0.0
+    failed: dict[str, Any] | None = None
+    sha256: str = ""
+    duration_s: float = 0.0
+    repairs: Any = None
+    data: Any = None  # the preprocessed (n_samples, C) array
+    fs: float = 0.0
+    timing: dict[str, float] = field(default_factory=dict)
+
+
+def read_task(task: Task) -> Read:
+    """Read and preprocess a task's recording; writes nothing, so it may run ahead of the
+    records before it (``ictal.parallel.ahead``). A failure is kept in ``Read.failed``."""
+    note_url(task.url)  # this process masks the input's credentials wherever they are quoted
+    t0 = time.monotonic()
+    try:
+        read = _read(task)
+    except Exception as exc:  # one bad recording never stops the others
+        read = Read(failed=_failure(exc))
+    read.seconds = time.monotonic() - t0
+    return read
+
+
+def detect_one(task: Task, read: Read | None = None) -> dict[str, Any]:
+    """Detect on one recording (``read`` is its first stage, if already done) and append its
+    record; returns a small acknowledgement, sent only after the record's write returned (so
+    every acknowledged record is in the log). Any failure becomes an error record; a log or
+    checkpoint this worker cannot see (a cluster node without the shared file system) stops
+    the command instead."""
+    note_url(task.url)
     require_visible(Path(task.log.out_dir) / LOG_DIR, "detect --out")
     require_visible(task.checkpoint, "the checkpoint")
+    if read is None:
+        read = read_task(task)
     t0 = time.monotonic()
     base: dict[str, Any] = {
         "recording": task.key,
@@ -156,11 +188,11 @@ def detect_one(task: Task) -> dict[str, Any]:
         "pid": os.getpid(),
     }
     try:
-        record = {**base, **_detect(task)}
+        record = {**base, **(read.failed or _infer(task, read))}
     except Exception as exc:  # one bad recording never stops the others
-        detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        record = {**base, "status": "failed", "error": redact(detail)}
-    record["timing"] = {**record.get("timing", {}), "total_s": round(time.monotonic() - t0, 4)}
+        record = {**base, **_failure(exc)}
+    total = read.seconds + time.monotonic() - t0
+    record["timing"] = {**record.get("timing", {}), "total_s": round(total, 4)}
     record["time"] = time.time()
     writer(task.log).append(encode(record))  # acknowledged once this returns
     return {
@@ -172,44 +204,64 @@ def detect_one(task: Task) -> dict[str, Any]:
     }
 
 
-def _detect(task: Task) -> dict[str, Any]:
+def detect_ahead(tasks: Iterable[Task]) -> Iterator[dict[str, Any]]:
+    """``detect_one`` over tasks in this process, the next recording read and preprocessed in
+    a thread while the model runs on this one; the records are the same, in the same order."""
+    with contextlib.closing(read_ahead(tasks, read_task)) as pairs:
+        for task, read in pairs:
+            yield detect_one(task, read)
+
+
+def _failure(exc: Exception) -> dict[str, Any]:
+    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return {"status": "failed", "error": redact(detail)}
+
+
+def _read(task: Task) -> Read:
     from ictal.corpus.annotations import AnnotationError
     from ictal.corpus.bids import line_frequency, sidecar_of
     from ictal.corpus.edf import RecordingError, read_eeg
-    from ictal.events.postprocess import PostProcess, events_from_probs
-    from ictal.io.atomic import atomic_write_with
     from ictal.io.digest import url_sha256
     from ictal.signal.pipeline import at_line_frequency, preprocess
-    from ictal.stitch import stitch
 
     s = task.settings
     sig = SignalConfig.model_validate(s["signal"])
     t = time.monotonic()
     why = unusable(task.url) if "://" not in task.url else None
     if why is not None:  # replaced since it was listed (a FIFO would block this worker)
-        return {"status": "failed", "error": why}
+        return Read(failed={"status": "failed", "error": why})
     try:
         rec = read_eeg(task.url, sig.channels, missing=s["missing_channels"], montage=sig.montage)
     except RecordingError as exc:
-        return {"status": "failed", "error": redact(exc.reason)}
+        return Read(failed={"status": "failed", "error": redact(exc.reason)})
     sha = rec.sha256 or url_sha256(task.url)
     t_read = time.monotonic() - t
     t = time.monotonic()
     beside = sidecar_of(task.url)  # a BIDS recording's sidecar says its mains frequency
     why = unusable(beside) if beside is not None and "://" not in beside else None
     if why is not None and why != "does not exist":
-        return {"status": "failed", "error": f"the sidecar {beside} {why}"}
+        return Read(failed={"status": "failed", "error": f"the sidecar {beside} {why}"})
     try:
         mains = line_frequency(beside) if beside is not None else None
     except AnnotationError as exc:
-        return {"status": "failed", "error": redact(str(exc))}
+        return Read(failed={"status": "failed", "error": redact(str(exc))})
     pre = preprocess(rec.data, rec.fs, at_line_frequency(sig, mains), pairs=rec.pairs)
-    t_pre = time.monotonic() - t
+    timing = {"read_s": t_read, "preprocess_s": time.monotonic() - t}
+    return Read(sha256=sha, duration_s=float(rec.duration_s), repairs=rec.repairs,
+                data=pre.data, fs=pre.fs, timing=timing)  # fmt: skip
+
+
+def _infer(task: Task, read: Read) -> dict[str, Any]:
+    from ictal.events.postprocess import PostProcess, events_from_probs
+    from ictal.io.atomic import atomic_write_with
+    from ictal.stitch import stitch
+
+    s = task.settings
     model, _ = _model(task)
     t = time.monotonic()
     probs = stitch(
         _predict(task, model),
-        pre.data,
+        read.data,
         s["window"],
         s["stride"],
         s["hop"],
@@ -217,20 +269,20 @@ def _detect(task: Task) -> dict[str, Any]:
         pad=int(s.get("pad", 0)),
     )
     t_infer = time.monotonic() - t
-    fs_out = pre.fs / s["stride"]
+    fs_out = read.fs / s["stride"]
     pp = PostProcess(**s["postprocess"])
     events = events_from_probs(probs, fs_out, pp)
     if task.save_probs:
         target = Path(task.log.out_dir) / PROBS / f"{task.name}.npy"
         atomic_write_with(target, lambda fh: np.save(fh, probs, allow_pickle=False))
-    timing = {"read_s": t_read, "preprocess_s": t_pre, "infer_s": t_infer}
+    timing = {**read.timing, "infer_s": t_infer}
     return {
         "status": "done",
-        "source_sha256": sha,
-        "duration_s": float(rec.duration_s),
+        "source_sha256": read.sha256,
+        "duration_s": read.duration_s,
         "fs_out": fs_out,
         "events": [[a, b, peak(probs, fs_out, a, b)] for a, b in events],
-        "repairs": rec.repairs,
+        "repairs": read.repairs,
         "timing": {k: round(v, 4) for k, v in timing.items()},
     }
 

@@ -1,0 +1,87 @@
+"""read_ahead: the first stage of each item one item ahead in a thread, in order, bounded,
+its failures raised at their item, and stopped when the caller stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ictal.parallel.ahead import read_ahead
+
+
+def _wait_for(cond, timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_items_come_in_order_with_their_first_stage_run_in_another_thread():
+    threads: set[str] = set()
+
+    def first(i: int) -> int:
+        threads.add(threading.current_thread().name)
+        return i * i
+
+    got = list(read_ahead(range(50), first))
+    assert got == [(i, i * i) for i in range(50)]
+    assert threads == {"ictal-read-ahead"}
+
+
+def test_the_thread_runs_at_most_one_item_ahead_of_the_caller():
+    started: list[int] = []
+
+    def first(i: int) -> int:
+        started.append(i)
+        return i
+
+    it = read_ahead(range(10), first)
+    for k in range(5):
+        item, _ = next(it)
+        assert item == k
+        _wait_for(lambda k=k: len(started) == k + 2)  # this one and the next, no more
+        time.sleep(0.05)  # had the bound been wrong, a third would have started by now
+        assert started == list(range(k + 2))
+    it.close()
+
+
+def test_a_failing_first_stage_is_raised_at_its_item_after_the_items_before_it():
+    def first(i: int) -> int:
+        if i == 3:
+            raise ValueError("bad item 3")
+        return i
+
+    seen = []
+    with pytest.raises(ValueError, match="bad item 3"):
+        for item, _ in read_ahead(range(10), first):
+            seen.append(item)
+    assert seen == [0, 1, 2]
+
+
+def test_failing_items_are_raised_in_the_caller():
+    def items():
+        yield 1
+        raise OSError("listing broke")
+
+    it = read_ahead(items(), lambda i: i)
+    assert next(it) == (1, 1)
+    with pytest.raises(OSError, match="listing broke"):
+        next(it)
+
+
+def test_closing_early_stops_the_thread_after_the_item_it_is_on():
+    started: list[int] = []
+
+    def first(i: int) -> int:
+        started.append(i)
+        return i
+
+    before = {t.ident for t in threading.enumerate()}
+    it = read_ahead(range(1000), first)
+    assert next(it) == (0, 0)
+    it.close()
+    _wait_for(lambda: not [t for t in threading.enumerate()
+                           if t.name == "ictal-read-ahead" and t.ident not in before])  # fmt: skip
+    assert len(started) <= 2
