@@ -136,13 +136,18 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
     out = tmp / "det-killed"
     rng = random.Random(11)
     kills = 0
-    for attempt in range(8):
-        if kills >= 3:
-            break  # three kills, of both kinds, prove it; the rest is the same again
+    # the command killed, a worker killed, and one worker (reading ahead in a thread) killed
+    # and stopped by SIGTERM; each kind once, then again while recordings are left
+    kinds = ["kill", "worker", "ahead-kill", "ahead-term"]
+    for attempt in range(10):
+        if kills >= 4:
+            break  # four kills, of every kind, prove it; the rest is the same again
+        kind = kinds[attempt % 4]
         before = len(_log_records(out)) if out.exists() else 0
-        proc, lines = _start_detect([str(ckpt), edf, "--out", str(out), "--workers", "2",
+        workers = "1" if kind.startswith("ahead") else "2"
+        proc, lines = _start_detect([str(ckpt), edf, "--out", str(out), "--workers", workers,
                                      *_sets(tmp)])  # fmt: skip
-        target = rng.randint(1, 2)  # early: 20 recordings must outlast three kills
+        target = rng.randint(1, 2)  # early: 20 recordings must outlast four kills
 
         def started(lines=lines, target=target, proc=proc) -> bool:  # type: ignore[no-untyped-def]
             return _acknowledged(lines) >= target or proc.poll() is not None
@@ -151,7 +156,12 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
         time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is not None:
             break  # finished before the kill: the log is complete
-        if attempt % 2:  # a worker dies: the command says so and stops, resumable
+        if kind == "ahead-term":  # stops cleanly: the log sealed, exit 130, no traceback
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+            assert proc.returncode in (0, 130), "".join(lines)[-3000:]
+            assert "Traceback" not in "".join(lines)
+        elif kind == "worker":  # a worker dies: the command says so and stops, resumable
             import psutil
 
             workers = psutil.Process(proc.pid).children()
@@ -173,7 +183,7 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
             f"the killed run acknowledged {acknowledged} records, the log kept "
             f"{kept - before} of them"
         )
-    assert kills >= 3, "detect was never interrupted: the test proves nothing"
+    assert kills >= 4, "detect was not interrupted in every way: the test proves too little"
     res = run_ictal("detect", str(ckpt), edf, "--out", str(out), *_sets(tmp))
     assert res.returncode == 0, res.stderr[-2000:]
     assert _events(out) == _events(reference)

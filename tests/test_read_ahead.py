@@ -85,3 +85,25 @@ def test_closing_early_stops_the_thread_after_the_item_it_is_on():
     _wait_for(lambda: not [t for t in threading.enumerate()
                            if t.name == "ictal-read-ahead" and t.ident not in before])  # fmt: skip
     assert len(started) <= 2
+
+
+def test_closing_returns_only_once_the_thread_has_finished_its_item():
+    # a daemon thread still working when the interpreter exits can abort the process
+    # (`ictal detect --workers 1` stopped by SIGTERM died of SIGABRT, "terminate called
+    # without an active exception"), so a stop waits for the item the thread is on
+    started: list[int] = []
+    finished: list[int] = []
+
+    def first(i: int) -> int:
+        started.append(i)
+        if i:
+            time.sleep(0.3)
+        finished.append(i)
+        return i
+
+    it = read_ahead(range(10), first)
+    assert next(it) == (0, 0)
+    _wait_for(lambda: started == [0, 1])  # the thread is inside item 1
+    it.close()
+    assert finished == [0, 1]
+    assert not [t for t in threading.enumerate() if t.name == "ictal-read-ahead"]

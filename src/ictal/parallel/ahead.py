@@ -23,8 +23,8 @@ _POLL_S = 0.1  # how soon the thread notices that the caller stopped
 def read_ahead(items: Iterable[T], first: Callable[[T], R]) -> Iterator[tuple[T, R]]:
     """Each item with ``first(item)``, computed in a thread at most one item ahead of the
     caller (two items' results in memory at most). An exception raised by ``first`` or by
-    ``items`` is raised here, at its item; closing the iterator stops the thread after the
-    item it is on."""
+    ``items`` is raised here, at its item; closing the iterator (or an exception in the
+    caller) returns once the thread has finished the item it is on."""
     ready: queue.Queue[tuple[Any, Any, BaseException | None]] = queue.Queue()
     turn = threading.Semaphore(1)  # released each time the caller takes an item
     stop = threading.Event()
@@ -61,4 +61,7 @@ def read_ahead(items: Iterable[T], first: Callable[[T], R]) -> Iterator[tuple[T,
                 return
             yield item, value
     finally:
+        # Wait for the item the thread is on: a daemon thread still inside compiled code
+        # (the FFT, torch) when the interpreter exits aborts the process (SIGABRT).
         stop.set()
+        thread.join()
