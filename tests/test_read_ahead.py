@@ -107,3 +107,33 @@ def test_closing_returns_only_once_the_thread_has_finished_its_item():
     it.close()
     assert finished == [0, 1]
     assert not [t for t in threading.enumerate() if t.name == "ictal-read-ahead"]
+
+
+def test_detect_reads_a_large_recording_in_the_caller_not_ahead(tmp_path, monkeypatch):
+    from ictal.detect import task as detect_task
+    from ictal.detect.records import LOG_DIR, decode
+    from ictal.io.framelog import read_log
+
+    (tmp_path / LOG_DIR).mkdir()
+    ckpt = tmp_path / "model.pt"
+    ckpt.write_bytes(b"")
+    readers: dict[str, str] = {}
+
+    def fake_read(task):
+        readers[task.key] = threading.current_thread().name
+        raise OSError(f"cannot read {task.key}")
+
+    monkeypatch.setattr(detect_task, "_read", fake_read)
+    log = detect_task.LogSettings(str(tmp_path), 1.0, 1 << 20, 3600.0)
+    limit = detect_task.READ_AHEAD_MAX_BYTES
+    sizes = {"a": 1000, "b": limit + 1, "c": limit, "d": 10 * limit}
+    tasks = [detect_task.Task(f"/in/{k}.edf", k, k, size, "0", str(ckpt), "m", {}, "s", log)
+             for k, size in sizes.items()]  # fmt: skip
+    acks = list(detect_task.detect_ahead(tasks))
+    detect_task.close_writers()
+    assert [a["recording"] for a in acks] == list(sizes)
+    assert all(a["status"] == "failed" and "cannot read" in a["error"] for a in acks)
+    assert readers == {"a": "ictal-read-ahead", "b": "MainThread", "c": "ictal-read-ahead",
+                       "d": "MainThread"}  # fmt: skip
+    logged = [decode(f.payload)["recording"] for f in read_log(tmp_path / LOG_DIR)]
+    assert logged == list(sizes)

@@ -204,12 +204,23 @@ def detect_one(task: Task, read: Read | None = None) -> dict[str, Any]:
     }
 
 
+# Recordings read ahead hold a second recording's arrays in memory beside the one the model
+# is on (about 3x the preprocessed float32 while it is made: 1.5 GB for an EDF this size).
+# A longer one is read by the caller when its turn comes, one recording in memory at a time.
+READ_AHEAD_MAX_BYTES = 256 << 20  # the EDF's size: 7 h of 19 channels at 256 Hz
+
+
 def detect_ahead(tasks: Iterable[Task]) -> Iterator[dict[str, Any]]:
     """``detect_one`` over tasks in this process, the next recording read and preprocessed in
-    a thread while the model runs on this one; the records are the same, in the same order."""
-    with contextlib.closing(read_ahead(tasks, read_task)) as pairs:
+    a thread while the model runs on this one (unless it is larger than
+    ``READ_AHEAD_MAX_BYTES``); the records are the same, in the same order."""
+    with contextlib.closing(read_ahead(tasks, _read_if_small)) as pairs:
         for task, read in pairs:
             yield detect_one(task, read)
+
+
+def _read_if_small(task: Task) -> Read | None:
+    return read_task(task) if task.size <= READ_AHEAD_MAX_BYTES else None
 
 
 def _failure(exc: Exception) -> dict[str, Any]:
