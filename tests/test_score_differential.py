@@ -236,13 +236,33 @@ def test_szcore_on_runs_equals_timescoring_for_any_parameters() -> None:
 
 
 def test_idle_cpus_takes_the_load_off_the_usable_cpus(monkeypatch) -> None:
-    """A busy machine gets one scoring process, an idle one a process per CPU."""
+    """A busy machine gets one scoring process, an idle one a process per CPU; busy is the
+    lesser of the lagging load average and what is runnable now."""
     from ictal import machine
 
     monkeypatch.setattr(machine, "usable_cpus", lambda: 4)
-    for load, want in ((0.0, 4), (0.4, 4), (1.2, 3), (3.6, 1), (40.0, 1)):
+    cases = [  # load average, runnable now (None: no /proc), processes
+        (0.0, None, 4), (0.4, None, 4), (1.2, None, 3), (3.6, None, 1), (40.0, None, 1),
+        (3.9, 0, 4),  # the job before just ended: the average still shows it
+        (0.1, 6, 4),  # a passing burst: the average says the machine is idle
+        (2.0, 2, 2), (8.0, 9, 1),
+    ]  # fmt: skip
+    for load, now, want in cases:
         monkeypatch.setattr(machine.os, "getloadavg", lambda load=load: (load, load, load))
-        assert machine.idle_cpus() == want, load
+        monkeypatch.setattr(machine, "runnable_now", lambda now=now: now)
+        assert machine.idle_cpus() == want, (load, now)
+
+
+def test_runnable_now_reads_the_fourth_field_of_loadavg(tmp_path) -> None:
+    from ictal.machine import runnable_now
+
+    f = tmp_path / "loadavg"
+    for text, want in (("0.52 0.81 1.30 3/611 4242\n", 2), ("0.00 0.00 0.00 1/90 7\n", 0),
+                       ("0.1 0.1 0.1 0/90 7", 0), ("garbage", None), ("", None),
+                       ("1 2 3 x/9 1", None)):  # fmt: skip
+        f.write_text(text)
+        assert runnable_now(str(f)) == want, text
+    assert runnable_now(str(tmp_path / "absent")) is None
 
 
 def test_unusable_files_among_many_are_all_named_in_order(tmp_path: Path, capsys) -> None:
