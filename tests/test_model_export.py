@@ -128,15 +128,24 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
     det = ["--workers", "1", "--save-probs"]
     res = run_ictal("detect", str(tuned), edf, "--out", str(tmp_path / "det-ckpt"), *det)
     assert res.returncode == 0, res.stderr[-2000:]
-    # torch made unimportable for the ONNX path: a `torch` package first on the path that fails
+    # torch made unimportable for the ONNX path: a `torch` package first on the path that fails,
+    # and says so in a file; nothing may even try (an import of an installed torch, caught as
+    # "not installed" on a machine without it, cost 2 s of every ONNX detect's start-up)
     blocker = tmp_path / "no-torch" / "torch"
     blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('torch blocked by the test')\n")
-    env = ictal_env()
+    tried = tmp_path / "torch-tried"
+    (blocker / "__init__.py").write_text(
+        "import os\n"
+        "with open(os.environ['ICTAL_TEST_TORCH_TRIED'], 'a') as f:\n"
+        "    f.write('tried\\n')\n"
+        "raise ImportError('torch blocked by the test')\n"
+    )
+    env = ictal_env({"ICTAL_TEST_TORCH_TRIED": str(tried)})
     env["PYTHONPATH"] = f"{blocker.parent}:{env['PYTHONPATH']}"
     res = run_ictal("detect", "--model", str(out), edf, "--out", str(tmp_path / "det-onnx"),
                     *det, env=env)  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert not tried.exists(), "the ONNX path tried to import torch"
     assert "dev-tuned" in res.stdout
     mine, theirs = _events(tmp_path / "det-onnx"), _events(tmp_path / "det-ckpt")
     assert mine.keys() == theirs.keys() and len(mine) >= 6

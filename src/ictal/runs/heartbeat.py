@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -122,11 +123,10 @@ class GpuStats:
         return self._handle
 
     def __call__(self) -> dict[str, Any]:
-        try:
-            import torch
-        except ImportError:  # an ONNX detect runs without torch: no GPU counters
-            return {}
-        if not torch.cuda.is_available():
+        # torch's counters are this process's: one that never loaded torch (an ONNX detect)
+        # holds nothing on a GPU through it, and importing it only to ask costs 1-2 s
+        torch = sys.modules.get("torch")
+        if torch is None or not torch.cuda.is_available():
             return {}
         out: dict[str, Any] = {
             "gpu_mem_allocated_gb": torch.cuda.memory_allocated() / 1e9,

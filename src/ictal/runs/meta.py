@@ -3,6 +3,7 @@ command), and every process that resumed it. Credentials in the command line are
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
 import shlex
@@ -45,21 +46,27 @@ def command_line() -> str:
     return redact(shlex.join(sys.argv))
 
 
+def torch_version() -> str | None:
+    """The torch this process runs, or would import: read from its installed metadata, not
+    by importing it (an ONNX detect never loads torch: 1-2 s of start-up); None without it."""
+    loaded = sys.modules.get("torch")
+    if loaded is not None and isinstance(getattr(loaded, "__version__", None), str):
+        return str(loaded.__version__)
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def run_metadata(device: str, **identity: Any) -> dict[str, Any]:
     """Versions, code commit, host and command line of this process, and what the run works
     on (``identity``: cache key and path for training, checkpoint for detection...)."""
     import numpy
 
-    try:  # an ONNX detect runs without torch
-        import torch
-
-        torch_version: str | None = torch.__version__
-    except ImportError:
-        torch_version = None
     return {
         "ictal_version": __version__,
         "python": platform.python_version(),
-        "torch": torch_version,
+        "torch": torch_version(),
         "numpy": numpy.__version__,
         "git_commit": git_commit(),
         **{k: str(v) if isinstance(v, Path) else v for k, v in identity.items()},
