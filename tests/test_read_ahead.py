@@ -8,14 +8,8 @@ import time
 
 import pytest
 
+from conftest import poll
 from ictal.parallel.ahead import read_ahead
-
-
-def _wait_for(cond, timeout: float = 10.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "condition not reached"
-        time.sleep(0.005)
 
 
 def test_items_come_in_order_with_their_first_stage_run_in_another_thread():
@@ -41,7 +35,7 @@ def test_the_thread_runs_at_most_one_item_ahead_of_the_caller():
     for k in range(5):
         item, _ = next(it)
         assert item == k
-        _wait_for(lambda k=k: len(started) == k + 2)  # this one and the next, no more
+        poll(lambda k=k: len(started) == k + 2, 10)  # this one and the next, no more
         time.sleep(0.05)  # had the bound been wrong, a third would have started by now
         assert started == list(range(k + 2))
     it.close()
@@ -82,7 +76,7 @@ def test_closing_early_stops_the_thread_after_the_item_it_is_on():
     it = read_ahead(range(1000), first)
     assert next(it) == (0, 0)
     it.close()
-    _wait_for(lambda: not [t for t in threading.enumerate()
+    poll(lambda: not [t for t in threading.enumerate()
                            if t.name == "ictal-read-ahead" and t.ident not in before])  # fmt: skip
     assert len(started) <= 2
 
@@ -103,7 +97,7 @@ def test_closing_returns_only_once_the_thread_has_finished_its_item():
 
     it = read_ahead(range(10), first)
     assert next(it) == (0, 0)
-    _wait_for(lambda: started == [0, 1])  # the thread is inside item 1
+    poll(lambda: started == [0, 1], 10)  # the thread is inside item 1
     it.close()
     assert finished == [0, 1]
     assert not [t for t in threading.enumerate() if t.name == "ictal-read-ahead"]

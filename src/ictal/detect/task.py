@@ -172,7 +172,6 @@ def detect_one(task: Task, read: Read | None = None) -> dict[str, Any]:
     every acknowledged record is in the log). Any failure becomes an error record; a log or
     checkpoint this worker cannot see (a cluster node without the shared file system) stops
     the command instead."""
-    note_url(task.url)
     require_visible(Path(task.log.out_dir) / LOG_DIR, "detect --out")
     require_visible(task.checkpoint, "the checkpoint")
     if read is None:
