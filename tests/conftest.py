@@ -61,21 +61,6 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     return env
 
 
-# The files that take longest (measured with --junitxml): run first, so that with whole files
-# per worker (--dist loadfile) no long file starts last while the other worker sits idle.
-HEAVY_FIRST = ("test_detect", "test_ddp", "test_trackers", "test_sweep", "test_ray",
-               "test_live_push", "test_modal", "test_end_to_end", "test_braindecode",
-               "test_user_models", "test_sweep_compare", "test_hostile_models",
-               "test_evaluate_corpora", "test_zoo", "test_remote_cache",
-               "test_hostile_logs")  # fmt: skip
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Heaviest files first (HEAVY_FIRST order), the rest as collected."""
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))
-
-
 # A training that takes seconds and still goes through everything: 8 s windows, batches of 4,
 # reads inline, every epoch trained (no early stopping) and (unless ``model=False``) a tiny
 # detector.
