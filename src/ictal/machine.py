@@ -1,10 +1,14 @@
 """What this machine offers a command: the CPUs it may use (its affinity mask, which a
-container, a scheduler or ``taskset`` may set lower than the CPU count)."""
+container, a scheduler or ``taskset`` may set lower than the CPU count), how many are idle,
+and whether the installed torch could see a GPU at all."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 
 def usable_cpus() -> int:
@@ -41,3 +45,33 @@ def runnable_now(loadavg: str = "/proc/loadavg") -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     return max(0, running - 1)
+
+
+# The libraries through which torch.cuda sees a GPU: CUDA builds and ROCm builds (whose GPUs
+# torch.cuda also reports), on Linux and on Windows.
+GPU_LIBRARIES = ("libtorch_cuda", "libtorch_hip", "torch_cuda", "torch_hip")
+
+
+def torch_may_see_a_gpu() -> bool:
+    """False only when the installed torch is certainly a CPU build (its ``lib`` holds torch's
+    CPU library and no GPU one), answered without importing torch (1-2 s): a command that
+    only asks about GPUs need not load it. True whenever torch is loaded or the answer is
+    not certain."""
+    if "torch" in sys.modules:
+        return True
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return True
+    if spec is None:
+        return False  # no torch at all: no GPU through it
+    return gpu_libraries([Path(p) / "lib" for p in spec.submodule_search_locations or []])
+
+
+def gpu_libraries(libs: list[Path]) -> bool:
+    """Whether torch's library directories ``libs`` hold a GPU library, or might (a layout
+    without torch's CPU library is not recognised: assume it might)."""
+    names = [f.name for lib in libs if lib.is_dir() for f in lib.iterdir()]
+    if not any(n.startswith(("libtorch_cpu", "torch_cpu")) for n in names):
+        return True
+    return any(n.startswith(GPU_LIBRARIES) for n in names)

@@ -9,7 +9,7 @@ import psutil
 
 from ictal.config import Config
 from ictal.errors import UsageError
-from ictal.machine import usable_cpus
+from ictal.machine import torch_may_see_a_gpu, usable_cpus
 
 GB = 1e9
 
@@ -34,11 +34,12 @@ def default_budget(cfg: Config, cpus: int | None, memory_gb: float | None,
     available = psutil.virtual_memory().available / GB
     gpu = None
     try:
-        import torch
+        if torch_may_see_a_gpu():  # a CPU build is not imported just to say so (1-2 s)
+            import torch
 
-        if torch.cuda.is_available():
-            total = torch.cuda.get_device_properties(0).total_memory / GB
-            gpu = gpu_memory_gb or total * cfg.sweep.gpu_memory_fraction
+            if torch.cuda.is_available():
+                total = torch.cuda.get_device_properties(0).total_memory / GB
+                gpu = gpu_memory_gb or total * cfg.sweep.gpu_memory_fraction
     except ImportError:
         gpu = None
     return Budget(

@@ -1,0 +1,63 @@
+"""What the machine offers a command, answered cheaply: whether the installed torch could see
+a GPU, without importing it (a sweep's coordinator asks, and a CPU build costs 1-2 s to load)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ictal_env
+from ictal import machine
+
+
+def _lib(tmp: Path, *names: str) -> Path:
+    lib = tmp / "torch" / "lib"
+    lib.mkdir(parents=True)
+    for name in names:
+        (lib / name).write_bytes(b"")
+    return lib
+
+
+@pytest.mark.parametrize(
+    ("names", "gpu"),
+    [
+        (("libtorch_cpu.so", "libc10.so", "libtorch.so"), False),  # Linux CPU build
+        (("libtorch_cpu.so", "libtorch_cuda.so", "libc10_cuda.so"), True),  # CUDA
+        (("libtorch_cpu.so", "libtorch_hip.so"), True),  # ROCm: torch.cuda sees its GPUs
+        (("torch_cpu.dll", "c10.dll"), False),  # Windows CPU build
+        (("torch_cpu.dll", "torch_cuda.dll"), True),  # Windows CUDA
+        (("libtorch_cpu.dylib",), False),  # macOS: no CUDA
+        ((), True),  # not a layout it knows: it might
+    ],
+)
+def test_a_gpu_build_is_told_from_a_cpu_build_by_its_libraries(tmp_path, names, gpu):
+    assert machine.gpu_libraries([_lib(tmp_path, *names)]) is gpu
+
+
+def test_no_library_directory_or_no_torch(tmp_path, monkeypatch):
+    assert machine.gpu_libraries([tmp_path / "absent"]) is True
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(machine.importlib.util, "find_spec", lambda name: None)
+    assert machine.torch_may_see_a_gpu() is False
+
+
+def test_a_sweep_budget_on_a_cpu_build_leaves_torch_unloaded():
+    code = (
+        "import sys\n"
+        "from ictal.config import Config\n"
+        "from ictal.machine import torch_may_see_a_gpu\n"
+        "from ictal.orchestrate.budget import default_budget\n"
+        "may = torch_may_see_a_gpu()\n"
+        "b = default_budget(Config(), None, None, None, 'auto')\n"
+        "print(may, b.gpu_memory_gb, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
+                         text=True, timeout=120, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    may, gpu, loaded = res.stdout.split()
+    if may == "True":
+        pytest.skip("the installed torch is not a CPU build: the budget asks it")
+    assert (gpu, loaded) == ("None", "False")
