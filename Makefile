@@ -33,7 +33,7 @@ TEST_WORKERS ?= 3
 PYTEST_SPREAD := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 # Bytecode: where PYTHONDONTWRITEBYTECODE is set (some sandboxes and CI machines), every process
 # compiled Ictal's modules from source again, and every test worker rewrote every test file:
-# about 250 of the suite's 1,400 CPU seconds on a fresh clone (2026-12-06). `compileall` writes
+# about 200 of the suite's 1,400 CPU seconds on a fresh clone (2026-12-06). `compileall` writes
 # src's once; the tests may write theirs, in the project's own ignored __pycache__ directories.
 # A checkout it cannot write to runs the same tests, without the cache.
 BYTECODE := $(BIN)/python -m compileall -qq src || echo "src/ is not writable: no bytecode cache"

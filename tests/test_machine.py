@@ -39,6 +39,15 @@ def test_a_gpu_build_is_told_from_a_cpu_build_by_its_libraries(tmp_path, names, 
 
 def test_no_library_directory_or_no_torch(tmp_path, monkeypatch):
     assert machine.gpu_libraries([tmp_path / "absent"]) is True
+    cpu_only = _lib(tmp_path, "libtorch_cpu.so")
+
+    def refused(self):
+        raise PermissionError(f"cannot list {self}")
+
+    with monkeypatch.context() as m:  # a directory it may not list: it might
+        m.setattr(Path, "iterdir", refused)
+        assert machine.gpu_libraries([cpu_only]) is True
+    assert machine.gpu_libraries([cpu_only]) is False
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(machine.importlib.util, "find_spec", lambda name: None)
     assert machine.torch_may_see_a_gpu() is False

@@ -71,7 +71,10 @@ def torch_may_see_a_gpu() -> bool:
 def gpu_libraries(libs: list[Path]) -> bool:
     """Whether torch's library directories ``libs`` hold a GPU library, or might (a layout
     without torch's CPU library is not recognised: assume it might)."""
-    names = [f.name for lib in libs if lib.is_dir() for f in lib.iterdir()]
+    try:
+        names = [f.name for lib in libs if lib.is_dir() for f in lib.iterdir()]
+    except OSError:  # a directory it may not list: it might
+        return True
     if not any(n.startswith(("libtorch_cpu", "torch_cpu")) for n in names):
         return True
     return any(n.startswith(GPU_LIBRARIES) for n in names)
