@@ -259,6 +259,57 @@ def test_failures_while_training_are_counted_not_raised(tmp_path: Path) -> None:
     assert live.tracker_errors == 21
 
 
+def test_a_tracker_that_answers_too_late_is_closed_not_left_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tracker whose start outlasts the wait (logging.required=false): training goes on
+    without it, its id is not kept, and when its start returns at last the run it opened is
+    closed as failed, not left open in the tracker; a tracker that answered in time is kept."""
+    import threading
+
+    from ictal.config import Config
+    from ictal.runs import trackers
+    from ictal.runs.directory import RunDir
+    from ictal.runs.heartbeat import LiveStatus
+
+    release = threading.Event()
+
+    class Slow:
+        name = "mlflow"
+
+        def __init__(self) -> None:
+            self.closed: list[str] = []
+
+        def start(self, run, params, resume, step):  # type: ignore[no-untyped-def]
+            release.wait(30)
+            return "late-run"
+
+        def log(self, step, values, flush):  # type: ignore[no-untyped-def]
+            raise AssertionError("an abandoned tracker is given nothing")
+
+        def close(self, state):  # type: ignore[no-untyped-def]
+            self.closed.append(state)
+
+    monkeypatch.setattr(trackers, "CHECK_TIMEOUT_S", 1.0)
+    cfg = Config.model_validate({"logging": {"required": False}})
+    fan = trackers.Trackers([], cfg, LiveStatus("r", 1.0))
+    slow, quick = Slow(), _Taker()
+    quick.name = "wandb"
+    fan.active = [slow, quick]
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    fan.start(run, {}, 0)
+    assert fan.active == [quick] and fan.errors == 1
+    assert json.loads(run.trackers.read_text()) == {"wandb": "id-1"}
+    assert slow.closed == []
+    release.set()  # its start returns now, after the training stopped waiting
+    poll(lambda: slow.closed == ["failed"], what="the late tracker run closed")
+    fan.log({"phase": "train", "step": 1, "loss": 0.5})
+    fan.close("done")
+    assert quick.steps == [1] and slow.closed == ["failed"]
+    assert json.loads(run.trackers.read_text()) == {"wandb": "id-1"}
+
+
 class _Taker:
     """A tracker (named like a real kind) that keeps the steps it was given."""
 

@@ -34,6 +34,7 @@ from ictal.runs.metrics import read_metrics
 from ictal.ui import log
 
 CHECK_TIMEOUT_S = 30.0
+ABANDONED = "failed"  # the state a tracker run opened too late is closed with
 _SKIPPED = ("phase", "epoch", "step", "time", "step_in_epoch")
 EXTRA = {"wandb": "ictal[wandb]", "mlflow": "ictal[mlflow]"}
 
@@ -218,23 +219,38 @@ def _check_mlflow(cfg: Config) -> None:
 CHECKS: dict[str, Callable[[Config], None]] = {"wandb": _check_wandb, "mlflow": _check_mlflow}
 
 
-def _within(fn: Callable[[], None], seconds: float) -> BaseException | None:
-    """Run `fn` in a daemon thread; its exception, a timeout, or None when it succeeded."""
-    outcome: list[BaseException | None] = []
+def _within(
+    fn: Callable[[], Any], seconds: float, late: Callable[[Any], None] | None = None
+) -> tuple[Any, BaseException | None]:
+    """Run ``fn`` in a daemon thread for at most ``seconds``: its value and None, or None and
+    its exception or a timeout. When ``fn`` returns after the caller gave up, the thread hands
+    the value to ``late`` (which undoes it: a tracker run opened too late is closed, never
+    left open beside a training that goes on without it)."""
+    lock = threading.Lock()
+    outcome: list[tuple[Any, BaseException | None]] = []
+    gave_up = False
 
     def target() -> None:
         try:
-            fn()
-            outcome.append(None)
+            result: tuple[Any, BaseException | None] = (fn(), None)
         except BaseException as exc:
-            outcome.append(exc)
+            result = (None, exc)
+        with lock:
+            if not gave_up:
+                outcome.append(result)
+                return
+        if result[1] is None and late is not None:
+            with contextlib.suppress(Exception):
+                late(result[0])
 
-    thread = threading.Thread(target=target, daemon=True, name="ictal-tracker-check")
+    thread = threading.Thread(target=target, daemon=True, name="ictal-tracker-call")
     thread.start()
     thread.join(seconds)
-    if not outcome:
-        return TimeoutError(f"no answer within {seconds:.0f} s")
-    return outcome[0]
+    with lock:
+        if outcome:
+            return outcome[0]
+        gave_up = True
+    return None, TimeoutError(f"no answer within {seconds:.0f} s")
 
 
 def _refusal(name: str, exc: BaseException) -> TrackerError:
@@ -261,7 +277,7 @@ def check(cfg: Config) -> list[str]:
     for name in cfg.logging.loggers:
         problem = None if name not in CHECKS else _within(
             lambda name=name: CHECKS[name](cfg), CHECK_TIMEOUT_S
-        )  # fmt: skip
+        )[1]  # fmt: skip
         if problem is None:
             usable.append(name)
             continue
@@ -311,12 +327,13 @@ class Trackers:
         ids = read_ids(run)
         started = []
         for tracker in self.active:
-
-            def begin(t: Any = tracker) -> None:
-                ids[t.name] = t.start(run, params, ids.get(t.name), step)
-
-            problem = _within(begin, CHECK_TIMEOUT_S)
+            tracker_id, problem = _within(
+                lambda t=tracker: t.start(run, params, ids.get(t.name), step),
+                CHECK_TIMEOUT_S,
+                late=lambda opened, t=tracker: _abandon(t, opened),
+            )
             if problem is None:
+                ids[tracker.name] = tracker_id
                 started.append(tracker)
                 continue
             refusal = _refusal(tracker.name, problem)
@@ -394,13 +411,22 @@ class Trackers:
             self._thread.join(wait_s)
             drained = not self._thread.is_alive()
         for tracker in self.active:
-            problem = _within(lambda t=tracker: t.close(state), wait_s)
+            problem = _within(lambda t=tracker: t.close(state), wait_s)[1]
             if problem is not None:
                 self._failed(tracker, problem)
             elif drained and tracker.name in self._last:
                 self._note(tracker.name, self._last[tracker.name])
         if drained and self._notes is not None:
             self._notes.close()
+
+
+def _abandon(tracker: Any, opened: str) -> None:
+    """Close a tracker run that started after the training stopped waiting for it (marked
+    failed), so no run is left open in the tracker with nothing ever logged to it."""
+    tracker.close(ABANDONED)
+    shown = f" run {redact(opened)[:80]}" if opened else ""
+    log.warning(f"{tracker.name} answered after {CHECK_TIMEOUT_S:.0f} s: its{shown} was closed "
+                "as failed (the training went on without it)")  # fmt: skip
 
 
 _Event = tuple[int, dict[str, float], bool, str | None]  # step, values, flush, one tracker
