@@ -19,6 +19,7 @@ WRITER = textwrap.dedent(
     import sys
     from ictal.io.atomic import atomic_write_bytes
     path = sys.argv[1]
+    print("ready", flush=True)
     i = 0
     while True:
         i += 1
@@ -82,10 +83,14 @@ def test_sigkill_never_leaves_a_torn_file(tmp_path):
     rng = random.Random(1234)
     seen_versions = set()
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], env=env)
-        time.sleep(rng.uniform(0.15, 0.6))
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], env=env,
+                                stdout=subprocess.PIPE)  # fmt: skip
+        assert proc.stdout is not None
+        proc.stdout.readline()  # imported and about to write, however slow its start-up was
+        time.sleep(rng.uniform(0.0, 0.45))  # then a random moment of the write loop
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        proc.stdout.close()
         data = target.read_bytes()
         assert _content_ok(data), "torn or partial file after SIGKILL"
         seen_versions.add(data[:8])
