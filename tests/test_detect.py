@@ -98,8 +98,9 @@ def test_detect_finds_what_evaluate_finds(trained):
         assert (out / "hyp" / "szcore" / f"{rec['id']}_events.tsv").is_file()
 
 
-def _start_detect(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
-    """A detect process and the stderr lines it prints, read as they come."""
+def _start_detect(args: list[str]) -> tuple[subprocess.Popen, list[str], threading.Thread]:
+    """A detect process, the stderr lines it prints, read as they come, and the thread
+    reading them (it ends when every process holding the pipe has)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ictal.cli", "detect", *args],
         env=ictal_env(),
@@ -115,8 +116,9 @@ def _start_detect(args: list[str]) -> tuple[subprocess.Popen, list[str]]:
         for line in proc.stderr:
             lines.append(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    return proc, lines
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    return proc, lines, pumping
 
 
 def _acknowledged(lines: list[str]) -> int:
@@ -145,8 +147,8 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
         kind = kinds[attempt % 4]
         before = len(_log_records(out)) if out.exists() else 0
         workers = "1" if kind.startswith("ahead") else "2"
-        proc, lines = _start_detect([str(ckpt), edf, "--out", str(out), "--workers", workers,
-                                     *_sets(tmp)])  # fmt: skip
+        argv = [str(ckpt), edf, "--out", str(out), "--workers", workers, *_sets(tmp)]
+        proc, lines, pumping = _start_detect(argv)
         target = rng.randint(1, 2)  # early: 20 recordings must outlast four kills
 
         def started(lines=lines, target=target, proc=proc) -> bool:  # type: ignore[no-untyped-def]
@@ -176,7 +178,7 @@ def test_sigkill_of_detect_or_a_worker_loses_nothing_acknowledged(trained):
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         kills += 1
-        time.sleep(0.2)  # let the reader thread take the last lines the pipe holds
+        pumping.join(timeout=30)  # every line the pipe held, so no acknowledgement is missed
         acknowledged = _acknowledged(lines)
         kept = len(_log_records(out))
         assert kept >= before + acknowledged, (
@@ -268,7 +270,7 @@ def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_p
     edfs = sorted((tmp / "corpus" / "edf" / "dev").rglob("*.edf"))
     shutil.copy(edfs[0], inbox / edfs[0].name)
     out = tmp_path / "watched"
-    proc, lines = _start_detect([str(ckpt), str(inbox), "--out", str(out), "--watch",
+    proc, lines, _ = _start_detect([str(ckpt), str(inbox), "--out", str(out), "--watch",
                                  "--executor", "serial", *_sets(tmp)])  # fmt: skip
     try:
 
