@@ -270,8 +270,11 @@ def test_watch_picks_up_complete_files_and_waits_for_growing_ones(trained, tmp_p
     edfs = sorted((tmp / "corpus" / "edf" / "dev").rglob("*.edf"))
     shutil.copy(edfs[0], inbox / edfs[0].name)
     out = tmp_path / "watched"
+    # a file is taken once unchanged for 3 s: the writer below pauses 0.25 s between
+    # blocks, so a loaded machine would have to stall it for seconds to fool the check
     proc, lines, _ = _start_detect([str(ckpt), str(inbox), "--out", str(out), "--watch",
-                                 "--executor", "serial", *_sets(tmp)])  # fmt: skip
+                                    "--executor", "serial",
+                                    *_sets(tmp, "detect.settle_s=3")])  # fmt: skip
     try:
 
         def recorded() -> set[str]:
