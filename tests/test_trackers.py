@@ -253,7 +253,7 @@ def test_failures_while_training_are_counted_not_raised(tmp_path: Path) -> None:
     t0 = time.monotonic()
     for step in range(1, 21):
         fan.log({"phase": "train", "step": step, "loss": 0.5})
-    assert time.monotonic() - t0 < 0.5  # 20 events of 50 ms each: none was waited for
+    assert time.monotonic() - t0 < 0.9  # waiting for 20 events of 50 ms each takes 1 s or more
     fan.close("done")
     assert fan.errors == 21 and "still away" in (fan.last_error or "")
     assert live.tracker_errors == 21
