@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 import typer
+import typer.main
 
 from ictal.cli.app import CURRENT, app
 from ictal.errors import Ending, ExitCode, IctalError
@@ -152,10 +153,19 @@ def command(**options: Any) -> Callable[[Callable[..., object]], Callable[..., o
     return register
 
 
+@functools.cache
+def click_command() -> Any:
+    """The app's click command tree, built once per process: typer rebuilds it from every
+    command's signature on each call (50 ms), and a process forked after it is built (the
+    test suite's) inherits it. Errors reach the same hook: typer's own hands them to Python's
+    when its pretty tracebacks are off, as they are here."""
+    return typer.main.get_command(app)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run one command and return its exit code (the parser's own for a usage error)."""
     try:
-        app(args=argv)
+        click_command()(args=argv)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (ExitCode.OK if code is None else 1)
