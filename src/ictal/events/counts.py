@@ -75,16 +75,48 @@ class EventCounts:
         return {**asdict(self), **{k: None if math.isnan(v) else v for k, v in rates.items()}}
 
     def __add__(self, other: EventCounts) -> EventCounts:
-        if self.fa_seconds != other.fa_seconds and self.duration_s and other.duration_s:
-            raise ValueError("cannot pool counts of different scorers (false alarm weights)")
         return EventCounts(
             hits=self.hits + other.hits,
             misses=self.misses + other.misses,
             false_alarms=self.false_alarms + other.false_alarms,
             n_ref=self.n_ref + other.n_ref,
             duration_s=self.duration_s + other.duration_s,
-            fa_seconds=other.fa_seconds if not self.duration_s else self.fa_seconds,
+            fa_seconds=_pooled_weight(self, other.fa_seconds, other.duration_s),
         )
+
+
+def _pooled_weight(pooled: EventCounts | Tally, fa_seconds: float, duration_s: float) -> float:
+    """What a false alarm weighs once ``pooled`` and counts of ``fa_seconds`` and
+    ``duration_s`` are added: counts of different weights never pool."""
+    if pooled.fa_seconds != fa_seconds and pooled.duration_s and duration_s:
+        raise ValueError("cannot pool counts of different scorers (false alarm weights)")
+    return fa_seconds if not pooled.duration_s else pooled.fa_seconds
+
+
+class Tally:
+    """Counts pooled in place, field by field in the order ``+`` adds them (the same sums):
+    what pooling thousands of files costs without a new ``EventCounts`` per file."""
+
+    __slots__ = ("duration_s", "fa_seconds", "false_alarms", "hits", "misses", "n_ref")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.false_alarms = self.duration_s = 0.0
+        self.n_ref = 0
+        self.fa_seconds = 1.0
+
+    def add(self, c: EventCounts) -> None:
+        """Pool one file's counts in."""
+        self.fa_seconds = _pooled_weight(self, c.fa_seconds, c.duration_s)
+        self.hits += c.hits
+        self.misses += c.misses
+        self.false_alarms += c.false_alarms
+        self.n_ref += c.n_ref
+        self.duration_s += c.duration_s
+
+    def counts(self) -> EventCounts:
+        """The pooled counts."""
+        return EventCounts(self.hits, self.misses, self.false_alarms, self.n_ref,
+                           self.duration_s, self.fa_seconds)  # fmt: skip
 
 
 ZERO = EventCounts(hits=0.0, misses=0.0, false_alarms=0.0, n_ref=0, duration_s=0.0)
@@ -92,7 +124,7 @@ ZERO = EventCounts(hits=0.0, misses=0.0, false_alarms=0.0, n_ref=0, duration_s=0
 
 def pool(counts: Iterable[EventCounts]) -> EventCounts:
     """Pool per-file counts NEDC-style: sum everything, including the recording time."""
-    total = ZERO
+    tally = Tally()
     for c in counts:
-        total = total + c
-    return total
+        tally.add(c)
+    return tally.counts()

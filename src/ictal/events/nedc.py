@@ -80,28 +80,34 @@ def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline,
     end = round(duration_s, DIGITS)
     cursor = 0.0
     overlapping = outside = False
-    filled: list[Segment] = []
-    put, finite = filled.append, math.isfinite
+    # Filled and joined in one pass: a segment of the label of the one before extends it.
+    joined: list[Segment] = []
+    put, finite = joined.append, math.isfinite
     last = math.nan
+    label: bool | None = None  # the last segment's
     for start, stop, seiz in sorted(rows, key=_START_STOP):
         if not (finite(start) and finite(stop) and start < stop):
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
         first = cursor if start == last else round(start, DIGITS)  # a row tiling the last
         if first != cursor:
-            overlapping = overlapping or (first < cursor and bool(filled))
-            put((cursor, first, False))
-        put((start, stop, seiz))
+            overlapping = overlapping or (first < cursor and bool(joined))
+            if label is not None and not label:
+                joined[-1] = (joined[-1][0], first, False)
+            else:
+                put((cursor, first, False))
+                label = False
+        if label is not None and label == seiz:
+            joined[-1] = (joined[-1][0], stop, seiz)
+        else:
+            put((start, stop, seiz))
+            label = seiz
         cursor, last = round(stop, DIGITS), stop
         outside = outside or cursor > end or start < 0
     if cursor != end:
-        put((cursor, end, False))
-    joined: list[Segment] = [filled[0]]
-    for seg in filled[1:]:
-        last = joined[-1]
-        if last[2] == seg[2]:
-            joined[-1] = (last[0], seg[1], seg[2])
+        if label is not None and not label:
+            joined[-1] = (joined[-1][0], end, False)
         else:
-            joined.append(seg)
+            put((cursor, end, False))
     return Timeline(tuple(joined)), overlapping, outside
 
 
@@ -258,7 +264,7 @@ def _epoch_labels(tl: Timeline, times: np.ndarray) -> np.ndarray:
 def _epoch_count(stop: float, epoch_s: float) -> int:
     """How many epoch centres ``epoch/2 + i * epoch`` lie at or before ``stop``, as NEDC."""
     half = epoch_s / 2.0
-    n = max(0, int((stop - half) // epoch_s) + 1) if stop >= half else 0
+    n = int((stop - half) // epoch_s) + 1 if stop >= half else 0
     while half + n * epoch_s <= stop:
         n += 1
     while n and half + (n - 1) * epoch_s > stop:
@@ -285,9 +291,12 @@ def _epoch_bounds(tl: Timeline, n: int, epoch_s: float) -> list[tuple[int, int, 
     bounds = []
     last, last_upto = math.nan, 0
     for start, stop, seiz in tl.segments:
-        upto = last_upto if start == last else min(_epoch_count(start, epoch_s), n)
-        lo = upto - 1 if upto and half + (upto - 1) * epoch_s == start else upto
-        last, last_upto = stop, min(_epoch_count(stop, epoch_s), n)
+        if start != last:
+            upto = _epoch_count(start, epoch_s)
+            last_upto = upto if upto < n else n
+        lo = last_upto - 1 if last_upto and half + (last_upto - 1) * epoch_s == start else last_upto
+        last, upto = stop, _epoch_count(stop, epoch_s)
+        last_upto = upto if upto < n else n
         bounds.append((lo, last_upto, seiz))
     return bounds
 
@@ -303,11 +312,16 @@ def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
     runs: list[Run] = []
     covered = 0
     for lo, hi, seiz in bounds:
-        if lo > covered and default:  # held by no segment: the last segment's label
-            runs.append((covered, lo))
-        if seiz and hi > max(lo, covered):
-            runs.append((max(lo, covered), hi))
-        covered = max(covered, hi)
+        if lo > covered:
+            if default:  # held by no segment: the last segment's label
+                runs.append((covered, lo))
+            first = lo
+        else:
+            first = covered
+        if seiz and hi > first:
+            runs.append((first, hi))
+        if hi > covered:
+            covered = hi
     if covered < n and default:
         runs.append((covered, n))
     return union(runs, n)

@@ -21,15 +21,19 @@ def union(ranges: Iterable[Run], n: int) -> list[Run]:
     """The runs ``mask[lo:hi] = True`` sets for each range in a mask of ``n`` (Python slice
     bounds: ``hi`` past ``n`` cuts at ``n``, ``lo >= hi`` sets nothing); bounds must be >= 0."""
     out: list[Run] = []
+    end = 0  # where the last run stops
     for lo, hi in sorted(ranges):
-        hi = min(hi, n)
+        if hi > n:
+            hi = n
         if hi <= lo:
             continue
-        if out and lo <= out[-1][1]:
-            if hi > out[-1][1]:
+        if out and lo <= end:
+            if hi > end:
                 out[-1] = (out[-1][0], hi)
+                end = hi
         else:
             out.append((lo, hi))
+            end = hi
     return out
 
 
@@ -48,24 +52,34 @@ def total(runs: list[Run]) -> int:
 
 def overlap(a: list[Run], b: list[Run]) -> int:
     """How many indexes two run lists share (a merge walk, linear in both)."""
+    if not a or not b:
+        return 0
     i = j = shared = 0
-    while i < len(a) and j < len(b):
-        lo = max(a[i][0], b[j][0])
-        hi = min(a[i][1], b[j][1])
+    na, nb = len(a), len(b)
+    a_lo, a_hi = a[0]
+    b_lo, b_hi = b[0]
+    while True:
+        lo = a_lo if a_lo > b_lo else b_lo
+        hi = a_hi if a_hi < b_hi else b_hi
         if hi > lo:
             shared += hi - lo
-        if a[i][1] <= b[j][1]:
+        if a_hi <= b_hi:
             i += 1
+            if i == na:
+                return shared
+            a_lo, a_hi = a[i]
         else:
             j += 1
-    return shared
+            if j == nb:
+                return shared
+            b_lo, b_hi = b[j]
 
 
 def clipped(lo: int, hi: int, n: int) -> Run:
     """``mask[lo:hi]``'s range in a mask of ``n`` for bounds >= 0 (empty: ``lo == hi``)."""
-    hi = min(hi, n)
-    lo = min(lo, hi)
-    return lo, hi
+    if hi > n:
+        hi = n
+    return (lo if lo < hi else hi), hi
 
 
 class Lookup:
@@ -83,7 +97,7 @@ class Lookup:
         shared = 0
         for k in range(bisect_right(self.stops, lo), bisect_left(self.starts, hi)):
             a, b = self.runs[k]
-            shared += min(b, hi) - max(a, lo)
+            shared += (b if b < hi else hi) - (a if a > lo else lo)
         return shared
 
     def any(self, lo: int, hi: int) -> bool:

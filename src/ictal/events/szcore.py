@@ -85,7 +85,10 @@ def mask_of(events: Iterable[Event], duration_s: float, fs: int) -> np.ndarray:
 
 def runs_of(events: Iterable[Event], duration_s: float, fs: int) -> list[Run]:
     """``mask_of``'s mask as its runs (what the scorers below walk)."""
-    cut = [(max(int(start * fs), 0), max(int(stop * fs), 0)) for start, stop in events]
+    cut = []
+    for start, stop in events:
+        lo, hi = int(start * fs), int(stop * fs)
+        cut.append((lo if lo > 0 else 0, hi if hi > 0 else 0))
     return union(cut, n_samples(duration_s, fs))
 
 

@@ -84,11 +84,14 @@ def event_counts(ref: list[Run], hyp: list[Run], n: int, p: Params) -> EventCoun
     hyp_mask = Lookup(_grid(hyp_events, EVENT_FS, n10))
     duration = n10 / EVENT_FS
     hits: list[Run] = []
+    before, after, min_overlap = p.tolerance_start_s, p.tolerance_end_s, p.min_overlap
     for start, stop in ref_events:
-        a = max(0, start - p.tolerance_start_s)
-        b = min(duration, stop + p.tolerance_end_s)
+        a = start - before
+        a = a if a > 0 else 0
+        b = stop + after
+        b = b if b < duration else duration
         lo, hi = clipped(round(a * EVENT_FS), round(b * EVENT_FS), n10)
-        if _covers(hyp_mask.count(lo, hi), b - a, p.min_overlap):
+        if _covers(hyp_mask.count(lo, hi), b - a, min_overlap):
             hits.append((lo, hi))
     tp_mask = Lookup(union(hits, n10))
     fp = 0

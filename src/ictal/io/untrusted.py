@@ -13,6 +13,7 @@ from typing import Any
 
 MAX_JSON_BYTES = 64 << 20  # a manifest of a very large corpus is a few MB
 MAX_TEXT_BYTES = 64 << 20
+_CHUNK = 1 << 20  # a read's buffer is allocated whole: a file that grew is read in pieces
 
 
 class UnreadableInput(ValueError):
@@ -42,13 +43,33 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BY
             f"{what} {path} is {st.st_size / 2**20:.1f} MiB, more than the {limit >> 20} MiB "
             "Ictal reads for it"
         )
-    with open(path, "rb") as fh:
-        data = fh.read(st.st_size + 1)  # read(limit + 1) would allocate the whole limit
+    # Unbuffered: a scorer reads thousands of small files, and a file object costs more than
+    # the read. Non-blocking, so a file swapped for a FIFO since the stat cannot block the
+    # open; the descriptor's own stat then refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnreadableInput(f"{what} {path} is not a regular file (it was replaced)")
+        data = _read_up_to(fd, st.st_size + 1)  # limit + 1 would allocate the whole limit
         if len(data) > st.st_size:  # it grew since the stat: read on, up to the limit
-            data += fh.read(limit + 1 - len(data))
+            data += _read_up_to(fd, limit + 1 - len(data))
+    finally:
+        os.close(fd)
     if len(data) > limit:  # it grew while being read
         raise UnreadableInput(f"{what} {path} is larger than the {limit >> 20} MiB Ictal reads")
     return data
+
+
+def _read_up_to(fd: int, n: int) -> bytes:
+    """At most ``n`` bytes from ``fd``, fewer only at its end."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = os.read(fd, min(left, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def read_text(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BYTES) -> str:

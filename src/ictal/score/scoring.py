@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ictal.errors import UsageError
-from ictal.events.counts import ZERO, EventCounts
+from ictal.events.counts import ZERO, EventCounts, Tally
 from ictal.events.scorers import NEDC_NAMES, ORDER, SZCORE_NAMES
 from ictal.events.szcore import DEFAULT, POOLINGS, SzcoreParams, subject_of, szcore_doc
 from ictal.io.atomic import atomic_write_json, atomic_write_with
@@ -155,6 +155,9 @@ def _score_all(
     """Score each pair, handing its counts to ``row`` in the pairs' order; problems are
     collected."""
     result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO), params, pooling)
+    totals = {n: Tally() for n in scorers}
+    by_subject: dict[str, dict[str, Tally]] = {}
+    per_subject = [n for n in scorers if n in SZCORE_NAMES] if pooling == "subject" else []
     with progress("score", total=len(pairs)) as tick:
         for pair, outcome in zip(pairs, _outcomes(pairs, scorers, params, workers), strict=True):
             tick.advance()
@@ -167,12 +170,17 @@ def _score_all(
             for note in notes:
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
-                result.totals[n] = result.totals[n] + counts[n]
-                if n in SZCORE_NAMES and pooling == "subject":  # only this pooling reads them
-                    per, who = result.subjects.setdefault(n, {}), subject_of(pair.stem)
-                    per[who] = per.get(who, ZERO) + counts[n]
+                totals[n].add(counts[n])
+            for n in per_subject:  # only this pooling reads them
+                per, who = by_subject.setdefault(n, {}), subject_of(pair.stem)
+                if who not in per:
+                    per[who] = Tally()
+                per[who].add(counts[n])
             result.files += 1
             row(pair, counts)
+    result.totals = {n: t.counts() for n, t in totals.items()}
+    result.subjects = {n: {who: t.counts() for who, t in per.items()}
+                       for n, per in by_subject.items()}  # fmt: skip
     return result
 
 
