@@ -128,15 +128,19 @@ def _row(row: str, path: str, lineno: int) -> tuple[str, float, float, str]:
     return channel, start, stop, label
 
 
-def _term_rows(lines: list[str]) -> list[Segment] | None:
-    """The rows of a file whose every data line is a plain TERM row (no space, five fields,
-    ``seiz`` or ``bckg``, finite times that stop after they start), read in one tight pass;
-    None for any other file, which the line-by-line reader reads and, if need be, refuses
-    naming the line."""
+def _term_rows(lines: list[str]) -> tuple[list[Segment], list[str]] | None:
+    """The rows and the comment lines of a file whose every data line is a plain TERM row (no
+    space, five fields, ``seiz`` or ``bckg``, finite times that stop after they start), read
+    in one tight pass; None for any other file, which the line-by-line reader reads and, if
+    need be, refuses naming the line."""
     rows: list[Segment] = []
-    put, finite = rows.append, math.isfinite
+    comments: list[str] = []
+    put, low, high = rows.append, -math.inf, math.inf
     for line in lines:
-        if not line or line[0] == "#":
+        if not line:
+            continue
+        if line[0] == "#":
+            comments.append(line)
             continue
         if " " in line:
             return None
@@ -149,10 +153,10 @@ def _term_rows(lines: list[str]) -> list[Segment] | None:
             start, stop, conf = float(fields[1]), float(fields[2]), float(fields[4])
         except ValueError:
             return None
-        if not (finite(start) and finite(stop) and finite(conf) and stop > start):
+        if not (low < start < stop < high and low < conf < high):  # finite, stop after start
             return None
         put((start, stop, fields[3] == "seiz"))
-    return rows
+    return rows, comments
 
 
 def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], tuple[str, ...]]:
@@ -164,17 +168,18 @@ def _nedc_rows(text: str, path: str, kind: str) -> tuple[float, list[Segment], t
     if "\r" in text:  # removed from every line, as NEDC does
         text = text.replace("\r", "")
     lines = text.split("\n")
-    term_only = _term_rows(lines)
+    plain = _term_rows(lines)
+    term_only = None if plain is None else plain[0]
+    if plain is not None:  # the rows are read: only the comments are left to read
+        lines = plain[1]
     for lineno, line in enumerate(lines, start=1):
-        if term_only is not None and not line.startswith("#"):
-            continue  # read by _term_rows already: only the comments are left to read
         if version is None:
             low = line.lower()
             if low.startswith("version") or low.startswith("# version"):
                 token = low.split("version", 1)[-1].replace("=", "").strip().split()
                 version = token[0].replace('"', "") if token else ""
         if line.startswith("#"):
-            match = _COMMENT.match(line)
+            match = _COMMENT.match(line) if "duration" in line else None
             if match and match.group(1).strip() == "duration":
                 duration_text = match.group(2).strip()
             continue

@@ -82,11 +82,11 @@ def fill_timeline(rows: Sequence[Segment], duration_s: float) -> tuple[Timeline,
     overlapping = outside = False
     # Filled and joined in one pass: a segment of the label of the one before extends it.
     joined: list[Segment] = []
-    put, finite = joined.append, math.isfinite
+    put, low, high = joined.append, -math.inf, math.inf
     last = math.nan
     label: bool | None = None  # the last segment's
     for start, stop, seiz in sorted(rows, key=_START_STOP):
-        if not (finite(start) and finite(stop) and start < stop):
+        if not low < start < stop < high:  # both finite, and in order
             raise TimelineError(f"event [{start}, {stop}] does not have start < stop")
         first = cursor if start == last else round(start, DIGITS)  # a row tiling the last
         if first != cursor:
