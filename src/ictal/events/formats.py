@@ -150,7 +150,8 @@ def _term_rows(lines: list[str]) -> tuple[list[Segment], list[str]] | None:
         if len(fields) != 5 or fields[0] != "TERM" or fields[3] not in ("seiz", "bckg"):
             return None
         try:
-            start, stop, conf = float(fields[1]), float(fields[2]), float(fields[4])
+            start, stop = float(fields[1]), float(fields[2])
+            conf = 1.0 if fields[4] == "1.0000" else float(fields[4])  # what exports write
         except ValueError:
             return None
         if not (low < start < stop < high and low < conf < high):  # finite, stop after start

@@ -14,7 +14,6 @@ import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from ictal.events.counts import EventCounts
@@ -140,7 +139,7 @@ class _Index:
         self.stops = [b for _, b in events]
         self.sec_starts = [int(a) for a in self.starts]
         self.sec_stops = [int(b) for b in self.stops]
-        self.monotone = all(x <= y for x, y in pairwise(self.stops))
+        self.monotone = all(map(operator.le, self.stops, self.stops[1:]))
 
     def overlapping(self, start: float, stop: float) -> range:
         """Indexes that may overlap (start, stop) strictly; callers test each one."""
@@ -305,13 +304,13 @@ def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
     """The seizure epochs of ``_epoch_labels`` as runs of epoch indexes. Segments in time
     order (every timeline of non-overlapping rows) own the centres no earlier one holds;
     others are painted on the array as NEDC's loop does."""
-    bounds = _epoch_bounds(tl, n, epoch_s)
-    if any(x[0] > y[0] or x[1] > y[1] for x, y in pairwise(bounds)):
-        return of_mask(_epoch_labels(tl, _centres(n, epoch_s)))
     default = tl.segments[-1][2]
     runs: list[Run] = []
-    covered = 0
-    for lo, hi, seiz in bounds:
+    covered = first_lo = 0  # while in order, where the last segment stops and starts
+    for lo, hi, seiz in _epoch_bounds(tl, n, epoch_s):
+        if lo < first_lo or hi < covered:  # out of time order: painted as NEDC paints
+            return of_mask(_epoch_labels(tl, _centres(n, epoch_s)))
+        first_lo = lo
         if lo > covered:
             if default:  # held by no segment: the last segment's label
                 runs.append((covered, lo))
@@ -320,8 +319,7 @@ def _epoch_runs(tl: Timeline, n: int, epoch_s: float) -> list[Run]:
             first = covered
         if seiz and hi > first:
             runs.append((first, hi))
-        if hi > covered:
-            covered = hi
+        covered = hi
     if covered < n and default:
         runs.append((covered, n))
     return union(runs, n)
@@ -400,7 +398,8 @@ class _Lattice:
 def _alternating(tl: Timeline) -> tuple[bool, int]:
     """A timeline's first label and length; its labels must alternate (a built timeline)."""
     segments = tl.segments
-    if any(x[2] == y[2] for x, y in pairwise(segments)):
+    labels = [seg[2] for seg in segments]
+    if any(map(operator.eq, labels, labels[1:])):
         raise TimelineError("DPALIGN needs a timeline whose neighbouring segments differ")
     return segments[0][2], len(segments)
 
