@@ -5,7 +5,9 @@ about 1 h (55 to 65 min) with about 5 seizures in each reference and about 5 eve
 hypothesis (hits, near misses, false alarms). Each command runs as its own process, start-up,
 pairing and reading included, best of `--repeats` (the contenders take turns in each round):
 
-- `ictal score` with all six scorers: pairs per second (target: at least 5,000/s);
+- `ictal score` with all six scorers: pairs per second (target: at least 5,000/s), and the
+  same rate against the peer below measured in the same run (at least 0.94x: the issue's
+  5,000/s when the peer ran at 5,335/s; the absolute rate moves with the machine);
 - `ictal score --scorers szcore` (SzCORE events and samples) against the peer measured in the
   same run: a plain Python loop over `timescoring` (files read with a csv loop, masks built
   by `timescoring.annotations.Annotation`, `EventScoring` with SzCORE's default parameters,
@@ -53,6 +55,11 @@ HEADER = (
     "channel,start_time,stop_time,label,confidence\n"
 )
 TARGET_PAIRS_PER_S = 5000.0
+# The same target against the peer measured in the same run: when issue 31 set 5,000 pairs/s,
+# the timescoring loop ran at 5,335 pairs/s on the same machine. The rate moves with the
+# machine (1.7x between two days here); the ratio is what a machine-independent bench checks.
+PEER_WHEN_SET = 5335.0
+TARGET_VS_PEER = TARGET_PAIRS_PER_S / PEER_WHEN_SET
 SUBJECTS = 50  # recordings belong to 50 patients, as a corpus does (SzCORE pools by subject)
 
 
@@ -289,6 +296,8 @@ def main() -> int:
     rows = [
         ("ictal score, all six scorers", f"{every:,.0f} pairs/s", cpu["all six"],
          f">= {TARGET_PAIRS_PER_S:,.0f}/s", "met" if every >= TARGET_PAIRS_PER_S else "NOT MET"),
+        ("  the same against the loop", f"{every / peer:.2f}x", "",
+         f">= {TARGET_VS_PEER:.2f}x", "met" if every / peer >= TARGET_VS_PEER else "NOT MET"),
         ("ictal score --scorers szcore", f"{sz:,.0f} pairs/s", cpu["szcore"],
          f"{sz / peer:.2f}x the loop", "met" if sz > peer else "NOT MET"),
         ("timescoring loop (peer, events only)", f"{peer:,.0f} pairs/s",
