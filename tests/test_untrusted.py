@@ -28,6 +28,32 @@ def test_a_fifo_is_refused_before_it_is_opened(tmp_path):
         regular_file(tmp_path, "config")
 
 
+def test_a_file_swapped_for_a_fifo_after_its_stat_is_refused_without_blocking(
+    tmp_path, monkeypatch
+):
+    """The stat said regular; by the open it is a FIFO no one writes to: the open must not
+    block, and the descriptor's own stat refuses it."""
+    from ictal.io import untrusted
+
+    real = tmp_path / "real.csv_bi"
+    real.write_text("x")
+    fifo = tmp_path / "swapped.csv_bi"
+    os.mkfifo(fifo)
+    monkeypatch.setattr(untrusted, "regular_file", lambda path, what: os.stat(real))
+    done = threading.Event()
+
+    def read() -> None:
+        with pytest.raises(UnreadableInput, match="not a regular file"):
+            untrusted.read_bytes(fifo, "annotation file")
+        done.set()
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert done.is_set(), "opening the swapped FIFO blocked"
+    assert untrusted.read_bytes(real, "annotation file") == b"x"
+
+
 def test_size_depth_and_number_limits(tmp_path):
     big = tmp_path / "big.json"
     big.write_bytes(b" " * 2048)

@@ -44,12 +44,14 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int = MAX_TEXT_BY
             "Ictal reads for it"
         )
     # Unbuffered: a scorer reads thousands of small files, and a file object costs more than
-    # the read. Non-blocking, so a file swapped for a FIFO since the stat cannot block the
-    # open; the descriptor's own stat then refuses it.
+    # the read. Opened non-blocking, so a file swapped for a FIFO since the stat cannot block
+    # the open (the descriptor's own stat then refuses it); read blocking, as a file system
+    # mounted by FUSE (a bucket) may take O_NONBLOCK at its word.
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise UnreadableInput(f"{what} {path} is not a regular file (it was replaced)")
+        os.set_blocking(fd, True)
         data = _read_up_to(fd, st.st_size + 1)  # limit + 1 would allocate the whole limit
         if len(data) > st.st_size:  # it grew since the stat: read on, up to the limit
             data += _read_up_to(fd, limit + 1 - len(data))
