@@ -52,6 +52,35 @@ def test_event_counts_properties_and_pooling() -> None:
     assert math.isnan(empty.precision)
 
 
+def test_pooling_in_place_is_the_sum_by_plus_and_refuses_mixed_weights() -> None:
+    """``pool`` (a Tally, what ``ictal score`` pools with) gives what adding the counts one by
+    one gives, to the last bit (the same additions in the same order); counts of different
+    false-alarm weights (EPOCH's epochs beside events) never pool, a zero-length one aside."""
+    import random
+
+    rng = random.Random(5)
+    for _ in range(200):
+        weight = rng.choice([1.0, 0.25])
+        counts = [EventCounts(hits=rng.random() * 5, misses=rng.random() * 3,
+                              false_alarms=rng.random() * 7, n_ref=rng.randrange(9),
+                              duration_s=rng.random() * HOUR, fa_seconds=weight)
+                  for _ in range(rng.randrange(1, 40))]  # fmt: skip
+        chained = counts[0]
+        for c in counts[1:]:
+            chained = chained + c
+        assert pool(counts) == pool([EventCounts(0.0, 0.0, 0.0, 0, 0.0), *counts]) == chained
+    events = EventCounts(hits=1, misses=0, false_alarms=1, n_ref=1, duration_s=HOUR)
+    epochs = EventCounts(hits=4, misses=0, false_alarms=2, n_ref=4, duration_s=HOUR,
+                         fa_seconds=0.25)  # fmt: skip
+    for mixed in ([events, epochs], [epochs, events]):
+        with pytest.raises(ValueError, match="different scorers"):
+            pool(mixed)
+        with pytest.raises(ValueError, match="different scorers"):
+            mixed[0] + mixed[1]
+    nothing = EventCounts(hits=0, misses=0, false_alarms=0, n_ref=0, duration_s=0.0)
+    assert pool([nothing, epochs]).fa_seconds == 0.25 == (nothing + epochs).fa_seconds
+
+
 def test_f1_is_defined_once_with_its_undefined_case_explicit() -> None:
     def counts(h: float, m: float, fa: float) -> EventCounts:
         return EventCounts(hits=h, misses=m, false_alarms=fa, n_ref=int(h + m), duration_s=HOUR)
