@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ictal.errors import UsageError
-from ictal.events.counts import ZERO, EventCounts, Tally
+from ictal.events.counts import EventCounts, Tally
 from ictal.events.scorers import NEDC_NAMES, ORDER, SZCORE_NAMES
 from ictal.events.szcore import DEFAULT, POOLINGS, SzcoreParams, subject_of, szcore_doc
 from ictal.io.atomic import atomic_write_json, atomic_write_with
@@ -154,7 +154,7 @@ def _score_all(
 ) -> ScoreResult:
     """Score each pair, handing its counts to ``row`` in the pairs' order; problems are
     collected."""
-    result = ScoreResult(scorers, dict.fromkeys(scorers, ZERO), params, pooling)
+    result = ScoreResult(scorers, {}, params, pooling)  # totals: the tallies', at the end
     totals = {n: Tally() for n in scorers}
     by_subject: dict[str, dict[str, Tally]] = {}
     per_subject = [n for n in scorers if n in SZCORE_NAMES] if pooling == "subject" else []
@@ -171,8 +171,9 @@ def _score_all(
                 result.notes[note] = result.notes.get(note, 0) + 1
             for n in scorers:
                 totals[n].add(counts[n])
+            who = subject_of(pair.stem) if per_subject else ""
             for n in per_subject:  # only this pooling reads them
-                per, who = by_subject.setdefault(n, {}), subject_of(pair.stem)
+                per = by_subject.setdefault(n, {})
                 if who not in per:
                     per[who] = Tally()
                 per[who].add(counts[n])
