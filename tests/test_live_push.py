@@ -124,7 +124,9 @@ def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
     """A spot instance replaced: the new machine has an empty runs.root; `train --resume`
     finds the unfinished run in the sink, pulls it and continues it exactly."""
     sink = "s3://results/spot"
-    experiment = ["train.epochs=4", "train.steps_per_epoch=3", "train.checkpoint_every_s=0.001"]
+    # 48 steps: the kill, once the sink holds step 4, must land well before the last step (12
+    # steps took 1.4 s, and a loaded machine's poll saw step 4 pushed only once it had ended)
+    experiment = ["train.epochs=4", "train.steps_per_epoch=12", "train.checkpoint_every_s=0.001"]
     reference = run_ictal("train", *_sets(built, "spot-reference", *experiment))
     assert reference.returncode == 0, reference.stderr[-2000:]
     proc = _start(["train", *_sets(built, "spot-old-vm", *experiment, f"sink.url={sink}")])
@@ -151,6 +153,8 @@ def test_a_run_resumes_on_a_new_machine_from_the_sink(s3, built):
         return time.time() - beat["time"] > 3 * 0.5
 
     poll(dead_in_sink, what="the pushed heartbeat to age")
+    last = json.loads(fs.cat_file(f"{base}/heartbeat.json"))
+    assert last.get("state") != "done", "the run had finished when it was killed: nothing to resume"
     new_vm = built / "spot-new-vm"
     res = run_ictal("train", "--resume", *_sets(built, "spot-new-vm", *experiment,
                                                 f"sink.url={sink}"))  # fmt: skip
