@@ -75,7 +75,7 @@ def _preload() -> None:
     import importlib
     import pkgutil
 
-    import torch._dynamo  # noqa: F401  (every torch optimizer loads it: 2 s of each training)
+    import torch._dynamo  # noqa: F401  (DDP and torch.compile load it: 2 s of a command)
 
     import ictal
     import ictal.cli

@@ -23,6 +23,7 @@ from ictal.models.contract import check_contract
 from ictal.models.registry import Builder, ModelSource, construct, resolve
 from ictal.models.trust import ModelTrust
 from ictal.train.feed import TrainData
+from ictal.train.optimizer import EagerAdamW
 from ictal.train.state import TrainState
 from ictal.ui import log
 
@@ -84,8 +85,8 @@ def make_state(
     view: CacheView,
     device: torch.device,
 ) -> TrainState:
-    """TrainState at step 0: AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
-    optimizer = torch.optim.AdamW(
+    """TrainState at step 0: eager AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
+    optimizer = EagerAdamW(
         model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
