@@ -61,6 +61,25 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     return env
 
 
+def torchless_env(tmp: Path) -> tuple[dict[str, str], Path]:
+    """An environment where torch cannot be imported (a `torch` package first on the path
+    that raises ImportError), and the file that package appends to whenever anything tries:
+    a command that must run without torch must not even try (an installed torch's import,
+    caught, would still cost its 1-2 s)."""
+    blocker = tmp / "no-torch" / "torch"
+    blocker.mkdir(parents=True)
+    tried = tmp / "torch-tried"
+    (blocker / "__init__.py").write_text(
+        "import os\n"
+        "with open(os.environ['ICTAL_TEST_TORCH_TRIED'], 'a') as f:\n"
+        "    f.write('tried\\n')\n"
+        "raise ImportError('torch blocked by the test')\n"
+    )
+    env = ictal_env({"ICTAL_TEST_TORCH_TRIED": str(tried)})
+    env["PYTHONPATH"] = f"{blocker.parent}{os.pathsep}{env['PYTHONPATH']}"
+    return env, tried
+
+
 # A training that takes seconds and still goes through everything: 8 s windows, batches of 4,
 # reads inline, every epoch trained (no early stopping) and (unless ``model=False``) a tiny
 # detector.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus
+from conftest import ictal_env, run_ictal, settings, small_built_corpus, torchless_env
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,32 @@ def test_all_good_for_train_and_build(built):
         res = run_ictal("doctor", "--for", command, *settings(built, "runs", FAST))
         assert res.returncode == 0, res.stdout + res.stderr
         rows = _rows(res.stdout)
-        assert rows["python"] == "ok" and rows["torch"] == "ok" and rows["device"] == "ok"
+        assert rows["python"] == "ok" and rows["torch"] == "ok"
+        assert rows["device"] == ("ok" if command == "train" else "skip"), res.stdout
         assert rows["corpus"] == "ok" and rows["cache.root"] == "ok", res.stdout
         assert res.stdout.startswith(f"ictal doctor: ready for `ictal {command}`"), res.stdout
         assert rows["cache"] == ("ok" if command == "train" else "skip"), res.stdout
+
+
+def test_commands_without_torch_are_ready_without_it(built, tmp_path):
+    """A machine whose torch does not import still builds and stages; doctor says ready for
+    them (without trying torch) and not ready for training."""
+    env, tried = torchless_env(tmp_path)
+    fresh = f"cache.root={tmp_path / 'cache'}"
+    res = run_ictal("build", *settings(built, "runs", FAST, fresh), env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    for command in ("build", "stage"):  # stage fails here only for want of a cache.remote
+        res = run_ictal("doctor", "--for", command, *settings(built, "runs", FAST, fresh),
+                        env=env)  # fmt: skip
+        rows = _rows(res.stdout)
+        assert rows["device"] == "skip" and "without torch" in res.stdout, res.stdout
+        assert [k for k, v in rows.items() if v == "fail"] == (
+            [] if command == "build" else ["cache.remote"]
+        ), res.stdout
+    assert not tried.exists(), "a command that runs without torch tried to import it"
+    res = run_ictal("doctor", "--for", "train", *settings(built, "runs", FAST, fresh), env=env)
+    assert res.returncode == 3 and _rows(res.stdout)["device"] == "fail", res.stdout
+    assert "torch does not import" in res.stdout and "Traceback" not in res.stderr
 
 
 def test_a_missing_cache_fails_with_the_fix(built, tmp_path):

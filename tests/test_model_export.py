@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
+from conftest import run_ictal, settings, small_built_corpus, tiny_training, torchless_env
 from ictal.cache.locate import locate
 from ictal.cache.manifest import open_cache
 from ictal.config_file import load_config
@@ -128,20 +128,10 @@ def test_detect_model_without_torch_finds_the_checkpoints_events(trained, tuned,
     det = ["--workers", "1", "--save-probs"]
     res = run_ictal("detect", str(tuned), edf, "--out", str(tmp_path / "det-ckpt"), *det)
     assert res.returncode == 0, res.stderr[-2000:]
-    # torch made unimportable for the ONNX path: a `torch` package first on the path that fails,
-    # and says so in a file; nothing may even try (an import of an installed torch, caught as
-    # "not installed" on a machine without it, cost 2 s of every ONNX detect's start-up)
-    blocker = tmp_path / "no-torch" / "torch"
-    blocker.mkdir(parents=True)
-    tried = tmp_path / "torch-tried"
-    (blocker / "__init__.py").write_text(
-        "import os\n"
-        "with open(os.environ['ICTAL_TEST_TORCH_TRIED'], 'a') as f:\n"
-        "    f.write('tried\\n')\n"
-        "raise ImportError('torch blocked by the test')\n"
-    )
-    env = ictal_env({"ICTAL_TEST_TORCH_TRIED": str(tried)})
-    env["PYTHONPATH"] = f"{blocker.parent}:{env['PYTHONPATH']}"
+    # torch made unimportable for the ONNX path, and nothing may even try (an import of an
+    # installed torch, caught as "not installed" on a machine without it, cost 2 s of every
+    # ONNX detect's start-up)
+    env, tried = torchless_env(tmp_path)
     res = run_ictal("detect", "--model", str(out), edf, "--out", str(tmp_path / "det-onnx"),
                     *det, env=env)  # fmt: skip
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

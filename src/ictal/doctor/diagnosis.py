@@ -14,15 +14,23 @@ from ictal.doctor.storage import storage
 from ictal.ui import styled
 
 STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+# Commands that never import torch: a broken or absent torch does not make them fail, and
+# their diagnosis does not pay its import (1-2 s).
+WITHOUT_TORCH = ("build", "stage")
 
 
 def diagnose(
     cfg: Config, command: str, *, env_only: bool = False, lock: Path | None = None
 ) -> list[Check]:
     """Environment and device checks (for training, the model's path on that device), then
-    (unless ``env_only``) what ``command`` needs."""
+    (unless ``env_only``) what ``command`` needs. A command that runs without torch gets no
+    device check (``env_only``, the check of a whole image, always has one)."""
     wanted = cfg.train.device if command in ("train", "evaluate") else "auto"
-    checks = [*environment(lock), device(wanted)]
+    if command in WITHOUT_TORCH and not env_only:
+        used = Check("device", "skip", f"`ictal {command}` runs without torch")
+    else:
+        used = device(wanted)
+    checks = [*environment(lock), used]
     if command == "train":
         checks += model(cfg)
     if not env_only:

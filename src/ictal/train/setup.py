@@ -86,9 +86,7 @@ def make_state(
     device: torch.device,
 ) -> TrainState:
     """TrainState at step 0: eager AdamW, warmup + cosine over all steps, a scaler for CUDA AMP."""
-    optimizer = EagerAdamW(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-    )
+    optimizer = EagerAdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(warmup_length(cfg.train, data.total_steps), data.total_steps)
     )
