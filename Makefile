@@ -26,11 +26,12 @@ DEMO_CFG := configs/demo.yaml
 # worker so the file's shared setup is made once; TEST_WORKERS=0 runs them in one process.
 # Three on two cores: many tests wait on the processes they start, and a third keeps both cores
 # busy (2026-12-06, whole suite: 7:47-8:00 with three, 8:14 with two; the same CPU time).
-# xdist hands out the files with the most tests first; giving the longest first instead
-# (--no-loadscope-reorder) was not faster here: 12:54 against 11:53 (2026-12-06), the heavy
-# files' clusters and process groups slowing each other.
+# Four were slower (2026-12-07: 9:09 against 8:40). The files go out in xdist's order (most
+# tests first), except that tests/conftest.py (FIRST) hands the files of one long test out
+# before it, so they do not run alone at the end (8:40 -> 7:53); giving all the longest first
+# was slower (12:54 against 11:53, 2026-12-06): clusters and process groups slowed each other.
 TEST_WORKERS ?= 3
-PYTEST_SPREAD := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+PYTEST_SPREAD := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 # Bytecode: where PYTHONDONTWRITEBYTECODE is set (some sandboxes and CI machines), every process
 # compiled Ictal's modules from source again, and every test worker rewrote every test file:
 # about 200 of the suite's 1,400 CPU seconds on a fresh clone (2026-12-06). `compileall` writes

@@ -197,6 +197,21 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+# pytest-xdist hands the test files out most tests first, so the files of one long test came
+# last and ran alone at the end while the other test processes sat idle (test_end_to_end and
+# test_modal, 45 s each). `make test` turns xdist's order off (--no-loadscope-reorder) and
+# this keeps it, but hands these out first.
+FIRST = ("test_end_to_end.py", "test_modal.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order xdist would choose (files with more tests first), the FIRST files before it."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.path.name] = counts.get(item.path.name, 0) + 1
+    items.sort(key=lambda item: (item.path.name not in FIRST, -counts[item.path.name]))
+
+
 @pytest.fixture
 def ictal():
     """The command line as a fixture: ictal('build', '-c', cfg) -> CompletedProcess."""
