@@ -197,11 +197,18 @@ def tree_digest(root: Path) -> str:
     return h.hexdigest()
 
 
-# pytest-xdist hands the test files out most tests first, so the files of one long test came
-# last and ran alone at the end while the other test processes sat idle (test_end_to_end and
-# test_modal, 45 s each). `make test` turns xdist's order off (--no-loadscope-reorder) and
-# this keeps it, but hands these out first.
-FIRST = ("test_end_to_end.py", "test_modal.py")
+# pytest-xdist hands the test files out most tests first, so the files of one to four long
+# tests came last, and the suite ended with them running alone while the other test processes
+# sat idle (test_end_to_end and test_modal, 45 s each; test_skypilot and test_sweep_compare,
+# 40-50 s in one test). `make test` turns xdist's order off (--no-loadscope-reorder) and this
+# keeps it, but hands these out first, in this order.
+FIRST = (
+    "test_end_to_end.py",
+    "test_modal.py",
+    "test_skypilot.py",
+    "test_sweep_compare.py",
+    "test_user_models.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -209,7 +216,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     counts: dict[str, int] = {}
     for item in items:
         counts[item.path.name] = counts.get(item.path.name, 0) + 1
-    items.sort(key=lambda item: (item.path.name not in FIRST, -counts[item.path.name]))
+
+    def rank(item: pytest.Item) -> tuple[int, int]:
+        name = item.path.name
+        return (FIRST.index(name), 0) if name in FIRST else (len(FIRST), -counts[name])
+
+    items.sort(key=rank)
 
 
 @pytest.fixture

@@ -87,3 +87,17 @@ def test_training_with_it_never_loads_the_compiler():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)  # fmt: skip
     assert out.stdout.split() == ["EagerAdamW", "False", "AdamW", "True"], out.stderr[-2000:]
+
+
+def test_a_step_hook_runs_once_after_torch_wrapped_its_own_class():
+    """torch wraps a class's `step` with its hook runner when it first builds one; the eager
+    step goes beneath that too, so a registered hook runs once per step, not twice."""
+    torch.optim.AdamW(nn.Linear(2, 1).parameters())  # torch now hooks AdamW.step itself
+    net = nn.Linear(2, 1)
+    opt = EagerAdamW(net.parameters(), lr=0.1)
+    calls: list[str] = []
+    opt.register_step_pre_hook(lambda *_: calls.append("pre"))
+    opt.register_step_post_hook(lambda *_: calls.append("post"))
+    net(torch.ones(1, 2)).sum().backward()
+    opt.step()
+    assert calls == ["pre", "post"]

@@ -11,6 +11,7 @@ methods as they are.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -19,8 +20,9 @@ from torch.optim import AdamW, Optimizer
 
 
 def _beneath(method: Callable[..., Any]) -> Callable[..., Any]:
-    """The function a torch decorator wrapped (`functools.wraps` keeps it), else the method."""
-    return getattr(method, "__wrapped__", method)
+    """The function beneath every wrapper (`functools.wraps` keeps each one's inner function:
+    torch's compiler wrappers, and the step hooks torch adds to a class it instantiated)."""
+    return inspect.unwrap(method)
 
 
 class EagerAdamW(AdamW):
