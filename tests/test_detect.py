@@ -228,6 +228,14 @@ def test_a_bad_edf_is_an_error_record_and_exit_4(trained, tmp_path):
     counts = ("recordings", "done", "failed")
     got, want = (json.loads((d / "summary.json").read_text()) for d in (ahead, out))
     assert [got[k] for k in counts] == [want[k] for k in counts] == [3, 1, 2]
+    # by default no more workers than recordings to do: one recording is done in the command
+    # itself (a spawned worker would pay torch's import first), with the same events
+    single = tmp_path / "single"
+    res = run_ictal("detect", str(ckpt), str(inputs / good.name), "--out", str(single),
+                    *_sets(tmp))  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "with 1 worker(s)" in res.stdout + res.stderr
+    assert (single / "events.csv").read_bytes() == (out / "events.csv").read_bytes()
     assert _outputs_of(ahead / "hyp") == _outputs_of(out / "hyp")
     timing = [r["timing"] for r in _log_records(ahead) if r["status"] == "done"]
     assert timing and all({"read_s", "preprocess_s", "infer_s", "total_s"} <= set(t)

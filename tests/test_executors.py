@@ -153,3 +153,12 @@ def test_a_worker_that_dies_while_the_coordinator_works_is_worker_died() -> None
             die_in_any_child, range(10_000)
         ):
             pass
+
+
+def test_a_default_pool_has_no_more_workers_than_tasks():
+    from ictal.machine import usable_cpus
+    from ictal.parallel.engines import pool_workers
+
+    assert pool_workers(None, 1) == 1
+    assert pool_workers(None, 10_000) == usable_cpus()
+    assert pool_workers(3, 1) == 3, "a number asked for is kept"

@@ -64,7 +64,8 @@ class DetectConfig(Section):
     """``ictal detect``: how its record log is written and how ``--watch`` waits for files."""
 
     workers: int | None = Field(None, ge=1, le=512)
-    """Detection worker processes; null: one per usable CPU."""
+    """Detection worker processes; null: one per usable CPU, at most one per recording to do
+    (one: the command does the work itself)."""
     executor: Literal["process", "serial", "ray"] = "process"
     """How recordings are processed: `process` pool, `serial` or `ray`."""
     operating_point: PointName = DEFAULT_POINT

@@ -53,7 +53,7 @@ from ictal.io.redact import redact
 from ictal.io.untrusted import UnreadableInput, read_text
 from ictal.models.metadata import trained_edges
 from ictal.models.trust import ModelTrust
-from ictal.parallel.engines import make_executor
+from ictal.parallel.engines import make_executor, pool_workers
 from ictal.runs.checkpoints import deployed_postprocess
 from ictal.runs.directory import RunDir
 from ictal.runs.heartbeat import LiveStatus
@@ -400,7 +400,10 @@ def _run_tasks(
     job: _Job, tasks: Iterator[Task], n: int, result: DetectResult, live: LiveStatus
 ) -> None:
     """The tasks on the configured executor, each acknowledged as its record is durable."""
-    workers, kind = job.cfg.detect.workers, job.cfg.detect.executor
+    kind = job.cfg.detect.executor
+    workers = job.cfg.detect.workers  # Ray's default is the cluster's size
+    if kind == "process":
+        workers = pool_workers(workers, n)
     local_one = workers == 1 and kind == "process"  # one worker: this process, no spawn
     execu = make_executor("serial" if local_one else kind, workers, job.cfg.ray)
     # One worker reads the next recording in a thread while the model runs on this one.

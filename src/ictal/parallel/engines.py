@@ -16,6 +16,13 @@ def cache_workers(requested: int | None) -> int:
     return requested or usable_cpus()
 
 
+def pool_workers(requested: int | None, tasks: int) -> int:
+    """Workers of a local pool for ``tasks`` tasks: the number asked for, else one per usable
+    CPU but no more than there are tasks (a worker with nothing to do still pays its start:
+    for detect, torch's import, 1-2 s)."""
+    return requested or max(1, min(usable_cpus(), tasks))
+
+
 def make_executor(
     kind: str, workers: int | None, ray: Any = None, *, coordinator_works: bool = False
 ) -> Executor:
