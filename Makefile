@@ -27,7 +27,7 @@ DEMO_CFG := configs/demo.yaml
 # Three on two cores: many tests wait on the processes they start, and a third keeps both cores
 # busy (2026-12-06, whole suite: 7:47-8:00 with three, 8:14 with two; the same CPU time).
 # Four were slower (2026-12-07: 9:09 against 8:40). The files go out in xdist's order (most
-# tests first), except that tests/conftest.py (FIRST) hands the files of one long test out
+# tests first), except that tests/conftest.py (FIRST) hands the files of a few long tests out
 # before it, so they do not run alone at the end (8:40 -> 7:53); giving all the longest first
 # was slower (12:54 against 11:53, 2026-12-06): clusters and process groups slowed each other.
 TEST_WORKERS ?= 3

@@ -17,10 +17,10 @@ def cache_workers(requested: int | None) -> int:
 
 
 def pool_workers(requested: int | None, tasks: int) -> int:
-    """Workers of a local pool for ``tasks`` tasks: the number asked for, else one per usable
-    CPU but no more than there are tasks (a worker with nothing to do still pays its start:
-    for detect, torch's import, 1-2 s)."""
-    return requested or max(1, min(usable_cpus(), tasks))
+    """Workers of a local pool for ``tasks`` tasks: the number asked for, else the default
+    count of ``cache_workers`` but no more than there are tasks (a worker with nothing to do
+    still pays its start: for detect, torch's import, 1-2 s)."""
+    return requested or max(1, min(cache_workers(None), tasks))
 
 
 def make_executor(
