@@ -25,6 +25,7 @@ import typer.main
 
 from ictal.cli.app import CURRENT, app
 from ictal.errors import Ending, ExitCode, IctalError
+from ictal.machine import keep_freed_memory
 from ictal.ui import echo
 
 # Storage errors that are the user's to fix (a full disk, a path that is not writable...).
@@ -185,7 +186,9 @@ def main() -> None:
     """Console-script entry point: exit codes scripts trust, and SIGINT and SIGTERM unwinding
     every command alike (exit 130), installed here whatever the process inherited: a
     background job of a script starts with SIGINT ignored, and would run on after
-    ``kill -INT``."""
+    ``kill -INT``. Freed memory is kept for reuse (``machine.keep_freed_memory``): a command
+    allocates the same large arrays over and over."""
+    keep_freed_memory()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run())

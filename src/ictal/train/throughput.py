@@ -25,6 +25,7 @@ from ictal.runs.session import RunSession
 from ictal.train.distributed import Ranks, join, rank_device, wrap
 from ictal.train.feed import check_window_fits, make_train_data
 from ictal.train.setup import (
+    apply_share,
     data_stride,
     deterministic,
     make_model,
@@ -101,6 +102,7 @@ def _timed(
 ) -> BenchResult:
     """The warm-up and timed batches of this rank, and every rank's speed."""
     check_window_fits(cfg, view.split("train"), view.fs)  # before a trial batch of it
+    apply_share(cfg, device)  # the process a training run has
     with deterministic(device):
         seed_everything(cfg.train.seed)
         model = make_model(cfg, view).to(device)
