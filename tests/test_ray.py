@@ -1,6 +1,7 @@
-"""The Ray executor on a local Ray instance (2 CPUs): the same bytes as the local executor, a
-killed Ray worker retried, a Ray build killed and resumed locally (and the reverse), and a
-clear exit 2 without Ray installed."""
+"""The Ray executor on a local Ray instance a build starts itself, and on a running local
+cluster it joins (2 CPUs each): the same bytes as the local executor, a killed Ray worker
+retried, a Ray build killed and resumed locally (and the reverse), and a clear exit 2 without
+Ray installed."""
 
 from __future__ import annotations
 
@@ -46,6 +47,40 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     return tmp / "corpus", _tree(tmp / "reference")
 
 
+@pytest.fixture(scope="module")
+def head():  # type: ignore[no-untyped-def]
+    """A running Ray cluster (``ray start --head --block``, 2 CPUs), its address: the builds
+    that join it share its start (a local Ray instance costs each build seconds of CPU)."""
+    import socket
+    import tempfile
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths must stay short
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    proc = subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={temp}", "--block"],
+                            env=ictal_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        poll(listening, timeout=120, what="the Ray head listening")
+        assert proc.poll() is None, "ray start --head failed"
+        yield f"127.0.0.1:{port}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # every Ray process of this head is in its group
+        proc.wait()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
 def _records(cache: Path) -> int:
     return sum(1 for d in cache.glob("*.building-*") for p in (d / "records").glob("*.json")
                if not p.name.startswith("."))  # fmt: skip
@@ -75,9 +110,9 @@ def test_a_ray_build_is_byte_identical_to_the_local_one(corpus, tmp_path):
     assert _tree(tmp_path / "c") == reference
 
 
-def test_a_killed_ray_worker_is_retried(corpus, tmp_path):
+def test_a_killed_ray_worker_is_retried(corpus, head, tmp_path):
     root, reference = corpus
-    proc = _start(["build", "--executor", "ray", "--workers", "2", *_sets(root, tmp_path / "c")])
+    proc = _start(["build", "--executor", "ray", "--address", head, *_sets(root, tmp_path / "c")])
     poll(lambda: bool(_ray_tasks()) or proc.poll() is not None, what="a Ray task running")
     victims = _ray_tasks()
     assert victims, "the build ended before a task could be killed"
@@ -87,10 +122,11 @@ def test_a_killed_ray_worker_is_retried(corpus, tmp_path):
     assert _tree(tmp_path / "c") == reference
 
 
-def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, tmp_path):
+def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, head, tmp_path):
     root, reference = corpus
-    for first, then in ((["--executor", "ray"], ["--executor", "process"]),
-                        (["--executor", "process"], ["--executor", "ray"])):  # fmt: skip
+    on_ray = ["--executor", "ray", "--address", head]
+    for first, then in ((on_ray, ["--executor", "process"]),
+                        (["--executor", "process"], on_ray)):  # fmt: skip
         cache = tmp_path / f"c-{first[1]}"
         proc = _start(["build", *first, "--workers", "2", *_sets(root, cache)])
         poll(lambda c=cache, p=proc: _records(c) >= 2 or p.poll() is not None,
@@ -132,39 +168,6 @@ def test_a_worker_that_cannot_see_the_cache_root_stops_the_build(corpus, tmp_pat
     with pytest.raises(NotShared, match=r"cache\.root.*not visible on") as err:
         list(RayExecutor(2).map_unordered(build_one, [task]))
     assert "same path" in str(err.value) and not elsewhere.exists()
-
-
-@pytest.fixture
-def head(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """A Ray cluster of its own (``ray start --head --block``, 2 CPUs); its address."""
-    import socket
-    import tempfile
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    temp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # Ray's socket paths must stay short
-    ray_cli = str(Path(sys.executable).with_name("ray"))
-    proc = subprocess.Popen([ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", f"--temp-dir={temp}", "--block"],
-                            env=ictal_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-
-    def listening() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return proc.poll() is not None
-
-    try:
-        poll(listening, timeout=120, what="the Ray head listening")
-        assert proc.poll() is None, "ray start --head failed"
-        yield f"127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # every Ray process of this head is in its group
-        proc.wait()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_build_joins_a_running_cluster_by_address(corpus, head, tmp_path):
