@@ -57,7 +57,7 @@ def _png(fig: Figure) -> str:
     """An <img> tag holding the figure as a base64 PNG."""
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90)  # tight_layout already fitted it: no second layout pass
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<img alt="plot" src="data:image/png;base64,{data}">'
 
