@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from ictal.evaluate.latency import latency_summary, onset_latencies
@@ -97,3 +99,30 @@ def test_onset_latency_keeps_early_detections_negative() -> None:
     s = latency_summary([-5.0, 7.5, 2.0, 10.0])
     assert s == {"n": 4, "median": 4.75, "q1": 0.25, "q3": 8.125, "min": -5.0, "max": 10.0}
     assert latency_summary([])["median"] is None
+
+
+def test_exact_intervals_agree_with_scipy_stats_on_every_count() -> None:
+    """The bounds from the beta and gamma quantiles, against scipy.stats' own computations
+    (binomtest's root-finding, chi2's quantile) for every count of up to 12 seizures and some
+    larger, every count of up to 300 false alarms, fractional counts included."""
+    from scipy.stats import binomtest, chi2
+
+    worst = 0.0
+    for n in [*range(1, 13), 97, 400]:
+        for hits in [
+            *range(0, n + 1, 1 if n <= 12 else 13),
+            n,
+            *(k + 0.5 for k in range(0, n, 29)),
+        ]:
+            got = clopper_pearson(hits, n)
+            below, above = math.floor(hits + 1e-9), math.ceil(hits - 1e-9)
+            ref = (binomtest(below, n).proportion_ci(0.95, method="exact").low,
+                   binomtest(above, n).proportion_ci(0.95, method="exact").high)  # fmt: skip
+            worst = max(worst, abs(got[0] - ref[0]), abs(got[1] - ref[1]))
+            assert 0.0 <= got[0] <= hits / n <= got[1] <= 1.0
+    assert worst < 1e-9
+    for fa in [*range(300), 2.5, 17.25]:
+        below, above = math.floor(fa + 1e-9), math.ceil(fa - 1e-9)
+        low = chi2.ppf(0.025, 2 * below) / 2 if below > 0 else 0.0
+        high = chi2.ppf(0.975, 2 * above + 2) / 2
+        assert garwood(fa, DAY) == pytest.approx((low, high), rel=1e-13, abs=0)
