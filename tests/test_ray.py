@@ -49,8 +49,9 @@ def corpus(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def head():  # type: ignore[no-untyped-def]
-    """A running Ray cluster (``ray start --head --block``, 2 CPUs), its address: the builds
-    that join it share its start (a local Ray instance costs each build seconds of CPU)."""
+    """A running Ray cluster (``ray start --head --block``, 2 CPUs): its address and its temp
+    directory. The builds that join it share its start (a local Ray instance costs each build
+    seconds of CPU)."""
     import socket
     import tempfile
 
@@ -74,7 +75,7 @@ def head():  # type: ignore[no-untyped-def]
     try:
         poll(listening, timeout=120, what="the Ray head listening")
         assert proc.poll() is None, "ray start --head failed"
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", temp
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # every Ray process of this head is in its group
         proc.wait()
@@ -86,12 +87,16 @@ def _records(cache: Path) -> int:
                if not p.name.startswith("."))  # fmt: skip
 
 
-def _ray_tasks() -> list[psutil.Process]:
+def _ray_tasks(cluster: str) -> list[psutil.Process]:
+    """The Ray workers running a build task in the cluster whose ``--temp-dir`` is ``cluster``
+    (their raylet, the parent, names it): never another test's, run at the same time."""
     out = []
     for p in psutil.process_iter(["cmdline"]):
         try:
             if any("ray::build_one" in part for part in (p.info["cmdline"] or [])):
-                out.append(p)
+                parent = p.parent()
+                if parent is not None and any(cluster in a for a in parent.cmdline()):
+                    out.append(p)
         except psutil.Error:
             continue
     return out
@@ -111,10 +116,11 @@ def test_a_ray_build_is_byte_identical_to_the_local_one(corpus, tmp_path):
 
 
 def test_a_killed_ray_worker_is_retried(corpus, head, tmp_path):
-    root, reference = corpus
-    proc = _start(["build", "--executor", "ray", "--address", head, *_sets(root, tmp_path / "c")])
-    poll(lambda: bool(_ray_tasks()) or proc.poll() is not None, what="a Ray task running")
-    victims = _ray_tasks()
+    (root, reference), (address, cluster) = corpus, head
+    proc = _start(["build", "--executor", "ray", "--address", address,
+                   *_sets(root, tmp_path / "c")])  # fmt: skip
+    poll(lambda: bool(_ray_tasks(cluster)) or proc.poll() is not None, what="a Ray task running")
+    victims = _ray_tasks(cluster)
     assert victims, "the build ended before a task could be killed"
     victims[0].send_signal(signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
@@ -123,8 +129,8 @@ def test_a_killed_ray_worker_is_retried(corpus, head, tmp_path):
 
 
 def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, head, tmp_path):
-    root, reference = corpus
-    on_ray = ["--executor", "ray", "--address", head]
+    (root, reference), (address, cluster) = corpus, head
+    on_ray = ["--executor", "ray", "--address", address]
     for first, then in ((on_ray, ["--executor", "process"]),
                         (["--executor", "process"], on_ray)):  # fmt: skip
         cache = tmp_path / f"c-{first[1]}"
@@ -134,7 +140,7 @@ def test_a_ray_build_resumes_locally_and_a_local_one_on_ray(corpus, head, tmp_pa
         assert proc.poll() is None, "the build ended before the kill"
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        poll(lambda: not _ray_tasks(), timeout=60, what="the Ray tasks gone with the driver")
+        poll(lambda: not _ray_tasks(cluster), timeout=60, what="the Ray tasks gone with the driver")
         done = _records(cache)
         res = run_ictal("build", *then, "--workers", "2", *_sets(root, cache))
         assert res.returncode == 0, res.stderr[-3000:]
@@ -171,8 +177,9 @@ def test_a_worker_that_cannot_see_the_cache_root_stops_the_build(corpus, tmp_pat
 
 
 def test_a_build_joins_a_running_cluster_by_address(corpus, head, tmp_path):
-    root, reference = corpus
-    res = run_ictal("build", "--executor", "ray", "--address", head, *_sets(root, tmp_path / "c"))
+    (root, reference), (address, _) = corpus, head
+    res = run_ictal("build", "--executor", "ray", "--address", address,
+                    *_sets(root, tmp_path / "c"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert _tree(tmp_path / "c") == reference
 
