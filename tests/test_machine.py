@@ -54,6 +54,12 @@ def test_no_library_directory_or_no_torch(tmp_path, monkeypatch):
     assert machine.torch_may_see_a_gpu() is False
 
 
+def _fresh(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter (nothing this test process loaded or set)."""
+    return subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+
+
 def test_a_sweep_budget_on_a_cpu_build_leaves_torch_unloaded():
     code = (
         "import sys\n"
@@ -64,8 +70,7 @@ def test_a_sweep_budget_on_a_cpu_build_leaves_torch_unloaded():
         "b = default_budget(Config(), None, None, None, 'auto')\n"
         "print(may, b.gpu_memory_gb, 'torch' in sys.modules)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
-                         text=True, timeout=120, check=False)  # fmt: skip
+    res = _fresh(code)
     assert res.returncode == 0, res.stderr[-2000:]
     may, gpu, loaded = res.stdout.split()
     if may == "True":
@@ -89,8 +94,7 @@ def _faults_of_blocks_freed_and_taken_again(keep: bool) -> tuple[int, int]:
         "    seen.append(faults() - before)\n"
         "print(seen[0], sum(seen[1:]))\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
-                         text=True, timeout=120, check=False)  # fmt: skip
+    res = _fresh(code)
     if res.returncode == 7:
         pytest.skip("not glibc: nothing to keep")
     assert res.returncode == 0, res.stderr[-2000:]
