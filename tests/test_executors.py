@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from conftest import poll
 from ictal.parallel.executors import ProcessExecutor, WorkerDied
 
 
@@ -117,8 +118,10 @@ def test_started_workers_import_before_the_map_and_end_when_unused() -> None:
     before = _workers_of_this_process()
     executor = ProcessExecutor(3, coordinator_works=True)
     executor.start(pid_of, ("json",))
-    spawned = _workers_of_this_process() - before
-    assert len(spawned) == 2, "start spawns every child before any task"
+    # A spawned child shows its own command line once it has exec'd, a moment after the
+    # fork; no task but start's warm-ups was given, so a child seen is one start spawned.
+    spawned = poll(lambda: len(s := _workers_of_this_process() - before) == 2 and s,
+                   timeout=60, what="start spawning every child before any task")  # fmt: skip
     executor.close()
     for pid in spawned:
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -129,7 +132,7 @@ def test_started_workers_import_before_the_map_and_end_when_unused() -> None:
 def test_started_workers_take_tasks_of_the_next_map() -> None:
     executor = ProcessExecutor(2, coordinator_works=True)
     executor.start(pid_of)
-    spawned = _workers_of_this_process()
+    spawned = poll(lambda: _workers_of_this_process(), timeout=60, what="the child spawned")
     done = list(executor.map_unordered(pid_of, range(200)))
     assert sorted(item for item, _ in done) == list(range(200)), "each task exactly once"
     children = {pid for _, pid in done} - {os.getpid()}
