@@ -29,6 +29,8 @@ def test_clopper_pearson_matches_published_values() -> None:
     assert clopper_pearson(0, 10) == pytest.approx((0.0, 0.3085), abs=1e-4)
     assert clopper_pearson(10, 10) == pytest.approx((0.6915, 1.0), abs=1e-4)
     assert clopper_pearson(0, 0) is None  # no seizures: no interval
+    with pytest.raises(ValueError, match="greater than n"):
+        clopper_pearson(11, 10)  # counts that cannot be: refused, as binomtest did
     # TAES's fractional hits: the low bound of the whole count below, the high of the one above
     assert clopper_pearson(6.4, 10) == (clopper_pearson(6, 10)[0], clopper_pearson(7, 10)[1])
 

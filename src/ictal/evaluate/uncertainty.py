@@ -37,6 +37,8 @@ def clopper_pearson(hits: float, n: float) -> Interval | None:
     whole_n = math.ceil(n - 1e-9)
     below, above = math.floor(hits + 1e-9), min(math.ceil(hits - 1e-9), whole_n)
     below, above = max(below, 0), max(above, 0)
+    if below > whole_n:  # more hits than seizures: counts that cannot be, never a NaN bound
+        raise ValueError(f"hits ({hits}) must not be greater than n ({n})")
     tail = (1.0 - CONFIDENCE) / 2
     low = betaincinv(below, whole_n - below + 1, tail) if below > 0 else 0.0
     high = betaincinv(above + 1, whole_n - above, 1.0 - tail) if above < whole_n else 1.0
