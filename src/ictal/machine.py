@@ -59,8 +59,9 @@ def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed blocks for reuse: by default it hands every block
     above its mmap threshold (128 kB, rising to 32 MB) back to the kernel when freed, so a
     CPU training step's tensors came back each step as fresh pages (2.4 million page faults,
-    a third of the CPU time of a small run). The process keeps its peak instead (about 12 %
-    more). False where the C library is not glibc (nothing done)."""
+    a third of the CPU time of a small run). The process keeps its peak instead (about 10 %
+    more). Process-wide, so only what owns its process calls it: the command line's entry
+    and a pool worker's set-up. False where the C library is not glibc (nothing done)."""
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):
             return False

@@ -18,7 +18,6 @@ from torch import nn
 from ictal.cache.manifest import CacheView
 from ictal.config import Config, TrainConfig
 from ictal.data.windows import window_samples
-from ictal.machine import keep_freed_memory
 from ictal.models.checkpoint import ModelSpec
 from ictal.models.contract import check_contract
 from ictal.models.registry import Builder, ModelSource, construct, resolve
@@ -125,9 +124,7 @@ def seed_everything(seed: int) -> None:
 
 def apply_share(cfg: Config, device: torch.device) -> None:
     """Take only this run's share of a shared machine: its torch threads and, on CUDA, its
-    fraction of the GPU's memory (train.threads, train.gpu_memory_fraction); and keep freed
-    memory for the next step's tensors (``machine.keep_freed_memory``)."""
-    keep_freed_memory()
+    fraction of the GPU's memory (train.threads, train.gpu_memory_fraction)."""
     if cfg.train.threads is not None:
         torch.set_num_threads(cfg.train.threads)
     if cfg.train.gpu_memory_fraction is not None and device.type == "cuda":
