@@ -200,14 +200,16 @@ def tree_digest(root: Path) -> str:
 # pytest-xdist hands the test files out most tests first, so the files of one to four long
 # tests came last, and the suite ended with them running alone while the other test processes
 # sat idle (test_end_to_end and test_modal, 45 s each; test_skypilot and test_sweep_compare,
-# 40-50 s in one test). `make test` turns xdist's order off (--no-loadscope-reorder) and this
-# keeps it, but hands these out first, in this order.
+# 40-50 s in one test; test_ddp, 75-90 s in five, the last file of the suite on 2026-12-07:
+# the others idle for its last 50 s). `make test` turns xdist's order off
+# (--no-loadscope-reorder) and this keeps it, but hands these out first, in this order.
 FIRST = (
     "test_end_to_end.py",
     "test_modal.py",
     "test_skypilot.py",
     "test_sweep_compare.py",
     "test_user_models.py",
+    "test_ddp.py",
 )
 
 
