@@ -61,6 +61,16 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     return env
 
 
+def stall_env(match: str, after: int = 0) -> dict[str, str]:
+    """Environment in which a process's write-open of a path matching ``match`` (after
+    ``after`` allowed ones) never returns, until a signal's exception ends it
+    (tests/faults/sitecustomize.py): it cannot finish before the test signals it."""
+    env = ictal_env()
+    env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
+    env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after))
+    return env
+
+
 def torchless_env(tmp: Path) -> tuple[dict[str, str], Path]:
     """An environment where torch cannot be imported (a `torch` package first on the path
     that raises ImportError), and the file that package appends to whenever anything tries:

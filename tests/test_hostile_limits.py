@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fault_env, ictal_env, roots, run_ictal, tiny_training
+from conftest import fault_env, ictal_env, roots, run_ictal, stall_env, tiny_training
 from ictal.cache.manifest import sha256_bytes, table_bytes
 from ictal.corpus.synth import synthesize
 
@@ -409,9 +409,9 @@ def _no_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _ignoring_sigint(*args: str) -> subprocess.Popen:
+def _ignoring_sigint(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`ictal ARGS` started as a background job of a script starts: SIGINT ignored."""
-    return subprocess.Popen([sys.executable, "-m", "ictal.cli", *args], env=ictal_env(),
+    return subprocess.Popen([sys.executable, "-m", "ictal.cli", *args], env=env or ictal_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_no_sigint)  # fmt: skip
 
@@ -429,10 +429,19 @@ def _poll(condition, proc: subprocess.Popen, what: str, timeout: float = 180.0):
 def test_sigint_stops_a_build_started_with_sigint_ignored(world, tmp_path):
     root = tmp_path / "cache"
     sets = world.sets(f"cache.root={root}")
-    proc = _ignoring_sigint("build", "--workers", "1", *sets)
+    # The second recording's array never starts: the build is still running when SIGINT
+    # comes, however long this process waited to send it (8 recordings take a second).
+    stalled = stall_env(f"{root}/*.building-*/arrays/*", after=1)
+    proc = _ignoring_sigint("build", "--workers", "1", *sets, env=stalled)
     _poll(lambda: list(root.glob("*.building-*/records/*.json")), proc, "a first recording")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=HANG)
+    try:
+        _, err = proc.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(
+            f"SIGINT did not stop the build: {proc.communicate()[1][-2000:]}"
+        ) from None
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted, resumable" in err and "Traceback" not in err
     (building,) = root.glob("*.building-*")

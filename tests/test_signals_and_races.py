@@ -4,6 +4,7 @@ condition it needs; only committed records are counted."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ictal_env, run_ictal, set_args, tiny_training
+from conftest import ictal_env, run_ictal, set_args, stall_env, tiny_training
 from ictal.corpus.synth import synthesize
 from ictal.io.lock import is_locked
 
@@ -25,10 +26,10 @@ def _sets(*pairs: str) -> list[str]:
     return set_args(*pairs)
 
 
-def _start(*args: str) -> subprocess.Popen:
+def _start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "ictal.cli", *args],
-        env=ictal_env(),
+        env=env or ictal_env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -101,12 +102,23 @@ def test_two_builds_started_together_end_with_one_cache(small, tmp_path):
 def test_sigterm_ends_the_build_and_its_workers_resumably(medium, tmp_path):
     cache = tmp_path / "cache"
     sets = _sets(f"corpus.root={medium}", f"cache.root={cache}")
-    proc = _start("build", "--workers", "2", *sets)
+    # Each process writes one recording's array, then its next write never starts: the build
+    # is still running when SIGTERM comes, however long this process waited to send it.
+    stalled = stall_env(f"{cache}/*.building-*/arrays/*", after=1)
+    proc = _start("build", "--workers", "2", *sets, env=stalled)
     _poll(lambda: _committed_records(cache) >= 1, proc=proc)
     children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
     assert len(children) >= 2, "workers (and the resource tracker) are running"
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        for pid in [proc.pid, *children]:
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+        raise AssertionError(
+            f"SIGTERM did not stop the build: {proc.communicate()[1][-2000:]}"
+        ) from None
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted, resumable" in err and "Traceback" not in err
     assert _gone(children) == [], "worker processes outlived the build"

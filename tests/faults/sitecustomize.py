@@ -9,6 +9,12 @@ let through in this process. Spawned workers inherit the environment and the fau
 With ICTAL_FAULT_AT=write (ENOSPC only), a matching write-open succeeds and the disk refuses
 the bytes instead, as when it fills while a file is written: the descriptor is /dev/full's
 (the kernel fails every write with ENOSPC) under the file's name.
+
+With ICTAL_FAULT_STALL (an fnmatch pattern of absolute paths) set instead, the write-open
+(``os.open``, as tempfile and the atomic writes use it) of a matching path, after
+ICTAL_FAULT_AFTER were let through, waits forever, in small interruptible sleeps: a process a
+test must catch in the middle of its work (to signal it) cannot finish first, however loaded
+the machine; the signal's exception ends the wait as it would end the write.
 """
 
 from __future__ import annotations
@@ -111,3 +117,22 @@ if _CODE:
         os.replace = _fault_move(_replace)
         os.unlink = os.remove = _fault_remove(_unlink)
         os.rmdir = _fault_remove(_rmdir)
+
+_STALL = os.environ.get("ICTAL_FAULT_STALL")
+if _STALL:
+    import time
+
+    _stall_left = [int(os.environ.get("ICTAL_FAULT_AFTER", "0"))]
+    _STALL_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+    _unstalled_open = os.open
+
+    def _stalling_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if flags & _STALL_WRITE and fnmatch.fnmatch(os.path.abspath(os.fsdecode(path)), _STALL):
+            if _stall_left[0] > 0:
+                _stall_left[0] -= 1
+            else:
+                while True:
+                    time.sleep(0.05)
+        return _unstalled_open(path, flags, *args, **kwargs)
+
+    os.open = _stalling_os_open
