@@ -61,13 +61,18 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     return env
 
 
-def stall_env(match: str, after: int = 0) -> dict[str, str]:
-    """Environment in which a process's write-open of a path matching ``match`` (after
-    ``after`` allowed ones) never returns, until a signal's exception ends it
-    (tests/faults/sitecustomize.py): it cannot finish before the test signals it."""
+def stall_env(
+    match: str, after: int = 0, at: str = "open", release: Path | None = None
+) -> dict[str, str]:
+    """Environment in which a process's write-open of a path matching ``match`` (``at``
+    "write": a write to such a file), after ``after`` allowed ones, waits until ``release``
+    exists or, without it, until a signal's exception ends it (tests/faults/sitecustomize.py):
+    the process cannot finish before the test signals it."""
     env = ictal_env()
     env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
-    env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after))
+    env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after), ICTAL_FAULT_STALL_AT=at)
+    if release is not None:
+        env["ICTAL_FAULT_RELEASE"] = str(release)
     return env
 
 

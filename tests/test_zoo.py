@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
+from conftest import run_ictal, settings, small_built_corpus, stall_env, tiny_training
 from ictal.config import ConfigError
 from ictal.models import build_model
 from ictal.models import selective_scan as scan
@@ -332,12 +332,17 @@ def _losses(run: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in rows if r["phase"] == "train"]
 
 
-def test_tcn_ssm_trains_and_resumes_exactly(corpus: Path) -> None:
+def test_tcn_ssm_trains_and_resumes_exactly(corpus: Path, tmp_path: Path) -> None:
     res = run_ictal("train", *settings(corpus, "runs-ssm-a", FAST, *SSM_TRAIN))
     assert res.returncode == 0, res.stderr[-2000:]
     (reference,) = (corpus / "runs-ssm-a").iterdir()
     args = settings(corpus, "runs-ssm-b", FAST, *SSM_TRAIN, "train.checkpoint_every_s=3600")
-    proc = subprocess.Popen([sys.executable, "-m", "ictal.cli", "train", *args], env=ictal_env(),
+    # A step takes about 20 ms: the third step's metrics line waits until SIGTERM has been
+    # sent, so the run is always stopped mid-epoch, however late this process sends it.
+    release = tmp_path / "release"
+    held = stall_env(f"{corpus}/runs-ssm-b/*/metrics.jsonl", after=2, at="write",
+                     release=release)  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "ictal.cli", "train", *args], env=held,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 60
@@ -348,10 +353,12 @@ def test_tcn_ssm_trains_and_resumes_exactly(corpus: Path) -> None:
         assert proc.poll() is None, proc.communicate()[1][-2000:]
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
+    release.touch()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
     (run,) = (corpus / "runs-ssm-b").iterdir()
     stopped = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert stopped["step"] < 8, "the run ended before it was stopped: nothing to resume"
+    assert stopped["step"] == 3, "stopped at the step boundary after the signal"
     res = run_ictal("train", "--resume", *args)
     assert res.returncode == 0, res.stderr[-2000:]
     assert [s for s, _ in _losses(run)] == list(range(1, 9))  # every step once

@@ -12,9 +12,12 @@ the bytes instead, as when it fills while a file is written: the descriptor is /
 
 With ICTAL_FAULT_STALL (an fnmatch pattern of absolute paths) set instead, the write-open
 (``os.open``, as tempfile and the atomic writes use it) of a matching path, after
-ICTAL_FAULT_AFTER were let through, waits forever, in small interruptible sleeps: a process a
-test must catch in the middle of its work (to signal it) cannot finish first, however loaded
-the machine; the signal's exception ends the wait as it would end the write.
+ICTAL_FAULT_AFTER were let through, waits, in short sleeps: a process a test must catch in the
+middle of its work (to signal it) cannot finish first, however loaded the machine. With
+ICTAL_FAULT_STALL_AT=write, the ``os.write`` calls to a descriptor ``os.open`` opened for such
+a path are counted instead (an append-only log: one write per line). The wait lasts until the
+path ICTAL_FAULT_RELEASE exists (a signal whose handler only sets a flag, as training's) or,
+without it, until a signal's exception ends it as it would end the write.
 """
 
 from __future__ import annotations
@@ -123,16 +126,35 @@ if _STALL:
     import time
 
     _stall_left = [int(os.environ.get("ICTAL_FAULT_AFTER", "0"))]
+    _stall_release = os.environ.get("ICTAL_FAULT_RELEASE")
     _STALL_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-    _unstalled_open = os.open
+    _unstalled_open, _unstalled_write, _unstalled_close = os.open, os.write, os.close
+    _watched: set[int] = set()  # descriptors of matching paths (ICTAL_FAULT_STALL_AT=write)
+
+    def _stall_here() -> None:
+        if _stall_left[0] > 0:
+            _stall_left[0] -= 1
+            return
+        while not (_stall_release and os.path.exists(_stall_release)):
+            time.sleep(0.02)
 
     def _stalling_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if flags & _STALL_WRITE and fnmatch.fnmatch(os.path.abspath(os.fsdecode(path)), _STALL):
-            if _stall_left[0] > 0:
-                _stall_left[0] -= 1
-            else:
-                while True:
-                    time.sleep(0.05)
-        return _unstalled_open(path, flags, *args, **kwargs)
+        hit = flags & _STALL_WRITE and fnmatch.fnmatch(os.path.abspath(os.fsdecode(path)), _STALL)
+        if hit and os.environ.get("ICTAL_FAULT_STALL_AT", "open") == "open":
+            _stall_here()
+        fd = _unstalled_open(path, flags, *args, **kwargs)
+        _watched.discard(fd)
+        if hit:
+            _watched.add(fd)
+        return fd
 
-    os.open = _stalling_os_open
+    def _stalling_os_write(fd, data):  # type: ignore[no-untyped-def]
+        if fd in _watched and os.environ.get("ICTAL_FAULT_STALL_AT") == "write":
+            _stall_here()
+        return _unstalled_write(fd, data)
+
+    def _stalling_os_close(fd):  # type: ignore[no-untyped-def]
+        _watched.discard(fd)
+        return _unstalled_close(fd)
+
+    os.open, os.write, os.close = _stalling_os_open, _stalling_os_write, _stalling_os_close
