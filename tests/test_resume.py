@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import stall_env
 from ictal.cache.build import build_cache
 from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
@@ -80,9 +81,12 @@ def cfg_sets(tmp: Path, runs: str, *extra: str):
     return load_config(None, sets_for(tmp, runs, *extra))
 
 
-def start(sets: list[str], resume: bool | str = False) -> subprocess.Popen:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+def start(
+    sets: list[str], resume: bool | str = False, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    if env is None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     arg = json.dumps({"sets": sets, "resume": resume})
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, arg],
@@ -135,7 +139,10 @@ def assert_same_weights(a: Path, b: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_exact(cache):
     reference = start(sets_for(cache, "runs_a"))
-    killed = start(sets_for(cache, "runs_b"))
+    # metrics.jsonl's 12th line (step 10's: six steps, a validate and an epoch line per
+    # epoch) waits for the kill, so it lands mid epoch 2 however late it is sent.
+    held = stall_env(f"{cache}/runs_b/*/metrics.jsonl", after=11, at="write")
+    killed = start(sets_for(cache, "runs_b"), env=held)
     run_b = wait_for_step(cache / "runs_b", 9, killed)  # 6 steps per epoch: mid epoch 2
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
@@ -160,16 +167,20 @@ def test_sigkill_mid_epoch_then_resume_is_exact(cache):
 
 
 @pytest.mark.slow
-def test_sigterm_checkpoints_stops_and_resumes(cache):
-    proc = start(sets_for(cache, "runs_term", "train.checkpoint_every_s=3600"))
+def test_sigterm_checkpoints_stops_and_resumes(cache, tmp_path):
+    # step 5's metrics line waits until SIGTERM is sent: the run cannot end first
+    release = tmp_path / "release"
+    held = stall_env(f"{cache}/runs_term/*/metrics.jsonl", after=4, at="write", release=release)
+    proc = start(sets_for(cache, "runs_term", "train.checkpoint_every_s=3600"), env=held)
     run = wait_for_step(cache / "runs_term", 4, proc)
     proc.send_signal(signal.SIGTERM)
+    release.touch()
     result = finish(proc)
     assert result["state"] == "stopped"
     beat = read_heartbeat(run / HEARTBEAT)
     assert beat["state"] == "stopped"
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")  # written on the signal
-    assert ckpt["step"] >= 4
+    assert ckpt["step"] == 5
     assert train_losses(run)[-1][0] >= ckpt["step"]
 
     done = finish(start(sets_for(cache, "runs_term"), resume=True))
