@@ -62,18 +62,25 @@ def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
 
 
 def stall_env(
-    match: str, after: int = 0, at: str = "open", release: Path | None = None
+    match: str, after: int = 0, release: Path | None = None, line: str | None = None
 ) -> dict[str, str]:
-    """Environment in which a process's write-open of a path matching ``match`` (``at``
-    "write": a write to such a file), after ``after`` allowed ones, waits until ``release``
-    exists or, without it, until a signal's exception ends it (tests/faults/sitecustomize.py):
-    the process cannot finish before the test signals it."""
+    """Environment in which a process's write-open of a path matching ``match`` (with
+    ``line``: its write of the line holding that text), after ``after`` allowed ones, waits
+    until ``release`` exists or, without it, until a signal's exception ends it
+    (tests/faults/sitecustomize.py): the process cannot finish before the test signals it."""
     env = ictal_env()
     env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
-    env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after), ICTAL_FAULT_STALL_AT=at)
+    env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after))
+    if line is not None:
+        env.update(ICTAL_FAULT_STALL_AT="write", ICTAL_FAULT_STALL_CONTAINS=line)
     if release is not None:
         env["ICTAL_FAULT_RELEASE"] = str(release)
     return env
+
+
+def train_line(step: int) -> str:
+    """The text that marks step ``step``'s train line in metrics.jsonl (for ``stall_env``)."""
+    return f'"step":{step},"step_in_epoch"'
 
 
 def torchless_env(tmp: Path) -> tuple[dict[str, str], Path]:

@@ -16,7 +16,15 @@ import psutil
 import pytest
 import torch
 
-from conftest import ictal_env, run_ictal, settings, small_built_corpus, tiny_training
+from conftest import (
+    ictal_env,
+    run_ictal,
+    settings,
+    small_built_corpus,
+    stall_env,
+    tiny_training,
+    train_line,
+)
 from ictal.models.checkpoint import load_checkpoint
 from ictal.runs.heartbeat import read_heartbeat
 from ictal.runs.metrics import read_metrics
@@ -125,7 +133,9 @@ def _step(runs: Path) -> int:
 def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built, reference):
     runs = built / "runs-kill"
     sets = _sets(built, "runs-kill", *KILLABLE)
-    job = _torchrun(["train", *sets], start_new_session=True)
+    # rank 0's line of step 9 waits for the kill: the job is always killed mid-run
+    held = stall_env(f"{runs}/*/metrics.jsonl", line=train_line(9))
+    job = _torchrun(["train", *sets], start_new_session=True, env=held)
     deadline = time.monotonic() + 120
 
     while _step(runs) < 8 and job.poll() is None and time.monotonic() < deadline:
@@ -133,6 +143,7 @@ def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built, refere
     assert job.poll() is None, "the job ended before the kill: the test proves nothing"
     os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a crashed machine
     job.communicate()
+    assert _step(runs) == 8, "killed while step 9's line was held"
     run = _run(runs)
     assert read_heartbeat(run / "heartbeat.json")["state"] != "done", "killed after the end"
     again = _torchrun(["train", *sets, "--resume"])
@@ -141,9 +152,12 @@ def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built, refere
     _same_weights(run, reference)
 
 
-def test_a_dead_rank_ends_the_job_and_the_run_resumes_exactly(built, reference):
+def test_a_dead_rank_ends_the_job_and_the_run_resumes_exactly(built, reference, tmp_path):
     runs = built / "runs-dead"
-    job = _torchrun(["train", *_sets(built, "runs-dead", *KILLABLE)])
+    # rank 0's line of step 9 waits until rank 1 is killed: the job cannot end first
+    release = tmp_path / "release"
+    held = stall_env(f"{runs}/*/metrics.jsonl", line=train_line(9), release=release)
+    job = _torchrun(["train", *_sets(built, "runs-dead", *KILLABLE)], env=held)
     deadline = time.monotonic() + 120
     ranks: list[psutil.Process] = []
     while time.monotonic() < deadline and len(ranks) < 2:
@@ -154,6 +168,8 @@ def test_a_dead_rank_ends_the_job_and_the_run_resumes_exactly(built, reference):
     assert job.poll() is None and len(ranks) == 2, "the job ended before the kill"
     (writer_not,) = [p for p in ranks if p.environ().get("RANK") == "1"]
     writer_not.send_signal(signal.SIGKILL)  # rank 1 alone: rank 0 must not wait for it forever
+    assert _step(runs) == 8, "rank 1 killed while rank 0 held step 9's line"
+    release.touch()
     t = time.monotonic()
     _, err = job.communicate(timeout=180)
     assert job.returncode != 0 and time.monotonic() - t < 120, "the job hung"

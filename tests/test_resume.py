@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import stall_env
+from conftest import stall_env, train_line
 from ictal.cache.build import build_cache
 from ictal.config_file import load_config
 from ictal.corpus.synth import synthesize
@@ -139,13 +139,13 @@ def assert_same_weights(a: Path, b: Path) -> None:
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_is_exact(cache):
     reference = start(sets_for(cache, "runs_a"))
-    # metrics.jsonl's 12th line (step 10's: six steps, a validate and an epoch line per
-    # epoch) waits for the kill, so it lands mid epoch 2 however late it is sent.
-    held = stall_env(f"{cache}/runs_b/*/metrics.jsonl", after=11, at="write")
+    # step 10's metrics line waits for the kill, so it lands mid epoch 2 however late it is sent
+    held = stall_env(f"{cache}/runs_b/*/metrics.jsonl", line=train_line(10))
     killed = start(sets_for(cache, "runs_b"), env=held)
     run_b = wait_for_step(cache / "runs_b", 9, killed)  # 6 steps per epoch: mid epoch 2
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=30)
+    assert train_losses(run_b)[-1][0] == 9, "killed while step 10's line was held"
     done_a = finish(reference)
     ckpt = load_checkpoint(run_b / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["step_in_epoch"] > 0, "kill was not mid-epoch"
@@ -170,7 +170,7 @@ def test_sigkill_mid_epoch_then_resume_is_exact(cache):
 def test_sigterm_checkpoints_stops_and_resumes(cache, tmp_path):
     # step 5's metrics line waits until SIGTERM is sent: the run cannot end first
     release = tmp_path / "release"
-    held = stall_env(f"{cache}/runs_term/*/metrics.jsonl", after=4, at="write", release=release)
+    held = stall_env(f"{cache}/runs_term/*/metrics.jsonl", line=train_line(5), release=release)
     proc = start(sets_for(cache, "runs_term", "train.checkpoint_every_s=3600"), env=held)
     run = wait_for_step(cache / "runs_term", 4, proc)
     proc.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_ictal, settings, small_built_corpus, stall_env, tiny_training
+from conftest import run_ictal, settings, small_built_corpus, stall_env, tiny_training, train_line
 from ictal.config import ConfigError
 from ictal.models import build_model
 from ictal.models import selective_scan as scan
@@ -340,7 +340,7 @@ def test_tcn_ssm_trains_and_resumes_exactly(corpus: Path, tmp_path: Path) -> Non
     # A step takes about 20 ms: the third step's metrics line waits until SIGTERM has been
     # sent, so the run is always stopped mid-epoch, however late this process sends it.
     release = tmp_path / "release"
-    held = stall_env(f"{corpus}/runs-ssm-b/*/metrics.jsonl", after=2, at="write",
+    held = stall_env(f"{corpus}/runs-ssm-b/*/metrics.jsonl", line=train_line(3),
                      release=release)  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "ictal.cli", "train", *args], env=held,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -15,7 +15,8 @@ With ICTAL_FAULT_STALL (an fnmatch pattern of absolute paths) set instead, the w
 ICTAL_FAULT_AFTER were let through, waits, in short sleeps: a process a test must catch in the
 middle of its work (to signal it) cannot finish first, however loaded the machine. With
 ICTAL_FAULT_STALL_AT=write, the ``os.write`` calls to a descriptor ``os.open`` opened for such
-a path are counted instead (an append-only log: one write per line). The wait lasts until the
+a path are counted instead (an append-only log: one write per line), only those whose bytes
+hold ICTAL_FAULT_STALL_CONTAINS when it is set (one line of the log). The wait lasts until the
 path ICTAL_FAULT_RELEASE exists (a signal whose handler only sets a flag, as training's) or,
 without it, until a signal's exception ends it as it would end the write.
 """
@@ -148,8 +149,11 @@ if _STALL:
             _watched.add(fd)
         return fd
 
+    _stall_contains = os.environ.get("ICTAL_FAULT_STALL_CONTAINS", "").encode()
+
     def _stalling_os_write(fd, data):  # type: ignore[no-untyped-def]
-        if fd in _watched and os.environ.get("ICTAL_FAULT_STALL_AT") == "write":
+        at_write = os.environ.get("ICTAL_FAULT_STALL_AT") == "write"
+        if fd in _watched and at_write and _stall_contains in bytes(data):
             _stall_here()
         return _unstalled_write(fd, data)
 
