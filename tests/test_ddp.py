@@ -5,7 +5,6 @@ SIGKILL of the whole job, and a dead rank ends the job instead of hanging it."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -135,14 +134,21 @@ def test_sigkill_of_the_job_then_resume_ends_with_the_same_weights(built, refere
     sets = _sets(built, "runs-kill", *KILLABLE)
     # rank 0's line of step 9 waits for the kill: the job is always killed mid-run
     held = stall_env(f"{runs}/*/metrics.jsonl", line=train_line(9))
-    job = _torchrun(["train", *sets], start_new_session=True, env=held)
+    job = _torchrun(["train", *sets], env=held)
     deadline = time.monotonic() + 120
 
     while _step(runs) < 8 and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert job.poll() is None, "the job ended before the kill: the test proves nothing"
-    os.killpg(job.pid, signal.SIGKILL)  # the launcher and both ranks, as a crashed machine
+    # the launcher and both ranks at once, as a crashed machine (torchrun starts each rank in
+    # a session of its own, so the launcher's process group does not hold them)
+    every = [psutil.Process(job.pid), *psutil.Process(job.pid).children(recursive=True)]
+    assert len(every) >= 3, "the launcher and its two ranks"
+    for proc in every:
+        proc.kill()
     job.communicate()
+    _, alive = psutil.wait_procs(every, timeout=30)
+    assert not alive, f"left running: {alive}"
     assert _step(runs) == 8, "killed while step 9's line was held"
     run = _run(runs)
     assert read_heartbeat(run / "heartbeat.json")["state"] != "done", "killed after the end"

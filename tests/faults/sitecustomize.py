@@ -18,7 +18,8 @@ ICTAL_FAULT_STALL_AT=write, the ``os.write`` calls to a descriptor ``os.open`` o
 a path are counted instead (an append-only log: one write per line), only those whose bytes
 hold ICTAL_FAULT_STALL_CONTAINS when it is set (one line of the log). The wait lasts until the
 path ICTAL_FAULT_RELEASE exists (a signal whose handler only sets a flag, as training's) or,
-without it, until a signal's exception ends it as it would end the write.
+without it, until a signal's exception ends it as it would end the write; after 10 minutes
+(a test that failed before it signalled) the process goes on.
 """
 
 from __future__ import annotations
@@ -136,7 +137,10 @@ if _STALL:
         if _stall_left[0] > 0:
             _stall_left[0] -= 1
             return
+        give_up = time.monotonic() + 600.0  # a test that failed before its signal
         while not (_stall_release and os.path.exists(_stall_release)):
+            if time.monotonic() > give_up:
+                return
             time.sleep(0.02)
 
     def _stalling_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
