@@ -129,6 +129,8 @@ if _STALL:
 
     _stall_left = [int(os.environ.get("ICTAL_FAULT_AFTER", "0"))]
     _stall_release = os.environ.get("ICTAL_FAULT_RELEASE")
+    _stall_at_write = os.environ.get("ICTAL_FAULT_STALL_AT", "open") == "write"
+    _stall_contains = os.environ.get("ICTAL_FAULT_STALL_CONTAINS", "").encode()
     _STALL_WRITE = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
     _unstalled_open, _unstalled_write, _unstalled_close = os.open, os.write, os.close
     _watched: set[int] = set()  # descriptors of matching paths (ICTAL_FAULT_STALL_AT=write)
@@ -145,7 +147,7 @@ if _STALL:
 
     def _stalling_os_open(path, flags, *args, **kwargs):  # type: ignore[no-untyped-def]
         hit = flags & _STALL_WRITE and fnmatch.fnmatch(os.path.abspath(os.fsdecode(path)), _STALL)
-        if hit and os.environ.get("ICTAL_FAULT_STALL_AT", "open") == "open":
+        if hit and not _stall_at_write:
             _stall_here()
         fd = _unstalled_open(path, flags, *args, **kwargs)
         _watched.discard(fd)
@@ -153,11 +155,8 @@ if _STALL:
             _watched.add(fd)
         return fd
 
-    _stall_contains = os.environ.get("ICTAL_FAULT_STALL_CONTAINS", "").encode()
-
     def _stalling_os_write(fd, data):  # type: ignore[no-untyped-def]
-        at_write = os.environ.get("ICTAL_FAULT_STALL_AT") == "write"
-        if fd in _watched and at_write and _stall_contains in bytes(data):
+        if _stall_at_write and fd in _watched and _stall_contains in bytes(data):
             _stall_here()
         return _unstalled_write(fd, data)
 
