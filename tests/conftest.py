@@ -52,11 +52,18 @@ def ictal_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _faults_env() -> dict[str, str]:
+    """``ictal_env()`` with tests/faults first on the path: its sitecustomize acts on the
+    ICTAL_FAULT_* variables the caller sets."""
+    env = ictal_env()
+    env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
+    return env
+
+
 def fault_env(code: str, match: str, after: int = 0) -> dict[str, str]:
     """Environment that makes the OS refuse writes to paths matching ``match`` with errno
     ``code`` (after ``after`` allowed ones), through tests/faults/sitecustomize.py."""
-    env = ictal_env()
-    env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
+    env = _faults_env()
     env.update(ICTAL_FAULT_ERRNO=code, ICTAL_FAULT_MATCH=match, ICTAL_FAULT_AFTER=str(after))
     return env
 
@@ -68,8 +75,7 @@ def stall_env(
     ``line``: its write of the line holding that text), after ``after`` allowed ones, waits
     until ``release`` exists or, without it, until a signal's exception ends it
     (tests/faults/sitecustomize.py): the process cannot finish before the test signals it."""
-    env = ictal_env()
-    env["PYTHONPATH"] = str(ROOT / "tests" / "faults") + os.pathsep + env["PYTHONPATH"]
+    env = _faults_env()
     env.update(ICTAL_FAULT_STALL=match, ICTAL_FAULT_AFTER=str(after))
     if line is not None:
         env.update(ICTAL_FAULT_STALL_AT="write", ICTAL_FAULT_STALL_CONTAINS=line)
