@@ -107,3 +107,32 @@ def test_freed_blocks_are_reused_not_faulted_in_again():
     assert first > 0 and after >= 15 * first  # the C library's default: fresh pages each time
     first, after = _faults_of_blocks_freed_and_taken_again(keep=True)
     assert first > 0 and after <= first // 2  # kept: the first block's pages, reused
+
+
+_FROZEN_AT_EXIT = (
+    "import atexit, gc, sys\n"
+    "say = lambda when: print(when, gc.get_freeze_count() > 0, flush=True)\n"
+    "atexit.register(say, 'last:')  # registered before: run after\n"
+    "{set_up}\n"
+    "atexit.register(say, 'first:')  # registered after: run before\n"
+)
+
+
+@pytest.mark.parametrize(
+    "set_up",
+    [
+        "from ictal.machine import spare_the_last_collection; spare_the_last_collection()",
+        "import os\nfrom ictal.parallel.executors import _init_worker\n_init_worker(os.getppid())",
+        "from ictal.cli.exits import main\nsys.argv = ['ictal', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass",
+    ],
+    ids=["machine", "pool-worker", "command-line"],
+)
+def test_the_exit_spares_the_last_collection_after_the_other_exit_handlers(set_up):
+    """The objects alive at exit are frozen (the interpreter's last full collection skips
+    them) only once every exit handler registered after the set-up has run: theirs may still
+    need the collector."""
+    res = _fresh(_FROZEN_AT_EXIT.format(set_up=set_up))
+    assert res.returncode == 0, res.stderr[-2000:]
+    seen = [line for line in res.stdout.splitlines() if line.endswith(("True", "False"))]
+    assert seen == ["first: False", "last: True"]

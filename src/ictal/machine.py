@@ -5,8 +5,10 @@ memory."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
+import gc
 import importlib.util
 import os
 import sys
@@ -70,6 +72,15 @@ def keep_freed_memory() -> bool:
         return False
     size = ctypes.c_int(KEEP_BLOCKS_UP_TO)
     return bool(mallopt(M_MMAP_THRESHOLD, size)) and bool(mallopt(M_TRIM_THRESHOLD, size))
+
+
+def spare_the_last_collection() -> None:
+    """At exit, after the other exit handlers, put every object still alive out of the cyclic
+    collector's reach: the interpreter's last full collection would walk them all to free
+    memory the process hands back anyway (0.3 s of every process that imported torch).
+    Objects are still released, and files flushed, as the interpreter tears its modules down.
+    Called first thing by what owns its process (the command line, a pool worker's set-up)."""
+    atexit.register(gc.freeze)  # registered first, so run last
 
 
 # The libraries through which torch.cuda sees a GPU: CUDA builds and ROCm builds (whose GPUs
