@@ -8,7 +8,9 @@ build's EEG-hours per second, and one log append (a framed write, group-commit f
 1 % of a recording's detection time. Where a detect spends its time is printed from its
 records (read, preprocess, infer per recording) against the whole process. The checkpoint's
 ONNX export (`ictal export`, run by `ictal detect --model` on onnxruntime, without
-importing torch) is timed beside it.
+importing torch) is timed beside it. Last, detect's floor on this machine: its CPU seconds
+spread over every core, and the chain one core must run in order (``import torch``, timed in
+a fresh interpreter, then the model's inference): no schedule of this work is faster.
 
 Run: PYTHONPATH=src python bench/detect.py [--patients 8 --hours 6] [--repeats 3] [--workdir D]
 """
@@ -75,6 +77,29 @@ def log_append_s(n: int = 2000) -> float:
             w.append(record)
         w.close()
         return (time.perf_counter() - t) / n
+
+
+def torch_import_s(repeats: int) -> float:
+    """Wall seconds of ``import torch`` in a fresh interpreter, best of ``repeats``: what a
+    detect on a torch checkpoint pays before its model can run."""
+    code = "import time; t = time.perf_counter(); import torch; print(time.perf_counter() - t)"
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout for _ in range(max(1, repeats))]  # fmt: skip
+    return min(float(r) for r in runs)
+
+
+def floor_line(b_wall: float, d_cpu: float, torch_s: float, infer_s: float) -> str:
+    """The least wall time this detect could take on this machine, two ways: its CPU work
+    spread over every core with no wait at all, and the part one core must do in order (the
+    model cannot run before torch is imported); against the build."""
+    cores = os.cpu_count() or 1
+    spread = d_cpu / cores
+    chain = torch_s + infer_s
+    best = max(spread, chain)
+    return (f"detect's floor here: its {d_cpu:.2f} CPU s over {cores} cores = {spread:.2f} s; "
+            f"import torch {torch_s:.2f} s then the model {infer_s:.2f} s, in order on one "
+            f"core = {chain:.2f} s; so at best {best:.2f} s, {b_wall / best:.2f}x the build's "
+            f"{b_wall:.2f} s with no process start and no wait")  # fmt: skip
 
 
 def main() -> None:
@@ -149,6 +174,7 @@ def main() -> None:
           f"the two overlap in {d_wall:.2f} s wall")  # fmt: skip
     print(f"the ONNX export (onnxruntime, no torch) gives {'the same' if same else 'OTHER'} "
           "events.csv as the checkpoint")  # fmt: skip
+    print(floor_line(b_wall, d_cpu, torch_import_s(args.repeats), spent.get("infer_s", 0.0)))
     share = append / per_record
     print(f"record log: {append * 1e6:.1f} us per append = {share:.4%} of a recording's "
           f"{per_record:.2f} s")  # fmt: skip
