@@ -83,16 +83,12 @@ def _faults_of_blocks_freed_and_taken_again(keep: bool) -> tuple[int, int]:
     (a training step's tensors), with or without ``keep_freed_memory`` first: the first
     time, and the 19 times after it."""
     code = (
-        "import resource, sys\n"
-        "import numpy as np\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from memory_probe import freed_block_refaults\n"
         "from ictal.machine import keep_freed_memory\n"
         f"if {keep} and not keep_freed_memory(): sys.exit(7)\n"
-        "faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-        "seen = []\n"
-        "for _ in range(20):\n"
-        "    before = faults(); a = np.empty(8 << 20); a[::512] = 1.0; del a\n"
-        "    seen.append(faults() - before)\n"
-        "print(seen[0], sum(seen[1:]))\n"
+        "print(*freed_block_refaults())\n"
     )
     res = _fresh(code)
     if res.returncode == 7:

@@ -184,6 +184,29 @@ def test_a_build_joins_a_running_cluster_by_address(corpus, head, tmp_path):
     assert _tree(tmp_path / "c") == reference
 
 
+def test_a_ray_worker_is_set_up_as_a_local_pool_worker(head):
+    """A Ray worker of an Ictal job keeps freed memory for reuse, as the command line and a
+    local pool worker do (``machine.own_process``): the same task runs the same way wherever
+    it runs. (By default each 64 MB block taken again faults in fresh pages.)"""
+    address, _ = head
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import memory_probe\n"
+        "from ictal.parallel.cluster import RayExecutor\n"
+        f"execu = RayExecutor(None, {address!r})\n"
+        "import ray.cloudpickle\n"
+        "ray.cloudpickle.register_pickle_by_value(memory_probe)  # workers cannot import tests/\n"
+        "probe = lambda _: memory_probe.freed_block_refaults()\n"
+        "print(*next(execu.map_unordered(probe, [0])))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
+                         text=True, timeout=300, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    first, after = map(int, res.stdout.split()[-2:])
+    assert first > 0 and after <= first // 2, (first, after)
+
+
 def test_an_address_where_no_cluster_listens_is_refused_at_once(corpus, tmp_path):
     import socket
 

@@ -62,8 +62,8 @@ def keep_freed_memory() -> bool:
     above its mmap threshold (128 kB, rising to 32 MB) back to the kernel when freed, so a
     CPU training step's tensors came back each step as fresh pages (2.4 million page faults,
     a third of the CPU time of a small run). The process keeps its peak instead (about 10 %
-    more). Process-wide, so only what owns its process calls it: the command line's entry
-    and a pool worker's set-up. False where the C library is not glibc (nothing done)."""
+    more). Process-wide, so only what owns its process calls it (``own_process``). False
+    where the C library is not glibc (nothing done)."""
     try:
         if not os.confstr("CS_GNU_LIBC_VERSION"):
             return False
@@ -79,8 +79,16 @@ def spare_the_last_collection() -> None:
     collector's reach: the interpreter's last full collection would walk them all to free
     memory the process hands back anyway (0.3 s of every process that imported torch).
     Objects are still released, and files flushed, as the interpreter tears its modules down.
-    Called first thing by what owns its process (the command line, a pool worker's set-up)."""
+    Called first thing by what owns its process (``own_process``)."""
     atexit.register(gc.freeze)  # registered first, so run last
+
+
+def own_process() -> None:
+    """The process-wide settings of every process Ictal owns, set first thing by each alike
+    (the command line's entry, a local pool worker, a Ray worker), so that the same work
+    runs the same way wherever it runs: freed memory kept, no last collection at exit."""
+    spare_the_last_collection()
+    keep_freed_memory()
 
 
 # The libraries through which torch.cuda sees a GPU: CUDA builds and ROCm builds (whose GPUs

@@ -25,7 +25,7 @@ import typer.main
 
 from ictal.cli.app import CURRENT, app
 from ictal.errors import Ending, ExitCode, IctalError
-from ictal.machine import keep_freed_memory, spare_the_last_collection
+from ictal.machine import own_process
 from ictal.ui import echo
 
 # Storage errors that are the user's to fix (a full disk, a path that is not writable...).
@@ -186,11 +186,10 @@ def main() -> None:
     """Console-script entry point: exit codes scripts trust, and SIGINT and SIGTERM unwinding
     every command alike (exit 130), installed here whatever the process inherited: a
     background job of a script starts with SIGINT ignored, and would run on after
-    ``kill -INT``. Freed memory is kept for reuse (``machine.keep_freed_memory``): a command
-    allocates the same large arrays over and over; the exit skips the interpreter's last
-    walk over every object (``machine.spare_the_last_collection``)."""
-    spare_the_last_collection()
-    keep_freed_memory()
+    ``kill -INT``. The process-wide settings first (``machine.own_process``): freed memory
+    kept for reuse (a command allocates the same large arrays over and over), and no last
+    walk over every object at exit."""
+    own_process()
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.exit(run())

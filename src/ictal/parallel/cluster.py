@@ -5,7 +5,8 @@ instance started for the command and stopped after it.
 Each task asks for ``ray.cpus_per_task`` CPUs (and ``ray.memory_gb_per_task``); a task whose
 worker dies is retried (``ray.max_retries``). At most twice the cluster's CPUs of tasks are
 in flight, so a kill of the driver loses little. Results come back as they finish; the
-caller writes what only it may write (a cache's manifest, the log's outputs).
+caller writes what only it may write (a cache's manifest, the log's outputs). Each Ray
+worker of the job is set up as a local pool worker is (``set_up_worker``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,21 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ictal.errors import ExitCode, IctalError, UsageError
-from ictal.machine import usable_cpus
+from ictal.machine import own_process, usable_cpus
 from ictal.parallel.executors import SINGLE_THREAD_ENV, WorkerDied
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def set_up_worker() -> None:
+    """Each Ray worker process of an Ictal job, before its first task (Ray's
+    ``worker_process_setup_hook``): the settings of every process Ictal owns, as a local pool
+    worker takes them (its threads come from ``SINGLE_THREAD_ENV``, set as the job's)."""
+    own_process()
+
+
+SET_UP = f"{__name__}.{set_up_worker.__name__}"  # by name: each worker imports it itself
 
 RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'ictal[ray]'"
 
@@ -100,7 +111,7 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return
-        env = {"env_vars": dict(SINGLE_THREAD_ENV)}
+        env = {"env_vars": dict(SINGLE_THREAD_ENV), "worker_process_setup_hook": SET_UP}
         try:
             if self.address:
                 ray.init(address=self.address, runtime_env=env, log_to_driver=False,

@@ -22,7 +22,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from ictal.errors import ExitCode, IctalError, PreflightError
-from ictal.machine import keep_freed_memory, spare_the_last_collection
+from ictal.machine import own_process
 from ictal.parallel.supervisor import signal_on_parent_death, stop
 
 T = TypeVar("T")
@@ -62,12 +62,11 @@ class SerialExecutor:
 
 
 def _init_worker(parent: int) -> None:
-    """Worker set-up: single-threaded math, freed memory kept for the next task's arrays,
-    Ctrl-C left to the coordinator (which ends the workers itself), and an exit as soon as
-    the coordinator is gone, even by SIGKILL; no last walk over every object at its exit."""
+    """Worker set-up: single-threaded math, the settings of every process Ictal owns (freed
+    memory kept for the next task's arrays), Ctrl-C left to the coordinator (which ends the
+    workers itself), and an exit as soon as the coordinator is gone, even by SIGKILL."""
     os.environ.update(SINGLE_THREAD_ENV)
-    spare_the_last_collection()
-    keep_freed_memory()
+    own_process()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
 
