@@ -198,13 +198,37 @@ def test_a_ray_worker_is_set_up_as_a_local_pool_worker(head):
         "import ray.cloudpickle\n"
         "ray.cloudpickle.register_pickle_by_value(memory_probe)  # workers cannot import tests/\n"
         "probe = lambda _: memory_probe.freed_block_refaults()\n"
-        "print(*next(execu.map_unordered(probe, [0])))\n"
+        "(counts,) = execu.map_unordered(probe, [0])  # all of it: Ray stopped after\n"
+        "print(*counts)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
                          text=True, timeout=300, check=False)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     first, after = map(int, res.stdout.split()[-2:])
     assert first > 0 and after <= first // 2, (first, after)
+
+
+def test_a_node_whose_workers_cannot_set_up_is_named_with_its_fix(corpus, head, tmp_path):
+    """Workers that cannot import their set-up (a node without ictal, played here by a set-up
+    of a module no node has) die before their first task: after the retries, exit 3 and one
+    message that says so and how to fix it, never a bare "out of memory" or a traceback."""
+    (root, _), (address, _) = corpus, head
+    argv = ["ictal", "build", "--executor", "ray", "--address", address,
+            *_sets(root, tmp_path / "c")]  # fmt: skip
+    code = (
+        "import sys\n"
+        "import ictal.parallel.cluster as cluster\n"
+        "cluster.SET_UP = 'ictal_absent_from_this_node.set_up_worker'\n"
+        "from ictal.cli.exits import main\n"
+        f"sys.argv = {argv!r}\n"
+        "main()\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], env=ictal_env(), capture_output=True,
+                         text=True, timeout=300, check=False)  # fmt: skip
+    assert res.returncode == 3, res.stderr[-3000:]
+    said = [line for line in res.stderr.splitlines() if "a Ray worker died" in line]
+    assert len(said) == 1 and "could not start" in said[0], res.stderr[-3000:]
+    assert "install this ictal on every node" in res.stderr
 
 
 def test_an_address_where_no_cluster_listens_is_refused_at_once(corpus, tmp_path):

@@ -160,9 +160,11 @@ class RayExecutor:
         except WorkerCrashedError as exc:
             raise WorkerDied(
                 f"a Ray worker died {self.options['max_retries'] + 1} times on one task "
-                "(killed, or out of memory); everything finished before is kept\n  fix: run "
-                "the same command again (it resumes); raise ray.memory_gb_per_task or give "
-                "the cluster more memory"
+                "(killed, out of memory, or it could not start: its set-up imports ictal, "
+                f"{SET_UP}); everything finished before is kept\n  fix: run the same "
+                "command again (it resumes); raise ray.memory_gb_per_task or give the "
+                "cluster more memory; install this ictal on every node of the cluster "
+                "(`python -c 'import ictal'` there)"
             ) from exc
         except RayTaskError as exc:
             if isinstance(exc.cause, IctalError):  # said in one line, as a local worker's
