@@ -158,8 +158,9 @@ class RayExecutor:
         try:
             return self.ray.get(ref)
         except WorkerCrashedError as exc:
+            tries = self.options["max_retries"] + 1
             raise WorkerDied(
-                f"a Ray worker died {self.options['max_retries'] + 1} times on one task "
+                f"a Ray worker died {'once' if tries == 1 else f'{tries} times'} on one task "
                 "(killed, out of memory, or it could not start: its set-up imports ictal, "
                 f"{SET_UP}); everything finished before is kept\n  fix: run the same "
                 "command again (it resumes); raise ray.memory_gb_per_task or give the "
