@@ -6,7 +6,7 @@ Each task asks for ``ray.cpus_per_task`` CPUs (and ``ray.memory_gb_per_task``); 
 worker dies is retried (``ray.max_retries``). At most twice the cluster's CPUs of tasks are
 in flight, so a kill of the driver loses little. Results come back as they finish; the
 caller writes what only it may write (a cache's manifest, the log's outputs). Each Ray
-worker of the job is set up as a local pool worker is (``set_up_worker``).
+worker of the job is set up as a local pool worker is (``SET_UP``).
 """
 
 from __future__ import annotations
@@ -24,14 +24,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def set_up_worker() -> None:
-    """Each Ray worker process of an Ictal job, before its first task (Ray's
-    ``worker_process_setup_hook``): the settings of every process Ictal owns, as a local pool
-    worker takes them (its threads come from ``SINGLE_THREAD_ENV``, set as the job's)."""
-    own_process()
-
-
-SET_UP = f"{__name__}.{set_up_worker.__name__}"  # by name: each worker imports it itself
+# Ray's worker_process_setup_hook, by name (each worker imports it itself before its first
+# task): the settings of every process Ictal owns, as a local pool worker takes them (its
+# threads come from SINGLE_THREAD_ENV, set as the job's).
+SET_UP = f"{own_process.__module__}.{own_process.__name__}"
 
 RAY_MISSING = "--executor ray needs Ray, an optional extra: pip install 'ictal[ray]'"
 
